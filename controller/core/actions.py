@@ -1,0 +1,119 @@
+"""Actions: everything the core asks the outside world to do. Plain data.
+
+Relay and pilot actions are performed at once by the shell; the reporting
+actions go to the protocol adapter, which turns them into OCPP messages.
+``at`` is the core's time (seconds since the epoch) when the fact happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evcp.core.model import ConnectorStatus, ErrorCode, StopReason
+
+
+@dataclass(frozen=True)
+class CloseRelay:
+    connector: int
+
+
+@dataclass(frozen=True)
+class OpenRelay:
+    connector: int
+    why: str
+
+
+@dataclass(frozen=True)
+class OfferCurrent:
+    """Signal the EV it may draw up to ``amps`` (pilot PWM); None = no PWM (+12 V)."""
+
+    connector: int
+    amps: float | None
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    connector: int
+    status: ConnectorStatus
+    error_code: ErrorCode
+    at: float
+    info: str = ""
+
+
+@dataclass(frozen=True)
+class RequestAuthorization:
+    id_tag: str
+
+
+@dataclass(frozen=True)
+class StartTransaction:
+    """Ask the central system to open a transaction; answered by TransactionStartConfirmed."""
+
+    connector: int
+    local_id: int
+    id_tag: str
+    meter_start_wh: int
+    at: float
+
+
+@dataclass(frozen=True)
+class StopTransaction:
+    connector: int
+    local_id: int
+    transaction_id: int | None
+    id_tag: str | None
+    meter_stop_wh: int
+    at: float
+    reason: StopReason
+
+
+@dataclass(frozen=True)
+class ReportMeterValues:
+    """A meter reading to report; local_id is the running transaction, if any."""
+
+    connector: int
+    local_id: int | None
+    transaction_id: int | None
+    energy_wh: float
+    power_w: float
+    current_a: tuple[float, ...]
+    voltage_v: tuple[float, ...]
+    at: float
+    context: str
+    """"Sample.Periodic", "Sample.Clock", "Transaction.Begin", "Transaction.End" or "Trigger"."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to a command event (RemoteStartRequested, ResetRequested, ...)."""
+
+    status: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A decision worth a line in the main log (why a session did not start, ...)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Every transaction has been reported stopped; restart the application."""
+
+    hard: bool
+
+
+Action = (
+    CloseRelay
+    | OpenRelay
+    | OfferCurrent
+    | StatusChanged
+    | RequestAuthorization
+    | StartTransaction
+    | StopTransaction
+    | ReportMeterValues
+    | Answer
+    | Notice
+    | Restart
+)

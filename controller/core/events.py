@@ -1,0 +1,117 @@
+"""Events: everything the core hears about. Plain data, no behaviour.
+
+Connector ids start at 1; connector 0 means the charge point as a whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evcp.core.model import AuthStatus, Device
+
+
+@dataclass(frozen=True)
+class PilotChanged:
+    """The debounced control-pilot state of a connector changed (IEC 61851-1 A..F)."""
+
+    connector: int
+    state: str
+
+
+@dataclass(frozen=True)
+class TagPresented:
+    """A card was presented at the reader (one event per presentation)."""
+
+    id_tag: str
+
+
+@dataclass(frozen=True)
+class AuthorizationResult:
+    """The answer to a RequestAuthorization action; status None = no answer (offline, timeout)."""
+
+    id_tag: str
+    status: AuthStatus | None
+    parent_id_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class TransactionStartConfirmed:
+    """The central system answered the start of a transaction."""
+
+    connector: int
+    local_id: int
+    transaction_id: int
+    status: AuthStatus
+    parent_id_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class MeterSampled:
+    """A fresh reading of a connector's energy meter."""
+
+    connector: int
+    energy_wh: float
+    power_w: float
+    current_a: tuple[float, ...] = ()
+    voltage_v: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceFault:
+    """A device failed (active) or recovered (not active). connector 0 = station-wide device."""
+
+    connector: int
+    device: Device
+    active: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed. The shell sends it about once a second; timers are checked against it."""
+
+
+# Commands from the central system. Each is answered through an ``Answer`` action.
+
+
+@dataclass(frozen=True)
+class RemoteStartRequested:
+    connector: int | None
+    id_tag: str
+
+
+@dataclass(frozen=True)
+class RemoteStopRequested:
+    transaction_id: int
+
+
+@dataclass(frozen=True)
+class AvailabilityRequested:
+    connector: int
+    operative: bool
+
+
+@dataclass(frozen=True)
+class ResetRequested:
+    hard: bool
+
+
+@dataclass(frozen=True)
+class UnlockRequested:
+    connector: int
+
+
+Event = (
+    PilotChanged
+    | TagPresented
+    | AuthorizationResult
+    | TransactionStartConfirmed
+    | MeterSampled
+    | DeviceFault
+    | Tick
+    | RemoteStartRequested
+    | RemoteStopRequested
+    | AvailabilityRequested
+    | ResetRequested
+    | UnlockRequested
+)

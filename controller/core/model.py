@@ -1,0 +1,87 @@
+"""The charger's vocabulary: statuses, reasons and faults in charger terms.
+
+The values are spelled as OCPP 1.6 spells them because 1.6 and 2.0.1 share
+most of these words; the protocol adapters translate where they differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ConnectorStatus(str, Enum):
+    """What a driver sees at the connector (OCPP 1.6 §4.9 ChargePointStatus)."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class StopReason(str, Enum):
+    """Why a transaction ended (OCPP 1.6 §7.45 Reason)."""
+
+    LOCAL = "Local"
+    REMOTE = "Remote"
+    EV_DISCONNECTED = "EVDisconnected"
+    DEAUTHORIZED = "DeAuthorized"
+    HARD_RESET = "HardReset"
+    SOFT_RESET = "SoftReset"
+    POWER_LOSS = "PowerLoss"
+    REBOOT = "Reboot"
+    UNLOCK_COMMAND = "UnlockCommand"
+    EMERGENCY_STOP = "EmergencyStop"
+    OTHER = "Other"
+
+
+class AuthStatus(str, Enum):
+    """The central system's verdict on an id tag (OCPP 1.6 §7.2 AuthorizationStatus)."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+class Device(str, Enum):
+    """The devices whose faults the core hears about."""
+
+    METER = "meter"
+    RELAY = "relay"
+    READER = "reader"
+    PILOT = "pilot"
+
+
+class ErrorCode(str, Enum):
+    """What is wrong at a connector (OCPP 1.6 §7.6 ChargePointErrorCode, the subset we detect)."""
+
+    NO_ERROR = "NoError"
+    POWER_METER_FAILURE = "PowerMeterFailure"
+    POWER_SWITCH_FAILURE = "PowerSwitchFailure"
+    READER_FAILURE = "ReaderFailure"
+    EV_COMMUNICATION_ERROR = "EVCommunicationError"
+    GROUND_FAILURE = "GroundFailure"
+    OTHER_ERROR = "OtherError"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Behaviour the operator may change at run time (the adapters map their keys here)."""
+
+    connection_timeout_s: float = 60.0
+    """Authorized but no cable (or cable but no authorization) for this long: give up."""
+    stop_on_ev_disconnect: bool = True
+    stop_on_invalid_id: bool = True
+    authorize_remote_start: bool = False
+    meter_sample_interval_s: float = 60.0
+    """0 = no periodic meter values during transactions."""
+    clock_aligned_interval_s: float = 0.0
+    """0 = no clock-aligned meter values."""
+    max_current_a: float = 32.0
+    tethered_cable: bool = False

@@ -1,0 +1,540 @@
+"""Session level: the charge point's connectors as one deterministic state machine.
+
+``Station.handle(event, now)`` takes one event and the time, changes the
+state, and returns the actions the shell must perform. No clock, socket or
+GPIO in here, so every path can be tested with plain data.
+
+The safety rule lives in one predicate, ``_may_energise``: a connector's
+contactor is closed only while its transaction was Accepted by the central
+system, the EV requests charge (pilot C), and nothing is faulted or stopping.
+After every event ``_reconcile`` compares each connector with that predicate
+and emits OpenRelay / CloseRelay, so no handler can forget to open a relay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from evcp.core import actions as act
+from evcp.core import events as ev
+from evcp.core.model import (
+    AuthStatus,
+    ConnectorStatus,
+    Device,
+    ErrorCode,
+    Settings,
+    StopReason,
+)
+
+PLUGGED = ("B", "C", "D", "E", "F")
+"""Pilot states in which a vehicle (or a fault on its cable) is present."""
+
+
+class Phase(str, Enum):
+    IDLE = "idle"
+    AUTHORIZING = "authorizing"
+    AUTHORIZED = "authorized"
+    STARTING = "starting"
+    TRANSACTION = "transaction"
+    FINISHING = "finishing"
+
+
+@dataclass
+class Transaction:
+    local_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: float
+    remote: bool
+    parent_id_tag: str | None = None
+    transaction_id: int | None = None
+    accepted: bool = False
+    next_sample_at: float | None = None
+
+
+@dataclass
+class Connector:
+    id: int
+    pilot: str = "A"
+    phase: Phase = Phase.IDLE
+    operative: bool = True
+    pending_operative: bool | None = None
+    auth_tag: str | None = None
+    auth_parent: str | None = None
+    auth_remote: bool = False
+    auth_deadline: float | None = None
+    transaction: Transaction | None = None
+    faults: dict[Device, str] = field(default_factory=dict)
+    relay_closed: bool = False
+    offered_a: float | None = None
+    last_sample: ev.MeterSampled | None = None
+    reported: tuple[ConnectorStatus, ErrorCode, str] | None = None
+
+    @property
+    def plugged(self) -> bool:
+        return self.pilot in PLUGGED
+
+    @property
+    def hard_fault(self) -> str | None:
+        """Why this connector must not deliver energy at all, or None."""
+        if Device.RELAY in self.faults:
+            return f"contactor fault: {self.faults[Device.RELAY] or 'feedback disagrees'}"
+        if Device.PILOT in self.faults:
+            return f"pilot fault: {self.faults[Device.PILOT] or 'unusable reading'}"
+        if self.pilot in ("E", "F"):
+            return f"pilot state {self.pilot}"
+        return None
+
+
+@dataclass
+class _PendingAuthorization:
+    connector: int | None
+    """The connector to start on, or None when the tag was presented to stop a session."""
+
+
+class Station:
+    """All connectors of one charge point, plus connector 0 (the charge point itself)."""
+
+    def __init__(self, connectors: int, settings: Settings | None = None, first_local_id: int = 1):
+        if connectors < 1:
+            raise ValueError("a charge point has at least one connector")
+        self.settings = settings or Settings()
+        self.connectors = {i: Connector(i) for i in range(1, connectors + 1)}
+        self.operative = True
+        self.station_faults: dict[Device, str] = {}
+        self.resetting: bool | None = None
+        self._next_local_id = first_local_id
+        self._pending_auth: dict[str, _PendingAuthorization] = {}
+        self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
+        self._last_aligned: float | None = None
+
+    # ----------------------------------------------------------------- entry points
+
+    def start(self, now: float) -> list[act.Action]:
+        """Actions for power-up: every relay open, no PWM, every status reported."""
+        out: list[act.Action] = []
+        for c in self.connectors.values():
+            c.relay_closed = False
+            out.append(act.OpenRelay(c.id, "start-up: contactor open until a transaction is accepted"))
+            out.append(act.OfferCurrent(c.id, None))
+        self._reconcile(now, out)
+        return out
+
+    def handle(self, event: ev.Event, now: float) -> list[act.Action]:
+        out: list[act.Action] = []
+        handler = getattr(self, "_on_" + type(event).__name__)
+        handler(event, now, out)
+        self._reconcile(now, out)
+        # Opening a contactor is never held up by bookkeeping: it goes first.
+        return [a for a in out if isinstance(a, act.OpenRelay)] + [
+            a for a in out if not isinstance(a, act.OpenRelay)
+        ]
+
+    def status_of(self, connector: int) -> tuple[ConnectorStatus, ErrorCode, str]:
+        if connector == 0:
+            return self._station_status()
+        return self._status(self.connectors[connector])
+
+    # ----------------------------------------------------------------- hardware events
+
+    def _on_PilotChanged(self, e: ev.PilotChanged, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is None:
+            return
+        c.pilot = e.state
+        if e.state == "A":
+            if c.phase in (Phase.TRANSACTION, Phase.STARTING):
+                if self.settings.stop_on_ev_disconnect or not self._transaction_accepted(c):
+                    self._stop(c, StopReason.EV_DISCONNECTED, now, out, why="EV unplugged")
+                else:
+                    out.append(act.Notice(f"connector {c.id}: EV unplugged, transaction continues "
+                                          "(StopTransactionOnEVSideDisconnect is false)"))
+            elif c.phase is Phase.FINISHING:
+                c.phase = Phase.IDLE
+        elif c.plugged and c.phase is Phase.AUTHORIZED:
+            self._begin_transaction(c, now, out)
+
+    def _on_MeterSampled(self, e: ev.MeterSampled, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is not None:
+            c.last_sample = e
+
+    def _on_DeviceFault(self, e: ev.DeviceFault, now: float, out: list) -> None:
+        faults = self.station_faults if e.connector == 0 else self._connector_faults(e.connector)
+        if faults is None:
+            return
+        if not e.active:
+            faults.pop(e.device, None)
+            return
+        faults[e.device] = e.detail
+        if e.connector == 0:
+            return
+        c = self.connectors[e.connector]
+        if c.hard_fault:
+            self._cancel_authorization(c)
+            if c.transaction is not None:
+                self._stop(c, StopReason.OTHER, now, out, why=c.hard_fault)
+
+    def _on_Tick(self, e: ev.Tick, now: float, out: list) -> None:
+        for c in self.connectors.values():
+            if c.phase is Phase.AUTHORIZED and c.auth_deadline is not None and now >= c.auth_deadline:
+                out.append(act.Notice(f"connector {c.id}: no cable within ConnectionTimeOut, "
+                                      f"authorization of {c.auth_tag} dropped"))
+                self._cancel_authorization(c)
+            tx = c.transaction
+            interval = self.settings.meter_sample_interval_s
+            if c.phase is Phase.TRANSACTION and tx and tx.accepted and interval > 0:
+                if tx.next_sample_at is None:
+                    tx.next_sample_at = now + interval
+                elif now >= tx.next_sample_at:
+                    self._report_meter(c, now, "Sample.Periodic", out)
+                    while tx.next_sample_at <= now:
+                        tx.next_sample_at += interval
+        self._clock_aligned(now, out)
+
+    def _clock_aligned(self, now: float, out: list) -> None:
+        """Meter values on the clock's interval boundaries (OCPP 1.6 §3.16.2)."""
+        interval = self.settings.clock_aligned_interval_s
+        if interval <= 0:
+            self._last_aligned = None
+            return
+        boundary = math.floor(now / interval) * interval
+        if self._last_aligned is not None and boundary > self._last_aligned:
+            for c in self.connectors.values():
+                self._report_meter(c, boundary, "Sample.Clock", out)
+        self._last_aligned = boundary
+
+    # ----------------------------------------------------------------- driver events
+
+    def _on_TagPresented(self, e: ev.TagPresented, now: float, out: list) -> None:
+        if self.resetting is not None:
+            return
+        for c in self.connectors.values():
+            if c.transaction is not None and c.transaction.id_tag == e.id_tag:
+                self._stop(c, StopReason.LOCAL, now, out, id_tag=e.id_tag,
+                           why=f"{e.id_tag} presented again")
+                return
+            if c.phase is Phase.AUTHORIZED and c.auth_tag == e.id_tag:
+                out.append(act.Notice(f"connector {c.id}: {e.id_tag} presented again, authorization withdrawn"))
+                self._cancel_authorization(c)
+                return
+        target = self._connector_for_new_session(e.id_tag)
+        if target is not None:
+            target.phase, target.auth_tag, target.auth_remote = Phase.AUTHORIZING, e.id_tag, False
+            self._request_authorization(e.id_tag, target.id, out)
+        elif any(c.transaction and c.transaction.parent_id_tag for c in self.connectors.values()):
+            # Another card of the same group may stop a transaction (OCPP 1.6 §3.5.1, TC_069).
+            self._request_authorization(e.id_tag, None, out)
+        else:
+            out.append(act.Notice(f"{e.id_tag} presented, but no connector can start a session"))
+
+    def _on_AuthorizationResult(self, e: ev.AuthorizationResult, now: float, out: list) -> None:
+        pending = self._pending_auth.pop(e.id_tag, None)
+        if pending is None:
+            return
+        accepted = e.status is AuthStatus.ACCEPTED
+        if pending.connector is None:
+            if accepted and e.parent_id_tag:
+                for c in self.connectors.values():
+                    tx = c.transaction
+                    if tx is not None and tx.parent_id_tag == e.parent_id_tag:
+                        self._stop(c, StopReason.LOCAL, now, out, id_tag=e.id_tag,
+                                   why=f"{e.id_tag} shares parent id {e.parent_id_tag}")
+                        return
+            return
+        c = self.connectors[pending.connector]
+        if c.phase is not Phase.AUTHORIZING or c.auth_tag != e.id_tag:
+            return
+        if not accepted:
+            verdict = e.status.value if e.status else "no answer from the central system"
+            out.append(act.Notice(f"connector {c.id}: {e.id_tag} not authorized ({verdict})"))
+            self._cancel_authorization(c)
+            return
+        if not self._can_start(c):
+            out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector "
+                                  "can no longer start a session"))
+            self._cancel_authorization(c)
+            return
+        c.phase, c.auth_parent = Phase.AUTHORIZED, e.parent_id_tag
+        c.auth_deadline = now + self.settings.connection_timeout_s
+        if c.plugged:
+            self._begin_transaction(c, now, out)
+
+    def _on_TransactionStartConfirmed(self, e: ev.TransactionStartConfirmed, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        tx = c.transaction if c else None
+        if c is None or tx is None or tx.local_id != e.local_id or c.phase is not Phase.STARTING:
+            return
+        tx.transaction_id = e.transaction_id
+        tx.parent_id_tag = e.parent_id_tag or tx.parent_id_tag
+        c.phase = Phase.TRANSACTION
+        if e.status is AuthStatus.ACCEPTED:
+            tx.accepted = True
+            out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} accepted for {tx.id_tag}"))
+        elif self.settings.stop_on_invalid_id:
+            self._stop(c, StopReason.DEAUTHORIZED, now, out,
+                       why=f"central system answered {e.status.value} to the start")
+        else:
+            out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} answered "
+                                  f"{e.status.value}; kept open without energy (StopTransactionOnInvalidId false)"))
+
+    # ----------------------------------------------------------------- central system commands
+
+    def _on_RemoteStartRequested(self, e: ev.RemoteStartRequested, now: float, out: list) -> None:
+        if e.connector is None:
+            c = self._connector_for_new_session(e.id_tag)
+        else:
+            c = self._connector(e.connector)  # connector 0 is not a connector (TC_027)
+        if c is None or self.resetting is not None or not self._can_start(c) or c.phase not in (
+            Phase.IDLE, Phase.FINISHING
+        ):
+            out.append(act.Answer("Rejected"))
+            return
+        out.append(act.Answer("Accepted"))
+        c.auth_tag, c.auth_remote = e.id_tag, True
+        if self.settings.authorize_remote_start:
+            c.phase = Phase.AUTHORIZING
+            self._request_authorization(e.id_tag, c.id, out)
+            return
+        c.phase, c.auth_parent = Phase.AUTHORIZED, None
+        c.auth_deadline = now + self.settings.connection_timeout_s
+        if c.plugged:
+            self._begin_transaction(c, now, out)
+
+    def _on_RemoteStopRequested(self, e: ev.RemoteStopRequested, now: float, out: list) -> None:
+        for c in self.connectors.values():
+            if c.transaction is not None and c.transaction.transaction_id == e.transaction_id:
+                out.append(act.Answer("Accepted"))
+                self._stop(c, StopReason.REMOTE, now, out, why="stop requested by the central system")
+                return
+        out.append(act.Answer("Rejected"))
+
+    def _on_AvailabilityRequested(self, e: ev.AvailabilityRequested, now: float, out: list) -> None:
+        if e.connector == 0:
+            targets = list(self.connectors.values())
+            self.operative = e.operative
+        elif e.connector in self.connectors:
+            targets = [self.connectors[e.connector]]
+        else:
+            out.append(act.Answer("Rejected"))
+            return
+        scheduled = False
+        for c in targets:
+            if not e.operative and c.transaction is not None:
+                c.pending_operative, scheduled = False, True
+                continue
+            c.operative, c.pending_operative = e.operative, None
+            if not e.operative:
+                self._cancel_authorization(c)
+        out.append(act.Answer("Scheduled" if scheduled else "Accepted"))
+
+    def _on_ResetRequested(self, e: ev.ResetRequested, now: float, out: list) -> None:
+        out.append(act.Answer("Accepted"))
+        self.resetting = e.hard
+        reason = StopReason.HARD_RESET if e.hard else StopReason.SOFT_RESET
+        for c in self.connectors.values():
+            self._cancel_authorization(c)
+            if c.transaction is not None:
+                self._stop(c, reason, now, out, why=f"{'hard' if e.hard else 'soft'} reset requested")
+        self._pending_auth.clear()
+        out.append(act.Restart(e.hard))
+
+    def _on_UnlockRequested(self, e: ev.UnlockRequested, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is None or self.settings.tethered_cable:
+            out.append(act.Answer("NotSupported"))  # TC_031, TC_017_2
+            return
+        out.append(act.Answer("Unlocked"))
+        if c.transaction is not None:
+            self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
+
+    # ----------------------------------------------------------------- transitions
+
+    def _begin_transaction(self, c: Connector, now: float, out: list) -> None:
+        if not self._can_start(c):
+            out.append(act.Notice(f"connector {c.id}: cannot start a transaction ({self._why_not(c)})"))
+            self._cancel_authorization(c)
+            return
+        meter_start = round(c.last_sample.energy_wh) if c.last_sample else 0
+        tx = Transaction(
+            local_id=self._next_local_id,
+            id_tag=c.auth_tag or "",
+            meter_start_wh=meter_start,
+            started_at=now,
+            remote=c.auth_remote,
+            parent_id_tag=c.auth_parent,
+        )
+        self._next_local_id += 1
+        c.transaction, c.phase = tx, Phase.STARTING
+        c.auth_tag = c.auth_parent = c.auth_deadline = None
+        c.auth_remote = False
+        out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now))
+
+    def _stop(self, c: Connector, reason: StopReason, now: float, out: list,
+              id_tag: str | None = None, why: str = "") -> None:
+        """End the connector's transaction. The relay opens in the same step (``_reconcile``)."""
+        tx = c.transaction
+        assert tx is not None
+        c.transaction = None
+        c.phase = Phase.FINISHING if c.plugged else Phase.IDLE
+        meter_stop = round(c.last_sample.energy_wh) if c.last_sample else tx.meter_start_wh
+        out.append(act.Notice(f"connector {c.id}: transaction {tx.transaction_id or '(unconfirmed)'} "
+                              f"stopped, {reason.value}: {why}"))
+        out.append(act.StopTransaction(c.id, tx.local_id, tx.transaction_id, id_tag, meter_stop, now, reason))
+        if c.pending_operative is not None:
+            c.operative, c.pending_operative = c.pending_operative, None
+
+    def _cancel_authorization(self, c: Connector) -> None:
+        if c.phase in (Phase.AUTHORIZING, Phase.AUTHORIZED):
+            if c.auth_tag is not None:
+                self._pending_auth.pop(c.auth_tag, None)
+            c.phase = Phase.IDLE
+        c.auth_tag = c.auth_parent = c.auth_deadline = None
+        c.auth_remote = False
+
+    def _request_authorization(self, id_tag: str, connector: int | None, out: list) -> None:
+        self._pending_auth[id_tag] = _PendingAuthorization(connector)
+        out.append(act.RequestAuthorization(id_tag))
+
+    def _report_meter(self, c: Connector, at: float, context: str, out: list) -> None:
+        s = c.last_sample
+        if s is None:
+            return
+        tx = c.transaction if c.phase is Phase.TRANSACTION else None
+        out.append(act.ReportMeterValues(
+            c.id, tx.local_id if tx else None, tx.transaction_id if tx else None,
+            s.energy_wh, s.power_w, s.current_a, s.voltage_v, at, context,
+        ))
+
+    # ----------------------------------------------------------------- the safety rule
+
+    def _may_energise(self, c: Connector) -> bool:
+        tx = c.transaction
+        return (
+            c.phase is Phase.TRANSACTION
+            and tx is not None
+            and tx.accepted
+            and c.pilot == "C"
+            and c.hard_fault is None
+            and self.resetting is None
+        )
+
+    def _current_offer(self, c: Connector) -> float | None:
+        """PWM only while an accepted transaction may draw energy (IEC 61851-1 state B2/C2)."""
+        tx = c.transaction
+        if (c.phase is Phase.TRANSACTION and tx is not None and tx.accepted
+                and c.hard_fault is None and self.resetting is None and c.plugged):
+            return self.settings.max_current_a
+        return None
+
+    def _reconcile(self, now: float, out: list) -> None:
+        for c in self.connectors.values():
+            energise = self._may_energise(c)
+            if c.relay_closed and not energise:
+                c.relay_closed = False
+                out.append(act.OpenRelay(c.id, self._why_open(c)))
+            offer = self._current_offer(c)
+            if offer != c.offered_a:
+                c.offered_a = offer
+                out.append(act.OfferCurrent(c.id, offer))
+            if energise and not c.relay_closed:
+                c.relay_closed = True
+                out.append(act.CloseRelay(c.id))
+            status = self._status(c)
+            if status != c.reported:
+                c.reported = status
+                out.append(act.StatusChanged(c.id, status[0], status[1], now, status[2]))
+        station = self._station_status()
+        if station != self._reported_station:
+            self._reported_station = station
+            out.append(act.StatusChanged(0, station[0], station[1], now, station[2]))
+
+    def _why_open(self, c: Connector) -> str:
+        if c.hard_fault:
+            return c.hard_fault
+        if self.resetting is not None:
+            return "reset"
+        if c.transaction is None:
+            return "transaction ended"
+        if c.pilot != "C":
+            return f"EV left state C (pilot {c.pilot})"
+        return "transaction not accepted"
+
+    # ----------------------------------------------------------------- status
+
+    def _status(self, c: Connector) -> tuple[ConnectorStatus, ErrorCode, str]:
+        error, info = self._error(c)
+        if c.hard_fault:
+            return ConnectorStatus.FAULTED, error, info
+        if c.phase is Phase.TRANSACTION:
+            if c.relay_closed:
+                status = ConnectorStatus.CHARGING
+            elif c.pilot == "C":
+                status = ConnectorStatus.SUSPENDED_EVSE
+            else:
+                status = ConnectorStatus.SUSPENDED_EV
+        elif c.phase is Phase.STARTING:
+            status = ConnectorStatus.PREPARING
+        elif not c.operative:
+            status = ConnectorStatus.UNAVAILABLE
+        elif c.phase is Phase.FINISHING:
+            status = ConnectorStatus.FINISHING
+        elif c.phase is Phase.AUTHORIZED or c.plugged:
+            status = ConnectorStatus.PREPARING
+        else:
+            status = ConnectorStatus.AVAILABLE
+        return status, error, info
+
+    def _error(self, c: Connector) -> tuple[ErrorCode, str]:
+        if Device.RELAY in c.faults:
+            return ErrorCode.POWER_SWITCH_FAILURE, c.faults[Device.RELAY]
+        if Device.PILOT in c.faults or c.pilot in ("E", "F"):
+            return ErrorCode.OTHER_ERROR, c.faults.get(Device.PILOT) or f"pilot state {c.pilot}"
+        if Device.METER in c.faults:
+            return ErrorCode.POWER_METER_FAILURE, c.faults[Device.METER]
+        return ErrorCode.NO_ERROR, ""
+
+    def _station_status(self) -> tuple[ConnectorStatus, ErrorCode, str]:
+        status = ConnectorStatus.AVAILABLE if self.operative else ConnectorStatus.UNAVAILABLE
+        if Device.READER in self.station_faults:
+            return status, ErrorCode.READER_FAILURE, self.station_faults[Device.READER]
+        return status, ErrorCode.NO_ERROR, ""
+
+    # ----------------------------------------------------------------- queries
+
+    def _connector(self, connector_id: int | None) -> Connector | None:
+        return self.connectors.get(connector_id) if connector_id else None
+
+    def _connector_faults(self, connector_id: int) -> dict[Device, str] | None:
+        c = self._connector(connector_id)
+        return c.faults if c else None
+
+    def _transaction_accepted(self, c: Connector) -> bool:
+        return c.transaction is not None and c.transaction.accepted
+
+    def _can_start(self, c: Connector) -> bool:
+        return self._why_not(c) is None
+
+    def _why_not(self, c: Connector) -> str | None:
+        if not c.operative:
+            return "connector unavailable"
+        if c.hard_fault:
+            return c.hard_fault
+        if Device.METER in c.faults:
+            return "energy meter not answering"
+        if c.transaction is not None:
+            return "a transaction is running"
+        if self.resetting is not None:
+            return "resetting"
+        return None
+
+    def _connector_for_new_session(self, id_tag: str) -> Connector | None:
+        """Plugged-in connectors waiting for a card first (TC_003), then free ones (TC_004_1)."""
+        candidates = [c for c in self.connectors.values()
+                      if c.phase in (Phase.IDLE, Phase.FINISHING) and self._can_start(c)]
+        for c in candidates:
+            if c.plugged:
+                return c
+        return candidates[0] if candidates else None

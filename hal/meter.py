@@ -1,0 +1,233 @@
+"""The Modbus energy meter: an ``EnergyMeter`` over Modbus TCP or RTU (RS-485).
+
+``ModbusMeter`` reads energy, power and per-phase voltage and current from one
+meter described by a ``MeterConfig`` (built-in model or a custom register map,
+see ``evcp.hal.meter_registers``). Every failure becomes a ``MeterError`` within
+a bounded time, and the next ``read()`` starts over with a fresh connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
+
+from evcp.config import MeterConfig
+from evcp.hal import MeterError, MeterSample
+from evcp.hal.meter_registers import (
+    MODELS,
+    READ_INPUT_REGISTERS,
+    ReadBlock,
+    RegisterMap,
+    custom_map,
+    plan_reads,
+)
+
+log = logging.getLogger("evcp.hal.meter")
+
+#: One retry per request: a lost RS-485 frame is retried, a dead meter fails fast.
+RETRIES = 1
+
+
+class _DropFrameDumps(logging.Filter):
+    """Cut pymodbus's hex dump of recent frames (lines starting ">>>>>") from its records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n>>>>>" in message:
+            record.msg, record.args = message.split("\n>>>>>", 1)[0], None
+        return True
+
+
+def quiet_pymodbus_logging() -> None:
+    """Keep pymodbus to errors without frame dumps, unless its logger was configured.
+
+    pymodbus logs warnings for routine reconnects and appends hex dumps of the
+    last frames to each error; ``MeterError`` already says what failed. Leaves
+    the "pymodbus" logger alone when its level was set explicitly, so DEBUG
+    tracing stays available. Idempotent.
+    """
+    pymodbus_logger = logging.getLogger("pymodbus")
+    if pymodbus_logger.level == logging.NOTSET:
+        pymodbus_logger.setLevel(logging.ERROR)
+    if not any(isinstance(f, _DropFrameDumps) for f in pymodbus_logger.filters):
+        pymodbus_logger.addFilter(_DropFrameDumps())
+
+
+def register_map_for(config: MeterConfig) -> RegisterMap:
+    """The register map ``config`` describes; ValueError when it cannot be built."""
+    if config.model == "custom":
+        return custom_map(config.registers)
+    try:
+        return MODELS[config.model]
+    except KeyError:
+        raise ValueError(f"model: unknown meter model {config.model!r}") from None
+
+
+class ModbusMeter:
+    """An ``EnergyMeter`` on Modbus TCP (``backend="modbus-tcp"``) or RTU (``"modbus-rtu"``).
+
+    Serial settings (baud rate, parity, stop bits) always come from the config,
+    never from library defaults. ``read()`` finishes within ``read_deadline_s``
+    (``timeout_s`` per request try, ``RETRIES`` retries, plus a connect), and
+    after any failure the connection is dropped and rebuilt on the next read.
+    Construction does no I/O; raises MeterError when the config cannot work.
+    """
+
+    def __init__(self, config: MeterConfig):
+        if config.backend not in ("modbus-tcp", "modbus-rtu"):
+            raise MeterError(f"meter backend {config.backend!r} is not a Modbus backend")
+        self.config = config
+        self.name = self._describe(config)
+        try:
+            self.register_map = register_map_for(config)
+            energy_quantity = self.register_map.energy_quantity(config.energy)
+        except ValueError as exc:
+            raise MeterError(f"{self.name}: unusable register map: {exc}") from exc
+        self._energy_quantity = energy_quantity
+        self._voltage_quantities = self.register_map.phase_quantities("voltage")
+        self._current_quantities = self.register_map.phase_quantities("current")
+        self._blocks = plan_reads(
+            self.register_map,
+            (energy_quantity, "power_w", *self._voltage_quantities, *self._current_quantities),
+        )
+        self.read_deadline_s = config.timeout_s * (RETRIES + 2)
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._lock = asyncio.Lock()
+        self._failing = False
+        quiet_pymodbus_logging()
+
+    @staticmethod
+    def _describe(config: MeterConfig) -> str:
+        if config.backend == "modbus-rtu":
+            where = f"on {config.serial_port}"
+        else:
+            where = f"at {config.host}:{config.port}"
+        return f"{config.model} meter {where} (device {config.device_id})"
+
+    @property
+    def requests_per_read(self) -> int:
+        """How many Modbus requests one ``read()`` sends."""
+        return len(self._blocks)
+
+    async def read(self) -> MeterSample:
+        """Read the meter now (energy per ``config.energy``), within ``read_deadline_s``.
+
+        Raises MeterError naming the meter, the registers and the cause when
+        the meter cannot be reached, does not answer, answers with an
+        exception, or reports a value that is not a finite number.
+        """
+        try:
+            sample = await asyncio.wait_for(self._read_serialised(), self.read_deadline_s)
+        except asyncio.TimeoutError as exc:
+            message = f"{self.name}: no complete answer within {self.read_deadline_s:g} s"
+            raise self._failure(MeterError(message)) from exc
+        except MeterError as exc:
+            self._failure(exc)
+            raise
+        except Exception as exc:  # a driver boundary: the core only ever sees MeterError
+            raise self._failure(MeterError(f"{self.name}: {type(exc).__name__}: {exc}")) from exc
+        if self._failing:
+            self._failing = False
+            log.info("%s answers again", self.name)
+        return sample
+
+    async def close(self) -> None:
+        """Close the connection. Idempotent; a later ``read()`` reconnects."""
+        self._drop_connection()
+
+    def _failure(self, error: MeterError) -> MeterError:
+        """Drop the connection and log ``error`` (once per outage at WARNING); return it."""
+        self._drop_connection()
+        if self._failing:
+            log.debug("%s", error)
+        else:
+            self._failing = True
+            log.warning("%s", error)
+        return error
+
+    async def _read_serialised(self) -> MeterSample:
+        async with self._lock:
+            client = await self._connected_client()
+            values: dict[str, float] = {}
+            for block in self._blocks:
+                values.update(await self._read_block(client, block))
+        for quantity, value in values.items():
+            if not math.isfinite(value):
+                address = self.register_map.registers[quantity].address
+                raise MeterError(f"{self.name}: {quantity} at register {address:#06x} is not available ({value})")
+        return MeterSample(
+            energy_wh=values[self._energy_quantity],
+            power_w=values["power_w"],
+            current_a=tuple(values[q] for q in self._current_quantities),
+            voltage_v=tuple(values[q] for q in self._voltage_quantities),
+        )
+
+    async def _connected_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop_connection()
+        self._client = self._new_client()
+        if not await self._client.connect():
+            raise MeterError(f"{self.name}: cannot connect")
+        log.debug("%s connected", self.name)
+        return self._client
+
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        config = self.config
+        if config.backend == "modbus-rtu":
+            return AsyncModbusSerialClient(
+                config.serial_port,
+                framer=FramerType.RTU,
+                baudrate=config.baudrate,
+                bytesize=8,
+                parity=config.parity,
+                stopbits=config.stopbits,
+                timeout=config.timeout_s,
+                retries=RETRIES,
+                reconnect_delay=0,
+            )
+        return AsyncModbusTcpClient(
+            config.host,
+            port=config.port,
+            timeout=config.timeout_s,
+            retries=RETRIES,
+            reconnect_delay=0,
+        )
+
+    async def _read_block(
+        self, client: AsyncModbusTcpClient | AsyncModbusSerialClient, block: ReadBlock
+    ) -> dict[str, float]:
+        read = (
+            client.read_input_registers
+            if block.function == READ_INPUT_REGISTERS
+            else client.read_holding_registers
+        )
+        try:
+            response = await read(block.address, count=block.count, device_id=self.config.device_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise MeterError(f"{self.name}: reading {block.describe()}: {exc}") from exc
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            try:
+                meaning = ExcCodes(code).name.lower().replace("_", " ")
+            except ValueError:
+                meaning = "unknown exception"
+            raise MeterError(
+                f"{self.name}: reading {block.describe()}: exception response {code} ({meaning})"
+            )
+        try:
+            return block.decode(self.register_map, response.registers)
+        except ValueError as exc:
+            raise MeterError(f"{self.name}: reading {block.describe()}: {exc}") from exc
+
+    def _drop_connection(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

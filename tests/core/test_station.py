@@ -1,0 +1,419 @@
+"""Session-level scenarios, each named after the OCTT charge-point test case it mirrors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from evcp.core import actions as act
+from evcp.core import events as ev
+from evcp.core.model import AuthStatus, ConnectorStatus, Device, ErrorCode, Settings, StopReason
+from evcp.core.station import Station
+
+ACCEPTED = AuthStatus.ACCEPTED
+
+
+class Bench:
+    """Drives a Station with a clock and keeps every action it returned."""
+
+    def __init__(self, connectors: int = 1, **settings):
+        self.now = 1_000.0
+        self.station = Station(connectors, Settings(**settings))
+        self.log: list[act.Action] = list(self.station.start(self.now))
+
+    def __call__(self, event, after: float = 0.1) -> list[act.Action]:
+        self.now += after
+        out = self.station.handle(event, self.now)
+        self.log.extend(out)
+        return out
+
+    def statuses(self, connector: int = 1) -> list[str]:
+        return [a.status.value for a in self.log if isinstance(a, act.StatusChanged) and a.connector == connector]
+
+    def last(self, kind):
+        found = [a for a in self.log if isinstance(a, kind)]
+        return found[-1] if found else None
+
+    def relay_closed(self, connector: int = 1) -> bool:
+        return self.station.connectors[connector].relay_closed
+
+    def start_session(self, tag: str = "04A1B2C3", tx_id: int = 42, parent: str | None = None) -> None:
+        self(ev.PilotChanged(1, "B"))
+        self(ev.TagPresented(tag))
+        self(ev.AuthorizationResult(tag, ACCEPTED, parent))
+        start = self.last(act.StartTransaction)
+        self(ev.TransactionStartConfirmed(1, start.local_id, tx_id, ACCEPTED, parent))
+        self(ev.PilotChanged(1, "C"))
+
+
+def answer(actions) -> str:
+    return next(a.status for a in actions if isinstance(a, act.Answer))
+
+
+def test_power_up_opens_every_relay_and_reports_every_connector():
+    b = Bench(connectors=2)
+    opened = [a.connector for a in b.log if isinstance(a, act.OpenRelay)]
+    assert opened == [1, 2]
+    assert {a.connector for a in b.log if isinstance(a, act.StatusChanged)} == {0, 1, 2}
+
+
+def test_tc_003_regular_charging_session_plugin_first():
+    b = Bench()
+    b(ev.MeterSampled(1, 1500.0, 0.0))
+    b(ev.PilotChanged(1, "B"))
+    assert b.statuses()[-1] == "Preparing"
+    out = b(ev.TagPresented("04A1B2C3"))
+    assert act.RequestAuthorization("04A1B2C3") in out
+    out = b(ev.AuthorizationResult("04A1B2C3", ACCEPTED))
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    assert (start.connector, start.id_tag, start.meter_start_wh) == (1, "04A1B2C3", 1500)
+    assert not b.relay_closed(), "relay must stay open until StartTransaction.conf"
+    out = b(ev.TransactionStartConfirmed(1, start.local_id, 7, ACCEPTED))
+    assert act.OfferCurrent(1, 32.0) in out
+    assert not b.relay_closed(), "EV is in B: not requesting charge"
+    assert b.statuses()[-1] == "SuspendedEV"
+    out = b(ev.PilotChanged(1, "C"))
+    assert act.CloseRelay(1) in out
+    assert b.statuses()[-1] == "Charging"
+
+
+def test_tc_004_1_identification_first():
+    b = Bench()
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    assert b.statuses()[-1] == "Preparing"
+    out = b(ev.PilotChanged(1, "C"))
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    out = b(ev.TransactionStartConfirmed(1, start.local_id, 8, ACCEPTED))
+    assert act.CloseRelay(1) in out
+    assert b.statuses()[-1] == "Charging"
+
+
+def test_tc_004_2_identification_first_connection_timeout():
+    b = Bench(connection_timeout_s=30)
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    b(ev.Tick(), after=29)
+    assert b.statuses()[-1] == "Preparing"
+    b(ev.Tick(), after=2)
+    assert b.statuses()[-1] == "Available"
+    b(ev.PilotChanged(1, "B"))
+    assert b.last(act.StartTransaction) is None
+
+
+def test_tc_023_authorize_invalid_never_starts():
+    b = Bench()
+    b(ev.TagPresented("BAD"))
+    b(ev.AuthorizationResult("BAD", AuthStatus.INVALID))
+    b(ev.PilotChanged(1, "B"))
+    assert b.statuses()[-1] == "Preparing"
+    assert b.last(act.StartTransaction) is None
+
+
+def test_no_answer_to_authorize_does_not_start():
+    b = Bench()
+    b(ev.PilotChanged(1, "B"))
+    b(ev.TagPresented("T"))
+    b(ev.AuthorizationResult("T", None))
+    assert b.last(act.StartTransaction) is None
+    assert b.station.connectors[1].phase.value == "idle"
+
+
+@pytest.mark.parametrize("verdict", [AuthStatus.INVALID, AuthStatus.BLOCKED, AuthStatus.EXPIRED,
+                                     AuthStatus.CONCURRENT_TX])
+def test_non_accepted_start_conf_never_closes_and_stops_deauthorized(verdict):
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("T"))
+    b(ev.AuthorizationResult("T", ACCEPTED))
+    start = b.last(act.StartTransaction)
+    out = b(ev.TransactionStartConfirmed(1, start.local_id, 9, verdict))
+    assert not any(isinstance(a, act.CloseRelay) for a in b.log)
+    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    assert (stop.transaction_id, stop.reason) == (9, StopReason.DEAUTHORIZED)
+    assert b.statuses()[-1] == "Finishing"
+
+
+def test_non_accepted_start_with_stop_on_invalid_id_false_keeps_transaction_without_energy():
+    b = Bench(stop_on_invalid_id=False)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("T"))
+    b(ev.AuthorizationResult("T", ACCEPTED))
+    b(ev.TransactionStartConfirmed(1, b.last(act.StartTransaction).local_id, 9, AuthStatus.INVALID))
+    assert not b.relay_closed()
+    assert b.last(act.StopTransaction) is None
+    assert b.statuses()[-1] == "SuspendedEVSE"
+
+
+def test_tc_005_1_ev_side_disconnect_stops_and_opens_relay_in_the_same_step():
+    b = Bench()
+    b.start_session()
+    assert b.relay_closed()
+    out = b(ev.PilotChanged(1, "A"))
+    assert isinstance(out[0], act.OpenRelay)
+    stop = b.last(act.StopTransaction)
+    assert stop.reason is StopReason.EV_DISCONNECTED
+    assert b.statuses()[-1] == "Available"
+
+
+def test_tc_005_3_ev_side_disconnect_without_stop_keeps_transaction_suspended():
+    b = Bench(stop_on_ev_disconnect=False)
+    b.start_session()
+    out = b(ev.PilotChanged(1, "A"))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.last(act.StopTransaction) is None
+    assert b.statuses()[-1] == "SuspendedEV"
+    b(ev.PilotChanged(1, "C"))
+    assert b.relay_closed()
+    out = b(ev.RemoteStopRequested(42))
+    assert answer(out) == "Accepted"
+    assert b.last(act.StopTransaction).reason is StopReason.REMOTE
+
+
+def test_ev_pauses_c_to_b_opens_relay_and_resumes():
+    b = Bench()
+    b.start_session()
+    out = b(ev.PilotChanged(1, "B"))
+    assert act.OpenRelay(1, "EV left state C (pilot B)") in out
+    assert b.statuses()[-1] == "SuspendedEV"
+    b(ev.PilotChanged(1, "C"))
+    assert b.relay_closed()
+
+
+def test_tc_068_stop_with_same_id_tag_and_not_with_another():
+    b = Bench()
+    b.start_session(tag="OWNER")
+    out = b(ev.TagPresented("STRANGER"))
+    assert not any(isinstance(a, (act.StopTransaction, act.RequestAuthorization)) for a in out)
+    assert b.relay_closed()
+    out = b(ev.TagPresented("OWNER"))
+    assert isinstance(out[0], act.OpenRelay) or act.OpenRelay in map(type, out)
+    stop = b.last(act.StopTransaction)
+    assert (stop.id_tag, stop.reason) == ("OWNER", StopReason.LOCAL)
+    assert b.statuses()[-1] == "Finishing"
+
+
+def test_tc_069_stop_with_sibling_tag_sharing_parent_id():
+    b = Bench()
+    b.start_session(tag="CHILD1", parent="FLEET")
+    out = b(ev.TagPresented("CHILD2"))
+    assert act.RequestAuthorization("CHILD2") in out
+    assert b.relay_closed()
+    b(ev.AuthorizationResult("CHILD2", ACCEPTED, "OTHERFLEET"))
+    assert b.relay_closed(), "a different parent must not stop the transaction"
+    b(ev.TagPresented("CHILD2"))
+    b(ev.AuthorizationResult("CHILD2", ACCEPTED, "FLEET"))
+    assert not b.relay_closed()
+    assert b.last(act.StopTransaction).id_tag == "CHILD2"
+
+
+def test_tc_010_remote_start_cable_plugged_in_first():
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    out = b(ev.RemoteStartRequested(1, "REMOTE1"))
+    assert answer(out) == "Accepted"
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    assert start.id_tag == "REMOTE1"
+    b(ev.TransactionStartConfirmed(1, start.local_id, 11, ACCEPTED))
+    assert b.relay_closed()
+
+
+def test_tc_011_1_remote_start_first_with_authorize_remote_tx_requests():
+    b = Bench(authorize_remote_start=True)
+    out = b(ev.RemoteStartRequested(1, "REMOTE1"))
+    assert answer(out) == "Accepted"
+    assert act.RequestAuthorization("REMOTE1") in out
+    b(ev.AuthorizationResult("REMOTE1", ACCEPTED))
+    assert b.statuses()[-1] == "Preparing"
+    out = b(ev.PilotChanged(1, "B"))
+    assert any(isinstance(a, act.StartTransaction) for a in out)
+
+
+def test_tc_011_2_remote_start_time_out():
+    b = Bench(connection_timeout_s=10)
+    b(ev.RemoteStartRequested(1, "REMOTE1"))
+    assert b.statuses()[-1] == "Preparing"
+    b(ev.Tick(), after=11)
+    assert b.statuses()[-1] == "Available"
+
+
+def test_tc_012_remote_stop():
+    b = Bench()
+    b.start_session(tx_id=77)
+    out = b(ev.RemoteStopRequested(77))
+    assert answer(out) == "Accepted"
+    assert not b.relay_closed()
+    assert b.last(act.StopTransaction).reason is StopReason.REMOTE
+    assert b.statuses()[-1] == "Finishing"
+
+
+def test_tc_026_remote_start_on_busy_connector_rejected():
+    b = Bench()
+    b.start_session()
+    assert answer(b(ev.RemoteStartRequested(1, "OTHER"))) == "Rejected"
+
+
+def test_tc_027_remote_start_on_connector_0_rejected():
+    b = Bench()
+    assert answer(b(ev.RemoteStartRequested(0, "T"))) == "Rejected"
+
+
+def test_tc_028_remote_stop_unknown_transaction_rejected():
+    b = Bench()
+    b.start_session(tx_id=5)
+    assert answer(b(ev.RemoteStopRequested(6))) == "Rejected"
+    assert b.relay_closed()
+
+
+def test_tc_041_fault_blocks_start_and_reports_faulted():
+    b = Bench()
+    b(ev.DeviceFault(1, Device.RELAY, True, "welded"))
+    assert b.statuses()[-1] == "Faulted"
+    b(ev.PilotChanged(1, "B"))
+    b(ev.TagPresented("T"))
+    b(ev.AuthorizationResult("T", ACCEPTED))
+    assert b.last(act.StartTransaction) is None
+    assert answer(b(ev.RemoteStartRequested(1, "T"))) == "Rejected"
+
+
+def test_welded_contactor_during_charging_stops_with_power_switch_failure():
+    b = Bench()
+    b.start_session()
+    out = b(ev.DeviceFault(1, Device.RELAY, True, "feedback closed while commanded open"))
+    assert act.OpenRelay in map(type, out)
+    changed = b.last(act.StatusChanged)
+    assert (changed.status, changed.error_code) == (ConnectorStatus.FAULTED, ErrorCode.POWER_SWITCH_FAILURE)
+    assert b.last(act.StopTransaction).reason is StopReason.OTHER
+
+
+@pytest.mark.parametrize("state", ["E", "F"])
+def test_pilot_error_states_open_relay_at_once_and_fault(state):
+    b = Bench()
+    b.start_session()
+    out = b(ev.PilotChanged(1, state))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.statuses()[-1] == "Faulted"
+
+
+def test_meter_fault_is_reported_survived_and_blocks_new_sessions():
+    b = Bench()
+    b(ev.MeterSampled(1, 100.0, 0.0))
+    b.start_session()
+    b(ev.MeterSampled(1, 250.0, 7000.0))
+    b(ev.DeviceFault(1, Device.METER, True, "no answer"))
+    changed = b.last(act.StatusChanged)
+    assert (changed.status, changed.error_code) == (ConnectorStatus.CHARGING, ErrorCode.POWER_METER_FAILURE)
+    assert b.relay_closed(), "the session goes on with its last good reading"
+    b(ev.TagPresented("04A1B2C3"))
+    assert b.last(act.StopTransaction).meter_stop_wh == 250
+    b(ev.PilotChanged(1, "A"))
+    b(ev.PilotChanged(1, "B"))
+    b(ev.TagPresented("NEXT"))
+    b(ev.AuthorizationResult("NEXT", ACCEPTED))
+    assert b.last(act.StartTransaction).id_tag == "04A1B2C3", "no new session without a meter"
+    b(ev.DeviceFault(1, Device.METER, False))
+    assert b.last(act.StatusChanged).error_code is ErrorCode.NO_ERROR
+
+
+def test_reader_fault_reported_on_connector_zero():
+    b = Bench()
+    b(ev.DeviceFault(0, Device.READER, True, "no answer on SPI"))
+    changed = b.last(act.StatusChanged)
+    assert (changed.connector, changed.error_code) == (0, ErrorCode.READER_FAILURE)
+    b(ev.DeviceFault(0, Device.READER, False))
+    assert b.last(act.StatusChanged).error_code is ErrorCode.NO_ERROR
+
+
+def test_unplug_before_start_conf_stops_without_ever_closing():
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    b(ev.RemoteStartRequested(1, "T"))
+    start = b.last(act.StartTransaction)
+    b(ev.PilotChanged(1, "A"))
+    stop = b.last(act.StopTransaction)
+    assert (stop.local_id, stop.transaction_id, stop.reason) == (start.local_id, None, StopReason.EV_DISCONNECTED)
+    b(ev.TransactionStartConfirmed(1, start.local_id, 3, ACCEPTED))
+    assert not any(isinstance(a, act.CloseRelay) for a in b.log)
+    assert b.statuses()[-1] == "Available"
+
+
+@pytest.mark.parametrize("hard,reason", [(True, StopReason.HARD_RESET), (False, StopReason.SOFT_RESET)])
+def test_tc_015_reset_with_transaction_stops_then_restarts(hard, reason):
+    b = Bench()
+    b.start_session()
+    out = b(ev.ResetRequested(hard))
+    kinds = [type(a) for a in out]
+    assert kinds.index(act.OpenRelay) < kinds.index(act.StopTransaction) < kinds.index(act.Restart)
+    assert b.last(act.StopTransaction).reason is reason
+    assert answer(out) == "Accepted"
+
+
+def test_change_availability_scheduled_during_transaction_then_applied():
+    b = Bench()
+    b.start_session()
+    assert answer(b(ev.AvailabilityRequested(1, False))) == "Scheduled"
+    assert b.relay_closed()
+    b(ev.RemoteStopRequested(42))
+    assert b.statuses()[-1] == "Unavailable"
+    assert answer(b(ev.RemoteStartRequested(1, "T"))) == "Rejected"
+    assert answer(b(ev.AvailabilityRequested(1, True))) == "Accepted"
+    assert b.statuses()[-1] == "Finishing"
+
+
+def test_tc_034_change_availability_of_connector_zero():
+    b = Bench(connectors=2)
+    assert answer(b(ev.AvailabilityRequested(0, False))) == "Accepted"
+    assert b.statuses(0)[-1] == b.statuses(1)[-1] == b.statuses(2)[-1] == "Unavailable"
+    assert answer(b(ev.AvailabilityRequested(3, False))) == "Rejected"
+
+
+def test_unlock_connector():
+    b = Bench()
+    assert answer(b(ev.UnlockRequested(5))) == "NotSupported"
+    b.start_session()
+    assert answer(b(ev.UnlockRequested(1))) == "Unlocked"
+    assert b.last(act.StopTransaction).reason is StopReason.UNLOCK_COMMAND
+    tethered = Bench(tethered_cable=True)
+    assert answer(tethered(ev.UnlockRequested(1))) == "NotSupported"
+
+
+def test_tc_070_periodic_meter_values_spaced_by_interval():
+    b = Bench(meter_sample_interval_s=10)
+    b(ev.MeterSampled(1, 0.0, 0.0))
+    b.start_session()
+    reports = []
+    for _ in range(35):
+        b(ev.MeterSampled(1, 100.0, 7000.0), after=0.0)
+        reports += [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)]
+    assert [r.context for r in reports] == ["Sample.Periodic"] * 3
+    assert [round(reports[i + 1].at - reports[i].at) for i in range(2)] == [10, 10]
+    assert all(r.transaction_id == 42 for r in reports)
+
+
+def test_tc_071_clock_aligned_meter_values_on_boundaries():
+    b = Bench(meter_sample_interval_s=0, clock_aligned_interval_s=20)
+    b.now = 1_000_003.0
+    b(ev.MeterSampled(1, 0.0, 0.0))
+    reports = []
+    for _ in range(65):
+        reports += [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)]
+    assert [r.at % 20 for r in reports] == [0, 0, 0]
+    assert {r.context for r in reports} == {"Sample.Clock"}
+
+
+def test_new_session_from_finishing_with_a_new_card():
+    b = Bench()
+    b.start_session(tag="FIRST")
+    b(ev.TagPresented("FIRST"))
+    assert b.statuses()[-1] == "Finishing"
+    b(ev.TagPresented("SECOND"))
+    b(ev.AuthorizationResult("SECOND", ACCEPTED))
+    assert b.last(act.StartTransaction).id_tag == "SECOND"
+
+
+def test_settings_can_change_at_run_time():
+    b = Bench()
+    b.station.settings = replace(b.station.settings, max_current_a=16.0)
+    b.start_session()
+    assert act.OfferCurrent(1, 16.0) in b.log
