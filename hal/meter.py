@@ -15,6 +15,7 @@ import math
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ModbusIOException
 
 from evcp.config import MeterConfig
 from evcp.hal import MeterError, MeterSample
@@ -54,8 +55,9 @@ def quiet_pymodbus_logging() -> None:
     pymodbus_logger = logging.getLogger("pymodbus")
     if pymodbus_logger.level == logging.NOTSET:
         pymodbus_logger.setLevel(logging.ERROR)
-    if not any(isinstance(f, _DropFrameDumps) for f in pymodbus_logger.filters):
-        pymodbus_logger.addFilter(_DropFrameDumps())
+    emitting_logger = logging.getLogger("pymodbus.logging")
+    if not any(isinstance(f, _DropFrameDumps) for f in emitting_logger.filters):
+        emitting_logger.addFilter(_DropFrameDumps())
 
 
 def register_map_for(config: MeterConfig) -> RegisterMap:
@@ -91,10 +93,10 @@ class ModbusMeter:
         self._energy_quantity = energy_quantity
         self._voltage_quantities = self.register_map.phase_quantities("voltage")
         self._current_quantities = self.register_map.phase_quantities("current")
-        self._blocks = plan_reads(
-            self.register_map,
-            (energy_quantity, "power_w", *self._voltage_quantities, *self._current_quantities),
+        self._quantities = (
+            energy_quantity, "power_w", *self._voltage_quantities, *self._current_quantities
         )
+        self._blocks = plan_reads(self.register_map, self._quantities)
         self.read_deadline_s = config.timeout_s * (RETRIES + 2)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._lock = asyncio.Lock()
@@ -156,7 +158,8 @@ class ModbusMeter:
             values: dict[str, float] = {}
             for block in self._blocks:
                 values.update(await self._read_block(client, block))
-        for quantity, value in values.items():
+        for quantity in self._quantities:
+            value = values[quantity]
             if not math.isfinite(value):
                 address = self.register_map.registers[quantity].address
                 raise MeterError(f"{self.name}: {quantity} at register {address:#06x} is not available ({value})")
@@ -211,6 +214,14 @@ class ModbusMeter:
             response = await read(block.address, count=block.count, device_id=self.config.device_id)
         except asyncio.CancelledError:
             raise
+        except ModbusIOException as exc:
+            if "No response" not in str(exc):
+                raise MeterError(f"{self.name}: reading {block.describe()}: {exc}") from exc
+            tries = RETRIES + 1
+            raise MeterError(
+                f"{self.name}: reading {block.describe()}: no answer"
+                f" ({tries} tries of {self.config.timeout_s:g} s)"
+            ) from exc
         except Exception as exc:
             raise MeterError(f"{self.name}: reading {block.describe()}: {exc}") from exc
         if response.isError():

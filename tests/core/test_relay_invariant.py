@@ -26,23 +26,40 @@ TAGS = ["T1", "T2", "T3"]
 
 tags = st.sampled_from(TAGS)
 connector_ids = st.integers(min_value=0, max_value=CONNECTORS + 1)
-statuses = st.sampled_from(list(AuthStatus) + [None])
+verdicts = st.sampled_from([AuthStatus.ACCEPTED] * 4 + list(AuthStatus))
+pilot = st.builds(ev.PilotChanged, st.integers(1, CONNECTORS), st.sampled_from("ABBCCCCCDEF"))
+# Answers and confirmations are drawn from what the station really asked for (see apply):
+answer_authorization = st.builds(lambda i, s, p: ("authorize", i, s, p), st.integers(0, 5),
+                                 st.one_of(st.none(), verdicts), st.sampled_from([None, "P1", "P2"]))
+confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), verdicts)
 
-events = st.one_of(
-    st.builds(ev.PilotChanged, st.integers(1, CONNECTORS), st.sampled_from("ABCDEF")),
-    st.builds(ev.TagPresented, tags),
-    st.builds(ev.AuthorizationResult, tags, statuses, st.sampled_from([None, "P1", "P2"])),
-    st.builds(ev.MeterSampled, st.integers(1, CONNECTORS), st.floats(0, 1e6), st.floats(0, 22000)),
-    st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from(list(Device)), st.booleans()),
-    st.builds(ev.Tick),
-    st.builds(ev.RemoteStartRequested, st.one_of(st.none(), connector_ids), tags),
-    st.builds(ev.RemoteStopRequested, st.integers(1, 6)),
-    st.builds(ev.AvailabilityRequested, connector_ids, st.booleans()),
-    st.builds(ev.UnlockRequested, connector_ids),
-    # Confirmations are generated from the model's open starts, see below.
-    st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), st.sampled_from(list(AuthStatus))),
-    st.builds(lambda hard: ev.ResetRequested(hard), st.booleans()),
-)
+# Weighted so that most sequences get as far as a closed relay before a fault,
+# an availability change, an unlock or a reset ends the session.
+EVENT_KINDS = {
+    "pilot": (pilot, 6),
+    "answer": (answer_authorization, 3),
+    "confirm": (confirm_start, 3),
+    "tag": (st.builds(ev.TagPresented, tags), 2),
+    "remote start": (st.builds(ev.RemoteStartRequested, st.one_of(st.none(), connector_ids), tags), 3),
+    "meter": (st.builds(ev.MeterSampled, st.integers(1, CONNECTORS), st.floats(0, 1e6), st.floats(0, 22000)), 1),
+    "tick": (st.builds(ev.Tick), 1),
+    "remote stop": (st.builds(ev.RemoteStopRequested, st.integers(1, 6)), 1),
+    "fault": (st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from(list(Device)),
+                        st.sampled_from([True, False, False])), 1),
+    "availability": (st.builds(ev.AvailabilityRequested, connector_ids, st.sampled_from([True, True, False])), 1),
+    "unlock": (st.builds(ev.UnlockRequested, connector_ids), 1),
+}
+KIND_NAMES = [name for name, (_, weight) in EVENT_KINDS.items() for _ in range(weight)]
+
+
+@st.composite
+def event_sequences(draw, resets: bool):
+    names = draw(st.lists(st.sampled_from(KIND_NAMES), min_size=10, max_size=80))
+    sequence = [draw(EVENT_KINDS[name][0]) for name in names]
+    if resets and sequence:
+        at = draw(st.integers(0, len(sequence)))
+        sequence.insert(at, draw(st.builds(ev.ResetRequested, st.booleans())))
+    return sequence
 
 
 class Model:
@@ -53,6 +70,7 @@ class Model:
         self.accepted: set[int] = set()
         self.hard_fault = {c: set() for c in self.pilot}
         self.unconfirmed: list[tuple[int, int]] = []
+        self.unanswered: list[str] = []
         self.next_tx_id = 1
         self.started: set[int] = set()
         self.stopped: set[int] = set()
@@ -69,7 +87,12 @@ class Model:
 
 
 def apply(station: Station, model: Model, event, now: float) -> None:
-    if isinstance(event, tuple):
+    if isinstance(event, tuple) and event[0] == "authorize":
+        _, index, status, parent = event
+        if not model.unanswered:
+            return
+        event = ev.AuthorizationResult(model.unanswered.pop(index % len(model.unanswered)), status, parent)
+    elif isinstance(event, tuple):
         _, index, status = event
         if not model.unconfirmed:
             return
@@ -92,6 +115,8 @@ def apply(station: Station, model: Model, event, now: float) -> None:
             model.started.add(a.local_id)
             model.current_tx[a.connector] = a.local_id
             model.unconfirmed.append((a.connector, a.local_id))
+        elif isinstance(a, act.RequestAuthorization):
+            model.unanswered.append(a.id_tag)
         elif isinstance(a, act.StopTransaction):
             assert model.current_tx[a.connector] == a.local_id, "a stop belongs to the running transaction"
             assert a.local_id not in model.stopped, "a transaction is stopped exactly once"
@@ -114,13 +139,25 @@ def apply(station: Station, model: Model, event, now: float) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(events, min_size=1, max_size=60), st.booleans(), st.booleans())
+@given(event_sequences(resets=False), st.booleans(), st.booleans())
 def test_relay_closes_only_after_accepted_start_and_opens_in_the_same_step(sequence, stop_on_ev, auth_remote):
     station = Station(CONNECTORS, Settings(stop_on_ev_disconnect=stop_on_ev, authorize_remote_start=auth_remote))
     model = Model()
     now = 1000.0
     for a in station.start(now):
         assert not isinstance(a, act.CloseRelay)
+    for event in sequence:
+        now += 0.5
+        apply(station, model, event, now)
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_sequences(resets=True))
+def test_a_reset_anywhere_leaves_every_relay_open(sequence):
+    station = Station(CONNECTORS)
+    model = Model()
+    now = 1000.0
+    station.start(now)
     for event in sequence:
         now += 0.5
         apply(station, model, event, now)

@@ -1,0 +1,508 @@
+"""OCPP 1.6 configuration keys (OCPP 1.6 §9, Standard Configuration Key Names & Values).
+
+``KEYS`` is the one table of keys: name, who may set it, value type, default,
+whether a change needs a reboot, and what it means. ``Configuration`` holds the
+current values and answers GetConfiguration (§5.8) and ChangeConfiguration
+(§5.3). Adding a feature profile's keys means adding its rows to ``KEYS``.
+
+Values are kept as the strings OCPP exchanges, in canonical form ("true",
+"60", "Energy.Active.Import.Register,Voltage" without spaces); ``get`` turns
+them into Python values. Key names and values are CiString50Type and
+CiString500Type, so names are matched and enumerated values accepted in any
+letter case.
+
+A value starts as the table default, then the installer's ``initial``
+overrides apply, then the Central System's changes saved with ``snapshot``
+(``restore``). While running, the Central System (``change``) and the
+controller (``set_internal``) set values; the latest one wins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Literal, Mapping, Protocol, Sequence
+
+#: ChangeConfiguration.conf status (OCPP 1.6 §5.3).
+ChangeStatus = Literal["Accepted", "Rejected", "RebootRequired", "NotSupported"]
+#: A key's value as ``get`` returns it.
+Value = bool | int | list[str] | str
+#: Called with (key name, new value) after a key's value changed.
+Listener = Callable[[str, Value], None]
+#: The current value of another key, for types whose limits live in a key (a CSL's MaxLength).
+Lookup = Callable[[str], Value]
+
+#: ChangeConfiguration.req and GetConfiguration.conf carry values as CiString500Type.
+MAX_VALUE_LENGTH = 500
+
+#: What the charger can measure (OCPP 1.6 Measurand enumeration) and the phases
+#: (Phase enumeration) each measurand may be qualified with, written
+#: "Measurand.Phase" as in §9.1 MeterValuesSampledData ("Voltage.L1").
+SUPPORTED_MEASURANDS: Mapping[str, tuple[str, ...]] = {
+    "Energy.Active.Import.Register": (),
+    "Power.Active.Import": (),
+    "Current.Import": ("L1", "L2", "L3"),
+    "Voltage": ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N"),
+    "Current.Offered": (),
+}
+
+#: Every item a measurand CSL may contain.
+MEASURAND_ITEMS: tuple[str, ...] = tuple(
+    item
+    for measurand, phases in SUPPORTED_MEASURANDS.items()
+    for item in (measurand, *(f"{measurand}.{phase}" for phase in phases))
+)
+
+#: Feature profile names of §9.1 SupportedFeatureProfiles.
+FEATURE_PROFILES = (
+    "Core",
+    "FirmwareManagement",
+    "LocalAuthListManagement",
+    "Reservation",
+    "SmartCharging",
+    "RemoteTrigger",
+)
+
+#: Values of §9.1 ConnectorPhaseRotation per connector.
+PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
+
+
+def split_measurand(item: str) -> tuple[str, str | None]:
+    """("Current.Import", "L1") for the CSL item "Current.Import.L1"; phase None when absent."""
+    for measurand in SUPPORTED_MEASURANDS:
+        if item == measurand:
+            return measurand, None
+        if item.startswith(measurand + "."):
+            return measurand, item[len(measurand) + 1 :]
+    raise ValueError(f"not a supported measurand item: {item!r}")
+
+
+class InvalidValue(ValueError):
+    """A value does not fit its key; the message says why."""
+
+
+class TooManyKeysRequested(Exception):
+    """A GetConfiguration.req named more keys than GetConfigurationMaxKeys allows.
+
+    The request handler answers it with the OCPP-J CALLERROR OccurenceConstraintViolation:
+    the request is well formed but its ``key`` list is longer than this charger accepts.
+    """
+
+    def __init__(self, requested: int, limit: int):
+        self.requested, self.limit = requested, limit
+        super().__init__(f"{requested} keys requested, GetConfigurationMaxKeys is {limit}")
+
+
+# ---------------------------------------------------------------------------
+# Value types: each turns the text of a value into its canonical form or raises
+# InvalidValue, and turns canonical text into a Python value.
+
+
+class ValueType(Protocol):
+    def normalise(self, text: str, lookup: Lookup) -> str: ...
+
+    def parse(self, canonical: str) -> Value: ...
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """"true" or "false" in any letter case; stored in lower case."""
+
+    def normalise(self, text: str, lookup: Lookup) -> str:
+        lowered = text.lower()
+        if lowered not in ("true", "false"):
+            raise InvalidValue("expected true or false")
+        return lowered
+
+    def parse(self, canonical: str) -> bool:
+        return canonical == "true"
+
+
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+@dataclass(frozen=True)
+class Integer:
+    """A decimal integer within [minimum, maximum]; stored without leading zeros."""
+
+    minimum: int = 0
+    maximum: int = 2**31 - 1
+
+    def normalise(self, text: str, lookup: Lookup) -> str:
+        if not _DECIMAL.fullmatch(text):
+            raise InvalidValue("expected a decimal integer")
+        number = int(text)
+        if not self.minimum <= number <= self.maximum:
+            raise InvalidValue(f"expected {self.minimum}..{self.maximum}")
+        return str(number)
+
+    def parse(self, canonical: str) -> int:
+        return int(canonical)
+
+
+@dataclass(frozen=True)
+class Text:
+    """Any printable ASCII text up to the CiString500Type length."""
+
+    def normalise(self, text: str, lookup: Lookup) -> str:
+        return text
+
+    def parse(self, canonical: str) -> str:
+        return canonical
+
+
+#: Turns one CSL item into its canonical spelling or raises InvalidValue.
+ItemParser = Callable[[str, Lookup], str]
+
+
+def one_of(choices: Sequence[str]) -> ItemParser:
+    """An item that must be one of ``choices``, matched in any letter case."""
+    by_lowered = {choice.lower(): choice for choice in choices}
+
+    def parse(item: str, lookup: Lookup) -> str:
+        try:
+            return by_lowered[item.lower()]
+        except KeyError:
+            raise InvalidValue(f"{item!r} is not one of {','.join(choices)}") from None
+
+    return parse
+
+
+_phase_rotation = one_of(PHASE_ROTATIONS)
+
+
+def connector_phase_rotation(item: str, lookup: Lookup) -> str:
+    """"<connectorId>.<rotation>" as in §9.1 ConnectorPhaseRotation ("0.RST,1.RTS"); 0 = grid to main meter."""
+    connector, dot, rotation = item.partition(".")
+    if not dot or not connector.isdigit() or not connector.isascii():
+        raise InvalidValue(f"{item!r} is not <connectorId>.<rotation>")
+    if int(connector) > lookup("NumberOfConnectors"):
+        raise InvalidValue(f"{item!r} names an unknown connector")
+    return f"{int(connector)}.{_phase_rotation(rotation, lookup)}"
+
+
+def _connector_of(item: str) -> str:
+    return item.partition(".")[0]
+
+
+def _itself(item: str) -> str:
+    return item
+
+
+@dataclass(frozen=True)
+class CommaSeparatedList:
+    """A CSL (§9): items separated by commas, spaces around items ignored, stored without them.
+
+    The empty string is the empty list. The item count is limited by the key
+    ``max_length_key``; without one, §9 says to assume one item. Two items that
+    ``identity`` maps to the same string are a repetition, which is invalid.
+    """
+
+    item: ItemParser
+    max_length_key: str | None = None
+    required_items: tuple[str, ...] = ()
+    identity: Callable[[str], str] = _itself
+
+    def normalise(self, text: str, lookup: Lookup) -> str:
+        items = [self.item(part.strip(), lookup) for part in text.split(",")] if text.strip() else []
+        identities = [self.identity(item) for item in items]
+        if len(set(identities)) != len(identities):
+            raise InvalidValue("an item is repeated")
+        max_items = lookup(self.max_length_key) if self.max_length_key else 1
+        if len(items) > max_items:
+            raise InvalidValue(f"more than {max_items} items")
+        missing = [required for required in self.required_items if required not in items]
+        if missing:
+            raise InvalidValue(f"must include {','.join(missing)}")
+        return ",".join(items)
+
+    def parse(self, canonical: str) -> list[str]:
+        return canonical.split(",") if canonical else []
+
+
+def measurand_list(max_length_key: str) -> CommaSeparatedList:
+    return CommaSeparatedList(one_of(MEASURAND_ITEMS), max_length_key)
+
+
+# ---------------------------------------------------------------------------
+# The table.
+
+
+class Access(Enum):
+    """Who may set a key. To the Central System every key but READ_WRITE is read-only (§9 "R")."""
+
+    READ_WRITE = "RW"
+    """The Central System may change it with ChangeConfiguration; the installer may preset it."""
+    INSTALLER = "R, installer"
+    """The installer may preset it; the Central System only reads it."""
+    CONTROLLER = "R, controller"
+    """A fact about the charger: only the controller sets it (``set_internal``)."""
+
+    @property
+    def readonly(self) -> bool:
+        return self is not Access.READ_WRITE
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One configuration key: a row of ``KEYS``."""
+
+    name: str
+    access: Access
+    type: ValueType
+    default: str | Callable[[int], str]
+    """Canonical text, or a function of the number of connectors giving it."""
+    meaning: str
+    reboot_required: bool = False
+    """A change is stored at once but takes effect after a reboot (ChangeConfiguration RebootRequired)."""
+    profile: str = "Core"
+
+    def default_for(self, number_of_connectors: int) -> str:
+        return self.default(number_of_connectors) if callable(self.default) else self.default
+
+
+#: Upper bound of the interval keys: nothing the charger schedules is meant to repeat less than daily.
+SECONDS_PER_DAY = 86400
+MEASURAND_LIST_MAX_ITEMS = "10"
+
+RW, INSTALLER, CONTROLLER = Access.READ_WRITE, Access.INSTALLER, Access.CONTROLLER
+
+#: OCPP 1.6 §9.1 Core Profile keys. Where §9.1 allows R or RW, RW is chosen.
+#: BlinkRepeat and LightIntensity (optional) are absent: the charger has no lighting to drive.
+KEYS: tuple[KeySpec, ...] = (
+    KeySpec("AllowOfflineTxForUnknownId", RW, Boolean(), "false",
+            "Offline, start transactions for unknown identifiers (Unknown Offline Authorization)."),
+    KeySpec("AuthorizationCacheEnabled", RW, Boolean(), "false",
+            "Remember identifiers from Central System answers in the Authorization Cache."),
+    KeySpec("AuthorizeRemoteTxRequests", RW, Boolean(), "false",
+            "Authorize the idTag of a RemoteStartTransaction like a local start before starting."),
+    KeySpec("ClockAlignedDataInterval", RW, Integer(0, SECONDS_PER_DAY), "0",
+            "Seconds between clock-aligned meter readings, counted from midnight; 0 = none."),
+    KeySpec("ConnectionTimeOut", RW, Integer(1, SECONDS_PER_DAY), "60",
+            "Seconds from Preparing until a transaction is abandoned because no cable was plugged in."),
+    KeySpec("ConnectorPhaseRotation", RW,
+            CommaSeparatedList(connector_phase_rotation, "ConnectorPhaseRotationMaxLength",
+                               identity=_connector_of),
+            lambda connectors: ",".join(f"{c}.Unknown" for c in range(1, connectors + 1)),
+            "Phase rotation per connector relative to its meter, e.g. 0.RST,1.RTS (0 = grid connection)."),
+    KeySpec("ConnectorPhaseRotationMaxLength", CONTROLLER, Integer(1),
+            lambda connectors: str(connectors + 1),
+            "Most items in ConnectorPhaseRotation: every connector and the grid connection."),
+    KeySpec("GetConfigurationMaxKeys", INSTALLER, Integer(1), "50",
+            "Most keys one GetConfiguration.req may name."),
+    KeySpec("HeartbeatInterval", RW, Integer(1, SECONDS_PER_DAY), "300",
+            "Seconds without OCPP traffic after which a Heartbeat.req is sent."),
+    KeySpec("LocalAuthorizeOffline", RW, Boolean(), "false",
+            "Offline, start transactions for locally authorized identifiers."),
+    KeySpec("LocalPreAuthorize", RW, Boolean(), "false",
+            "Online, start transactions for locally authorized identifiers without waiting for Authorize.conf."),
+    KeySpec("MaxEnergyOnInvalidId", RW, Integer(0), "0",
+            "Most Wh delivered after the Central System invalidates the identifier of a running transaction."),
+    KeySpec("MeterValuesAlignedData", RW, measurand_list("MeterValuesAlignedDataMaxLength"),
+            "Energy.Active.Import.Register",
+            "Measurands sent in MeterValues.req every ClockAlignedDataInterval."),
+    KeySpec("MeterValuesAlignedDataMaxLength", CONTROLLER, Integer(1), MEASURAND_LIST_MAX_ITEMS,
+            "Most items in MeterValuesAlignedData."),
+    KeySpec("MeterValuesSampledData", RW, measurand_list("MeterValuesSampledDataMaxLength"),
+            "Energy.Active.Import.Register",
+            "Measurands sent in MeterValues.req every MeterValueSampleInterval of a transaction."),
+    KeySpec("MeterValuesSampledDataMaxLength", CONTROLLER, Integer(1), MEASURAND_LIST_MAX_ITEMS,
+            "Most items in MeterValuesSampledData."),
+    KeySpec("MeterValueSampleInterval", RW, Integer(0, SECONDS_PER_DAY), "60",
+            "Seconds between sampled meter readings from the start of a transaction; 0 = none."),
+    KeySpec("MinimumStatusDuration", RW, Integer(0, SECONDS_PER_DAY), "0",
+            "Seconds a status must hold before its StatusNotification.req is sent; 0 = at once."),
+    KeySpec("NumberOfConnectors", CONTROLLER, Integer(1), lambda connectors: str(connectors),
+            "Number of physical charging connectors."),
+    KeySpec("ResetRetries", RW, Integer(0, 100), "1",
+            "Times to retry an unsuccessful reset."),
+    KeySpec("StopTransactionOnEVSideDisconnect", RW, Boolean(), "true",
+            "Stop the transaction when the cable is unplugged at the EV."),
+    KeySpec("StopTransactionOnInvalidId", RW, Boolean(), "true",
+            "Stop a transaction whose StartTransaction.conf idTagInfo is not Accepted."),
+    KeySpec("StopTxnAlignedData", RW, measurand_list("StopTxnAlignedDataMaxLength"), "",
+            "Clock-aligned measurands put in StopTransaction.req transactionData."),
+    KeySpec("StopTxnAlignedDataMaxLength", CONTROLLER, Integer(1), MEASURAND_LIST_MAX_ITEMS,
+            "Most items in StopTxnAlignedData."),
+    KeySpec("StopTxnSampledData", RW, measurand_list("StopTxnSampledDataMaxLength"), "",
+            "Sampled measurands put in StopTransaction.req transactionData."),
+    KeySpec("StopTxnSampledDataMaxLength", CONTROLLER, Integer(1), MEASURAND_LIST_MAX_ITEMS,
+            "Most items in StopTxnSampledData."),
+    KeySpec("SupportedFeatureProfiles", CONTROLLER,
+            CommaSeparatedList(one_of(FEATURE_PROFILES), "SupportedFeatureProfilesMaxLength",
+                               required_items=("Core",)),
+            "Core",
+            "Feature profiles this charger implements."),
+    KeySpec("SupportedFeatureProfilesMaxLength", CONTROLLER, Integer(1), str(len(FEATURE_PROFILES)),
+            "Most items in SupportedFeatureProfiles."),
+    KeySpec("TransactionMessageAttempts", RW, Integer(1, 100), "3",
+            "Times to submit a transaction-related message the Central System failed to process."),
+    KeySpec("TransactionMessageRetryInterval", RW, Integer(0, SECONDS_PER_DAY), "60",
+            "Seconds to wait before resubmitting such a message, times the number of attempts so far."),
+    KeySpec("UnlockConnectorOnEVSideDisconnect", RW, Boolean(), "true",
+            "Unlock the cable at the charger when it is unplugged at the EV."),
+    # The websocket keepalive is fixed when the connection opens.
+    KeySpec("WebSocketPingInterval", RW, Integer(0, SECONDS_PER_DAY), "30",
+            "Seconds between websocket Pings to the Central System; 0 = none.",
+            reboot_required=True),
+)
+
+
+# ---------------------------------------------------------------------------
+
+
+def _shown(text: object) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+class Configuration:
+    """The charger's OCPP configuration keys and their current values."""
+
+    def __init__(self, number_of_connectors: int, initial: Mapping[str, str] | None = None):
+        """Defaults from ``KEYS``, then the installer's ``initial`` overrides.
+
+        Raises ValueError naming the key and the problem for an unknown key, an
+        invalid value, or a key only the controller sets.
+        """
+        if number_of_connectors < 1:
+            raise ValueError(f"NumberOfConnectors: expected at least 1 (got {number_of_connectors})")
+        self._specs = {spec.name.lower(): spec for spec in KEYS}
+        self._values = {spec.name: spec.default_for(number_of_connectors) for spec in KEYS}
+        self._changed_by_central_system: set[str] = set()
+        self._listeners: list[Listener] = []
+        for key, value in (initial or {}).items():
+            spec = self._known(key)
+            if spec.access is Access.CONTROLLER:
+                raise ValueError(f"{spec.name}: set by the controller, not configurable")
+            self._values[spec.name] = self._normalise(spec, value)
+
+    def get(self, name: str) -> Value:
+        """The current value as bool, int, list[str] or str. KeyError for an unknown key."""
+        spec = self._specs.get(name.lower())
+        if spec is None:
+            raise KeyError(name)
+        return spec.type.parse(self._values[spec.name])
+
+    def get_configuration(
+        self, keys: Sequence[str] | None = None
+    ) -> tuple[list[dict[str, object]], list[str]]:
+        """GetConfiguration.conf (§5.8): (configurationKey entries, unknownKey).
+
+        No keys or an empty list answers every key. A key named twice is answered
+        once. More keys than GetConfigurationMaxKeys raise TooManyKeysRequested.
+        """
+        if not keys:
+            return [self._key_value(spec) for spec in self._specs.values()], []
+        limit = self.get("GetConfigurationMaxKeys")
+        if len(keys) > limit:
+            raise TooManyKeysRequested(len(keys), limit)
+        answered: dict[str, dict[str, object]] = {}
+        unknown: list[str] = []
+        for key in keys:
+            spec = self._specs.get(key.lower())
+            if spec is None:
+                if key not in unknown:
+                    unknown.append(key)
+            elif spec.name not in answered:
+                answered[spec.name] = self._key_value(spec)
+        return list(answered.values()), unknown
+
+    def change(self, key: str, value: str) -> ChangeStatus:
+        """ChangeConfiguration (§5.3): NotSupported for an unknown key, Rejected for a
+        read-only key or an invalid value, else the value is stored and Accepted, or
+        RebootRequired when the key takes effect only after a reboot.
+        """
+        spec = self._specs.get(key.lower())
+        if spec is None:
+            return "NotSupported"
+        try:
+            self._set_by_central_system(spec, value)
+        except InvalidValue:
+            return "Rejected"
+        return "RebootRequired" if spec.reboot_required else "Accepted"
+
+    def on_change(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(key, new value)`` whenever a key's value changes; returns the unsubscriber.
+
+        Every listener is called even when one raises; the failures then reach the
+        caller of the change as an ExceptionGroup, with the value already stored.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def set_internal(self, key: str, value: str) -> None:
+        """Set any key as the controller (e.g. SupportedFeatureProfiles, or HeartbeatInterval
+        from BootNotification.conf). The value is not part of ``snapshot``: the controller
+        sets it again on every start. Raises ValueError naming the key and the problem.
+        """
+        spec = self._known(key)
+        canonical = self._normalise(spec, value)
+        self._changed_by_central_system.discard(spec.name)
+        self._store(spec, canonical)
+
+    def snapshot(self) -> dict[str, str]:
+        """The values the Central System changed, to be saved and given to ``restore``."""
+        return {name: self._values[name] for name in sorted(self._changed_by_central_system)}
+
+    def restore(self, saved: Mapping[str, str]) -> list[str]:
+        """Re-apply values from ``snapshot``; they take precedence over ``initial``.
+
+        Entries that no longer fit (unknown key, read-only key, invalid value) are
+        skipped; the returned list has one warning per skipped entry.
+        """
+        warnings = []
+        for key, value in saved.items():
+            spec = self._specs.get(key.lower())
+            if spec is None:
+                warnings.append(f"{key}: unknown configuration key, ignored")
+                continue
+            try:
+                self._set_by_central_system(spec, value)
+            except InvalidValue as problem:
+                warnings.append(f"{problem}, ignored")
+        return warnings
+
+    def _known(self, key: str) -> KeySpec:
+        spec = self._specs.get(key.lower()) if isinstance(key, str) else None
+        if spec is None:
+            raise ValueError(f"{key}: unknown OCPP configuration key")
+        return spec
+
+    def _key_value(self, spec: KeySpec) -> dict[str, object]:
+        return {"key": spec.name, "readonly": spec.access.readonly, "value": self._values[spec.name]}
+
+    def _normalise(self, spec: KeySpec, text: str) -> str:
+        """The canonical form of ``text`` for ``spec``; InvalidValue names the key and the problem."""
+        try:
+            if not isinstance(text, str):
+                raise InvalidValue("expected a string")
+            if len(text) > MAX_VALUE_LENGTH:
+                raise InvalidValue(f"longer than {MAX_VALUE_LENGTH} characters")
+            if not (text.isascii() and text.isprintable()):
+                raise InvalidValue("not printable ASCII")
+            return spec.type.normalise(text, self.get)
+        except InvalidValue as problem:
+            raise InvalidValue(f"{spec.name}: {problem} (got {_shown(text)})") from None
+
+    def _set_by_central_system(self, spec: KeySpec, value: str) -> None:
+        if spec.access.readonly:
+            raise InvalidValue(f"{spec.name}: read-only for the Central System")
+        canonical = self._normalise(spec, value)
+        self._changed_by_central_system.add(spec.name)
+        self._store(spec, canonical)
+
+    def _store(self, spec: KeySpec, canonical: str) -> None:
+        if self._values[spec.name] == canonical:
+            return
+        self._values[spec.name] = canonical
+        value = spec.type.parse(canonical)
+        failures = []
+        for listener in list(self._listeners):
+            try:
+                listener(spec.name, value)
+            except Exception as failure:
+                failures.append(failure)
+        if failures:
+            raise ExceptionGroup(f"listeners of {spec.name} failed", failures)

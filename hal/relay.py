@@ -1,0 +1,151 @@
+"""The contactor on a GPIO output, with an optional mirror-contact input.
+
+The relay is open from the moment the object exists, and it is opened again
+when the interpreter exits (normal exit or an uncaught exception), before
+gpiozero's own exit hook frees the pins. A SIGTERM only reaches that hook if
+the process turns it into ``SystemExit``; a SIGKILL or a kernel crash never
+does, so the contactor circuit must de-energise on its own when the GPIO
+floats (pull-down on an active-high driver, pull-up on an active-low one).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+
+from gpiozero import DigitalInputDevice, OutputDevice
+
+from evcp.hal import HardwareError
+
+log = logging.getLogger("evcp.hal.relay")
+
+#: Every relay not yet released; ``open_all_relays`` opens them at exit.
+_live_relays: "weakref.WeakSet[GpioRelay]" = weakref.WeakSet()
+
+#: How long ``open()`` waits for a concurrent ``close()`` before acting anyway.
+_OPEN_LOCK_TIMEOUT_S = 0.5
+
+
+def open_all_relays() -> None:
+    """Open every relay that has not been released. Never raises.
+
+    Registered with ``atexit`` when this module is imported, so a crash that
+    unwinds the interpreter leaves every contactor open.
+    """
+    for relay in list(_live_relays):
+        relay.open()
+
+
+atexit.register(open_all_relays)
+
+
+class GpioRelay:
+    """A contactor driven by ``OutputDevice``; implements ``evcp.hal.Relay``.
+
+    ``config.active_high`` says which level energises the coil. With
+    ``config.feedback_pin`` set, a mirror contact is read through a
+    ``DigitalInputDevice``; ``config.feedback_active_high`` says which level
+    means "main contacts closed". The input's pull resistor pulls towards
+    "open", so a broken feedback wire reads as open contacts.
+    """
+
+    def __init__(self, config, pin_factory=None):
+        self._config = config
+        self._lock = threading.RLock()
+        self._closed = False
+        try:
+            self._coil: OutputDevice | None = OutputDevice(
+                config.pin,
+                active_high=config.active_high,
+                initial_value=False,
+                pin_factory=pin_factory,
+            )
+        except Exception as exc:
+            raise HardwareError(f"relay: cannot drive GPIO{config.pin}: {exc}") from exc
+        self._feedback: DigitalInputDevice | None = None
+        if config.feedback_pin is not None:
+            try:
+                self._feedback = DigitalInputDevice(
+                    config.feedback_pin,
+                    pull_up=not config.feedback_active_high,
+                    pin_factory=pin_factory,
+                )
+            except Exception as exc:
+                self._coil.close()
+                self._coil = None
+                raise HardwareError(
+                    f"relay: cannot read feedback GPIO{config.feedback_pin}: {exc}"
+                ) from exc
+        _live_relays.add(self)
+
+    def close(self) -> None:
+        """Energise the coil. Raises HardwareError after release() or if the GPIO write fails."""
+        with self._lock:
+            if self._coil is None:
+                raise HardwareError(f"relay on GPIO{self._config.pin} was released; it cannot close")
+            try:
+                self._coil.on()
+            except Exception as exc:
+                self.open()
+                raise HardwareError(f"relay: cannot energise GPIO{self._config.pin}: {exc}") from exc
+            self._closed = True
+
+    def open(self) -> None:
+        """De-energise the coil. Idempotent, never raises, safe from any thread and state.
+
+        A concurrent close() holds the lock for microseconds; if it does not
+        let go within half a second the coil is switched off regardless.
+        """
+        locked = self._lock.acquire(timeout=_OPEN_LOCK_TIMEOUT_S)
+        try:
+            self._closed = False
+            coil = self._coil
+            if coil is not None:
+                coil.off()
+        except Exception:
+            log.exception("relay: could not de-energise GPIO%s", self._config.pin)
+        finally:
+            if locked:
+                self._lock.release()
+
+    @property
+    def is_closed(self) -> bool:
+        """The commanded state: True after close(), False after open() or release()."""
+        return self._closed
+
+    def feedback_closed(self) -> bool | None:
+        """True when the mirror contact says the main contacts are closed.
+
+        None without a feedback input, or after release(). Compare it with
+        ``is_closed`` to detect a welded (closed while commanded open) or
+        stuck-open contactor; the core decides what a mismatch means.
+        """
+        feedback = self._feedback
+        if feedback is None:
+            return None
+        try:
+            return bool(feedback.is_active)
+        except Exception as exc:
+            raise HardwareError(
+                f"relay: cannot read feedback GPIO{self._config.feedback_pin}: {exc}"
+            ) from exc
+
+    def release(self) -> None:
+        """Open the relay, then free both GPIO lines. Idempotent; the relay stays open."""
+        self.open()
+        with self._lock:
+            for device in (self._feedback, self._coil):
+                if device is not None:
+                    try:
+                        device.close()
+                    except Exception:
+                        log.exception("relay: could not free %r", device)
+            self._coil = None
+            self._feedback = None
+        _live_relays.discard(self)
+
+    def __repr__(self) -> str:
+        state = "released" if self._coil is None else ("closed" if self._closed else "open")
+        return f"<GpioRelay GPIO{self._config.pin} {state}>"

@@ -1,0 +1,268 @@
+"""The real Modbus meter driver against the simulated meter, over loopback TCP and a pty."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import socket
+import time
+
+import pytest
+
+from evcp.config import MeterConfig
+from evcp.hal import EnergyMeter, MeterError
+from evcp.hal.meter import ModbusMeter
+from evcp.mocks.meter_server import SimulatedMeter
+
+TIMEOUT_S = 0.2
+#: Energy resolution of each model's register (ABB counts in 0.01 kWh).
+ENERGY_RESOLUTION_WH = {"sdm630": 0.01, "sdm72": 0.01, "sdm120": 0.01, "abb-b23": 10.0}
+PHASES = {"sdm630": 3, "sdm72": 3, "sdm120": 1, "abb-b23": 3}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def served():
+    """Start simulated meters on demand; stop them and close their drivers afterwards."""
+    running: list[tuple[SimulatedMeter, ModbusMeter]] = []
+
+    async def serve(model: str = "sdm630", power_w: float = 7400.0, **options) -> tuple[SimulatedMeter, ModbusMeter]:
+        config_overrides = options.pop("config", {})
+        simulator = SimulatedMeter(model, lambda: power_w, **options)
+        await simulator.start()
+        meter = ModbusMeter(simulator.meter_config(**{"timeout_s": TIMEOUT_S, **config_overrides}))
+        running.append((simulator, meter))
+        return simulator, meter
+
+    yield serve
+    for simulator, meter in running:
+        await meter.close()
+        await simulator.stop()
+
+
+def test_modbus_meter_is_an_energy_meter():
+    assert isinstance(ModbusMeter(MeterConfig(backend="modbus-tcp")), EnergyMeter)
+
+
+@pytest.mark.parametrize("model", ["sdm630", "sdm120", "sdm72", "abb-b23"])
+async def test_sample_round_trip(served, clock, model):
+    power_w = 7400.0 if PHASES[model] == 3 else 3680.0
+    simulator, meter = await served(model, power_w, initial_energy_wh=123_456.0, clock=clock)
+
+    sample = await meter.read()
+
+    assert sample.energy_wh == pytest.approx(123_456.0, abs=ENERGY_RESOLUTION_WH[model])
+    assert sample.power_w == pytest.approx(power_w, abs=0.01)
+    assert sample.voltage_v == pytest.approx((230.0,) * PHASES[model], abs=0.1)
+    expected_current = power_w / (230.0 * PHASES[model])
+    assert sample.current_a == pytest.approx((expected_current,) * PHASES[model], abs=0.01)
+
+
+async def test_sample_round_trip_over_rtu(served, clock):
+    simulator, meter = await served("sdm120", 2300.0, transport="rtu", baudrate=2400,
+                                    initial_energy_wh=500.0, clock=clock)
+    assert meter.config.backend == "modbus-rtu" and meter.config.baudrate == 2400
+
+    sample = await meter.read()
+
+    assert sample.energy_wh == pytest.approx(500.0, abs=0.01)
+    assert sample.power_w == pytest.approx(2300.0)
+    assert sample.current_a == pytest.approx((10.0,))
+
+
+@pytest.mark.parametrize("model", ["sdm630", "abb-b23"])
+async def test_energy_follows_simulated_time(served, clock, model):
+    simulator, meter = await served(model, 7400.0, clock=clock)
+    before = (await meter.read()).energy_wh
+
+    clock.advance(1800)
+    after = (await meter.read()).energy_wh
+
+    assert after - before == pytest.approx(3700.0, abs=ENERGY_RESOLUTION_WH[model])
+
+
+async def test_energy_increases_in_real_time_while_power_flows(served):
+    simulator, meter = await served("sdm630", 3_600_000.0)
+    readings = []
+    for _ in range(3):
+        readings.append((await meter.read()).energy_wh)
+        await asyncio.sleep(0.05)
+    assert readings[0] < readings[1] < readings[2]
+    assert readings[2] - readings[0] == pytest.approx(100.0, rel=0.5)
+
+
+async def test_total_energy_includes_export(served, clock):
+    simulator, meter = await served("sdm630", -3000.0, initial_energy_wh=1000.0, clock=clock,
+                                    config={"energy": "total"})
+    clock.advance(3600)
+    sample = await meter.read()
+    assert sample.energy_wh == pytest.approx(4000.0, abs=0.01)
+    assert simulator.energy_wh == pytest.approx(1000.0)
+
+
+async def test_silent_meter_raises_meter_error_within_bound(served):
+    simulator, meter = await served("sdm630")
+    await meter.read()
+    simulator.fail()
+
+    started = time.monotonic()
+    with pytest.raises(MeterError) as failure:
+        await meter.read()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3 * TIMEOUT_S + 0.5
+    message = str(failure.value)
+    assert "sdm630 meter at 127.0.0.1:" in message
+    assert "input registers 0x0000..0x000b" in message
+    assert "no answer" in message
+    assert simulator.requests_ignored >= 1
+
+
+async def test_reads_again_after_recover(served):
+    simulator, meter = await served("abb-b23", 7400.0)
+    simulator.fail()
+    with pytest.raises(MeterError):
+        await meter.read()
+    with pytest.raises(MeterError):
+        await meter.read()
+
+    simulator.recover()
+
+    assert (await meter.read()).power_w == pytest.approx(7400.0)
+
+
+async def test_read_deadline_bounds_the_whole_read(served):
+    simulator, meter = await served("sdm630", config={"timeout_s": 5.0})
+    meter.read_deadline_s = 0.2
+    simulator.fail()
+
+    started = time.monotonic()
+    with pytest.raises(MeterError, match="no complete answer within 0.2 s"):
+        await meter.read()
+    assert time.monotonic() - started < 1.0
+
+    simulator.recover()
+    assert (await meter.read()).power_w == pytest.approx(7400.0)
+
+
+async def test_closed_port_fails_quickly():
+    meter = ModbusMeter(MeterConfig(backend="modbus-tcp", port=free_tcp_port(), timeout_s=TIMEOUT_S))
+    started = time.monotonic()
+    with pytest.raises(MeterError, match=r"sdm630 meter at 127\.0\.0\.1:\d+ \(device 1\): cannot connect"):
+        await meter.read()
+    assert time.monotonic() - started < 0.5
+    await meter.close()
+
+
+async def test_missing_serial_port_fails_quickly():
+    config = MeterConfig(backend="modbus-rtu", serial_port="/dev/ttyDOESNOTEXIST", timeout_s=TIMEOUT_S)
+    meter = ModbusMeter(config)
+    with pytest.raises(MeterError, match="on /dev/ttyDOESNOTEXIST"):
+        await asyncio.wait_for(meter.read(), 3 * TIMEOUT_S + 0.5)
+    await meter.close()
+
+
+async def test_stopped_server_fails_then_restarted_server_is_read(clock):
+    simulator = SimulatedMeter("sdm120", lambda: 1000.0, clock=clock)
+    await simulator.start()
+    port = simulator.port
+    meter = ModbusMeter(simulator.meter_config(timeout_s=TIMEOUT_S))
+    try:
+        await meter.read()
+        await simulator.stop()
+        with pytest.raises(MeterError):
+            await meter.read()
+
+        restarted = SimulatedMeter("sdm120", lambda: 1000.0, port=port, clock=clock)
+        await restarted.start()
+        try:
+            assert (await meter.read()).power_w == pytest.approx(1000.0)
+        finally:
+            await restarted.stop()
+    finally:
+        await meter.close()
+        await simulator.stop()
+
+
+async def test_custom_map_from_config_dict(served, clock):
+    sdm630_as_custom = {
+        "energy_import_wh": {"address": 0x48, "type": "float32", "scale": 1000, "function": 4},
+        "power_w": {"address": 0x34, "type": "float32", "function": 4, "word_order": "big"},
+        "voltage_l1": {"address": 0x00, "type": "float32", "function": 4},
+        "current_l1": {"address": 0x06, "type": "float32", "function": 4},
+    }
+    simulator, meter = await served("sdm630", 6900.0, initial_energy_wh=42_000.0, clock=clock,
+                                    config={"model": "custom", "registers": sdm630_as_custom})
+
+    sample = await meter.read()
+
+    assert sample.energy_wh == pytest.approx(42_000.0, abs=0.01)
+    assert sample.power_w == pytest.approx(6900.0)
+    assert sample.voltage_v == pytest.approx((230.0,))
+    assert sample.current_a == pytest.approx((10.0,))
+
+
+async def test_exception_response_names_register_and_code(served):
+    wrong_address = {
+        "energy_import_wh": {"address": 0x48, "type": "float32", "scale": 1000, "function": 4},
+        "power_w": {"address": 0x200, "type": "float32", "function": 4},
+    }
+    simulator, meter = await served("sdm630", config={"model": "custom", "registers": wrong_address})
+    with pytest.raises(MeterError, match=r"input registers 0x0200\.\.0x0201 \(FC04\): exception response 2 \(illegal address\)"):
+        await meter.read()
+
+
+async def test_not_available_value_is_an_error(served):
+    simulator, meter = await served("abb-b23", math.nan)
+    with pytest.raises(MeterError, match="power_w at register 0x5b14 is not available"):
+        await meter.read()
+
+
+async def test_close_is_idempotent_and_a_later_read_reconnects(served):
+    simulator, meter = await served("sdm630")
+    await meter.read()
+    await meter.close()
+    await meter.close()
+    assert (await meter.read()).power_w == pytest.approx(7400.0)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (MeterConfig(backend="none"), "not a Modbus backend"),
+        (MeterConfig(backend="modbus-tcp", model="abb-b23", energy="total"), "no energy_total_wh register"),
+        (MeterConfig(backend="modbus-tcp", model="custom", registers={"power_w": {"address": 1}}),
+         r"power_w\.type: missing"),
+    ],
+)
+def test_unusable_config_is_refused_at_construction(config, message):
+    with pytest.raises(MeterError, match=message):
+        ModbusMeter(config)
+
+
+def test_requests_per_read():
+    tcp = MeterConfig(backend="modbus-tcp")
+    assert ModbusMeter(tcp).requests_per_read == 3
+    assert ModbusMeter(dataclasses.replace(tcp, model="abb-b23")).requests_per_read == 4
