@@ -5,13 +5,45 @@ every problem is a ``ConfigError`` that names the file, the key and what is
 wrong. The keys named in the README as a contract (charge_point.id,
 charge_point.connectors, ocpp.csms_url, hardware.backend, api.listen,
 storage.state_dir) never change meaning.
+
+The rules of the file (``config/evcp.example.toml`` shows every key):
+
+- Unknown keys, wrong types and out-of-range values are errors; nothing is guessed.
+- Required: charge_point.id, ocpp.csms_url and hardware.backend. The backend has
+  no default, so the simulated hardware is never chosen by accident.
+- A relative path (storage.state_dir, logging.trace_file) is relative to the
+  directory of the config file; ``~`` is the home directory.
+- An optional pin (feedback_pin, fault_pin, short_pin) is left out, or set to
+  ``false``, when nothing is wired to it.
+- Messages number connectors from 1: ``hardware.connectors[1]`` is the first
+  ``[[hardware.connectors]]`` table, which is OCPP connector 1.
+- Backend "pi" needs one ``[[hardware.connectors]]`` table per connector. With
+  backend "mock" the tables are optional, and whatever they leave out comes
+  from ``mock_defaults`` (a block of pins per connector).
+- A GPIO pin, PWM output or ADC input has one user across all connectors.
+- ``[ocpp.keys]`` is checked against the controller's OCPP key table
+  (``evcp.ocpp16.configuration``) and stored as GetConfiguration shows it.
+
+``render(config)`` writes the effective configuration back as TOML, secrets masked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+import types
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from functools import cache
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+from evcp.hal.meter_registers import MODELS, QUANTITIES, custom_map
+from evcp.ocpp16 import configuration as ocpp_configuration
 
 
 class ConfigError(Exception):
@@ -171,3 +203,737 @@ class Config:
     @property
     def trace_file(self) -> Path:
         return self.logging.trace_file or self.storage.state_dir / "ocpp-trace.log"
+
+
+# ---------------------------------------------------------------------------
+# Limits and tables
+# ---------------------------------------------------------------------------
+
+MAX_CONNECTORS = 8
+BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+#: How ``render`` shows a secret.
+MASK = "********"
+
+#: Keys the loader computes, never written in the file -> where they come from.
+_DERIVED = {
+    (Config, "source"): "the path of the file",
+    (ApiConfig, "host"): 'api.listen = "host:port"',
+    (ApiConfig, "port"): 'api.listen = "host:port"',
+}
+#: Keys that have a default in the tree but must be written in the file anyway.
+_REQUIRED = {(HardwareConfig, "backend")}
+#: What to write when a required key is missing.
+_EXAMPLES = {
+    "charge_point.id": '"CP-0001" (the chargeBoxId the CSMS knows this charger by)',
+    "ocpp.csms_url": '"wss://csms.example.com/ocpp"',
+    "hardware.backend": '"pi" (real hardware) or "mock" (simulated bench)',
+}
+
+#: OCPP keys whose value comes from another key of this file.
+_OCPP_KEYS_SET_ELSEWHERE = {
+    "NumberOfConnectors": "charge_point.connectors",
+    "AuthorizationKey": "ocpp.authorization_key",
+}
+
+#: The fields of one entry of ``meter.registers`` (see ``evcp.hal.meter_registers.custom_map``).
+_REGISTER_FIELDS = ("address", "type", "function", "scale", "word_order")
+
+#: GPIO pins of the clock and data lines of SPI buses (chip selects move with overlays).
+_SPI_BUS_PINS = {
+    0: {9: "SPI0 MISO", 10: "SPI0 MOSI", 11: "SPI0 SCLK"},
+    1: {19: "SPI1 MISO", 20: "SPI1 MOSI", 21: "SPI1 SCLK"},
+}
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate the TOML file at ``path``; ConfigError on the first problem."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: str | Path) -> Config:
+    """Validate TOML ``text`` as if read from ``path``.
+
+    ``path`` is named in errors, anchors relative paths and becomes ``Config.source``.
+    """
+    ctx = _Context(str(path), Path(path).absolute().parent)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ctx.error("", _syntax_problem(exc)) from None
+    # The connector tables depend on charge_point.connectors and hardware.backend,
+    # so they are built once the rest of the tree is.
+    hardware = data.get("hardware")
+    connector_tables = hardware.pop("connectors", None) if isinstance(hardware, dict) else None
+    config = _build(Config, data, "", ctx, extra={"source": Path(path).absolute()})
+    connectors = _connectors(connector_tables, config, ctx)
+    config = replace(config, hardware=replace(config.hardware, connectors=connectors))
+    keys = _ocpp_key_values(config.ocpp.keys, config.charge_point.connectors, ctx)
+    config = replace(config, ocpp=replace(config.ocpp, keys=keys))
+    _check_whole(config, ctx)
+    return config
+
+
+def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
+    """The simulated hardware of ``connectors`` connectors, pins that never collide.
+
+    Each connector gets its own block of gpiozero mock pins from GPIO4 up (and
+    the default PWM, pwmchip0 channel 0: the simulation gives every connector
+    a sysfs PWM tree of its own). Up to 4 connectors, a block has every input,
+    so the bench can weld a contactor and show pilot states E and F::
+
+        connector  relay  feedback  vehicle  charge  fault  short
+        1          4      5         6        7       8      9
+        2          10     11        12       13      14     15
+        3          16     17        18       19      20     21
+        4          22     23        24       25      26     27
+
+    With 5 to 8 connectors the 24 free pins only give 3 per connector:
+    connector n has relay 3n+1, vehicle 3n+2 and charge 3n+3, and no feedback,
+    fault or short input. No connector has a Modbus meter: the simulated meter
+    is set up in [hardware.mock].
+    """
+    if not 1 <= connectors <= MAX_CONNECTORS:
+        raise ValueError(f"connectors must be 1..{MAX_CONNECTORS}, got {connectors}")
+    full = connectors <= 4
+    result = []
+    for n in range(1, connectors + 1):
+        if full:
+            relay, feedback, vehicle, charge, fault, short = range(6 * n - 2, 6 * n + 4)
+        else:
+            relay, vehicle, charge = range(3 * n + 1, 3 * n + 4)
+            feedback = fault = short = None
+        result.append(ConnectorHardware(
+            relay=RelayConfig(pin=relay, feedback_pin=feedback),
+            pilot=PilotConfig(vehicle_pin=vehicle, charge_pin=charge, fault_pin=fault, short_pin=short),
+        ))
+    return tuple(result)
+
+
+def render(config: Config) -> str:
+    """The effective configuration as TOML text: every key, defaults included.
+
+    Secrets are shown as ``MASK``; keys without a value are comments; paths are
+    absolute. Loading the text again, secrets put back, gives an equal Config.
+    """
+    lines = [
+        f"# Effective configuration of {config.source}",
+        "# Secrets are masked.",
+    ]
+    for name in _keys_of(Config):
+        _render_table(getattr(config, name), f"[{name}]", name, lines)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Building the tree from the type hints
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    file: str
+    directory: Path
+    """Where relative paths start: the directory of the config file."""
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, key, problem)
+
+    def path(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else Path(os.path.normpath(self.directory / path))
+
+
+def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    if match := re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.S):
+        return f"TOML syntax error at line {match[2]}, column {match[3]}: {match[1]}"
+    if match := re.fullmatch(r"(.*) \(at end of document\)", message, re.S):
+        return f"TOML syntax error at the end of the file: {match[1]}"
+    return f"TOML syntax error: {message}"
+
+
+@cache
+def _keys_of(cls: type) -> dict[str, Any]:
+    """File key -> type hint, for the fields of dataclass ``cls`` that the file sets."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls) if (cls, f.name) not in _DERIVED}
+
+
+def _required(cls: type, name: str) -> bool:
+    (f,) = [f for f in fields(cls) if f.name == name]
+    no_default = f.default is MISSING and f.default_factory is MISSING
+    return no_default or (cls, name) in _REQUIRED
+
+
+def _build(cls: type, raw: object, key: str, ctx: _Context, base: Any = None, extra: dict | None = None) -> Any:
+    """An instance of dataclass ``cls`` from the TOML table ``raw`` found at ``key``.
+
+    A key the table leaves out keeps its value in ``base``, or the field default.
+    """
+    if not isinstance(raw, dict):
+        raise ctx.error(key, f"expected a table, got {_show(raw)}")
+    known = _keys_of(cls)
+    for name in raw:
+        if (cls, name) in _DERIVED:
+            raise ctx.error(_join(key, name), f"not set on its own; it comes from {_DERIVED[cls, name]}")
+        if name not in known:
+            raise ctx.error(_join(key, name), _unknown_key(name, known))
+    values = dict(extra or {})
+    for name, hint in known.items():
+        sub = _join(key, name)
+        if name in raw:
+            values[name] = _value(cls, name, hint, raw[name], sub, ctx, getattr(base, name, None))
+        elif _required(cls, name):
+            if not is_dataclass(hint):
+                example = _EXAMPLES.get(sub, "...")
+                raise ctx.error(sub, f"missing (required); add {name} = {example} under [{key}]")
+            values[name] = _build(hint, {}, sub, ctx)  # names the missing key inside
+    made = replace(base, **values) if base is not None else cls(**values)
+    finish = _FINISH.get(cls)
+    return finish(made) if finish else made
+
+
+def _value(cls: type, name: str, hint: Any, raw: object, key: str, ctx: _Context, base: Any) -> Any:
+    """Convert one value by its type hint (or special converter), then check its range."""
+    special = _SPECIAL.get((cls, name))
+    value = special(raw, key, ctx) if special else _convert(hint, raw, key, ctx, base)
+    check = _CHECKS.get((cls, name))
+    if check is None or value is None:
+        return value
+    if isinstance(value, tuple):  # a check on a list applies to each item
+        checked = [(f"{key}[{n}]", item, raw_item) for n, (item, raw_item) in enumerate(zip(value, raw), 1)]
+    else:
+        checked = [(key, value, raw)]
+    for where, item, raw_item in checked:
+        if problem := check(item):
+            raise ctx.error(where, f"{problem} (got {_show(raw_item)})")
+    return value
+
+
+#: Type -> (does a TOML value fit it, how a message names it).
+_SCALARS: dict[Any, tuple[Callable[[object], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        "a number",
+    ),
+    str: (lambda v: isinstance(v, str), "a string"),
+    Path: (lambda v: isinstance(v, str) and v != "", "a path (a non-empty string)"),
+}
+
+
+def _convert(hint: Any, raw: object, key: str, ctx: _Context, base: Any = None) -> Any:
+    """The value of type ``hint`` that TOML value ``raw`` stands for, or ConfigError."""
+    origin, args = get_origin(hint), get_args(hint)
+    if is_dataclass(hint):
+        return _build(hint, raw, key, ctx, base)
+    if origin is Literal:
+        if isinstance(raw, str) and raw in args:
+            return raw
+        choices = ", ".join(_show(a) for a in args)
+        problem = f"expected one of {choices}, got {_show(raw)}"
+        close = _closest(raw, args) if isinstance(raw, str) else None
+        raise ctx.error(key, problem + (f'; did you mean "{close}"?' if close else ""))
+    if origin is tuple:
+        if not isinstance(raw, list):
+            raise ctx.error(key, f"expected a list [...], got {_show(raw)}")
+        return tuple(_convert(args[0], item, f"{key}[{n}]", ctx) for n, item in enumerate(raw, 1))
+    if origin in (Union, types.UnionType):  # X | None: the key is left out, or false for a pin
+        (inner,) = [a for a in args if a is not type(None)]
+        if raw is False and inner is int:
+            return None
+        fits, what = _SCALARS[inner]
+        if not fits(raw):
+            what += " or false (not wired)" if inner is int else ""
+            raise ctx.error(key, f"expected {what}, got {_show(raw)}")
+        return _convert(inner, raw, key, ctx)
+    fits, what = _SCALARS[hint]
+    if not fits(raw):
+        raise ctx.error(key, f"expected {what}, got {_show(raw)}")
+    if hint is float:
+        return float(raw)  # type: ignore[arg-type]
+    if hint is Path:
+        return ctx.path(raw)  # type: ignore[arg-type]
+    return raw
+
+
+def _connectors(tables: object, config: Config, ctx: _Context) -> tuple[ConnectorHardware, ...]:
+    count, backend = config.charge_point.connectors, config.hardware.backend
+    key = "hardware.connectors"
+    if tables is None:
+        if backend == "mock":
+            return mock_defaults(count)
+        raise ctx.error(
+            key,
+            f'missing; backend "pi" needs one [[hardware.connectors]] table per connector '
+            f"(charge_point.connectors = {count})",
+        )
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ctx.error(
+            key,
+            f"expected [[hardware.connectors]] tables, got {_show(tables)} "
+            "(the number of connectors is charge_point.connectors)",
+        )
+    if len(tables) != count:
+        raise ctx.error(
+            key,
+            f"{len(tables)} [[hardware.connectors]] table(s) but charge_point.connectors = {count}; "
+            "write one table per connector",
+        )
+    bases = mock_defaults(count) if backend == "mock" else (None,) * count
+    return tuple(
+        _build(ConnectorHardware, table, f"{key}[{n}]", ctx, base)
+        for n, (table, base) in enumerate(zip(tables, bases), 1)
+    )
+
+
+def _ocpp_keys(raw: object, key: str, ctx: _Context) -> dict[str, str]:
+    """[ocpp.keys]: OCPP key -> its value as text (true -> "true", 300 -> "300").
+
+    The keys and values are checked against the OCPP key table once the number
+    of connectors is known (``_ocpp_key_values``).
+    """
+    if not isinstance(raw, dict):
+        raise ctx.error(key, f"expected a table, got {_show(raw)}")
+    result = {}
+    for name, value in raw.items():
+        sub = f"{key}.{name}"
+        if name in _OCPP_KEYS_SET_ELSEWHERE:
+            raise ctx.error(sub, f"set {_OCPP_KEYS_SET_ELSEWHERE[name]} instead")
+        if not isinstance(value, (int, str)):  # bool is an int
+            raise ctx.error(sub, f"expected an integer, true/false or a string, got {_show(value)}")
+        result[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return result
+
+
+def _ocpp_key_values(keys: Mapping[str, str], connectors: int, ctx: _Context) -> dict[str, str]:
+    """``keys`` with names and values as GetConfiguration shows them ("heartbeatinterval" ->
+    "HeartbeatInterval", "Voltage, Current.Import" -> "Voltage,Current.Import"), each
+    checked by the controller's OCPP key table."""
+    result: dict[str, str] = {}
+    given: dict[str, str] = {}
+    for name, text in keys.items():
+        key = f"ocpp.keys.{name}"
+        try:
+            station = ocpp_configuration.Configuration(connectors, {name: text})
+        except ValueError as exc:  # "Name: what is wrong"
+            message = str(exc)
+            problem = message[len(name) + 2 :] if message.lower().startswith(name.lower() + ": ") else message
+            known = [spec.name for spec in ocpp_configuration.KEYS]
+            if name.lower() not in (k.lower() for k in known) and (close := _closest(name, known)):
+                problem += f'; did you mean "{close}"?'
+            raise ctx.error(key, problem) from None
+        ((entry,), _) = station.get_configuration([name])
+        canonical = str(entry["key"])
+        if canonical in given:
+            raise ctx.error(key, f"the same key as ocpp.keys.{given[canonical]}")
+        given[canonical] = name
+        result[canonical] = str(entry["value"])
+    return result
+
+
+def _registers(raw: object, key: str, ctx: _Context) -> dict[str, dict[str, object]]:
+    """meter.registers: quantity -> {address, type, function, scale, word_order}.
+
+    Only the names are checked here; the values are checked with the meter
+    model (see ``_check_meter``).
+    """
+    if not isinstance(raw, dict):
+        raise ctx.error(key, f"expected a table, got {_show(raw)}")
+    for quantity, spec in raw.items():
+        sub = f"{key}.{quantity}"
+        if quantity not in QUANTITIES:
+            raise ctx.error(sub, _unknown_key(quantity, QUANTITIES))
+        if not isinstance(spec, dict):
+            raise ctx.error(sub, f"expected a table {{ address = ..., type = ..., function = ... }}, got {_show(spec)}")
+        for name in spec:
+            if name not in _REGISTER_FIELDS:
+                raise ctx.error(f"{sub}.{name}", _unknown_key(name, _REGISTER_FIELDS))
+    return {quantity: dict(spec) for quantity, spec in raw.items()}
+
+
+def _api_address(api: ApiConfig) -> ApiConfig:
+    host, port = _split_listen(api.listen)
+    return replace(api, host=host, port=port)
+
+
+#: Fields with a converter of their own instead of their type hint.
+_SPECIAL: dict[tuple[type, str], Callable[[object, str, _Context], Any]] = {
+    (OcppConfig, "keys"): _ocpp_keys,
+    (MeterConfig, "registers"): _registers,
+}
+#: Called on each built instance of a class, to fill its derived fields.
+_FINISH: dict[type, Callable[[Any], Any]] = {ApiConfig: _api_address}
+
+
+# ---------------------------------------------------------------------------
+# Checks of single values: each returns what is wrong, or None
+# ---------------------------------------------------------------------------
+
+_Check = Callable[[Any], "str | None"]
+
+
+def _between(low: float, high: float, unit: str = "") -> _Check:
+    return lambda v: None if low <= v <= high else f"must be {low}..{high}{unit}"
+
+
+def _more_than(low: float, unit: str) -> _Check:
+    return lambda v: None if v > low else f"must be more than {low}{unit}"
+
+
+def _at_least(low: float, unit: str = "") -> _Check:
+    return lambda v: None if v >= low else f"must be at least {low}{unit}"
+
+
+def _one_of(*choices: int) -> _Check:
+    text = ", ".join(map(str, choices[:-1])) + f" or {choices[-1]}"
+    return lambda v: None if v in choices else f"must be {text}"
+
+
+def _length(low: int, high: int) -> _Check:
+    def check(text: str) -> str | None:
+        if not text:
+            return "must not be empty"
+        return None if low <= len(text) <= high else f"must be {low}..{high} characters, not {len(text)}"
+
+    return check
+
+
+def _gpio(pin: int) -> str | None:
+    return None if 0 <= pin <= 27 else "must be a BCM GPIO number 0..27"
+
+
+def _charge_point_id(text: str) -> str | None:
+    if problem := _length(1, 48)(text):
+        return problem
+    bad = re.search(r"[^A-Za-z0-9._~-]", text)
+    return f"may only use A-Z a-z 0-9 . _ ~ -, not {_show(bad[0])}" if bad else None
+
+
+def _websocket_url(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("ws", "wss"):
+        return "must start with ws:// or wss://"
+    if not parts.hostname:
+        return "has no host; expected ws://host[:port]/path"
+    if parts.username is not None:
+        return "must not contain user:password@; put the password in ocpp.authorization_key"
+    if parts.query or parts.fragment:
+        return "must not contain ?query or #fragment; the charge point id is appended to the path"
+    return None
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    """(host, port) of "host:port" or "[ipv6]:port"; ValueError says what is wrong."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError('expected "host:port", e.g. "127.0.0.1:8080" ("0.0.0.0:8080" for every interface)')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"[{host}] is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError('put an IPv6 address in brackets, e.g. "[::1]:8080"')
+    elif not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        raise ValueError(f"{_show(host)} is not a host name or IPv4 address")
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise ValueError("the port must be 1..65535")
+    return host, int(port)
+
+
+def _listen(text: str) -> str | None:
+    try:
+        _split_listen(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+_SECONDS = _more_than(0, " s")
+_POLL_INTERVAL = _at_least(0.05, " s")
+
+_CHECKS: dict[tuple[type, str], _Check] = {
+    (ChargePointConfig, "id"): _charge_point_id,
+    (ChargePointConfig, "connectors"): _between(1, MAX_CONNECTORS),
+    (ChargePointConfig, "vendor"): _length(1, 20),
+    (ChargePointConfig, "model"): _length(1, 20),
+    (ChargePointConfig, "serial_number"): _length(1, 25),
+    (ChargePointConfig, "max_current_a"): _between(6, 80, " A"),
+    (ChargePointConfig, "phases"): _one_of(1, 3),
+    (OcppConfig, "csms_url"): _websocket_url,
+    (OcppConfig, "call_timeout_s"): _SECONDS,
+    (OcppConfig, "reconnect_min_s"): _SECONDS,
+    (OcppConfig, "reconnect_max_s"): _SECONDS,
+    (OcppConfig, "authorization_key"): _length(1, 256),
+    (RelayConfig, "pin"): _gpio,
+    (RelayConfig, "feedback_pin"): _gpio,
+    (PilotConfig, "vehicle_pin"): _gpio,
+    (PilotConfig, "charge_pin"): _gpio,
+    (PilotConfig, "fault_pin"): _gpio,
+    (PilotConfig, "short_pin"): _gpio,
+    (PilotConfig, "spi_port"): _between(0, 6),
+    (PilotConfig, "spi_device"): _between(0, 2),
+    (PilotConfig, "adc_channel"): _between(0, 7),
+    (PilotConfig, "volts_per_count"): _more_than(0, " V"),
+    (PilotConfig, "samples"): _between(1, 10000),
+    (PilotConfig, "pwm_chip"): _at_least(0),
+    (PilotConfig, "pwm_channel"): _at_least(0),
+    (MeterConfig, "host"): _length(1, 253),
+    (MeterConfig, "port"): _between(1, 65535),
+    (MeterConfig, "serial_port"): _length(1, 4096),
+    (MeterConfig, "baudrate"): _one_of(*BAUDRATES),
+    (MeterConfig, "stopbits"): _one_of(1, 2),
+    (MeterConfig, "device_id"): _between(1, 247),
+    (MeterConfig, "timeout_s"): _SECONDS,
+    (MeterConfig, "poll_interval_s"): _POLL_INTERVAL,
+    (ReaderConfig, "spi_bus"): _between(0, 6),
+    (ReaderConfig, "spi_device"): _between(0, 2),
+    (ReaderConfig, "rst_pin"): _gpio,
+    (ReaderConfig, "poll_interval_s"): _POLL_INTERVAL,
+    (MockConfig, "ev_power_w"): _more_than(0, " W"),
+    (MockConfig, "initial_energy_wh"): _at_least(0, " Wh"),
+    (ApiConfig, "listen"): _listen,
+    (BenchConfig, "csms_listen"): _listen,
+    (BenchConfig, "id_tags"): _length(1, 20),
+}
+
+
+# ---------------------------------------------------------------------------
+# Checks across keys
+# ---------------------------------------------------------------------------
+
+
+def _check_whole(config: Config, ctx: _Context) -> None:
+    ocpp = config.ocpp
+    if ocpp.reconnect_max_s < ocpp.reconnect_min_s:
+        raise ctx.error(
+            "ocpp.reconnect_max_s",
+            f"must be at least ocpp.reconnect_min_s = {ocpp.reconnect_min_s:g} s (got {ocpp.reconnect_max_s:g})",
+        )
+    if urlsplit(ocpp.csms_url).path.rstrip("/").rpartition("/")[2] == config.charge_point.id:
+        raise ctx.error(
+            "ocpp.csms_url",
+            f"ends with charge_point.id; the id is appended to the URL, remove it (got {_show(ocpp.csms_url)})",
+        )
+    for n, connector in enumerate(config.hardware.connectors, 1):
+        pilot = connector.pilot
+        if pilot.backend == "adc" and pilot.adc_chip == "mcp3004" and pilot.adc_channel > 3:
+            raise ctx.error(
+                f"hardware.connectors[{n}].pilot.adc_channel",
+                f"an mcp3004 has channels 0..3 (got {pilot.adc_channel})",
+            )
+        _check_meter(connector.meter, f"hardware.connectors[{n}].meter", ctx)
+    owners: dict[str, str] = {}
+    for resource, key, owner in _claims(config):
+        if resource in owners:
+            raise ctx.error(key, f"{resource} is already used by {owners[resource]}")
+        owners[resource] = owner
+
+
+def _check_meter(meter: MeterConfig, key: str, ctx: _Context) -> None:
+    if meter.model != "custom":
+        if meter.registers:
+            raise ctx.error(
+                f"{key}.registers",
+                f'only used with model = "custom" (model is "{meter.model}"); remove it or set model = "custom"',
+            )
+        register_map = MODELS[meter.model]
+    elif not meter.registers:
+        raise ctx.error(
+            f"{key}.registers",
+            'required with model = "custom": one entry per quantity, '
+            'e.g. power_w = { address = 12, type = "float32", function = 4 }',
+        )
+    else:
+        try:
+            register_map = custom_map(meter.registers)
+        except ValueError as exc:  # "quantity[.field]: what is wrong"
+            where, _, problem = str(exc).partition(": ")
+            raise ctx.error(f"{key}.registers.{where}", problem) from None
+    try:
+        register_map.energy_quantity(meter.energy)
+    except ValueError as exc:
+        raise ctx.error(f"{key}.energy", f"{exc} (got {_show(meter.energy)})") from None
+
+
+def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
+    """(resource, key, owner) for each GPIO pin, PWM output and ADC input in use.
+
+    Every resource has one owner; ``owner`` is how messages name the key that
+    took it. SPI bus lines come first, so a clash names the pin that was set.
+    PWM outputs and SPI lines are real only on a Pi: the simulation gives each
+    connector a PWM of its own and has no SPI bus.
+    """
+    hardware = config.hardware
+    spi_buses: dict[int, str] = {}
+    if hardware.reader.backend == "mfrc522":
+        spi_buses[hardware.reader.spi_bus] = "hardware.reader.spi_bus"
+    for n, connector in enumerate(hardware.connectors, 1):
+        if connector.pilot.backend == "adc":
+            spi_buses.setdefault(connector.pilot.spi_port, f"hardware.connectors[{n}].pilot.spi_port")
+    if hardware.backend == "pi":
+        for bus, key in spi_buses.items():
+            for pin, line in _SPI_BUS_PINS.get(bus, {}).items():
+                yield f"GPIO{pin}", key, f"{key} ({line})"
+    if hardware.reader.backend == "mfrc522":
+        yield f"GPIO{hardware.reader.rst_pin}", "hardware.reader.rst_pin", "hardware.reader.rst_pin"
+    for n, connector in enumerate(hardware.connectors, 1):
+        prefix = f"hardware.connectors[{n}]"
+        relay, pilot = connector.relay, connector.pilot
+        pins = {"relay.pin": relay.pin, "relay.feedback_pin": relay.feedback_pin}
+        if pilot.backend == "gpio":
+            pins.update({f"pilot.{name}": getattr(pilot, name) for name in ("vehicle_pin", "charge_pin", "fault_pin", "short_pin")})
+        else:
+            where = f"{prefix}.pilot.adc_channel"
+            yield f"ADC channel {pilot.adc_channel} on SPI{pilot.spi_port} CE{pilot.spi_device}", where, where
+        for name, pin in pins.items():
+            if pin is not None:
+                yield f"GPIO{pin}", f"{prefix}.{name}", f"{prefix}.{name}"
+        if hardware.backend == "pi":
+            where = f"{prefix}.pilot.pwm_channel"
+            yield f"PWM channel {pilot.pwm_channel} of pwmchip{pilot.pwm_chip}", where, where
+
+
+# ---------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------
+
+
+def _join(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _show(value: object) -> str:
+    """A TOML value as the installer wrote it, shortened."""
+    if isinstance(value, str):
+        return _toml_string(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        text = "[" + ", ".join(_show(item) for item in value) + "]"
+        return text if len(text) <= 60 else text[:56] + "...]"
+    if isinstance(value, (bool, int, float)):
+        return _toml_value(value)
+    return str(value)  # dates and times
+
+
+def _closest(name: str, choices: Any, cutoff: float = 0.6) -> str | None:
+    """The choice closest to ``name`` (ignoring case), if one is close."""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    match = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[match[0]] if match else None
+
+
+@cache
+def _all_keys(cls: type = Config, prefix: str = "") -> tuple[str, ...]:
+    """Every dotted key of the file, e.g. "hardware.connectors.relay.pin"."""
+    keys: list[str] = []
+    for name, hint in _keys_of(cls).items():
+        path = _join(prefix, name)
+        keys.append(path)
+        inner = get_args(hint)[0] if get_origin(hint) is tuple else hint
+        if is_dataclass(inner):
+            keys += _all_keys(inner, path)
+    return tuple(keys)
+
+
+def _unknown_key(name: str, known: Any) -> str:
+    """The problem for key ``name`` that is not one of ``known``, with the likely intended key."""
+    if close := _closest(name, known):
+        return f'unknown key; did you mean "{close}"?'
+    elsewhere = [k for k in _all_keys() if k.rpartition(".")[2] == name]
+    if len(elsewhere) == 1:
+        return f'unknown key here; did you mean "{elsewhere[0]}"?'
+    return "unknown key; known here: " + ", ".join(known)
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+
+def _is_secret(name: str) -> bool:
+    return re.search(r"(password|passphrase|secret|token|key)$", name.replace("_", "").lower()) is not None
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    def escape(c: str) -> str:
+        if c in _ESCAPES:
+            return _ESCAPES[c]
+        return f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+
+    return '"' + "".join(map(escape, text)) + '"'
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return _toml_string(str(value))
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _ocpp_key_value(name: str, text: str) -> str:
+    """An [ocpp.keys] value: integers and booleans bare, like an installer writes them."""
+    if _is_secret(name):
+        return _toml_string(MASK)
+    return text if re.fullmatch(r"true|false|-?(0|[1-9][0-9]*)", text) else _toml_string(text)
+
+
+def _render_table(obj: Any, header: str, key: str, lines: list[str]) -> None:
+    lines += ["", header]
+    tables: list[tuple[Any, str, str]] = []
+    for name, hint in _keys_of(type(obj)).items():
+        value, sub = getattr(obj, name), f"{key}.{name}"
+        if is_dataclass(value):
+            tables.append((value, f"[{sub}]", sub))
+        elif isinstance(value, tuple) and value and is_dataclass(value[0]):
+            tables += [(item, f"[[{sub}]]  # connector {n}", sub) for n, item in enumerate(value, 1)]
+        elif isinstance(value, Mapping):
+            if value:
+                tables.append((value, f"[{sub}]", sub))
+        elif value is None:
+            lines.append(f"{name} = false" if int in get_args(hint) else f"# {name} is not set")
+        elif _is_secret(name):
+            lines.append(f"{name} = {_toml_string(MASK)}")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    for value, sub_header, sub in tables:
+        if isinstance(value, Mapping):
+            lines += ["", sub_header]
+            for name, item in value.items():
+                text = _ocpp_key_value(name, item) if sub == "ocpp.keys" else _toml_value(item)
+                lines.append(f"{_toml_key(name)} = {text}")
+        else:
+            _render_table(value, sub_header, sub, lines)

@@ -162,7 +162,9 @@ class ModbusMeter:
             value = values[quantity]
             if not math.isfinite(value):
                 address = self.register_map.registers[quantity].address
-                raise MeterError(f"{self.name}: {quantity} at register {address:#06x} is not available ({value})")
+                raise MeterError(
+                    f"{self.name}: {quantity} at register {address:#06x} is not available ({value})"
+                )
         return MeterSample(
             energy_wh=values[self._energy_quantity],
             power_w=values["power_w"],
@@ -212,8 +214,6 @@ class ModbusMeter:
         )
         try:
             response = await read(block.address, count=block.count, device_id=self.config.device_id)
-        except asyncio.CancelledError:
-            raise
         except ModbusIOException as exc:
             if "No response" not in str(exc):
                 raise MeterError(f"{self.name}: reading {block.describe()}: {exc}") from exc

@@ -50,10 +50,10 @@ DATA_TYPES: tuple[str, ...] = tuple(_LAYOUT)
 WORD_ORDERS: tuple[str, ...] = ("big", "little")
 FUNCTIONS: tuple[int, ...] = (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS)
 
-PHASE_QUANTITIES = {
+PHASE_QUANTITIES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "voltage": ("voltage_l1", "voltage_l2", "voltage_l3"),
     "current": ("current_l1", "current_l2", "current_l3"),
-}
+})
 #: ``MeterConfig.energy`` -> the quantity that answers it.
 ENERGY_QUANTITIES: Mapping[str, str] = MappingProxyType(
     {"import": "energy_import_wh", "total": "energy_total_wh"}
@@ -65,6 +65,10 @@ QUANTITIES: tuple[str, ...] = (
     *PHASE_QUANTITIES["voltage"],
     *PHASE_QUANTITIES["current"],
 )
+
+
+def _unknown_quantity(quantity: str) -> str:
+    return f"{quantity}: unknown quantity; known are " + ", ".join(QUANTITIES)
 
 
 def _is_number(value: object) -> bool:
@@ -158,7 +162,9 @@ class Register:
         try:
             raw_bytes = struct.pack(f">{code}", raw)
         except (struct.error, OverflowError) as exc:
-            raise ValueError(f"{value!r} does not fit a {self.data_type} with scale {self.scale}") from exc
+            raise ValueError(
+                f"{value!r} does not fit a {self.data_type} with scale {self.scale}"
+            ) from exc
         words = list(struct.unpack(f">{self.count}H", raw_bytes))
         return words if self.word_order == "big" else list(reversed(words))
 
@@ -187,7 +193,7 @@ class RegisterMap:
         object.__setattr__(self, "registers", MappingProxyType(dict(self.registers)))
         for quantity in self.registers:
             if quantity not in QUANTITIES:
-                raise ValueError(f"{quantity}: unknown quantity; known are " + ", ".join(QUANTITIES))
+                raise ValueError(_unknown_quantity(quantity))
         if "power_w" not in self.registers:
             raise ValueError("power_w: missing; every meter map needs the total active power")
         if not any(q in self.registers for q in ENERGY_QUANTITIES.values()):
@@ -238,7 +244,9 @@ class ReadBlock:
         is not exactly ``count`` long.
         """
         if len(words) != self.count:
-            raise ValueError(f"{self.describe()}: expected {self.count} registers, got {len(words)}")
+            raise ValueError(
+                f"{self.describe()}: expected {self.count} registers, got {len(words)}"
+            )
         values = {}
         for quantity in self.quantities:
             register = register_map.registers[quantity]
@@ -270,7 +278,8 @@ def plan_reads(
             last_end = last.address + last.count
             new_count = max(last_end, end) - last.address
             if last.function == function and address <= last_end and new_count <= max_registers:
-                blocks[-1] = ReadBlock(function, last.address, new_count, (*last.quantities, quantity))
+                merged = (*last.quantities, quantity)
+                blocks[-1] = ReadBlock(function, last.address, new_count, merged)
                 continue
         blocks.append(ReadBlock(function, address, end - address, (quantity,)))
     return tuple(blocks)
@@ -315,18 +324,20 @@ _OPTIONAL_FIELDS = {"scale": 1.0, "word_order": "big"}
 
 
 def custom_map(registers: Mapping[str, Mapping[str, object]], model: str = "custom") -> RegisterMap:
-    """A ``RegisterMap`` from installer config: quantity -> {address, type, function, scale, word_order}.
+    """A ``RegisterMap`` from config: quantity -> {address, type, function, scale, word_order}.
 
     ``address``, ``type`` and ``function`` are required; ``scale`` defaults to
     1.0 and ``word_order`` to "big". Raises ValueError whose message starts with
     ``quantity.field:`` and says what is wrong and what was given.
     """
     if not isinstance(registers, Mapping) or not registers:
-        raise ValueError(f"registers: must map quantities to register descriptions (got {registers!r})")
+        raise ValueError(
+            f"registers: must map quantities to register descriptions (got {registers!r})"
+        )
     built: dict[str, Register] = {}
     for quantity, spec in registers.items():
         if quantity not in QUANTITIES:
-            raise ValueError(f"{quantity}: unknown quantity; known are " + ", ".join(QUANTITIES))
+            raise ValueError(_unknown_quantity(quantity))
         if not isinstance(spec, Mapping):
             raise ValueError(f"{quantity}: must be a table of register fields (got {spec!r})")
         for field in spec:

@@ -14,10 +14,14 @@ import atexit
 import logging
 import threading
 import weakref
+from typing import TYPE_CHECKING
 
 from gpiozero import DigitalInputDevice, OutputDevice
 
 from evcp.hal import HardwareError
+
+if TYPE_CHECKING:
+    from evcp.config import RelayConfig
 
 log = logging.getLogger("evcp.hal.relay")
 
@@ -51,7 +55,7 @@ class GpioRelay:
     "open", so a broken feedback wire reads as open contacts.
     """
 
-    def __init__(self, config, pin_factory=None):
+    def __init__(self, config: RelayConfig, pin_factory=None):
         self._config = config
         self._lock = threading.RLock()
         self._closed = False

@@ -72,7 +72,10 @@ class _PtyLink:
         """Stop pumping and close all four descriptors. Idempotent."""
         for master in (self._server_master, self._client_master):
             self._loop.remove_reader(master)
-        for fd in (self._server_master, self._server_slave, self._client_master, self._client_slave):
+        descriptors = (
+            self._server_master, self._server_slave, self._client_master, self._client_slave
+        )
+        for fd in descriptors:
             try:
                 os.close(fd)
             except OSError:
@@ -85,9 +88,10 @@ class SimulatedMeter:
 
     Voltage is ``voltage_v`` on every phase the model has; current per phase
     is |P| / (V x phases). Energy import (and, where the model has it, total =
-    import + export) integrates the power with the value sampled at the start
-    of each integration step. ``clock`` (seconds, monotonic) can be replaced
-    in tests to control time.
+    import + export) integrates the power from construction on, holding the
+    value sampled at the start of each integration step (every
+    ``INTEGRATION_STEP_S`` while serving, and at every read). ``clock``
+    (seconds, monotonic) can be replaced in tests to control time.
 
     ``transport="tcp"`` listens on ``host:port`` (port 0 picks a free one, see
     ``port`` after ``start()``); ``transport="rtu"`` serves RTU frames on a pty
@@ -126,7 +130,7 @@ class SimulatedMeter:
         self._import_wh = float(initial_energy_wh)
         self._export_wh = 0.0
         self._last_time = clock()
-        self._last_power_w = 0.0
+        self._last_power_w = float(power_source())
         self._failed = False
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._pty: _PtyLink | None = None
@@ -139,11 +143,12 @@ class SimulatedMeter:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Start serving; returns once the port accepts requests. Raises RuntimeError if running."""
+        """Start serving; returns once requests are answered.
+
+        Raises RuntimeError when already running or when the port cannot be bound.
+        """
         if self._server is not None:
             raise RuntimeError("simulated meter already started")
-        self._last_time = self._clock()
-        self._last_power_w = float(self.power_source())
         device = self._build_device()
         if self.transport == "tcp":
             server: ModbusTcpServer | ModbusSerialServer = ModbusTcpServer(
@@ -160,9 +165,10 @@ class SimulatedMeter:
             )
         try:
             await server.serve_forever(background=True)
-        except Exception:
+        except RuntimeError as exc:
             self._close_pty()
-            raise
+            where = f"{self.host}:{self._requested_port}" if self.transport == "tcp" else "a pty"
+            raise RuntimeError(f"simulated {self.model} meter cannot listen on {where}") from exc
         self._server = server
         if self.transport == "tcp":
             self._bound_port = server.transport.sockets[0].getsockname()[1]
@@ -286,7 +292,10 @@ class SimulatedMeter:
 
     def _build_device(self) -> SimDevice:
         """Registers per function code, with an action that refreshes them on each read."""
-        by_function: dict[int, list[SimData]] = {READ_HOLDING_REGISTERS: [], READ_INPUT_REGISTERS: []}
+        by_function: dict[int, list[SimData]] = {
+            READ_HOLDING_REGISTERS: [],
+            READ_INPUT_REGISTERS: [],
+        }
         values = self.quantity_values()
         for quantity, register in self.register_map.registers.items():
             by_function[register.function].append(

@@ -48,7 +48,9 @@ async def served():
     """Start simulated meters on demand; stop them and close their drivers afterwards."""
     running: list[tuple[SimulatedMeter, ModbusMeter]] = []
 
-    async def serve(model: str = "sdm630", power_w: float = 7400.0, **options) -> tuple[SimulatedMeter, ModbusMeter]:
+    async def serve(
+        model: str = "sdm630", power_w: float = 7400.0, **options
+    ) -> tuple[SimulatedMeter, ModbusMeter]:
         config_overrides = options.pop("config", {})
         simulator = SimulatedMeter(model, lambda: power_w, **options)
         await simulator.start()
@@ -230,7 +232,8 @@ async def test_exception_response_names_register_and_code(served):
         "power_w": {"address": 0x200, "type": "float32", "function": 4},
     }
     simulator, meter = await served("sdm630", config={"model": "custom", "registers": wrong_address})
-    with pytest.raises(MeterError, match=r"input registers 0x0200\.\.0x0201 \(FC04\): exception response 2 \(illegal address\)"):
+    expected = r"input registers 0x0200\.\.0x0201 \(FC04\): exception response 2 \(illegal address\)"
+    with pytest.raises(MeterError, match=expected):
         await meter.read()
 
 

@@ -1,0 +1,3 @@
+from evcp.cli import main
+
+raise SystemExit(main())

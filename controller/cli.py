@@ -1,0 +1,171 @@
+"""``evcp``: run the charger, run the bench, check a configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+EX_CONFIG = 78
+"""sysexits.h: configuration error. The systemd unit does not restart on it."""
+
+log = logging.getLogger("evcp")
+
+
+def configure_logging(level: str = "INFO", timestamps: bool = False) -> None:
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if timestamps:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=getattr(logging, level), format=fmt, stream=sys.stderr, force=True)
+    for noisy in ("ocpp", "websockets", "pymodbus", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: str):
+    from evcp.config import ConfigError, load
+
+    try:
+        return load(Path(path))
+    except ConfigError as error:
+        print(f"evcp: {error}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+
+
+async def _run_until_signalled(main_coro) -> None:
+    task = asyncio.ensure_future(main_coro)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+def cmd_run(args) -> int:
+    config = _load(args.config)
+    configure_logging(config.logging.level)
+    from evcp.runtime.app import Charger
+
+    asyncio.run(_run_until_signalled(Charger(config).run()))
+    return 0
+
+
+def bench_config_path() -> Path:
+    return Path(str(resources.files("evcp.bench").joinpath("bench.toml")))
+
+
+def cmd_bench(args) -> int:
+    config = _load(args.config or str(bench_config_path()))
+    if config.hardware.backend != "mock":
+        print(f"evcp: {config.source}: hardware.backend: the bench needs \"mock\" (got \"{config.hardware.backend}\")",
+              file=sys.stderr)
+        return EX_CONFIG
+    state_dir = Path(args.state_dir).resolve() if args.state_dir else Path.cwd() / ".bench-state"
+    config = replace(config, storage=replace(config.storage, state_dir=state_dir))
+    if args.csms:
+        config = replace(config, ocpp=replace(config.ocpp, csms_url=args.csms))
+    configure_logging(config.logging.level, timestamps=True)
+    asyncio.run(_run_until_signalled(_bench(config, own_csms=not args.csms)))
+    return 0
+
+
+async def _bench(config, own_csms: bool) -> None:
+    from evcp.bench.csms import CentralSystem, Policy
+    from evcp.runtime.app import Charger
+
+    csms = None
+    if own_csms:
+        host, _, port = config.bench.csms_listen.rpartition(":")
+        policy = Policy()
+        if not config.bench.accept_all_tags:
+            policy.accept_all, policy.tags = False, set(config.bench.id_tags)
+        csms = CentralSystem(host=host.strip("[]"), port=int(port), control_host=host.strip("[]"),
+                             control_port=int(port) + 1, policy=policy)
+        await csms.start()
+    charger = Charger(config)
+    task = asyncio.create_task(charger.run())
+    try:
+        await asyncio.wait([task, asyncio.create_task(charger.started.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if charger.api_server is not None:
+            print(f"\n  evcp bench: status page {charger.api_server.url}/", file=sys.stderr)
+            if csms is not None:
+                print(f"  central system {csms.url} (control API {csms.control_url})", file=sys.stderr)
+            print("  Ctrl-C stops it.\n", file=sys.stderr, flush=True)
+        await task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if csms is not None:
+            await csms.stop()
+
+
+def cmd_config_check(args) -> int:
+    config = _load(args.file)
+    from evcp.runtime.controller import station_configuration
+
+    try:
+        station_configuration(config)
+    except ValueError as error:
+        print(f"evcp: {config.source}: ocpp.keys: {error}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{config.source}: ok ({config.charge_point.connectors} connector(s), "
+          f"hardware {config.hardware.backend}, central system {config.ocpp.csms_url})")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from evcp.config import render
+
+    print(render(_load(args.file)), end="")
+    return 0
+
+
+def cmd_csms(args) -> int:
+    from evcp.bench import csms
+
+    return csms.main(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evcp", description="EV charge-point controller (OCPP 1.6J) for Raspberry Pi")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the charger (production entry point)")
+    run.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML)")
+    run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="simulated charger + local central system + status page")
+    bench.add_argument("--csms", metavar="URL", help="use this central system instead of the built-in one")
+    bench.add_argument("--config", "-c", help="bench config (default: the packaged bench.toml)")
+    bench.add_argument("--state-dir", help="where state and the OCPP trace go (default ./.bench-state)")
+    bench.set_defaults(func=cmd_bench)
+
+    config = sub.add_parser("config", help="check or show an installer config")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate FILE; exit 78 on error")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
+    show = config_sub.add_parser("show", help="effective values of FILE, secrets masked")
+    show.add_argument("file")
+    show.set_defaults(func=cmd_config_show)
+
+    csms = sub.add_parser("csms", help="the bench's OCPP 1.6J central system on its own", add_help=False)
+    csms.add_argument("rest", nargs=argparse.REMAINDER)
+    csms.set_defaults(func=cmd_csms)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

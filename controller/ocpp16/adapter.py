@@ -1,0 +1,431 @@
+"""OCPP 1.6J adapter: the core's actions become OCPP messages, OCPP requests become core events.
+
+One object lives as long as the controller. It keeps the websocket to the
+central system up (reconnecting with backoff), registers with BootNotification,
+sends heartbeats, drains the transaction outbox in order, and answers the
+central system's requests by asking the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import websockets
+from ocpp.charge_point import camel_to_snake_case
+from ocpp.exceptions import OCPPError, OccurrenceConstraintViolationError
+from ocpp.routing import after, on
+from ocpp.v16 import call, call_result
+from ocpp.v16.enums import Action
+from websockets.asyncio.client import connect
+
+import evcp
+from evcp.config import Config
+from evcp.core import actions as act
+from evcp.core import events as ev
+from evcp.core.model import AuthStatus, Settings
+from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
+from evcp.ocpp16.link import ChargePointLink, FrameTrace
+from evcp.ocpp16.meter_values import meter_values_payload, timestamp
+from evcp.ocpp16.outbox import Outbox
+
+if TYPE_CHECKING:
+    from evcp.runtime.controller import Controller
+
+log = logging.getLogger("evcp.ocpp")
+
+TRIGGERABLE = {"BootNotification", "Heartbeat", "MeterValues", "StatusNotification"}
+"""TriggerMessage targets this charger sends (OCPP 1.6 §5.17); the firmware and
+diagnostics notifications belong to profiles not offered here."""
+
+
+def settings_from(configuration: Configuration, base: Settings) -> Settings:
+    """The core's settings from the OCPP configuration keys (OCPP 1.6 §9.1)."""
+    return replace(
+        base,
+        connection_timeout_s=float(configuration.get("ConnectionTimeOut")),
+        stop_on_ev_disconnect=bool(configuration.get("StopTransactionOnEVSideDisconnect")),
+        stop_on_invalid_id=bool(configuration.get("StopTransactionOnInvalidId")),
+        authorize_remote_start=bool(configuration.get("AuthorizeRemoteTxRequests")),
+        meter_sample_interval_s=float(configuration.get("MeterValueSampleInterval")),
+        clock_aligned_interval_s=float(configuration.get("ClockAlignedDataInterval")),
+    )
+
+
+class CentralSystemLink(ChargePointLink):
+    """Requests from the central system, each handed to the adapter."""
+
+    adapter: "Ocpp16Adapter"
+
+    @on(Action.remote_start_transaction)
+    def _remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile=None, **_):
+        if charging_profile and charging_profile.get("charging_profile_purpose") != "TxProfile":
+            return call_result.RemoteStartTransaction(status="Rejected")  # TC_060
+        return call_result.RemoteStartTransaction(
+            status=self.adapter.command(ev.RemoteStartRequested(connector_id, id_tag)))
+
+    @on(Action.remote_stop_transaction)
+    def _remote_stop(self, transaction_id: int, **_):
+        return call_result.RemoteStopTransaction(
+            status=self.adapter.command(ev.RemoteStopRequested(transaction_id)))
+
+    @on(Action.change_availability)
+    def _change_availability(self, connector_id: int, type: str, **_):
+        return call_result.ChangeAvailability(
+            status=self.adapter.command(ev.AvailabilityRequested(connector_id, type == "Operative")))
+
+    @on(Action.reset)
+    def _reset(self, type: str, **_):
+        return call_result.Reset(status=self.adapter.command(ev.ResetRequested(type == "Hard")))
+
+    @on(Action.unlock_connector)
+    def _unlock(self, connector_id: int, **_):
+        return call_result.UnlockConnector(status=self.adapter.command(ev.UnlockRequested(connector_id)))
+
+    @on(Action.get_configuration)
+    def _get_configuration(self, key: list[str] | None = None, **_):
+        try:
+            known, unknown = self.adapter.configuration.get_configuration(key)
+        except TooManyKeysRequested as error:
+            raise OccurrenceConstraintViolationError(details={"cause": str(error)})
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
+
+    @on(Action.change_configuration)
+    def _change_configuration(self, key: str, value: str, **_):
+        status = self.adapter.configuration.change(key, value)
+        log.info("ChangeConfiguration %s: %s", key, status)
+        return call_result.ChangeConfiguration(status=status)
+
+    @on(Action.clear_cache)
+    def _clear_cache(self, **_):
+        # No authorization cache is kept (AuthorizationCacheEnabled is false): nothing to clear.
+        return call_result.ClearCache(status="Accepted")
+
+    @on(Action.data_transfer)
+    def _data_transfer(self, vendor_id: str, **_):
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+    @on(Action.trigger_message)
+    def _trigger(self, requested_message: str, connector_id: int | None = None, **_):
+        if requested_message not in TRIGGERABLE:
+            return call_result.TriggerMessage(status="NotImplemented")
+        if connector_id is not None and not 0 <= connector_id <= self.adapter.connectors:
+            return call_result.TriggerMessage(status="Rejected")  # TC_055
+        return call_result.TriggerMessage(status="Accepted")
+
+    @after(Action.trigger_message)
+    async def _triggered(self, requested_message: str, connector_id: int | None = None, **_):
+        if requested_message in TRIGGERABLE and (connector_id is None or
+                                                 0 <= connector_id <= self.adapter.connectors):
+            await self.adapter.send_triggered(requested_message, connector_id)
+
+
+class Ocpp16Adapter:
+    def __init__(self, config: Config, controller: "Controller", configuration: Configuration,
+                 trace: FrameTrace | None = None):
+        self.config = config
+        self.controller = controller
+        self.configuration = configuration
+        self.connectors = config.charge_point.connectors
+        self.trace = trace or FrameTrace()
+        self.outbox = Outbox()
+        self.link: CentralSystemLink | None = None
+        self.connected = False
+        self.registration: str | None = None
+        self.heartbeat_interval = float(configuration.get("HeartbeatInterval"))
+        self.last_contact: float | None = None
+        self._online = asyncio.Event()
+        self._heartbeat_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.detach = configuration.on_change(self._on_configuration_change)
+        """Stop listening to configuration changes (when this adapter is replaced)."""
+
+    # ----------------------------------------------------------------- the connection
+
+    @property
+    def url(self) -> str:
+        return self.config.ocpp.csms_url.rstrip("/") + "/" + self.config.charge_point.id
+
+    @property
+    def online(self) -> bool:
+        """Connected and registered: messages other than BootNotification may be sent."""
+        return self._online.is_set()
+
+    async def run(self) -> None:
+        """Keep the connection up until cancelled (OCPP-J 1.6 §3: the charge point connects)."""
+        failures = 0
+        while True:
+            try:
+                async with connect(self.url, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
+                                   ping_interval=self._ping_interval(), ping_timeout=20,
+                                   close_timeout=2) as ws:
+                    if ws.subprotocol != "ocpp1.6":
+                        raise ConnectionError(f"central system did not agree to ocpp1.6 (got {ws.subprotocol})")
+                    failures = 0
+                    await self._serve(ws)
+            except asyncio.CancelledError:
+                raise
+            except websockets.InvalidStatus as error:
+                status = error.response.status_code
+                hint = " (credentials refused)" if status in (401, 403) else ""
+                log.error("central system %s refused the connection: HTTP %s%s", self.url, status, hint)
+                failures = max(failures, 5)
+            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as error:
+                if failures == 0 or self.connected:
+                    log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
+            finally:
+                self._went_offline()
+            failures += 1
+            await asyncio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential backoff with jitter between ocpp.reconnect_min_s and ocpp.reconnect_max_s."""
+        low, high = self.config.ocpp.reconnect_min_s, self.config.ocpp.reconnect_max_s
+        delay = min(high, low * 2 ** min(failures - 1, 16))
+        return delay * random.uniform(0.5, 1.0)
+
+    def _ping_interval(self) -> float | None:
+        seconds = int(self.configuration.get("WebSocketPingInterval"))
+        return seconds if seconds > 0 else None
+
+    async def _serve(self, ws) -> None:
+        link = CentralSystemLink(self.config.charge_point.id, ws, self.trace,
+                                 response_timeout=self.config.ocpp.call_timeout_s, on_frame=self._touch)
+        link.adapter = self
+        self.link, self.connected = link, True
+        log.info("connected to central system %s", self.url)
+        receiver = asyncio.create_task(link.start(), name="ocpp-receive")
+        try:
+            await self._register()
+            workers = [asyncio.create_task(self._heartbeats(), name="ocpp-heartbeat"),
+                       asyncio.create_task(self._drain_outbox(), name="ocpp-outbox")]
+            try:
+                done, _ = await asyncio.wait([receiver, *workers], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+
+    def _went_offline(self) -> None:
+        if self.connected:
+            log.warning("disconnected from central system")
+        self.connected = False
+        self.link = None
+        self._online.clear()
+
+    def _touch(self) -> None:
+        self.last_contact = asyncio.get_running_loop().time()
+
+    async def _register(self) -> None:
+        """BootNotification until Accepted (OCPP 1.6 §4.2); nothing else is sent before."""
+        if self.registration == "Accepted":
+            log.info("reconnected; registration still valid, reporting current statuses")
+        while self.registration != "Accepted":
+            conf = await self._call(call.BootNotification(
+                charge_point_vendor=self.config.charge_point.vendor,
+                charge_point_model=self.config.charge_point.model,
+                charge_point_serial_number=self.config.charge_point.serial_number,
+                firmware_version=f"evcp {evcp.__version__}",
+            ))
+            self.registration = conf.status
+            interval = float(conf.interval)
+            log.info("BootNotification: %s (interval %ss)", conf.status, conf.interval)
+            if conf.status == "Accepted":
+                if interval > 0:
+                    self.configuration.set_internal("HeartbeatInterval", str(int(interval)))
+                break
+            await asyncio.sleep(interval if interval > 0 else 30.0)
+        self._online.set()
+        for connector in range(0, self.connectors + 1):
+            self._spawn(self._send_status(connector))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            self._heartbeat_changed.clear()
+            try:
+                await asyncio.wait_for(self._heartbeat_changed.wait(), self.heartbeat_interval)
+                continue
+            except asyncio.TimeoutError:
+                pass
+            await self._call(call.Heartbeat())
+
+    async def _call(self, payload):
+        link = self.link
+        if link is None:
+            raise ConnectionError("not connected")
+        return await link.call(payload, suppress=False)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    # ----------------------------------------------------------------- transaction messages
+
+    async def _drain_outbox(self) -> None:
+        """Send queued transaction messages strictly in order (OCPP 1.6 §4.10, §3.16)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            entry = self.outbox.head()
+            if entry is None or loop.time() < entry.not_before:
+                await self.outbox.wait(1.0 if entry is None else entry.not_before - loop.time())
+                continue
+            payload = self.outbox.resolved_payload(entry)
+            if payload is None:
+                log.error("dropping %s of local transaction %s: its start was never confirmed",
+                          entry.action, entry.local_id)
+                self.outbox.done(entry)
+                continue
+            entry.attempts += 1
+            try:
+                conf = await self._call(getattr(call, entry.action)(**camel_to_snake_case(payload)))
+            except OCPPError as error:
+                if not self._retry(entry, f"CALLERROR {error.code}"):
+                    self.outbox.done(entry)
+                continue
+            except asyncio.TimeoutError:
+                if not self._retry(entry, "no answer"):
+                    self.outbox.done(entry)
+                continue
+            self.outbox.done(entry)
+            if entry.action == "StartTransaction":
+                self._start_confirmed(entry, conf)
+
+    def _retry(self, entry, why: str) -> bool:
+        """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 §4.10)."""
+        attempts = int(self.configuration.get("TransactionMessageAttempts"))
+        if entry.attempts >= attempts:
+            log.error("%s failed %d times (%s); giving up on it", entry.action, entry.attempts, why)
+            return False
+        delay = int(self.configuration.get("TransactionMessageRetryInterval")) * entry.attempts
+        entry.not_before = asyncio.get_running_loop().time() + delay
+        log.warning("%s failed (%s); attempt %d of %d in %ss", entry.action, why, entry.attempts + 1,
+                    attempts, delay)
+        return True
+
+    def _start_confirmed(self, entry, conf) -> None:
+        info = conf.id_tag_info or {}
+        self.outbox.confirm_start(entry.local_id, conf.transaction_id)
+        self.controller.post(ev.TransactionStartConfirmed(
+            entry.payload["connectorId"], entry.local_id, conf.transaction_id,
+            AuthStatus(info.get("status", "Invalid")), info.get("parent_id_tag")))
+
+    def transaction_id(self, local_id: int | None) -> int | None:
+        return self.outbox.transaction_id(local_id)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (before a reset); False when time ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.outbox) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not len(self.outbox)
+
+    # ----------------------------------------------------------------- actions from the core
+
+    def perform(self, action: act.Action) -> None:
+        """Take one protocol action from the core. Never blocks; sending happens in tasks."""
+        if isinstance(action, act.StatusChanged):
+            if self.online:
+                self._spawn(self._send_status(action.connector, action))
+        elif isinstance(action, act.RequestAuthorization):
+            self._spawn(self._authorize(action.id_tag))
+        elif isinstance(action, act.StartTransaction):
+            self.outbox.put("StartTransaction", {
+                "connectorId": action.connector, "idTag": action.id_tag,
+                "meterStart": action.meter_start_wh, "timestamp": timestamp(action.at),
+            }, action.local_id)
+        elif isinstance(action, act.StopTransaction):
+            payload: dict[str, Any] = {
+                "transactionId": action.transaction_id, "meterStop": action.meter_stop_wh,
+                "timestamp": timestamp(action.at), "reason": action.reason.value,
+            }
+            if action.id_tag:
+                payload["idTag"] = action.id_tag
+            self.outbox.put("StopTransaction", payload, action.local_id)
+        elif isinstance(action, act.ReportMeterValues):
+            self._meter_values(action)
+
+    def _meter_values(self, report: act.ReportMeterValues) -> None:
+        key = "MeterValuesAlignedData" if report.context == "Sample.Clock" else "MeterValuesSampledData"
+        offered = self.controller.offered_current(report.connector)
+        payload = meter_values_payload(report, list(self.configuration.get(key)), offered,
+                                       report.transaction_id)
+        if report.local_id is not None:
+            self.outbox.put("MeterValues", payload, report.local_id)
+        elif self.online:
+            self._spawn(self._call(call.MeterValues(**camel_to_snake_case(payload))))
+
+    async def _authorize(self, id_tag: str) -> None:
+        status, parent = None, None
+        if self.online:
+            try:
+                conf = await self._call(call.Authorize(id_tag=id_tag))
+                status = AuthStatus(conf.id_tag_info["status"])
+                parent = conf.id_tag_info.get("parent_id_tag")
+            except (OCPPError, asyncio.TimeoutError, ConnectionError) as error:
+                log.warning("Authorize %s got no answer: %s", id_tag, error)
+        else:
+            log.info("Authorize %s: central system offline, not authorized", id_tag)
+        self.controller.post(ev.AuthorizationResult(id_tag, status, parent))
+
+    async def _send_status(self, connector: int, change: act.StatusChanged | None = None) -> None:
+        status, error_code, info = self.controller.status_of(connector)
+        at = change.at if change else time.time()
+        await self._call(call.StatusNotification(
+            connector_id=connector, error_code=error_code.value, status=status.value,
+            info=info[:50] or None, timestamp=timestamp(at)))
+
+    async def send_triggered(self, message: str, connector: int | None) -> None:
+        if message == "BootNotification":
+            self.registration = None
+            self._online.clear()
+            await self._register()
+        elif message == "Heartbeat":
+            await self._call(call.Heartbeat())
+        elif message == "StatusNotification":
+            for c in ([connector] if connector is not None else range(0, self.connectors + 1)):
+                await self._send_status(c)
+        elif message == "MeterValues":
+            for c in ([connector] if connector else range(1, self.connectors + 1)):
+                report = self.controller.meter_report(c, "Trigger")
+                if report is not None:
+                    payload = meter_values_payload(report, list(self.configuration.get("MeterValuesSampledData")),
+                                                   self.controller.offered_current(c),
+                                                   self.transaction_id(report.local_id))
+                    if payload.get("transactionId", 0) is None:
+                        payload.pop("transactionId")
+                    await self._call(call.MeterValues(**camel_to_snake_case(payload)))
+
+    # ----------------------------------------------------------------- requests from the central system
+
+    def command(self, event) -> str:
+        """Hand a central-system command to the core now; its Answer is the reply's status."""
+        for action in self.controller.dispatch(event):
+            if isinstance(action, act.Answer):
+                return action.status
+        raise RuntimeError(f"the core gave no answer to {event}")
+
+    def _on_configuration_change(self, key: str, value) -> None:
+        if key == "HeartbeatInterval":
+            self.heartbeat_interval = float(value)
+            self._heartbeat_changed.set()
+        self.controller.apply_settings(settings_from(self.configuration, self.controller.settings))
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, (ConnectionError, websockets.ConnectionClosed)):
+        log.warning("OCPP message not delivered: %s", error or type(error).__name__)

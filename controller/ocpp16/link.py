@@ -1,0 +1,127 @@
+"""The OCPP-J 1.6 framing layer on top of the ``ocpp`` library.
+
+The library is right about messages and wrong about a few 1.6 details, fixed here:
+* CALLERROR codes are spelled as OCPP-J 1.6 §4.2.3 spells them
+  (FormationViolation, OccurenceConstraintViolation);
+* an action 1.6 knows but this charger does not handle is NotSupported, an
+  action 1.6 does not know is NotImplemented (§4.2.3; the library swaps them);
+* a frame that cannot be parsed is answered with a CALLERROR instead of being
+  dropped silently;
+* frames go to the trace log (secrets redacted), never to the main log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import deque
+from typing import Any, Callable
+
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError, OCPPError
+from ocpp.messages import CallError, MessageType, unpack
+from ocpp.v16 import ChargePoint
+from ocpp.v16.enums import Action
+
+trace_log = logging.getLogger("evcp.ocpp.trace")
+
+#: The ``ocpp`` library's codes that OCPP-J 1.6 spells differently.
+CALLERROR_CODES_1_6 = {
+    "FormatViolation": "FormationViolation",
+    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+}
+
+_SECRET_VALUES = re.compile(r'("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*")[^"]*(")'
+                            r'|("key"\s*:\s*"AuthorizationKey"\s*,\s*"readonly"\s*:\s*\w+\s*,\s*"value"\s*:\s*")[^"]*(")')
+
+
+def redact(frame: str) -> str:
+    """The frame with secret configuration values replaced by ********."""
+    return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(3)) + "********" + (m.group(2) or m.group(4)), frame)
+
+
+def to_1_6_callerror(frame: str) -> str:
+    """Rewrite a CALLERROR frame's code to its OCPP 1.6 spelling; other frames pass unchanged."""
+    if not frame.startswith("[4"):
+        return frame
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return frame
+    if len(message) >= 3 and message[2] in CALLERROR_CODES_1_6:
+        message[2] = CALLERROR_CODES_1_6[message[2]]
+        return json.dumps(message, separators=(",", ":"))
+    return frame
+
+
+class FrameTrace:
+    """The last frames in memory (for the status page) and every frame in the trace log."""
+
+    def __init__(self, size: int = 500):
+        self._frames: deque[dict[str, Any]] = deque(maxlen=size)
+        self._seq = 0
+
+    def record(self, direction: str, frame: str) -> None:
+        self._seq += 1
+        shown = redact(frame)
+        self._frames.append({"seq": self._seq, "time": time.time(), "direction": direction, "frame": shown})
+        trace_log.debug("%s %s", ">>" if direction == "out" else "<<", shown)
+
+    def since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
+        return self._seq, [f for f in self._frames if f["seq"] > seq]
+
+
+class ChargePointLink(ChargePoint):
+    """``ocpp.v16.ChargePoint`` with the 1.6 framing fixes above and a frame trace."""
+
+    def __init__(self, charge_point_id: str, connection, trace: FrameTrace, response_timeout: float,
+                 on_frame: Callable[[], None] | None = None):
+        super().__init__(charge_point_id, connection, response_timeout=response_timeout)
+        self._trace = trace
+        self._on_frame = on_frame
+
+    async def start(self) -> None:
+        while True:
+            message = await self._connection.recv()
+            self._trace.record("in", message)
+            if self._on_frame:
+                self._on_frame()
+            await self.route_message(message)
+
+    async def route_message(self, raw_msg) -> None:
+        try:
+            unpack(raw_msg)
+        except OCPPError as error:
+            await self._answer_unparsable(raw_msg, error)
+            return
+        await super().route_message(raw_msg)
+
+    async def _answer_unparsable(self, raw_msg, error: OCPPError) -> None:
+        unique_id = "-1"
+        try:
+            message = json.loads(raw_msg)
+            if isinstance(message, list) and len(message) >= 2 and isinstance(message[1], str):
+                if message[0] != MessageType.Call:
+                    return  # a broken answer to one of our calls: nothing to answer
+                unique_id = message[1]
+        except (ValueError, TypeError):
+            pass
+        details = error.details if isinstance(error.details, dict) else {}
+        await self._send(CallError(unique_id, error.code, error.description or "unparsable frame",
+                                   {"cause": str(details.get("cause", ""))}).to_json())
+
+    async def _handle_call(self, msg):
+        if msg.action not in self.route_map:
+            try:
+                Action(msg.action)
+            except ValueError:
+                raise OcppNotImplemented(details={"cause": f"{msg.action} is not an OCPP 1.6 action"})
+            raise NotSupportedError(details={"cause": f"{msg.action} is not supported by this charge point"})
+        return await super()._handle_call(msg)
+
+    async def _send(self, message: str) -> None:
+        message = to_1_6_callerror(message)
+        self._trace.record("out", message)
+        await self._connection.send(message)

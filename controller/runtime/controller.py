@@ -1,0 +1,267 @@
+"""The asyncio shell around the core: hardware in, core decisions out, performed at once.
+
+Everything runs in one event loop. Each I/O source has a task (pilot, meter,
+ticks, the central-system link); the reader thread and gpio callbacks hop
+onto the loop with ``call_soon_threadsafe``. ``dispatch`` hands one event to
+the core and performs the returned actions before returning: contactor and
+pilot first (they are in the list's front), protocol messages queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+from evcp.config import Config
+from evcp.core import actions as act
+from evcp.core import events as ev
+from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings
+from evcp.core.pilot import PilotFilter
+from evcp.core.station import Station
+from evcp.hal import MeterError
+from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
+from evcp.ocpp16.configuration import Configuration
+from evcp.ocpp16.link import FrameTrace
+from evcp.runtime.hardware import StationHardware
+
+log = logging.getLogger("evcp.core")
+hw_log = logging.getLogger("evcp.hal")
+
+PILOT_POLL_S = 0.01
+TICK_S = 0.25
+METER_FAILURES_FOR_FAULT = 3
+"""Consecutive failed reads before PowerMeterFailure is reported (hardware.md §7)."""
+FEEDBACK_SETTLE_S = 0.25
+"""How long the contactor's mirror contact may disagree before it is a fault."""
+
+
+class RestartRequested(Exception):
+    def __init__(self, hard: bool):
+        super().__init__("hard" if hard else "soft")
+        self.hard = hard
+
+
+class Controller:
+    def __init__(self, config: Config, hardware: StationHardware, configuration: Configuration,
+                 trace: FrameTrace | None = None, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.hardware = hardware
+        self.clock = clock
+        self.configuration = configuration
+        base = Settings(max_current_a=config.charge_point.max_current_a,
+                        tethered_cable=config.charge_point.cable == "tethered")
+        self.station = Station(config.charge_point.connectors, settings_from(configuration, base))
+        self.adapter = Ocpp16Adapter(config, self, configuration, trace)
+        self.filters = {i + 1: PilotFilter(leave_charge_s=d.pilot_leave_charge_s)
+                        for i, d in enumerate(hardware.connectors)}
+        self.relay_events: list[tuple[float, int, bool]] = []
+        """(time, connector, closed) of every contactor command, newest last (bounded)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restart: asyncio.Future | None = None
+        self._loop_heartbeat = 0.0
+
+    # ----------------------------------------------------------------- the core, driven
+
+    def dispatch(self, event: ev.Event) -> list[act.Action]:
+        actions = self.station.handle(event, self.clock())
+        self._perform(actions)
+        return actions
+
+    def post(self, event: ev.Event) -> None:
+        """Dispatch soon, from the loop (never re-entering a dispatch in progress)."""
+        (self._loop or asyncio.get_running_loop()).call_soon(self.dispatch, event)
+
+    def post_threadsafe(self, event: ev.Event) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.dispatch, event)
+
+    def _perform(self, actions: list[act.Action]) -> None:
+        for a in actions:
+            if isinstance(a, act.OpenRelay):
+                self.hardware.connectors[a.connector - 1].relay.open()
+                self._relay_moved(a.connector, False)
+                log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
+            elif isinstance(a, act.CloseRelay):
+                self.hardware.connectors[a.connector - 1].relay.close()
+                self._relay_moved(a.connector, True)
+                log.info("connector %d: contactor CLOSED (transaction accepted, EV requests charge)", a.connector)
+            elif isinstance(a, act.OfferCurrent):
+                pilot = self.hardware.connectors[a.connector - 1].pilot
+                pilot.offer_current(a.amps) if a.amps is not None else pilot.stop_offer()
+            elif isinstance(a, act.Notice):
+                log.info("%s", a.text)
+            elif isinstance(a, act.Restart):
+                self._request_restart(a.hard)
+            elif isinstance(a, act.Answer):
+                pass
+            else:
+                if isinstance(a, act.StatusChanged):
+                    log.info("connector %d: %s%s", a.connector, a.status.value,
+                             f" ({a.error_code.value}: {a.info})" if a.error_code is not ErrorCode.NO_ERROR else "")
+                self.adapter.perform(a)
+
+    def _relay_moved(self, connector: int, closed: bool) -> None:
+        self.relay_events.append((self.clock(), connector, closed))
+        del self.relay_events[:-200]
+
+    def apply_settings(self, settings: Settings) -> None:
+        self.station.settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        return self.station.settings
+
+    # ----------------------------------------------------------------- queries for the adapter and API
+
+    def status_of(self, connector: int) -> tuple[ConnectorStatus, ErrorCode, str]:
+        return self.station.status_of(connector)
+
+    def offered_current(self, connector: int) -> float | None:
+        return self.station.connectors[connector].offered_a
+
+    def meter_report(self, connector: int, context: str) -> act.ReportMeterValues | None:
+        c = self.station.connectors.get(connector)
+        if c is None or c.last_sample is None:
+            return None
+        s, tx = c.last_sample, c.transaction
+        return act.ReportMeterValues(connector, tx.local_id if tx else None, tx.transaction_id if tx else None,
+                                     s.energy_wh, s.power_w, s.current_a, s.voltage_v, self.clock(), context)
+
+    def status(self) -> dict[str, Any]:
+        """The document behind GET /api/status."""
+        connectors = []
+        for cid, c in self.station.connectors.items():
+            status, error, info = self.station.status_of(cid)
+            tx = c.transaction
+            sample = c.last_sample
+            connectors.append({
+                "id": cid,
+                "status": status.value,
+                "error_code": error.value,
+                "info": info,
+                "relay_closed": self.hardware.connectors[cid - 1].relay.is_closed,
+                "pilot": c.pilot,
+                "transaction_id": tx.transaction_id if tx else None,
+                "id_tag": tx.id_tag if tx else c.auth_tag,
+                "energy_wh": sample.energy_wh if sample else 0.0,
+                "power_w": sample.power_w if sample else 0.0,
+                "session_energy_wh": (sample.energy_wh - tx.meter_start_wh) if tx and sample else 0.0,
+                "current_limit_a": c.offered_a,
+                "operative": c.operative,
+            })
+        status0, error0, info0 = self.station.status_of(0)
+        return {
+            "charge_point": {"id": self.config.charge_point.id, "backend": self.config.hardware.backend,
+                             "status": status0.value, "error_code": error0.value, "info": info0},
+            "ocpp": {"connected": self.adapter.connected, "registration": self.adapter.registration,
+                     "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox)},
+            "connectors": connectors,
+        }
+
+    # ----------------------------------------------------------------- the shell's tasks
+
+    async def run(self) -> None:
+        """Run until cancelled or a reset; the contactors are open whenever this returns or raises."""
+        self._loop = asyncio.get_running_loop()
+        self._restart = self._loop.create_future()
+        tasks: list[asyncio.Task] = []
+        try:
+            self._perform(self.station.start(self.clock()))
+            if self.hardware.reader is not None:
+                self.hardware.reader.start(
+                    lambda tag: self.post_threadsafe(ev.TagPresented(tag)),
+                    lambda ok: self.post_threadsafe(ev.DeviceFault(0, Device.READER, not ok,
+                                                                   "" if ok else "reader not answering")))
+            tasks.append(asyncio.create_task(self._watch_pilots(), name="pilot"))
+            tasks.append(asyncio.create_task(self._ticks(), name="ticks"))
+            for cid, devices in enumerate(self.hardware.connectors, start=1):
+                if devices.meter is not None:
+                    tasks.append(asyncio.create_task(self._poll_meter(cid), name=f"meter-{cid}"))
+            tasks.append(asyncio.create_task(self.adapter.run(), name="ocpp"))
+            done, _ = await asyncio.wait([self._restart, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not self._restart:
+                    task.result()
+                    raise RuntimeError(f"task {task.get_name()} ended unexpectedly")
+            raise RestartRequested(self._restart.result())
+        finally:
+            self.hardware.open_all_relays()
+            self.adapter.detach()
+            if self.hardware.reader is not None:
+                self.hardware.reader.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _request_restart(self, hard: bool) -> None:
+        async def flush_then_restart():
+            delivered = await self.adapter.flush(timeout=10.0)
+            if not delivered:
+                log.warning("restarting with %d transaction messages still queued", len(self.adapter.outbox))
+            if self._restart is not None and not self._restart.done():
+                self._restart.set_result(hard)
+        log.info("%s reset requested: stopping transactions, then restarting", "hard" if hard else "soft")
+        asyncio.get_running_loop().create_task(flush_then_restart())
+
+    async def _watch_pilots(self) -> None:
+        """Sample every pilot every 10 ms; check contactor feedback against the command."""
+        disagree_since: dict[int, float] = {}
+        while True:
+            now = self.clock()
+            self._loop_heartbeat = now
+            for cid, devices in enumerate(self.hardware.connectors, start=1):
+                state = self.filters[cid].feed(devices.pilot.read_state(), now)
+                if state is not None:
+                    self.dispatch(ev.PilotChanged(cid, state))
+                self._check_feedback(cid, devices.relay, now, disagree_since)
+            await asyncio.sleep(PILOT_POLL_S)
+
+    def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
+        feedback = relay.feedback_closed()
+        if feedback is None:
+            return
+        faulted = Device.RELAY in self.station.connectors[cid].faults
+        if feedback != relay.is_closed:
+            since = disagree_since.setdefault(cid, now)
+            if not faulted and now - since >= FEEDBACK_SETTLE_S:
+                detail = "welded: closed while commanded open" if feedback else "does not close when commanded"
+                hw_log.error("connector %d: contactor feedback %s", cid, detail)
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, True, detail))
+        else:
+            disagree_since.pop(cid, None)
+            if faulted and not relay.is_closed:
+                hw_log.warning("connector %d: contactor feedback agrees again", cid)
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, False))
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.dispatch(ev.Tick())
+
+    async def _poll_meter(self, cid: int) -> None:
+        devices = self.hardware.connectors[cid - 1]
+        failures = 0
+        while True:
+            try:
+                sample = await devices.meter.read()
+            except MeterError as error:
+                failures += 1
+                if failures == METER_FAILURES_FOR_FAULT:
+                    hw_log.error("connector %d: energy meter failed: %s", cid, error)
+                    self.dispatch(ev.DeviceFault(cid, Device.METER, True, "meter not answering"))
+            else:
+                if failures >= METER_FAILURES_FOR_FAULT:
+                    hw_log.warning("connector %d: energy meter answers again", cid)
+                    self.dispatch(ev.DeviceFault(cid, Device.METER, False))
+                failures = 0
+                self.dispatch(ev.MeterSampled(cid, sample.energy_wh, sample.power_w,
+                                              sample.current_a, sample.voltage_v))
+            await asyncio.sleep(devices.meter_poll_s)
+
+
+def station_configuration(config: Config) -> Configuration:
+    """The OCPP keys: defaults, then the installer's ``ocpp.keys``."""
+    return Configuration(config.charge_point.connectors, dict(config.ocpp.keys))

@@ -1,0 +1,57 @@
+"""The devices of one charge point, as the runtime holds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from evcp.hal import EnergyMeter, Pilot, Relay, TagReader
+
+
+@dataclass
+class ConnectorDevices:
+    relay: Relay
+    pilot: Pilot
+    meter: EnergyMeter | None
+    meter_poll_s: float = 1.0
+    pilot_leave_charge_s: float = 0.0
+    """Extra debounce before believing the EV left state C (0 for boards that debounce)."""
+
+
+@dataclass
+class StationHardware:
+    connectors: list[ConnectorDevices]
+    reader: TagReader | None
+    bench: Any = None
+    """Verbs of simulated hardware (plug, tap, fault); None on a real charger."""
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def open_all_relays(self) -> None:
+        for devices in self.connectors:
+            devices.relay.open()
+
+    async def release(self) -> None:
+        """Relays open first, then every device is freed. Never raises."""
+        self.open_all_relays()
+        if self.reader is not None:
+            _quietly(self.reader.stop)
+        for devices in self.connectors:
+            _quietly(devices.pilot.release)
+            _quietly(devices.relay.release)
+            if devices.meter is not None:
+                try:
+                    await devices.meter.close()
+                except Exception:  # noqa: BLE001 - shutting down; the relay is already open
+                    pass
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _quietly(release: Callable[[], None]) -> None:
+    try:
+        release()
+    except Exception:  # noqa: BLE001 - shutting down; the relay is already open
+        pass

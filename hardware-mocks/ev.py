@@ -1,0 +1,256 @@
+"""A simulated EV and contactor, wired to gpiozero mock pins.
+
+``SimulatedEv`` plays the pilot interface board: it drives the board's
+digital outputs (vehicle, charge, fault, short) that ``GpioPilot`` reads,
+and it watches the relay output that ``GpioRelay`` drives to know whether
+it gets power. ``ContactorModel`` plays the contactor's mirror contact: it
+drives the relay's feedback input to follow the coil, unless welded.
+
+Both are thread-safe and keep a ``history`` of ``(monotonic time, event)``.
+Create them after ``use_mock_pins()`` and before the drivers they are wired
+to (``ContactorModel`` requires it; ``SimulatedEv`` then owns its lines, so
+a pilot opened later cannot pull them away from the EV's levels).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from evcp.mocks.pins import drive, existing_pin, held_pin, mock_factory, watched_pin
+
+if TYPE_CHECKING:
+    from gpiozero.pins.mock import MockFactory
+
+    from evcp.config import PilotConfig, RelayConfig
+
+
+class SimulatedEv:
+    """An EV behind a pilot interface board; verbs change what ``GpioPilot`` reads.
+
+    The board reports A (nothing), B (vehicle), C (vehicle + charge),
+    E (short) and F (fault); it has no D output. ``power_w`` is
+    ``max_power_w`` while the EV is plugged, requests charge (C) and the
+    relay output is energised, else 0.
+    """
+
+    def __init__(
+        self,
+        pilot: PilotConfig,
+        relay: RelayConfig,
+        max_power_w: float = 7400.0,
+        pin_factory: MockFactory | None = None,
+    ):
+        if pilot.backend != "gpio":
+            raise ValueError(f"SimulatedEv drives a gpio pilot board (pilot.backend is {pilot.backend!r})")
+        self._factory = mock_factory(pin_factory)
+        self._pilot = pilot
+        self._relay = relay
+        self.max_power_w = max_power_w
+        self._lock = threading.RLock()
+        self._plugged = False
+        self._requesting = False
+        self._fault = False
+        self._short = False
+        self.history: list[tuple[float, str]] = []
+        self._vehicle_pin = held_pin(self._factory, pilot.vehicle_pin)
+        self._charge_pin = held_pin(self._factory, pilot.charge_pin)
+        self._fault_pin = None if pilot.fault_pin is None else held_pin(self._factory, pilot.fault_pin)
+        self._short_pin = None if pilot.short_pin is None else held_pin(self._factory, pilot.short_pin)
+        with self._lock:
+            self._apply("wired")
+
+    def plug(self) -> None:
+        """Connect the cable: B (or C if charge is still requested)."""
+        with self._lock:
+            self._plugged = True
+            self._apply("plug")
+
+    def unplug(self) -> None:
+        """Pull the cable: A, and the EV no longer requests charge."""
+        with self._lock:
+            self._plugged = False
+            self._requesting = False
+            self._apply("unplug")
+
+    def request_charge(self) -> None:
+        """Close S2: B -> C. RuntimeError when not plugged."""
+        with self._lock:
+            if not self._plugged:
+                raise RuntimeError("the EV must be plugged before it requests charge")
+            self._requesting = True
+            self._apply("request_charge")
+
+    def stop_charge(self) -> None:
+        """Open S2: C -> B."""
+        with self._lock:
+            self._requesting = False
+            self._apply("stop_charge")
+
+    def inject_short(self) -> None:
+        """Short CP to PE: the board reports E until ``clear_short()``."""
+        with self._lock:
+            self._require(self._short_pin, "short_pin", "E")
+            self._short = True
+            self._apply("inject_short")
+
+    def clear_short(self) -> None:
+        """Remove the CP-PE short."""
+        with self._lock:
+            self._short = False
+            self._apply("clear_short")
+
+    def inject_fault(self) -> None:
+        """Make the board report F (e.g. a failed diode check) until ``clear_fault()``."""
+        with self._lock:
+            self._require(self._fault_pin, "fault_pin", "F")
+            self._fault = True
+            self._apply("inject_fault")
+
+    def clear_fault(self) -> None:
+        """Stop reporting F."""
+        with self._lock:
+            self._fault = False
+            self._apply("clear_fault")
+
+    def set_pilot(self, letter: str) -> None:
+        """Present pilot state ``letter`` directly (A, B, C, E or F).
+
+        Sets the whole model: A = unplugged, B = plugged, C = requesting,
+        E = short, F = fault (E and F keep the plug as it was). ValueError for
+        D or an unknown letter, or for E/F when the board has no such pin.
+        """
+        with self._lock:
+            if letter == "A":
+                self._plugged = self._requesting = self._short = self._fault = False
+            elif letter in ("B", "C"):
+                self._plugged, self._requesting = True, letter == "C"
+                self._short = self._fault = False
+            elif letter == "E":
+                self._require(self._short_pin, "short_pin", "E")
+                self._short, self._fault = True, False
+            elif letter == "F":
+                self._require(self._fault_pin, "fault_pin", "F")
+                self._short, self._fault = False, True
+            else:
+                raise ValueError(f"the pilot board cannot present state {letter!r} (A, B, C, E, F)")
+            self._apply(f"set_pilot {letter}")
+
+    @property
+    def state(self) -> str:
+        """The pilot state the board presents now."""
+        with self._lock:
+            if self._short:
+                return "E"
+            if self._fault:
+                return "F"
+            if not self._plugged:
+                return "A"
+            return "C" if self._requesting else "B"
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the cable is in (whatever E or F the board reports)."""
+        return self._plugged
+
+    @property
+    def relay_energised(self) -> bool:
+        """True while a driver holds the relay output at its energising level."""
+        pin = existing_pin(self._factory, self._relay.pin)
+        if pin is None or pin.function != "output":
+            return False
+        return bool(pin.state) == self._relay.active_high
+
+    @property
+    def power_w(self) -> float:
+        """What the EV draws now: ``max_power_w`` in C with the relay energised, else 0."""
+        with self._lock:
+            charging = self.state == "C" and self.relay_energised
+            return self.max_power_w if charging else 0.0
+
+    def _apply(self, event: str) -> None:
+        state = self.state
+        active = self._pilot.inputs_active_high
+        levels = {
+            self._vehicle_pin: state in ("B", "C"),
+            self._charge_pin: state == "C",
+            self._fault_pin: state == "F",
+            self._short_pin: state == "E",
+        }
+        for pin, asserted in levels.items():
+            if pin is not None:
+                drive(pin, asserted == active)
+        self.history.append((time.monotonic(), f"{event} -> {state}"))
+
+    @staticmethod
+    def _require(pin, name: str, letter: str) -> None:
+        if pin is None:
+            raise ValueError(f"the pilot board has no {name}, so it cannot report {letter}")
+
+
+class ContactorModel:
+    """The contactor's mirror contact: the relay feedback input follows the coil output.
+
+    ``weld()`` sticks the main contacts closed: the feedback then reports
+    "closed" whatever the coil does, as a welded contactor would.
+    """
+
+    def __init__(self, relay: RelayConfig, pin_factory: MockFactory | None = None):
+        if relay.feedback_pin is None:
+            raise ValueError("ContactorModel needs relay.feedback_pin")
+        self._factory = mock_factory(pin_factory)
+        self._relay = relay
+        self._lock = threading.RLock()
+        self._welded = False
+        self._feedback_level: bool | None = None
+        self.history: list[tuple[float, str]] = []
+        self._coil = watched_pin(self._factory, relay.pin)
+        self._feedback = held_pin(self._factory, relay.feedback_pin)
+        self._coil.listeners.append(self._follow)
+        self._follow()
+
+    @property
+    def coil_energised(self) -> bool:
+        """True while a driver holds the coil output at its energising level."""
+        coil = self._coil
+        return coil.function == "output" and bool(coil.state) == self._relay.active_high
+
+    @property
+    def contacts_closed(self) -> bool:
+        """Whether the main contacts are closed (coil energised, or welded)."""
+        with self._lock:
+            return self._welded or self.coil_energised
+
+    @property
+    def welded(self) -> bool:
+        """Whether ``weld()`` stuck the contacts closed."""
+        return self._welded
+
+    def weld(self) -> None:
+        """Weld the main contacts closed; the feedback says "closed" from now on."""
+        with self._lock:
+            self._welded = True
+            self.history.append((time.monotonic(), "weld"))
+            self._follow()
+
+    def unweld(self) -> None:
+        """Free the contacts; they follow the coil again."""
+        with self._lock:
+            self._welded = False
+            self.history.append((time.monotonic(), "unweld"))
+            self._follow()
+
+    def detach(self) -> None:
+        """Stop following the coil. Idempotent."""
+        if self._follow in self._coil.listeners:
+            self._coil.listeners.remove(self._follow)
+
+    def _follow(self) -> None:
+        with self._lock:
+            closed = self.contacts_closed
+            level = closed == self._relay.feedback_active_high
+            if self._feedback_level != level:
+                drive(self._feedback, level)
+                self._feedback_level = level
+                self.history.append((time.monotonic(), "closed" if closed else "open"))

@@ -1,0 +1,521 @@
+"""The installer configuration: loading, validation messages, render, defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+from pathlib import Path
+
+import pytest
+
+from evcp import config as cfg
+from evcp.config import ConfigError, load, loads, mock_defaults, render
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "config" / "evcp.example.toml"
+BENCH = ROOT / "config" / "bench.toml"
+PACKAGED_BENCH = ROOT / "controller" / "bench" / "bench.toml"
+
+#: The smallest valid file, as section -> key -> TOML value text.
+MINIMAL = {
+    "charge_point": {"id": '"CP-1"'},
+    "ocpp": {"csms_url": '"ws://127.0.0.1:9000/ocpp"'},
+    "hardware": {"backend": '"mock"'},
+}
+
+PI_CONNECTOR = """
+[[hardware.connectors]]
+[hardware.connectors.relay]
+pin = 17
+"""
+
+
+def toml(patch: dict[str, str | None] | None = None, tail: str = "") -> str:
+    """MINIMAL with ``patch`` applied ("section.key" -> TOML text, None removes), then ``tail``."""
+    sections = {name: dict(keys) for name, keys in MINIMAL.items()}
+    for dotted, value in (patch or {}).items():
+        section, _, key = dotted.rpartition(".")
+        if value is None:
+            sections[section].pop(key, None)
+        else:
+            sections.setdefault(section, {})[key] = value
+    lines = []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {value}" for key, value in keys.items()]
+    return "\n".join(lines) + "\n" + tail
+
+
+def write(tmp_path: Path, text: str, name: str = "evcp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_text(tmp_path: Path, text: str) -> cfg.Config:
+    return load(write(tmp_path, text))
+
+
+def error_of(tmp_path: Path, text: str) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    err = info.value
+    assert err.file == str(path)
+    assert str(err).startswith(f"{path}: {err.key}: " if err.key else f"{path}: ")
+    return err
+
+
+# (id, patch, tail, dotted key, words the problem must contain)
+ERRORS = [
+    # unknown keys, with the closest known key
+    ("unknown key", {"ocpp.csms_ulr": '"ws://x/ocpp"'}, "", "ocpp.csms_ulr", ['did you mean "csms_url"?']),
+    ("unknown key, case", {"charge_point.ID": '"x"'}, "", "charge_point.ID", ['did you mean "id"?']),
+    ("unknown section", {"chargepoint.id": '"x"'}, "", "chargepoint", ['did you mean "charge_point"?']),
+    ("key in the wrong section", {"api.state_dir": '"/tmp"'}, "", "api.state_dir",
+     ['did you mean "storage.state_dir"?']),
+    ("unknown key, no suggestion", {"logging.zzz": "1"}, "", "logging.zzz", ["unknown key", "level", "trace_file"]),
+    ("derived key is not a file key", {"api.port": "8080"}, "", "api.port", ['comes from api.listen = "host:port"']),
+    # required keys
+    ("charge point id missing", {"charge_point.id": None}, "", "charge_point.id", ["missing", "id = "]),
+    ("csms url missing", {"ocpp.csms_url": None}, "", "ocpp.csms_url", ["missing", "csms_url = "]),
+    ("backend missing", {"hardware.backend": None}, "", "hardware.backend", ["missing", '"pi"', '"mock"']),
+    # types
+    ("string for int", {"charge_point.connectors": '"abc"'}, "", "charge_point.connectors",
+     ['expected an integer, got "abc"']),
+    ("bool is not an int", {"charge_point.connectors": "true"}, "", "charge_point.connectors",
+     ["expected an integer, got true"]),
+    ("float for int", {"charge_point.phases": "3.0"}, "", "charge_point.phases", ["expected an integer, got 3.0"]),
+    ("string for float", {"charge_point.max_current_a": '"16"'}, "", "charge_point.max_current_a",
+     ['expected a number, got "16"']),
+    ("bool is not a float", {"ocpp.call_timeout_s": "true"}, "", "ocpp.call_timeout_s",
+     ["expected a number, got true"]),
+    ("nan is not a number", {"ocpp.call_timeout_s": "nan"}, "", "ocpp.call_timeout_s", ["expected a number"]),
+    ("string for bool", {"bench.accept_all_tags": '"yes"'}, "", "bench.accept_all_tags",
+     ['expected true or false, got "yes"']),
+    ("int for string", {"charge_point.id": "12"}, "", "charge_point.id", ["expected a string, got 12"]),
+    ("list expected", {"bench.id_tags": '"04A1"'}, "", "bench.id_tags", ["expected a list", '"04A1"']),
+    ("list item type", {"bench.id_tags": '["04A1", 5]'}, "", "bench.id_tags[2]", ["expected a string, got 5"]),
+    ("optional pin type", {}, PI_CONNECTOR + "feedback_pin = true\n", "hardware.connectors[1].relay.feedback_pin",
+     ["expected an integer or false", "got true"]),
+    ("empty path", {"storage.state_dir": '""'}, "", "storage.state_dir", ["expected a path", 'got ""']),
+    # literal choices
+    ("literal", {"charge_point.cable": '"tethred"'}, "", "charge_point.cable",
+     ['"socket", "tethered"', 'got "tethred"', 'did you mean "tethered"?']),
+    ("literal case", {"logging.level": '"info"'}, "", "logging.level", ['did you mean "INFO"?']),
+    ("backend literal", {"hardware.backend": '"raspberry"'}, "", "hardware.backend", ['"mock", "pi"']),
+    # ranges
+    ("connectors 0", {"charge_point.connectors": "0"}, "", "charge_point.connectors", ["must be 1..8 (got 0)"]),
+    ("connectors 9", {"charge_point.connectors": "9"}, "", "charge_point.connectors", ["must be 1..8 (got 9)"]),
+    ("current low", {"charge_point.max_current_a": "5.9"}, "", "charge_point.max_current_a",
+     ["must be 6..80 A (got 5.9)"]),
+    ("current high", {"charge_point.max_current_a": "81"}, "", "charge_point.max_current_a",
+     ["must be 6..80 A (got 81)"]),
+    ("phases", {"charge_point.phases": "2"}, "", "charge_point.phases", ["must be 1 or 3 (got 2)"]),
+    ("id empty", {"charge_point.id": '""'}, "", "charge_point.id", ["must not be empty"]),
+    ("id too long", {"charge_point.id": '"' + "C" * 49 + '"'}, "", "charge_point.id", ["1..48 characters, not 49"]),
+    ("id with a space", {"charge_point.id": '"CP 1"'}, "", "charge_point.id", ['not " " (got "CP 1")']),
+    ("id with a slash", {"charge_point.id": '"site/CP1"'}, "", "charge_point.id", ['not "/"']),
+    ("vendor length", {"charge_point.vendor": '"' + "v" * 21 + '"'}, "", "charge_point.vendor",
+     ["1..20 characters, not 21"]),
+    ("model length", {"charge_point.model": '"' + "m" * 21 + '"'}, "", "charge_point.model",
+     ["1..20 characters, not 21"]),
+    ("serial length", {"charge_point.serial_number": '"' + "s" * 26 + '"'}, "", "charge_point.serial_number",
+     ["1..25 characters, not 26"]),
+    ("timeout zero", {"ocpp.call_timeout_s": "0"}, "", "ocpp.call_timeout_s", ["must be more than 0 s (got 0)"]),
+    ("reconnect order", {"ocpp.reconnect_min_s": "10", "ocpp.reconnect_max_s": "5"}, "", "ocpp.reconnect_max_s",
+     ["at least ocpp.reconnect_min_s = 10 s", "got 5"]),
+    ("pin too high", {}, PI_CONNECTOR.replace("17", "28"), "hardware.connectors[1].relay.pin",
+     ["GPIO number 0..27 (got 28)"]),
+    ("pin negative", {"hardware.reader.rst_pin": "-1"}, "", "hardware.reader.rst_pin", ["0..27 (got -1)"]),
+    ("api port 0", {"api.listen": '"127.0.0.1:0"'}, "", "api.listen", ["port must be 1..65535", 'got "127.0.0.1:0"']),
+    ("api port high", {"api.listen": '"127.0.0.1:65536"'}, "", "api.listen", ["port must be 1..65535"]),
+    ("api no port", {"api.listen": '"8080"'}, "", "api.listen", ['expected "host:port"']),
+    ("api bare ipv6", {"api.listen": '"::1:8080"'}, "", "api.listen", ["brackets"]),
+    ("api bad ipv6", {"api.listen": '"[zz::1]:8080"'}, "", "api.listen", ["not an IPv6 address"]),
+    ("bench csms listen", {"bench.csms_listen": '"localhost"'}, "", "bench.csms_listen", ['expected "host:port"']),
+    ("poll interval", {"hardware.reader.poll_interval_s": "0.01"}, "", "hardware.reader.poll_interval_s",
+     ["at least 0.05 s (got 0.01)"]),
+    ("id tag too long", {"bench.id_tags": '["' + "A" * 21 + '"]'}, "", "bench.id_tags[1]",
+     ["1..20 characters, not 21"]),
+    ("mock power", {"hardware.mock.ev_power_w": "0"}, "", "hardware.mock.ev_power_w", ["more than 0 W"]),
+    # the CSMS URL
+    ("http url", {"ocpp.csms_url": '"http://csms/ocpp"'}, "", "ocpp.csms_url",
+     ["ws:// or wss://", 'got "http://csms/ocpp"']),
+    ("url without host", {"ocpp.csms_url": '"ws:///ocpp"'}, "", "ocpp.csms_url", ["no host"]),
+    ("url with password", {"ocpp.csms_url": '"wss://cp:pw@csms/ocpp"'}, "", "ocpp.csms_url",
+     ["ocpp.authorization_key"]),
+    ("url bad port", {"ocpp.csms_url": '"ws://csms:99999/ocpp"'}, "", "ocpp.csms_url", ["not a valid URL"]),
+    ("url ends with id", {"ocpp.csms_url": '"ws://csms/ocpp/CP-1"'}, "", "ocpp.csms_url",
+     ["ends with charge_point.id", "remove it"]),
+    # ocpp.keys
+    ("ocpp key float", {"ocpp.keys.VendorThing": "1.5"}, "", "ocpp.keys.VendorThing",
+     ["integer, true/false or a string", "got 1.5"]),
+    ("ocpp key type", {"ocpp.keys.HeartbeatInterval": '"abc"'}, "", "ocpp.keys.HeartbeatInterval",
+     ["expected a decimal integer", "abc"]),
+    ("ocpp key range", {"ocpp.keys.HeartbeatInterval": "0"}, "", "ocpp.keys.HeartbeatInterval",
+     ["expected 1..86400", "0"]),
+    ("ocpp key list item", {"ocpp.keys.MeterValuesSampledData": '"Energy.Active.Import.Register,Temperature"'},
+     "", "ocpp.keys.MeterValuesSampledData", ["'Temperature' is not one of"]),
+    ("ocpp key unknown", {"ocpp.keys.VendorLedBrightness": "80"}, "", "ocpp.keys.VendorLedBrightness",
+     ["unknown OCPP configuration key"]),
+    ("ocpp key set by the controller", {"ocpp.keys.SupportedFeatureProfiles": '"Core"'}, "",
+     "ocpp.keys.SupportedFeatureProfiles", ["set by the controller"]),
+    ("ocpp key twice", {"ocpp.keys.HeartbeatInterval": "60", "ocpp.keys.heartbeatinterval": "90"}, "",
+     "ocpp.keys.heartbeatinterval", ["the same key as ocpp.keys.HeartbeatInterval"]),
+    ("ocpp key bool type", {"ocpp.keys.LocalPreAuthorize": "1"}, "", "ocpp.keys.LocalPreAuthorize",
+     ["expected true or false (got '1')"]),
+    ("ocpp key typo", {"ocpp.keys.HeartBeatIntervall": "300"}, "", "ocpp.keys.HeartBeatIntervall",
+     ["unknown OCPP configuration key", 'did you mean "HeartbeatInterval"?']),
+    ("ocpp key set elsewhere", {"ocpp.keys.NumberOfConnectors": "2"}, "", "ocpp.keys.NumberOfConnectors",
+     ["set charge_point.connectors instead"]),
+    ("ocpp authorization key", {"ocpp.keys.AuthorizationKey": '"x"'}, "", "ocpp.keys.AuthorizationKey",
+     ["set ocpp.authorization_key instead"]),
+]
+
+
+# Errors about connector tables, pins and meters: full files after MINIMAL's sections.
+CONNECTOR_ERRORS = [
+    ("pi without tables", {"hardware.backend": '"pi"', "charge_point.connectors": "2"}, "",
+     "hardware.connectors", ["missing", "charge_point.connectors = 2"]),
+    ("pi with too few tables", {"hardware.backend": '"pi"', "charge_point.connectors": "2"}, PI_CONNECTOR,
+     "hardware.connectors", ["1 [[hardware.connectors]] table(s)", "charge_point.connectors = 2"]),
+    ("mock with too many tables", {}, PI_CONNECTOR * 2, "hardware.connectors",
+     ["2 [[hardware.connectors]] table(s)", "charge_point.connectors = 1"]),
+    ("connectors as a number", {"hardware.connectors": "2"}, "", "hardware.connectors",
+     ["expected [[hardware.connectors]] tables, got 2", "charge_point.connectors"]),
+    ("unknown connector key", {}, "[[hardware.connectors]]\n[hardware.connectors.realy]\npin = 4\n",
+     "hardware.connectors[1].realy", ['did you mean "relay"?']),
+    ("same pin on two connectors", {"hardware.backend": '"pi"', "charge_point.connectors": "2"},
+     PI_CONNECTOR + PI_CONNECTOR.replace("17", "5") + "[hardware.connectors.pilot]\nvehicle_pin = 17\n"
+     "pwm_channel = 1\n",
+     "hardware.connectors[2].pilot.vehicle_pin", ["GPIO17 is already used by hardware.connectors[1].relay.pin"]),
+    ("feedback on a pilot pin", {"hardware.backend": '"pi"'}, PI_CONNECTOR + "feedback_pin = 22\n",
+     "hardware.connectors[1].pilot.vehicle_pin",
+     ["GPIO22 is already used by hardware.connectors[1].relay.feedback_pin"]),
+    ("reader reset on a relay pin", {"hardware.backend": '"pi"', "hardware.reader.backend": '"mfrc522"'},
+     PI_CONNECTOR.replace("17", "25"), "hardware.connectors[1].relay.pin",
+     ["GPIO25 is already used by hardware.reader.rst_pin"]),
+    ("relay on an SPI line", {"hardware.backend": '"pi"', "hardware.reader.backend": '"mfrc522"'},
+     PI_CONNECTOR.replace("17", "10"), "hardware.connectors[1].relay.pin",
+     ["GPIO10 is already used by hardware.reader.spi_bus (SPI0 MOSI)"]),
+    ("same PWM on two connectors", {"hardware.backend": '"pi"', "charge_point.connectors": "2"},
+     PI_CONNECTOR + PI_CONNECTOR.replace("17", "5") + "[hardware.connectors.pilot]\nvehicle_pin = 6\n"
+     "charge_pin = 7\nfault_pin = false\n",
+     "hardware.connectors[2].pilot.pwm_channel", ["PWM channel 0 of pwmchip0 is already used by "
+                                                  "hardware.connectors[1].pilot.pwm_channel"]),
+    ("mcp3004 channel", {}, "[[hardware.connectors]]\n[hardware.connectors.pilot]\nbackend = \"adc\"\n"
+     "adc_chip = \"mcp3004\"\nadc_channel = 5\n", "hardware.connectors[1].pilot.adc_channel",
+     ["mcp3004 has channels 0..3 (got 5)"]),
+    ("custom meter without registers", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"custom\"\n", "hardware.connectors[1].meter.registers", ['required with model = "custom"']),
+    ("registers with a known model", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"sdm120\"\n[hardware.connectors.meter.registers]\n"
+     "power_w = { address = 12, type = \"float32\", function = 4 }\n",
+     "hardware.connectors[1].meter.registers", ['only used with model = "custom"', '"sdm120"']),
+    ("unknown register quantity", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"custom\"\n[hardware.connectors.meter.registers]\npower = { address = 12 }\n",
+     "hardware.connectors[1].meter.registers.power", ['did you mean "power_w"?']),
+    ("unknown register field", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"custom\"\n[hardware.connectors.meter.registers]\npower_w = { adress = 12 }\n",
+     "hardware.connectors[1].meter.registers.power_w.adress", ['did you mean "address"?']),
+    ("bad register value", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"custom\"\n[hardware.connectors.meter.registers]\n"
+     "energy_import_wh = { address = 72, type = \"float32\", function = 4 }\n"
+     "power_w = { address = 70000, type = \"float32\", function = 4 }\n",
+     "hardware.connectors[1].meter.registers.power_w.address", ["0..65535", "70000"]),
+    ("custom map without power", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"custom\"\n[hardware.connectors.meter.registers]\n"
+     "energy_import_wh = { address = 72, type = \"float32\", function = 4 }\n",
+     "hardware.connectors[1].meter.registers.power_w", ["missing"]),
+    ("energy the model lacks", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\n"
+     "model = \"abb-b23\"\nenergy = \"total\"\n", "hardware.connectors[1].meter.energy",
+     ["no energy_total_wh register", 'got "total"']),
+    ("meter port", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\nport = 0\n",
+     "hardware.connectors[1].meter.port", ["must be 1..65535 (got 0)"]),
+    ("baudrate", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\nbaudrate = 14400\n",
+     "hardware.connectors[1].meter.baudrate", ["1200, 2400", "115200", "(got 14400)"]),
+    ("stopbits", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\nstopbits = 3\n",
+     "hardware.connectors[1].meter.stopbits", ["must be 1 or 2 (got 3)"]),
+    ("device id", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\ndevice_id = 248\n",
+     "hardware.connectors[1].meter.device_id", ["must be 1..247 (got 248)"]),
+    ("parity", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\nparity = \"n\"\n",
+     "hardware.connectors[1].meter.parity", ['did you mean "N"?']),
+    ("meter timeout", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\ntimeout_s = -1\n",
+     "hardware.connectors[1].meter.timeout_s", ["more than 0 s (got -1)"]),
+    ("meter poll", {}, "[[hardware.connectors]]\n[hardware.connectors.meter]\npoll_interval_s = 0.04\n",
+     "hardware.connectors[1].meter.poll_interval_s", ["at least 0.05 s (got 0.04)"]),
+]
+
+
+@pytest.mark.parametrize(
+    "patch, tail, key, words", [case[1:] for case in ERRORS + CONNECTOR_ERRORS],
+    ids=[case[0] for case in ERRORS + CONNECTOR_ERRORS],
+)
+def test_error_names_file_key_and_problem(tmp_path, patch, tail, key, words):
+    err = error_of(tmp_path, toml(patch, tail))
+    assert err.key == key, str(err)
+    assert words, "a case must say what the message contains"
+    for word in words:
+        assert word in err.problem, str(err)
+    assert "evcp.toml" in str(err)
+
+
+def test_section_must_be_a_table(tmp_path):
+    err = error_of(tmp_path, "api = 3\n" + toml())
+    assert (err.key, err.problem) == ("api", "expected a table, got 3")
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    text = toml() + "[api]\nlisten = 127.0.0.1:8080\n"
+    err = error_of(tmp_path, text)
+    line = text.splitlines().index("listen = 127.0.0.1:8080") + 1
+    assert f"line {line}" in str(err)
+    assert "TOML syntax error" in err.problem
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "absent.toml")
+    assert "absent.toml" in str(info.value)
+    assert "cannot read" in info.value.problem
+
+
+def test_the_example_loads_as_a_pi_charger():
+    config = load(EXAMPLE)
+    assert config.source == EXAMPLE
+    assert config.hardware.backend == "pi"
+    assert config.charge_point.connectors == len(config.hardware.connectors) == 1
+    (connector,) = config.hardware.connectors
+    assert (connector.relay.pin, connector.relay.feedback_pin) == (17, 27)
+    assert (connector.pilot.backend, connector.pilot.pwm_chip, connector.pilot.pwm_channel) == ("gpio", 0, 0)
+    meter = connector.meter
+    assert (meter.backend, meter.model, meter.serial_port) == ("modbus-rtu", "sdm630", "/dev/ttyUSB0")
+    assert (meter.baudrate, meter.parity, meter.stopbits) == (9600, "N", 1)
+    reader = config.hardware.reader
+    assert (reader.backend, reader.spi_bus, reader.spi_device) == ("mfrc522", 0, 1)
+
+
+def test_the_example_shows_every_key():
+    text = EXAMPLE.read_text()
+    for key in cfg._all_keys():
+        leaf = key.rpartition(".")[2]
+        assert f"{leaf} =" in text or f"[{key}]" in text or f"[[{key}]]" in text, key
+
+
+def test_the_bench_loads():
+    config = load(BENCH)
+    assert config.charge_point.id == "CP-BENCH-01"
+    assert config.ocpp.csms_url == "ws://127.0.0.1:9000/ocpp"
+    assert config.hardware.backend == "mock"
+    assert (config.api.host, config.api.port) == ("127.0.0.1", 8080)
+    assert config.storage.state_dir == ROOT / ".bench-state"
+    assert config.hardware.connectors == mock_defaults(config.charge_point.connectors)
+
+
+def test_the_packaged_bench_is_a_copy():
+    assert filecmp.cmp(BENCH, PACKAGED_BENCH, shallow=False)
+    assert load(PACKAGED_BENCH).charge_point.id == "CP-BENCH-01"
+
+
+def test_defaults(tmp_path):
+    config = load_text(tmp_path, toml())
+    assert config.charge_point == cfg.ChargePointConfig(id="CP-1")
+    assert config.ocpp == cfg.OcppConfig(csms_url="ws://127.0.0.1:9000/ocpp")
+    assert config.api == cfg.ApiConfig()
+    assert config.storage.state_dir == Path("/var/lib/evcp")
+    assert config.logging == cfg.LoggingConfig()
+    assert config.bench == cfg.BenchConfig()
+    assert config.hardware.reader == cfg.ReaderConfig()
+    assert config.trace_file == Path("/var/lib/evcp/ocpp-trace.log")
+
+
+def _pins(connector: cfg.ConnectorHardware) -> list[int | None]:
+    relay, pilot = connector.relay, connector.pilot
+    return [relay.pin, relay.feedback_pin, pilot.vehicle_pin, pilot.charge_pin, pilot.fault_pin, pilot.short_pin]
+
+
+def test_mock_default_pins_never_collide():
+    for count in range(1, cfg.MAX_CONNECTORS + 1):
+        connectors = mock_defaults(count)
+        pins = [pin for c in connectors for pin in _pins(c) if pin is not None]
+        assert len(set(pins)) == len(pins) == (6 if count <= 4 else 3) * count
+        assert all(4 <= pin <= 27 for pin in pins)
+        assert all(c.meter.backend == "none" for c in connectors)
+
+
+def test_mock_default_pin_blocks():
+    assert [_pins(c) for c in mock_defaults(4)] == [
+        [4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15], [16, 17, 18, 19, 20, 21], [22, 23, 24, 25, 26, 27]]
+    assert _pins(mock_defaults(8)[7]) == [25, None, 26, 27, None, None]
+    with pytest.raises(ValueError):
+        mock_defaults(9)
+
+
+def test_mock_without_tables_gets_a_block_per_connector(tmp_path):
+    config = load_text(tmp_path, toml({"charge_point.connectors": "8"}))
+    assert config.hardware.connectors == mock_defaults(8)
+
+
+def test_mock_tables_fill_in_from_the_blocks(tmp_path):
+    tail = "[[hardware.connectors]]\n[[hardware.connectors]]\n[hardware.connectors.relay]\nfeedback_pin = 2\n"
+    config = load_text(tmp_path, toml({"charge_point.connectors": "2"}, tail))
+    first, second = config.hardware.connectors
+    assert first == mock_defaults(2)[0]
+    assert second.relay == cfg.RelayConfig(pin=10, feedback_pin=2)
+    assert second.pilot == mock_defaults(2)[1].pilot
+
+
+def test_pi_tables_fill_in_from_the_field_defaults(tmp_path):
+    config = load_text(tmp_path, toml({"hardware.backend": '"pi"'}, "[[hardware.connectors]]\n"))
+    assert config.hardware.connectors == (cfg.ConnectorHardware(),)
+
+
+def test_optional_pin_false_means_not_wired(tmp_path):
+    tail = "[[hardware.connectors]]\n[hardware.connectors.pilot]\nfault_pin = false\n"
+    config = load_text(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
+    assert config.hardware.connectors[0].pilot.fault_pin is None
+
+
+@pytest.mark.parametrize(
+    "listen, host, port",
+    [("0.0.0.0:80", "0.0.0.0", 80), ("[::1]:8080", "::1", 8080), ("[::]:443", "::", 443),
+     ("charger.local:9999", "charger.local", 9999)],
+)
+def test_api_listen(tmp_path, listen, host, port):
+    api = load_text(tmp_path, toml({"api.listen": f'"{listen}"'})).api
+    assert (api.listen, api.host, api.port) == (listen, host, port)
+
+
+def test_relative_paths_start_at_the_config_file(tmp_path):
+    (tmp_path / "etc").mkdir()
+    text = toml({"storage.state_dir": '"../state"', "logging.trace_file": '"trace.log"'})
+    config = load(write(tmp_path / "etc", text))
+    assert config.storage.state_dir == tmp_path / "state"
+    assert config.logging.trace_file == tmp_path / "etc" / "trace.log"
+    assert config.trace_file == tmp_path / "etc" / "trace.log"
+
+
+def test_absolute_paths_stay(tmp_path):
+    config = load_text(tmp_path, toml({"storage.state_dir": '"/srv/evcp"'}))
+    assert config.storage.state_dir == Path("/srv/evcp")
+
+
+def test_ocpp_keys_are_strings_as_get_configuration_shows_them(tmp_path):
+    patch = {
+        "ocpp.keys.HeartbeatInterval": "300",
+        "ocpp.keys.LocalPreAuthorize": "true",
+        "ocpp.keys.AuthorizeRemoteTxRequests": "false",
+        "ocpp.keys.MeterValuesSampledData": '"Energy.Active.Import.Register, Power.Active.Import"',
+        "ocpp.keys.connectiontimeout": '"0090"',
+    }
+    keys = load_text(tmp_path, toml(patch)).ocpp.keys
+    assert keys == {
+        "HeartbeatInterval": "300",
+        "LocalPreAuthorize": "true",
+        "AuthorizeRemoteTxRequests": "false",
+        "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
+        "ConnectionTimeOut": "90",
+    }
+
+
+CUSTOM_METER = """
+[[hardware.connectors]]
+[hardware.connectors.relay]
+pin = 5
+[hardware.connectors.pilot]
+vehicle_pin = 6
+charge_pin = 12
+fault_pin = false
+[hardware.connectors.meter]
+backend = "modbus-tcp"
+model = "custom"
+host = "192.168.1.50"
+[hardware.connectors.meter.registers]
+energy_import_wh = { address = 72, type = "float32", function = 4, scale = 1000.0 }
+power_w = { address = 52, type = "int32", function = 3, scale = 0.01, word_order = "little" }
+[[hardware.connectors]]
+"""
+
+FULL_PATCH = {
+    "charge_point.connectors": "2",
+    "charge_point.serial_number": '"SN-\\"quoted\\"-1"',
+    "ocpp.authorization_key": '"s3cr3t-basic-auth-password"',
+    "ocpp.keys.HeartbeatInterval": "120",
+    "ocpp.keys.StopTransactionOnInvalidId": "true",
+    "ocpp.keys.MeterValuesSampledData": '"Voltage.L1,Current.Import.L1"',
+    "hardware.backend": '"pi"',
+    "hardware.reader.backend": '"mfrc522"',
+    "api.listen": '"[::1]:8081"',
+    "logging.trace_file": '"/var/log/evcp/trace.log"',
+    "bench.id_tags": '["04A1B2C3", "tab\\there"]',
+}
+
+
+def _full_config(tmp_path) -> tuple[Path, cfg.Config]:
+    tail = CUSTOM_METER + "[hardware.connectors.pilot]\npwm_channel = 1\n"
+    path = write(tmp_path, toml(FULL_PATCH, tail))
+    return path, load(path)
+
+
+def test_full_config_loads(tmp_path):
+    _, config = _full_config(tmp_path)
+    first, second = config.hardware.connectors
+    assert first.meter.registers["power_w"] == {
+        "address": 52, "type": "int32", "function": 3, "scale": 0.01, "word_order": "little"}
+    assert second.relay == cfg.RelayConfig()
+    assert config.charge_point.serial_number == 'SN-"quoted"-1'
+
+
+@pytest.mark.parametrize("source", ["example", "bench", "full"])
+def test_render_round_trip(tmp_path, source):
+    if source == "full":
+        path, config = _full_config(tmp_path)
+        secrets = ["s3cr3t-basic-auth-password"]
+    else:
+        path = write(tmp_path, (EXAMPLE if source == "example" else BENCH).read_text(), "copy.toml")
+        config, secrets = load(path), []
+    text = render(config)
+    for secret in secrets:
+        assert secret not in text
+        text = text.replace(f'"{cfg.MASK}"', f'"{secret}"', 1)
+    assert cfg.MASK not in text
+    path.write_text(text)
+    assert load(path) == config
+
+
+def test_render_masks_secrets_and_shows_every_key(tmp_path):
+    _, config = _full_config(tmp_path)
+    text = render(config)
+    assert "s3cr3t" not in text
+    assert f'authorization_key = "{cfg.MASK}"' in text
+    assert "HeartbeatInterval = 120" in text and "StopTransactionOnInvalidId = true" in text
+    assert 'MeterValuesSampledData = "Voltage.L1,Current.Import.L1"' in text
+    for key in cfg._all_keys():
+        section, _, leaf = key.rpartition(".")
+        if key == "ocpp.authorization_key" or leaf in ("relay", "pilot", "meter", "reader", "mock", "keys"):
+            continue
+        if dataclasses.is_dataclass(getattr(config, key, None)):
+            continue
+        assert f"\n{leaf} = " in text or f"[{key}]" in text or f"# {leaf} is not set" in text, key
+
+
+def test_render_masks_keys_named_like_secrets(tmp_path):
+    config = load_text(tmp_path, toml())
+    ocpp = dataclasses.replace(config.ocpp, keys={"VendorPassword": "hunter2", "HeartbeatInterval": "60"})
+    text = render(dataclasses.replace(config, ocpp=ocpp))
+    assert "hunter2" not in text
+    assert f'VendorPassword = "{cfg.MASK}"' in text and "HeartbeatInterval = 60" in text
+
+
+def test_render_shows_unset_keys_as_comments(tmp_path):
+    text = render(load_text(tmp_path, toml({"hardware.backend": '"pi"'}, "[[hardware.connectors]]\n")))
+    assert "# authorization_key is not set" in text
+    assert "# serial_number is not set" in text
+    assert "# trace_file is not set" in text
+    assert "feedback_pin = false" in text and "short_pin = false" in text
+
+
+def test_loads_matches_load(tmp_path):
+    path = write(tmp_path, toml())
+    assert loads(path.read_text(), path) == load(path)
