@@ -1,0 +1,44 @@
+#!/bin/sh
+# Set-up and everyday commands for evcp on a fresh Debian / Raspberry Pi OS machine.
+#   ./dev.sh bench [evcp bench options]   simulated charger + local central system + status page
+#   ./dev.sh test  [pytest options]       the whole test suite
+# The first run creates .venv beside this file and installs evcp into it.
+set -eu
+cd "$(dirname "$0")"
+VENV=.venv
+
+make_venv() {
+    if python3 -m venv "$VENV" 2>/dev/null; then
+        return 0
+    fi
+    rm -rf "$VENV"
+    # Debian ships venv's pip bootstrap separately (package python3-venv).
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "dev.sh: installing python3-venv" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$VENV"
+    else
+        echo "dev.sh: python3 cannot create a virtual environment; run: sudo apt install python3-venv" >&2
+        exit 1
+    fi
+}
+
+ensure_env() {
+    [ -x "$VENV/bin/python" ] || make_venv
+    stamp="$VENV/.installed-$(cksum pyproject.toml | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ]; then
+        echo "dev.sh: installing evcp and its dependencies into $VENV" >&2
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+        rm -f "$VENV"/.installed-*
+        touch "$stamp"
+    fi
+}
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
+    bench) ensure_env; exec "$VENV/bin/evcp" bench "$@" ;;
+    test)  ensure_env; exec "$VENV/bin/python" -m pytest "$@" ;;
+    *) echo "usage: ./dev.sh bench | ./dev.sh test [pytest options]" >&2; exit 2 ;;
+esac
