@@ -72,6 +72,20 @@ class Pilot(Protocol):
         """Stop the PWM (constant +12 V where possible) and free the lines."""
 
 
+@runtime_checkable
+class WatchableInputs(Protocol):
+    """A device whose inputs raise edge events, so the shell need not poll it fast.
+
+    Backends without edges (an ADC) simply do not have ``watch``; they are polled.
+    """
+
+    def watch(self, on_change: ChangeCallback) -> None:
+        """Call ``on_change`` (from any thread) whenever one of the inputs changes level."""
+
+
+#: Called from any thread when an input line changes; it must only schedule work.
+ChangeCallback = Callable[[], None]
+
 #: Called from the reader's own thread with the tag id as upper-case hex.
 TagCallback = Callable[[str], None]
 #: Called from the reader's own thread when the reader fails (False) or recovers (True).

@@ -232,6 +232,11 @@ class GpioPilot(_PilotSignal):
             return "C" if vehicle else None
         return "B" if vehicle else "A"
 
+    def watch(self, on_change) -> None:
+        """Call ``on_change`` (from gpiozero's callback thread) on every edge of the board's outputs."""
+        for device in self._devices:
+            device.when_activated = device.when_deactivated = lambda *_: on_change()
+
     def release(self) -> None:
         """Constant +12 V, release the PWM and free the input lines. Idempotent."""
         self._release_pwm()

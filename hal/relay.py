@@ -136,6 +136,11 @@ class GpioRelay:
                 f"relay: cannot read feedback GPIO{self._config.feedback_pin}: {exc}"
             ) from exc
 
+    def watch(self, on_change) -> None:
+        """Call ``on_change`` (from gpiozero's callback thread) on every edge of the mirror contact."""
+        if self._feedback is not None:
+            self._feedback.when_activated = self._feedback.when_deactivated = lambda *_: on_change()
+
     def release(self) -> None:
         """Open the relay, then free both GPIO lines. Idempotent; the relay stays open."""
         self.open()

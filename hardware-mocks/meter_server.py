@@ -38,7 +38,7 @@ from evcp.hal.meter_registers import (
 log = logging.getLogger("evcp.mocks.meter")
 
 #: How often the energy counter integrates the power source while serving.
-INTEGRATION_STEP_S = 0.1
+INTEGRATION_STEP_S = 0.5
 
 
 class _PtyLink:

@@ -42,6 +42,7 @@ class BenchHardware:
         self.connectors = len(connectors)
 
     def set_pilot(self, connector: int, state: str) -> None:
+        """Raises ValueError for a state the simulated pilot board cannot show (D)."""
         self.simulated[connector - 1].ev.set_pilot(state)
 
     def present_tag(self, id_tag: str) -> None:

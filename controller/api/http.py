@@ -84,7 +84,9 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """``data`` serialised as a JSON response."""
     body = json.dumps(data, separators=(",", ":"), default=str).encode()
     return Response(status, body, "application/json", dict(headers or {}))
@@ -126,7 +128,9 @@ class HttpServer:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT_S,
     ):
-        self._routes = {(method.upper(), path): handler for (method, path), handler in routes.items()}
+        self._routes = {
+            (method.upper(), path): handler for (method, path), handler in routes.items()
+        }
         self.host = host
         self._requested_port = port
         self.max_body_bytes = max_body_bytes
@@ -164,7 +168,9 @@ class HttpServer:
         await self._server.wait_closed()
         self._server = None
 
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
         try:

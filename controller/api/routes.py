@@ -78,7 +78,10 @@ class Api:
             raise HttpError(400, f"connector must be an integer 1..{self.bench.connectors} (got {connector!r})")
         if state not in PILOT_STATES:
             raise HttpError(400, f"state must be one of {', '.join(PILOT_STATES)} (got {state!r})")
-        self.bench.set_pilot(connector, state)
+        try:
+            self.bench.set_pilot(connector, state)
+        except ValueError as error:
+            raise HttpError(400, str(error)) from None
         return json_response({"connector": connector, "state": state})
 
     async def bench_tag(self, request: Request) -> Response:

@@ -202,7 +202,9 @@ def _parse_boot_responses(value: Any) -> list[BootResponse]:
         if not isinstance(item, dict) or set(item) != {"status", "interval"}:
             raise ValueError(f"expected {{status, interval}} (got {item!r})")
         if item["status"] not in REGISTRATION_STATUSES:
-            raise ValueError(f"status {item['status']!r} is not one of {sorted(REGISTRATION_STATUSES)}")
+            raise ValueError(
+                f"status {item['status']!r} is not one of {sorted(REGISTRATION_STATUSES)}"
+            )
         interval = item["interval"]
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
             raise ValueError(f"interval must be an integer >= 0 (got {interval!r})")
@@ -235,7 +237,9 @@ class Charger:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["connectors"] = {str(number): status for number, status in sorted(self.connectors.items())}
+        data["connectors"] = {
+            str(number): status for number, status in sorted(self.connectors.items())
+        }
         return data
 
 
@@ -338,7 +342,7 @@ class Ledger:
         self, cp_id: str, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
         reservation_id: int | None = None,
     ) -> tuple[int, dict[str, str]]:
-        """A new transaction id (even when the tag is refused, as OCPP 1.6 requires) and idTagInfo."""
+        """A new transaction id (even for a refused tag, as OCPP 1.6 requires) and idTagInfo."""
         status = self.policy.start_status(id_tag)
         transaction = Transaction(
             transaction_id=next(self._transaction_ids), cp=cp_id, connector_id=connector_id,
@@ -399,10 +403,12 @@ class Ledger:
         self.charger(cp_id).data_transfers.append({"received_at": utc_now_iso(), **details})
 
     def firmware_status(self, cp_id: str, status: str) -> None:
-        self.charger(cp_id).firmware_statuses.append({"received_at": utc_now_iso(), "status": status})
+        entry = {"received_at": utc_now_iso(), "status": status}
+        self.charger(cp_id).firmware_statuses.append(entry)
 
     def diagnostics_status(self, cp_id: str, status: str) -> None:
-        self.charger(cp_id).diagnostics_statuses.append({"received_at": utc_now_iso(), "status": status})
+        entry = {"received_at": utc_now_iso(), "status": status}
+        self.charger(cp_id).diagnostics_statuses.append(entry)
 
 
 # --------------------------------------------------------------------------------------------
@@ -882,10 +888,11 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
         cp_id = _required_str(body, "cp")
         action = _required_str(body, "action")
         timeout = body.get("timeout", DEFAULT_CALL_TIMEOUT_S)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-                or not 0 < timeout <= MAX_CALL_TIMEOUT_S:
-            raise HttpError(400, f"timeout must be a number of seconds in (0, {MAX_CALL_TIMEOUT_S:g}]"
-                                 f" (got {timeout!r})")
+        is_number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        if not is_number or not 0 < timeout <= MAX_CALL_TIMEOUT_S:
+            raise HttpError(
+                400, f"timeout must be seconds in (0, {MAX_CALL_TIMEOUT_S:g}] (got {timeout!r})"
+            )
         try:
             outcome = await system.call(cp_id, action, body.get("payload"), timeout)
         except InvalidCall as error:
@@ -946,7 +953,8 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
         description="OCPP 1.6J central system for the bench and integration tests.",
     )
     parser.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9000),
-                        metavar="HOST:PORT", help="websocket address for charge points (port 0: any)")
+                        metavar="HOST:PORT",
+                        help="websocket address for charge points (port 0: any)")
     parser.add_argument("--control", type=_host_port, default=("127.0.0.1", 9001),
                         metavar="HOST:PORT", help="control HTTP API address (port 0: any)")
     tags = parser.add_mutually_exclusive_group()

@@ -26,6 +26,11 @@ class PilotFilter:
     _candidate: str | None = field(default=None, repr=False)
     _since: float = field(default=0.0, repr=False)
 
+    @property
+    def settling(self) -> bool:
+        """A new reading is waiting to become stable: keep sampling fast."""
+        return self._candidate is not None
+
     def feed(self, reading: str | None, now: float) -> str | None:
         """Take one raw reading; returns the new debounced state when it changes, else None."""
         if reading is None or reading == self.state:

@@ -189,7 +189,8 @@ class Station:
                 if tx.next_sample_at is None:
                     tx.next_sample_at = now + interval
                 elif now >= tx.next_sample_at:
-                    self._report_meter(c, now, "Sample.Periodic", out)
+                    # Stamped with the scheduled time so reports are exactly one interval apart.
+                    self._report_meter(c, tx.next_sample_at, "Sample.Periodic", out)
                     while tx.next_sample_at <= now:
                         tx.next_sample_at += interval
         self._clock_aligned(now, out)

@@ -280,6 +280,8 @@ class Ocpp16Adapter:
             if entry is None or loop.time() < entry.not_before:
                 await self.outbox.wait(1.0 if entry is None else entry.not_before - loop.time())
                 continue
+            if entry.final_reading is not None:
+                await self._take_final_reading(entry)
             payload = self.outbox.resolved_payload(entry)
             if payload is None:
                 log.error("dropping %s of local transaction %s: its start was never confirmed",
@@ -300,6 +302,17 @@ class Ocpp16Adapter:
             self.outbox.done(entry)
             if entry.action == "StartTransaction":
                 self._start_confirmed(entry, conf)
+
+    async def _take_final_reading(self, entry) -> None:
+        """meterStop from a reading taken after the contactor opened, when the meter answers:
+        no energy flows after that, so it bills what was delivered, not the last poll."""
+        reading, entry.final_reading = entry.final_reading, None
+        try:
+            energy_wh = await asyncio.wait_for(asyncio.shield(reading), 5.0)
+        except asyncio.TimeoutError:
+            return
+        if energy_wh is not None and round(energy_wh) > entry.payload["meterStop"]:
+            entry.payload["meterStop"] = round(energy_wh)
 
     def _retry(self, entry, why: str) -> bool:
         """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 §4.10)."""
@@ -352,7 +365,8 @@ class Ocpp16Adapter:
             }
             if action.id_tag:
                 payload["idTag"] = action.id_tag
-            self.outbox.put("StopTransaction", payload, action.local_id)
+            entry = self.outbox.put("StopTransaction", payload, action.local_id)
+            entry.final_reading = asyncio.ensure_future(self.controller.fresh_energy_wh(action.connector))
         elif isinstance(action, act.ReportMeterValues):
             self._meter_values(action)
 

@@ -103,7 +103,7 @@ class ChargePointLink(ChargePoint):
         try:
             message = json.loads(raw_msg)
             if isinstance(message, list) and len(message) >= 2 and isinstance(message[1], str):
-                if message[0] != MessageType.Call:
+                if message[0] in (MessageType.CallResult, MessageType.CallError):
                     return  # a broken answer to one of our calls: nothing to answer
                 unique_id = message[1]
         except (ValueError, TypeError):

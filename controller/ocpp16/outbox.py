@@ -27,6 +27,8 @@ class Entry:
     local_id: int | None
     attempts: int = 0
     not_before: float = 0.0
+    final_reading: asyncio.Future | None = None
+    """For a StopTransaction: a fresh meter reading (Wh or None) taken after the contactor opened."""
 
 
 @dataclass

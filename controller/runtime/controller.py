@@ -21,7 +21,7 @@ from evcp.core import events as ev
 from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings
 from evcp.core.pilot import PilotFilter
 from evcp.core.station import Station
-from evcp.hal import MeterError
+from evcp.hal import MeterError, WatchableInputs
 from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
@@ -31,7 +31,12 @@ log = logging.getLogger("evcp.core")
 hw_log = logging.getLogger("evcp.hal")
 
 PILOT_POLL_S = 0.01
-TICK_S = 0.25
+"""Pilot sampling while a reading settles, and always for backends without edge events (ADC)."""
+PILOT_BACKSTOP_S = 0.5
+"""Edge-driven backends are still read this often, in case an edge is ever missed."""
+TICK_S = 1.0
+IDLE_METER_POLL_S = 10.0
+"""Meter poll period without a transaction; ``meter.poll_interval_s`` applies during one."""
 METER_FAILURES_FOR_FAULT = 3
 """Consecutive failed reads before PowerMeterFailure is reported (hardware.md §7)."""
 FEEDBACK_SETTLE_S = 0.25
@@ -62,6 +67,8 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart: asyncio.Future | None = None
         self._loop_heartbeat = 0.0
+        self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
+        self._meter_wakeups = {cid: asyncio.Event() for cid in range(1, len(hardware.connectors) + 1)}
 
     # ----------------------------------------------------------------- the core, driven
 
@@ -97,6 +104,9 @@ class Controller:
                 self._request_restart(a.hard)
             elif isinstance(a, act.Answer):
                 pass
+            elif isinstance(a, act.StartTransaction):
+                self._meter_wakeups[a.connector].set()
+                self.adapter.perform(a)
             else:
                 if isinstance(a, act.StatusChanged):
                     log.info("connector %d: %s%s", a.connector, a.status.value,
@@ -207,17 +217,36 @@ class Controller:
         asyncio.get_running_loop().create_task(flush_then_restart())
 
     async def _watch_pilots(self) -> None:
-        """Sample every pilot every 10 ms; check contactor feedback against the command."""
+        """Read every pilot (and contactor feedback) when an input edge arrives, and every
+        10 ms while a reading settles; boards without edges (ADC) are read every 10 ms."""
+        loop = asyncio.get_running_loop()
+        edge = asyncio.Event()
+        connectors = self.hardware.connectors
+        for devices in connectors:
+            for device in (devices.pilot, devices.relay):
+                if isinstance(device, WatchableInputs):
+                    device.watch(lambda: loop.call_soon_threadsafe(edge.set))
+        edge_driven = all(isinstance(d.pilot, WatchableInputs) for d in connectors)
         disagree_since: dict[int, float] = {}
         while True:
+            edge.clear()
             now = self.clock()
             self._loop_heartbeat = now
-            for cid, devices in enumerate(self.hardware.connectors, start=1):
-                state = self.filters[cid].feed(devices.pilot.read_state(), now)
+            settling = False
+            for cid, devices in enumerate(connectors, start=1):
+                pilot_filter = self.filters[cid]
+                state = pilot_filter.feed(devices.pilot.read_state(), now)
                 if state is not None:
                     self.dispatch(ev.PilotChanged(cid, state))
                 self._check_feedback(cid, devices.relay, now, disagree_since)
-            await asyncio.sleep(PILOT_POLL_S)
+                settling = settling or pilot_filter.settling or cid in disagree_since
+            if settling or not edge_driven:
+                await asyncio.sleep(PILOT_POLL_S)
+            else:
+                try:
+                    await asyncio.wait_for(edge.wait(), PILOT_BACKSTOP_S)
+                except asyncio.TimeoutError:
+                    pass
 
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
         feedback = relay.feedback_closed()
@@ -241,12 +270,26 @@ class Controller:
             await asyncio.sleep(TICK_S)
             self.dispatch(ev.Tick())
 
+    async def fresh_energy_wh(self, cid: int) -> float | None:
+        """Read the meter now (for a transaction's final reading); None when it does not answer."""
+        meter = self.hardware.connectors[cid - 1].meter
+        if meter is None:
+            return None
+        try:
+            async with self._meter_locks[cid]:
+                sample = await meter.read()
+        except MeterError:
+            return None
+        self.dispatch(ev.MeterSampled(cid, sample.energy_wh, sample.power_w, sample.current_a, sample.voltage_v))
+        return sample.energy_wh
+
     async def _poll_meter(self, cid: int) -> None:
         devices = self.hardware.connectors[cid - 1]
         failures = 0
         while True:
             try:
-                sample = await devices.meter.read()
+                async with self._meter_locks[cid]:
+                    sample = await devices.meter.read()
             except MeterError as error:
                 failures += 1
                 if failures == METER_FAILURES_FOR_FAULT:
@@ -259,7 +302,13 @@ class Controller:
                 failures = 0
                 self.dispatch(ev.MeterSampled(cid, sample.energy_wh, sample.power_w,
                                               sample.current_a, sample.voltage_v))
-            await asyncio.sleep(devices.meter_poll_s)
+            busy = self.station.connectors[cid].transaction is not None or failures
+            wakeup = self._meter_wakeups[cid]
+            wakeup.clear()
+            try:
+                await asyncio.wait_for(wakeup.wait(), devices.meter_poll_s if busy else IDLE_METER_POLL_S)
+            except asyncio.TimeoutError:
+                pass
 
 
 def station_configuration(config: Config) -> Configuration:

@@ -48,6 +48,8 @@ def test_tc_003_plugin_first_full_session_is_billed_correctly(csms, start_charge
     assert tx["id_tag"] == "04A1B2C3"
     assert tx["stop"]["reason"] == "Local" and tx["stop"]["id_tag"] == "04A1B2C3"
     assert tx["stop"]["meter_stop"] >= tx["meter_start"] + 2
+    final_energy = charger.connector()["energy_wh"]
+    assert abs(tx["stop"]["meter_stop"] - final_energy) <= 1, "meterStop is the meter's reading at the stop"
     assert csms.sent_by_charger("Authorize") == [{"idTag": "04A1B2C3"}]
 
 
@@ -172,6 +174,7 @@ def test_reconnects_after_the_central_system_drops_the_connection(csms, start_ch
 def test_bench_routes_validate_input(csms, start_charger, wait_until):
     charger = start_charger()
     assert charger.pilot("Z")["http_status"] == 400
+    assert "cannot" in charger.pilot("D")["error"], "the simulated pilot board has no D output"
     assert charger.post("/api/bench/pilot", {"connector": 9, "state": "A"})["http_status"] == 400
     assert charger.tap("")["http_status"] == 400
     assert charger.fault("toaster", True)["http_status"] == 400
