@@ -178,3 +178,57 @@ def test_bench_routes_validate_input(csms, start_charger, wait_until):
     assert charger.post("/api/bench/pilot", {"connector": 9, "state": "A"})["http_status"] == 400
     assert charger.tap("")["http_status"] == 400
     assert charger.fault("toaster", True)["http_status"] == 400
+
+
+def test_tc_002_pending_registration_still_answers_configuration(csms, start_charger, wait_until):
+    csms.post("/policy", {"boot_responses": [{"status": "Pending", "interval": 3}]})
+    charger = start_charger(wait_online=False)
+    wait_until(lambda: charger.status()["ocpp"]["registration"] == "Pending", 10, "Pending")
+    conf = csms.call("GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert conf["status"] == "result"
+    assert csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"})["payload"] == {"status": "Accepted"}
+    assert csms.sent_by_charger("StatusNotification") == [], "nothing but BootNotification before Accepted"
+    wait_until(lambda: charger.status()["ocpp"]["registration"] == "Accepted", 10, "Accepted after the interval")
+    wait_until(lambda: len(csms.sent_by_charger("StatusNotification")) >= 2, 5, "statuses after Accepted")
+
+
+def test_heartbeat_at_the_interval_given_in_the_boot_answer(csms, start_charger, wait_until):
+    csms.post("/policy", {"heartbeat_interval": 1})
+    start_charger()
+    wait_until(lambda: len(csms.sent_by_charger("Heartbeat")) >= 3, 6, "three heartbeats")
+
+
+def test_tc_054_trigger_message_and_tc_055_rejected(csms, start_charger, wait_until):
+    start_charger()
+    before = len(csms.sent_by_charger("StatusNotification"))
+    answer = csms.call("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1})
+    assert answer["payload"] == {"status": "Accepted"}
+    wait_until(lambda: len(csms.sent_by_charger("StatusNotification")) == before + 1, 5, "triggered status")
+    assert csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"})["payload"] == {"status": "Accepted"}
+    wait_until(lambda: csms.sent_by_charger("Heartbeat"), 5, "triggered heartbeat")
+    assert csms.call("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 2})["payload"] == \
+        {"status": "Rejected"}
+    assert csms.call("TriggerMessage", {"requestedMessage": "DiagnosticsStatusNotification"})["payload"] == \
+        {"status": "NotImplemented"}
+
+
+def test_change_availability_scheduled_during_a_transaction(csms, start_charger, wait_until):
+    charger = start_charger()
+    charger.pilot("C")
+    charger.tap("AVAIL001")
+    charger.wait_status("Charging")
+    assert csms.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})["payload"] == {"status": "Scheduled"}
+    charger.tap("AVAIL001")
+    charger.wait_status("Unavailable")
+    assert csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "X"})["payload"] == {"status": "Rejected"}
+    assert csms.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"})["payload"] == {"status": "Accepted"}
+    charger.wait_status("Finishing")
+
+
+def test_unknown_action_is_not_implemented_and_unsupported_is_not_supported(csms, start_charger):
+    start_charger()
+    answer = csms.call("ReserveNow", {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z",
+                                      "idTag": "A", "reservationId": 1})
+    assert (answer["status"], answer["code"]) == ("error", "NotSupported")
+    answer = csms.call("DataTransfer", {"vendorId": "com.example"})
+    assert answer["payload"] == {"status": "UnknownVendorId"}
