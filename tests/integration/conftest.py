@@ -136,6 +136,12 @@ class ChargerProcess(Http):
     def fault(self, device: str, active: bool) -> dict:
         return self.post("/api/bench/fault", {"device": device, "active": active})
 
+    def start_charging(self, id_tag: str, connector: int = 1) -> dict:
+        """EV requests charge, the card is tapped: the reusable state "Charging" of the OCTT."""
+        self.pilot("C", connector)
+        self.tap(id_tag)
+        return self.wait_status("Charging", connector)
+
     def wait_status(self, status: str, connector: int = 1, timeout: float = 10.0) -> dict:
         return wait_until(lambda: (c := self.connector(connector))["status"] == status and c,
                           timeout, f"connector {connector} {status}")

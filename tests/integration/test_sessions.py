@@ -87,9 +87,7 @@ def test_start_not_accepted_never_closes_the_relay_and_stops_deauthorized(csms, 
 
 def test_tc_068_another_card_does_not_stop_the_session(csms, start_charger, wait_until):
     charger = start_charger()
-    charger.pilot("C")
-    charger.tap("OWNER001")
-    charger.wait_status("Charging")
+    charger.start_charging("OWNER001")
     charger.tap("STRANGER")
     wait_until(lambda: True, 1)
     assert charger.connector()["status"] == "Charging"
@@ -111,9 +109,7 @@ def test_tc_019_tc_021_tc_040_configuration(csms, start_charger, wait_until):
 def test_tc_070_sampled_meter_values_during_the_transaction(csms, start_charger, wait_until):
     charger = start_charger(keys={"MeterValueSampleInterval": 1,
                                   "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import"})
-    charger.pilot("C")
-    charger.tap("METER001")
-    charger.wait_status("Charging")
+    charger.start_charging("METER001")
     values = wait_until(lambda: len(v := csms.sent_by_charger("MeterValues")) >= 3 and v, 10, "3 MeterValues")
     tx_id = charger.connector()["transaction_id"]
     assert all(v["transactionId"] == tx_id for v in values)
@@ -125,9 +121,7 @@ def test_tc_070_sampled_meter_values_during_the_transaction(csms, start_charger,
 
 def test_tc_015_hard_reset_with_transaction(csms, start_charger, wait_until):
     charger = start_charger()
-    charger.pilot("C")
-    charger.tap("RESET001")
-    charger.wait_status("Charging")
+    charger.start_charging("RESET001")
     assert csms.call("Reset", {"type": "Hard"})["payload"] == {"status": "Accepted"}
     [tx] = wait_until(lambda: closed_transactions(csms), 10, "StopTransaction")
     assert tx["stop"]["reason"] == "HardReset"
@@ -138,9 +132,7 @@ def test_tc_015_hard_reset_with_transaction(csms, start_charger, wait_until):
 
 def test_meter_fault_is_reported_and_survived(csms, start_charger, wait_until):
     charger = start_charger()
-    charger.pilot("C")
-    charger.tap("METERF01")
-    charger.wait_status("Charging")
+    charger.start_charging("METERF01")
     charger.fault("meter", True)
     wait_until(lambda: charger.connector()["error_code"] == "PowerMeterFailure", 15, "PowerMeterFailure")
     assert charger.connector()["relay_closed"] is True, "the session goes on with its last good reading"
@@ -151,9 +143,7 @@ def test_meter_fault_is_reported_and_survived(csms, start_charger, wait_until):
 
 def test_tc_041_welded_contactor_faults_the_connector(csms, start_charger, wait_until):
     charger = start_charger()
-    charger.pilot("C")
-    charger.tap("WELD0001")
-    charger.wait_status("Charging")
+    charger.start_charging("WELD0001")
     charger.tap("WELD0001")
     charger.wait_status("Finishing")
     charger.fault("relay", True)
@@ -200,10 +190,13 @@ def test_heartbeat_at_the_interval_given_in_the_boot_answer(csms, start_charger,
 
 def test_tc_054_trigger_message_and_tc_055_rejected(csms, start_charger, wait_until):
     start_charger()
-    before = len(csms.sent_by_charger("StatusNotification"))
+    before = len(wait_until(lambda: len(s := csms.sent_by_charger("StatusNotification")) >= 2 and s, 5,
+                            "the statuses after boot"))
     answer = csms.call("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1})
     assert answer["payload"] == {"status": "Accepted"}
-    wait_until(lambda: len(csms.sent_by_charger("StatusNotification")) == before + 1, 5, "triggered status")
+    triggered = wait_until(lambda: (s := csms.sent_by_charger("StatusNotification")[before:]) and s, 5,
+                           "triggered status")
+    assert [s["connectorId"] for s in triggered] == [1]
     assert csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"})["payload"] == {"status": "Accepted"}
     wait_until(lambda: csms.sent_by_charger("Heartbeat"), 5, "triggered heartbeat")
     assert csms.call("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 2})["payload"] == \
@@ -214,9 +207,7 @@ def test_tc_054_trigger_message_and_tc_055_rejected(csms, start_charger, wait_un
 
 def test_change_availability_scheduled_during_a_transaction(csms, start_charger, wait_until):
     charger = start_charger()
-    charger.pilot("C")
-    charger.tap("AVAIL001")
-    charger.wait_status("Charging")
+    charger.start_charging("AVAIL001")
     assert csms.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})["payload"] == {"status": "Scheduled"}
     charger.tap("AVAIL001")
     charger.wait_status("Unavailable")
