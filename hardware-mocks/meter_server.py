@@ -20,6 +20,7 @@ import os
 import pty
 import time
 import tty
+from pathlib import Path
 from typing import Callable, Literal
 
 from pymodbus import FramerType
@@ -111,6 +112,7 @@ class SimulatedMeter:
         initial_energy_wh: float = 0.0,
         voltage_v: float = 230.0,
         clock: Callable[[], float] = time.monotonic,
+        register_file: str | os.PathLike | None = None,
     ):
         if model not in MODELS:
             raise ValueError(f"unknown meter model {model!r}; known are " + ", ".join(MODELS))
@@ -127,7 +129,8 @@ class SimulatedMeter:
         self.voltage_v = voltage_v
         self.phases = len(self.register_map.phase_quantities("voltage")) or 1
         self._clock = clock
-        self._import_wh = float(initial_energy_wh)
+        self._register_file = Path(register_file) if register_file else None
+        self._import_wh = self._remembered_energy(float(initial_energy_wh))
         self._export_wh = 0.0
         self._last_time = clock()
         self._last_power_w = float(power_source())
@@ -269,6 +272,20 @@ class SimulatedMeter:
             self._export_wh -= self._last_power_w * elapsed_h
         self._last_time = now
         self._last_power_w = float(self.power_source())
+        if elapsed_h and self._register_file is not None:
+            self._remember_energy()
+
+    def _remembered_energy(self, default: float) -> float:
+        """A real meter keeps its count over a charger restart: the simulated one keeps it in a file."""
+        try:
+            return float(self._register_file.read_text()) if self._register_file else default
+        except (OSError, ValueError):
+            return default
+
+    def _remember_energy(self) -> None:
+        temporary = self._register_file.with_suffix(".tmp")
+        temporary.write_text(repr(self._import_wh))
+        os.replace(temporary, self._register_file)
 
     async def _integrate_periodically(self) -> None:
         while True:

@@ -68,7 +68,9 @@ async def build_mock_hardware(config: Config) -> StationHardware:
     for index, wiring in enumerate(config.hardware.connectors):
         ev = SimulatedEv(wiring.pilot, wiring.relay, mock.ev_power_w, pin_factory=factory)
         contactor = ContactorModel(wiring.relay, factory) if wiring.relay.feedback_pin is not None else None
-        meter = SimulatedMeter(mock.meter_model, power_source=_power_of(ev), initial_energy_wh=mock.initial_energy_wh)
+        config.storage.state_dir.mkdir(parents=True, exist_ok=True)
+        meter = SimulatedMeter(mock.meter_model, power_source=_power_of(ev), initial_energy_wh=mock.initial_energy_wh,
+                               register_file=config.storage.state_dir / f"simulated-meter-{index + 1}.wh")
         await meter.start()
         hardware.closers.append(meter.stop)
         pwm_tree = FakeSysfsPwm(f"{sysfs_dir.name}/{index + 1}", chip=wiring.pilot.pwm_chip)

@@ -220,3 +220,13 @@ async def test_a_port_in_use_is_reported(simulators):
     second = SimulatedMeter("sdm630", port=first.port)
     with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{first.port}"):
         await second.start()
+
+
+async def test_a_register_file_keeps_the_count_across_restarts(tmp_path):
+    register = tmp_path / "meter.wh"
+    clock = [0.0]
+    first = SimulatedMeter("sdm630", power_source=lambda: 3600.0, clock=lambda: clock[0], register_file=register)
+    clock[0] = 10.0
+    assert first.energy_wh == pytest.approx(10.0)
+    second = SimulatedMeter("sdm630", clock=lambda: clock[0], register_file=register)
+    assert second.energy_wh == pytest.approx(10.0)
