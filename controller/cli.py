@@ -13,6 +13,8 @@ from pathlib import Path
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. The systemd unit does not restart on it."""
+EX_IOERR = 74
+"""sysexits.h: the state database cannot be used. Nor on this: it needs a person."""
 
 log = logging.getLogger("evcp")
 
@@ -51,8 +53,13 @@ def cmd_run(args) -> int:
     config = _load(args.config)
     configure_logging(config.logging.level)
     from evcp.runtime.app import Charger
+    from evcp.storage import StoreError
 
-    asyncio.run(_run_until_signalled(Charger(config).run()))
+    try:
+        asyncio.run(_run_until_signalled(Charger(config).run()))
+    except StoreError as error:
+        log.critical("%s", error)
+        return EX_IOERR
     return 0
 
 
@@ -71,7 +78,13 @@ def cmd_bench(args) -> int:
     if args.csms:
         config = replace(config, ocpp=replace(config.ocpp, csms_url=args.csms))
     configure_logging(config.logging.level, timestamps=True)
-    asyncio.run(_run_until_signalled(_bench(config, own_csms=not args.csms)))
+    from evcp.storage import StoreError
+
+    try:
+        asyncio.run(_run_until_signalled(_bench(config, own_csms=not args.csms)))
+    except StoreError as error:
+        log.critical("%s", error)
+        return EX_IOERR
     return 0
 
 

@@ -101,6 +101,8 @@ class Policy:
     parent_id_tags: dict[str, str] = field(default_factory=dict)
     boot_responses: deque[BootResponse] = field(default_factory=deque)
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL_S
+    accept_connections: bool = True
+    """False simulates an outage: websocket handshakes are refused with 503."""
 
     def authorize_status(self, id_tag: str) -> str:
         if id_tag in self.authorize_overrides:
@@ -137,6 +139,7 @@ class Policy:
             "parent_id_tags": _parse_str_map,
             "boot_responses": lambda value: deque(_parse_boot_responses(value)),
             "heartbeat_interval": _parse_positive_int,
+            "accept_connections": _parse_bool,
         }
         unknown = sorted(set(changes) - set(parsers))
         if unknown:
@@ -159,6 +162,7 @@ class Policy:
             "parent_id_tags": dict(self.parent_id_tags),
             "boot_responses": [response.to_dict() for response in self.boot_responses],
             "heartbeat_interval": self.heartbeat_interval,
+            "accept_connections": self.accept_connections,
         }
 
 
@@ -815,6 +819,8 @@ class CentralSystem:
     def _check_path(self, connection: ServerConnection, request):
         if not charge_point_id_from_path(request.path):
             return connection.respond(HTTPStatus.NOT_FOUND, "no charge point id in the path\n")
+        if not self.policy.accept_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "central system offline (policy)\n")
         return None
 
     async def _serve_charge_point(self, websocket: ServerConnection) -> None:

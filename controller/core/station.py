@@ -196,7 +196,7 @@ class Station:
         self._clock_aligned(now, out)
 
     def _clock_aligned(self, now: float, out: list) -> None:
-        """Meter values on the clock's interval boundaries (OCPP 1.6 §3.16.2)."""
+        """Meter values on the clock's interval boundaries (OCPP 1.6 "Clock-Aligned Data", ClockAlignedDataInterval)."""
         interval = self.settings.clock_aligned_interval_s
         if interval <= 0:
             self._last_aligned = None

@@ -35,6 +35,7 @@ from evcp.ocpp16.outbox import Outbox
 
 if TYPE_CHECKING:
     from evcp.runtime.controller import Controller
+    from evcp.storage import StateStore
 
 log = logging.getLogger("evcp.ocpp")
 
@@ -126,13 +127,13 @@ class CentralSystemLink(ChargePointLink):
 
 class Ocpp16Adapter:
     def __init__(self, config: Config, controller: "Controller", configuration: Configuration,
-                 trace: FrameTrace | None = None):
+                 trace: FrameTrace | None = None, store: "StateStore | None" = None):
         self.config = config
         self.controller = controller
         self.configuration = configuration
         self.connectors = config.charge_point.connectors
         self.trace = trace or FrameTrace()
-        self.outbox = Outbox()
+        self.outbox = Outbox(store)
         self.link: CentralSystemLink | None = None
         self.connected = False
         self.registration: str | None = None
@@ -173,7 +174,8 @@ class Ocpp16Adapter:
                 status = error.response.status_code
                 hint = " (credentials refused)" if status in (401, 403) else ""
                 log.error("central system %s refused the connection: HTTP %s%s", self.url, status, hint)
-                failures = max(failures, 5)
+                if status in (401, 403):
+                    failures = max(failures, 5)  # wrong credentials do not fix themselves: retry slowly
             except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as error:
                 if failures == 0 or self.connected:
                     log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
@@ -273,7 +275,7 @@ class Ocpp16Adapter:
     # ----------------------------------------------------------------- transaction messages
 
     async def _drain_outbox(self) -> None:
-        """Send queued transaction messages strictly in order (OCPP 1.6 §4.10, §3.16)."""
+        """Send queued transaction messages strictly in order (OCPP 1.6 "Transaction-related messages")."""
         loop = asyncio.get_running_loop()
         while True:
             entry = self.outbox.head()
@@ -313,15 +315,17 @@ class Ocpp16Adapter:
             return
         if energy_wh is not None and round(energy_wh) > entry.payload["meterStop"]:
             entry.payload["meterStop"] = round(energy_wh)
+            self.outbox.update(entry)
 
     def _retry(self, entry, why: str) -> bool:
-        """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 §4.10)."""
+        """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 "Transaction-related messages")."""
         attempts = int(self.configuration.get("TransactionMessageAttempts"))
         if entry.attempts >= attempts:
             log.error("%s failed %d times (%s); giving up on it", entry.action, entry.attempts, why)
             return False
         delay = int(self.configuration.get("TransactionMessageRetryInterval")) * entry.attempts
         entry.not_before = asyncio.get_running_loop().time() + delay
+        self.outbox.update(entry)
         log.warning("%s failed (%s); attempt %d of %d in %ss", entry.action, why, entry.attempts + 1,
                     attempts, delay)
         return True

@@ -1,12 +1,15 @@
-"""Transaction messages on their way to the central system, in order.
+"""Transaction messages on their way to the central system, in order, surviving restarts.
 
-OCPP 1.6 §3.16 / §4.10: StartTransaction, StopTransaction and transaction
+OCPP 1.6 ("Transaction-related messages"): StartTransaction, StopTransaction and transaction
 MeterValues must reach the central system, in order, even when it is away for
-a while. Each entry keeps the core's ``local_id``; the real transactionId is
-filled in from the StartTransaction.conf when that arrives, so a stop or a
-meter value decided before the conf still carries the right id.
+a while or the charger loses power. Each entry keeps the core's ``local_id``;
+the real transactionId is filled in from the StartTransaction.conf when that
+arrives, so a stop or a meter value decided before the conf (or before a
+power cut) still carries the right id.
 
-Storage is in memory here; ``Outbox`` is the one place a durable store plugs in.
+With a ``StateStore`` every entry is written before ``put`` returns and
+removed only after the central system answered; without one (tests) the
+entries live in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evcp.storage import StateStore
 
 
 @dataclass
@@ -33,25 +39,43 @@ class Entry:
 
 @dataclass
 class Outbox:
+    store: "StateStore | None" = None
     _entries: list[Entry] = field(default_factory=list)
     _transaction_ids: dict[int, int] = field(default_factory=dict)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        if self.store is not None:
+            self._transaction_ids.update(self.store.transaction_ids())
+            for stored in self.store.outbox_entries():
+                self._entries.append(Entry(stored.seq, stored.action, stored.payload, stored.local_id,
+                                           stored.attempts))
+
     def put(self, action: str, payload: dict[str, Any], local_id: int | None) -> Entry:
-        entry = Entry(next(self._seq), action, payload, local_id)
+        seq = self.store.outbox_put(action, payload, local_id) if self.store else next(self._seq)
+        entry = Entry(seq, action, payload, local_id)
         self._entries.append(entry)
         self._wakeup.set()
         return entry
+
+    def update(self, entry: Entry) -> None:
+        """Keep a changed payload or attempt count (a retry, a final meter reading)."""
+        if self.store is not None:
+            self.store.outbox_update(entry.seq, entry.payload, entry.attempts)
 
     def head(self) -> Entry | None:
         return self._entries[0] if self._entries else None
 
     def done(self, entry: Entry) -> None:
         self._entries.remove(entry)
+        if self.store is not None:
+            self.store.outbox_done(entry.seq)
 
     def confirm_start(self, local_id: int, transaction_id: int) -> None:
         self._transaction_ids[local_id] = transaction_id
+        if self.store is not None:
+            self.store.transaction_confirmed(local_id, transaction_id)
 
     def transaction_id(self, local_id: int | None) -> int | None:
         return self._transaction_ids.get(local_id) if local_id is not None else None

@@ -12,7 +12,11 @@ from evcp.api.routes import Api
 from evcp.config import Config
 from evcp.ocpp16.link import FrameTrace, trace_log
 from evcp.runtime.controller import Controller, RestartRequested, station_configuration
+from evcp.core.model import StopReason
+from evcp.hal import MeterError
+from evcp.ocpp16.meter_values import timestamp
 from evcp.runtime.hardware import StationHardware
+from evcp.storage import StateStore
 
 log = logging.getLogger("evcp")
 
@@ -43,6 +47,35 @@ def open_trace_file(path: Path) -> None:
     trace_log.propagate = False
 
 
+async def stop_interrupted_transactions(store: StateStore, hardware: StationHardware) -> None:
+    """Transactions still open at power-up were cut by a power loss or a crash: queue their
+    StopTransaction with reason PowerLoss before anything else (OCTT TC_032_2).
+
+    meterStop is the meter's count now when it answers (the contactor opened when the power or
+    the process went, so nothing was delivered since), else the last reading saved; the
+    timestamp is when the charger last saw the transaction running.
+    """
+    for tx in store.open_transactions():
+        meter_stop = max(tx.meter_start_wh, round(tx.last_energy_wh or 0))
+        meter = hardware.connectors[tx.connector - 1].meter if tx.connector <= len(hardware.connectors) else None
+        if meter is not None:
+            try:
+                now_wh = round((await meter.read()).energy_wh)
+                if now_wh >= meter_stop:
+                    meter_stop = now_wh
+            except MeterError as error:
+                log.warning("meter not answering at power-up (%s); using the last saved reading", error)
+        stopped_at = tx.last_reading_at or tx.started_at
+        store.outbox_put("StopTransaction", {
+            "transactionId": tx.transaction_id, "meterStop": meter_stop,
+            "timestamp": timestamp(stopped_at), "reason": StopReason.POWER_LOSS.value,
+        }, tx.local_id)
+        store.transaction_stopped(tx.local_id)
+        log.warning("connector %d: transaction %s (%s) was running when the charger went down; "
+                    "stopping it with PowerLoss, meterStop %d Wh", tx.connector,
+                    tx.transaction_id or "not yet confirmed", tx.id_tag, meter_stop)
+
+
 class Charger:
     """One running charger. ``api_port`` is known once ``started`` is set."""
 
@@ -57,16 +90,25 @@ class Charger:
     async def run(self) -> None:
         config = self.config
         open_trace_file(config.trace_file)
+        store = StateStore(config.storage.state_dir / "evcp.sqlite3")
         configuration = station_configuration(config)
-        self.hardware = await build_hardware(config)
+        for warning in configuration.restore(store.load_configuration()):
+            log.warning("saved OCPP configuration: %s", warning)
+        configuration.on_change(lambda *_: store.save_configuration(configuration.snapshot()))
         try:
+            self.hardware = await build_hardware(config)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            await stop_interrupted_transactions(store, self.hardware)
             api = Api(self.trace, self.hardware.bench)
             self.api_server = HttpServer(api.routes(), config.api.host, config.api.port)
             await self.api_server.start()
             log.info("charger %s: API on %s, central system %s", config.charge_point.id,
                      self.api_server.url, config.ocpp.csms_url)
             while True:
-                self.controller = Controller(config, self.hardware, configuration, self.trace)
+                self.controller = Controller(config, self.hardware, configuration, self.trace, store=store)
                 api.controller = self.controller
                 self.started.set()
                 try:
@@ -78,4 +120,5 @@ class Charger:
             if self.api_server is not None:
                 await self.api_server.stop()
             await self.hardware.release()
+            store.close()
             log.info("stopped; every contactor open")

@@ -26,6 +26,7 @@ from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
 from evcp.runtime.hardware import StationHardware
+from evcp.storage import StateStore
 
 log = logging.getLogger("evcp.core")
 hw_log = logging.getLogger("evcp.hal")
@@ -35,6 +36,8 @@ PILOT_POLL_S = 0.01
 PILOT_BACKSTOP_S = 0.5
 """Edge-driven backends are still read this often, in case an edge is ever missed."""
 TICK_S = 1.0
+PERSIST_READING_S = 10.0
+"""During a transaction the last meter reading is written at least this often (PowerLoss meterStop)."""
 IDLE_METER_POLL_S = 10.0
 """Meter poll period without a transaction; ``meter.poll_interval_s`` applies during one."""
 METER_FAILURES_FOR_FAULT = 3
@@ -51,15 +54,22 @@ class RestartRequested(Exception):
 
 class Controller:
     def __init__(self, config: Config, hardware: StationHardware, configuration: Configuration,
-                 trace: FrameTrace | None = None, clock: Callable[[], float] = time.time):
+                 trace: FrameTrace | None = None, clock: Callable[[], float] = time.time,
+                 store: StateStore | None = None):
         self.config = config
         self.hardware = hardware
         self.clock = clock
         self.configuration = configuration
+        self.store = store
         base = Settings(max_current_a=config.charge_point.max_current_a,
                         tethered_cable=config.charge_point.cable == "tethered")
-        self.station = Station(config.charge_point.connectors, settings_from(configuration, base))
-        self.adapter = Ocpp16Adapter(config, self, configuration, trace)
+        self.station = Station(config.charge_point.connectors, settings_from(configuration, base),
+                               first_local_id=store.next_local_id() if store else 1)
+        self._saved_availability: dict[int, bool] = {}
+        if store is not None:
+            self._restore_availability(store.load_availability())
+        self._persisted_reading_at: dict[int, float] = {}
+        self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
         self.filters = {i + 1: PilotFilter(leave_charge_s=d.pilot_leave_charge_s)
                         for i, d in enumerate(hardware.connectors)}
         self.relay_events: list[tuple[float, int, bool]] = []
@@ -75,6 +85,8 @@ class Controller:
     def dispatch(self, event: ev.Event) -> list[act.Action]:
         actions = self.station.handle(event, self.clock())
         self._perform(actions)
+        if self.store is not None:
+            self._persist_availability()
         return actions
 
     def post(self, event: ev.Event) -> None:
@@ -106,12 +118,48 @@ class Controller:
                 pass
             elif isinstance(a, act.StartTransaction):
                 self._meter_wakeups[a.connector].set()
+                if self.store is not None:
+                    self.store.transaction_started(a.local_id, a.connector, a.id_tag, a.meter_start_wh, a.at)
                 self.adapter.perform(a)
+            elif isinstance(a, act.StopTransaction):
+                self.adapter.perform(a)  # the stop message is durable before the row says "stopped"
+                if self.store is not None:
+                    self.store.transaction_stopped(a.local_id)
             else:
+                if isinstance(a, act.ReportMeterValues):
+                    self._persist_reading(a.connector, a.energy_wh, a.at, reported=True)
                 if isinstance(a, act.StatusChanged):
                     log.info("connector %d: %s%s", a.connector, a.status.value,
                              f" ({a.error_code.value}: {a.info})" if a.error_code is not ErrorCode.NO_ERROR else "")
                 self.adapter.perform(a)
+
+    def _persist_reading(self, cid: int, energy_wh: float, at: float, reported: bool) -> None:
+        """The last reading survives a power cut: written at every reported sample, and during a
+        transaction at most every PERSIST_READING_S otherwise (an SD card wears with every write)."""
+        if self.store is None:
+            return
+        running = self.station.connectors[cid].transaction is not None
+        last = self._persisted_reading_at.get(cid, 0.0)
+        if reported or (running and at - last >= PERSIST_READING_S):
+            self.store.meter_reading(cid, energy_wh, at)
+            self._persisted_reading_at[cid] = at
+
+    def _restore_availability(self, saved: dict[int, bool]) -> None:
+        """Connector availability survives a reboot (OCTT TC_034)."""
+        if 0 in saved:
+            self.station.operative = saved[0]
+        for cid, operative in saved.items():
+            if cid in self.station.connectors:
+                self.station.connectors[cid].operative = operative
+        self._saved_availability = dict(saved)
+
+    def _persist_availability(self) -> None:
+        now = {0: self.station.operative, **{cid: c.operative if c.pending_operative is None else c.pending_operative
+                                             for cid, c in self.station.connectors.items()}}
+        for cid, operative in now.items():
+            if self._saved_availability.get(cid, True) != operative:
+                self.store.save_availability(cid, operative)
+        self._saved_availability = now
 
     def _relay_moved(self, connector: int, closed: bool) -> None:
         self.relay_events.append((self.clock(), connector, closed))
@@ -281,6 +329,7 @@ class Controller:
         except MeterError:
             return None
         self.dispatch(ev.MeterSampled(cid, sample.energy_wh, sample.power_w, sample.current_a, sample.voltage_v))
+        self._persist_reading(cid, sample.energy_wh, self.clock(), reported=True)
         return sample.energy_wh
 
     async def _poll_meter(self, cid: int) -> None:
@@ -302,6 +351,7 @@ class Controller:
                 failures = 0
                 self.dispatch(ev.MeterSampled(cid, sample.energy_wh, sample.power_w,
                                               sample.current_a, sample.voltage_v))
+                self._persist_reading(cid, sample.energy_wh, self.clock(), reported=False)
             busy = self.station.connectors[cid].transaction is not None or failures
             wakeup = self._meter_wakeups[cid]
             wakeup.clear()

@@ -1,0 +1,96 @@
+"""Nothing lost: power cuts (SIGKILL), central-system outages, restarts. Real processes only.
+
+After each: every transaction closed exactly once at the central system, meterStop >=
+meterStart, meterStop equal to the simulated meter's count, the contactor open.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def closed(csms):
+    return [t for t in csms.transactions() if not t["open"]]
+
+
+def assert_billed_once(csms, tx):
+    assert tx["duplicate_stops"] == [], "a transaction is closed exactly once"
+    assert tx["stop"]["meter_stop"] >= tx["meter_start"]
+    assert csms.get("/anomalies")["anomalies"] == []
+
+
+def test_tc_032_2_power_cut_while_charging_is_stopped_with_power_loss_after_boot(csms, start_charger, wait_until):
+    charger = start_charger(keys={"MeterValueSampleInterval": 1})
+    charger.start_charging("POWERCUT")
+    wait_until(lambda: charger.connector()["session_energy_wh"] >= 3, 10, "energy flowing")
+    charger.process.send_signal(signal.SIGKILL)
+    charger.process.wait(5)
+
+    charger = start_charger(keys={"MeterValueSampleInterval": 1})
+    [tx] = wait_until(lambda: closed(csms), 15, "the PowerLoss stop")
+    assert tx["stop"]["reason"] == "PowerLoss"
+    assert_billed_once(csms, tx)
+    meter_now = charger.connector()["energy_wh"]
+    assert abs(tx["stop"]["meter_stop"] - meter_now) <= 1, "meterStop is the meter's count at the cut"
+    assert tx["stop"]["meter_stop"] - tx["meter_start"] >= 3
+    assert charger.connector()["relay_closed"] is False
+    assert "PowerLoss" in charger.log_path.read_text()
+
+
+def test_power_cut_before_the_start_was_confirmed_still_bills_one_transaction(csms, start_charger, wait_until):
+    csms.post("/policy", {"accept_connections": False})
+    charger = start_charger(wait_online=False)
+    wait_until(lambda: "refused the connection" in charger.log_path.read_text(), 10, "outage seen")
+    charger.pilot("C")
+    charger.tap("NOSTART1")  # offline: no authorization, so no transaction may start
+    charger.process.send_signal(signal.SIGKILL)
+    charger.process.wait(5)
+    csms.post("/policy", {"accept_connections": True})
+    start_charger()
+    assert csms.transactions() == [], "nothing started without an Accepted authorization"
+
+
+def test_tc_036_connection_loss_during_transaction_delivers_queued_values_in_order(csms, start_charger, wait_until):
+    charger = start_charger(keys={"MeterValueSampleInterval": 1})
+    charger.start_charging("OUTAGE01")
+    csms.post("/policy", {"accept_connections": False})
+    csms.post("/disconnect", {"cp": "CP-IT-01"})
+    wait_until(lambda: not charger.status()["ocpp"]["connected"], 5, "disconnect seen")
+    wait_until(lambda: charger.status()["ocpp"]["queued_messages"] >= 3, 10, "3 samples queued")
+    assert charger.connector()["status"] == "Charging", "the session goes on offline"
+    charger.tap("OUTAGE01")  # TC_038: stopped locally while offline
+    charger.wait_status("Finishing")
+    csms.post("/policy", {"accept_connections": True})
+    [tx] = wait_until(lambda: closed(csms), 15, "queued StopTransaction")
+    assert tx["stop"]["reason"] == "Local"
+    assert_billed_once(csms, tx)
+    stamps = [mv["meter_value"][0]["timestamp"] if "meter_value" in mv else mv["meterValue"][0]["timestamp"]
+              for mv in tx["meter_values"]]
+    assert len(stamps) >= 3 and stamps == sorted(stamps), "queued values arrive in chronological order"
+    assert charger.status()["ocpp"]["queued_messages"] == 0
+
+
+def test_availability_survives_a_restart_tc_034(csms, start_charger, wait_until):
+    charger = start_charger()
+    assert csms.call("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})["payload"] == {"status": "Accepted"}
+    charger.wait_status("Unavailable")
+    charger.process.send_signal(signal.SIGTERM)
+    charger.process.wait(10)
+    charger = start_charger()
+    assert charger.connector()["status"] == "Unavailable"
+    assert charger.status()["charge_point"]["status"] == "Unavailable"
+
+
+def test_configuration_changed_by_the_central_system_survives_a_restart(csms, start_charger):
+    charger = start_charger()
+    assert csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "17"})["payload"] == \
+        {"status": "Accepted"}
+    charger.process.send_signal(signal.SIGKILL)
+    charger.process.wait(5)
+    start_charger()
+    conf = csms.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})["payload"]
+    assert conf["configurationKey"][0]["value"] == "17"

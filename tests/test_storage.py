@@ -1,0 +1,431 @@
+"""The durable state: round trips, durability across reopen and crash, schema versions, bad files."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from evcp import storage
+from evcp.storage import FILENAME, StateStore, StoredMessage, StoredTransaction, StoreError
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "state" / FILENAME
+
+
+@pytest.fixture
+def store(path):
+    with StateStore(path) as s:
+        yield s
+
+
+def start(store, local_id, connector=1, tag="TAG", meter_start=100, at=1000.0):
+    store.transaction_started(local_id, connector, tag, meter_start, at)
+
+
+# Round trips.
+
+def test_a_new_store_is_empty_and_creates_its_directory(path):
+    with StateStore(path) as s:
+        assert path.exists()
+        assert s.open_transactions() == [] and s.transaction_ids() == {}
+        assert s.next_local_id() == 1
+        assert s.last_reading(1) is None
+        assert s.outbox_entries() == []
+        assert s.load_configuration() == {} and s.load_availability() == {}
+
+
+def test_transaction_lifecycle(store):
+    start(store, 1, connector=2, tag="ABC", meter_start=1234, at=1700000000.5)
+    assert store.open_transactions() == [StoredTransaction(1, 2, "ABC", 1234, 1700000000.5, None, None, None, False)]
+    assert store.transaction_ids() == {}
+    assert store.next_local_id() == 2
+
+    store.transaction_confirmed(1, 4711)
+    assert store.open_transactions()[0].transaction_id == 4711
+    assert store.transaction_ids() == {1: 4711}
+
+    store.transaction_stopped(1)
+    assert store.open_transactions() == []
+    assert store.transaction_ids() == {1: 4711}, "a stopped transaction's StopTransaction may still be queued"
+    store.transaction_stopped(1)
+
+
+def test_open_transactions_come_by_local_id(store):
+    for local_id in (3, 1, 2):
+        start(store, local_id, connector=local_id)
+    store.transaction_stopped(2)
+    assert [t.local_id for t in store.open_transactions()] == [1, 3]
+
+
+def test_unknown_or_repeated_local_ids_are_refused(store):
+    start(store, 1)
+    with pytest.raises(ValueError, match="transaction 1"):
+        start(store, 1)
+    with pytest.raises(KeyError):
+        store.transaction_confirmed(2, 5)
+    with pytest.raises(KeyError):
+        store.transaction_stopped(2)
+
+
+def test_meter_reading_is_kept_per_connector(store):
+    store.meter_reading(1, 1500.5, 2000.0)
+    store.meter_reading(2, 10.0, 2001.0)
+    store.meter_reading(1, 1600.0, 2002.0)
+    assert store.last_reading(1) == (1600.0, 2002.0)
+    assert store.last_reading(2) == (10.0, 2001.0)
+    assert store.last_reading(3) is None
+
+
+def test_meter_reading_updates_only_the_open_transaction_of_its_connector(store):
+    start(store, 1, connector=1)
+    store.transaction_stopped(1)
+    start(store, 2, connector=1)
+    start(store, 3, connector=2)
+    store.meter_reading(1, 555.0, 3000.0)
+
+    stopped = StateStoreRows(store).transaction(1)
+    assert (stopped["last_energy_wh"], stopped["last_reading_at"]) == (None, None)
+    by_id = {t.local_id: t for t in store.open_transactions()}
+    assert (by_id[2].last_energy_wh, by_id[2].last_reading_at) == (555.0, 3000.0)
+    assert (by_id[3].last_energy_wh, by_id[3].last_reading_at) == (None, None)
+
+
+def test_outbox_round_trip(store):
+    start_payload = {"connectorId": 1, "idTag": "A", "meterStart": 0, "timestamp": "2024-01-01T00:00:00Z"}
+    seq1 = store.outbox_put("StartTransaction", start_payload, 1)
+    seq2 = store.outbox_put("Heartbeat", {}, None)
+    assert seq2 > seq1
+    assert store.outbox_entries() == [StoredMessage(seq1, "StartTransaction", start_payload, 1, 0),
+                                      StoredMessage(seq2, "Heartbeat", {}, None, 0)]
+
+    changed = {**start_payload, "meterStart": 7}
+    store.outbox_update(seq1, changed, 3)
+    assert store.outbox_entries()[0] == StoredMessage(seq1, "StartTransaction", changed, 1, 3)
+
+    store.outbox_done(seq1)
+    store.outbox_done(seq1)
+    assert [m.seq for m in store.outbox_entries()] == [seq2]
+    with pytest.raises(KeyError):
+        store.outbox_update(seq1, {}, 1)
+
+
+def test_outbox_seq_keeps_increasing_after_the_outbox_empties(path):
+    with StateStore(path) as s:
+        seq = s.outbox_put("MeterValues", {"x": 1}, None)
+        s.outbox_done(seq)
+    with StateStore(path) as s:
+        assert s.outbox_put("MeterValues", {"x": 2}, None) > seq
+
+
+def test_outbox_refuses_payloads_the_central_system_could_not_read(store):
+    with pytest.raises(ValueError):
+        store.outbox_put("MeterValues", {"value": float("nan")}, 1)
+    with pytest.raises(TypeError):
+        store.outbox_put("MeterValues", {"value": object()}, 1)
+    assert store.outbox_entries() == []
+
+
+def test_configuration_is_replaced_whole(store):
+    store.save_configuration({"HeartbeatInterval": "60", "MeterValueSampleInterval": "30"})
+    assert store.load_configuration() == {"HeartbeatInterval": "60", "MeterValueSampleInterval": "30"}
+    store.save_configuration({"HeartbeatInterval": "120"})
+    assert store.load_configuration() == {"HeartbeatInterval": "120"}
+    store.save_configuration({})
+    assert store.load_configuration() == {}
+
+
+def test_availability_per_connector(store):
+    store.save_availability(0, True)
+    store.save_availability(1, False)
+    store.save_availability(2, False)
+    store.save_availability(2, True)
+    assert store.load_availability() == {0: True, 1: False, 2: True}
+
+
+def test_close_is_idempotent_and_a_closed_store_says_so(path):
+    s = StateStore(path)
+    s.close()
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.open_transactions()
+
+
+# Pruning and local ids.
+
+def test_prune_keeps_the_newest_stopped_open_and_queued_transactions(store):
+    for local_id in range(1, 7):
+        start(store, local_id)
+    for local_id in range(1, 6):
+        store.transaction_stopped(local_id)
+    store.outbox_put("StopTransaction", {"transactionId": None}, 1)
+
+    assert store.prune(keep_stopped=2) == 2
+    kept = StateStoreRows(store).local_ids()
+    assert kept == [1, 4, 5, 6], "1 still has a queued message, 4 and 5 are the newest stopped, 6 is open"
+
+
+def test_next_local_id_never_repeats_after_pruning(path):
+    with StateStore(path) as s:
+        for local_id in (1, 2, 3):
+            start(s, local_id)
+            s.transaction_stopped(local_id)
+        assert s.prune(keep_stopped=0) == 3
+        assert StateStoreRows(s).local_ids() == []
+        assert s.next_local_id() == 4
+    with StateStore(path) as s:
+        assert s.next_local_id() == 4
+        start(s, s.next_local_id())
+        assert s.next_local_id() == 5
+
+
+def test_prune_refuses_a_negative_count(store):
+    with pytest.raises(ValueError):
+        store.prune(-1)
+
+
+# Durability.
+
+def fill(s):
+    """Every kind of write; ``check`` finds all of them."""
+    start(s, 1, connector=1, meter_start=100)
+    s.transaction_confirmed(1, 4711)
+    start(s, 2, connector=2, meter_start=200)
+    s.transaction_stopped(2)
+    s.meter_reading(1, 150.0, 1010.0)
+    first = s.outbox_put("StartTransaction", {"connectorId": 1, "meterStart": 100}, 1)
+    for n in range(5):
+        s.outbox_put("MeterValues", {"n": n}, 1)
+    s.outbox_update(first, {"connectorId": 1, "meterStart": 100}, 2)
+    done = s.outbox_put("StopTransaction", {"transactionId": None}, 2)
+    s.outbox_done(done)
+    s.save_configuration({"HeartbeatInterval": "90"})
+    s.save_availability(1, False)
+
+
+def check(s):
+    [tx] = s.open_transactions()
+    assert tx == StoredTransaction(1, 1, "TAG", 100, 1000.0, 4711, 150.0, 1010.0, False)
+    assert s.transaction_ids() == {1: 4711}
+    assert s.next_local_id() == 3
+    assert s.last_reading(1) == (150.0, 1010.0)
+    entries = s.outbox_entries()
+    assert [(m.action, m.attempts) for m in entries] == [("StartTransaction", 2)] + [("MeterValues", 0)] * 5
+    assert [m.payload["n"] for m in entries[1:]] == [0, 1, 2, 3, 4], "order survives"
+    assert s.load_configuration() == {"HeartbeatInterval": "90"}
+    assert s.load_availability() == {1: False}
+
+
+def test_everything_survives_close_and_reopen(path):
+    with StateStore(path) as s:
+        fill(s)
+    with StateStore(path) as s:
+        check(s)
+
+
+def test_everything_survives_a_crash_without_close(path):
+    code = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from evcp.storage import StateStore
+        from test_storage import fill
+        s = StateStore(Path({str(path)!r}))
+        fill(s)
+        os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert path.with_name(FILENAME + "-wal").exists(), "the crash left the write-ahead log uncheckpointed"
+    with StateStore(path) as s:
+        check(s)
+
+
+def test_wal_mode_and_synchronous_full_are_in_effect(store, path):
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2, "FULL"
+    store.meter_reading(1, 1.0, 1.0)
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2, "FULL again after a meter reading"
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal", "WAL is a property of the file"
+
+
+def test_only_meter_readings_are_written_with_synchronous_normal(store):
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    start(store, 1)
+    store.outbox_put("StartTransaction", {}, 1)
+    store.meter_reading(1, 1.0, 1.0)
+    store.save_availability(1, True)
+    store._db.set_trace_callback(None)
+
+    level = "FULL"
+    levels = {}
+    for sql in statements:
+        if sql.startswith("PRAGMA synchronous="):
+            level = sql.split("=")[1]
+        elif sql.split()[0] in ("INSERT", "UPDATE", "DELETE"):
+            levels[" ".join(sql.split()[:3])] = level
+    assert levels == {
+        "INSERT INTO transactions": "FULL",
+        "INSERT INTO outbox": "FULL",
+        "INSERT INTO meter_readings": "NORMAL",
+        "UPDATE transactions SET": "NORMAL",
+        "INSERT INTO availability": "FULL",
+    }
+
+
+# Schema versions.
+
+# Version 1 as it was released, frozen: migration 1 must never change under it.
+VERSION_1 = """
+    CREATE TABLE transactions (
+        local_id INTEGER PRIMARY KEY AUTOINCREMENT, connector INTEGER NOT NULL, id_tag TEXT NOT NULL,
+        meter_start_wh INTEGER NOT NULL, started_at REAL NOT NULL, transaction_id INTEGER,
+        last_energy_wh REAL, last_reading_at REAL, stopped INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE meter_readings (connector INTEGER PRIMARY KEY, energy_wh REAL NOT NULL, at REAL NOT NULL);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, action TEXT NOT NULL, payload TEXT NOT NULL,
+        local_id INTEGER, attempts INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE configuration (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE availability (connector INTEGER PRIMARY KEY, operative INTEGER NOT NULL);
+    PRAGMA user_version = 1;
+"""
+
+
+def user_version(path):
+    with sqlite3.connect(path) as db:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def test_an_empty_file_gets_the_latest_schema(path):
+    path.parent.mkdir(parents=True)
+    path.touch()
+    with StateStore(path) as s:
+        start(s, 1)
+    assert user_version(path) == len(storage.MIGRATIONS)
+
+
+def test_a_version_1_database_built_by_hand_opens_with_its_data(path):
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1)
+    db.execute("INSERT INTO transactions (local_id, connector, id_tag, meter_start_wh, started_at, transaction_id)"
+               " VALUES (9, 1, 'OLD', 50, 1.5, 77)")
+    db.execute("INSERT INTO outbox (action, payload, local_id) VALUES ('StopTransaction', ?, 9)",
+               (json.dumps({"transactionId": 77}),))
+    db.execute("INSERT INTO configuration VALUES ('HeartbeatInterval', '30')")
+    db.commit()
+    db.close()
+
+    with StateStore(path) as s:
+        assert [t.local_id for t in s.open_transactions()] == [9]
+        assert s.transaction_ids() == {9: 77}
+        assert s.next_local_id() == 10
+        assert [(m.action, m.payload) for m in s.outbox_entries()] == [("StopTransaction", {"transactionId": 77})]
+        assert s.load_configuration() == {"HeartbeatInterval": "30"}
+    assert user_version(path) == len(storage.MIGRATIONS)
+
+
+def test_later_steps_are_applied_in_order_and_keep_the_data(path, monkeypatch):
+    with StateStore(path) as s:
+        s.save_configuration({"A": "1"})
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + [
+        ("CREATE TABLE step2 (x)", "INSERT INTO step2 VALUES ('two')"),
+        ("INSERT INTO step2 SELECT x || '+three' FROM step2",),
+    ])
+    with StateStore(path) as s:
+        assert s.load_configuration() == {"A": "1"}
+        assert s._db.execute("SELECT x FROM step2 ORDER BY rowid").fetchall() == [("two",), ("two+three",)]
+    assert user_version(path) == len(storage.MIGRATIONS)
+
+
+def test_a_failing_step_leaves_the_file_at_its_old_version(path, monkeypatch):
+    with StateStore(path):
+        pass
+    old = len(storage.MIGRATIONS)
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + [
+        ("CREATE TABLE step2 (x)", "INSERT INTO no_such_table VALUES (1)"),
+    ])
+    with pytest.raises(StoreError, match=f"{FILENAME} cannot be upgraded to schema version {old + 1}"):
+        StateStore(path)
+    assert user_version(path) == old
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'step2'").fetchone()[0] == 0
+
+
+def test_a_database_from_a_newer_evcp_is_refused_untouched(path):
+    with StateStore(path):
+        pass
+    newer = len(storage.MIGRATIONS) + 1
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError) as e:
+        StateStore(path)
+    assert str(path) in str(e.value) and "newer evcp" in str(e.value) and f"version {newer}" in str(e.value)
+    assert user_version(path) == newer
+
+
+# Bad files.
+
+def test_random_bytes_are_refused_with_the_file_named(path):
+    path.parent.mkdir(parents=True)
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(StoreError) as e:
+        StateStore(path)
+    message = str(e.value)
+    assert message.startswith(f"{path} is not a database or is corrupt")
+    assert "move it aside" in message
+
+
+@pytest.mark.parametrize("keep", [0.5, 100])
+def test_a_truncated_database_is_refused_with_the_file_named(path, keep):
+    with StateStore(path) as s:
+        for local_id in range(1, 400):
+            start(s, local_id, tag="T" * 100)
+    data = path.read_bytes()
+    assert len(data) > 8 * 4096, "the database spans many pages"
+    path.write_bytes(data[:int(len(data) * keep) if keep < 1 else keep])
+    with pytest.raises(StoreError) as e:
+        StateStore(path)
+    assert str(e.value).startswith(f"{path} is")
+    assert "corrupt" in str(e.value) and "move it aside" in str(e.value)
+
+
+def test_a_damaged_page_is_found_by_the_check_at_open(path):
+    with StateStore(path) as s:
+        for local_id in range(1, 400):
+            start(s, local_id, tag="T" * 100)
+    data = bytearray(path.read_bytes())
+    last_page = len(data) - 4096
+    data[last_page + 8:last_page + 40] = bytes(range(32))  # its cell pointers
+    path.write_bytes(data)
+    with pytest.raises(StoreError) as e:
+        StateStore(path)
+    message = str(e.value)
+    assert message.startswith(f"{path} is not a database or is corrupt (On tree page ")
+    assert "more problems); move it aside" in message
+
+
+def test_an_unopenable_path_is_a_store_error(path):
+    path.mkdir(parents=True)
+    with pytest.raises(StoreError, match=str(path)):
+        StateStore(path)
+
+
+class StateStoreRows:
+    """Raw rows, for what the API deliberately does not show (stopped transactions)."""
+
+    def __init__(self, store):
+        self.db = store._db
+
+    def local_ids(self):
+        return [row[0] for row in self.db.execute("SELECT local_id FROM transactions ORDER BY local_id")]
+
+    def transaction(self, local_id):
+        cursor = self.db.execute("SELECT * FROM transactions WHERE local_id = ?", (local_id,))
+        return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
