@@ -38,11 +38,22 @@ def _load(path: str):
         raise SystemExit(EX_CONFIG) from None
 
 
-async def _run_until_signalled(main_coro) -> None:
+async def _run_until_signalled(main_coro, before_exit=None) -> None:
+    """Run until SIGTERM/SIGINT; then ``before_exit()`` (the transaction policy), then cancel."""
     task = asyncio.ensure_future(main_coro)
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        async def graceful():
+            try:
+                if before_exit is not None:
+                    await before_exit()
+            finally:
+                task.cancel()
+        loop.create_task(graceful())
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
+        loop.add_signal_handler(signum, stop)
     try:
         await task
     except asyncio.CancelledError:
@@ -55,8 +66,9 @@ def cmd_run(args) -> int:
     from evcp.runtime.app import Charger
     from evcp.storage import StoreError
 
+    charger = Charger(config)
     try:
-        asyncio.run(_run_until_signalled(Charger(config).run()))
+        asyncio.run(_run_until_signalled(charger.run(), charger.shutdown))
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR

@@ -216,7 +216,7 @@ class StateStore:
         row = self._run("SELECT energy_wh, at FROM meter_readings WHERE connector = ?", (connector,)).fetchone()
         return (row[0], row[1]) if row else None
 
-    # Outbox: OCPP 1.6 §4.10, transaction messages are delivered in the order
+    # Outbox: OCPP 1.6 "Transaction-related messages": they are delivered in the order
     # they were made, and kept until the central system has answered.
 
     def outbox_put(self, action: str, payload: dict[str, Any], local_id: int | None) -> int:

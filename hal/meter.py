@@ -124,8 +124,10 @@ class ModbusMeter:
         exception, or reports a value that is not a finite number.
         """
         try:
-            sample = await asyncio.wait_for(self._read_serialised(), self.read_deadline_s)
-        except asyncio.TimeoutError as exc:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
+            async with asyncio.timeout(self.read_deadline_s):
+                sample = await self._read_serialised()
+        except TimeoutError as exc:
             message = f"{self.name}: no complete answer within {self.read_deadline_s:g} s"
             raise self._failure(MeterError(message)) from exc
         except MeterError as exc:

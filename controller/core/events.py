@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evcp.core.model import AuthStatus, Device
+from evcp.core.model import AuthStatus, Device, StopReason
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,13 @@ class ResetRequested:
 
 
 @dataclass(frozen=True)
+class ShutdownRequested:
+    """The power is failing (reason PowerLoss) or the service is stopping (reason Reboot)."""
+
+    reason: StopReason
+
+
+@dataclass(frozen=True)
 class UnlockRequested:
     connector: int
 
@@ -114,4 +121,5 @@ Event = (
     | AvailabilityRequested
     | ResetRequested
     | UnlockRequested
+    | ShutdownRequested
 )

@@ -104,7 +104,8 @@ class Station:
         self.connectors = {i: Connector(i) for i in range(1, connectors + 1)}
         self.operative = True
         self.station_faults: dict[Device, str] = {}
-        self.resetting: bool | None = None
+        self.going_down: str | None = None
+        """Why the charge point is stopping every transaction for good (reset, shutdown), or None."""
         self._next_local_id = first_local_id
         self._pending_auth: dict[str, _PendingAuthorization] = {}
         self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
@@ -210,7 +211,7 @@ class Station:
     # ----------------------------------------------------------------- driver events
 
     def _on_TagPresented(self, e: ev.TagPresented, now: float, out: list) -> None:
-        if self.resetting is not None:
+        if self.going_down is not None:
             return
         for c in self.connectors.values():
             if c.transaction is not None and c.transaction.id_tag == e.id_tag:
@@ -288,7 +289,7 @@ class Station:
             c = self._connector_for_new_session(e.id_tag)
         else:
             c = self._connector(e.connector)  # connector 0 is not a connector (TC_027)
-        if c is None or self.resetting is not None or not self._can_start(c) or c.phase not in (
+        if c is None or self.going_down is not None or not self._can_start(c) or c.phase not in (
             Phase.IDLE, Phase.FINISHING
         ):
             out.append(act.Answer("Rejected"))
@@ -333,7 +334,7 @@ class Station:
 
     def _on_ResetRequested(self, e: ev.ResetRequested, now: float, out: list) -> None:
         out.append(act.Answer("Accepted"))
-        self.resetting = e.hard
+        self.going_down = "hard reset" if e.hard else "soft reset"
         reason = StopReason.HARD_RESET if e.hard else StopReason.SOFT_RESET
         for c in self.connectors.values():
             self._cancel_authorization(c)
@@ -341,6 +342,15 @@ class Station:
                 self._stop(c, reason, now, out, why=f"{'hard' if e.hard else 'soft'} reset requested")
         self._pending_auth.clear()
         out.append(act.Restart(e.hard))
+
+    def _on_ShutdownRequested(self, e: ev.ShutdownRequested, now: float, out: list) -> None:
+        """Stop every transaction before the power goes (OCTT TC_032_1) or the service stops."""
+        self.going_down = f"shutting down ({e.reason.value})"
+        for c in self.connectors.values():
+            self._cancel_authorization(c)
+            if c.transaction is not None:
+                self._stop(c, e.reason, now, out, why=self.going_down)
+        self._pending_auth.clear()
 
     def _on_UnlockRequested(self, e: ev.UnlockRequested, now: float, out: list) -> None:
         c = self._connector(e.connector)
@@ -419,14 +429,14 @@ class Station:
             and tx.accepted
             and c.pilot == "C"
             and c.hard_fault is None
-            and self.resetting is None
+            and self.going_down is None
         )
 
     def _current_offer(self, c: Connector) -> float | None:
         """PWM only while an accepted transaction may draw energy (IEC 61851-1 state B2/C2)."""
         tx = c.transaction
         if (c.phase is Phase.TRANSACTION and tx is not None and tx.accepted
-                and c.hard_fault is None and self.resetting is None and c.plugged):
+                and c.hard_fault is None and self.going_down is None and c.plugged):
             return self.settings.max_current_a
         return None
 
@@ -455,8 +465,8 @@ class Station:
     def _why_open(self, c: Connector) -> str:
         if c.hard_fault:
             return c.hard_fault
-        if self.resetting is not None:
-            return "reset"
+        if self.going_down is not None:
+            return self.going_down
         if c.transaction is None:
             return "transaction ended"
         if c.pilot != "C":
@@ -527,8 +537,8 @@ class Station:
             return "energy meter not answering"
         if c.transaction is not None:
             return "a transaction is running"
-        if self.resetting is not None:
-            return "resetting"
+        if self.going_down is not None:
+            return self.going_down
         return None
 
     def _connector_for_new_session(self, id_tag: str) -> Connector | None:

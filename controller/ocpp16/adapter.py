@@ -24,6 +24,7 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import connect
 
 import evcp
+from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
@@ -253,11 +254,8 @@ class Ocpp16Adapter:
     async def _heartbeats(self) -> None:
         while True:
             self._heartbeat_changed.clear()
-            try:
-                await asyncio.wait_for(self._heartbeat_changed.wait(), self.heartbeat_interval)
+            if await wait_event(self._heartbeat_changed, self.heartbeat_interval):
                 continue
-            except asyncio.TimeoutError:
-                pass
             await self._call(call.Heartbeat())
 
     async def _call(self, payload):
@@ -310,8 +308,9 @@ class Ocpp16Adapter:
         no energy flows after that, so it bills what was delivered, not the last poll."""
         reading, entry.final_reading = entry.final_reading, None
         try:
-            energy_wh = await asyncio.wait_for(asyncio.shield(reading), 5.0)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(5.0):
+                energy_wh = await asyncio.shield(reading)
+        except TimeoutError:
             return
         if energy_wh is not None and round(energy_wh) > entry.payload["meterStop"]:
             entry.payload["meterStop"] = round(energy_wh)

@@ -19,6 +19,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from evcp.aio import wait_event
+
 if TYPE_CHECKING:
     from evcp.storage import StateStore
 
@@ -96,7 +98,4 @@ class Outbox:
 
     async def wait(self, timeout: float) -> None:
         self._wakeup.clear()
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self._wakeup, timeout)

@@ -12,6 +12,7 @@ from evcp.api.routes import Api
 from evcp.config import Config
 from evcp.ocpp16.link import FrameTrace, trace_log
 from evcp.runtime.controller import Controller, RestartRequested, station_configuration
+from evcp.core import events as ev
 from evcp.core.model import StopReason
 from evcp.hal import MeterError
 from evcp.ocpp16.meter_values import timestamp
@@ -86,6 +87,18 @@ class Charger:
         self.hardware: StationHardware | None = None
         self.api_server: HttpServer | None = None
         self.started = asyncio.Event()
+
+    async def shutdown(self, flush_timeout: float = 10.0) -> None:
+        """SIGTERM: contactors open first, then the configured transaction policy, then return."""
+        if self.hardware is not None:
+            self.hardware.open_all_relays()
+        controller = self.controller
+        if controller is None or self.config.charge_point.on_shutdown != "stop-transactions":
+            return
+        controller.dispatch(ev.ShutdownRequested(StopReason.REBOOT))
+        if not await controller.adapter.flush(flush_timeout):
+            log.warning("shutting down with %d transaction messages queued; they are kept and sent "
+                        "after the next start", len(controller.adapter.outbox))
 
     async def run(self) -> None:
         config = self.config

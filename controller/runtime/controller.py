@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
+from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
@@ -291,10 +292,7 @@ class Controller:
             if settling or not edge_driven:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
-                try:
-                    await asyncio.wait_for(edge.wait(), PILOT_BACKSTOP_S)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(edge, PILOT_BACKSTOP_S)
 
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
         feedback = relay.feedback_closed()
@@ -355,10 +353,7 @@ class Controller:
             busy = self.station.connectors[cid].transaction is not None or failures
             wakeup = self._meter_wakeups[cid]
             wakeup.clear()
-            try:
-                await asyncio.wait_for(wakeup.wait(), devices.meter_poll_s if busy else IDLE_METER_POLL_S)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(wakeup, devices.meter_poll_s if busy else IDLE_METER_POLL_S)
 
 
 def station_configuration(config: Config) -> Configuration:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from evcp.core import actions as act
 from evcp.core import events as ev
-from evcp.core.model import AuthStatus, Device, Settings
+from evcp.core.model import AuthStatus, Device, Settings, StopReason
 from evcp.core.station import Station
 
 CONNECTORS = 2
@@ -58,7 +58,9 @@ def event_sequences(draw, resets: bool):
     sequence = [draw(EVENT_KINDS[name][0]) for name in names]
     if resets and sequence:
         at = draw(st.integers(0, len(sequence)))
-        sequence.insert(at, draw(st.builds(ev.ResetRequested, st.booleans())))
+        ending = st.one_of(st.builds(ev.ResetRequested, st.booleans()),
+                           st.builds(ev.ShutdownRequested, st.sampled_from([StopReason.POWER_LOSS, StopReason.REBOOT])))
+        sequence.insert(at, draw(ending))
     return sequence
 
 
@@ -106,7 +108,7 @@ def apply(station: Station, model: Model, event, now: float) -> None:
     if isinstance(event, ev.DeviceFault) and event.connector and event.device in (Device.RELAY, Device.PILOT):
         faults = model.hard_fault[event.connector]
         (faults.add if event.active else faults.discard)(event.device)
-    resetting = isinstance(event, ev.ResetRequested)
+    resetting = isinstance(event, (ev.ResetRequested, ev.ShutdownRequested))
 
     for a in station.handle(event, now):
         if isinstance(a, act.StartTransaction):
@@ -153,7 +155,7 @@ def test_relay_closes_only_after_accepted_start_and_opens_in_the_same_step(seque
 
 @settings(max_examples=150, deadline=None)
 @given(event_sequences(resets=True))
-def test_a_reset_anywhere_leaves_every_relay_open(sequence):
+def test_a_reset_or_shutdown_anywhere_leaves_every_relay_open_for_good(sequence):
     station = Station(CONNECTORS)
     model = Model()
     now = 1000.0

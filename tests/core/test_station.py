@@ -417,3 +417,15 @@ def test_settings_can_change_at_run_time():
     b.station.settings = replace(b.station.settings, max_current_a=16.0)
     b.start_session()
     assert act.OfferCurrent(1, 16.0) in b.log
+
+
+@pytest.mark.parametrize("reason", [StopReason.POWER_LOSS, StopReason.REBOOT])
+def test_tc_032_1_shutdown_stops_transactions_before_going_down(reason):
+    b = Bench()
+    b.start_session()
+    out = b(ev.ShutdownRequested(reason))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.last(act.StopTransaction).reason is reason
+    b(ev.TagPresented("LATE"))
+    assert not any(isinstance(a, act.RequestAuthorization) for a in b.log if getattr(a, "id_tag", "") == "LATE")
+    assert answer(b(ev.RemoteStartRequested(1, "LATE"))) == "Rejected"

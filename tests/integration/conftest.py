@@ -152,7 +152,7 @@ def start_charger(tmp_path, csms):
     started: list[ChargerProcess] = []
 
     def start(keys: dict[str, Any] | None = None, connectors: int = 1, extra: str = "",
-              wait_online: bool = True) -> ChargerProcess:
+              wait_online: bool = True, charge_point: str = "") -> ChargerProcess:
         port = free_port()
         config = tmp_path / "evcp.toml"
         key_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in (keys or {}).items())
@@ -160,6 +160,7 @@ def start_charger(tmp_path, csms):
 [charge_point]
 id = "CP-IT-01"
 connectors = {connectors}
+{charge_point}
 
 [ocpp]
 csms_url = "{csms.url}/ocpp"

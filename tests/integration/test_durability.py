@@ -94,3 +94,27 @@ def test_configuration_changed_by_the_central_system_survives_a_restart(csms, st
     start_charger()
     conf = csms.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})["payload"]
     assert conf["configurationKey"][0]["value"] == "17"
+
+
+def test_tc_032_1_sigterm_stops_the_transaction_before_exiting(csms, start_charger, wait_until):
+    charger = start_charger()
+    charger.start_charging("SIGTERM1")
+    charger.process.send_signal(signal.SIGTERM)
+    assert charger.process.wait(15) == 0
+    [tx] = closed(csms)
+    assert tx["stop"]["reason"] == "Reboot"
+    assert_billed_once(csms, tx)
+    assert "every contactor open" in charger.log_path.read_text()
+    start_charger()
+    assert len(csms.transactions()) == 1 and closed(csms)[0]["duplicate_stops"] == []
+
+
+def test_sigterm_with_leave_open_policy_is_closed_with_power_loss_at_the_next_start(csms, start_charger, wait_until):
+    charger = start_charger(charge_point='on_shutdown = "leave-open"')
+    charger.start_charging("LEAVEOPN")
+    charger.process.send_signal(signal.SIGTERM)
+    charger.process.wait(15)
+    assert csms.transactions()[0]["open"]
+    start_charger()
+    [tx] = wait_until(lambda: closed(csms), 10, "PowerLoss stop at the next start")
+    assert tx["stop"]["reason"] == "PowerLoss"
