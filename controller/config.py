@@ -82,6 +82,9 @@ class OcppConfig:
     """Secret (HTTP Basic password); masked by ``evcp config show``."""
     keys: Mapping[str, str] = field(default_factory=dict)
     """Initial values of OCPP configuration keys (GetConfiguration names), as strings."""
+    allow_offline_start: bool = False
+    """Opt-in: start sessions while the central system is unreachable, before its answer.
+    OCPP's AllowOfflineTxForUnknownId then decides; a later rejection stops the session."""
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,11 @@ class Settings:
     """0 = no clock-aligned meter values."""
     max_current_a: float = 32.0
     tethered_cable: bool = False
+    offline_start: bool = False
+    """Installer opt-in: a session may start while the central system is unreachable,
+    before its StartTransaction.conf (breaks "no energy before Accepted" on purpose)."""
+    allow_offline_unknown: bool = False
+    """AllowOfflineTxForUnknownId: with offline_start, an unknown tag may start offline."""
+    max_energy_on_invalid_wh: float = 0.0
+    """MaxEnergyOnInvalidId: energy still allowed after a late non-Accepted answer
+    when stop_on_invalid_id is false."""

@@ -51,6 +51,10 @@ class Transaction:
     parent_id_tag: str | None = None
     transaction_id: int | None = None
     accepted: bool = False
+    provisional: bool = False
+    """Started offline: energy flows before the central system has answered."""
+    energy_limit_wh: float | None = None
+    """After a late non-Accepted answer: the meter reading at which energy stops."""
     next_sample_at: float | None = None
 
 
@@ -64,6 +68,7 @@ class Connector:
     auth_tag: str | None = None
     auth_parent: str | None = None
     auth_remote: bool = False
+    auth_offline: bool = False
     auth_deadline: float | None = None
     transaction: Transaction | None = None
     faults: dict[Device, str] = field(default_factory=dict)
@@ -249,6 +254,11 @@ class Station:
         c = self.connectors[pending.connector]
         if c.phase is not Phase.AUTHORIZING or c.auth_tag != e.id_tag:
             return
+        if e.status is None and self.settings.offline_start and self.settings.allow_offline_unknown:
+            # OCPP 1.6 AllowOfflineTxForUnknownId; the installer opted in to offline starts.
+            out.append(act.Notice(f"connector {c.id}: central system unreachable, {e.id_tag} allowed "
+                                  "offline (AllowOfflineTxForUnknownId)"))
+            accepted, c.auth_offline = True, True
         if not accepted:
             verdict = e.status.value if e.status else "no answer from the central system"
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} not authorized ({verdict})"))
@@ -267,20 +277,27 @@ class Station:
     def _on_TransactionStartConfirmed(self, e: ev.TransactionStartConfirmed, now: float, out: list) -> None:
         c = self._connector(e.connector)
         tx = c.transaction if c else None
-        if c is None or tx is None or tx.local_id != e.local_id or c.phase is not Phase.STARTING:
+        if c is None or tx is None or tx.local_id != e.local_id or tx.transaction_id is not None:
             return
         tx.transaction_id = e.transaction_id
         tx.parent_id_tag = e.parent_id_tag or tx.parent_id_tag
         c.phase = Phase.TRANSACTION
+        was_provisional, tx.provisional = tx.provisional, False
         if e.status is AuthStatus.ACCEPTED:
             tx.accepted = True
             out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} accepted for {tx.id_tag}"))
-        elif self.settings.stop_on_invalid_id:
+            return
+        tx.accepted = False
+        if self.settings.stop_on_invalid_id:
             self._stop(c, StopReason.DEAUTHORIZED, now, out,
                        why=f"central system answered {e.status.value} to the start")
-        else:
-            out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} answered "
-                                  f"{e.status.value}; kept open without energy (StopTransactionOnInvalidId false)"))
+            return
+        if was_provisional and self.settings.max_energy_on_invalid_wh > 0:
+            tx.energy_limit_wh = self._energy_wh(c) + self.settings.max_energy_on_invalid_wh
+        out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} answered {e.status.value}; "
+                              "kept open (StopTransactionOnInvalidId false), "
+                              + (f"energy up to {tx.energy_limit_wh:.0f} Wh (MaxEnergyOnInvalidId)"
+                                 if tx.energy_limit_wh else "no more energy")))
 
     # ----------------------------------------------------------------- central system commands
 
@@ -379,8 +396,11 @@ class Station:
         )
         self._next_local_id += 1
         c.transaction, c.phase = tx, Phase.STARTING
+        if c.auth_offline:
+            tx.accepted = tx.provisional = True
+            c.phase = Phase.TRANSACTION
         c.auth_tag = c.auth_parent = c.auth_deadline = None
-        c.auth_remote = False
+        c.auth_remote = c.auth_offline = False
         out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now))
 
     def _stop(self, c: Connector, reason: StopReason, now: float, out: list,
@@ -403,7 +423,7 @@ class Station:
                 self._pending_auth.pop(c.auth_tag, None)
             c.phase = Phase.IDLE
         c.auth_tag = c.auth_parent = c.auth_deadline = None
-        c.auth_remote = False
+        c.auth_remote = c.auth_offline = False
 
     def _request_authorization(self, id_tag: str, connector: int | None, out: list) -> None:
         self._pending_auth[id_tag] = _PendingAuthorization(connector)
@@ -426,17 +446,23 @@ class Station:
         return (
             c.phase is Phase.TRANSACTION
             and tx is not None
-            and tx.accepted
+            and (tx.accepted or self._within_energy_limit(c, tx))
             and c.pilot == "C"
             and c.hard_fault is None
             and self.going_down is None
         )
 
+    def _within_energy_limit(self, c: Connector, tx: Transaction) -> bool:
+        return tx.energy_limit_wh is not None and self._energy_wh(c) < tx.energy_limit_wh
+
+    def _energy_wh(self, c: Connector) -> float:
+        return c.last_sample.energy_wh if c.last_sample else 0.0
+
     def _current_offer(self, c: Connector) -> float | None:
         """PWM only while an accepted transaction may draw energy (IEC 61851-1 state B2/C2)."""
         tx = c.transaction
-        if (c.phase is Phase.TRANSACTION and tx is not None and tx.accepted
-                and c.hard_fault is None and self.going_down is None and c.plugged):
+        if (c.phase is Phase.TRANSACTION and tx is not None
+                and (tx.accepted or self._within_energy_limit(c, tx)) and c.hard_fault is None and self.going_down is None and c.plugged):
             return self.settings.max_current_a
         return None
 

@@ -55,6 +55,8 @@ def settings_from(configuration: Configuration, base: Settings) -> Settings:
         authorize_remote_start=bool(configuration.get("AuthorizeRemoteTxRequests")),
         meter_sample_interval_s=float(configuration.get("MeterValueSampleInterval")),
         clock_aligned_interval_s=float(configuration.get("ClockAlignedDataInterval")),
+        allow_offline_unknown=bool(configuration.get("AllowOfflineTxForUnknownId")),
+        max_energy_on_invalid_wh=float(configuration.get("MaxEnergyOnInvalidId")),
     )
 
 

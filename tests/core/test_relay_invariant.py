@@ -65,7 +65,9 @@ def event_sequences(draw, resets: bool):
 
 
 class Model:
-    def __init__(self):
+    def __init__(self, offline_start: bool = False):
+        self.offline_start = offline_start
+        self.rejected: set[int] = set()
         self.pilot = {c: "A" for c in range(1, CONNECTORS + 1)}
         self.relay = {c: False for c in self.pilot}
         self.current_tx = {c: None for c in self.pilot}
@@ -82,7 +84,8 @@ class Model:
         return (
             self.pilot[c] != "C"
             or tx is None
-            or tx not in self.accepted
+            or (tx not in self.accepted and not self.offline_start)
+            or tx in self.rejected
             or bool(self.hard_fault[c])
             or self.pilot[c] in "EF"
         )
@@ -103,6 +106,8 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         model.next_tx_id += 1
         if status is AuthStatus.ACCEPTED:
             model.accepted.add(local_id)
+        else:
+            model.rejected.add(local_id)
     if isinstance(event, ev.PilotChanged):
         model.pilot[event.connector] = event.state
     if isinstance(event, ev.DeviceFault) and event.connector and event.device in (Device.RELAY, Device.PILOT):
@@ -158,6 +163,19 @@ def test_relay_closes_only_after_accepted_start_and_opens_in_the_same_step(seque
 def test_a_reset_or_shutdown_anywhere_leaves_every_relay_open_for_good(sequence):
     station = Station(CONNECTORS)
     model = Model()
+    now = 1000.0
+    station.start(now)
+    for event in sequence:
+        now += 0.5
+        apply(station, model, event, now)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_sequences(resets=False))
+def test_offline_start_closes_only_for_unanswered_or_accepted_and_a_rejection_opens_at_once(sequence):
+    """With the installer's opt-in, energy may flow before the answer; never after a rejection."""
+    station = Station(CONNECTORS, Settings(offline_start=True, allow_offline_unknown=True))
+    model = Model(offline_start=True)
     now = 1000.0
     station.start(now)
     for event in sequence:

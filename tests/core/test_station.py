@@ -429,3 +429,52 @@ def test_tc_032_1_shutdown_stops_transactions_before_going_down(reason):
     b(ev.TagPresented("LATE"))
     assert not any(isinstance(a, act.RequestAuthorization) for a in b.log if getattr(a, "id_tag", "") == "LATE")
     assert answer(b(ev.RemoteStartRequested(1, "LATE"))) == "Rejected"
+
+
+def test_tc_037_1_offline_start_with_the_installer_opt_in_charges_before_the_answer():
+    b = Bench(offline_start=True, allow_offline_unknown=True)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("OFFLINE1"))
+    out = b(ev.AuthorizationResult("OFFLINE1", None))
+    assert [type(a) for a in out][:1] != [act.OpenRelay]
+    assert any(isinstance(a, act.StartTransaction) for a in out) and act.CloseRelay(1) in out
+    assert b.statuses()[-1] == "Charging"
+    start = b.last(act.StartTransaction)
+    b(ev.TransactionStartConfirmed(1, start.local_id, 21, ACCEPTED))
+    assert b.relay_closed()
+
+
+def test_offline_start_stays_off_without_the_opt_in_even_for_unknown_ids_allowed_by_ocpp():
+    b = Bench(offline_start=False, allow_offline_unknown=True)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("OFFLINE1"))
+    b(ev.AuthorizationResult("OFFLINE1", None))
+    assert b.last(act.StartTransaction) is None and not b.relay_closed()
+
+
+def test_tc_037_3_late_rejection_of_an_offline_start_stops_deauthorized_at_once():
+    b = Bench(offline_start=True, allow_offline_unknown=True)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("OFFLINE1"))
+    b(ev.AuthorizationResult("OFFLINE1", None))
+    out = b(ev.TransactionStartConfirmed(1, b.last(act.StartTransaction).local_id, 22, AuthStatus.INVALID))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.last(act.StopTransaction).reason is StopReason.DEAUTHORIZED
+
+
+def test_tc_037_2_late_rejection_without_stop_allows_max_energy_on_invalid_id():
+    b = Bench(offline_start=True, allow_offline_unknown=True, stop_on_invalid_id=False,
+              max_energy_on_invalid_wh=100)
+    b(ev.MeterSampled(1, 1000.0, 0.0))
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("OFFLINE1"))
+    b(ev.AuthorizationResult("OFFLINE1", None))
+    b(ev.MeterSampled(1, 1500.0, 7000.0))
+    b(ev.TransactionStartConfirmed(1, b.last(act.StartTransaction).local_id, 23, AuthStatus.INVALID))
+    assert b.relay_closed(), "up to MaxEnergyOnInvalidId more"
+    b(ev.MeterSampled(1, 1599.0, 7000.0))
+    assert b.relay_closed()
+    out = b(ev.MeterSampled(1, 1600.0, 7000.0))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.statuses()[-1] == "SuspendedEVSE"
+    assert b.last(act.StopTransaction) is None

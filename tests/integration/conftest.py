@@ -152,7 +152,7 @@ def start_charger(tmp_path, csms):
     started: list[ChargerProcess] = []
 
     def start(keys: dict[str, Any] | None = None, connectors: int = 1, extra: str = "",
-              wait_online: bool = True, charge_point: str = "") -> ChargerProcess:
+              wait_online: bool = True, charge_point: str = "", ocpp: str = "") -> ChargerProcess:
         port = free_port()
         config = tmp_path / "evcp.toml"
         key_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in (keys or {}).items())
@@ -167,6 +167,7 @@ csms_url = "{csms.url}/ocpp"
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 call_timeout_s = 5
+{ocpp}
 
 [ocpp.keys]
 {key_lines}

@@ -118,3 +118,28 @@ def test_sigterm_with_leave_open_policy_is_closed_with_power_loss_at_the_next_st
     start_charger()
     [tx] = wait_until(lambda: closed(csms), 10, "PowerLoss stop at the next start")
     assert tx["stop"]["reason"] == "PowerLoss"
+
+
+def test_tc_039_offline_transaction_with_the_installer_opt_in(csms, start_charger, wait_until):
+    csms.post("/policy", {"accept_connections": False})
+    charger = start_charger(keys={"AllowOfflineTxForUnknownId": True}, ocpp="allow_offline_start = true",
+                            wait_online=False)
+    charger.start_charging("OFFLINE9")
+    wait_until(lambda: charger.connector()["session_energy_wh"] >= 2, 10, "energy while offline")
+    charger.tap("OFFLINE9")
+    charger.wait_status("Finishing")
+    assert csms.transactions() == []
+    csms.post("/policy", {"accept_connections": True})
+    [tx] = wait_until(lambda: closed(csms), 15, "Start then Stop after the outage")
+    assert tx["id_tag"] == "OFFLINE9" and tx["stop"]["reason"] == "Local"
+    assert_billed_once(csms, tx)
+    assert tx["stop"]["meter_stop"] >= tx["meter_start"] + 2
+
+
+def test_without_the_opt_in_no_session_starts_offline(csms, start_charger, wait_until):
+    csms.post("/policy", {"accept_connections": False})
+    charger = start_charger(keys={"AllowOfflineTxForUnknownId": True}, wait_online=False)
+    charger.pilot("C")
+    charger.tap("OFFLINE8")
+    wait_until(lambda: "not authorized" in charger.log_path.read_text(), 10, "offline refusal")
+    assert charger.connector()["relay_closed"] is False and charger.connector()["transaction_id"] is None

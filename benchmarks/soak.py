@@ -1,0 +1,362 @@
+"""Fault-injection soak: charging sessions over real processes while the charger is killed,
+stopped, cut off from its central system, and restarted. Prints numbers; asserts nothing.
+
+    python benchmarks/soak.py [--iterations 200] [--seconds 600] [--seed 1]
+
+One bench central system (`python -m evcp.bench.csms`) runs for the whole soak; the charger
+(`evcp run`, mock hardware) keeps its state directory across restarts. Each iteration runs one
+session on connector 1 (plug in with pilot C, tap a new card, charge 0.2-3 s, tap again,
+unplug) and injects one fault, chosen at random (seeded) together with the moment it strikes
+(before the tap, right after it, while charging, right after the stopping tap, during the
+unplug): SIGKILL of the charger (a power cut), SIGTERM, the websocket dropped by the central
+system, the central system offline for 1-5 s, or nothing. A killed or stopped charger is started
+again on the same config and state (with a new API port).
+
+At the end (queue empty, everything unplugged) it prints what the central system saw against
+what was done: transactions, open ones, duplicate stops, anomalies, meterStop < meterStart,
+billed energy against the simulated meter's own count, PowerLoss stops that did not follow a
+power cut, contactors closed without an accepted transaction (from the charger logs), and the
+time from restart to the PowerLoss StopTransaction reaching the central system after SIGKILL.
+The run stops after --iterations or --seconds, whichever comes first. Exit status is non-zero
+only when the soak itself could not run: it reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+CP_ID = "CP-SOAK-01"
+FAULTS = ("sigkill", "sigterm", "drop", "outage", "none")
+MOMENTS = ("before_tap", "after_tap", "charging", "after_stop_tap", "during_unplug")
+
+
+class Http:
+    def __init__(self, base: str):
+        self.base = base
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(self.base + path, json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return {"http_status": error.code}
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    """True once predicate() is true; False after timeout seconds (errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except (OSError, KeyError, IndexError, ValueError):
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def percentiles(samples: list[float]) -> str:
+    if not samples:
+        return "no samples"
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered):.2f} s   p99 {p99:.2f} s   max {ordered[-1]:.2f} s   (n={len(ordered)})"
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.work = Path(tempfile.mkdtemp(prefix="evcp-soak-"))
+        self.state = self.work / "state"
+        self.charger: subprocess.Popen | None = None
+        self.api: Http | None = None
+        self.logs: list[Path] = []
+        self.plan: dict[str, tuple[int, str, str]] = {}   # tag -> (iteration, fault, moment)
+        self.faults: Counter = Counter()                    # (fault, moment) actually injected
+        self.taps = self.charged = self.stuck = self.unexpected_exits = self.errors = 0
+        self.recovery_s: list[float] = []
+        self.csms = subprocess.Popen([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0",
+                                      "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+        match = re.search(r"(ws://\S+) control (http://\S+)", self.csms.stdout.readline())
+        if match is None:
+            raise RuntimeError("the central system did not start")
+        self.ws_url, self.control = match.group(1), Http(match.group(2))
+
+    # ------------------------------------------------------------------ processes
+
+    def start_charger(self) -> float:
+        """Start `evcp run` on the same state; returns the time just before the process started."""
+        port = free_port()
+        config = self.work / "evcp.toml"
+        config.write_text(f'[charge_point]\nid = "{CP_ID}"\n'
+                          f'[ocpp]\ncsms_url = "{self.ws_url}/ocpp"\nreconnect_min_s = 0.2\n'
+                          f'reconnect_max_s = 1.0\ncall_timeout_s = 5\n'
+                          f'[ocpp.keys]\nMeterValueSampleInterval = 1\nConnectionTimeOut = 10\n'
+                          f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+                          f'[storage]\nstate_dir = "{self.state}"\n[logging]\nlevel = "INFO"\n')
+        log = self.work / f"charger-{len(self.logs) + 1:04d}.log"
+        self.logs.append(log)
+        started = time.time()
+        self.charger = subprocess.Popen([sys.executable, "-m", "evcp", "run", "--config", str(config)],
+                                        stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.api = Http(f"http://127.0.0.1:{port}")
+        if not wait_for(lambda: self.charger.poll() is None and self.status()["ocpp"]["registration"] == "Accepted", 30):
+            raise RuntimeError(f"the charger did not come up; see {log}")
+        return started
+
+    def status(self) -> dict:
+        return self.api.get("/api/status")
+
+    def connector(self) -> dict:
+        return self.status()["connectors"][0]
+
+    def restart_after_kill(self) -> None:
+        """Start again; time process start -> PowerLoss StopTransaction at the central system."""
+        since = self.control.get("/messages?since=0&cp=none")["last_seq"]
+        started = self.start_charger()
+        if "stopping it with PowerLoss" not in self.logs[-1].read_text():
+            return
+
+        def power_loss_stop():
+            for m in self.control.get(f"/messages?since={since}&cp={CP_ID}")["messages"]:
+                if (m["direction"] == "received" and m["message_type"] == "CALL"
+                        and m["action"] == "StopTransaction" and m["payload"].get("reason") == "PowerLoss"):
+                    return epoch(m["time"])
+            return None
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (arrived := power_loss_stop()) is not None:
+                self.recovery_s.append(arrived - started)
+                return
+            time.sleep(0.05)
+
+    def inject(self, fault: str, moment: str) -> bool:
+        """Inject the fault now; True when the charger process was ended (and started again)."""
+        self.faults[(fault, moment)] += 1
+        if fault == "sigkill":
+            self.charger.send_signal(signal.SIGKILL)
+            self.charger.wait(10)
+            self.restart_after_kill()
+            return True
+        if fault == "sigterm":
+            self.charger.send_signal(signal.SIGTERM)
+            try:
+                self.charger.wait(30)
+            except subprocess.TimeoutExpired:
+                self.unexpected_exits += 1  # counted as a problem: SIGTERM must end the charger
+                self.charger.kill()
+                self.charger.wait(10)
+            self.start_charger()
+            return True
+        if fault == "drop":
+            self.control.post("/disconnect", {"cp": CP_ID})
+        elif fault == "outage":
+            self.control.post("/policy", {"accept_connections": False})
+            self.control.post("/disconnect", {"cp": CP_ID})
+            time.sleep(self.rng.uniform(1.0, 5.0))
+            self.control.post("/policy", {"accept_connections": True})
+        return False
+
+    # ------------------------------------------------------------------ one session
+
+    def iteration(self, n: int) -> None:
+        if self.charger is None or self.charger.poll() is not None:
+            if self.charger is not None:
+                self.unexpected_exits += 1
+            self.start_charger()
+        fault, moment = self.rng.choice(FAULTS), self.rng.choice(MOMENTS)
+        charge_s, split = self.rng.uniform(0.2, 3.0), self.rng.random()
+        tag = f"SOAK{self.args.seed % 1000:03d}N{n:05d}"
+        self.plan[tag] = (n, fault, moment)
+
+        def at(point: str) -> bool:
+            return fault != "none" and point == moment and self.inject(fault, moment)
+
+        pilot = lambda state: self.api.post("/api/bench/pilot", {"connector": 1, "state": state})  # noqa: E731
+        if fault == "none":
+            self.faults[("none", "-")] += 1
+        pilot("C")
+        if at("before_tap"):
+            return
+        self.api.post("/api/bench/tag", {"id_tag": tag})
+        self.taps += 1
+        if at("after_tap"):
+            return
+        tapped = time.monotonic()
+        if wait_for(lambda: (c := self.connector())["status"] == "Charging" or
+                    (c["id_tag"] != tag and time.monotonic() - tapped > 2), 15) \
+                and self.connector()["status"] == "Charging":
+            self.charged += 1
+        time.sleep(charge_s * split)
+        if at("charging"):
+            return
+        time.sleep(charge_s * (1 - split))
+        if self.connector()["id_tag"] == tag:  # a session (or its authorization) to end
+            self.api.post("/api/bench/tag", {"id_tag": tag})
+        if at("after_stop_tap"):
+            return
+        pilot("B")
+        if at("during_unplug"):
+            return
+        pilot("A")
+        if not wait_for(lambda: self.connector()["status"] == "Available", 15):
+            self.stuck += 1
+
+    # ------------------------------------------------------------------ the end
+
+    def settle(self) -> None:
+        """Charger running, everything unplugged, queue empty, central system caught up."""
+        self.control.post("/policy", {"accept_connections": True})
+        if self.charger is None or self.charger.poll() is not None:
+            self.start_charger()
+        self.api.post("/api/bench/pilot", {"connector": 1, "state": "A"})
+        wait_for(lambda: (s := self.status())["ocpp"]["queued_messages"] == 0 and s["ocpp"]["connected"]
+                 and s["connectors"][0]["status"] == "Available", 60)
+        wait_for(lambda: not any(t["open"] for t in self.control.get("/transactions")["transactions"]), 15)
+        self.charger.send_signal(signal.SIGTERM)  # the simulated meter writes its count on the way out
+        self.charger.wait(30)
+
+    def meter_wh(self) -> float:
+        path = self.state / "simulated-meter-1.wh"
+        return float(path.read_text()) if path.exists() else 0.0
+
+    def contactor_violations(self, accepted: set[int]) -> list[str]:
+        """Each 'contactor CLOSED' must follow 'transaction N accepted' (N not stopped since) in the
+        same process's log, with N accepted by the central system."""
+        problems = []
+        for log in self.logs:
+            current = None
+            for number, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
+                if m := re.search(r"connector 1: transaction (\d+) accepted", line):
+                    current = int(m.group(1))
+                elif re.search(r"connector 1: transaction \S+ stopped", line):
+                    current = None
+                elif "connector 1: contactor CLOSED" in line:
+                    if current is None or current not in accepted:
+                        problems.append(f"{log.name}:{number}: CLOSED with transaction {current} "
+                                        f"{'not accepted by the central system' if current else 'never accepted'}")
+        return problems
+
+    def report(self, iterations: int, elapsed: float, meter_before: float, meter_after: float) -> None:
+        txs = self.control.get("/transactions")["transactions"]
+        anomalies = self.control.get("/anomalies")["anomalies"]
+        closed = [t for t in txs if not t["open"]]
+        open_left = [t["transaction_id"] for t in txs if t["open"]]
+        dup_stops = [t["transaction_id"] for t in txs if t["duplicate_stops"]]
+        negative = [t["transaction_id"] for t in closed if t["stop"]["meter_stop"] < t["meter_start"]]
+        per_tag = Counter(t["id_tag"] for t in txs)
+        dup_starts = sorted(tag for tag, count in per_tag.items() if count > 1)
+        billed = sum(t["stop"]["meter_stop"] - t["meter_start"] for t in closed)
+        counted = meter_after - meter_before
+        kills = sum(v for (f, _), v in self.faults.items() if f == "sigkill")
+        tolerance = 1.0 + 2.0 * kills  # rounding to whole Wh, plus a stale meterStop per power cut
+        power_loss = [t for t in closed if t["stop"]["reason"] == "PowerLoss"]
+        unexplained = [t["transaction_id"] for t in power_loss if self.plan.get(t["id_tag"], (0, ""))[1] != "sigkill"]
+        contactor = self.contactor_violations({t["transaction_id"] for t in txs if t["id_tag_status"] == "Accepted"})
+        reasons = Counter(t["stop"]["reason"] for t in closed)
+        faults = Counter(f for (f, _) in self.faults.elements())
+
+        print(f"soak: seed {self.args.seed}, {iterations} iterations in {elapsed:.0f} s, work dir {self.work}")
+        print("faults injected (fault/moment: count):")
+        for (f, m), v in sorted(self.faults.items()):
+            print(f"  {f:8s} {m:15s} {v}")
+        print(f"sessions started by taps            {self.taps}  (reached Charging: {self.charged}, "
+              f"not back to Available after unplug: {self.stuck})")
+        print(f"transactions at the central system  {len(txs)}  (closed {len(closed)}; stop reasons "
+              f"{dict(sorted(reasons.items()))})")
+        print(f"open transactions left              {len(open_left)}  {open_left or ''}")
+        print(f"transactions closed more than once  {len(dup_stops)}  {dup_stops or ''}")
+        print(f"cards with more than one start      {len(dup_starts)}  {dup_starts or ''}")
+        print(f"anomalies                           {len(anomalies)}  "
+              f"{dict(Counter(a['kind'] for a in anomalies)) or ''}")
+        print(f"meterStop < meterStart              {len(negative)}  {negative or ''}")
+        print(f"energy billed (sum stop - start)    {billed} Wh")
+        print(f"simulated meter count increase      {counted:.3f} Wh  ({meter_before:.3f} -> {meter_after:.3f})")
+        print(f"difference billed - counted         {billed - counted:+.3f} Wh  (tolerance +-{tolerance:.0f} Wh: "
+              f"1 + 2 per power cut)")
+        print(f"PowerLoss stops                     {len(power_loss)}, not after a SIGKILL: {len(unexplained)}  "
+              f"{unexplained or ''}")
+        print(f"contactor CLOSED without accepted   {len(contactor)}")
+        for problem in contactor[:10]:
+            print(f"  {problem}")
+        print(f"unexpected charger exits            {self.unexpected_exits};  iteration errors {self.errors}")
+        print(f"SIGKILL -> restart -> PowerLoss StopTransaction received: {percentiles(self.recovery_s)}")
+        violations = (len(open_left) + len(dup_stops) + len(dup_starts) + len(anomalies) + len(negative)
+                      + (abs(billed - counted) > tolerance) + len(unexplained) + len(contactor)
+                      + self.unexpected_exits)
+        print(f"soak: {iterations} iterations, {faults['sigkill']} kills, {faults['sigterm']} SIGTERMs, "
+              f"{faults['drop']} drops, {faults['outage']} outages, {faults['none']} without fault; "
+              f"{len(txs)} transactions, {billed} Wh billed vs {counted:.1f} Wh metered; "
+              f"invariant violations: {violations}")
+
+    def run(self) -> None:
+        started = time.monotonic()
+        meter_before = self.meter_wh()
+        n = 0
+        try:
+            while n < self.args.iterations and time.monotonic() - started < self.args.seconds:
+                n += 1
+                try:
+                    self.iteration(n)
+                except (OSError, subprocess.TimeoutExpired) as error:  # reported, and the soak goes on
+                    self.errors += 1
+                    print(f"iteration {n}: {type(error).__name__}: {error}", file=sys.stderr)
+                if n % 10 == 0:
+                    print(f"... {n} iterations, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+            self.settle()
+            self.report(n, time.monotonic() - started, meter_before, self.meter_wh())
+        finally:
+            for process in (self.charger, self.csms):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(15)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=600.0, help="time budget for the iterations")
+    parser.add_argument("--seed", type=int, default=1)
+    Soak(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()
