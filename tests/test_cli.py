@@ -33,3 +33,19 @@ def test_missing_config_file_is_a_config_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "evcp", "config", "check", str(tmp_path / "nope.toml")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 78 and "nope.toml" in result.stderr
+
+
+def test_a_corrupt_state_database_is_reported_and_nothing_is_switched(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "evcp.sqlite3").write_bytes(b"this is not a database" * 100)
+    config = tmp_path / "evcp.toml"
+    config.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://127.0.0.1:1/ocpp"\n'
+                      f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:18999"\n'
+                      f'[storage]\nstate_dir = "{state}"\n')
+    result = subprocess.run([sys.executable, "-m", "evcp", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 74
+    assert "evcp.sqlite3" in result.stderr and "corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "contactor CLOSED" not in result.stderr
