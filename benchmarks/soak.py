@@ -292,6 +292,12 @@ class Soak:
         faults = Counter(f for (f, _) in self.faults.elements())
 
         print(f"soak: seed {self.args.seed}, {iterations} iterations in {elapsed:.0f} s, work dir {self.work}")
+        if self.args.verbose:
+            for t in txs:
+                stop = t["stop"] or {}
+                print(f"  tx {t['transaction_id']:4d} {t['id_tag']} {'/'.join(self.plan.get(t['id_tag'], (0, '?', '?'))[1:])}"
+                      f" meter {t['meter_start']} -> {stop.get('meter_stop')} {stop.get('reason')}"
+                      f" values {t['meter_values_count']}")
         print("faults injected (fault/moment: count):")
         for (f, m), v in sorted(self.faults.items()):
             print(f"  {f:8s} {m:15s} {v}")
@@ -322,7 +328,7 @@ class Soak:
         print(f"soak: {iterations} iterations, {faults['sigkill']} kills, {faults['sigterm']} SIGTERMs, "
               f"{faults['drop']} drops, {faults['outage']} outages, {faults['none']} without fault; "
               f"{len(txs)} transactions, {billed} Wh billed vs {counted:.1f} Wh metered; "
-              f"invariant violations: {violations}")
+              f"invariant violations: {violations}", flush=True)
 
     def run(self) -> None:
         started = time.monotonic()
@@ -355,6 +361,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=600.0, help="time budget for the iterations")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="also print one line per transaction")
     Soak(parser.parse_args()).run()
 
 

@@ -166,6 +166,10 @@ class HardwareConfig:
     """One entry per connector, in connector-id order."""
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     mock: MockConfig = field(default_factory=MockConfig)
+    power_fail_pin: int | None = None
+    """Input from a UPS or supply monitor: asserted while the mains is failing. Transactions
+    are then stopped (reason PowerLoss) and delivered while the backup power lasts."""
+    power_fail_active_high: bool = False
 
 
 @dataclass(frozen=True)
@@ -713,6 +717,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (ReaderConfig, "spi_bus"): _between(0, 6),
     (ReaderConfig, "spi_device"): _between(0, 2),
     (ReaderConfig, "rst_pin"): _gpio,
+    (HardwareConfig, "power_fail_pin"): _gpio,
     (ReaderConfig, "poll_interval_s"): _POLL_INTERVAL,
     (MockConfig, "ev_power_w"): _more_than(0, " W"),
     (MockConfig, "initial_energy_wh"): _at_least(0, " Wh"),
@@ -801,6 +806,8 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
                 yield f"GPIO{pin}", key, f"{key} ({line})"
     if hardware.reader.backend == "mfrc522":
         yield f"GPIO{hardware.reader.rst_pin}", "hardware.reader.rst_pin", "hardware.reader.rst_pin"
+    if hardware.power_fail_pin is not None:
+        yield f"GPIO{hardware.power_fail_pin}", "hardware.power_fail_pin", "hardware.power_fail_pin"
     for n, connector in enumerate(hardware.connectors, 1):
         prefix = f"hardware.connectors[{n}]"
         relay, pilot = connector.relay, connector.pilot

@@ -6,6 +6,7 @@ from evcp.config import Config, ConnectorHardware
 from evcp.hal import HardwareError
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.pilot import AdcPilot, GpioPilot, SysfsPwm
+from evcp.hal.power import PowerFailInput
 from evcp.hal.reader import Mfrc522Reader
 from evcp.hal.relay import GpioRelay
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
@@ -39,6 +40,9 @@ async def build_pi_hardware(config: Config) -> StationHardware:
             hardware.connectors.append(connector_devices(wiring))
         if config.hardware.reader.backend == "mfrc522":
             hardware.reader = Mfrc522Reader(config.hardware.reader)
+        if config.hardware.power_fail_pin is not None:
+            hardware.power_fail = PowerFailInput(config.hardware.power_fail_pin,
+                                                 config.hardware.power_fail_active_high)
     except Exception as error:
         await hardware.release()
         if isinstance(error, HardwareError):

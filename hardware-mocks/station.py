@@ -9,20 +9,23 @@ the EV's. One ``SimulatedReader`` for the charge point.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from dataclasses import dataclass
 
 from evcp.config import Config
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.pilot import GpioPilot, SysfsPwm
+from evcp.hal.power import PowerFailInput
 from evcp.hal.relay import GpioRelay
 from evcp.mocks.ev import ContactorModel, SimulatedEv
 from evcp.mocks.meter_server import SimulatedMeter
-from evcp.mocks.pins import use_mock_pins
+from evcp.mocks.pins import held_pin, use_mock_pins
 from evcp.mocks.reader import SimulatedReader
 from evcp.mocks.sysfs_pwm import FakeSysfsPwm
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
+
+
+MOCK_POWER_FAIL_PIN = 3
 
 
 @dataclass
@@ -48,6 +51,10 @@ class BenchHardware:
     def present_tag(self, id_tag: str) -> None:
         self.reader.present(id_tag)
 
+    def set_power_failing(self, failing: bool) -> None:
+        """The simulated UPS: the mains fails (True) or comes back (False)."""
+        self.power_pin.hold(not failing)
+
     def set_fault(self, device: str, active: bool) -> None:
         for sim in self.simulated:
             if device == "meter":
@@ -56,6 +63,8 @@ class BenchHardware:
                 sim.contactor.weld() if active else sim.contactor.unweld()
         if device == "reader":
             self.reader.fail() if active else self.reader.recover()
+        if device == "power":
+            self.set_power_failing(active)
 
 
 async def build_mock_hardware(config: Config) -> StationHardware:
@@ -88,6 +97,11 @@ async def build_mock_hardware(config: Config) -> StationHardware:
     reader = SimulatedReader()
     hardware.reader = reader
     hardware.bench = BenchHardware(simulated, reader)
+    # GPIO3 is left free by every mock pin layout; the simulated UPS holds it high (mains good).
+    power_pin = config.hardware.power_fail_pin if config.hardware.power_fail_pin is not None else MOCK_POWER_FAIL_PIN
+    hardware.bench.power_pin = held_pin(factory, power_pin)
+    hardware.bench.power_pin.hold(True)
+    hardware.power_fail = PowerFailInput(power_pin, active_high=False, pin_factory=factory)
 
     async def close_simulation() -> None:
         for sim in simulated:
@@ -104,4 +118,4 @@ def _power_of(ev: SimulatedEv):
     return lambda: ev.power_w
 
 
-__all__ = ["BenchHardware", "build_mock_hardware", "SimulatedConnector", "dataclasses"]
+__all__ = ["BenchHardware", "build_mock_hardware", "SimulatedConnector"]

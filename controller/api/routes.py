@@ -5,7 +5,7 @@ GET  /api/status        connectors, contactors, pilot, energy, OCPP link
 GET  /api/trace?since=N the OCPP frames seen since sequence N (secrets redacted)
 POST /api/bench/pilot   {"connector": 1, "state": "A".."F"}          simulated hardware only
 POST /api/bench/tag     {"id_tag": "..."}                             simulated hardware only
-POST /api/bench/fault   {"device": "meter"|"relay"|"reader", "active": bool}  simulated hardware only
+POST /api/bench/fault   {"device": "meter"|"relay"|"reader"|"power", "active": bool}  simulated hardware only
 
 The bench routes do not exist (404) unless the hardware backend is "mock".
 """
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from evcp.api.http import HttpError, Request, Response, Routes, html_response, json_response
 from evcp.hal import PILOT_STATES
 
-BENCH_DEVICES = ("meter", "relay", "reader")
+BENCH_DEVICES = ("meter", "relay", "reader", "power")
 
 
 class BenchControls(Protocol):

@@ -19,7 +19,7 @@ from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
-from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings
+from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings, StopReason
 from evcp.core.pilot import PilotFilter
 from evcp.core.station import Station
 from evcp.hal import MeterError, WatchableInputs
@@ -236,6 +236,8 @@ class Controller:
                     lambda ok: self.post_threadsafe(ev.DeviceFault(0, Device.READER, not ok,
                                                                    "" if ok else "reader not answering")))
             tasks.append(asyncio.create_task(self._watch_pilots(), name="pilot"))
+            if self.hardware.power_fail is not None:
+                tasks.append(asyncio.create_task(self._watch_power(self.hardware.power_fail), name="power"))
             tasks.append(asyncio.create_task(self._ticks(), name="ticks"))
             for cid, devices in enumerate(self.hardware.connectors, start=1):
                 if devices.meter is not None:
@@ -263,7 +265,8 @@ class Controller:
                 log.warning("restarting with %d transaction messages still queued", len(self.adapter.outbox))
             if self._restart is not None and not self._restart.done():
                 self._restart.set_result(hard)
-        log.info("%s reset requested: stopping transactions, then restarting", "hard" if hard else "soft")
+        log.info("%s restart: transactions stopped, restarting once their messages are delivered",
+                 "hard" if hard else "soft")
         asyncio.get_running_loop().create_task(flush_then_restart())
 
     async def _watch_pilots(self) -> None:
@@ -294,6 +297,25 @@ class Controller:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
                 await wait_event(edge, PILOT_BACKSTOP_S)
+
+    async def _watch_power(self, power_fail) -> None:
+        """Mains failing: stop every transaction while the backup power lasts (OCTT TC_032_1);
+        mains back before the backup ran out: restart, so sessions can start again."""
+        loop = asyncio.get_running_loop()
+        edge = asyncio.Event()
+        power_fail.watch(lambda: loop.call_soon_threadsafe(edge.set))
+        stopped = False
+        while True:
+            edge.clear()
+            if power_fail.failing and not stopped:
+                log.critical("mains power failing: stopping every transaction (PowerLoss)")
+                self.dispatch(ev.ShutdownRequested(StopReason.POWER_LOSS))
+                stopped = True
+            elif stopped and not power_fail.failing:
+                log.warning("mains power back before the backup ran out: restarting")
+                self._request_restart(hard=False)
+                stopped = False
+            await wait_event(edge, PILOT_BACKSTOP_S)
 
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
         feedback = relay.feedback_closed()

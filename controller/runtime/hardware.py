@@ -24,6 +24,8 @@ class StationHardware:
     reader: TagReader | None
     bench: Any = None
     """Verbs of simulated hardware (plug, tap, fault); None on a real charger."""
+    power_fail: Any = None
+    """A ``PowerFailInput``, when the charger has a UPS or supply monitor."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def open_all_relays(self) -> None:
@@ -35,6 +37,8 @@ class StationHardware:
         self.open_all_relays()
         if self.reader is not None:
             _quietly(self.reader.stop)
+        if self.power_fail is not None:
+            _quietly(self.power_fail.release)
         for devices in self.connectors:
             _quietly(devices.pilot.release)
             _quietly(devices.relay.release)

@@ -143,3 +143,17 @@ def test_without_the_opt_in_no_session_starts_offline(csms, start_charger, wait_
     charger.tap("OFFLINE8")
     wait_until(lambda: "not authorized" in charger.log_path.read_text(), 10, "offline refusal")
     assert charger.connector()["relay_closed"] is False and charger.connector()["transaction_id"] is None
+
+
+def test_tc_032_1_power_fail_input_stops_transactions_before_the_power_goes(csms, start_charger, wait_until):
+    charger = start_charger()
+    charger.start_charging("UPS00001")
+    assert charger.fault("power", True) == {"device": "power", "active": True}
+    [tx] = wait_until(lambda: closed(csms), 10, "PowerLoss stop while on backup power")
+    assert tx["stop"]["reason"] == "PowerLoss"
+    assert_billed_once(csms, tx)
+    assert charger.connector()["relay_closed"] is False
+    charger.tap("UPS00002")
+    assert len(csms.transactions()) == 1, "no new session while the mains is failing"
+    charger.fault("power", False)
+    wait_until(lambda: len(csms.sent_by_charger("BootNotification")) == 2, 15, "restart after the mains came back")
