@@ -44,6 +44,8 @@ from pathlib import Path
 CP_ID = "CP-SOAK-01"
 FAULTS = ("sigkill", "sigterm", "drop", "outage", "none")
 MOMENTS = ("before_tap", "after_tap", "charging", "after_stop_tap", "during_unplug")
+PER_KILL_WH = 7400 * 1.0 / 3600 + 0.5
+"""A power cut may lose one meter poll (1 s at the simulated EV's 7.4 kW) of a session's energy."""
 
 
 class Http:
@@ -145,24 +147,16 @@ class Soak:
         return self.status()["connectors"][0]
 
     def restart_after_kill(self) -> None:
-        """Start again; time process start -> PowerLoss StopTransaction at the central system."""
-        since = self.control.get("/messages?since=0&cp=none")["last_seq"]
+        """Start again; time process start -> PowerLoss StopTransaction received by the central system."""
+        since = self.control.get("/messages?cp=-")["last_seq"]
         started = self.start_charger()
-        if "stopping it with PowerLoss" not in self.logs[-1].read_text():
-            return
-
-        def power_loss_stop():
-            for m in self.control.get(f"/messages?since={since}&cp={CP_ID}")["messages"]:
-                if (m["direction"] == "received" and m["message_type"] == "CALL"
-                        and m["action"] == "StopTransaction" and m["payload"].get("reason") == "PowerLoss"):
-                    return epoch(m["time"])
-            return None
-
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if (arrived := power_loss_stop()) is not None:
-                self.recovery_s.append(arrived - started)
-                return
+        while "with PowerLoss" in self.logs[-1].read_text() and time.monotonic() < deadline:
+            for m in self.control.get(f"/messages?since={since}&cp={CP_ID}")["messages"]:
+                if (m["direction"], m["message_type"], m["action"]) == ("received", "CALL", "StopTransaction") \
+                        and m["payload"].get("reason") == "PowerLoss":
+                    self.recovery_s.append(epoch(m["time"]) - started)
+                    return
             time.sleep(0.05)
 
     def inject(self, fault: str, moment: str) -> bool:
@@ -175,12 +169,9 @@ class Soak:
             return True
         if fault == "sigterm":
             self.charger.send_signal(signal.SIGTERM)
-            try:
-                self.charger.wait(30)
-            except subprocess.TimeoutExpired:
+            if not wait_for(lambda: self.charger.poll() is not None, 30):
                 self.unexpected_exits += 1  # counted as a problem: SIGTERM must end the charger
                 self.charger.kill()
-                self.charger.wait(10)
             self.start_charger()
             return True
         if fault == "drop":
@@ -208,8 +199,7 @@ class Soak:
             return fault != "none" and point == moment and self.inject(fault, moment)
 
         pilot = lambda state: self.api.post("/api/bench/pilot", {"connector": 1, "state": state})  # noqa: E731
-        if fault == "none":
-            self.faults[("none", "-")] += 1
+        self.faults[("none", "-")] += fault == "none"
         pilot("C")
         if at("before_tap"):
             return
@@ -252,7 +242,7 @@ class Soak:
         self.charger.wait(30)
 
     def meter_wh(self) -> float:
-        path = self.state / "simulated-meter-1.wh"
+        path = self.state / "simulated-meter-1.wh"  # the simulated meter's persistent count
         return float(path.read_text()) if path.exists() else 0.0
 
     def contactor_violations(self, accepted: set[int]) -> list[str]:
@@ -272,58 +262,73 @@ class Soak:
                                         f"{'not accepted by the central system' if current else 'never accepted'}")
         return problems
 
+    def energy_gaps(self, txs: list[dict], before: float, after: float) -> list[tuple[int, str, int]]:
+        """(transaction, fault of its session, Wh) for each place where the meter moved between one
+        transaction's meterStop and the next one's meterStart (or the final count): no energy flows
+        between sessions, so each is energy billed to nobody (or, negative, billed twice)."""
+        gaps, previous, fault = [], round(before), "start"
+        for t in txs + [None]:
+            start = t["meter_start"] if t else round(after)
+            if start != previous:
+                gaps.append((t["transaction_id"] - 1 if t else txs[-1]["transaction_id"], fault, start - previous))
+            if t is not None:
+                previous = t["stop"]["meter_stop"] if t["stop"] else start
+                fault = "/".join(self.plan.get(t["id_tag"], (0, "?", "?"))[1:])
+        return gaps
+
     def report(self, iterations: int, elapsed: float, meter_before: float, meter_after: float) -> None:
         txs = self.control.get("/transactions")["transactions"]
         anomalies = self.control.get("/anomalies")["anomalies"]
         closed = [t for t in txs if not t["open"]]
-        open_left = [t["transaction_id"] for t in txs if t["open"]]
-        dup_stops = [t["transaction_id"] for t in txs if t["duplicate_stops"]]
-        negative = [t["transaction_id"] for t in closed if t["stop"]["meter_stop"] < t["meter_start"]]
-        per_tag = Counter(t["id_tag"] for t in txs)
-        dup_starts = sorted(tag for tag, count in per_tag.items() if count > 1)
-        billed = sum(t["stop"]["meter_stop"] - t["meter_start"] for t in closed)
-        counted = meter_after - meter_before
-        kills = sum(v for (f, _), v in self.faults.items() if f == "sigkill")
-        tolerance = 1.0 + 2.0 * kills  # rounding to whole Wh, plus a stale meterStop per power cut
-        power_loss = [t for t in closed if t["stop"]["reason"] == "PowerLoss"]
-        unexplained = [t["transaction_id"] for t in power_loss if self.plan.get(t["id_tag"], (0, ""))[1] != "sigkill"]
-        contactor = self.contactor_violations({t["transaction_id"] for t in txs if t["id_tag_status"] == "Accepted"})
-        reasons = Counter(t["stop"]["reason"] for t in closed)
+        ids = lambda keep: [t["transaction_id"] for t in txs if keep(t)]  # noqa: E731
+        open_left, dup_stops = ids(lambda t: t["open"]), ids(lambda t: t["duplicate_stops"])
+        negative = ids(lambda t: t["stop"] and t["stop"]["meter_stop"] < t["meter_start"])
+        dup_starts = sorted(tag for tag, count in Counter(t["id_tag"] for t in txs).items() if count > 1)
+        unexplained = ids(lambda t: t["stop"] and t["stop"]["reason"] == "PowerLoss"
+                          and self.plan.get(t["id_tag"], (0, ""))[1] != "sigkill")
+        contactor = self.contactor_violations(set(ids(lambda t: t["id_tag_status"] == "Accepted")))
+        billed, counted = sum(t["stop"]["meter_stop"] - t["meter_start"] for t in closed), meter_after - meter_before
         faults = Counter(f for (f, _) in self.faults.elements())
+        tolerance = 1.0 + PER_KILL_WH * faults["sigkill"]
+        gaps = self.energy_gaps(txs, meter_before, meter_after)
+        unexcused = [g for g in gaps if not g[1].startswith("sigkill")]
 
         print(f"soak: seed {self.args.seed}, {iterations} iterations in {elapsed:.0f} s, work dir {self.work}")
-        if self.args.verbose:
-            for t in txs:
-                stop = t["stop"] or {}
-                print(f"  tx {t['transaction_id']:4d} {t['id_tag']} {'/'.join(self.plan.get(t['id_tag'], (0, '?', '?'))[1:])}"
-                      f" meter {t['meter_start']} -> {stop.get('meter_stop')} {stop.get('reason')}"
-                      f" values {t['meter_values_count']}")
-        print("faults injected (fault/moment: count):")
-        for (f, m), v in sorted(self.faults.items()):
-            print(f"  {f:8s} {m:15s} {v}")
-        print(f"sessions started by taps            {self.taps}  (reached Charging: {self.charged}, "
-              f"not back to Available after unplug: {self.stuck})")
-        print(f"transactions at the central system  {len(txs)}  (closed {len(closed)}; stop reasons "
-              f"{dict(sorted(reasons.items()))})")
-        print(f"open transactions left              {len(open_left)}  {open_left or ''}")
-        print(f"transactions closed more than once  {len(dup_stops)}  {dup_stops or ''}")
-        print(f"cards with more than one start      {len(dup_starts)}  {dup_starts or ''}")
-        print(f"anomalies                           {len(anomalies)}  "
-              f"{dict(Counter(a['kind'] for a in anomalies)) or ''}")
-        print(f"meterStop < meterStart              {len(negative)}  {negative or ''}")
-        print(f"energy billed (sum stop - start)    {billed} Wh")
-        print(f"simulated meter count increase      {counted:.3f} Wh  ({meter_before:.3f} -> {meter_after:.3f})")
-        print(f"difference billed - counted         {billed - counted:+.3f} Wh  (tolerance +-{tolerance:.0f} Wh: "
-              f"1 + 2 per power cut)")
-        print(f"PowerLoss stops                     {len(power_loss)}, not after a SIGKILL: {len(unexplained)}  "
-              f"{unexplained or ''}")
-        print(f"contactor CLOSED without accepted   {len(contactor)}")
-        for problem in contactor[:10]:
-            print(f"  {problem}")
-        print(f"unexpected charger exits            {self.unexpected_exits};  iteration errors {self.errors}")
-        print(f"SIGKILL -> restart -> PowerLoss StopTransaction received: {percentiles(self.recovery_s)}")
+        for t in txs if self.args.verbose else []:
+            stop = t["stop"] or {}
+            print(f"  tx {t['transaction_id']:4d} {t['id_tag']} {'/'.join(self.plan.get(t['id_tag'], (0, '?', '?'))[1:])}"
+                  f" meter {t['meter_start']} -> {stop.get('meter_stop')} {stop.get('reason')}, "
+                  f"{t['meter_values_count']} meter values")
+        print("faults injected (fault, moment, count):")
+        print("\n".join(f"  {f:8s} {m:15s} {v}" for (f, m), v in sorted(self.faults.items()) if v))
+        rows = [
+            ("sessions started by taps", f"{self.taps}  (reached Charging {self.charged}; "
+                                         f"not Available 15 s after unplug {self.stuck})"),
+            ("transactions at the central system", f"{len(txs)}  (stop reasons "
+                                                   f"{dict(sorted(Counter(t['stop']['reason'] for t in closed).items()))})"),
+            ("open transactions left", f"{len(open_left)}  {open_left or ''}"),
+            ("transactions closed more than once", f"{len(dup_stops)}  {dup_stops or ''}"),
+            ("cards with more than one start", f"{len(dup_starts)}  {dup_starts or ''}"),
+            ("anomalies", f"{len(anomalies)}  {dict(Counter(a['kind'] for a in anomalies)) or ''}"),
+            ("meterStop < meterStart", f"{len(negative)}  {negative or ''}"),
+            ("energy billed, sum(stop - start)", f"{billed} Wh"),
+            ("simulated meter count increase", f"{counted:.3f} Wh  ({meter_before:.3f} -> {meter_after:.3f})"),
+            ("difference billed - counted", f"{billed - counted:+.3f} Wh  (tolerance +-{tolerance:.1f} Wh: "
+                                            f"1 + {PER_KILL_WH:.1f} per SIGKILL)"),
+            ("meter moved between transactions", f"{len(gaps)} times, {sum(g[2] for g in gaps):+d} Wh; "
+                                                 f"not after a SIGKILL: {len(unexcused)}"),
+        ]
+        rows += [(f"  after tx {tx} ({fault})", f"{wh:+d} Wh") for tx, fault, wh in gaps]
+        rows += [
+            ("PowerLoss stops not after a SIGKILL", f"{len(unexplained)}  {unexplained or ''}"),
+            ("contactor CLOSED without acceptance", f"{len(contactor)}  {'; '.join(contactor[:5])}"),
+            ("unexpected charger exits", f"{self.unexpected_exits}  (iteration errors {self.errors})"),
+            ("SIGKILL: start -> PowerLoss stop received", percentiles(self.recovery_s)),
+        ]
+        for label, value in rows:
+            print(f"{label:42s} {value}")
         violations = (len(open_left) + len(dup_stops) + len(dup_starts) + len(anomalies) + len(negative)
-                      + (abs(billed - counted) > tolerance) + len(unexplained) + len(contactor)
+                      + (abs(billed - counted) > tolerance) + len(unexcused) + len(unexplained) + len(contactor)
                       + self.unexpected_exits)
         print(f"soak: {iterations} iterations, {faults['sigkill']} kills, {faults['sigterm']} SIGTERMs, "
               f"{faults['drop']} drops, {faults['outage']} outages, {faults['none']} without fault; "

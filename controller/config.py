@@ -67,6 +67,8 @@ class ChargePointConfig:
     """What the hardware (cable, contactor, supply) allows per connector, 6..80 A."""
     phases: int = 3
     cable: Literal["socket", "tethered"] = "socket"
+    require_meter: bool = True
+    """No new session while the energy meter does not answer (nothing could be billed)."""
     on_shutdown: Literal["stop-transactions", "leave-open"] = "stop-transactions"
     """On SIGTERM: stop transactions (reason Reboot) and deliver the stops before exiting, or
     leave them open so the next start stops them with reason PowerLoss."""

@@ -85,6 +85,8 @@ class Settings:
     """0 = no clock-aligned meter values."""
     max_current_a: float = 32.0
     tethered_cable: bool = False
+    require_meter: bool = True
+    """No new session while the energy meter is failing."""
     offline_start: bool = False
     """Installer opt-in: a session may start while the central system is unreachable,
     before its StartTransaction.conf (breaks "no energy before Accepted" on purpose)."""

@@ -559,7 +559,7 @@ class Station:
             return "connector unavailable"
         if c.hard_fault:
             return c.hard_fault
-        if Device.METER in c.faults:
+        if Device.METER in c.faults and self.settings.require_meter:
             return "energy meter not answering"
         if c.transaction is not None:
             return "a transaction is running"

@@ -64,7 +64,8 @@ class Controller:
         self.store = store
         base = Settings(max_current_a=config.charge_point.max_current_a,
                         tethered_cable=config.charge_point.cable == "tethered",
-                        offline_start=config.ocpp.allow_offline_start)
+                        offline_start=config.ocpp.allow_offline_start,
+                        require_meter=config.charge_point.require_meter)
         self.station = Station(config.charge_point.connectors, settings_from(configuration, base),
                                first_local_id=store.next_local_id() if store else 1)
         self._saved_availability: dict[int, bool] = {}

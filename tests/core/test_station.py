@@ -478,3 +478,12 @@ def test_tc_037_2_late_rejection_without_stop_allows_max_energy_on_invalid_id():
     assert isinstance(out[0], act.OpenRelay)
     assert b.statuses()[-1] == "SuspendedEVSE"
     assert b.last(act.StopTransaction) is None
+
+
+def test_sessions_without_a_meter_when_the_installer_allows_them():
+    b = Bench(require_meter=False)
+    b(ev.DeviceFault(1, Device.METER, True, "no answer"))
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("T"))
+    b(ev.AuthorizationResult("T", ACCEPTED))
+    assert b.last(act.StartTransaction) is not None
