@@ -53,11 +53,11 @@ class Http:
         self.base = base
 
     def get(self, path: str):
-        with urllib.request.urlopen(self.base + path, timeout=10) as response:
-            return json.loads(response.read())
+        return self.post(path, None)
 
-    def post(self, path: str, body: dict):
-        request = urllib.request.Request(self.base + path, json.dumps(body).encode(),
+    def post(self, path: str, body: dict | None):
+        """POST body as JSON (GET when None); an HTTP error status comes back as {"http_status": N}."""
+        request = urllib.request.Request(self.base + path, None if body is None else json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -172,6 +172,7 @@ class Soak:
             if not wait_for(lambda: self.charger.poll() is not None, 30):
                 self.unexpected_exits += 1  # counted as a problem: SIGTERM must end the charger
                 self.charger.kill()
+                self.charger.wait(10)
             self.start_charger()
             return True
         if fault == "drop":
@@ -262,18 +263,18 @@ class Soak:
                                         f"{'not accepted by the central system' if current else 'never accepted'}")
         return problems
 
-    def energy_gaps(self, txs: list[dict], before: float, after: float) -> list[tuple[int, str, int]]:
-        """(transaction, fault of its session, Wh) for each place where the meter moved between one
-        transaction's meterStop and the next one's meterStart (or the final count): no energy flows
-        between sessions, so each is energy billed to nobody (or, negative, billed twice)."""
-        gaps, previous, fault = [], round(before), "start"
+    def energy_gaps(self, txs: list[dict], before: float, after: float) -> list[tuple[str, int]]:
+        """Where the meter moved between a transaction's meterStop and the next meterStart (or the
+        final count): no energy flows between sessions, so each gap is energy billed to nobody
+        (negative: billed twice). Returns (the earlier transaction and its fault, Wh)."""
+        gaps, previous, where = [], round(before), "before the first"
         for t in txs + [None]:
             start = t["meter_start"] if t else round(after)
             if start != previous:
-                gaps.append((t["transaction_id"] - 1 if t else txs[-1]["transaction_id"], fault, start - previous))
+                gaps.append((where, start - previous))
             if t is not None:
                 previous = t["stop"]["meter_stop"] if t["stop"] else start
-                fault = "/".join(self.plan.get(t["id_tag"], (0, "?", "?"))[1:])
+                where = f"tx {t['transaction_id']} ({'/'.join(self.plan.get(t['id_tag'], (0, '?', '?'))[1:])})"
         return gaps
 
     def report(self, iterations: int, elapsed: float, meter_before: float, meter_after: float) -> None:
@@ -291,7 +292,7 @@ class Soak:
         faults = Counter(f for (f, _) in self.faults.elements())
         tolerance = 1.0 + PER_KILL_WH * faults["sigkill"]
         gaps = self.energy_gaps(txs, meter_before, meter_after)
-        unexcused = [g for g in gaps if not g[1].startswith("sigkill")]
+        unexcused = [g for g in gaps if "(sigkill/" not in g[0]]
 
         print(f"soak: seed {self.args.seed}, {iterations} iterations in {elapsed:.0f} s, work dir {self.work}")
         for t in txs if self.args.verbose else []:
@@ -315,10 +316,10 @@ class Soak:
             ("simulated meter count increase", f"{counted:.3f} Wh  ({meter_before:.3f} -> {meter_after:.3f})"),
             ("difference billed - counted", f"{billed - counted:+.3f} Wh  (tolerance +-{tolerance:.1f} Wh: "
                                             f"1 + {PER_KILL_WH:.1f} per SIGKILL)"),
-            ("meter moved between transactions", f"{len(gaps)} times, {sum(g[2] for g in gaps):+d} Wh; "
+            ("meter moved between transactions", f"{len(gaps)} times, {sum(g[1] for g in gaps):+d} Wh; "
                                                  f"not after a SIGKILL: {len(unexcused)}"),
         ]
-        rows += [(f"  after tx {tx} ({fault})", f"{wh:+d} Wh") for tx, fault, wh in gaps]
+        rows += [(f"  after {where}", f"{wh:+d} Wh") for where, wh in gaps]
         rows += [
             ("PowerLoss stops not after a SIGKILL", f"{len(unexplained)}  {unexplained or ''}"),
             ("contactor CLOSED without acceptance", f"{len(contactor)}  {'; '.join(contactor[:5])}"),
@@ -344,7 +345,7 @@ class Soak:
                 n += 1
                 try:
                     self.iteration(n)
-                except (OSError, subprocess.TimeoutExpired) as error:  # reported, and the soak goes on
+                except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:  # counted; the soak goes on
                     self.errors += 1
                     print(f"iteration {n}: {type(error).__name__}: {error}", file=sys.stderr)
                 if n % 10 == 0:
@@ -355,10 +356,7 @@ class Soak:
             for process in (self.charger, self.csms):
                 if process is not None and process.poll() is None:
                     process.terminate()
-                    try:
-                        process.wait(15)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
+                    wait_for(lambda: process.poll() is not None, 15) or process.kill()
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""The asyncio shell: whatever ends the controller, the contactors are open afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from evcp.bench.csms import CentralSystem
+from evcp.config import load
+from evcp.runtime.app import Charger
+
+BENCH = Path(__file__).resolve().parents[2] / "config" / "bench.toml"
+
+
+async def charging(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
+    csms = CentralSystem(port=0, control_port=None)
+    await csms.start()
+    config = load(BENCH)
+    config = dataclasses.replace(
+        config,
+        ocpp=dataclasses.replace(config.ocpp, csms_url=csms.url + "/ocpp"),
+        api=dataclasses.replace(config.api, listen="127.0.0.1:0", port=0),
+        storage=dataclasses.replace(config.storage, state_dir=tmp_path),
+    )
+    charger = Charger(config)
+    task = asyncio.create_task(charger.run())
+    await charger.started.wait()
+    while charger.controller.adapter.registration != "Accepted":
+        await asyncio.sleep(0.02)
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("CRASH001")
+    for _ in range(100):
+        if charger.hardware.connectors[0].relay.is_closed:
+            break
+        await asyncio.sleep(0.05)
+    assert charger.hardware.connectors[0].relay.is_closed
+    return charger, task, csms
+
+
+async def test_an_unexpected_error_in_a_task_ends_with_every_contactor_open(tmp_path):
+    charger, task, csms = await charging(tmp_path)
+    coil = charger.hardware.bench.simulated[0].contactor
+    pilot = charger.hardware.connectors[0].pilot
+
+    def broken():
+        raise ZeroDivisionError("a bug in a driver")
+
+    pilot.read_state = broken
+    charger.hardware.bench.set_pilot(1, "B")  # an edge wakes the pilot task, which now fails
+    with pytest.raises(ZeroDivisionError):
+        await asyncio.wait_for(task, 5)
+    assert not coil.coil_energised
+    await csms.stop()
+
+
+async def test_cancelling_the_charger_ends_with_every_contactor_open(tmp_path):
+    charger, task, csms = await charging(tmp_path)
+    coil = charger.hardware.bench.simulated[0].contactor
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not coil.coil_energised
+    await csms.stop()
