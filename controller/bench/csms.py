@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import ocpp.v16.call
+from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
@@ -103,6 +104,8 @@ class Policy:
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL_S
     accept_connections: bool = True
     """False simulates an outage: websocket handshakes are refused with 503."""
+    call_errors: dict[str, int] = field(default_factory=dict)
+    """Action -> how many of its next requests are answered with CALLERROR InternalError."""
 
     def authorize_status(self, id_tag: str) -> str:
         if id_tag in self.authorize_overrides:
@@ -140,6 +143,7 @@ class Policy:
             "boot_responses": lambda value: deque(_parse_boot_responses(value)),
             "heartbeat_interval": _parse_positive_int,
             "accept_connections": _parse_bool,
+            "call_errors": _parse_count_map,
         }
         unknown = sorted(set(changes) - set(parsers))
         if unknown:
@@ -163,6 +167,7 @@ class Policy:
             "boot_responses": [response.to_dict() for response in self.boot_responses],
             "heartbeat_interval": self.heartbeat_interval,
             "accept_connections": self.accept_connections,
+            "call_errors": dict(self.call_errors),
         }
 
 
@@ -182,6 +187,12 @@ def _parse_str_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise TypeError(f"expected a list of strings (got {value!r})")
     return value
+
+
+def _parse_count_map(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object of action -> count (got {value!r})")
+    return {str(action): _parse_positive_int(count) for action, count in value.items()}
 
 
 def _parse_str_map(value: Any) -> dict[str, str]:
@@ -552,6 +563,14 @@ class CentralSystemChargePoint(ChargePoint):
         super().__init__(cp_id, connection, response_timeout=MAX_CALL_TIMEOUT_S,
                          logger=_library_logger)
         self._ledger = ledger
+
+    async def _handle_call(self, msg):
+        """``policy.call_errors``: answer the next N requests of an action with a CALLERROR."""
+        remaining = self._ledger.policy.call_errors.get(msg.action, 0)
+        if remaining > 0:
+            self._ledger.policy.call_errors[msg.action] = remaining - 1
+            raise InternalError(details={"cause": f"scripted failure of {msg.action} (policy.call_errors)"})
+        return await super()._handle_call(msg)
 
     @on(Action.boot_notification)
     def on_boot_notification(self, **details):

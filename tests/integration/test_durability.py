@@ -157,3 +157,14 @@ def test_tc_032_1_power_fail_input_stops_transactions_before_the_power_goes(csms
     assert len(csms.transactions()) == 1, "no new session while the mains is failing"
     charger.fault("power", False)
     wait_until(lambda: len(csms.sent_by_charger("BootNotification")) == 2, 15, "restart after the mains came back")
+
+
+def test_transaction_message_attempts_retry_a_callerror_then_deliver(csms, start_charger, wait_until):
+    csms.post("/policy", {"call_errors": {"StopTransaction": 2}})
+    charger = start_charger(keys={"TransactionMessageAttempts": 3, "TransactionMessageRetryInterval": 1})
+    charger.start_charging("RETRY001")
+    charger.tap("RETRY001")
+    [tx] = wait_until(lambda: closed(csms), 15, "the third attempt")
+    assert_billed_once(csms, tx)
+    assert len(csms.sent_by_charger("StopTransaction")) == 3
+    assert "attempt 2 of 3" in charger.log_path.read_text()
