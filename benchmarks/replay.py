@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import socket
 import subprocess
@@ -101,8 +100,9 @@ def main() -> None:
     prefill(state, args.messages)
     prefill_s = time.monotonic() - t
 
-    csms = subprocess.Popen([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0",
-                             "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    with open(work / "csms.log", "w") as log:
+        csms = subprocess.Popen([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0",
+                                 "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=log, text=True)
     charger = None
     try:
         match = re.search(r"(ws://\S+) control (http://\S+)", csms.stdout.readline())
@@ -161,12 +161,13 @@ def main() -> None:
               + (f"closed: {not tx['open']}, reason {(tx['stop'] or {}).get('reason')}, "
                  f"meter values {tx['meter_values_count']} of {args.messages - 2}, "
                  f"duplicate stops {len(tx['duplicate_stops'])}" if tx else "none"))
-        print(f"  in order (timestamps and register increasing): {in_order and len(stamps) == args.messages - 2}; "
+        complete = bool(tx) and not tx["open"] and tx["meter_values_count"] == args.messages - 2
+        print(f"  in order (timestamps and register increasing): {in_order}; "
               f"anomalies {len(anomalies)}; meter values outside the transaction {stray}")
         print(f"replay: {args.messages} messages, "
               + (f"{stop_at - started:.2f} s, {args.messages / (stop_at - started):.1f} messages/s"
                  if stop_at else "not finished")
-              + f", RSS {rss_kb / 1024:.1f} MB, in order: {in_order}", flush=True)
+              + f", RSS {rss_kb / 1024:.1f} MB, complete: {complete}, in order: {in_order}", flush=True)
     finally:
         for process in (charger, csms):
             if process is not None and process.poll() is None:

@@ -1,24 +1,25 @@
 """Fault-injection soak: charging sessions over real processes while the charger is killed,
 stopped, cut off from its central system, and restarted. Prints numbers; asserts nothing.
 
-    python benchmarks/soak.py [--iterations 200] [--seconds 600] [--seed 1]
+    python benchmarks/soak.py [--iterations 200] [--seconds 600] [--seed 1] [--verbose]
 
 One bench central system (`python -m evcp.bench.csms`) runs for the whole soak; the charger
 (`evcp run`, mock hardware) keeps its state directory across restarts. Each iteration runs one
 session on connector 1 (plug in with pilot C, tap a new card, charge 0.2-3 s, tap again,
-unplug) and injects one fault, chosen at random (seeded) together with the moment it strikes
-(before the tap, right after it, while charging, right after the stopping tap, during the
-unplug): SIGKILL of the charger (a power cut), SIGTERM, the websocket dropped by the central
-system, the central system offline for 1-5 s, or nothing. A killed or stopped charger is started
-again on the same config and state (with a new API port).
+unplug) and injects one fault, chosen at random together with the moment it strikes (before the
+tap, right after it, while charging, right after the stopping tap, during the unplug): SIGKILL
+of the charger (a power cut), SIGTERM, the websocket dropped by the central system, the central
+system offline for 1-5 s, or nothing. A killed or stopped charger is started again on the same
+config and state (with a new API port). The plan is seeded; the timing of real processes is not.
 
 At the end (queue empty, everything unplugged) it prints what the central system saw against
 what was done: transactions, open ones, duplicate stops, anomalies, meterStop < meterStart,
-billed energy against the simulated meter's own count, PowerLoss stops that did not follow a
-power cut, contactors closed without an accepted transaction (from the charger logs), and the
-time from restart to the PowerLoss StopTransaction reaching the central system after SIGKILL.
-The run stops after --iterations or --seconds, whichever comes first. Exit status is non-zero
-only when the soak itself could not run: it reports, it does not judge.
+billed energy against the simulated meter's own count (and where the meter moved between one
+transaction's meterStop and the next meterStart: energy billed to nobody), PowerLoss stops that
+did not follow a power cut, contactors closed without an accepted transaction (from the charger
+logs), and the time from process start to the PowerLoss StopTransaction reaching the central
+system after each SIGKILL. The run stops after --iterations or --seconds, whichever comes first.
+Exit status is non-zero only when the soak itself could not run: it reports, it does not judge.
 """
 
 from __future__ import annotations
@@ -104,20 +105,18 @@ class Soak:
         self.work = Path(tempfile.mkdtemp(prefix="evcp-soak-"))
         self.state = self.work / "state"
         self.charger: subprocess.Popen | None = None
-        self.api: Http | None = None
-        self.logs: list[Path] = []
-        self.plan: dict[str, tuple[int, str, str]] = {}   # tag -> (iteration, fault, moment)
+        self.api, self.logs = Http(""), []
+        self.plan: dict[str, str] = {}                      # tag -> "fault/moment" of its session
         self.faults: Counter = Counter()                    # (fault, moment) actually injected
-        self.taps = self.charged = self.stuck = self.unexpected_exits = self.errors = 0
-        self.recovery_s: list[float] = []
-        self.csms = subprocess.Popen([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0",
-                                      "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+        self.tapped, self.recovery_s = [], []  # tags tapped to start; seconds from restart to PowerLoss stop
+        self.charged = self.stuck = self.unexpected_exits = self.errors = 0
+        with open(self.work / "csms.log", "w") as log:  # its warnings (anomalies) go there, not to stdout
+            self.csms = subprocess.Popen([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0",
+                                          "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=log, text=True)
         match = re.search(r"(ws://\S+) control (http://\S+)", self.csms.stdout.readline())
         if match is None:
             raise RuntimeError("the central system did not start")
         self.ws_url, self.control = match.group(1), Http(match.group(2))
-
-    # ------------------------------------------------------------------ processes
 
     def start_charger(self) -> float:
         """Start `evcp run` on the same state; returns the time just before the process started."""
@@ -132,9 +131,10 @@ class Soak:
         log = self.work / f"charger-{len(self.logs) + 1:04d}.log"
         self.logs.append(log)
         started = time.time()
-        self.charger = subprocess.Popen([sys.executable, "-m", "evcp", "run", "--config", str(config)],
-                                        stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        with open(log, "w") as out:
+            self.charger = subprocess.Popen([sys.executable, "-m", "evcp", "run", "--config", str(config)],
+                                            stdout=out, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.api = Http(f"http://127.0.0.1:{port}")
         if not wait_for(lambda: self.charger.poll() is None and self.status()["ocpp"]["registration"] == "Accepted", 30):
             raise RuntimeError(f"the charger did not come up; see {log}")
@@ -184,17 +184,15 @@ class Soak:
             self.control.post("/policy", {"accept_connections": True})
         return False
 
-    # ------------------------------------------------------------------ one session
-
     def iteration(self, n: int) -> None:
         if self.charger is None or self.charger.poll() is not None:
-            if self.charger is not None:
-                self.unexpected_exits += 1
+            self.unexpected_exits += self.charger is not None  # it ended without an injected fault
             self.start_charger()
+        wait_for(lambda: self.status()["ocpp"]["connected"], 15)  # no fault carried over from the last one
         fault, moment = self.rng.choice(FAULTS), self.rng.choice(MOMENTS)
         charge_s, split = self.rng.uniform(0.2, 3.0), self.rng.random()
         tag = f"SOAK{self.args.seed % 1000:03d}N{n:05d}"
-        self.plan[tag] = (n, fault, moment)
+        self.plan[tag] = f"{fault}/{moment}"
 
         def at(point: str) -> bool:
             return fault != "none" and point == moment and self.inject(fault, moment)
@@ -205,7 +203,7 @@ class Soak:
         if at("before_tap"):
             return
         self.api.post("/api/bench/tag", {"id_tag": tag})
-        self.taps += 1
+        self.tapped.append(tag)
         if at("after_tap"):
             return
         tapped = time.monotonic()
@@ -227,8 +225,6 @@ class Soak:
         pilot("A")
         if not wait_for(lambda: self.connector()["status"] == "Available", 15):
             self.stuck += 1
-
-    # ------------------------------------------------------------------ the end
 
     def settle(self) -> None:
         """Charger running, everything unplugged, queue empty, central system caught up."""
@@ -274,7 +270,7 @@ class Soak:
                 gaps.append((where, start - previous))
             if t is not None:
                 previous = t["stop"]["meter_stop"] if t["stop"] else start
-                where = f"tx {t['transaction_id']} ({'/'.join(self.plan.get(t['id_tag'], (0, '?', '?'))[1:])})"
+                where = f"tx {t['transaction_id']} ({self.plan.get(t['id_tag'], '?')})"
         return gaps
 
     def report(self, iterations: int, elapsed: float, meter_before: float, meter_after: float) -> None:
@@ -284,9 +280,12 @@ class Soak:
         ids = lambda keep: [t["transaction_id"] for t in txs if keep(t)]  # noqa: E731
         open_left, dup_stops = ids(lambda t: t["open"]), ids(lambda t: t["duplicate_stops"])
         negative = ids(lambda t: t["stop"] and t["stop"]["meter_stop"] < t["meter_start"])
-        dup_starts = sorted(tag for tag, count in Counter(t["id_tag"] for t in txs).items() if count > 1)
+        started = Counter(t["id_tag"] for t in txs)
+        dup_starts = sorted(tag for tag, count in started.items() if count > 1)
+        no_tx = Counter(self.plan[tag] for tag in self.tapped if tag not in started)
+        refused = sum(count for plan, count in no_tx.items() if plan.startswith("none/"))
         unexplained = ids(lambda t: t["stop"] and t["stop"]["reason"] == "PowerLoss"
-                          and self.plan.get(t["id_tag"], (0, ""))[1] != "sigkill")
+                          and not self.plan.get(t["id_tag"], "").startswith("sigkill/"))
         contactor = self.contactor_violations(set(ids(lambda t: t["id_tag_status"] == "Accepted")))
         billed, counted = sum(t["stop"]["meter_stop"] - t["meter_start"] for t in closed), meter_after - meter_before
         faults = Counter(f for (f, _) in self.faults.elements())
@@ -297,14 +296,16 @@ class Soak:
         print(f"soak: seed {self.args.seed}, {iterations} iterations in {elapsed:.0f} s, work dir {self.work}")
         for t in txs if self.args.verbose else []:
             stop = t["stop"] or {}
-            print(f"  tx {t['transaction_id']:4d} {t['id_tag']} {'/'.join(self.plan.get(t['id_tag'], (0, '?', '?'))[1:])}"
+            print(f"  tx {t['transaction_id']:4d} {t['id_tag']} {self.plan.get(t['id_tag'], '?')}"
                   f" meter {t['meter_start']} -> {stop.get('meter_stop')} {stop.get('reason')}, "
                   f"{t['meter_values_count']} meter values")
         print("faults injected (fault, moment, count):")
         print("\n".join(f"  {f:8s} {m:15s} {v}" for (f, m), v in sorted(self.faults.items()) if v))
         rows = [
-            ("sessions started by taps", f"{self.taps}  (reached Charging {self.charged}; "
+            ("sessions started by taps", f"{len(self.tapped)}  (reached Charging {self.charged}; "
                                          f"not Available 15 s after unplug {self.stuck})"),
+            ("  taps that started no transaction", f"{sum(no_tx.values())}  {dict(sorted(no_tx.items())) or ''}"),
+            ("  of them in a session without a fault", f"{refused}"),
             ("transactions at the central system", f"{len(txs)}  (stop reasons "
                                                    f"{dict(sorted(Counter(t['stop']['reason'] for t in closed).items()))})"),
             ("open transactions left", f"{len(open_left)}  {open_left or ''}"),
@@ -323,14 +324,14 @@ class Soak:
         rows += [
             ("PowerLoss stops not after a SIGKILL", f"{len(unexplained)}  {unexplained or ''}"),
             ("contactor CLOSED without acceptance", f"{len(contactor)}  {'; '.join(contactor[:5])}"),
-            ("unexpected charger exits", f"{self.unexpected_exits}  (iteration errors {self.errors})"),
+            ("charger exits not injected, SIGTERM ignored", f"{self.unexpected_exits}  (iteration errors {self.errors})"),
             ("SIGKILL: start -> PowerLoss stop received", percentiles(self.recovery_s)),
         ]
         for label, value in rows:
-            print(f"{label:42s} {value}")
+            print(f"{label:44s} {value}")
         violations = (len(open_left) + len(dup_stops) + len(dup_starts) + len(anomalies) + len(negative)
                       + (abs(billed - counted) > tolerance) + len(unexcused) + len(unexplained) + len(contactor)
-                      + self.unexpected_exits)
+                      + refused + self.unexpected_exits)
         print(f"soak: {iterations} iterations, {faults['sigkill']} kills, {faults['sigterm']} SIGTERMs, "
               f"{faults['drop']} drops, {faults['outage']} outages, {faults['none']} without fault; "
               f"{len(txs)} transactions, {billed} Wh billed vs {counted:.1f} Wh metered; "

@@ -229,6 +229,14 @@ class StateStore:
         return self._run("INSERT INTO outbox (action, payload, local_id) VALUES (?, ?, ?)",
                          (action, _json(payload), local_id)).lastrowid
 
+    def outbox_put_stop(self, payload: dict[str, Any], local_id: int) -> int:
+        """Queue a transaction's StopTransaction and mark it stopped, in one commit: a power
+        cut between the two would otherwise stop it twice (here, and with PowerLoss at boot)."""
+        with self._transaction():
+            seq = self.outbox_put("StopTransaction", payload, local_id)
+            self.transaction_stopped(local_id)
+        return seq
+
     def outbox_update(self, seq: int, payload: dict[str, Any], attempts: int) -> None:
         """Replace a queued message's payload and attempt count. KeyError if seq is not queued."""
         self._update_one("UPDATE outbox SET payload = ?, attempts = ? WHERE seq = ?",

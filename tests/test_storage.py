@@ -429,3 +429,18 @@ class StateStoreRows:
     def transaction(self, local_id):
         cursor = self.db.execute("SELECT * FROM transactions WHERE local_id = ?", (local_id,))
         return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+
+
+def test_queueing_the_stop_marks_the_transaction_stopped_in_the_same_commit(tmp_path):
+    from evcp.storage import StateStore
+
+    with StateStore(tmp_path / "evcp.sqlite3") as store:
+        store.transaction_started(1, 1, "TAG", 100, 1000.0)
+        seq = store.outbox_put_stop({"transactionId": None, "meterStop": 150, "timestamp": "t", "reason": "Local"}, 1)
+        assert store.open_transactions() == []
+        assert [(m.seq, m.action, m.local_id) for m in store.outbox_entries()] == [(seq, "StopTransaction", 1)]
+        try:
+            store.outbox_put_stop({"meterStop": 1}, 99)
+        except KeyError:
+            pass
+        assert [m.local_id for m in store.outbox_entries()] == [1], "an unknown transaction queues nothing"

@@ -189,6 +189,10 @@ class Station:
                 out.append(act.Notice(f"connector {c.id}: no cable within ConnectionTimeOut, "
                                       f"authorization of {c.auth_tag} dropped"))
                 self._cancel_authorization(c)
+            elif c.phase is Phase.AUTHORIZING and c.auth_deadline is not None and now >= c.auth_deadline:
+                out.append(act.Notice(f"connector {c.id}: no answer about {c.auth_tag} within "
+                                      "ConnectionTimeOut; the connector is free again"))
+                self._cancel_authorization(c)
             tx = c.transaction
             interval = self.settings.meter_sample_interval_s
             if c.phase is Phase.TRANSACTION and tx and tx.accepted and interval > 0:
@@ -230,10 +234,10 @@ class Station:
         target = self._connector_for_new_session(e.id_tag)
         if target is not None:
             target.phase, target.auth_tag, target.auth_remote = Phase.AUTHORIZING, e.id_tag, False
-            self._request_authorization(e.id_tag, target.id, out)
+            self._request_authorization(e.id_tag, target.id, out, now)
         elif any(c.transaction and c.transaction.parent_id_tag for c in self.connectors.values()):
             # Another card of the same group may stop a transaction (OCPP 1.6 §3.5.1, TC_069).
-            self._request_authorization(e.id_tag, None, out)
+            self._request_authorization(e.id_tag, None, out, now)
         else:
             out.append(act.Notice(f"{e.id_tag} presented, but no connector can start a session"))
 
@@ -315,7 +319,7 @@ class Station:
         c.auth_tag, c.auth_remote = e.id_tag, True
         if self.settings.authorize_remote_start:
             c.phase = Phase.AUTHORIZING
-            self._request_authorization(e.id_tag, c.id, out)
+            self._request_authorization(e.id_tag, c.id, out, now)
             return
         c.phase, c.auth_parent = Phase.AUTHORIZED, None
         c.auth_deadline = now + self.settings.connection_timeout_s
@@ -425,8 +429,10 @@ class Station:
         c.auth_tag = c.auth_parent = c.auth_deadline = None
         c.auth_remote = c.auth_offline = False
 
-    def _request_authorization(self, id_tag: str, connector: int | None, out: list) -> None:
+    def _request_authorization(self, id_tag: str, connector: int | None, out: list, now: float) -> None:
         self._pending_auth[id_tag] = _PendingAuthorization(connector)
+        if connector is not None:
+            self.connectors[connector].auth_deadline = now + self.settings.connection_timeout_s
         out.append(act.RequestAuthorization(id_tag))
 
     def _report_meter(self, c: Connector, at: float, context: str, out: list) -> None:

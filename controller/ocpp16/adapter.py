@@ -308,12 +308,15 @@ class Ocpp16Adapter:
     async def _take_final_reading(self, entry) -> None:
         """meterStop from a reading taken after the contactor opened, when the meter answers:
         no energy flows after that, so it bills what was delivered, not the last poll."""
-        reading, entry.final_reading = entry.final_reading, None
+        reading = entry.final_reading
         try:
             async with asyncio.timeout(5.0):
                 energy_wh = await asyncio.shield(reading)
         except TimeoutError:
+            entry.final_reading = None
             return
+        # Cleared only now: a connection lost while waiting must not lose the reading.
+        entry.final_reading = None
         if energy_wh is not None and round(energy_wh) > entry.payload["meterStop"]:
             entry.payload["meterStop"] = round(energy_wh)
             self.outbox.update(entry)
@@ -386,17 +389,19 @@ class Ocpp16Adapter:
             self._spawn(self._call(call.MeterValues(**camel_to_snake_case(payload))))
 
     async def _authorize(self, id_tag: str) -> None:
+        """Always answers the core, whatever happens to the connection meanwhile."""
         status, parent = None, None
-        if self.online:
-            try:
+        try:
+            if self.online:
                 conf = await self._call(call.Authorize(id_tag=id_tag))
                 status = AuthStatus(conf.id_tag_info["status"])
                 parent = conf.id_tag_info.get("parent_id_tag")
-            except (OCPPError, asyncio.TimeoutError, ConnectionError) as error:
-                log.warning("Authorize %s got no answer: %s", id_tag, error)
-        else:
-            log.info("Authorize %s: central system offline, not authorized", id_tag)
-        self.controller.post(ev.AuthorizationResult(id_tag, status, parent))
+            else:
+                log.info("Authorize %s: central system offline, not authorized", id_tag)
+        except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
+            log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+        finally:
+            self.controller.post(ev.AuthorizationResult(id_tag, status, parent))
 
     async def _send_status(self, connector: int, change: act.StatusChanged | None = None) -> None:
         status, error_code, info = self.controller.status_of(connector)

@@ -55,7 +55,13 @@ class Outbox:
                                            stored.attempts))
 
     def put(self, action: str, payload: dict[str, Any], local_id: int | None) -> Entry:
-        seq = self.store.outbox_put(action, payload, local_id) if self.store else next(self._seq)
+        """Queue a message; a StopTransaction also marks its transaction stopped, atomically."""
+        if self.store is None:
+            seq = next(self._seq)
+        elif action == "StopTransaction" and local_id is not None:
+            seq = self.store.outbox_put_stop(payload, local_id)
+        else:
+            seq = self.store.outbox_put(action, payload, local_id)
         entry = Entry(seq, action, payload, local_id)
         self._entries.append(entry)
         self._wakeup.set()

@@ -56,7 +56,11 @@ async def stop_interrupted_transactions(store: StateStore, hardware: StationHard
     the process went, so nothing was delivered since), else the last reading saved; the
     timestamp is when the charger last saw the transaction running.
     """
+    queued_stops = {m.local_id for m in store.outbox_entries() if m.action == "StopTransaction"}
     for tx in store.open_transactions():
+        if tx.local_id in queued_stops:
+            store.transaction_stopped(tx.local_id)  # written by an older evcp without the atomic put
+            continue
         meter_stop = max(tx.meter_start_wh, round(tx.last_energy_wh or 0))
         meter = hardware.connectors[tx.connector - 1].meter if tx.connector <= len(hardware.connectors) else None
         if meter is not None:
@@ -67,11 +71,10 @@ async def stop_interrupted_transactions(store: StateStore, hardware: StationHard
             except MeterError as error:
                 log.warning("meter not answering at power-up (%s); using the last saved reading", error)
         stopped_at = tx.last_reading_at or tx.started_at
-        store.outbox_put("StopTransaction", {
+        store.outbox_put_stop({
             "transactionId": tx.transaction_id, "meterStop": meter_stop,
             "timestamp": timestamp(stopped_at), "reason": StopReason.POWER_LOSS.value,
         }, tx.local_id)
-        store.transaction_stopped(tx.local_id)
         log.warning("connector %d: transaction %s (%s) was running when the charger went down; "
                     "stopping it with PowerLoss, meterStop %d Wh", tx.connector,
                     tx.transaction_id or "not yet confirmed", tx.id_tag, meter_stop)

@@ -124,10 +124,6 @@ class Controller:
                 if self.store is not None:
                     self.store.transaction_started(a.local_id, a.connector, a.id_tag, a.meter_start_wh, a.at)
                 self.adapter.perform(a)
-            elif isinstance(a, act.StopTransaction):
-                self.adapter.perform(a)  # the stop message is durable before the row says "stopped"
-                if self.store is not None:
-                    self.store.transaction_stopped(a.local_id)
             else:
                 if isinstance(a, act.ReportMeterValues):
                     self._persist_reading(a.connector, a.energy_wh, a.at, reported=True)

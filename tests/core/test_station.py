@@ -487,3 +487,12 @@ def test_sessions_without_a_meter_when_the_installer_allows_them():
     b(ev.TagPresented("T"))
     b(ev.AuthorizationResult("T", ACCEPTED))
     assert b.last(act.StartTransaction) is not None
+
+
+def test_an_authorization_that_never_gets_an_answer_frees_the_connector_after_connection_timeout():
+    b = Bench(connection_timeout_s=30)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("LOST"))
+    b(ev.Tick(), after=31)
+    b(ev.TagPresented("NEXT"))
+    assert b.log[-1] == act.RequestAuthorization("NEXT") or act.RequestAuthorization("NEXT") in b.log
