@@ -104,6 +104,8 @@ class Policy:
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL_S
     accept_connections: bool = True
     """False simulates an outage: websocket handshakes are refused with 503."""
+    handshake_status: int = 0
+    """Non-zero: refuse websocket handshakes with this HTTP status (e.g. 401 wrong password)."""
     call_errors: dict[str, int] = field(default_factory=dict)
     """Action -> how many of its next requests are answered with CALLERROR InternalError."""
 
@@ -144,6 +146,7 @@ class Policy:
             "heartbeat_interval": _parse_positive_int,
             "accept_connections": _parse_bool,
             "call_errors": _parse_count_map,
+            "handshake_status": _parse_http_status,
         }
         unknown = sorted(set(changes) - set(parsers))
         if unknown:
@@ -168,6 +171,7 @@ class Policy:
             "heartbeat_interval": self.heartbeat_interval,
             "accept_connections": self.accept_connections,
             "call_errors": dict(self.call_errors),
+            "handshake_status": self.handshake_status,
         }
 
 
@@ -186,6 +190,14 @@ def _parse_positive_int(value: Any) -> int:
 def _parse_str_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise TypeError(f"expected a list of strings (got {value!r})")
+    return value
+
+
+def _parse_http_status(value: Any) -> int:
+    if value in (0, None):
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599:
+        raise ValueError(f"expected 0 or an HTTP error status 400..599 (got {value!r})")
     return value
 
 
@@ -840,6 +852,8 @@ class CentralSystem:
             return connection.respond(HTTPStatus.NOT_FOUND, "no charge point id in the path\n")
         if not self.policy.accept_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "central system offline (policy)\n")
+        if self.policy.handshake_status:
+            return connection.respond(HTTPStatus(self.policy.handshake_status), "refused (policy)\n")
         return None
 
     async def _serve_charge_point(self, websocket: ServerConnection) -> None:

@@ -159,6 +159,18 @@ def test_reconnects_after_the_central_system_drops_the_connection(csms, start_ch
     csms.post("/disconnect", {"cp": "CP-IT-01"})
     wait_until(lambda: not charger.status()["ocpp"]["connected"], 5, "disconnect seen")
     wait_until(lambda: charger.status()["ocpp"]["connected"], 10, "reconnected")
+    assert len(csms.sent_by_charger("BootNotification")) == 1, "no BootNotification when the registration holds"
+    wait_until(lambda: len(csms.sent_by_charger("StatusNotification")) >= 4, 5, "current statuses again")
+
+
+def test_refused_credentials_are_reported_and_retried_without_a_crash(csms, start_charger, wait_until):
+    charger = start_charger()
+    csms.post("/policy", {"handshake_status": 401})
+    csms.post("/disconnect", {"cp": "CP-IT-01"})
+    wait_until(lambda: "HTTP 401 (credentials refused)" in charger.log_path.read_text(), 10, "401 reported")
+    assert charger.process.poll() is None
+    csms.post("/policy", {"handshake_status": 0})
+    wait_until(lambda: charger.status()["ocpp"]["connected"], 10, "reconnected once accepted")
 
 
 def test_bench_routes_validate_input(csms, start_charger, wait_until):
