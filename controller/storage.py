@@ -179,6 +179,10 @@ class StateStore:
                          " FROM transactions WHERE NOT stopped ORDER BY local_id").fetchall()
         return [StoredTransaction(*row[:-1], stopped=bool(row[-1])) for row in rows]
 
+    def latest_transactions(self) -> dict[int, int]:
+        """connector → local_id of the newest transaction stored for it, stopped or not."""
+        return dict(self._run("SELECT connector, MAX(local_id) FROM transactions GROUP BY connector").fetchall())
+
     def transaction_ids(self) -> dict[int, int]:
         """local_id → transactionId of every confirmed transaction still stored, stopped ones included.
 

@@ -193,6 +193,11 @@ def _parse_str_list(value: Any) -> list[str]:
     return value
 
 
+def _same_stop(first: Mapping[str, Any], again: Mapping[str, Any]) -> bool:
+    keys = ("cp", "meter_stop", "timestamp", "reason", "id_tag")
+    return all(first.get(k) == again.get(k) for k in keys)
+
+
 def _parse_http_status(value: Any) -> int:
     if value in (0, None):
         return 0
@@ -285,6 +290,9 @@ class Transaction:
     received_at: str
     stop: dict[str, Any] | None = None
     duplicate_stops: list[dict[str, Any]] = field(default_factory=list)
+    """Second stops with different data: a billing bug."""
+    retransmitted_stops: int = 0
+    """The same stop received again (its answer was lost): harmless, billed once."""
     meter_values: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -395,10 +403,15 @@ class Ledger:
             self.record_anomaly(cp_id, "unknown_transaction",
                                 f"StopTransaction for unknown transaction {transaction_id}",
                                 transaction_id=transaction_id, stop=stop)
+        elif transaction.stop is not None and _same_stop(transaction.stop, stop):
+            # The charger did not get our answer (connection lost) and sent the same stop again,
+            # as OCPP requires: a retransmission, billed once.
+            transaction.retransmitted_stops += 1
+            logger.info("%s sent the stop of transaction %s again (retransmission)", cp_id, transaction_id)
         elif transaction.stop is not None:
             transaction.duplicate_stops.append(stop)
             self.record_anomaly(cp_id, "duplicate_stop",
-                                f"transaction {transaction_id} stopped again",
+                                f"transaction {transaction_id} stopped again with different data",
                                 transaction_id=transaction_id, stop=stop)
         else:
             if transaction.cp != cp_id:

@@ -48,32 +48,51 @@ def open_trace_file(path: Path) -> None:
     trace_log.propagate = False
 
 
-async def stop_interrupted_transactions(store: StateStore, hardware: StationHardware) -> None:
-    """Transactions still open at power-up were cut by a power loss or a crash: queue their
-    StopTransaction with reason PowerLoss before anything else (OCTT TC_032_2).
+async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHardware) -> None:
+    """Bring the durable state in line with the meters after a power cut or a crash.
 
-    meterStop is the meter's count now when it answers (the contactor opened when the power or
-    the process went, so nothing was delivered since), else the last reading saved; the
-    timestamp is when the charger last saw the transaction running.
+    Transactions still open were cut: their StopTransaction is queued with reason PowerLoss
+    before anything else (OCTT TC_032_2). A stop queued just before the cut may lack its final
+    meter reading. In both cases the contactor opened when the power or the process went, so
+    nothing was delivered since: the meter's count now is the final reading, as long as no
+    later transaction ran on that connector. The timestamp of a PowerLoss stop is when the
+    charger last saw the transaction running.
     """
-    queued_stops = {m.local_id for m in store.outbox_entries() if m.action == "StopTransaction"}
-    for tx in store.open_transactions():
-        if tx.local_id in queued_stops:
-            store.transaction_stopped(tx.local_id)  # written by an older evcp without the atomic put
+    latest = store.latest_transactions()
+    meter_now: dict[int, int | None] = {}
+
+    async def count_now(connector: int) -> int | None:
+        if connector not in meter_now:
+            meter = hardware.connectors[connector - 1].meter if connector <= len(hardware.connectors) else None
+            meter_now[connector] = None
+            if meter is not None:
+                try:
+                    meter_now[connector] = round((await meter.read()).energy_wh)
+                except MeterError as error:
+                    log.warning("connector %d: meter not answering at power-up (%s); using the last saved "
+                                "reading", connector, error)
+        return meter_now[connector]
+
+    for message in store.outbox_entries():
+        if message.action != "StopTransaction" or message.local_id is None:
             continue
+        connector = next((c for c, local_id in latest.items() if local_id == message.local_id), None)
+        if connector is None:
+            continue
+        final = await count_now(connector)
+        if final is not None and final > message.payload["meterStop"]:
+            store.outbox_update(message.seq, {**message.payload, "meterStop": final}, message.attempts)
+        store.transaction_stopped(message.local_id)  # written by an older evcp without the atomic put
+
+    for tx in store.open_transactions():
         meter_stop = max(tx.meter_start_wh, round(tx.last_energy_wh or 0))
-        meter = hardware.connectors[tx.connector - 1].meter if tx.connector <= len(hardware.connectors) else None
-        if meter is not None:
-            try:
-                now_wh = round((await meter.read()).energy_wh)
-                if now_wh >= meter_stop:
-                    meter_stop = now_wh
-            except MeterError as error:
-                log.warning("meter not answering at power-up (%s); using the last saved reading", error)
-        stopped_at = tx.last_reading_at or tx.started_at
+        if latest.get(tx.connector) == tx.local_id:
+            final = await count_now(tx.connector)
+            if final is not None and final >= meter_stop:
+                meter_stop = final
         store.outbox_put_stop({
             "transactionId": tx.transaction_id, "meterStop": meter_stop,
-            "timestamp": timestamp(stopped_at), "reason": StopReason.POWER_LOSS.value,
+            "timestamp": timestamp(tx.last_reading_at or tx.started_at), "reason": StopReason.POWER_LOSS.value,
         }, tx.local_id)
         log.warning("connector %d: transaction %s (%s) was running when the charger went down; "
                     "stopping it with PowerLoss, meterStop %d Wh", tx.connector,
@@ -117,7 +136,7 @@ class Charger:
             store.close()
             raise
         try:
-            await stop_interrupted_transactions(store, self.hardware)
+            await recover_after_an_unclean_stop(store, self.hardware)
             api = Api(self.trace, self.hardware.bench)
             self.api_server = HttpServer(api.routes(), config.api.host, config.api.port)
             await self.api_server.start()
