@@ -310,6 +310,7 @@ class Soak:
                                                    f"{dict(sorted(Counter(t['stop']['reason'] for t in closed).items()))})"),
             ("open transactions left", f"{len(open_left)}  {open_left or ''}"),
             ("transactions closed more than once", f"{len(dup_stops)}  {dup_stops or ''}"),
+            ("stops sent again, answer lost (billed once)", f"{sum(t.get('retransmitted_stops', 0) for t in txs)}"),
             ("cards with more than one start", f"{len(dup_starts)}  {dup_starts or ''}"),
             ("anomalies", f"{len(anomalies)}  {dict(Counter(a['kind'] for a in anomalies)) or ''}"),
             ("meterStop < meterStart", f"{len(negative)}  {negative or ''}"),
