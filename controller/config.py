@@ -87,6 +87,15 @@ class OcppConfig:
     allow_offline_start: bool = False
     """Opt-in: start sessions while the central system is unreachable, before its answer.
     OCPP's AllowOfflineTxForUnknownId then decides; a later rejection stops the session."""
+    security_profile: int = 0
+    """OCPP 1.6 security whitepaper profile at first start: 0 none, 1 Basic auth over ws,
+    2 TLS + Basic auth, 3 TLS with a client certificate. The central system may raise it later."""
+    ca_file: Path | None = None
+    """PEM CA bundle that verifies the central system's certificate; None = the system store."""
+    client_cert_file: Path | None = None
+    """PEM client certificate for security profile 3."""
+    client_key_file: Path | None = field(default=None, repr=False)
+    """PEM private key of the client certificate (secret: readable by the service only)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,8 @@ class ApiConfig:
     listen: str = "127.0.0.1:8080"
     host: str = "127.0.0.1"
     port: int = 8080
+    password: str | None = field(default=None, repr=False)
+    """HTTP Basic password of the API (user "evcp"); required when it listens beyond localhost."""
 
 
 @dataclass(frozen=True)
@@ -695,6 +706,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (OcppConfig, "reconnect_min_s"): _SECONDS,
     (OcppConfig, "reconnect_max_s"): _SECONDS,
     (OcppConfig, "authorization_key"): _length(1, 256),
+    (OcppConfig, "security_profile"): _between(0, 3),
     (RelayConfig, "pin"): _gpio,
     (RelayConfig, "feedback_pin"): _gpio,
     (PilotConfig, "vehicle_pin"): _gpio,
