@@ -20,10 +20,16 @@ log = logging.getLogger("evcp")
 
 
 def configure_logging(level: str = "INFO", timestamps: bool = False) -> None:
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if timestamps:
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level), format=fmt, stream=sys.stderr, force=True)
+    """Plain lines on stderr; under systemd, journald priority prefixes and no timestamps."""
+    from evcp.runtime.systemd import JournalFormatter, under_journald
+
+    handler = logging.StreamHandler(sys.stderr)
+    if under_journald():
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        fmt = "%(levelname)s %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(("%(asctime)s " if timestamps else "") + fmt))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
     for noisy in ("ocpp", "websockets", "pymodbus", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.handlers
+import time
 from pathlib import Path
 
 from evcp.api.http import HttpServer
@@ -17,6 +18,7 @@ from evcp.core.model import StopReason
 from evcp.hal import MeterError
 from evcp.ocpp16.meter_values import timestamp
 from evcp.runtime.hardware import StationHardware
+from evcp.runtime.systemd import Notifier
 from evcp.storage import StateStore
 
 log = logging.getLogger("evcp")
@@ -102,13 +104,30 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
 class Charger:
     """One running charger. ``api_port`` is known once ``started`` is set."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, notifier: Notifier | None = None):
         self.config = config
+        self.notifier = notifier or Notifier()
         self.trace = FrameTrace()
         self.controller: Controller | None = None
         self.hardware: StationHardware | None = None
         self.api_server: HttpServer | None = None
         self.started = asyncio.Event()
+
+    async def _supervise(self) -> None:
+        """WATCHDOG=1 only while the control loop advances; STATUS= when the summary changes."""
+        watchdog = self.notifier.watchdog_interval_s
+        period = min(watchdog / 2, 5.0) if watchdog else 5.0
+        while True:
+            await asyncio.sleep(period)
+            controller = self.controller
+            if controller is None:
+                continue
+            stalled_for = time.monotonic() - controller.loop_advanced_at
+            if watchdog and stalled_for < watchdog / 2:
+                self.notifier.watchdog()
+            elif watchdog:
+                log.error("control loop has not advanced for %.1f s: not feeding the watchdog", stalled_for)
+            self.notifier.status(controller.summary())
 
     async def shutdown(self, flush_timeout: float = 10.0) -> None:
         """SIGTERM: contactors open first, then the configured transaction policy, then return."""
@@ -135,6 +154,7 @@ class Charger:
         except BaseException:
             store.close()
             raise
+        supervisor = asyncio.create_task(self._supervise(), name="systemd")
         try:
             await recover_after_an_unclean_stop(store, self.hardware)
             api = Api(self.trace, self.hardware.bench)
@@ -145,6 +165,8 @@ class Charger:
             while True:
                 self.controller = Controller(config, self.hardware, configuration, self.trace, store=store)
                 api.controller = self.controller
+                if not self.started.is_set():
+                    self.notifier.ready(self.controller.summary())
                 self.started.set()
                 try:
                     await self.controller.run()
@@ -152,6 +174,8 @@ class Charger:
                     log.info("restarting the controller after a %s reset", reset)
         finally:
             self.hardware.open_all_relays()
+            self.notifier.stopping()
+            supervisor.cancel()
             if self.api_server is not None:
                 await self.api_server.stop()
             await self.hardware.release()

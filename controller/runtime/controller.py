@@ -79,7 +79,8 @@ class Controller:
         """(time, connector, closed) of every contactor command, newest last (bounded)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart: asyncio.Future | None = None
-        self._loop_heartbeat = 0.0
+        self.loop_advanced_at = time.monotonic()
+        """When the pilot loop last ran (monotonic): the systemd watchdog is fed only while it advances."""
         self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
         self._meter_wakeups = {cid: asyncio.Event() for cid in range(1, len(hardware.connectors) + 1)}
 
@@ -218,6 +219,17 @@ class Controller:
             "connectors": connectors,
         }
 
+    def summary(self) -> str:
+        """One line for systemd's STATUS= and the journal."""
+        parts = []
+        for cid, c in self.station.connectors.items():
+            status = self.station.status_of(cid)[0].value
+            power = f" {c.last_sample.power_w / 1000:.1f} kW" if c.relay_closed and c.last_sample else ""
+            parts.append(f"{cid}: {status}{power}")
+        link = "CSMS connected" if self.adapter.connected else "CSMS offline"
+        queued = len(self.adapter.outbox)
+        return "; ".join(parts) + f"; {link}" + (f", {queued} queued" if queued else "")
+
     # ----------------------------------------------------------------- the shell's tasks
 
     async def run(self) -> None:
@@ -281,7 +293,7 @@ class Controller:
         while True:
             edge.clear()
             now = self.clock()
-            self._loop_heartbeat = now
+            self.loop_advanced_at = time.monotonic()
             settling = False
             for cid, devices in enumerate(connectors, start=1):
                 pilot_filter = self.filters[cid]

@@ -1,0 +1,50 @@
+"""`evcp run` as systemd runs it: READY=1 once up, WATCHDOG=1 while the loop advances, STOPPING=1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_notify_protocol_ready_watchdog_status_and_stopping(tmp_path, csms):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "evcp.toml"
+    config.write_text(f'[charge_point]\nid = "CP-SD-01"\n[ocpp]\ncsms_url = "{csms.url}/ocpp"\n'
+                      f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+                      f'[storage]\nstate_dir = "{tmp_path / "state"}"\n')
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(15)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000",
+           "JOURNAL_STREAM": "8:1"}
+    env.pop("WATCHDOG_PID", None)
+    process = subprocess.Popen([sys.executable, "-m", "evcp", "run", "--config", str(config)],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        messages = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum(m == "WATCHDOG=1" for m in messages) < 2:
+            messages.append(notify.recv(4096).decode())
+        assert messages[0].startswith("READY=1\nSTATUS=1: Available")
+        assert messages.count("WATCHDOG=1") >= 2, messages
+        process.send_signal(signal.SIGTERM)
+        while not (m := notify.recv(4096).decode()).startswith("STOPPING=1"):
+            pass
+        assert process.wait(15) == 0
+        journal = process.stderr.read()
+        assert "<6>evcp.core: connector 1: Available" in journal
+        assert "<4>evcp: hardware backend is MOCK" in journal
+    finally:
+        notify.close()
+        if process.poll() is None:
+            process.kill()
