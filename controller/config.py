@@ -707,6 +707,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (OcppConfig, "reconnect_max_s"): _SECONDS,
     (OcppConfig, "authorization_key"): _length(1, 256),
     (OcppConfig, "security_profile"): _between(0, 3),
+    (ApiConfig, "password"): _length(8, 128),
     (RelayConfig, "pin"): _gpio,
     (RelayConfig, "feedback_pin"): _gpio,
     (PilotConfig, "vehicle_pin"): _gpio,
@@ -758,6 +759,12 @@ def _check_whole(config: Config, ctx: _Context) -> None:
             "ocpp.csms_url",
             f"ends with charge_point.id; the id is appended to the URL, remove it (got {_show(ocpp.csms_url)})",
         )
+    if not _loopback(config.api.host) and not config.api.password:
+        raise ctx.error(
+            "api.password",
+            f"required when the API listens beyond this machine (api.listen = {_show(config.api.listen)}); "
+            "set a password or listen on 127.0.0.1",
+        )
     for n, connector in enumerate(config.hardware.connectors, 1):
         pilot = connector.pilot
         if pilot.backend == "adc" and pilot.adc_chip == "mcp3004" and pilot.adc_channel > 3:
@@ -771,6 +778,15 @@ def _check_whole(config: Config, ctx: _Context) -> None:
         if resource in owners:
             raise ctx.error(key, f"{resource} is already used by {owners[resource]}")
         owners[resource] = owner
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_meter(meter: MeterConfig, key: str, ctx: _Context) -> None:

@@ -383,7 +383,7 @@ def test_optional_pin_false_means_not_wired(tmp_path):
      ("charger.local:9999", "charger.local", 9999)],
 )
 def test_api_listen(tmp_path, listen, host, port):
-    api = load_text(tmp_path, toml({"api.listen": f'"{listen}"'})).api
+    api = load_text(tmp_path, toml({"api.listen": f'"{listen}"', "api.password": '"a long secret"'})).api
     assert (api.listen, api.host, api.port) == (listen, host, port)
 
 
@@ -519,3 +519,17 @@ def test_render_shows_unset_keys_as_comments(tmp_path):
 def test_loads_matches_load(tmp_path):
     path = write(tmp_path, toml())
     assert loads(path.read_text(), path) == load(path)
+
+
+def test_an_api_beyond_localhost_needs_a_password(tmp_path):
+    base = ('[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\n[hardware]\nbackend = "mock"\n'
+            '[api]\nlisten = "0.0.0.0:8080"\n')
+    path = tmp_path / "evcp.toml"
+    path.write_text(base)
+    with pytest.raises(ConfigError) as error:
+        load(path)
+    assert error.value.key == "api.password" and "0.0.0.0:8080" in str(error.value)
+    path.write_text(base + 'password = "long enough"\n')
+    assert load(path).api.password == "long enough"
+    path.write_text(base.replace("0.0.0.0", "127.0.0.1"))
+    assert load(path).api.password is None

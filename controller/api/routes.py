@@ -3,15 +3,19 @@
 GET  /                  the status page
 GET  /api/status        connectors, contactors, pilot, energy, OCPP link
 GET  /api/trace?since=N the OCPP frames seen since sequence N (secrets redacted)
+GET  /metrics           Prometheus text exposition of the same figures
 POST /api/bench/pilot   {"connector": 1, "state": "A".."F"}          simulated hardware only
 POST /api/bench/tag     {"id_tag": "..."}                             simulated hardware only
 POST /api/bench/fault   {"device": "meter"|"relay"|"reader"|"power", "active": bool}  simulated hardware only
 
-The bench routes do not exist (404) unless the hardware backend is "mock".
+The bench routes do not exist (404) unless the hardware backend is "mock". With
+``api.password`` set, every route asks for HTTP Basic credentials (user "evcp").
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 from importlib import resources
 from typing import Any, Protocol
 
@@ -19,6 +23,8 @@ from evcp.api.http import HttpError, Request, Response, Routes, html_response, j
 from evcp.hal import PILOT_STATES
 
 BENCH_DEVICES = ("meter", "relay", "reader", "power")
+API_USER = "evcp"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class BenchControls(Protocol):
@@ -40,22 +46,40 @@ class ApiTarget(Protocol):
 
 
 class Api:
-    def __init__(self, trace, bench: BenchControls | None):
+    def __init__(self, trace, bench: BenchControls | None, password: str | None = None):
         self.controller: ApiTarget | None = None
         self.trace = trace
         self.bench = bench
+        self._credentials = (base64.b64encode(f"{API_USER}:{password}".encode()).decode()
+                             if password else None)
 
     def routes(self) -> Routes:
         routes: dict[tuple[str, str], Any] = {
             ("GET", "/"): self.page,
             ("GET", "/api/status"): self.status,
             ("GET", "/api/trace"): self.frames,
+            ("GET", "/metrics"): self.metrics,
         }
         if self.bench is not None:
             routes[("POST", "/api/bench/pilot")] = self.bench_pilot
             routes[("POST", "/api/bench/tag")] = self.bench_tag
             routes[("POST", "/api/bench/fault")] = self.bench_fault
-        return routes
+        if self._credentials is None:
+            return routes
+        return {route: self._authenticated(handler) for route, handler in routes.items()}
+
+    def _authenticated(self, handler):
+        async def checked(request: Request) -> Response:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "basic" or not hmac.compare_digest(given.strip(), self._credentials):
+                raise HttpError(401, "credentials required", {"WWW-Authenticate": 'Basic realm="evcp"'})
+            return await handler(request)
+        return checked
+
+    async def metrics(self, request: Request) -> Response:
+        if self.controller is None:
+            raise HttpError(503, "controller starting")
+        return Response(200, prometheus_text(self.controller.status()).encode(), PROMETHEUS_TYPE)
 
     async def page(self, request: Request) -> Response:
         return html_response(resources.files("evcp.api").joinpath("status.html").read_text("utf-8"))
@@ -100,6 +124,36 @@ class Api:
             raise HttpError(400, f"active must be true or false (got {active!r})")
         self.bench.set_fault(device, active)
         return json_response({"device": device, "active": active})
+
+
+def prometheus_text(status: dict[str, Any]) -> str:
+    """The status document as Prometheus gauges (text exposition format 0.0.4)."""
+    ocpp = status["ocpp"]
+    lines = [
+        "# HELP evcp_ocpp_connected 1 while the websocket to the central system is up.",
+        "# TYPE evcp_ocpp_connected gauge",
+        f"evcp_ocpp_connected {int(bool(ocpp['connected']))}",
+        "# HELP evcp_ocpp_queued_messages Transaction messages waiting for the central system.",
+        "# TYPE evcp_ocpp_queued_messages gauge",
+        f"evcp_ocpp_queued_messages {ocpp.get('queued_messages', 0)}",
+    ]
+    gauges = [
+        ("evcp_connector_relay_closed", "1 while the contactor is closed.", lambda c: int(c["relay_closed"])),
+        ("evcp_connector_power_watts", "Active power drawn through the connector.", lambda c: c["power_w"]),
+        ("evcp_connector_energy_watt_hours", "Energy meter register.", lambda c: c["energy_wh"]),
+        ("evcp_connector_session_energy_watt_hours", "Energy of the running transaction.",
+         lambda c: c["session_energy_wh"]),
+        ("evcp_connector_current_limit_amperes", "Current offered by the pilot PWM (0 = no PWM).",
+         lambda c: c["current_limit_a"] or 0),
+    ]
+    for name, help_text, value in gauges:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [f'{name}{{connector="{c["id"]}"}} {value(c)}' for c in status["connectors"]]
+    lines += ["# HELP evcp_connector_status 1 for the connector's current OCPP status.",
+              "# TYPE evcp_connector_status gauge"]
+    lines += [f'evcp_connector_status{{connector="{c["id"]}",status="{c["status"]}",'
+              f'error_code="{c["error_code"]}"}} 1' for c in status["connectors"]]
+    return "\n".join(lines) + "\n"
 
 
 def _integer(text: str, name: str) -> int:

@@ -157,7 +157,7 @@ class Charger:
         supervisor = asyncio.create_task(self._supervise(), name="systemd")
         try:
             await recover_after_an_unclean_stop(store, self.hardware)
-            api = Api(self.trace, self.hardware.bench)
+            api = Api(self.trace, self.hardware.bench, config.api.password)
             self.api_server = HttpServer(api.routes(), config.api.host, config.api.port)
             await self.api_server.start()
             log.info("charger %s: API on %s, central system %s", config.charge_point.id,
