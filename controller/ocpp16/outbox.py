@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Callable
 
 from evcp.aio import wait_event
 
@@ -37,11 +38,14 @@ class Entry:
     not_before: float = 0.0
     final_reading: asyncio.Future | None = None
     """For a StopTransaction: a fresh meter reading (Wh or None) taken after the contactor opened."""
+    untrusted_time: bool = False
+    """Stamped before the clock was known to be right; shifted once it is (``retime``)."""
 
 
 @dataclass
 class Outbox:
     store: "StateStore | None" = None
+    clock_trusted: Callable[[], bool] = lambda: True
     _entries: list[Entry] = field(default_factory=list)
     _transaction_ids: dict[int, int] = field(default_factory=dict)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -62,7 +66,7 @@ class Outbox:
             seq = self.store.outbox_put_stop(payload, local_id)
         else:
             seq = self.store.outbox_put(action, payload, local_id)
-        entry = Entry(seq, action, payload, local_id)
+        entry = Entry(seq, action, payload, local_id, untrusted_time=not self.clock_trusted())
         self._entries.append(entry)
         self._wakeup.set()
         return entry
@@ -71,6 +75,17 @@ class Outbox:
         """Keep a changed payload or attempt count (a retry, a final meter reading)."""
         if self.store is not None:
             self.store.outbox_update(entry.seq, entry.payload, entry.attempts)
+
+    def retime(self, correction_s: float) -> int:
+        """Shift the timestamps of messages stamped by an untrusted clock; returns how many."""
+        shifted = 0
+        for entry in self._entries:
+            if entry.untrusted_time:
+                entry.payload = _shifted(entry.payload, correction_s)
+                entry.untrusted_time = False
+                self.update(entry)
+                shifted += 1
+        return shifted
 
     def head(self) -> Entry | None:
         return self._entries[0] if self._entries else None
@@ -105,3 +120,17 @@ class Outbox:
     async def wait(self, timeout: float) -> None:
         self._wakeup.clear()
         await wait_event(self._wakeup, timeout)
+
+
+def _shifted(payload: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The payload with every ``timestamp`` (top level and in meterValue) moved by ``seconds``."""
+    def move(text: str) -> str:
+        moved = datetime.fromisoformat(text.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+        return moved.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    result = dict(payload)
+    if "timestamp" in result:
+        result["timestamp"] = move(result["timestamp"])
+    if "meterValue" in result:
+        result["meterValue"] = [{**mv, "timestamp": move(mv["timestamp"])} for mv in result["meterValue"]]
+    return result

@@ -18,6 +18,7 @@ from evcp.core.model import StopReason
 from evcp.hal import MeterError
 from evcp.ocpp16.meter_values import timestamp
 from evcp.runtime.hardware import StationHardware
+from evcp.runtime.clock import ChargerClock
 from evcp.runtime.systemd import Notifier
 from evcp.storage import StateStore
 
@@ -107,6 +108,7 @@ class Charger:
     def __init__(self, config: Config, notifier: Notifier | None = None):
         self.config = config
         self.notifier = notifier or Notifier()
+        self.wall_clock = ChargerClock()
         self.trace = FrameTrace()
         self.controller: Controller | None = None
         self.hardware: StationHardware | None = None
@@ -163,7 +165,8 @@ class Charger:
             log.info("charger %s: API on %s, central system %s", config.charge_point.id,
                      self.api_server.url, config.ocpp.csms_url)
             while True:
-                self.controller = Controller(config, self.hardware, configuration, self.trace, store=store)
+                self.controller = Controller(config, self.hardware, configuration, self.trace, store=store,
+                                             wall_clock=self.wall_clock)
                 api.controller = self.controller
                 if not self.started.is_set():
                     self.notifier.ready(self.controller.summary())

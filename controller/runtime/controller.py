@@ -26,6 +26,7 @@ from evcp.hal import MeterError, WatchableInputs
 from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
+from evcp.runtime.clock import ChargerClock
 from evcp.runtime.hardware import StationHardware
 from evcp.storage import StateStore
 
@@ -55,11 +56,12 @@ class RestartRequested(Exception):
 
 class Controller:
     def __init__(self, config: Config, hardware: StationHardware, configuration: Configuration,
-                 trace: FrameTrace | None = None, clock: Callable[[], float] = time.time,
-                 store: StateStore | None = None):
+                 trace: FrameTrace | None = None, clock: Callable[[], float] | None = None,
+                 store: StateStore | None = None, wall_clock: ChargerClock | None = None):
         self.config = config
         self.hardware = hardware
-        self.clock = clock
+        self.wall_clock = wall_clock or ChargerClock()
+        self.clock = clock or self.wall_clock.now
         self.configuration = configuration
         self.store = store
         base = Settings(max_current_a=config.charge_point.max_current_a,
@@ -73,6 +75,7 @@ class Controller:
             self._restore_availability(store.load_availability())
         self._persisted_reading_at: dict[int, float] = {}
         self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
+        self.adapter.outbox.clock_trusted = lambda: self.wall_clock.trusted
         self.filters = {i + 1: PilotFilter(leave_charge_s=d.pilot_leave_charge_s)
                         for i, d in enumerate(hardware.connectors)}
         self.relay_events: list[tuple[float, int, bool]] = []
@@ -164,6 +167,15 @@ class Controller:
     def _relay_moved(self, connector: int, closed: bool) -> None:
         self.relay_events.append((self.clock(), connector, closed))
         del self.relay_events[:-200]
+
+    def central_system_time(self, current_time: str) -> None:
+        """currentTime from BootNotification.conf / Heartbeat.conf: corrects an unsynchronised
+        clock, and the queued messages stamped before the correction."""
+        correction = self.wall_clock.central_system_time(current_time)
+        if correction:
+            shifted = self.adapter.outbox.retime(correction)
+            if shifted:
+                log.warning("%d queued messages re-stamped by %+.1f s", shifted, correction)
 
     def apply_settings(self, settings: Settings) -> None:
         self.station.settings = settings

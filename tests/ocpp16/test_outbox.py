@@ -24,3 +24,16 @@ async def test_entries_leave_in_the_order_they_came():
         seen.append(box.head())
         box.done(box.head())
     assert seen == entries and len(box) == 0
+
+
+async def test_messages_stamped_by_an_untrusted_clock_are_shifted_once_it_is_corrected():
+    trusted = [False]
+    box = Outbox(clock_trusted=lambda: trusted[0])
+    early = box.put("MeterValues", {"connectorId": 1, "transactionId": 1, "meterValue": [
+        {"timestamp": "2020-01-01T00:00:00.000Z", "sampledValue": []}]}, 1)
+    trusted[0] = True
+    later = box.put("StopTransaction", {"transactionId": 1, "meterStop": 5, "timestamp": "2023-11-14T22:13:20.000Z"}, 1)
+    assert box.retime(3600.5) == 1
+    assert early.payload["meterValue"][0]["timestamp"] == "2020-01-01T01:00:00.500Z"
+    assert later.payload["timestamp"] == "2023-11-14T22:13:20.000Z"
+    assert box.retime(10) == 0, "shifted once only"
