@@ -158,6 +158,21 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+def cmd_check_hardware(args) -> int:
+    config = _load(args.config)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s", force=True)
+    from evcp.selftest import check_hardware
+
+    only = {name.strip() for name in args.only.split(",") if name.strip()} if args.only else None
+    try:
+        return asyncio.run(check_hardware(config, yes=args.yes, only=only))
+    except ValueError as error:
+        print(f"evcp check-hardware: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
 def cmd_csms(args) -> int:
     from evcp.bench import csms
 
@@ -186,6 +201,12 @@ def parser() -> argparse.ArgumentParser:
     show = config_sub.add_parser("show", help="effective values of FILE, secrets masked")
     show.add_argument("file")
     show.set_defaults(func=cmd_config_show)
+
+    check_hw = sub.add_parser("check-hardware", help="test relay, pilot, reader, meter and power-fail input")
+    check_hw.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML)")
+    check_hw.add_argument("--yes", "-y", action="store_true", help="switch the contactors without asking")
+    check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,reader,meter,power")
+    check_hw.set_defaults(func=cmd_check_hardware)
 
     csms = sub.add_parser("csms", help="the bench's OCPP 1.6J central system on its own", add_help=False)
     csms.add_argument("rest", nargs=argparse.REMAINDER)

@@ -40,6 +40,11 @@ _BCM_TO_BOARD = {
 }
 
 
+#: VersionReg (address 0x37) of the MFRC522 datasheet, and what a genuine chip answers.
+VERSION_REGISTER = 0x37
+RC522_VERSIONS = {0x91: "MFRC522 v1.0", 0x92: "MFRC522 v2.0"}
+
+
 def id_tag_from_uid(uid: list[int] | bytes) -> str:
     """The OCPP idTag for a UID as ``MFRC522_Anticoll`` returns it: 8 upper-case hex digits.
 
@@ -126,6 +131,31 @@ class Mfrc522Reader:
             except Exception:
                 log.exception("reader: could not free the reset pin")
             self._reset_pin = None
+
+    def read_version(self) -> int:
+        """Open the RC522, read its VersionReg once and close it again; for installation checks.
+
+        Returns the register's value: 0x91 (MFRC522 v1.0) or 0x92 (v2.0) from a
+        genuine chip, see ``RC522_VERSIONS``; 0x00 or 0xFF usually means nothing
+        answers on the bus. Only reads: opening the chip resets it, as
+        ``start()`` does. Raises HardwareError when the driver is missing or the
+        reader cannot be opened or read, RuntimeError while polling.
+        """
+        if self._thread is not None:
+            raise RuntimeError("reader is polling; stop() it before reading its version")
+        gpio, mfrc522_class = _import_driver()
+        self._gpio = gpio
+        self._device = self._open(gpio, mfrc522_class)
+        try:
+            return int(self._device.Read_MFRC522(VERSION_REGISTER))
+        except Exception as exc:
+            config = self._config
+            raise HardwareError(
+                f"reader: RC522 on /dev/spidev{config.spi_bus}.{config.spi_device}: "
+                f"cannot read the version register: {exc}"
+            ) from exc
+        finally:
+            self.stop()
 
     def _open(self, gpio, mfrc522_class):
         config = self._config

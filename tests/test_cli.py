@@ -49,3 +49,16 @@ def test_a_corrupt_state_database_is_reported_and_nothing_is_switched(tmp_path):
     assert "evcp.sqlite3" in result.stderr and "corrupt" in result.stderr
     assert "Traceback" not in result.stderr
     assert "contactor CLOSED" not in result.stderr
+
+
+def test_check_hardware_against_the_simulated_hardware(tmp_path):
+    config = tmp_path / "evcp.toml"
+    config.write_text((CONFIG_DIR / "bench.toml").read_text().replace('state_dir = "../.bench-state"',
+                                                                      f'state_dir = "{tmp_path}"'))
+    result = subprocess.run([sys.executable, "-m", "evcp", "check-hardware", "--config", str(config), "--yes"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "connector 1 relay: ok" in result.stdout and "Result: all checks passed" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "evcp", "check-hardware", "--config", str(config), "--only", "toaster"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "known checks" in bad.stderr

@@ -1,0 +1,490 @@
+"""``evcp check-hardware``: test each device of the charger once, for the installer at the charger.
+
+``check_hardware(config, ...)`` builds the devices exactly as the charger does
+(``evcp.runtime.app.build_hardware``, so ``backend = "mock"`` checks the
+simulated charger), runs one short check per device and prints ``ok``,
+``skipped`` or ``FAILED`` with what was seen:
+
+- relay: the contactor closes for 1 s; with a mirror contact, its feedback must
+  follow within 250 ms each way (the time the charger itself allows before it
+  calls a contactor welded). It is switched only after the installer confirmed
+  and only while the pilot shows no EV.
+- pilot: the CP state now, with what it means; 6 A offered through the PWM and
+  the duty read back, then constant +12 V again.
+- reader: the RC522's version register.
+- meter: one reading of every register the charger uses, with units.
+- power: the level of the UPS / supply-monitor input.
+
+Whatever happens (a failure, an exception, Ctrl-C), every contactor is open
+when ``check_hardware`` returns or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from evcp.config import Config, ConnectorHardware, MeterConfig
+from evcp.hal import HardwareError, MeterSample, iec61851
+from evcp.hal.reader import RC522_VERSIONS
+from evcp.runtime.app import build_hardware
+from evcp.runtime.hardware import ConnectorDevices, StationHardware
+
+#: The checks ``only`` can select, in the order they are explained.
+CHECKS = ("relay", "pilot", "reader", "meter", "power")
+
+RELAY_CLOSED_S = 1.0
+"""How long the contactor stays closed."""
+FEEDBACK_TIMEOUT_S = 0.25
+"""How long the mirror contact may take to follow the coil: the 250 ms after which the
+charger calls a contactor welded (feedback closed while commanded open)."""
+FEEDBACK_POLL_S = 0.005
+PILOT_SETTLE_S = 0.05
+"""Time for the CP line and the pilot board to settle after the PWM output changed."""
+TEST_CURRENT_A = iec61851.MIN_CURRENT_A
+"""The current offered to check the PWM: 6 A, the lowest IEC 61851-1 allows (duty 10 %)."""
+METER_READ_MARGIN_S = 1.0
+"""Added to the meter's own read deadline, in case a driver does not keep it."""
+
+#: What each CP state means (IEC 61851-1 Annex A, with the EVSE's CP at constant +12 V).
+PILOT_STATE_MEANINGS = {
+    "A": "+12 V, no EV connected",
+    "B": "+9 V, EV connected, not ready to charge",
+    "C": "+6 V, EV connected, ready to charge",
+    "D": "+3 V, EV connected, ready to charge, ventilation required",
+    "E": "0 V, CP shorted to PE or no supply",
+    "F": "-12 V, EVSE not available or fault",
+}
+#: States in which an EV is plugged in: the contactor is then not switched by this check.
+EV_CONNECTED_STATES = ("B", "C", "D")
+
+
+def confirmation_question(connector: int) -> str:
+    return (
+        f"The contactor of connector {connector} will close for {RELAY_CLOSED_S:g} s. "
+        "Make sure no EV is connected and nobody touches the outlet. Continue? [y/N] "
+    )
+
+
+async def check_hardware(
+    config: Config,
+    *,
+    yes: bool,
+    only: set[str] | None,
+    ask: Callable[[str], str] = input,
+    out: Callable[[str], None] = print,
+    hardware: StationHardware | None = None,
+) -> int:
+    """Check each device once and print what was found; 0 when every check passed, else 1.
+
+    ``only`` selects some of ``CHECKS`` (None: all); an unknown name raises
+    ValueError listing the known ones, before anything is printed or touched.
+    Unless ``yes``, ``ask`` is asked before each contactor is switched; any
+    answer but y/yes skips that relay check (a skip is not a failure).
+
+    ``hardware`` is for tests: devices built by the caller, who releases them.
+    Without it the devices are built from ``config`` like the charger's and
+    released at the end. Either way every contactor is open on return, on an
+    exception and on cancellation (Ctrl-C).
+    """
+    selected = _selected_checks(only)
+    checker = _Checker(config, selected, out)
+    checker.explain()
+    confirmed = {
+        number: yes or _confirmed(ask, confirmation_question(number))
+        for number in range(1, len(config.hardware.connectors) + 1)
+        if "relay" in selected
+    }
+
+    owns_hardware = hardware is None
+    if hardware is None:
+        try:
+            hardware = await build_hardware(config)
+        except Exception as error:  # noqa: BLE001 - a driver boundary: say what failed, check nothing
+            out(f"FAILED: the devices could not be set up: {_describe_error(error)}")
+            return 1
+    interrupted = True
+    try:
+        await checker.run(hardware, confirmed)
+        interrupted = False
+    finally:
+        hardware.open_all_relays()
+        if owns_hardware:
+            await hardware.release()
+        if interrupted:
+            out("Stopped early: every contactor is open.")
+    return checker.exit_status()
+
+
+def _selected_checks(only: set[str] | None) -> tuple[str, ...]:
+    if only is None:
+        return CHECKS
+    unknown = sorted(set(only) - set(CHECKS))
+    if unknown or not only:
+        what = "unknown check " + ", ".join(repr(name) for name in unknown) if unknown else "no check selected"
+        raise ValueError(f"{what}; known checks: {', '.join(CHECKS)}")
+    return tuple(name for name in CHECKS if name in only)
+
+
+def _confirmed(ask: Callable[[str], str], question: str) -> bool:
+    try:
+        answer = ask(question)
+    except EOFError:  # no terminal: nobody confirmed
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+@dataclass
+class _Tally:
+    passed: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+class _Checker:
+    def __init__(self, config: Config, selected: tuple[str, ...], out: Callable[[str], None]):
+        self.config = config
+        self.selected = selected
+        self.out = out
+        self.tally = _Tally()
+        self.mock = config.hardware.backend == "mock"
+
+    # -- printing ------------------------------------------------------------
+
+    def ok(self, label: str, detail: str = "") -> None:
+        self.tally.passed += 1
+        self.out(f"{label}: ok" + (f" ({detail})" if detail else ""))
+
+    def skip(self, label: str, reason: str) -> None:
+        self.tally.skipped += 1
+        self.out(f"{label}: skipped ({reason})")
+
+    def fail(self, label: str, problem: str) -> None:
+        self.tally.failed += 1
+        self.out(f"{label}: FAILED: {problem}")
+
+    def exit_status(self) -> int:
+        return 1 if self.tally.failed else 0
+
+    def explain(self) -> None:
+        hardware = self.config.hardware
+        where = 'backend "mock": simulated devices' if self.mock else 'backend "pi"'
+        self.out(f"Hardware check of charge point {self.config.charge_point.id} ({where}). It will:")
+        for number, wiring in enumerate(hardware.connectors, start=1):
+            if "pilot" in self.selected:
+                pilot = wiring.pilot
+                source = "the pilot board" if pilot.backend == "gpio" else (
+                    f"{pilot.adc_chip.upper()} channel {pilot.adc_channel}")
+                duty = iec61851.duty_for_current(TEST_CURRENT_A) * 100
+                self.out(f"  connector {number} pilot: read the CP state from {source}, offer "
+                         f"{TEST_CURRENT_A:g} A (duty {duty:g} % on pwmchip{pilot.pwm_chip} "
+                         f"channel {pilot.pwm_channel}), then constant +12 V")
+            if "relay" in self.selected:
+                feedback = wiring.relay.feedback_pin
+                watch = f"watch the mirror contact on GPIO{feedback}" if feedback is not None else (
+                    "no mirror contact to watch")
+                self.out(f"  connector {number} relay: if no EV is plugged in, close the contactor "
+                         f"(GPIO{wiring.relay.pin}) for {RELAY_CLOSED_S:g} s, {watch}")
+            if "meter" in self.selected:
+                meter = (f"the simulated {hardware.mock.meter_model} meter" if self.mock
+                         else _meter_description(wiring.meter))
+                action = "not configured (meter.backend = \"none\")" if meter is None else f"read {meter} once"
+                self.out(f"  connector {number} meter: {action}")
+        if "reader" in self.selected:
+            reader = hardware.reader
+            if reader.backend == "none":
+                self.out('  reader: none configured (hardware.reader.backend = "none")')
+            elif self.mock:
+                self.out("  reader: the simulated reader (no chip to read)")
+            else:
+                self.out(f"  reader: read the RC522 version register on "
+                         f"/dev/spidev{reader.spi_bus}.{reader.spi_device}")
+        if "power" in self.selected:
+            pin = hardware.power_fail_pin
+            if pin is not None:
+                self.out(f"  power-fail input: read GPIO{pin}")
+            elif self.mock:
+                self.out("  power-fail input: read the simulated UPS input")
+            else:
+                self.out("  power-fail input: none configured (hardware.power_fail_pin is not set)")
+
+    # -- the checks ----------------------------------------------------------
+
+    async def run(self, hardware: StationHardware, confirmed: dict[int, bool]) -> None:
+        for number, (devices, wiring) in enumerate(
+            zip(hardware.connectors, self.config.hardware.connectors), start=1
+        ):
+            pilot_state: str | None = None
+            if "pilot" in self.selected:
+                pilot_state = await self._guarded(f"connector {number} pilot", self.check_pilot,
+                                                  devices, wiring)
+            elif "relay" in self.selected:
+                pilot_state = await _quiet_pilot_state(devices)
+            if "relay" in self.selected:
+                await self._guarded(f"connector {number} relay", self.check_relay,
+                                    devices, wiring, confirmed[number], pilot_state)
+            if "meter" in self.selected:
+                await self._guarded(f"connector {number} meter", self.check_meter, devices)
+        if "reader" in self.selected:
+            await self._guarded("reader", self.check_reader, hardware)
+        if "power" in self.selected:
+            await self._guarded("power-fail input", self.check_power_fail, hardware)
+        tally = self.tally
+        verdict = "all checks passed" if not tally.failed else f"{tally.failed} FAILED"
+        self.out(f"Result: {verdict} ({tally.passed} ok, {tally.skipped} skipped, {tally.failed} failed)")
+
+    async def _guarded(self, label: str, check, *args):
+        """Run one check; an exception it raises is that check's failure, not the end of all."""
+        try:
+            return await check(label, *args)
+        except Exception as error:  # noqa: BLE001 - the installer sees the exact error
+            self.fail(label, _describe_error(error))
+            return None
+
+    async def check_relay(self, label: str, devices: ConnectorDevices, wiring: ConnectorHardware,
+                          confirmed: bool, pilot_state: str | None) -> None:
+        relay = devices.relay
+        if not confirmed:
+            self.skip(label, "not confirmed: the contactor was not switched")
+            return
+        if pilot_state in EV_CONNECTED_STATES:
+            self.fail(label, f"not switched: the pilot reads state {pilot_state}: "
+                             f"{PILOT_STATE_MEANINGS[pilot_state]}; unplug the EV and check again")
+            return
+        mirror = f"the mirror contact on GPIO{wiring.relay.feedback_pin}"
+        relay.open()
+        if relay.feedback_closed():
+            self.fail(label, f"welded contactor: {mirror} says closed while the coil is off; not switched "
+                             "(if the contactor is really open, check relay.feedback_active_high)")
+            return
+        has_feedback = relay.feedback_closed() is not None
+        closed_after = None
+        try:
+            switched_at = time.monotonic()
+            relay.close()
+            if has_feedback:
+                closed_after = await _feedback_after(relay, closed=True)
+                if closed_after is None:
+                    relay.open()
+                    self.fail(label, f"the coil is on but {mirror} still says open after "
+                                     f"{FEEDBACK_TIMEOUT_S * 1000:g} ms (no coil supply, contactor stuck "
+                                     "open, or the mirror contact is not wired)")
+                    return
+            await asyncio.sleep(max(0.0, RELAY_CLOSED_S - (time.monotonic() - switched_at)))
+        finally:
+            relay.open()
+        if not has_feedback:
+            self.ok(label, "no feedback input: switched, not verified")
+            return
+        opened_after = await _feedback_after(relay, closed=False)
+        if opened_after is None:
+            self.fail(label, f"welded contactor: {mirror} still says closed "
+                             f"{FEEDBACK_TIMEOUT_S * 1000:g} ms after the coil was switched off")
+            return
+        self.ok(label, f"{mirror} followed: closed after {closed_after * 1000:.0f} ms, "
+                       f"open again after {opened_after * 1000:.0f} ms")
+
+    async def check_pilot(self, label: str, devices: ConnectorDevices, wiring: ConnectorHardware) -> str | None:
+        pilot = devices.pilot
+        # Constant +12 V first: the idle level against which the EV's resistors show
+        # its state (IEC 61851-1 Annex A); the pilot starts at -12 V (state F).
+        pilot.stop_offer()
+        await asyncio.sleep(PILOT_SETTLE_S)
+        read_voltages = getattr(pilot, "read_voltages", None)  # the ADC backend measures the levels
+        if read_voltages is not None:
+            high_v, low_v = read_voltages()
+            state = iec61851.classify(high_v, low_v)
+            levels = f"CP high {high_v:+.1f} V, low {low_v:+.1f} V"
+        else:
+            state = pilot.read_state()
+            levels = ""
+        if state is None:
+            if read_voltages is not None:
+                problem = (f"{levels} fit no state of IEC 61851-1 Annex A "
+                           "(check the divider, pilot.volts_per_count and pilot.offset_v)")
+            else:
+                problem = ("the pilot board reports charge without vehicle, which is no state "
+                           "(check its wiring and pilot.inputs_active_high)")
+            self.fail(label, problem)
+            return None
+        reading = f"state {state}: {PILOT_STATE_MEANINGS[state]}" + (f"; {levels}" if levels else "")
+        if state in ("E", "F"):
+            # With +12 V applied, E or F means a fault on the CP line, not an EV.
+            self.fail(label, f"{reading}; the charger applies +12 V, so the CP line or the pilot board is faulty")
+            return state
+        pwm_problem, pwm_result = self._check_pwm(devices, wiring)
+        if pwm_problem:
+            self.fail(label, f"{reading}; PWM: {pwm_problem}")
+        else:
+            self.ok(label, f"{reading}; {pwm_result}")
+        return state
+
+    def _check_pwm(self, devices: ConnectorDevices, wiring: ConnectorHardware) -> tuple[str, str]:
+        """Offer TEST_CURRENT_A, read the duty back, return to +12 V: (problem, what was seen)."""
+        pilot = devices.pilot
+        expected = iec61851.duty_for_current(TEST_CURRENT_A)  # IEC 61851-1 Table A.7: 6 A = 10 %
+        # The PwmOutput is not part of the Pilot interface; the drivers keep it here.
+        pwm = getattr(pilot, "_pwm", None)
+        try:
+            pilot.offer_current(TEST_CURRENT_A)
+            if pwm is None:
+                seen = pilot.offered_current
+                if seen != TEST_CURRENT_A:
+                    return f"offered {TEST_CURRENT_A:g} A but the pilot reports {seen}", ""
+                seen_text = f"offered {TEST_CURRENT_A:g} A (PWM not readable)"
+            else:
+                problem, seen_text = _read_back(pwm, expected, wiring.pilot.pwm_invert)
+                if problem:
+                    return f"offered {TEST_CURRENT_A:g} A: {problem}", ""
+        finally:
+            pilot.stop_offer()
+        if pwm is not None:
+            problem, _ = _read_back(pwm, 1.0, wiring.pilot.pwm_invert)
+            if problem:
+                return f"back to constant +12 V: {problem}", ""
+        return "", f"PWM {TEST_CURRENT_A:g} A: {seen_text}, then back to constant +12 V"
+
+    async def check_meter(self, label: str, devices: ConnectorDevices) -> None:
+        meter = devices.meter
+        if meter is None:
+            self.skip(label, 'no meter configured: meter.backend = "none"')
+            return
+        name = getattr(meter, "name", "the meter")
+        try:
+            async with asyncio.timeout(getattr(meter, "read_deadline_s", 5.0) + METER_READ_MARGIN_S):
+                sample = await meter.read()
+        except Exception as error:  # noqa: BLE001 - MeterError, or a driver that broke its promise
+            message = _describe_error(error) if not isinstance(error, TimeoutError) else (
+                f"{name}: no answer")
+            settings = _serial_settings(getattr(meter, "config", None))
+            self.fail(label, message + (f" (settings used: {settings})" if settings else ""))
+            return
+        register_map = getattr(getattr(meter, "register_map", None), "model", "unknown")
+        self.ok(label, f"register map {register_map}")
+        for line in [name, *_sample_lines(sample)]:
+            self.out("    " + line)
+
+    async def check_reader(self, label: str, hardware: StationHardware) -> None:
+        reader_config = self.config.hardware.reader
+        if reader_config.backend == "none":
+            self.skip(label, 'hardware.reader.backend = "none"')
+            return
+        read_version = getattr(hardware.reader, "read_version", None)
+        if read_version is None:
+            self.ok(label, "simulated reader: no chip to read" if self.mock
+                    else f"{type(hardware.reader).__name__} has no version register to read")
+            return
+        where = f"RC522 on /dev/spidev{reader_config.spi_bus}.{reader_config.spi_device}"
+        version = await asyncio.to_thread(read_version)
+        if version in RC522_VERSIONS:
+            self.ok(label, f"{where}: version register {version:#04x}, {RC522_VERSIONS[version]}")
+            return
+        expected = " or ".join(f"{value:#04x}" for value in RC522_VERSIONS)
+        hint = " (nothing answers: check the SPI wiring, the chip select and dtparam=spi=on)" if (
+            version in (0x00, 0xFF)) else " (not a genuine MFRC522, or a clone this charger does not know)"
+        self.fail(label, f"{where}: version register reads {version:#04x}, expected {expected}{hint}")
+
+    async def check_power_fail(self, label: str, hardware: StationHardware) -> None:
+        power_fail = hardware.power_fail
+        if power_fail is None:
+            self.skip(label, "hardware.power_fail_pin is not set")
+            return
+        pin = self.config.hardware.power_fail_pin
+        where = f"GPIO{pin}: " if pin is not None else ""
+        if power_fail.failing:
+            self.fail(label, f"{where}asserted: it says the mains is failing; if the mains is on, check the "
+                             "wiring and hardware.power_fail_active_high (the charger would stop every "
+                             "transaction)")
+        else:
+            self.ok(label, f"{where}not asserted: mains present")
+
+
+async def _quiet_pilot_state(devices: ConnectorDevices) -> str | None:
+    """The CP state at constant +12 V, or None when it cannot be read (the relay check then
+    relies on the installer's confirmation alone)."""
+    try:
+        devices.pilot.stop_offer()
+        await asyncio.sleep(PILOT_SETTLE_S)
+        return devices.pilot.read_state()
+    except Exception:  # noqa: BLE001 - only a safety interlock; the pilot check reports errors
+        return None
+
+
+async def _feedback_after(relay, *, closed: bool) -> float | None:
+    """Seconds until the mirror contact says ``closed``, or None after FEEDBACK_TIMEOUT_S."""
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        if relay.feedback_closed() == closed:
+            return elapsed
+        if elapsed > FEEDBACK_TIMEOUT_S:
+            return None
+        await asyncio.sleep(FEEDBACK_POLL_S)
+
+
+def _read_back(pwm, expected_duty: float, inverted: bool) -> tuple[str, str]:
+    """Compare the PWM's duty with ``expected_duty`` (as seen on the CP): (problem, what was seen).
+
+    A sysfs PWM is read back from the kernel's files, so what the hardware holds is checked,
+    not only what the driver remembers.
+    """
+    remembered = pwm.duty
+    if remembered is None or abs(remembered - expected_duty) > 1e-9:
+        held = "nothing" if remembered is None else _percent(remembered)
+        return f"duty should be {_percent(expected_duty)}, the PWM output holds {held}", ""
+    path = getattr(pwm, "path", None)
+    if path is None:
+        return "", f"duty {_percent(remembered)}"
+    try:
+        period_ns = int((Path(path) / "period").read_text())
+        duty_ns = int((Path(path) / "duty_cycle").read_text())
+        enabled = (Path(path) / "enable").read_text().strip() == "1"
+    except (OSError, ValueError) as error:
+        return f"cannot read {path} back: {error}", ""
+    pin_duty = duty_ns / period_ns if period_ns else float("nan")
+    seen = 1.0 - pin_duty if inverted else pin_duty
+    if not enabled or abs(seen - expected_duty) > 1e-6:
+        state = "enabled" if enabled else "disabled"
+        return (f"duty should be {_percent(expected_duty)}, {path} holds duty_cycle {duty_ns} ns of "
+                f"period {period_ns} ns, {state}"), ""
+    frequency = f"{1e9 / period_ns:g} Hz" if period_ns != 1_000_000 else "1 kHz"
+    return "", f"duty {_percent(seen)} at {frequency}, read back from {path}"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f} %"
+
+
+def _meter_description(meter: MeterConfig) -> str | None:
+    if meter.backend == "none":
+        return None
+    if meter.backend == "modbus-rtu":
+        return (f"the {meter.model} meter on {meter.serial_port} (device {meter.device_id}, "
+                f"{_serial_settings(meter)})")
+    return f"the {meter.model} meter at {meter.host}:{meter.port} (device {meter.device_id})"
+
+
+def _serial_settings(meter: MeterConfig | None) -> str:
+    if meter is None or meter.backend != "modbus-rtu":
+        return ""
+    return f"{meter.baudrate} baud, 8{meter.parity}{meter.stopbits}"
+
+
+def _sample_lines(sample: MeterSample) -> list[str]:
+    lines = [f"energy   {sample.energy_wh / 1000:.3f} kWh", f"power    {sample.power_w:.0f} W"]
+    if sample.voltage_v:
+        lines.append("voltage  " + "   ".join(
+            f"L{phase} {volts:.1f} V" for phase, volts in enumerate(sample.voltage_v, start=1)))
+    if sample.current_a:
+        lines.append("current  " + "   ".join(
+            f"L{phase} {amps:.2f} A" for phase, amps in enumerate(sample.current_a, start=1)))
+    return lines
+
+
+def _describe_error(error: BaseException) -> str:
+    if isinstance(error, HardwareError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -1,0 +1,431 @@
+"""``evcp check-hardware`` against the simulated charger (backend "mock")."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import types
+from pathlib import Path
+
+import pytest
+
+from evcp.config import load, loads
+from evcp.hal import HardwareError
+from evcp.hal.meter import ModbusMeter
+from evcp.hal.reader import Mfrc522Reader
+from evcp.mocks.meter_server import SimulatedMeter
+from evcp.runtime.app import build_hardware
+from evcp.selftest import CHECKS, check_hardware, confirmation_question
+
+BENCH = Path(__file__).resolve().parents[1] / "config" / "bench.toml"
+
+
+def bench_config(state_dir: Path):
+    config = load(BENCH)
+    return dataclasses.replace(
+        config,
+        api=dataclasses.replace(config.api, listen="127.0.0.1:0", port=0),
+        storage=dataclasses.replace(config.storage, state_dir=state_dir),
+    )
+
+
+def mock_config(state_dir: Path, extra: str = ""):
+    """A one-connector simulated charger; ``extra`` adds TOML tables."""
+    text = f"""
+[charge_point]
+id = "CP-SELFTEST"
+[ocpp]
+csms_url = "ws://127.0.0.1:9/ocpp"
+[hardware]
+backend = "mock"
+[storage]
+state_dir = "{state_dir}"
+{extra}
+"""
+    return loads(text, state_dir / "evcp.toml")
+
+
+class Console:
+    """Stands in for input() and print(): scripted answers, captured lines."""
+
+    def __init__(self, *answers: str):
+        self.answers = list(answers)
+        self.questions: list[str] = []
+        self.lines: list[str] = []
+
+    def ask(self, question: str) -> str:
+        self.questions.append(question)
+        return self.answers.pop(0)
+
+    def out(self, line: str) -> None:
+        self.lines.append(line)
+
+    def line(self, start: str) -> str:
+        found = [line for line in self.lines if line.startswith(start)]
+        assert len(found) == 1, f"expected one line starting {start!r} in:\n" + "\n".join(self.lines)
+        return found[0]
+
+    def has(self, start: str) -> bool:
+        return any(line.startswith(start) for line in self.lines)
+
+
+@pytest.fixture
+def config(tmp_path):
+    return bench_config(tmp_path)
+
+
+@pytest.fixture
+async def hardware(config):
+    """The simulated charger of ``config``; the test reaches its devices through ``.bench``."""
+    hardware = await build_hardware(config)
+    try:
+        yield hardware
+    finally:
+        await hardware.release()
+
+
+def spy_on_close(relay, also=None):
+    """Count relay.close() calls (and run ``also`` after each)."""
+    calls = []
+    original = relay.close
+
+    def close():
+        calls.append(True)
+        original()
+        if also is not None:
+            also()
+
+    relay.close = close
+    return calls
+
+
+def closed_intervals(contactor):
+    """(closed at, opened at) pairs from the simulated contactor's history."""
+    intervals, closed_at = [], None
+    for at, event in contactor.history:
+        if event == "closed":
+            closed_at = at
+        elif event == "open" and closed_at is not None:
+            intervals.append((closed_at, at))
+            closed_at = None
+    return intervals
+
+
+async def test_every_check_passes_on_the_simulated_charger(config):
+    console = Console()
+    status = await check_hardware(config, yes=True, only=None, ask=console.ask, out=console.out)
+    assert status == 0, "\n".join(console.lines)
+    assert console.questions == []
+    assert console.line("connector 1 pilot: ok (state A: +12 V, no EV connected; PWM 6 A: duty 10.0 % at 1 kHz")
+    assert console.line("connector 1 relay: ok (the mirror contact on GPIO5 followed: closed after")
+    assert console.line("connector 1 meter: ok (register map sdm630)")
+    assert console.line("    energy   0.000 kWh")
+    assert console.line("    power    0 W")
+    assert console.line("    voltage  L1 230.0 V   L2 230.0 V   L3 230.0 V")
+    assert console.line("    current  L1 0.00 A   L2 0.00 A   L3 0.00 A")
+    assert console.line("    sdm630 meter at 127.0.0.1:")
+    assert console.line('reader: skipped (hardware.reader.backend = "none")')
+    assert console.line("power-fail input: ok (not asserted: mains present)")
+    assert console.lines[-1] == "Result: all checks passed (4 ok, 1 skipped, 0 failed)"
+
+
+async def test_it_explains_each_check_before_asking(config):
+    console = Console("n")
+    await check_hardware(config, yes=False, only=None, ask=console.ask, out=console.out)
+    plan = console.lines[:6]
+    assert plan[0] == 'Hardware check of charge point CP-BENCH-01 (backend "mock": simulated devices). It will:'
+    assert [line.split(":")[0] for line in plan[1:]] == [
+        "  connector 1 pilot", "  connector 1 relay", "  connector 1 meter", "  reader", "  power-fail input",
+    ]
+    assert console.questions == [
+        "The contactor of connector 1 will close for 1 s. Make sure no EV is connected and "
+        "nobody touches the outlet. Continue? [y/N] "
+    ]
+    assert console.questions == [confirmation_question(1)]
+
+
+async def test_the_contactor_closes_for_one_second_and_is_open_afterwards(config, hardware):
+    contactor = hardware.bench.simulated[0].contactor
+    console = Console("y")
+    status = await check_hardware(config, yes=False, only={"relay"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 0, "\n".join(console.lines)
+    assert len(console.questions) == 1
+    [(closed_at, opened_at)] = closed_intervals(contactor)
+    assert 0.95 <= opened_at - closed_at < 1.5
+    assert not contactor.coil_energised
+    assert not hardware.connectors[0].relay.is_closed
+
+
+@pytest.mark.parametrize("answer", ["n", "", "no", "nope"])
+async def test_the_relay_check_is_skipped_unless_the_installer_says_yes(config, hardware, answer):
+    closes = spy_on_close(hardware.connectors[0].relay)
+    console = Console(answer)
+    status = await check_hardware(config, yes=False, only=None, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 0, "a skip is not a failure"
+    assert console.line("connector 1 relay: skipped (not confirmed: the contactor was not switched)")
+    assert closes == []
+    assert console.line("connector 1 meter: ok")
+
+
+async def test_no_terminal_to_answer_counts_as_no(config, hardware):
+    def no_terminal(question):
+        raise EOFError
+
+    console = Console()
+    closes = spy_on_close(hardware.connectors[0].relay)
+    status = await check_hardware(config, yes=False, only={"relay"}, ask=no_terminal, out=console.out,
+                                  hardware=hardware)
+    assert status == 0
+    assert console.line("connector 1 relay: skipped")
+    assert closes == []
+
+
+async def test_a_contactor_welded_before_the_check_fails_it_and_is_never_energised(config, hardware):
+    contactor = hardware.bench.simulated[0].contactor
+    contactor.weld()
+    closes = spy_on_close(hardware.connectors[0].relay)
+    console = Console()
+    status = await check_hardware(config, yes=True, only=None, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line(
+        "connector 1 relay: FAILED: welded contactor: the mirror contact on GPIO5 says closed while "
+        "the coil is off; not switched"
+    )
+    assert closes == []
+    assert not contactor.coil_energised
+    assert console.lines[-1] == "Result: 1 FAILED (3 ok, 1 skipped, 1 failed)"
+
+
+async def test_a_contactor_that_welds_while_closed_fails_the_check(config, hardware):
+    contactor = hardware.bench.simulated[0].contactor
+    spy_on_close(hardware.connectors[0].relay, also=contactor.weld)
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"relay"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line(
+        "connector 1 relay: FAILED: welded contactor: the mirror contact on GPIO5 still says closed "
+        "250 ms after the coil was switched off"
+    )
+    assert not contactor.coil_energised
+
+
+async def test_a_contactor_that_does_not_pull_in_fails_the_check(config, hardware):
+    contactor = hardware.bench.simulated[0].contactor
+    contactor.detach()  # the mirror contact no longer follows the coil: it stays open
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"relay"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line("connector 1 relay: FAILED: the coil is on but the mirror contact on GPIO5 still "
+                        "says open after 250 ms")
+    assert not hardware.connectors[0].relay.is_closed
+
+
+async def test_without_a_feedback_input_the_relay_is_switched_but_not_verified(tmp_path):
+    config = mock_config(tmp_path, "[[hardware.connectors]]\n[hardware.connectors.relay]\nfeedback_pin = false\n")
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"relay"}, ask=console.ask, out=console.out)
+    assert status == 0
+    assert console.line("  connector 1 relay: if no EV is plugged in, close the contactor (GPIO4) for 1 s, "
+                        "no mirror contact to watch")
+    assert console.line("connector 1 relay: ok (no feedback input: switched, not verified)")
+
+
+async def test_the_contactor_is_not_switched_while_an_ev_is_plugged_in(config, hardware):
+    hardware.bench.set_pilot(1, "B")
+    closes = spy_on_close(hardware.connectors[0].relay)
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"relay"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line("connector 1 relay: FAILED: not switched: the pilot reads state B: "
+                        "+9 V, EV connected, not ready to charge; unplug the EV and check again")
+    assert closes == []
+
+
+async def test_cancelling_while_the_contactor_is_closed_opens_it(config, hardware):
+    contactor = hardware.bench.simulated[0].contactor
+    console = Console()
+    check = asyncio.create_task(check_hardware(config, yes=True, only={"relay"}, ask=console.ask,
+                                               out=console.out, hardware=hardware))
+    for _ in range(200):
+        if contactor.coil_energised:
+            break
+        await asyncio.sleep(0.01)
+    assert contactor.coil_energised
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await check
+    assert not contactor.coil_energised
+    assert console.lines[-1] == "Stopped early: every contactor is open."
+
+
+async def test_a_silent_meter_fails_the_meter_check_naming_the_meter(config, hardware):
+    simulated_meter = hardware.bench.simulated[0].meter
+    simulated_meter.fail()
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"meter"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    failure = console.line("connector 1 meter: FAILED: ")
+    assert f"sdm630 meter at 127.0.0.1:{simulated_meter.port} (device 1)" in failure
+    assert "no answer" in failure or "no complete answer" in failure
+    assert console.lines[-1] == "Result: 1 FAILED (0 ok, 0 skipped, 1 failed)"
+
+
+async def test_a_silent_rs485_meter_fails_naming_its_port_device_id_and_baud_rate(config, hardware):
+    async with SimulatedMeter("sdm120", transport="rtu", device_id=7, baudrate=2400) as rs485_meter:
+        serial_port = rs485_meter.serial_port
+        rs485_meter.fail()
+        hardware.connectors[0].meter = ModbusMeter(rs485_meter.meter_config(timeout_s=0.1))
+        console = Console()
+        status = await check_hardware(config, yes=True, only={"meter"}, ask=console.ask, out=console.out,
+                                      hardware=hardware)
+    assert status == 1
+    failure = console.line("connector 1 meter: FAILED: ")
+    assert f"sdm120 meter on {serial_port} (device 7)" in failure
+    assert failure.endswith("(settings used: 2400 baud, 8N1)")
+
+
+async def test_only_runs_the_checks_it_names(config):
+    console = Console()
+    status = await check_hardware(config, yes=False, only={"meter"}, ask=console.ask, out=console.out)
+    assert status == 0
+    assert console.questions == [], "no relay is switched, so nothing is asked"
+    checks = [line.split(":")[0].strip() for line in console.lines[1:] if not line.startswith("    ")]
+    assert checks == ["connector 1 meter", "connector 1 meter", "Result"]
+    assert console.lines[-1] == "Result: all checks passed (1 ok, 0 skipped, 0 failed)"
+
+
+@pytest.mark.parametrize("only", [{"relay", "contactor"}, {"Meter"}, set()])
+async def test_an_unknown_check_name_is_an_error_before_anything_happens(config, only):
+    console = Console()
+    with pytest.raises(ValueError, match="known checks: relay, pilot, reader, meter, power") as error:
+        await check_hardware(config, yes=True, only=only, ask=console.ask, out=console.out)
+    assert console.lines == []
+    if only:
+        assert repr(sorted(only - set(CHECKS))[0]) in str(error.value)
+
+
+async def test_a_pilot_fault_fails_the_pilot_check(config, hardware):
+    hardware.bench.set_pilot(1, "F")
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"pilot"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line("connector 1 pilot: FAILED: state F: -12 V, EVSE not available or fault; "
+                        "the charger applies +12 V, so the CP line or the pilot board is faulty")
+
+
+async def test_the_pilot_returns_to_constant_plus_12_v(config, hardware):
+    pwm_tree = hardware.bench.simulated[0].pwm
+    console = Console()
+    assert await check_hardware(config, yes=True, only={"pilot"}, ask=console.ask, out=console.out,
+                                hardware=hardware) == 0
+    channel = pwm_tree.channel(config.hardware.connectors[0].pilot.pwm_channel)
+    assert channel.enabled and channel.duty == 1.0
+    assert hardware.connectors[0].pilot.offered_current is None
+
+
+async def test_a_failing_mains_input_fails_the_power_check(config, hardware):
+    hardware.bench.set_power_failing(True)
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"power"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line("power-fail input: FAILED: asserted: it says the mains is failing")
+
+
+async def test_devices_that_cannot_be_set_up_fail_the_check(config, monkeypatch):
+    async def broken(config):
+        raise HardwareError("relay: cannot drive GPIO17: GPIO busy")
+
+    monkeypatch.setattr("evcp.selftest.build_hardware", broken)
+    console = Console()
+    status = await check_hardware(config, yes=True, only=None, ask=console.ask, out=console.out)
+    assert status == 1
+    assert console.lines[-1] == "FAILED: the devices could not be set up: relay: cannot drive GPIO17: GPIO busy"
+
+
+# -- the RC522 version register, with a stand-in for the mfrc522 driver -------------------
+
+
+def fake_rc522_driver(version):
+    """(RPi.GPIO, MFRC522) stand-ins; the chip answers ``version`` (or raises it) at VersionReg."""
+    gpio = types.SimpleNamespace(BOARD=10, BCM=11, getmode=lambda: None, cleanup=lambda *pins: None)
+
+    class FakeMfrc522:
+        def __init__(self, bus=0, device=0, spd=1000000, pin_mode=10, pin_rst=-1, debugLevel="WARNING"):
+            self.spi = types.SimpleNamespace(close=lambda: None)
+
+        def Read_MFRC522(self, address):
+            assert address == 0x37
+            if isinstance(version, Exception):
+                raise version
+            return version
+
+    return gpio, FakeMfrc522
+
+
+@pytest.fixture
+async def rc522_hardware(tmp_path):
+    config = mock_config(tmp_path, '[hardware.reader]\nbackend = "mfrc522"\n')
+    hardware = await build_hardware(config)
+    hardware.reader = Mfrc522Reader(config.hardware.reader)
+    try:
+        yield config, hardware
+    finally:
+        await hardware.release()
+
+
+@pytest.mark.parametrize("version, name", [(0x91, "MFRC522 v1.0"), (0x92, "MFRC522 v2.0")])
+async def test_a_genuine_rc522_passes(rc522_hardware, monkeypatch, version, name):
+    config, hardware = rc522_hardware
+    monkeypatch.setattr("evcp.hal.reader._import_driver", lambda: fake_rc522_driver(version))
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 0
+    assert console.line(f"reader: ok (RC522 on /dev/spidev0.1: version register {version:#04x}, {name})")
+
+
+@pytest.mark.parametrize("version, hint", [(0x00, "nothing answers"), (0x12, "not a genuine MFRC522")])
+async def test_an_unexpected_version_fails_with_the_value_read(rc522_hardware, monkeypatch, version, hint):
+    config, hardware = rc522_hardware
+    monkeypatch.setattr("evcp.hal.reader._import_driver", lambda: fake_rc522_driver(version))
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    failure = console.line(f"reader: FAILED: RC522 on /dev/spidev0.1: version register reads {version:#04x}, "
+                           "expected 0x91 or 0x92")
+    assert hint in failure
+
+
+async def test_a_reader_that_cannot_be_read_fails(rc522_hardware, monkeypatch):
+    config, hardware = rc522_hardware
+    monkeypatch.setattr("evcp.hal.reader._import_driver",
+                        lambda: fake_rc522_driver(OSError(5, "Input/output error")))
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert console.line("reader: FAILED: reader: RC522 on /dev/spidev0.1: cannot read the version register: "
+                        "[Errno 5] Input/output error")
+
+
+async def test_a_reader_without_its_driver_fails_naming_the_package(rc522_hardware, monkeypatch):
+    config, hardware = rc522_hardware
+
+    def missing():
+        raise HardwareError("reader backend 'mfrc522' needs the mfrc522 package")
+
+    monkeypatch.setattr("evcp.hal.reader._import_driver", missing)
+    console = Console()
+    assert await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
+                                hardware=hardware) == 1
+    assert console.line("reader: FAILED: reader backend 'mfrc522' needs the mfrc522 package")
