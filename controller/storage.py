@@ -36,6 +36,7 @@ version appends a step and never edits an old one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,7 +129,12 @@ class StateStore:
         try:
             # isolation_level=None: autocommit, so each single-statement write
             # commits at once and multi-row writes say BEGIN/COMMIT explicitly.
+            created = not self.path.exists()
             self._db = sqlite3.connect(self.path, isolation_level=None)
+            if created:
+                # It will hold secrets (the AuthorizationKey the central system sets): the
+                # service's user alone may read it; sqlite gives -wal and -shm the same mode.
+                os.chmod(self.path, 0o600)
             self._check()
             self._refuse_newer()
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]

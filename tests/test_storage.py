@@ -444,3 +444,13 @@ def test_queueing_the_stop_marks_the_transaction_stopped_in_the_same_commit(tmp_
         except KeyError:
             pass
         assert [m.local_id for m in store.outbox_entries()] == [1], "an unknown transaction queues nothing"
+
+
+def test_a_new_database_is_readable_by_the_service_alone(tmp_path):
+    import stat
+
+    from evcp.storage import StateStore
+
+    with StateStore(tmp_path / "evcp.sqlite3") as store:
+        store.save_configuration({"AuthorizationKey": "secret"})
+    assert stat.S_IMODE((tmp_path / "evcp.sqlite3").stat().st_mode) == 0o600
