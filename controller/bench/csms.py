@@ -9,7 +9,13 @@ HTTP control API. Run it as its own process::
 or embed it: ``system = CentralSystem(port=0, control_port=0); await system.start()``.
 
 Charge points connect to ``ws://HOST:PORT/<any/prefix>/<charge point id>`` with the ``ocpp1.6``
-subprotocol. Control API (all bodies JSON; OCPP payloads in their wire form, camelCase; the
+subprotocol. For the OCPP 1.6 security whitepaper's profiles it can also serve TLS (wss://,
+``--tls-cert``/``--tls-key``), check client certificates (``--tls-client-ca``: a certificate
+signed by that CA whose subject CN is the charge point id authenticates it, profile 3) and
+check HTTP Basic passwords (``--basic-auth``, passwords per charge point set with
+``POST /policy {"passwords": {"CP-1": "..."}}``, written as the AuthorizationKey is: the text,
+or 32 to 40 hex digits for the bytes). A charge point that does not authenticate is refused
+with HTTP 401 at the handshake. Control API (all bodies JSON; OCPP payloads in their wire form, camelCase; the
 central system's own records in snake_case):
 
 - ``GET /chargers`` -> ``{"chargers": [charger, ...]}``
@@ -28,11 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hmac
 import itertools
 import json
 import logging
 import re
 import signal
+import ssl
 import sys
 import uuid
 from collections import deque
@@ -52,6 +60,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from evcp.api.http import HttpError, HttpServer, Request, Response, json_response
+from evcp.ocpp16.link import MASK, redact
+from evcp.ocpp16.security import basic_auth_password, parse_basic_authorization
 
 logger = logging.getLogger("evcp.bench.csms")
 frame_logger = logging.getLogger("evcp.bench.csms.frames")
@@ -108,6 +118,8 @@ class Policy:
     """Non-zero: refuse websocket handshakes with this HTTP status (e.g. 401 wrong password)."""
     call_errors: dict[str, int] = field(default_factory=dict)
     """Action -> how many of its next requests are answered with CALLERROR InternalError."""
+    passwords: dict[str, str] = field(default_factory=dict)
+    """Charge point id -> its HTTP Basic password (AuthorizationKey form), checked with --basic-auth."""
 
     def authorize_status(self, id_tag: str) -> str:
         if id_tag in self.authorize_overrides:
@@ -147,6 +159,7 @@ class Policy:
             "accept_connections": _parse_bool,
             "call_errors": _parse_count_map,
             "handshake_status": _parse_http_status,
+            "passwords": _parse_str_map,
         }
         unknown = sorted(set(changes) - set(parsers))
         if unknown:
@@ -172,6 +185,7 @@ class Policy:
             "accept_connections": self.accept_connections,
             "call_errors": dict(self.call_errors),
             "handshake_status": self.handshake_status,
+            "passwords": {cp_id: MASK for cp_id in sorted(self.passwords)},
         }
 
 
@@ -266,6 +280,12 @@ class Charger:
     diagnostics_statuses: list[dict[str, Any]] = field(default_factory=list)
     data_transfers: list[dict[str, Any]] = field(default_factory=list)
     meter_values_outside_transactions: list[dict[str, Any]] = field(default_factory=list)
+    security_events: list[dict[str, Any]] = field(default_factory=list)
+    """SecurityEventNotification.req payloads (security whitepaper), oldest first."""
+    authenticated_by: str | None = None
+    """How the last accepted handshake authenticated: "basic", "client-certificate" or None."""
+    refused_handshakes: list[dict[str, Any]] = field(default_factory=list)
+    """Handshakes refused for their credentials: {"at", "status", "reason"}."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -450,6 +470,18 @@ class Ledger:
         entry = {"received_at": utc_now_iso(), "status": status}
         self.charger(cp_id).diagnostics_statuses.append(entry)
 
+    def security_event(self, cp_id: str, details: dict[str, Any]) -> None:
+        entry = {"received_at": utc_now_iso(), **details}
+        self.charger(cp_id).security_events.append(entry)
+        logger.info("%s security event %s: %s", cp_id, details.get("type"), details.get("tech_info"))
+
+    def handshake_authenticated(self, cp_id: str, method: str) -> None:
+        self.charger(cp_id).authenticated_by = method
+
+    def handshake_refused(self, cp_id: str, status: int, reason: str) -> None:
+        self.charger(cp_id).refused_handshakes.append({"at": utc_now_iso(), "status": status, "reason": reason})
+        logger.warning("%s refused at the handshake: HTTP %s, %s", cp_id, status, reason)
+
 
 # --------------------------------------------------------------------------------------------
 # Message log: every frame in and out, with sequence numbers
@@ -505,7 +537,7 @@ class MessageLog:
                 self._sent_calls.add(key)
             elif frame.message_type != "CALL" and direction == "received":
                 self._answers[key] = frame
-        frame_logger.info("%s %s %s", cp_id, "->" if direction == "sent" else "<-", raw)
+        frame_logger.info("%s %s %s", cp_id, "->" if direction == "sent" else "<-", redact(raw))
         return frame
 
     def since(self, seq: int = 0, cp_id: str | None = None) -> list[Frame]:
@@ -654,6 +686,11 @@ class CentralSystemChargePoint(ChargePoint):
         self._ledger.diagnostics_status(self.id, status)
         return call_result.DiagnosticsStatusNotification()
 
+    @on(Action.security_event_notification)
+    def on_security_event_notification(self, **details):
+        self._ledger.security_event(self.id, details)
+        return call_result.SecurityEventNotification()
+
 
 # --------------------------------------------------------------------------------------------
 # Calls to a charge point
@@ -720,6 +757,31 @@ def _snake_case(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
+def server_tls_context(cert_file: str, key_file: str, client_ca_file: str | None = None) -> ssl.SSLContext:
+    """A TLS 1.2+ server context; with ``client_ca_file``, client certificates are requested and,
+    when one is sent, it must be signed by that CA (a charge point without one may still use
+    a password)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        context.load_verify_locations(client_ca_file)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def _client_common_name(connection: ServerConnection) -> str | None:
+    """The subject CN of the verified client certificate of ``connection``, None without one."""
+    certificate = connection.transport.get_extra_info("peercert")
+    if not certificate:
+        return None
+    for rdn in certificate.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return value
+    return ""
+
+
 def charge_point_id_from_path(path: str) -> str:
     """The last non-empty segment of a websocket path: ``/ocpp/CP-1`` -> ``CP-1``."""
     return unquote(urlsplit(path).path.rstrip("/").rpartition("/")[2])
@@ -751,8 +813,17 @@ class CentralSystem:
         control_port: int | None = 9001,
         policy: Policy | None = None,
         first_transaction_id: int = 1,
+        tls: ssl.SSLContext | None = None,
+        basic_auth: bool = False,
     ):
+        """``tls``: serve wss:// with this context (see :func:`server_tls_context`).
+        ``basic_auth``: check the HTTP Basic password of each charge point against
+        ``policy.passwords``. With a context that verifies client certificates, a valid one
+        whose CN is the charge point id also authenticates it; without ``basic_auth`` it is
+        then the only way in."""
         self.host = host
+        self.tls = tls
+        self.basic_auth = basic_auth
         self.control_host = control_host
         self._requested_port = port
         self._requested_control_port = control_port
@@ -778,7 +849,11 @@ class CentralSystem:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
+
+    @property
+    def checks_client_certificates(self) -> bool:
+        return self.tls is not None and self.tls.verify_mode != ssl.CERT_NONE
 
     @property
     def control_url(self) -> str | None:
@@ -792,7 +867,7 @@ class CentralSystem:
         self._server = await serve(
             self._serve_charge_point, self.host, self._requested_port,
             subprotocols=[SUBPROTOCOL], process_request=self._check_path,
-            logger=logging.getLogger("evcp.bench.csms.websocket"),
+            logger=logging.getLogger("evcp.bench.csms.websocket"), ssl=self.tls,
         )
         if self._requested_control_port is not None:
             self._control = HttpServer(
@@ -867,7 +942,40 @@ class CentralSystem:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "central system offline (policy)\n")
         if self.policy.handshake_status:
             return connection.respond(HTTPStatus(self.policy.handshake_status), "refused (policy)\n")
+        if self.basic_auth or self.checks_client_certificates:
+            return self._authenticate(connection, request)
         return None
+
+    def _authenticate(self, connection: ServerConnection, request):
+        """Security whitepaper profiles 1-3: a client certificate for this charge point, or its
+        HTTP Basic password; anything else is HTTP 401."""
+        cp_id = charge_point_id_from_path(request.path)
+        common_name = _client_common_name(connection)
+        if common_name is not None:
+            if common_name == cp_id:
+                self.ledger.handshake_authenticated(cp_id, "client-certificate")
+                return None
+            return self._refuse(connection, cp_id, f"client certificate is for {common_name!r}")
+        if not self.basic_auth:
+            return self._refuse(connection, cp_id, "no client certificate")
+        credentials = parse_basic_authorization(request.headers.get("Authorization"))
+        if credentials is None:
+            return self._refuse(connection, cp_id, "no HTTP Basic credentials")
+        user, password = credentials
+        expected = self.policy.passwords.get(cp_id)
+        if user != cp_id:
+            return self._refuse(connection, cp_id, f"Basic user {user!r} is not the charge point id")
+        if expected is None or not hmac.compare_digest(password, basic_auth_password(expected)):
+            return self._refuse(connection, cp_id, "wrong password")
+        self.ledger.handshake_authenticated(cp_id, "basic")
+        return None
+
+    def _refuse(self, connection: ServerConnection, cp_id: str, reason: str):
+        self.ledger.handshake_refused(cp_id, 401, reason)
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, f"{reason}\n")
+        if self.basic_auth:
+            response.headers["WWW-Authenticate"] = 'Basic realm="OCPP"'
+        return response
 
     async def _serve_charge_point(self, websocket: ServerConnection) -> None:
         cp_id = charge_point_id_from_path(websocket.request.path)
@@ -1017,10 +1125,23 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL_S,
                         metavar="S", help="interval in an Accepted BootNotification answer")
     parser.add_argument("--first-transaction-id", type=int, default=1, metavar="N")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", metavar="FILE",
+                        help="accept client certificates signed by this CA (security profile 3); "
+                             "without --basic-auth they are required")
+    parser.add_argument("--basic-auth", action="store_true",
+                        help="check HTTP Basic passwords (security profiles 1 and 2); set them with "
+                             'POST /policy {"passwords": {"CP-1": "..."}}')
     parser.add_argument("--log", metavar="FILE", help="append frames and events to FILE")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="also log frames and events to stderr")
-    return parser.parse_args(None if argv is None else list(argv))
+    args = parser.parse_args(None if argv is None else list(argv))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    return args
 
 
 def configure_logging(log_file: str | None, verbose: bool) -> None:
@@ -1045,10 +1166,16 @@ async def run(args: argparse.Namespace) -> int:
     if args.tags is not None:
         policy.accept_all = False
         policy.tags = args.tags
+    try:
+        tls = server_tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    except (OSError, ssl.SSLError) as error:
+        print(f"csms: cannot use the TLS files: {error}", file=sys.stderr)
+        return 2
     system = CentralSystem(
         host=args.listen[0], port=args.listen[1],
         control_host=args.control[0], control_port=args.control[1],
         policy=policy, first_transaction_id=args.first_transaction_id,
+        tls=tls, basic_auth=args.basic_auth,
     )
     try:
         await system.start()

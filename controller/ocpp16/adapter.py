@@ -4,6 +4,12 @@ One object lives as long as the controller. It keeps the websocket to the
 central system up (reconnecting with backoff), registers with BootNotification,
 sends heartbeats, drains the transaction outbox in order, and answers the
 central system's requests by asking the core.
+
+It connects with the security profile and password in force (``evcp.ocpp16.security``):
+when the central system changes either, the connection is closed once the answer is sent
+and opened again with the new settings; if those cannot connect, the previous ones come
+back. Security events (whitepaper "Security events") are sent once the charger is
+registered; while it is offline they wait in memory.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
+from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +41,16 @@ from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
 from evcp.ocpp16.meter_values import meter_values_payload, timestamp
 from evcp.ocpp16.outbox import Outbox
+from evcp.ocpp16.security import (
+    ConnectionParameters,
+    HandshakeFailure,
+    SecuritySettings,
+    SecuritySettingsError,
+    apply_installer_settings,
+    classify_failure,
+    connection_parameters,
+    restrict_to_owner,
+)
 
 if TYPE_CHECKING:
     from evcp.runtime.controller import Controller
@@ -43,6 +61,19 @@ log = logging.getLogger("evcp.ocpp")
 TRIGGERABLE = {"BootNotification", "Heartbeat", "MeterValues", "StatusNotification"}
 """TriggerMessage targets this charger sends (OCPP 1.6 §5.17); the firmware and
 diagnostics notifications belong to profiles not offered here."""
+
+ATTEMPTS_BEFORE_FALLBACK = 3
+"""Failed connection attempts with new security settings before the previous ones come back."""
+REPEATED_PROBLEM_LOG_S = 600.0
+"""A connection problem that does not change is logged again after this long, not at each retry."""
+HANDSHAKE_REFUSALS = (SecuritySettingsError, websockets.InvalidStatus, websockets.InvalidMessage, ssl.SSLError)
+"""Connection attempts refused by the central system, by TLS or by the settings themselves, as
+opposed to a network that does not answer."""
+RECONNECT_GRACE_S = 1.0
+"""After accepting new security settings, requests the central system sends right away (OCTT
+TC_083 follows the change with a Reset) are still answered on the old connection this long."""
+MAX_QUEUED_SECURITY_EVENTS = 50
+"""Security events kept while offline; beyond, the oldest is dropped (and logged)."""
 
 
 def settings_from(configuration: Configuration, base: Settings) -> Settings:
@@ -84,7 +115,10 @@ class CentralSystemLink(ChargePointLink):
 
     @on(Action.reset)
     def _reset(self, type: str, **_):
-        return call_result.Reset(status=self.adapter.command(ev.ResetRequested(type == "Hard")))
+        status = self.adapter.command(ev.ResetRequested(type == "Hard"))
+        if status == "Accepted":
+            self.adapter.security_event("ResetOrReboot", f"{type} reset requested by the central system")
+        return call_result.Reset(status=status)
 
     @on(Action.unlock_connector)
     def _unlock(self, connector_id: int, **_):
@@ -100,9 +134,14 @@ class CentralSystemLink(ChargePointLink):
 
     @on(Action.change_configuration)
     def _change_configuration(self, key: str, value: str, **_):
-        status = self.adapter.configuration.change(key, value)
+        status = self.adapter.change_configuration(key, value)
         log.info("ChangeConfiguration %s: %s", key, status)
         return call_result.ChangeConfiguration(status=status)
+
+    @after(Action.change_configuration)
+    async def _configuration_changed(self, **_):
+        # After the answer went out: the central system hears Accepted before the reconnect.
+        await self.adapter.reconnect_if_security_changed()
 
     @on(Action.clear_cache)
     def _clear_cache(self, **_):
@@ -145,8 +184,31 @@ class Ocpp16Adapter:
         self._online = asyncio.Event()
         self._heartbeat_changed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self.detach = configuration.on_change(self._on_configuration_change)
-        """Stop listening to configuration changes (when this adapter is replaced)."""
+        self._store = store
+        self._websocket = None
+        self._reconnect_requested = False
+        self._security_changed = False
+        self._failed_attempts_on_trial = 0
+        self._pending_failures: dict[str, tuple[float, int, str]] = {}
+        """Security event type -> (first time, attempts, last reason) of handshake failures,
+        reported once a connection succeeds."""
+        self._last_problem: tuple[str, float] | None = None
+        self.security_profile_in_use: int | None = None
+        self.security_events: deque[dict[str, Any]] = deque()
+        """SecurityEventNotification payloads not yet delivered, oldest first."""
+        self._security_event_queued = asyncio.Event()
+        for problem in apply_installer_settings(configuration, config.ocpp):
+            log.error("security settings: %s", problem)
+        self._protect_secrets()
+        self._unsubscribe = configuration.on_change(self._on_configuration_change)
+        self.security_event("StartupOfTheDevice", f"evcp {evcp.__version__} started")
+
+    def detach(self) -> None:
+        """Stop listening to configuration changes (when this adapter is replaced or stops)."""
+        self._unsubscribe()
+        if self.security_events:
+            log.warning("%d security event(s) not delivered, lost: %s", len(self.security_events),
+                        ", ".join(event["type"] for event in self.security_events))
 
     # ----------------------------------------------------------------- the connection
 
@@ -159,33 +221,198 @@ class Ocpp16Adapter:
         """Connected and registered: messages other than BootNotification may be sent."""
         return self._online.is_set()
 
+    def security_settings(self) -> SecuritySettings:
+        """The settings the next connection is made with."""
+        ocpp = self.config.ocpp
+        return SecuritySettings(profile=int(self.configuration.get("SecurityProfile")),
+                                authorization_key=str(self.configuration.get("AuthorizationKey")),
+                                ca_file=ocpp.ca_file, client_cert_file=ocpp.client_cert_file,
+                                client_key_file=ocpp.client_key_file)
+
     async def run(self) -> None:
         """Keep the connection up until cancelled (OCPP-J 1.6 §3: the charge point connects)."""
         failures = 0
         while True:
+            self._reconnect_requested = False
+            settings = self.security_settings()
             try:
-                async with connect(self.url, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
-                                   ping_interval=self._ping_interval(), ping_timeout=20,
-                                   close_timeout=2) as ws:
+                parameters = connection_parameters(self.url, self.config.charge_point.id, settings)
+                async with connect(parameters.url, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
+                                   ping_interval=self._ping_interval(), ping_timeout=20, close_timeout=2,
+                                   ssl=parameters.ssl_context,
+                                   additional_headers=parameters.headers) as ws:
                     if ws.subprotocol != "ocpp1.6":
                         raise ConnectionError(f"central system did not agree to ocpp1.6 (got {ws.subprotocol})")
                     failures = 0
+                    self._websocket = ws
+                    self._handshake_succeeded(parameters)
                     await self._serve(ws)
             except asyncio.CancelledError:
                 raise
-            except websockets.InvalidStatus as error:
-                status = error.response.status_code
-                hint = " (credentials refused)" if status in (401, 403) else ""
-                log.error("central system %s refused the connection: HTTP %s%s", self.url, status, hint)
-                if status in (401, 403):
-                    failures = max(failures, 5)  # wrong credentials do not fix themselves: retry slowly
+            except HANDSHAKE_REFUSALS as error:
+                if self._websocket is not None:
+                    self._connection_lost(error)
+                else:
+                    failure = classify_failure(error, settings.profile)
+                    self._handshake_failed(failure, settings)
+                    if failure.event_type or isinstance(error, SecuritySettingsError):
+                        failures = max(failures, 5)  # settings and credentials do not fix themselves
             except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as error:
-                if failures == 0 or self.connected:
-                    log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
+                if self._websocket is not None:
+                    self._connection_lost(error)
+                else:
+                    if failures == 0:
+                        log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
+                    self._count_attempt_on_trial(error or type(error).__name__)
             finally:
+                self._websocket = None
                 self._went_offline()
+            if self._reconnect_requested:
+                failures = 0
+                continue
             failures += 1
             await asyncio.sleep(self._backoff(failures))
+
+    def _connection_lost(self, error: BaseException) -> None:
+        if self._reconnect_requested:
+            log.info("reconnecting to the central system with the new security settings")
+        else:
+            log.warning("connection to central system %s lost: %s", self.url, error or type(error).__name__)
+
+    def _handshake_succeeded(self, parameters: ConnectionParameters) -> None:
+        self.security_profile_in_use = parameters.profile
+        self._failed_attempts_on_trial = 0
+        self._last_problem = None
+        confirmed = self.configuration.confirm_trial()
+        if confirmed:
+            log.info("new security settings work (%s); SecurityProfile %d in use",
+                     ", ".join(confirmed), parameters.profile)
+        # Whitepaper "Security events": reported once the central system can be reached again.
+        for event_type, (since, attempts, reason) in sorted(self._pending_failures.items()):
+            times = "once" if attempts == 1 else f"{attempts} times"
+            self.security_event(event_type, f"{reason} ({times} since {timestamp(since)})", at=since)
+        self._pending_failures.clear()
+
+    def _handshake_failed(self, failure: HandshakeFailure, settings: SecuritySettings) -> None:
+        text = f"central system {self.url} {failure.reason} (security profile {settings.profile})"
+        now = time.monotonic()
+        last = self._last_problem
+        if last is None or last[0] != text or now - last[1] > REPEATED_PROBLEM_LOG_S:
+            log.error("%s; retrying", text)
+            self._last_problem = (text, now)
+        if failure.event_type:
+            since, attempts, _ = self._pending_failures.get(failure.event_type, (time.time(), 0, ""))
+            self._pending_failures[failure.event_type] = (since, attempts + 1, failure.reason)
+        self._count_attempt_on_trial(failure.reason)
+
+    def _count_attempt_on_trial(self, reason: object) -> None:
+        """Whitepaper "Migrating to a higher security profile": settings the central system just
+        changed that cannot connect give way to the previous ones. Only until they have connected
+        once: after that they are the settings (OCTT TC_083 expects no return to the old profile)."""
+        if not self.configuration.on_trial():
+            return
+        self._failed_attempts_on_trial += 1
+        if self._failed_attempts_on_trial < ATTEMPTS_BEFORE_FALLBACK:
+            return
+        self._failed_attempts_on_trial = 0
+        restored = self.configuration.fall_back()
+        profile = int(self.configuration.get("SecurityProfile"))
+        log.error("the new security settings (%s) failed %d connection attempts (last: %s); back to the "
+                  "previous ones, SecurityProfile %d", ", ".join(restored), ATTEMPTS_BEFORE_FALLBACK, reason, profile)
+        self.security_event("ReconfigurationOfSecurityParameters",
+                            f"{', '.join(restored)} set back: the new value could not connect; "
+                            f"SecurityProfile {profile}")
+
+    def change_configuration(self, key: str, value: str) -> str:
+        """ChangeConfiguration.req. A higher SecurityProfile whose requirements are not met is
+        Rejected (whitepaper: the charger must be able to connect with it); an accepted change
+        of the security settings reconnects once the answer is sent."""
+        before = self.security_settings()
+        if key.lower() == "securityprofile" and (problem := self._cannot_raise_to(value, before)):
+            log.warning("ChangeConfiguration SecurityProfile %s refused: %s", value, problem)
+            return "Rejected"
+        status = self.configuration.change(key, value)
+        after = self.security_settings()
+        if status != "Accepted" or after == before:
+            return status
+        name = "SecurityProfile" if after.profile != before.profile else "AuthorizationKey"
+        self.security_event("ReconfigurationOfSecurityParameters", f"{name} changed by the central system")
+        self._protect_secrets()
+        if after.credentials() == before.credentials():
+            # A password that the profile in force does not send: nothing to reconnect for or to try.
+            self.configuration.confirm_trial(name)
+        else:
+            self._security_changed = True
+        return status
+
+    def _cannot_raise_to(self, value: str, settings: SecuritySettings) -> str | None:
+        if not (value.isascii() and value.isdigit()) or not settings.profile < int(value) <= 3:
+            return None  # not a raise: the key's own rules answer
+        try:
+            connection_parameters(self.url, self.config.charge_point.id, replace(settings, profile=int(value)))
+        except SecuritySettingsError as problem:
+            return str(problem)
+        return None
+
+    async def reconnect_if_security_changed(self) -> None:
+        if not self._security_changed:
+            return
+        self._security_changed = False
+        await self.reconnect()
+
+    async def reconnect(self) -> None:
+        """Close the connection; ``run`` opens a new one at once with the settings then in force."""
+        await asyncio.sleep(RECONNECT_GRACE_S)
+        link = self.link
+        if link is None or self._websocket is None:
+            return
+        self._reconnect_requested = True
+        log.info("security settings changed: closing the connection to reconnect with SecurityProfile %s",
+                 self.configuration.get("SecurityProfile"))
+        await link.close_when_idle("reconnecting with new security settings", self.config.ocpp.call_timeout_s)
+
+    def security_event(self, event_type: str, info: str | None = None, at: float | None = None) -> None:
+        """Report a security event (whitepaper "Security events"): a SecurityEventNotification of
+        ``event_type`` (e.g. SettingSystemTime, TamperDetectionActivated) with ``info`` as techInfo,
+        sent once the charger is registered. Events wait in memory while it is offline: one lost
+        (too many waiting, a restart before delivery) is logged."""
+        if len(self.security_events) >= MAX_QUEUED_SECURITY_EVENTS:
+            dropped = self.security_events.popleft()
+            log.warning("security event %s dropped: %d events wait already", dropped["type"],
+                        MAX_QUEUED_SECURITY_EVENTS)
+        event = {"type": event_type[:50], "timestamp": _utc(at), "tech_info": info[:255] if info else None}
+        log.info("security event %s%s", event_type, f": {info}" if info else "")
+        self.security_events.append(event)
+        self._security_event_queued.set()
+
+    async def _deliver_security_events(self) -> None:
+        """Not a transaction message: a central system without the security extensions answers
+        with a CALLERROR, and the event is dropped rather than holding anything up."""
+        while True:
+            if not self.security_events:
+                self._security_event_queued.clear()
+                await self._security_event_queued.wait()
+                continue
+            event = self.security_events[0]
+            try:
+                await self._call(call.SecurityEventNotification(**event))
+            except OCPPError as error:
+                log.warning("central system refused SecurityEventNotification %s (CALLERROR %s); dropped",
+                            event["type"], error.code)
+            except asyncio.TimeoutError:
+                log.warning("no answer to SecurityEventNotification %s; sending it again", event["type"])
+                await asyncio.sleep(float(self.configuration.get("TransactionMessageRetryInterval")))
+                continue
+            if event in self.security_events:
+                self.security_events.remove(event)
+
+    def _protect_secrets(self) -> None:
+        """The AuthorizationKey is stored in the state database: readable by the service only."""
+        if self._store is None or not self.configuration.get("AuthorizationKey"):
+            return
+        files = [self._store.path.with_name(self._store.path.name + suffix) for suffix in ("", "-wal", "-shm")]
+        for problem in restrict_to_owner(files):
+            log.warning("cannot restrict the state database to the evcp user: %s", problem)
 
     def _backoff(self, failures: int) -> float:
         """Exponential backoff with jitter between ocpp.reconnect_min_s and ocpp.reconnect_max_s."""
@@ -207,7 +434,8 @@ class Ocpp16Adapter:
         try:
             await self._register()
             workers = [asyncio.create_task(self._heartbeats(), name="ocpp-heartbeat"),
-                       asyncio.create_task(self._drain_outbox(), name="ocpp-outbox")]
+                       asyncio.create_task(self._drain_outbox(), name="ocpp-outbox"),
+                       asyncio.create_task(self._deliver_security_events(), name="ocpp-security-events")]
             try:
                 done, _ = await asyncio.wait([receiver, *workers], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -345,10 +573,11 @@ class Ocpp16Adapter:
         return self.outbox.transaction_id(local_id)
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until the outbox is empty (before a reset); False when time ran out."""
+        """Wait until the outbox is empty (before a reset); False when time ran out. Security
+        events are waited for too while online (ResetOrReboot goes out before the reset)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(self.outbox) and loop.time() < deadline:
+        while (len(self.outbox) or (self.online and self.security_events)) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         return not len(self.outbox)
 
@@ -445,6 +674,10 @@ class Ocpp16Adapter:
             self.heartbeat_interval = float(value)
             self._heartbeat_changed.set()
         self.controller.apply_settings(settings_from(self.configuration, self.controller.settings))
+
+
+def _utc(at: float | None) -> str:
+    return timestamp(at if at is not None else time.time())
 
 
 def _log_failure(task: asyncio.Task) -> None:

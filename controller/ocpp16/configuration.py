@@ -3,7 +3,8 @@
 ``KEYS`` is the one table of keys: name, who may set it, value type, default,
 whether a change needs a reboot, and what it means. ``Configuration`` holds the
 current values and answers GetConfiguration (§5.8) and ChangeConfiguration
-(§5.3). Adding a feature profile's keys means adding its rows to ``KEYS``.
+(§5.3). Adding a feature profile's keys means adding its rows to ``KEYS``; the
+Core profile's are ``CORE_KEYS``, the security whitepaper's ``SECURITY_KEYS``.
 
 Values are kept as the strings OCPP exchanges, in canonical form ("true",
 "60", "Energy.Active.Import.Register,Voltage" without spaces); ``get`` turns
@@ -15,6 +16,11 @@ A value starts as the table default, then the installer's ``initial``
 overrides apply, then the Central System's changes saved with ``snapshot``
 (``restore``). While running, the Central System (``change``) and the
 controller (``set_internal``) set values; the latest one wins.
+
+Some keys have rules of their own (the security whitepaper's): a write-only key
+is never revealed by GetConfiguration; a key the Central System may only raise
+refuses a lower value; a key on trial keeps its previous value until the new
+one has proved itself (``confirm_trial``), so that ``fall_back`` can put it back.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Literal, Mapping, Protocol, Sequence
+
+from evcp.ocpp16.security import authorization_key_problem
 
 #: ChangeConfiguration.conf status (OCPP 1.6 §5.3).
 ChangeStatus = Literal["Accepted", "Rejected", "RebootRequired", "NotSupported"]
@@ -225,6 +233,24 @@ def measurand_list(max_length_key: str) -> CommaSeparatedList:
     return CommaSeparatedList(one_of(MEASURAND_ITEMS), max_length_key)
 
 
+@dataclass(frozen=True)
+class AuthorizationKeyValue:
+    """The HTTP Basic password in its OCPP form (``evcp.ocpp16.security``): 16 to 20 characters
+    or 32 to 40 hexadecimal digits. Empty means none, which only security profile 0 allows."""
+
+    def normalise(self, text: str, lookup: Lookup) -> str:
+        if not text:
+            if lookup("SecurityProfile") in (1, 2):
+                raise InvalidValue("security profiles 1 and 2 need a password")
+            return text
+        if problem := authorization_key_problem(text):
+            raise InvalidValue(problem)
+        return text
+
+    def parse(self, canonical: str) -> str:
+        return canonical
+
+
 # ---------------------------------------------------------------------------
 # The table.
 
@@ -257,6 +283,14 @@ class KeySpec:
     reboot_required: bool = False
     """A change is stored at once but takes effect after a reboot (ChangeConfiguration RebootRequired)."""
     profile: str = "Core"
+    write_only: bool = False
+    """GetConfiguration answers it with an empty value, whatever it holds (a secret)."""
+    only_raised: bool = False
+    """The Central System may raise the value, never lower it."""
+    on_trial: bool = False
+    """A Central System change keeps the previous value until ``confirm_trial`` or ``fall_back``."""
+    installer_key: str | None = None
+    """The config file key the installer sets it with, instead of ``ocpp.keys``."""
 
     def default_for(self, number_of_connectors: int) -> str:
         return self.default(number_of_connectors) if callable(self.default) else self.default
@@ -270,7 +304,7 @@ RW, INSTALLER, CONTROLLER = Access.READ_WRITE, Access.INSTALLER, Access.CONTROLL
 
 #: OCPP 1.6 §9.1 Core Profile keys. Where §9.1 allows R or RW, RW is chosen.
 #: BlinkRepeat and LightIntensity (optional) are absent: the charger has no lighting to drive.
-KEYS: tuple[KeySpec, ...] = (
+CORE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("AllowOfflineTxForUnknownId", RW, Boolean(), "false",
             "Offline, start transactions for unknown identifiers (Unknown Offline Authorization)."),
     KeySpec("AuthorizationCacheEnabled", RW, Boolean(), "false",
@@ -348,6 +382,31 @@ KEYS: tuple[KeySpec, ...] = (
             reboot_required=True),
 )
 
+#: OCPP 1.6 security whitepaper (edition 2) keys of secure connection setup. The certificate
+#: management keys (CertificateSignedMaxChainSize, CertificateStoreMaxLength) are absent: the
+#: certificate messages are not implemented.
+SECURITY_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("AdditionalRootCertificateCheck", CONTROLLER, Boolean(), "false",
+            "Replace a Central System root certificate only with one signed by the previous one "
+            "(not implemented, so false).", profile="Security"),
+    # Accessibility "W" in the whitepaper: written by the Central System, never read back.
+    KeySpec("AuthorizationKey", RW, AuthorizationKeyValue(), "",
+            "HTTP Basic password of security profiles 1 and 2: 16 to 20 characters or "
+            "32 to 40 hexadecimal digits (the hex form of a 16 to 20 byte password).",
+            profile="Security", write_only=True, on_trial=True, installer_key="ocpp.authorization_key"),
+    KeySpec("CpoName", RW, Text(), "",
+            "Name of the CPO as used in the Charge Point certificate (the O of a CSR).",
+            profile="Security"),
+    # Whitepaper "Migrating to a higher security profile": raised by the Central System, used
+    # from the next connection, never lowered (OCTT TC_083, TC_084).
+    KeySpec("SecurityProfile", RW, Integer(0, 3), "0",
+            "Security profile of the connection: 0 none, 1 Basic auth, 2 TLS and Basic auth, "
+            "3 TLS with a client certificate.",
+            profile="Security", only_raised=True, on_trial=True, installer_key="ocpp.security_profile"),
+)
+
+KEYS: tuple[KeySpec, ...] = CORE_KEYS + SECURITY_KEYS
+
 
 # ---------------------------------------------------------------------------
 
@@ -372,10 +431,14 @@ class Configuration:
         self._values = {spec.name: spec.default_for(number_of_connectors) for spec in KEYS}
         self._changed_by_central_system: set[str] = set()
         self._listeners: list[Listener] = []
+        self._trial: dict[str, tuple[str, bool]] = {}
+        """Key on trial -> (previous canonical value, whether the Central System had set it)."""
         for key, value in (initial or {}).items():
             spec = self._known(key)
             if spec.access is Access.CONTROLLER:
                 raise ValueError(f"{spec.name}: set by the controller, not configurable")
+            if spec.installer_key:
+                raise ValueError(f"{spec.name}: set {spec.installer_key} instead")
             self._values[spec.name] = self._normalise(spec, value)
 
     def get(self, name: str) -> Value:
@@ -411,17 +474,54 @@ class Configuration:
 
     def change(self, key: str, value: str) -> ChangeStatus:
         """ChangeConfiguration (§5.3): NotSupported for an unknown key, Rejected for a
-        read-only key or an invalid value, else the value is stored and Accepted, or
-        RebootRequired when the key takes effect only after a reboot.
+        read-only key, an invalid value or a lower value of a key that may only be raised,
+        else the value is stored and Accepted, or RebootRequired when the key takes effect
+        only after a reboot. A changed key on trial remembers its previous value.
         """
         spec = self._specs.get(key.lower())
         if spec is None:
             return "NotSupported"
+        previous = self._values[spec.name]
+        previously_changed = spec.name in self._changed_by_central_system
         try:
+            if spec.only_raised and not spec.access.readonly:
+                new = spec.type.parse(self._normalise(spec, value))
+                if new < spec.type.parse(previous):
+                    raise InvalidValue(f"{spec.name}: may only be raised")
             self._set_by_central_system(spec, value)
         except InvalidValue:
             return "Rejected"
+        if spec.on_trial and self._values[spec.name] != previous and spec.name not in self._trial:
+            self._trial[spec.name] = (previous, previously_changed)
         return "RebootRequired" if spec.reboot_required else "Accepted"
+
+    def on_trial(self) -> list[str]:
+        """Keys changed by the Central System whose previous value is kept for ``fall_back``."""
+        return sorted(self._trial)
+
+    def confirm_trial(self, *keys: str) -> list[str]:
+        """The new values of ``keys`` (all keys on trial without any) proved themselves: forget
+        the previous ones. Returns the keys confirmed."""
+        wanted = {key.lower() for key in keys}
+        confirmed = [name for name in self.on_trial() if not wanted or name.lower() in wanted]
+        for name in confirmed:
+            del self._trial[name]
+        return confirmed
+
+    def fall_back(self) -> list[str]:
+        """Put back the values the keys on trial had before (whitepaper: when the new security
+        settings cannot connect, the previous ones are used again). Returns the keys.
+
+        This is the one way a key that may only be raised goes down again.
+        """
+        trial, self._trial = self._trial, {}
+        for name, (previous, previously_changed) in sorted(trial.items()):
+            if previously_changed:
+                self._changed_by_central_system.add(name)
+            else:
+                self._changed_by_central_system.discard(name)
+            self._store(self._specs[name.lower()], previous)
+        return sorted(trial)
 
     def on_change(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(key, new value)`` whenever a key's value changes; returns the unsubscriber.
@@ -471,7 +571,8 @@ class Configuration:
         return spec
 
     def _key_value(self, spec: KeySpec) -> dict[str, object]:
-        return {"key": spec.name, "readonly": spec.access.readonly, "value": self._values[spec.name]}
+        value = "" if spec.write_only else self._values[spec.name]
+        return {"key": spec.name, "readonly": spec.access.readonly, "value": value}
 
     def _normalise(self, spec: KeySpec, text: str) -> str:
         """The canonical form of ``text`` for ``spec``; InvalidValue names the key and the problem."""
@@ -484,7 +585,8 @@ class Configuration:
                 raise InvalidValue("not printable ASCII")
             return spec.type.normalise(text, self.get)
         except InvalidValue as problem:
-            raise InvalidValue(f"{spec.name}: {problem} (got {_shown(text)})") from None
+            got = "" if spec.write_only else f" (got {_shown(text)})"
+            raise InvalidValue(f"{spec.name}: {problem}{got}") from None
 
     def _set_by_central_system(self, spec: KeySpec, value: str) -> None:
         if spec.access.readonly:

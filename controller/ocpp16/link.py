@@ -7,11 +7,13 @@ The library is right about messages and wrong about a few 1.6 details, fixed her
   action 1.6 does not know is NotImplemented (§4.2.3; the library swaps them);
 * a frame that cannot be parsed is answered with a CALLERROR instead of being
   dropped silently;
-* frames go to the trace log (secrets redacted), never to the main log.
+* frames go to the trace log (secrets redacted), never to the main log; the library's
+  own log lines, which quote messages, have their secrets redacted too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -33,13 +35,61 @@ CALLERROR_CODES_1_6 = {
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
 }
 
-_SECRET_VALUES = re.compile(r'("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*")[^"]*(")'
-                            r'|("key"\s*:\s*"AuthorizationKey"\s*,\s*"readonly"\s*:\s*\w+\s*,\s*"value"\s*:\s*")[^"]*(")')
+#: Configuration keys whose values are secrets (matched in any letter case: key names are CiString).
+SECRET_KEYS = frozenset({"authorizationkey"})
+MASK = "********"
+
+_NAMES_A_SECRET_KEY = re.compile("|".join(re.escape(key) for key in SECRET_KEYS), re.IGNORECASE)
+#: A ``value`` field in JSON or in a Python repr: "value": "...", 'value': '...'.
+_VALUE_FIELD = re.compile(r"""(["']value["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""")
 
 
 def redact(frame: str) -> str:
-    """The frame with secret configuration values replaced by ********."""
-    return _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(3)) + "********" + (m.group(2) or m.group(4)), frame)
+    """The frame (or log text) with the values of secret configuration keys replaced by ********.
+
+    A ``{"key": "AuthorizationKey", "value": ...}`` object has its value masked wherever it is
+    in the message (ChangeConfiguration.req, GetConfiguration.conf), in any letter case and
+    field order. Text that is not JSON but names a secret key (a library log line with a
+    Python repr) has every value field masked.
+    """
+    if not _NAMES_A_SECRET_KEY.search(frame) and "\\u" not in frame:
+        return frame
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return _VALUE_FIELD.sub(lambda m: m.group(1) + m.group(2) + MASK + m.group(2), frame)
+    masked = _masked(message)
+    if masked == message:
+        return frame
+    return json.dumps(masked, separators=(",", ":"))
+
+
+def _masked(item: Any) -> Any:
+    if isinstance(item, list):
+        return [_masked(element) for element in item]
+    if not isinstance(item, dict):
+        if isinstance(item, str) and _NAMES_A_SECRET_KEY.search(item):
+            return _VALUE_FIELD.sub(lambda m: m.group(1) + m.group(2) + MASK + m.group(2), item)
+        return item
+    key = item.get("key")
+    secret = isinstance(key, str) and key.lower() in SECRET_KEYS
+    return {name: (MASK if secret and name == "value" and value else _masked(value))
+            for name, value in item.items()}
+
+
+class RedactingLogger(logging.LoggerAdapter):
+    """A logger for the ``ocpp`` library, which logs whole messages (and, on an error, the
+    request with its payload): secrets are masked, and a traceback that could quote one is
+    left out."""
+
+    def log(self, level, msg, *args, exc_info=None, **kwargs):
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        shown = redact(text)
+        if shown != text:
+            exc_info = None
+        self.logger.log(level, "%s", shown, exc_info=exc_info, **kwargs)
 
 
 def to_1_6_callerror(frame: str) -> str:
@@ -78,7 +128,8 @@ class ChargePointLink(ChargePoint):
 
     def __init__(self, charge_point_id: str, connection, trace: FrameTrace, response_timeout: float,
                  on_frame: Callable[[], None] | None = None):
-        super().__init__(charge_point_id, connection, response_timeout=response_timeout)
+        super().__init__(charge_point_id, connection, response_timeout=response_timeout,
+                         logger=RedactingLogger(logging.getLogger("ocpp"), {}))
         self._trace = trace
         self._on_frame = on_frame
 
@@ -120,6 +171,21 @@ class ChargePointLink(ChargePoint):
                 raise OcppNotImplemented(details={"cause": f"{msg.action} is not an OCPP 1.6 action"})
             raise NotSupportedError(details={"cause": f"{msg.action} is not supported by this charge point"})
         return await super()._handle_call(msg)
+
+    async def close_when_idle(self, reason: str, timeout: float) -> None:
+        """Close the connection once no call of ours awaits its answer (at most ``timeout`` s
+        from now), so the other side never has an answer of ours or to ours cut off; calls
+        started meanwhile wait and then find the connection closed."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._call_lock.acquire()
+        except TimeoutError:
+            await self._connection.close(1000, reason)
+            return
+        try:
+            await self._connection.close(1000, reason)
+        finally:
+            self._call_lock.release()
 
     async def _send(self, message: str) -> None:
         message = to_1_6_callerror(message)

@@ -1,6 +1,7 @@
 """The bench central system, driven by a minimal OCPP 1.6 charge point over real websockets."""
 
 import asyncio
+import base64
 import contextlib
 import json
 import signal
@@ -16,7 +17,8 @@ from ocpp.v16.enums import Action, AvailabilityStatus, RemoteStartStopStatus
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from evcp.bench.csms import CentralSystem, Policy, charge_point_id_from_path
+from evcp.bench.csms import CentralSystem, Policy, charge_point_id_from_path, parse_args
+from evcp.ocpp16.security import basic_authorization
 
 METER_SAMPLE = [{"timestamp": "2024-05-01T10:05:00Z",
                  "sampledValue": [{"value": "1500", "measurand": "Energy.Active.Import.Register",
@@ -405,3 +407,67 @@ async def test_runs_as_a_process_and_stops_on_sigterm(tmp_path):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# --- security whitepaper: HTTP Basic authentication and security events ---------------------------
+
+
+@contextlib.asynccontextmanager
+async def basic_auth_csms():
+    system = CentralSystem(port=0, control_port=0, basic_auth=True)
+    await system.start()
+    try:
+        yield system
+    finally:
+        await system.stop()
+
+
+async def _handshake_status(url, headers=None):
+    try:
+        async with connect(url, subprotocols=["ocpp1.6"], proxy=None, additional_headers=headers or {}):
+            return 101
+    except InvalidStatus as refused:
+        assert refused.response.headers["WWW-Authenticate"] == 'Basic realm="OCPP"'
+        return refused.response.status_code
+
+
+async def test_basic_auth_checks_each_charge_points_password():
+    async with basic_auth_csms() as csms:
+        status, policy = await control(csms.control_url, "POST", "/policy", {"passwords": {
+            "CP-1": "right-password-16", "CP-2": "4F43415F4F4354545F61646D696E5F74657374"}})
+        assert status == 200 and policy["passwords"] == {"CP-1": "********", "CP-2": "********"}
+        url = f"{csms.url}/ocpp"
+
+        def basic(user, password):
+            return {"Authorization": basic_authorization(user, password)}
+
+        assert await _handshake_status(f"{url}/CP-1", basic("CP-1", "right-password-16")) == 101
+        assert await _handshake_status(f"{url}/CP-1", basic("CP-1", "wrong-password-16")) == 401
+        assert await _handshake_status(f"{url}/CP-1") == 401
+        assert await _handshake_status(f"{url}/CP-1", basic("CP-2", "right-password-16")) == 401
+        # A hex password is the bytes it stands for, as the AuthorizationKey is (OCTT TC_073).
+        header = "Basic " + base64.b64encode(b"CP-2:OCA_OCTT_admin_test").decode()
+        assert await _handshake_status(f"{url}/CP-2", {"Authorization": header}) == 101
+        assert await _handshake_status(f"{url}/CP-3", basic("CP-3", "x" * 16)) == 401
+        first = csms.ledger.chargers["CP-1"]
+        assert first.authenticated_by == "basic"
+        assert [r["reason"] for r in first.refused_handshakes] == [
+            "wrong password", "no HTTP Basic credentials", "Basic user 'CP-2' is not the charge point id"]
+
+
+async def test_security_event_notification_is_recorded(csms):
+    async with charge_point(csms.url) as cp:
+        await cp.call(call.SecurityEventNotification(type="StartupOfTheDevice", timestamp="2024-05-01T10:00:00Z",
+                                                     tech_info="evcp started"), suppress=False)
+        await cp.call(call.SecurityEventNotification(type="ResetOrReboot", timestamp="2024-05-01T10:01:00Z",
+                                                     tech_info=None), suppress=False)
+    status, body = await control(csms.control_url, "GET", "/chargers")
+    events = body["chargers"][0]["security_events"]
+    assert [(e["type"], e.get("tech_info")) for e in events] == [("StartupOfTheDevice", "evcp started"),
+                                                                ("ResetOrReboot", None)]
+
+
+@pytest.mark.parametrize("argv", [["--tls-cert", "a.pem"], ["--tls-key", "a.key"], ["--tls-client-ca", "ca.pem"]])
+def test_tls_options_that_cannot_work_alone_are_refused(argv):
+    with pytest.raises(SystemExit):
+        parse_args(argv)

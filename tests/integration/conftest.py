@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-LISTENING = re.compile(r"csms listening on (ws://\S+) control (http://\S+)")
+LISTENING = re.compile(r"csms listening on (wss?://\S+) control (http://\S+)")
 
 
 def free_port() -> int:
@@ -99,9 +99,10 @@ def _stop(process: subprocess.Popen) -> str:
     return process.stdout.read() if process.stdout else ""
 
 
-@pytest.fixture
-def csms():
-    process = _start([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+def launch_csms(*options: str, listen: str = "127.0.0.1:0") -> CentralSystemProcess:
+    """The bench central system as a process, with extra command line ``options`` (TLS, auth)."""
+    process = _start([sys.executable, "-m", "evcp.bench.csms", "--listen", listen, "--control", "127.0.0.1:0",
+                      *options])
     deadline = time.monotonic() + 15
     line = ""
     while time.monotonic() < deadline:
@@ -110,10 +111,37 @@ def csms():
         if match:
             break
     else:
+        _stop(process)
         raise AssertionError(f"central system did not start: {line!r}")
-    system = CentralSystemProcess(process, match.group(1), match.group(2))
+    return CentralSystemProcess(process, match.group(1), match.group(2))
+
+
+@pytest.fixture
+def csms():
+    system = launch_csms()
     yield system
-    _stop(process)
+    _stop(system.process)
+
+
+@pytest.fixture
+def start_csms():
+    """Start more central systems, e.g. ``start_csms("--tls-cert", cert, "--tls-key", key)``;
+    each is stopped at the end of the test (``stop_csms`` stops one earlier)."""
+    started: list[CentralSystemProcess] = []
+
+    def start(*options: str, listen: str = "127.0.0.1:0") -> CentralSystemProcess:
+        system = launch_csms(*options, listen=listen)
+        started.append(system)
+        return system
+
+    yield start
+    for system in started:
+        _stop(system.process)
+
+
+def stop_csms(system: CentralSystemProcess) -> str:
+    """Stop a central system now; returns what it printed."""
+    return _stop(system.process)
 
 
 class ChargerProcess(Http):
@@ -152,7 +180,9 @@ def start_charger(tmp_path, csms):
     started: list[ChargerProcess] = []
 
     def start(keys: dict[str, Any] | None = None, connectors: int = 1, extra: str = "",
-              wait_online: bool = True, charge_point: str = "", ocpp: str = "") -> ChargerProcess:
+              wait_online: bool = True, charge_point: str = "", ocpp: str = "",
+              csms_url: str | None = None) -> ChargerProcess:
+        """``csms_url``: another central system than the ``csms`` fixture's (without the id)."""
         port = free_port()
         config = tmp_path / "evcp.toml"
         key_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in (keys or {}).items())
@@ -163,7 +193,7 @@ connectors = {connectors}
 {charge_point}
 
 [ocpp]
-csms_url = "{csms.url}/ocpp"
+csms_url = "{csms_url or csms.url + '/ocpp'}"
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 call_timeout_s = 5

@@ -108,8 +108,12 @@ def test_optional_core_keys_have_spec_accessibility(config):
         assert entries[key]["readonly"] is (access == "R"), key
 
 
-def test_only_core_keys_are_present(config):
-    assert set(all_entries(config)) == set(REQUIRED_CORE_KEYS) | set(OPTIONAL_CORE_KEYS)
+SECURITY_KEYS = {"SecurityProfile", "AuthorizationKey", "CpoName", "AdditionalRootCertificateCheck"}
+"""OCPP 1.6 security whitepaper keys, beside the Core profile's."""
+
+
+def test_only_core_and_security_keys_are_present(config):
+    assert set(all_entries(config)) == set(REQUIRED_CORE_KEYS) | set(OPTIONAL_CORE_KEYS) | SECURITY_KEYS
     _, unknown = config.get_configuration(list(NOT_CORE_KEYS))
     assert unknown == list(NOT_CORE_KEYS)
 
