@@ -46,7 +46,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -114,12 +114,18 @@ class Policy:
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL_S
     accept_connections: bool = True
     """False simulates an outage: websocket handshakes are refused with 503."""
+    clock_offset_s: float = 0.0
+    """Shift of the currentTime this central system reports (to test chargers without an RTC)."""
     handshake_status: int = 0
     """Non-zero: refuse websocket handshakes with this HTTP status (e.g. 401 wrong password)."""
     call_errors: dict[str, int] = field(default_factory=dict)
     """Action -> how many of its next requests are answered with CALLERROR InternalError."""
     passwords: dict[str, str] = field(default_factory=dict)
     """Charge point id -> its HTTP Basic password (AuthorizationKey form), checked with --basic-auth."""
+
+    def current_time(self) -> str:
+        moment = datetime.now(timezone.utc) + timedelta(seconds=self.clock_offset_s)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def authorize_status(self, id_tag: str) -> str:
         if id_tag in self.authorize_overrides:
@@ -159,6 +165,7 @@ class Policy:
             "accept_connections": _parse_bool,
             "call_errors": _parse_count_map,
             "handshake_status": _parse_http_status,
+            "clock_offset_s": float,
             "passwords": _parse_str_map,
         }
         unknown = sorted(set(changes) - set(parsers))
@@ -185,6 +192,7 @@ class Policy:
             "accept_connections": self.accept_connections,
             "call_errors": dict(self.call_errors),
             "handshake_status": self.handshake_status,
+            "clock_offset_s": self.clock_offset_s,
             "passwords": {cp_id: MASK for cp_id in sorted(self.passwords)},
         }
 
@@ -633,13 +641,13 @@ class CentralSystemChargePoint(ChargePoint):
     def on_boot_notification(self, **details):
         response = self._ledger.boot(self.id, details)
         return call_result.BootNotification(
-            current_time=utc_now_iso(), interval=response.interval, status=response.status
+            current_time=self._ledger.policy.current_time(), interval=response.interval, status=response.status
         )
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **kwargs):
         self._ledger.heartbeat(self.id)
-        return call_result.Heartbeat(current_time=utc_now_iso())
+        return call_result.Heartbeat(current_time=self._ledger.policy.current_time())
 
     @on(Action.status_notification)
     def on_status_notification(self, connector_id, **details):

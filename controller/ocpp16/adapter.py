@@ -470,6 +470,7 @@ class Ocpp16Adapter:
                 firmware_version=f"evcp {evcp.__version__}",
             ))
             self.registration = conf.status
+            self.controller.central_system_time(conf.current_time)
             interval = float(conf.interval)
             log.info("BootNotification: %s (interval %ss)", conf.status, conf.interval)
             if conf.status == "Accepted":
@@ -486,7 +487,7 @@ class Ocpp16Adapter:
             self._heartbeat_changed.clear()
             if await wait_event(self._heartbeat_changed, self.heartbeat_interval):
                 continue
-            await self._call(call.Heartbeat())
+            self.controller.central_system_time((await self._call(call.Heartbeat())).current_time)
 
     async def _call(self, payload):
         link = self.link
@@ -645,7 +646,7 @@ class Ocpp16Adapter:
             self._online.clear()
             await self._register()
         elif message == "Heartbeat":
-            await self._call(call.Heartbeat())
+            self.controller.central_system_time((await self._call(call.Heartbeat())).current_time)
         elif message == "StatusNotification":
             for c in ([connector] if connector is not None else range(0, self.connectors + 1)):
                 await self._send_status(c)

@@ -173,6 +173,8 @@ class Controller:
         clock, and the queued messages stamped before the correction."""
         correction = self.wall_clock.central_system_time(current_time)
         if correction:
+            self.adapter.security_event("SettingSystemTime", f"clock corrected by {correction:+.1f} s "
+                                        "from the central system's currentTime")
             shifted = self.adapter.outbox.retime(correction)
             if shifted:
                 log.warning("%d queued messages re-stamped by %+.1f s", shifted, correction)

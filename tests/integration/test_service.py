@@ -48,3 +48,22 @@ def test_notify_protocol_ready_watchdog_status_and_stopping(tmp_path, csms):
         notify.close()
         if process.poll() is None:
             process.kill()
+
+
+def test_an_unsynchronised_clock_takes_the_central_systems_time(csms, start_charger, wait_until):
+    from datetime import datetime
+
+    from evcp.runtime.clock import kernel_clock_synchronised
+
+    if kernel_clock_synchronised():
+        pytest.skip("this machine's clock is NTP-synchronised: the charger rightly ignores the central system")
+    csms.post("/policy", {"clock_offset_s": 7200})
+    charger = start_charger()
+    wait_until(lambda: "using the central system's time" in charger.log_path.read_text(), 10, "clock corrected")
+    events = wait_until(lambda: csms.sent_by_charger("SecurityEventNotification"), 10, "SettingSystemTime event")
+    assert any(e["type"] == "SettingSystemTime" for e in events)
+    charger.pilot("B")
+    status = wait_until(lambda: [s for s in csms.sent_by_charger("StatusNotification") if s["status"] == "Preparing"],
+                        10, "a status stamped after the correction")[-1]
+    stamped = datetime.fromisoformat(status["timestamp"].replace("Z", "+00:00")).timestamp()
+    assert abs(stamped - time.time() - 7200) < 60
