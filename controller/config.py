@@ -759,6 +759,8 @@ def _check_whole(config: Config, ctx: _Context) -> None:
             "ocpp.csms_url",
             f"ends with charge_point.id; the id is appended to the URL, remove it (got {_show(ocpp.csms_url)})",
         )
+    if ocpp.security_profile:
+        _check_security(config, ctx)
     if not _loopback(config.api.host) and not config.api.password:
         raise ctx.error(
             "api.password",
@@ -778,6 +780,19 @@ def _check_whole(config: Config, ctx: _Context) -> None:
         if resource in owners:
             raise ctx.error(key, f"{resource} is already used by {owners[resource]}")
         owners[resource] = owner
+
+
+def _check_security(config: Config, ctx: _Context) -> None:
+    """The security profile's requirements, checked now rather than at every reconnect."""
+    from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connection_parameters
+
+    ocpp, cp_id = config.ocpp, config.charge_point.id
+    settings = SecuritySettings(ocpp.security_profile, ocpp.authorization_key or "", ocpp.ca_file,
+                                ocpp.client_cert_file, ocpp.client_key_file)
+    try:
+        connection_parameters(ocpp.csms_url.rstrip("/") + "/" + cp_id, cp_id, settings)
+    except SecuritySettingsError as error:
+        raise ctx.error("ocpp.security_profile", f"{error} (got {ocpp.security_profile})") from None
 
 
 def _loopback(host: str) -> bool:

@@ -533,3 +533,16 @@ def test_an_api_beyond_localhost_needs_a_password(tmp_path):
     assert load(path).api.password == "long enough"
     path.write_text(base.replace("0.0.0.0", "127.0.0.1"))
     assert load(path).api.password is None
+
+
+@pytest.mark.parametrize("ocpp_lines, problem", [
+    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 2\nauthorization_key = "0123456789abcdef"\n', "wss://"),
+    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 1\n', "needs a password"),
+    ('csms_url = "wss://h/ocpp"\nsecurity_profile = 3\n', "client_cert_file"),
+])
+def test_a_security_profile_whose_requirements_are_missing_is_a_config_error(tmp_path, ocpp_lines, problem):
+    path = tmp_path / "evcp.toml"
+    path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\n{ocpp_lines}[hardware]\nbackend = "mock"\n')
+    with pytest.raises(ConfigError) as error:
+        load(path)
+    assert error.value.key == "ocpp.security_profile" and problem in str(error.value)

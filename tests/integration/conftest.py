@@ -218,7 +218,13 @@ state_dir = "{tmp_path / 'state'}"
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         charger = ChargerProcess(process, f"http://127.0.0.1:{port}", config, log_path)
         started.append(charger)
-        wait_until(lambda: process.poll() is None and charger.status(), 15, "charger API")
+        def api_up():
+            if process.poll() is not None:
+                raise AssertionError(f"the charger exited with status {process.returncode}:\n"
+                                     + log_path.read_text()[-2000:])
+            return charger.status()
+
+        wait_until(api_up, 15, "charger API")
         if wait_online:
             wait_until(lambda: charger.status()["ocpp"]["registration"] == "Accepted", 15, "BootNotification accepted")
         return charger
