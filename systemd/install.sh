@@ -96,36 +96,7 @@ for f in pyproject.toml systemd/evcp.service config/evcp.example.toml; do
     [ -f "$SOURCE/$f" ] || die "$SOURCE is not an evcp source tree (no $f); use --source DIR"
 done
 
-say() {
-    echo "$*"
-}
-
-# Commands that change the machine outside $ROOT: run them, or only print them (quoted
-# like a shell command).
-system() {
-    if [ "$DRY" = 1 ]; then
-        line=would:
-        for arg in "$@"; do
-            case "$arg" in
-                ''|*[!A-Za-z0-9_,./:=@%+-]*)
-                    arg="'$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")'" ;;
-            esac
-            line="$line $arg"
-        done
-        echo "$line"
-    else
-        "$@"
-    fi
-}
-
-# step MESSAGE COMMAND...: one step done by a system command; prints MESSAGE once it ran, or
-# only the "would:" line.
-step() {
-    message=$1
-    shift
-    system "$@"
-    [ "$DRY" = 1 ] || say "$message"
-}
+. "$(dirname "$0")/lib.sh"
 
 # Users and groups of the target: the machine's, or those in $ROOT/etc when installing there.
 group_exists() {

@@ -58,35 +58,7 @@ else
     DRY=1
 fi
 
-say() {
-    echo "$*"
-}
-
-# Commands that change the machine outside $ROOT: run them, or only print them (quoted
-# like a shell command).
-system() {
-    if [ "$DRY" = 1 ]; then
-        line=would:
-        for arg in "$@"; do
-            case "$arg" in
-                ''|*[!A-Za-z0-9_,./:=@%+-]*)
-                    arg="'$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")'" ;;
-            esac
-            line="$line $arg"
-        done
-        echo "$line"
-    else
-        "$@"
-    fi
-}
-
-# step MESSAGE COMMAND...: prints MESSAGE once COMMAND ran, or only the "would:" line.
-step() {
-    message=$1
-    shift
-    system "$@"
-    [ "$DRY" = 1 ] || say "$message"
-}
+. "$(dirname "$0")/lib.sh"
 
 # A dry run cannot know whether install.sh's useradd ran, so it always prints the userdel.
 user_exists() {
