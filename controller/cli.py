@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -66,6 +68,19 @@ async def _run_until_signalled(main_coro, before_exit=None) -> None:
         pass
 
 
+def _exit_soon(status: int, grace_s: float = 5.0) -> None:
+    """The charger has stopped (contactors open, state closed); if a stray library thread keeps
+    the interpreter from exiting, end the process anyway so systemd need not kill it."""
+    def force() -> None:
+        logging.getLogger("evcp").warning("exit took longer than %.0f s; ending the process", grace_s)
+        logging.shutdown()
+        os._exit(status)
+
+    timer = threading.Timer(grace_s, force)
+    timer.daemon = True
+    timer.start()
+
+
 def cmd_run(args) -> int:
     config = _load(args.config)
     configure_logging(config.logging.level)
@@ -78,6 +93,7 @@ def cmd_run(args) -> int:
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
+    _exit_soon(0)
     return 0
 
 
