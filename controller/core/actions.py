@@ -91,6 +91,15 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class AvailabilityChanged:
+    """Operative or not (connector 0 = the charge point), including a change still scheduled:
+    it must survive a reboot (OCTT TC_034)."""
+
+    connector: int
+    operative: bool
+
+
+@dataclass(frozen=True)
 class Notice:
     """A decision worth a line in the main log (why a session did not start, ...)."""
 
@@ -114,6 +123,7 @@ Action = (
     | StopTransaction
     | ReportMeterValues
     | Answer
+    | AvailabilityChanged
     | Notice
     | Restart
 )

@@ -114,6 +114,7 @@ class Station:
         self._next_local_id = first_local_id
         self._pending_auth: dict[str, _PendingAuthorization] = {}
         self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
+        self._reported_availability = self._availability()
         self._last_aligned: float | None = None
 
     # ----------------------------------------------------------------- entry points
@@ -137,6 +138,26 @@ class Station:
         return [a for a in out if isinstance(a, act.OpenRelay)] + [
             a for a in out if not isinstance(a, act.OpenRelay)
         ]
+
+    def meter_report(self, connector: int, at: float, context: str) -> act.ReportMeterValues | None:
+        """The connector's last reading as a report (with its transaction, if one runs); None before
+        the first reading."""
+        c = self.connectors.get(connector)
+        if c is None or c.last_sample is None:
+            return None
+        s = c.last_sample
+        tx = c.transaction if c.phase is Phase.TRANSACTION else None
+        return act.ReportMeterValues(c.id, tx.local_id if tx else None, tx.transaction_id if tx else None,
+                                     s.energy_wh, s.power_w, s.current_a, s.voltage_v, at, context)
+
+    def restore_availability(self, saved: dict[int, bool]) -> None:
+        """Availability as it was before a reboot (OCTT TC_034); connector 0 is the charge point."""
+        if 0 in saved:
+            self.operative = saved[0]
+        for cid, operative in saved.items():
+            if cid in self.connectors:
+                self.connectors[cid].operative = operative
+        self._reported_availability = self._availability()
 
     def status_of(self, connector: int) -> tuple[ConnectorStatus, ErrorCode, str]:
         if connector == 0:
@@ -436,14 +457,9 @@ class Station:
         out.append(act.RequestAuthorization(id_tag))
 
     def _report_meter(self, c: Connector, at: float, context: str, out: list) -> None:
-        s = c.last_sample
-        if s is None:
-            return
-        tx = c.transaction if c.phase is Phase.TRANSACTION else None
-        out.append(act.ReportMeterValues(
-            c.id, tx.local_id if tx else None, tx.transaction_id if tx else None,
-            s.energy_wh, s.power_w, s.current_a, s.voltage_v, at, context,
-        ))
+        report = self.meter_report(c.id, at, context)
+        if report is not None:
+            out.append(report)
 
     # ----------------------------------------------------------------- the safety rule
 
@@ -489,10 +505,20 @@ class Station:
             if status != c.reported:
                 c.reported = status
                 out.append(act.StatusChanged(c.id, status[0], status[1], now, status[2]))
+        availability = self._availability()
+        for cid, operative in availability.items():
+            if operative != self._reported_availability.get(cid):
+                out.append(act.AvailabilityChanged(cid, operative))
+        self._reported_availability = availability
         station = self._station_status()
         if station != self._reported_station:
             self._reported_station = station
             out.append(act.StatusChanged(0, station[0], station[1], now, station[2]))
+
+    def _availability(self) -> dict[int, bool]:
+        """What each connector will be once its transaction ends (a scheduled change counts)."""
+        return {0: self.operative, **{cid: c.operative if c.pending_operative is None else c.pending_operative
+                                      for cid, c in self.connectors.items()}}
 
     def _why_open(self, c: Connector) -> str:
         if c.hard_fault:

@@ -62,6 +62,7 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
     charger last saw the transaction running.
     """
     latest = store.latest_transactions()
+    newest_on = {local_id: connector for connector, local_id in latest.items()}
     meter_now: dict[int, int | None] = {}
 
     async def count_now(connector: int) -> int | None:
@@ -79,13 +80,12 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
     for message in store.outbox_entries():
         if message.action != "StopTransaction" or message.local_id is None:
             continue
-        connector = next((c for c, local_id in latest.items() if local_id == message.local_id), None)
+        connector = newest_on.get(message.local_id)
         if connector is None:
             continue
         final = await count_now(connector)
         if final is not None and final > message.payload["meterStop"]:
             store.outbox_update(message.seq, {**message.payload, "meterStop": final}, message.attempts)
-        store.transaction_stopped(message.local_id)  # written by an older evcp without the atomic put
 
     for tx in store.open_transactions():
         meter_stop = max(tx.meter_start_wh, round(tx.last_energy_wh or 0))
@@ -159,6 +159,7 @@ class Charger:
         supervisor = asyncio.create_task(self._supervise(), name="systemd")
         try:
             await recover_after_an_unclean_stop(store, self.hardware)
+            store.prune()  # keeps the last 1000 finished transactions and all with messages queued
             api = Api(self.trace, self.hardware.bench, config.api.password)
             self.api_server = HttpServer(api.routes(), config.api.host, config.api.port)
             await self.api_server.start()

@@ -70,16 +70,13 @@ class Controller:
                         require_meter=config.charge_point.require_meter)
         self.station = Station(config.charge_point.connectors, settings_from(configuration, base),
                                first_local_id=store.next_local_id() if store else 1)
-        self._saved_availability: dict[int, bool] = {}
         if store is not None:
-            self._restore_availability(store.load_availability())
+            self.station.restore_availability(store.load_availability())
         self._persisted_reading_at: dict[int, float] = {}
         self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
         self.adapter.outbox.clock_trusted = lambda: self.wall_clock.trusted
         self.filters = {i + 1: PilotFilter(leave_charge_s=d.pilot_leave_charge_s)
                         for i, d in enumerate(hardware.connectors)}
-        self.relay_events: list[tuple[float, int, bool]] = []
-        """(time, connector, closed) of every contactor command, newest last (bounded)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart: asyncio.Future | None = None
         self.loop_advanced_at = time.monotonic()
@@ -92,8 +89,6 @@ class Controller:
     def dispatch(self, event: ev.Event) -> list[act.Action]:
         actions = self.station.handle(event, self.clock())
         self._perform(actions)
-        if self.store is not None:
-            self._persist_availability()
         return actions
 
     def post(self, event: ev.Event) -> None:
@@ -108,11 +103,9 @@ class Controller:
         for a in actions:
             if isinstance(a, act.OpenRelay):
                 self.hardware.connectors[a.connector - 1].relay.open()
-                self._relay_moved(a.connector, False)
                 log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
             elif isinstance(a, act.CloseRelay):
                 self.hardware.connectors[a.connector - 1].relay.close()
-                self._relay_moved(a.connector, True)
                 log.info("connector %d: contactor CLOSED (transaction accepted, EV requests charge)", a.connector)
             elif isinstance(a, act.OfferCurrent):
                 pilot = self.hardware.connectors[a.connector - 1].pilot
@@ -123,6 +116,9 @@ class Controller:
                 self._request_restart(a.hard)
             elif isinstance(a, act.Answer):
                 pass
+            elif isinstance(a, act.AvailabilityChanged):
+                if self.store is not None:
+                    self.store.save_availability(a.connector, a.operative)
             elif isinstance(a, act.StartTransaction):
                 self._meter_wakeups[a.connector].set()
                 if self.store is not None:
@@ -146,27 +142,6 @@ class Controller:
         if reported or (running and at - last >= PERSIST_READING_S):
             self.store.meter_reading(cid, energy_wh, at)
             self._persisted_reading_at[cid] = at
-
-    def _restore_availability(self, saved: dict[int, bool]) -> None:
-        """Connector availability survives a reboot (OCTT TC_034)."""
-        if 0 in saved:
-            self.station.operative = saved[0]
-        for cid, operative in saved.items():
-            if cid in self.station.connectors:
-                self.station.connectors[cid].operative = operative
-        self._saved_availability = dict(saved)
-
-    def _persist_availability(self) -> None:
-        now = {0: self.station.operative, **{cid: c.operative if c.pending_operative is None else c.pending_operative
-                                             for cid, c in self.station.connectors.items()}}
-        for cid, operative in now.items():
-            if self._saved_availability.get(cid, True) != operative:
-                self.store.save_availability(cid, operative)
-        self._saved_availability = now
-
-    def _relay_moved(self, connector: int, closed: bool) -> None:
-        self.relay_events.append((self.clock(), connector, closed))
-        del self.relay_events[:-200]
 
     def central_system_time(self, current_time: str) -> None:
         """currentTime from BootNotification.conf / Heartbeat.conf: corrects an unsynchronised
@@ -195,12 +170,7 @@ class Controller:
         return self.station.connectors[connector].offered_a
 
     def meter_report(self, connector: int, context: str) -> act.ReportMeterValues | None:
-        c = self.station.connectors.get(connector)
-        if c is None or c.last_sample is None:
-            return None
-        s, tx = c.last_sample, c.transaction
-        return act.ReportMeterValues(connector, tx.local_id if tx else None, tx.transaction_id if tx else None,
-                                     s.energy_wh, s.power_w, s.current_a, s.voltage_v, self.clock(), context)
+        return self.station.meter_report(connector, self.clock(), context)
 
     def status(self) -> dict[str, Any]:
         """The document behind GET /api/status."""

@@ -496,3 +496,17 @@ def test_an_authorization_that_never_gets_an_answer_frees_the_connector_after_co
     b(ev.Tick(), after=31)
     b(ev.TagPresented("NEXT"))
     assert b.log[-1] == act.RequestAuthorization("NEXT") or act.RequestAuthorization("NEXT") in b.log
+
+
+def test_availability_changes_are_reported_for_keeping_including_scheduled_ones():
+    b = Bench()
+    b.start_session()
+    b(ev.AvailabilityRequested(1, False))
+    assert b.last(act.AvailabilityChanged) == act.AvailabilityChanged(1, False), "scheduled counts"
+    b(ev.RemoteStopRequested(42))
+    assert sum(isinstance(a, act.AvailabilityChanged) for a in b.log) == 1, "applying it changes nothing more"
+    restored = Station(1)
+    restored.restore_availability({0: True, 1: False})
+    out = restored.start(0.0)
+    assert not any(isinstance(a, act.AvailabilityChanged) for a in out), "a restored value is not written again"
+    assert restored.status_of(1)[0] is ConnectorStatus.UNAVAILABLE
