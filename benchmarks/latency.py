@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import re
@@ -32,12 +31,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
-from evcp.config import load
 from evcp.mocks.pins import watched_pin
 from evcp.runtime.app import Charger
 
-BENCH_CONFIG = Path(__file__).resolve().parent.parent / "config" / "bench.toml"
 
 
 def percentiles(samples_ms: list[float]) -> str:
@@ -96,13 +94,7 @@ class WireWatch:
 async def in_process(iterations: int) -> None:
     csms = CentralSystem(port=0, control_port=None)
     await csms.start()
-    config = load(BENCH_CONFIG)
-    config = dataclasses.replace(
-        config,
-        ocpp=dataclasses.replace(config.ocpp, csms_url=csms.url + "/ocpp"),
-        api=dataclasses.replace(config.api, listen="127.0.0.1:0", port=0),
-        storage=dataclasses.replace(config.storage, state_dir=Path(tempfile.mkdtemp(prefix="evcp-bench-"))),
-    )
+    config = bench_config(Path(tempfile.mkdtemp(prefix="evcp-bench-")), csms_url=csms.url + "/ocpp", api_port=0)
     charger = Charger(config)
     run = asyncio.create_task(charger.run())
     await charger.started.wait()

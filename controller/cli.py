@@ -9,9 +9,9 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import replace
-from importlib import resources
 from pathlib import Path
+
+from evcp.bench import bench_config, bench_config_path
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. The systemd unit does not restart on it."""
@@ -97,10 +97,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def bench_config_path() -> Path:
-    return Path(str(resources.files("evcp.bench").joinpath("bench.toml")))
-
-
 def cmd_bench(args) -> int:
     config = _load(args.config or str(bench_config_path()))
     if config.hardware.backend != "mock":
@@ -108,9 +104,7 @@ def cmd_bench(args) -> int:
               file=sys.stderr)
         return EX_CONFIG
     state_dir = Path(args.state_dir).resolve() if args.state_dir else Path.cwd() / ".bench-state"
-    config = replace(config, storage=replace(config.storage, state_dir=state_dir))
-    if args.csms:
-        config = replace(config, ocpp=replace(config.ocpp, csms_url=args.csms))
+    config = bench_config(state_dir, csms_url=args.csms, config=config)
     configure_logging(config.logging.level, timestamps=True)
     from evcp.storage import StoreError
 

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import types
 from pathlib import Path
 
 import pytest
 
-from evcp.config import load, loads
+from evcp.bench import bench_config
+from evcp.config import loads
 from evcp.hal import HardwareError
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.reader import Mfrc522Reader
 from evcp.mocks.meter_server import SimulatedMeter
 from evcp.runtime.app import build_hardware
 from evcp.selftest import CHECKS, check_hardware, confirmation_question
-
-BENCH = Path(__file__).resolve().parents[1] / "config" / "bench.toml"
-
-
-def bench_config(state_dir: Path):
-    config = load(BENCH)
-    return dataclasses.replace(
-        config,
-        api=dataclasses.replace(config.api, listen="127.0.0.1:0", port=0),
-        storage=dataclasses.replace(config.storage, state_dir=state_dir),
-    )
-
 
 def mock_config(state_dir: Path, extra: str = ""):
     """A one-connector simulated charger; ``extra`` adds TOML tables."""
@@ -71,7 +59,7 @@ class Console:
 
 @pytest.fixture
 def config(tmp_path):
-    return bench_config(tmp_path)
+    return bench_config(tmp_path, api_port=0)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from evcp.cli import bench_config_path
+from evcp.bench import bench_config_path
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,7 @@ def test_notify_protocol_ready_watchdog_status_and_stopping(tmp_path, csms):
         assert messages[0].startswith("READY=1\nSTATUS=1: Available")
         assert messages.count("WATCHDOG=1") >= 2, messages
         process.send_signal(signal.SIGTERM)
-        while not (m := notify.recv(4096).decode()).startswith("STOPPING=1"):
+        while not notify.recv(4096).decode().startswith("STOPPING=1"):
             pass
         assert process.wait(15) == 0
         journal = process.stderr.read()

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from pathlib import Path
-
 import pytest
 
+from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
-from evcp.config import load
 from evcp.runtime.app import Charger
-
-BENCH = Path(__file__).resolve().parents[2] / "config" / "bench.toml"
-
 
 async def charging(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
     csms = CentralSystem(port=0, control_port=None)
     await csms.start()
-    config = load(BENCH)
-    config = dataclasses.replace(
-        config,
-        ocpp=dataclasses.replace(config.ocpp, csms_url=csms.url + "/ocpp"),
-        api=dataclasses.replace(config.api, listen="127.0.0.1:0", port=0),
-        storage=dataclasses.replace(config.storage, state_dir=tmp_path),
-    )
+    config = bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0)
     charger = Charger(config)
     task = asyncio.create_task(charger.run())
     await charger.started.wait()
