@@ -4,11 +4,8 @@ from a CA made by the test (OCTT TC_073, TC_078, TC_083, TC_084, TC_086, TC_087)
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -23,40 +20,9 @@ TC_073_KEY = "4F43415F4F4354545F61646D696E5F74657374"
 TC_073_PASSWORD = "OCA_OCTT_admin_test"
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> SimpleNamespace:
-    """A CA; certificates it signed for localhost, for another host and for the charger (CN =
-    its id); a self-signed server certificate and a self-signed client certificate it did not."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed: no test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=evcp test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-    def issue(name: str, common_name: str, san: str) -> None:
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={common_name}", cwd=d)
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-
-    def self_signed(name: str, common_name: str) -> None:
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-                "-days", "2", "-subj", f"/CN={common_name}", "-addext", f"subjectAltName=DNS:{common_name}", cwd=d)
-
-    issue("localhost", "localhost", "DNS:localhost")
-    issue("other", "other.example", "DNS:other.example")
-    issue("client", CP, f"DNS:{CP}")
-    self_signed("self", "localhost")
-    self_signed("rogue", CP)
-    names = ("localhost", "other", "client", "self", "rogue")
-    return SimpleNamespace(ca=d / "ca.pem", **{
-        f"{name}_{part}": d / f"{name}.{ext}" for name in names for part, ext in (("cert", "pem"), ("key", "key"))})
+def pki(make_pki):
+    return make_pki(CP)
 
 
 def security(profile: int, key: str | None = None, ca: Path | None = None,

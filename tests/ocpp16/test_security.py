@@ -7,9 +7,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,36 +127,9 @@ def test_inconsistent_settings_are_errors_naming_the_setting(settings, url, name
 # --- with certificates -------------------------------------------------------------------------
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> SimpleNamespace:
-    """A test CA with a server certificate for localhost, one for another host, a client
-    certificate, and a self-signed certificate the CA does not know."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed: no test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=evcp test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-    def issue(name: str, common_name: str, san: str) -> None:
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={common_name}", cwd=d)
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-
-    issue("localhost", "localhost", "DNS:localhost")
-    issue("other", "other.example", "DNS:other.example")
-    issue("client", "CP-1", "DNS:CP-1")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key", "-out", "self.pem",
-            "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", cwd=d)
-    return SimpleNamespace(dir=d, ca=d / "ca.pem", **{
-        f"{name}_{part}": d / f"{name}.{ext}"
-        for name in ("localhost", "other", "client", "self") for part, ext in (("cert", "pem"), ("key", "key"))})
+def pki(make_pki):
+    return make_pki("CP-1")
 
 
 def test_profile_3_loads_the_client_certificate_and_sends_no_password(pki):

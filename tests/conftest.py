@@ -1,0 +1,57 @@
+"""Fixtures shared by the unit and the integration tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import pytest
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def make_pki(tmp_path_factory) -> Callable[[str], SimpleNamespace]:
+    """``make_pki(charger_id)``: a test CA, certificates it signed for localhost, for another
+    host and for the charger (CN = its id), and self-signed ones it does not know for localhost
+    ("self") and the charger ("rogue"). Each attribute is ``<name>_cert`` / ``<name>_key``."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed: no test certificates")
+    made: dict[str, SimpleNamespace] = {}
+
+    def make(charger_id: str) -> SimpleNamespace:
+        if charger_id in made:
+            return made[charger_id]
+        d = tmp_path_factory.mktemp("pki")
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days",
+                 "2", "-subj", "/CN=evcp test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+        def issue(name: str, common_name: str) -> None:
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                     "-subj", f"/CN={common_name}", cwd=d)
+            (d / f"{name}.ext").write_text(f"subjectAltName=DNS:{common_name}\nbasicConstraints=CA:FALSE\n")
+            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                     "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+
+        def self_signed(name: str, common_name: str) -> None:
+            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                     f"{name}.pem", "-days", "2", "-subj", f"/CN={common_name}",
+                     "-addext", f"subjectAltName=DNS:{common_name}", cwd=d)
+
+        issue("localhost", "localhost")
+        issue("other", "other.example")
+        issue("client", charger_id)
+        self_signed("self", "localhost")
+        self_signed("rogue", charger_id)
+        names = ("localhost", "other", "client", "self", "rogue")
+        made[charger_id] = SimpleNamespace(dir=d, ca=d / "ca.pem", **{
+            f"{name}_{part}": d / f"{name}.{ext}" for name in names for part, ext in (("cert", "pem"), ("key", "key"))})
+        return made[charger_id]
+
+    return make
