@@ -145,11 +145,8 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         assert not any(model.relay.values())
 
 
-@settings(max_examples=400, deadline=None)
-@given(event_sequences(resets=False), st.booleans(), st.booleans())
-def test_relay_closes_only_after_accepted_start_and_opens_in_the_same_step(sequence, stop_on_ev, auth_remote):
-    station = Station(CONNECTORS, Settings(stop_on_ev_disconnect=stop_on_ev, authorize_remote_start=auth_remote))
-    model = Model()
+def run(station: Station, model: Model, sequence) -> None:
+    """Power up (no relay may close), then every event half a second apart, checked by ``apply``."""
     now = 1000.0
     for a in station.start(now):
         assert not isinstance(a, act.CloseRelay)
@@ -158,26 +155,22 @@ def test_relay_closes_only_after_accepted_start_and_opens_in_the_same_step(seque
         apply(station, model, event, now)
 
 
+@settings(max_examples=400, deadline=None)
+@given(event_sequences(resets=False), st.booleans(), st.booleans())
+def test_relay_closes_only_after_accepted_start_and_opens_in_the_same_step(sequence, stop_on_ev, auth_remote):
+    run(Station(CONNECTORS, Settings(stop_on_ev_disconnect=stop_on_ev, authorize_remote_start=auth_remote)),
+        Model(), sequence)
+
+
 @settings(max_examples=150, deadline=None)
 @given(event_sequences(resets=True))
 def test_a_reset_or_shutdown_anywhere_leaves_every_relay_open_for_good(sequence):
-    station = Station(CONNECTORS)
-    model = Model()
-    now = 1000.0
-    station.start(now)
-    for event in sequence:
-        now += 0.5
-        apply(station, model, event, now)
+    run(Station(CONNECTORS), Model(), sequence)
 
 
 @settings(max_examples=300, deadline=None)
 @given(event_sequences(resets=False))
 def test_offline_start_closes_only_for_unanswered_or_accepted_and_a_rejection_opens_at_once(sequence):
     """With the installer's opt-in, energy may flow before the answer; never after a rejection."""
-    station = Station(CONNECTORS, Settings(offline_start=True, allow_offline_unknown=True))
-    model = Model(offline_start=True)
-    now = 1000.0
-    station.start(now)
-    for event in sequence:
-        now += 0.5
-        apply(station, model, event, now)
+    run(Station(CONNECTORS, Settings(offline_start=True, allow_offline_unknown=True)), Model(offline_start=True),
+        sequence)
