@@ -78,6 +78,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE configuration (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE availability (connector INTEGER PRIMARY KEY, operative INTEGER NOT NULL)",
     ),
+    # Version 2: whole documents kept by name (local authorization list, authorization cache,
+    # reservations, charging profiles), each replaced as one unit.
+    (
+        "CREATE TABLE documents (name TEXT PRIMARY KEY, body TEXT NOT NULL)",
+    ),
 ]
 
 
@@ -284,6 +289,19 @@ class StateStore:
     def load_availability(self) -> dict[int, bool]:
         """connector → operative, for the connectors ever saved."""
         return {c: bool(op) for c, op in self._run("SELECT connector, operative FROM availability").fetchall()}
+
+    # Documents: state saved as one JSON value per name (OCPP 1.6 requires the local
+    # authorization list, reservations and charging profiles to survive a reboot).
+
+    def save_document(self, name: str, body: Any) -> None:
+        """Replace the document ``name`` with ``body`` (JSON-able), durably."""
+        self._run("INSERT INTO documents (name, body) VALUES (?, ?)"
+                  " ON CONFLICT (name) DO UPDATE SET body = excluded.body", (name, json.dumps(body)))
+
+    def load_document(self, name: str) -> Any:
+        """The document last saved under ``name``, or None."""
+        row = self._run("SELECT body FROM documents WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     # Housekeeping.
 

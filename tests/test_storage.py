@@ -148,6 +148,17 @@ def test_availability_per_connector(store):
     assert store.load_availability() == {0: True, 1: False, 2: True}
 
 
+def test_documents_are_replaced_whole_and_survive_reopen(path):
+    with StateStore(path) as s:
+        assert s.load_document("local-list") is None
+        s.save_document("local-list", {"version": 1, "entries": {"A": {"status": "Accepted"}}})
+        s.save_document("local-list", {"version": 2, "entries": {}})
+        s.save_document("reservations", [{"id": 7}])
+    with StateStore(path) as s:
+        assert s.load_document("local-list") == {"version": 2, "entries": {}}
+        assert s.load_document("reservations") == [{"id": 7}]
+
+
 def test_close_is_idempotent_and_a_closed_store_says_so(path):
     s = StateStore(path)
     s.close()

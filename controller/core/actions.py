@@ -54,6 +54,7 @@ class StartTransaction:
     id_tag: str
     meter_start_wh: int
     at: float
+    reservation_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,20 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class ReservationsChanged:
+    """The reservations now held (to be kept across a reboot); each a ``Reservation.to_saved()``."""
+
+    reservations: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class ChargingProfilesChanged:
+    """The charging profiles now installed (to be kept across a reboot, OCPP 1.6 §3.13)."""
+
+    saved: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
 class Restart:
     """Every transaction has been reported stopped; restart the application."""
 
@@ -125,5 +140,7 @@ Action = (
     | Answer
     | AvailabilityChanged
     | Notice
+    | ReservationsChanged
+    | ChargingProfilesChanged
     | Restart
 )

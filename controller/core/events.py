@@ -32,6 +32,9 @@ class AuthorizationResult:
     id_tag: str
     status: AuthStatus | None
     parent_id_tag: str | None = None
+    offline: bool = False
+    """Decided locally (Local Authorization List or cache) while the central system is unreachable
+    (OCPP 1.6 LocalAuthorizeOffline): a start would be an offline start."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class Tick:
 class RemoteStartRequested:
     connector: int | None
     id_tag: str
+    charging_profile: dict | None = None
+    """A TxProfile for the transaction it starts (OCPP 1.6 §5.11), as the ocpp library hands it over."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,49 @@ class UnlockRequested:
     connector: int
 
 
+@dataclass(frozen=True)
+class ReserveNowRequested:
+    """OCPP 1.6 §5.13: keep ``connector`` (0 = any connector of the charge point) for ``id_tag``
+    (or a tag of the same ``parent_id_tag``) until ``expires_at``."""
+
+    connector: int
+    reservation_id: int
+    id_tag: str
+    expires_at: float
+    parent_id_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelReservationRequested:
+    reservation_id: int
+
+
+@dataclass(frozen=True)
+class ChargingProfileRequested:
+    """SetChargingProfile (OCPP 1.6 §5.16); the profile as the ocpp library hands it over."""
+
+    connector: int
+    profile: dict
+
+
+@dataclass(frozen=True)
+class ClearChargingProfileRequested:
+    """ClearChargingProfile (OCPP 1.6 §5.5): every criterion given must match."""
+
+    profile_id: int | None = None
+    connector: int | None = None
+    purpose: str | None = None
+    stack_level: int | None = None
+
+
+@dataclass(frozen=True)
+class MaintenanceRequested:
+    """Start no new session (idle connectors Unavailable) while ``reason`` holds, e.g. a firmware
+    installation waiting for running transactions to end; None lifts it."""
+
+    reason: str | None
+
+
 Event = (
     PilotChanged
     | TagPresented
@@ -122,4 +170,9 @@ Event = (
     | ResetRequested
     | UnlockRequested
     | ShutdownRequested
+    | ReserveNowRequested
+    | CancelReservationRequested
+    | ChargingProfileRequested
+    | ClearChargingProfileRequested
+    | MaintenanceRequested
 )

@@ -19,6 +19,7 @@ class ConnectorStatus(str, Enum):
     SUSPENDED_EV = "SuspendedEV"
     SUSPENDED_EVSE = "SuspendedEVSE"
     FINISHING = "Finishing"
+    RESERVED = "Reserved"
     UNAVAILABLE = "Unavailable"
     FAULTED = "Faulted"
 
@@ -95,3 +96,13 @@ class Settings:
     max_energy_on_invalid_wh: float = 0.0
     """MaxEnergyOnInvalidId: energy still allowed after a late non-Accepted answer
     when stop_on_invalid_id is false."""
+    reserve_connector_zero: bool = True
+    """ReserveConnectorZeroSupported: ReserveNow may reserve the charge point as a whole."""
+    phases: int = 3
+    """Phases wired to each connector; converts W limits of charging profiles to A."""
+    voltage_v: float = 230.0
+    """Nominal line-to-neutral voltage; converts W limits of charging profiles to A."""
+    max_stack_level: int = 10
+    max_schedule_periods: int = 24
+    max_charging_profiles: int = 20
+    charging_rate_units: tuple[str, ...] = ("Current", "Power")

@@ -14,7 +14,7 @@ and emits OpenRelay / CloseRelay, so no handler can forget to open a relay.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from evcp.core import actions as act
@@ -99,6 +99,28 @@ class _PendingAuthorization:
     """The connector to start on, or None when the tag was presented to stop a session."""
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A connector (0 = any one connector) kept for one idTag until it expires (OCPP 1.6 §3.10, §5.13)."""
+
+    id: int
+    connector: int
+    id_tag: str
+    expires_at: float
+    parent_id_tag: str | None = None
+
+    def admits(self, id_tag: str, parent_id_tag: str | None) -> bool:
+        """The reserved idTag, or one of the same group (parentIdTag, OCTT TC_053)."""
+        return id_tag == self.id_tag or (self.parent_id_tag is not None and parent_id_tag == self.parent_id_tag)
+
+    def may_admit(self, id_tag: str) -> bool:
+        """Whether ``id_tag`` could be admitted once its parentIdTag is known."""
+        return id_tag == self.id_tag or self.parent_id_tag is not None
+
+    def to_saved(self) -> dict:
+        return asdict(self)
+
+
 class Station:
     """All connectors of one charge point, plus connector 0 (the charge point itself)."""
 
@@ -111,6 +133,9 @@ class Station:
         self.station_faults: dict[Device, str] = {}
         self.going_down: str | None = None
         """Why the charge point is stopping every transaction for good (reset, shutdown), or None."""
+        self.reservations: dict[int, Reservation] = {}
+        self.maintenance: str | None = None
+        """Why no new session may start for now (a firmware installation), or None."""
         self._next_local_id = first_local_id
         self._pending_auth: dict[str, _PendingAuthorization] = {}
         self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
@@ -159,6 +184,16 @@ class Station:
                 self.connectors[cid].operative = operative
         self._reported_availability = self._availability()
 
+    def restore_reservations(self, saved: list[dict], now: float) -> None:
+        """Reservations as they were before a reboot; the expired ones are dropped."""
+        for item in saved:
+            r = Reservation(**item)
+            if r.expires_at > now and (r.connector == 0 or r.connector in self.connectors):
+                self.reservations[r.id] = r
+
+    def transactions_running(self) -> bool:
+        return any(c.transaction is not None for c in self.connectors.values())
+
     def status_of(self, connector: int) -> tuple[ConnectorStatus, ErrorCode, str]:
         if connector == 0:
             return self._station_status()
@@ -205,6 +240,12 @@ class Station:
                 self._stop(c, StopReason.OTHER, now, out, why=c.hard_fault)
 
     def _on_Tick(self, e: ev.Tick, now: float, out: list) -> None:
+        expired = [r for r in self.reservations.values() if now >= r.expires_at]
+        for r in expired:
+            del self.reservations[r.id]
+            out.append(act.Notice(f"reservation {r.id} for {r.id_tag} expired"))
+        if expired:
+            self._reservations_changed(out)
         for c in self.connectors.values():
             if c.phase is Phase.AUTHORIZED and c.auth_deadline is not None and now >= c.auth_deadline:
                 out.append(act.Notice(f"connector {c.id}: no cable within ConnectionTimeOut, "
@@ -253,6 +294,9 @@ class Station:
                 self._cancel_authorization(c)
                 return
         target = self._connector_for_new_session(e.id_tag)
+        if target is None and self._reserved_away(e.id_tag):
+            out.append(act.Notice(f"{e.id_tag} presented, but the free connectors are reserved for another card"))
+            return
         if target is not None:
             target.phase, target.auth_tag, target.auth_remote = Phase.AUTHORIZING, e.id_tag, False
             self._request_authorization(e.id_tag, target.id, out, now)
@@ -284,6 +328,16 @@ class Station:
             out.append(act.Notice(f"connector {c.id}: central system unreachable, {e.id_tag} allowed "
                                   "offline (AllowOfflineTxForUnknownId)"))
             accepted, c.auth_offline = True, True
+        elif e.offline and accepted:
+            # OCPP 1.6 §3.5 LocalAuthorizeOffline: known locally, but the start would be an offline one.
+            if not self.settings.offline_start:
+                out.append(act.Notice(f"connector {c.id}: {e.id_tag} is authorized locally, but the central "
+                                      "system is unreachable and offline starts are off (ocpp.allow_offline_start)"))
+                self._cancel_authorization(c)
+                return
+            out.append(act.Notice(f"connector {c.id}: central system unreachable, {e.id_tag} authorized "
+                                  "locally (LocalAuthorizeOffline)"))
+            c.auth_offline = True
         if not accepted:
             verdict = e.status.value if e.status else "no answer from the central system"
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} not authorized ({verdict})"))
@@ -292,6 +346,11 @@ class Station:
         if not self._can_start(c):
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector "
                                   "can no longer start a session"))
+            self._cancel_authorization(c)
+            return
+        if self._reservation_blocks(c, e.id_tag, e.parent_id_tag):
+            out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector is reserved "
+                                  "for another card"))
             self._cancel_authorization(c)
             return
         c.phase, c.auth_parent = Phase.AUTHORIZED, e.parent_id_tag
@@ -333,7 +392,7 @@ class Station:
             c = self._connector(e.connector)  # connector 0 is not a connector (TC_027)
         if c is None or self.going_down is not None or not self._can_start(c) or c.phase not in (
             Phase.IDLE, Phase.FINISHING
-        ):
+        ) or self._reservation_blocks(c, e.id_tag, None):
             out.append(act.Answer("Rejected"))
             return
         out.append(act.Answer("Accepted"))
@@ -403,6 +462,62 @@ class Station:
         if c.transaction is not None:
             self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
 
+    def _on_ReserveNowRequested(self, e: ev.ReserveNowRequested, now: float, out: list) -> None:
+        replaced = self.reservations.pop(e.reservation_id, None)  # the same id replaces (§5.13)
+        verdict = self._reservation_verdict(e, now)
+        if verdict != "Accepted":
+            if replaced is not None:
+                self.reservations[replaced.id] = replaced
+            out.append(act.Answer(verdict))
+            return
+        self.reservations[e.reservation_id] = Reservation(e.reservation_id, e.connector, e.id_tag, e.expires_at,
+                                                          e.parent_id_tag)
+        out.append(act.Answer("Accepted"))
+        where = f"connector {e.connector}" if e.connector else "the charge point"
+        out.append(act.Notice(f"{where} reserved for {e.id_tag} (reservation {e.reservation_id})"))
+        self._reservations_changed(out)
+
+    def _reservation_verdict(self, e: ev.ReserveNowRequested, now: float) -> str:
+        """ReserveNow.conf status (OCPP 1.6 §5.13, §7.38): Faulted, Unavailable, Occupied or Rejected
+        when the reservation cannot be honoured."""
+        if self.going_down is not None or e.expires_at <= now:
+            return "Rejected"
+        if e.connector == 0:
+            if not self.settings.reserve_connector_zero:
+                return "Rejected"
+            connectors = list(self.connectors.values())
+        elif e.connector in self.connectors:
+            connectors = [self.connectors[e.connector]]
+        else:
+            return "Rejected"
+        if all(c.hard_fault for c in connectors):
+            return "Faulted"
+        if not self.operative or self.maintenance or not any(c.operative for c in connectors):
+            return "Unavailable"
+        free = [c for c in connectors if self._free(c)]
+        if e.connector == 0:
+            return "Accepted" if len(free) > len(self._station_reservations()) else "Occupied"
+        return "Accepted" if free and not self._held_for_station(free[0]) else "Occupied"
+
+    def _on_CancelReservationRequested(self, e: ev.CancelReservationRequested, now: float, out: list) -> None:
+        r = self.reservations.pop(e.reservation_id, None)
+        if r is None:
+            out.append(act.Answer("Rejected"))  # OCTT TC_052
+            return
+        out.append(act.Answer("Accepted"))
+        out.append(act.Notice(f"reservation {r.id} for {r.id_tag} cancelled by the central system"))
+        self._reservations_changed(out)
+
+    def _on_MaintenanceRequested(self, e: ev.MaintenanceRequested, now: float, out: list) -> None:
+        self.maintenance = e.reason
+        if e.reason is not None:
+            out.append(act.Notice(f"no new sessions: {e.reason}"))
+            for c in self.connectors.values():
+                if c.transaction is None:
+                    self._cancel_authorization(c)
+        else:
+            out.append(act.Notice("new sessions allowed again"))
+
     # ----------------------------------------------------------------- transitions
 
     def _begin_transaction(self, c: Connector, now: float, out: list) -> None:
@@ -411,6 +526,11 @@ class Station:
             self._cancel_authorization(c)
             return
         meter_start = round(c.last_sample.energy_wh) if c.last_sample else 0
+        reservation = self._reservation_used(c, c.auth_tag or "", c.auth_parent)
+        if reservation is not None:
+            # The reservation ends when its transaction starts (OCPP 1.6 §5.13).
+            del self.reservations[reservation.id]
+            self._reservations_changed(out)
         tx = Transaction(
             local_id=self._next_local_id,
             id_tag=c.auth_tag or "",
@@ -426,7 +546,8 @@ class Station:
             c.phase = Phase.TRANSACTION
         c.auth_tag = c.auth_parent = c.auth_deadline = None
         c.auth_remote = c.auth_offline = False
-        out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now))
+        out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now,
+                                        reservation.id if reservation else None))
 
     def _stop(self, c: Connector, reason: StopReason, now: float, out: list,
               id_tag: str | None = None, why: str = "") -> None:
@@ -460,6 +581,61 @@ class Station:
         report = self.meter_report(c.id, at, context)
         if report is not None:
             out.append(report)
+
+    def _reservations_changed(self, out: list) -> None:
+        out.append(act.ReservationsChanged(tuple(r.to_saved() for r in self.reservations.values())))
+
+    # ----------------------------------------------------------------- reservations
+
+    def _reservation_on(self, c: Connector) -> Reservation | None:
+        return next((r for r in self.reservations.values() if r.connector == c.id), None)
+
+    def _station_reservations(self) -> list[Reservation]:
+        return [r for r in self.reservations.values() if r.connector == 0]
+
+    def _free(self, c: Connector) -> bool:
+        """Could start a session for anyone right now, reservations aside."""
+        return (c.phase is Phase.IDLE and not c.plugged and c.operative and c.hard_fault is None
+                and self._reservation_on(c) is None)
+
+    def _held_for_station(self, c: Connector) -> bool:
+        """A free connector that must stay free for the charge point's reservations: there are no
+        more free connectors than connector-0 reservations (OCPP 1.6 §5.13, connectorId 0)."""
+        held = self._station_reservations()
+        return bool(held) and self._free(c) and sum(self._free(o) for o in self.connectors.values()) <= len(held)
+
+    def _reservation_used(self, c: Connector, id_tag: str, parent: str | None) -> Reservation | None:
+        """The reservation a session of ``id_tag`` on ``c`` uses up, if any."""
+        mine = self._reservation_on(c)
+        if mine is not None:
+            return mine if mine.admits(id_tag, parent) else None
+        return next((r for r in self._station_reservations() if r.admits(id_tag, parent)), None)
+
+    def _reservation_blocks(self, c: Connector, id_tag: str, parent: str | None) -> bool:
+        """Whether reservations forbid ``id_tag`` (of group ``parent``) to start on ``c``."""
+        mine = self._reservation_on(c)
+        if mine is not None:
+            return not mine.admits(id_tag, parent)
+        held = self._station_reservations()
+        if not held or not self._free(c):
+            return False
+        needed = len(held) - (1 if self._reservation_used(c, id_tag, parent) else 0)
+        return sum(self._free(o) for o in self.connectors.values() if o is not c) < needed
+
+    def _reservation_may_admit(self, c: Connector, id_tag: str) -> bool:
+        """Before the tag's parentIdTag is known: whether some answer could let it start on ``c``
+        (OCTT TC_046_1: a card that cannot use the reservation is not even authorized)."""
+        mine = self._reservation_on(c)
+        if mine is not None:
+            return mine.may_admit(id_tag)
+        if not self._reservation_blocks(c, id_tag, None):
+            return True
+        return any(r.may_admit(id_tag) for r in self._station_reservations())
+
+    def _reserved_away(self, id_tag: str) -> bool:
+        """Some connector could start a session, but only for someone else's reservation."""
+        return any(c.phase in (Phase.IDLE, Phase.FINISHING) and self._can_start(c)
+                   for c in self.connectors.values())
 
     # ----------------------------------------------------------------- the safety rule
 
@@ -546,12 +722,14 @@ class Station:
                 status = ConnectorStatus.SUSPENDED_EV
         elif c.phase is Phase.STARTING:
             status = ConnectorStatus.PREPARING
-        elif not c.operative:
+        elif not c.operative or self.maintenance is not None:
             status = ConnectorStatus.UNAVAILABLE
         elif c.phase is Phase.FINISHING:
             status = ConnectorStatus.FINISHING
         elif c.phase is Phase.AUTHORIZED or c.plugged:
             status = ConnectorStatus.PREPARING
+        elif self._reservation_on(c) is not None or self._held_for_station(c):
+            status = ConnectorStatus.RESERVED
         else:
             status = ConnectorStatus.AVAILABLE
         return status, error, info
@@ -566,7 +744,8 @@ class Station:
         return ErrorCode.NO_ERROR, ""
 
     def _station_status(self) -> tuple[ConnectorStatus, ErrorCode, str]:
-        status = ConnectorStatus.AVAILABLE if self.operative else ConnectorStatus.UNAVAILABLE
+        available = self.operative and self.maintenance is None
+        status = ConnectorStatus.AVAILABLE if available else ConnectorStatus.UNAVAILABLE
         if Device.READER in self.station_faults:
             return status, ErrorCode.READER_FAILURE, self.station_faults[Device.READER]
         return status, ErrorCode.NO_ERROR, ""
@@ -597,12 +776,20 @@ class Station:
             return "a transaction is running"
         if self.going_down is not None:
             return self.going_down
+        if self.maintenance is not None:
+            return self.maintenance
         return None
 
     def _connector_for_new_session(self, id_tag: str) -> Connector | None:
         """Plugged-in connectors waiting for a card first (TC_003), then free ones (TC_004_1)."""
         candidates = [c for c in self.connectors.values()
-                      if c.phase in (Phase.IDLE, Phase.FINISHING) and self._can_start(c)]
+                      if c.phase in (Phase.IDLE, Phase.FINISHING) and self._can_start(c)
+                      and self._reservation_may_admit(c, id_tag)]
+        # The tag's own reservation first, then plugged-in connectors, then free ones.
+        for c in candidates:
+            r = self._reservation_on(c)
+            if r is not None and r.id_tag == id_tag:
+                return c
         for c in candidates:
             if c.plugged:
                 return c

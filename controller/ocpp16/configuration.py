@@ -72,6 +72,9 @@ FEATURE_PROFILES = (
     "RemoteTrigger",
 )
 
+#: Schemes of the file locations in UpdateFirmware, GetDiagnostics and GetLog (§9.1 SupportedFileTransferProtocols).
+FILE_TRANSFER_PROTOCOLS = ("FTP", "FTPS", "HTTP", "HTTPS")
+
 #: Values of §9.1 ConnectorPhaseRotation per connector.
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 
@@ -211,13 +214,15 @@ class CommaSeparatedList:
     max_length_key: str | None = None
     required_items: tuple[str, ...] = ()
     identity: Callable[[str], str] = _itself
+    max_items: int = 1
+    """The item limit when no ``max_length_key`` gives one."""
 
     def normalise(self, text: str, lookup: Lookup) -> str:
         items = [self.item(part.strip(), lookup) for part in text.split(",")] if text.strip() else []
         identities = [self.identity(item) for item in items]
         if len(set(identities)) != len(identities):
             raise InvalidValue("an item is repeated")
-        max_items = lookup(self.max_length_key) if self.max_length_key else 1
+        max_items = lookup(self.max_length_key) if self.max_length_key else self.max_items
         if len(items) > max_items:
             raise InvalidValue(f"more than {max_items} items")
         missing = [required for required in self.required_items if required not in items]
@@ -307,8 +312,8 @@ RW, INSTALLER, CONTROLLER = Access.READ_WRITE, Access.INSTALLER, Access.CONTROLL
 CORE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("AllowOfflineTxForUnknownId", RW, Boolean(), "false",
             "Offline, start transactions for unknown identifiers (Unknown Offline Authorization)."),
-    KeySpec("AuthorizationCacheEnabled", RW, Boolean(), "false",
-            "Remember identifiers from Central System answers in the Authorization Cache."),
+    KeySpec("AuthorizationCacheEnabled", RW, Boolean(), "true",
+            "Remember identifiers from Central System answers in the Authorization Cache (§3.5.1)."),
     KeySpec("AuthorizeRemoteTxRequests", RW, Boolean(), "false",
             "Authorize the idTag of a RemoteStartTransaction like a local start before starting."),
     KeySpec("ClockAlignedDataInterval", RW, Integer(0, SECONDS_PER_DAY), "0",
@@ -366,10 +371,14 @@ CORE_KEYS: tuple[KeySpec, ...] = (
     KeySpec("SupportedFeatureProfiles", CONTROLLER,
             CommaSeparatedList(one_of(FEATURE_PROFILES), "SupportedFeatureProfilesMaxLength",
                                required_items=("Core",)),
-            "Core",
+            ",".join(FEATURE_PROFILES),
             "Feature profiles this charger implements."),
     KeySpec("SupportedFeatureProfilesMaxLength", CONTROLLER, Integer(1), str(len(FEATURE_PROFILES)),
             "Most items in SupportedFeatureProfiles."),
+    KeySpec("SupportedFileTransferProtocols", CONTROLLER,
+            CommaSeparatedList(one_of(FILE_TRANSFER_PROTOCOLS), max_items=len(FILE_TRANSFER_PROTOCOLS)),
+            ",".join(FILE_TRANSFER_PROTOCOLS),
+            "Protocols of UpdateFirmware, GetDiagnostics and GetLog locations."),
     KeySpec("TransactionMessageAttempts", RW, Integer(1, 100), "3",
             "Times to submit a transaction-related message the Central System failed to process."),
     KeySpec("TransactionMessageRetryInterval", RW, Integer(0, SECONDS_PER_DAY), "60",
@@ -382,9 +391,7 @@ CORE_KEYS: tuple[KeySpec, ...] = (
             reboot_required=True),
 )
 
-#: OCPP 1.6 security whitepaper (edition 2) keys of secure connection setup. The certificate
-#: management keys (CertificateSignedMaxChainSize, CertificateStoreMaxLength) are absent: the
-#: certificate messages are not implemented.
+#: OCPP 1.6 security whitepaper (edition 2) keys of secure connection setup.
 SECURITY_KEYS: tuple[KeySpec, ...] = (
     KeySpec("AdditionalRootCertificateCheck", CONTROLLER, Boolean(), "false",
             "Replace a Central System root certificate only with one signed by the previous one "
@@ -405,7 +412,50 @@ SECURITY_KEYS: tuple[KeySpec, ...] = (
             profile="Security", only_raised=True, on_trial=True, installer_key="ocpp.security_profile"),
 )
 
-KEYS: tuple[KeySpec, ...] = CORE_KEYS + SECURITY_KEYS
+#: OCPP 1.6 §9.2 Local Auth List Management Profile keys.
+LOCAL_AUTH_LIST_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("LocalAuthListEnabled", RW, Boolean(), "true",
+            "Use the Local Authorization List sent by the Central System.",
+            profile="LocalAuthListManagement"),
+    KeySpec("LocalAuthListMaxLength", INSTALLER, Integer(1, 100_000), "1000",
+            "Most identifiers the Local Authorization List holds.", profile="LocalAuthListManagement"),
+    KeySpec("SendLocalListMaxLength", INSTALLER, Integer(1, 100_000), "250",
+            "Most identifiers one SendLocalList.req may carry.", profile="LocalAuthListManagement"),
+)
+
+#: OCPP 1.6 §9.3 Reservation Profile keys.
+RESERVATION_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("ReserveConnectorZeroSupported", INSTALLER, Boolean(), "true",
+            "ReserveNow.req may reserve the charge point (connectorId 0) rather than one connector.",
+            profile="Reservation"),
+)
+
+#: OCPP 1.6 §9.4 Smart Charging Profile keys.
+SMART_CHARGING_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("ChargeProfileMaxStackLevel", INSTALLER, Integer(0, 100), "10",
+            "Highest stackLevel a charging profile may have.", profile="SmartCharging"),
+    KeySpec("ChargingScheduleAllowedChargingRateUnit", INSTALLER,
+            CommaSeparatedList(one_of(("Current", "Power")), max_items=2), "Current,Power",
+            "Units a charging schedule may use: Current (A) and Power (W).", profile="SmartCharging"),
+    KeySpec("ChargingScheduleMaxPeriods", INSTALLER, Integer(1, 1000), "24",
+            "Most periods one charging schedule may have.", profile="SmartCharging"),
+    KeySpec("ConnectorSwitch3to1PhaseSupported", CONTROLLER, Boolean(), "false",
+            "Switching from 3 to 1 phase during a transaction (the contactor switches all phases together).",
+            profile="SmartCharging"),
+    KeySpec("MaxChargingProfilesInstalled", INSTALLER, Integer(1, 1000), "20",
+            "Most charging profiles installed at once.", profile="SmartCharging"),
+)
+
+#: Security whitepaper (edition 2) certificate management keys.
+CERTIFICATE_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("CertificateSignedMaxChainSize", INSTALLER, Integer(1, 100_000), "10000",
+            "Most bytes of the certificate chain of one CertificateSigned.req.", profile="Security"),
+    KeySpec("CertificateStoreMaxLength", INSTALLER, Integer(1, 1000), "20",
+            "Most root certificates installed with InstallCertificate.req.", profile="Security"),
+)
+
+KEYS: tuple[KeySpec, ...] = (CORE_KEYS + SECURITY_KEYS + CERTIFICATE_KEYS + LOCAL_AUTH_LIST_KEYS
+                             + RESERVATION_KEYS + SMART_CHARGING_KEYS)
 
 
 # ---------------------------------------------------------------------------

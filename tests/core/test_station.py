@@ -510,3 +510,195 @@ def test_availability_changes_are_reported_for_keeping_including_scheduled_ones(
     out = restored.start(0.0)
     assert not any(isinstance(a, act.AvailabilityChanged) for a in out), "a restored value is not written again"
     assert restored.status_of(1)[0] is ConnectorStatus.UNAVAILABLE
+
+
+# --- Reservation (OCPP 1.6 §3.10, §5.13) -------------------------------------------------------
+
+
+def reserve(b: Bench, connector: int = 1, reservation_id: int = 5, tag: str = "RES", expires_in: float = 600,
+            parent: str | None = None) -> str:
+    return answer(b(ev.ReserveNowRequested(connector, reservation_id, tag, b.now + expires_in, parent)))
+
+
+def test_tc_046_1_reserved_connector_local_start_only_by_the_reserved_card():
+    b = Bench()
+    assert reserve(b) == "Accepted"
+    assert b.statuses()[-1] == "Reserved"
+    out = b(ev.TagPresented("OTHER"))
+    assert not any(isinstance(a, act.RequestAuthorization) for a in out), "another card is not even authorized"
+    out = b(ev.TagPresented("RES"))
+    assert act.RequestAuthorization("RES") in out
+    b(ev.AuthorizationResult("RES", ACCEPTED))
+    assert b.statuses()[-1] == "Preparing"
+    out = b(ev.PilotChanged(1, "C"))
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    assert start.reservation_id == 5
+    assert b.station.reservations == {}
+    changed = b.last(act.ReservationsChanged)
+    assert changed.reservations == ()
+
+
+def test_tc_046_2_reserved_connector_remote_start():
+    b = Bench()
+    reserve(b)
+    assert answer(b(ev.RemoteStartRequested(1, "OTHER"))) == "Rejected"
+    assert answer(b(ev.RemoteStartRequested(1, "RES"))) == "Accepted"
+    out = b(ev.PilotChanged(1, "C"))
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    assert (start.id_tag, start.reservation_id) == ("RES", 5)
+
+
+def test_tc_047_reservation_expires_and_the_connector_is_free_again():
+    b = Bench()
+    reserve(b, expires_in=60)
+    b(ev.Tick(), after=59)
+    assert b.statuses()[-1] == "Reserved"
+    out = b(ev.Tick(), after=2)
+    assert act.ReservationsChanged(()) in out
+    assert b.statuses()[-1] == "Available"
+    b.start_session("OTHER")
+    assert b.last(act.StartTransaction).reservation_id is None
+
+
+def test_tc_048_reserve_answers_occupied_faulted_unavailable_rejected():
+    b = Bench(connectors=2)
+    b(ev.PilotChanged(1, "B"))  # OCTT SetConnectorOccupied
+    assert reserve(b, connector=1) == "Occupied"
+    b(ev.DeviceFault(2, Device.RELAY, True, "welded"))
+    assert reserve(b, connector=2) == "Faulted"
+    b(ev.DeviceFault(2, Device.RELAY, False))
+    b(ev.AvailabilityRequested(2, False))
+    assert reserve(b, connector=2) == "Unavailable"
+    assert reserve(b, connector=3) == "Rejected"
+    assert reserve(b, connector=2, expires_in=-1) == "Rejected"
+    assert b.station.reservations == {}
+
+
+def test_tc_049_reserving_the_charge_point_keeps_one_connector_for_the_card():
+    b = Bench(connectors=2)
+    assert reserve(b, connector=0) == "Accepted"
+    assert b.statuses(1)[-1] == b.statuses(2)[-1] == "Available", "two free connectors for one reservation"
+    b(ev.TagPresented("OTHER"))
+    b(ev.AuthorizationResult("OTHER", ACCEPTED))
+    b(ev.PilotChanged(1, "C"))
+    assert b.last(act.StartTransaction).reservation_id is None
+    assert b.statuses(2)[-1] == "Reserved", "the last free connector is held for the reservation"
+    out = b(ev.TagPresented("THIRD"))
+    assert not any(isinstance(a, act.RequestAuthorization) for a in out)
+    b(ev.TagPresented("RES"))
+    b(ev.AuthorizationResult("RES", ACCEPTED))
+    out = b(ev.PilotChanged(2, "C"))
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    assert (start.connector, start.reservation_id) == (2, 5)
+
+
+def test_tc_050_charge_point_reservation_answers():
+    b = Bench(connectors=1, reserve_connector_zero=False)
+    assert reserve(b, connector=0) == "Rejected"
+    b = Bench(connectors=1)
+    b(ev.AvailabilityRequested(0, False))  # OCTT SetChargePointUnavailable
+    assert reserve(b, connector=0) == "Unavailable"
+    b = Bench(connectors=1)
+    b(ev.PilotChanged(1, "B"))
+    assert reserve(b, connector=0) == "Occupied"
+    b = Bench(connectors=1)
+    b(ev.DeviceFault(1, Device.RELAY, True, "welded"))
+    assert reserve(b, connector=0) == "Faulted"
+
+
+def test_tc_051_cancel_reservation_frees_the_connector():
+    b = Bench()
+    reserve(b)
+    out = b(ev.CancelReservationRequested(5))
+    assert answer(out) == "Accepted" and act.ReservationsChanged(()) in out
+    assert b.statuses()[-1] == "Available"
+    b.start_session("OTHER")
+    assert b.last(act.StartTransaction).reservation_id is None
+
+
+def test_tc_052_cancel_unknown_reservation_is_rejected_and_keeps_the_other():
+    b = Bench()
+    reserve(b)
+    assert answer(b(ev.CancelReservationRequested(99))) == "Rejected"
+    assert list(b.station.reservations) == [5]
+    assert b.statuses()[-1] == "Reserved"
+
+
+def test_tc_053_a_card_of_the_same_parent_uses_the_reservation():
+    b = Bench()
+    reserve(b, tag="CARD1", parent="GROUP")
+    out = b(ev.TagPresented("CARD2"))
+    assert act.RequestAuthorization("CARD2") in out, "its parentIdTag must be learnt first"
+    b(ev.AuthorizationResult("CARD2", ACCEPTED, "GROUP"))
+    out = b(ev.PilotChanged(1, "C"))
+    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    assert (start.id_tag, start.reservation_id) == ("CARD2", 5)
+
+
+def test_a_card_of_another_parent_is_refused_on_a_reserved_connector():
+    b = Bench()
+    reserve(b, tag="CARD1", parent="GROUP")
+    b(ev.TagPresented("CARD3"))
+    b(ev.AuthorizationResult("CARD3", ACCEPTED, "ELSEWHERE"))
+    b(ev.PilotChanged(1, "C"))
+    assert b.last(act.StartTransaction) is None
+    assert b.statuses()[-1] == "Preparing"  # plugged, nothing started
+    assert list(b.station.reservations) == [5]
+
+
+def test_reserve_now_with_the_same_id_replaces_the_reservation():
+    b = Bench(connectors=2)
+    reserve(b, connector=1, tag="A")
+    assert reserve(b, connector=2, tag="B") == "Accepted"
+    assert [(r.connector, r.id_tag) for r in b.station.reservations.values()] == [(2, "B")]
+    assert b.statuses(1)[-1] == "Available" and b.statuses(2)[-1] == "Reserved"
+
+
+def test_reservations_survive_a_restart_unless_expired():
+    b = Bench(connectors=2)
+    reserve(b, connector=1, reservation_id=1, expires_in=600)
+    reserve(b, connector=2, reservation_id=2, expires_in=30)
+    saved = list(b.last(act.ReservationsChanged).reservations)
+    again = Station(2, Settings())
+    again.restore_reservations(saved, b.now + 60)
+    assert list(again.reservations) == [1]
+    statuses = {a.connector: a.status.value for a in again.start(b.now + 60) if isinstance(a, act.StatusChanged)}
+    assert statuses[1] == "Reserved" and statuses[2] == "Available"
+
+
+# --- Maintenance hold (firmware installation waits for running sessions) ------------------------
+
+
+def test_maintenance_keeps_the_running_session_and_starts_no_new_one():
+    b = Bench(connectors=2)
+    b.start_session()
+    b(ev.MaintenanceRequested("firmware installation pending"))
+    assert b.relay_closed(1), "a running session is never interrupted"
+    assert b.statuses(2)[-1] == "Unavailable"
+    b(ev.TagPresented("NEW"))
+    assert b.last(act.RequestAuthorization).id_tag != "NEW"
+    assert b.station.transactions_running()
+    b(ev.PilotChanged(1, "A"))
+    assert not b.station.transactions_running()
+    assert b.statuses(1)[-1] == "Unavailable"
+    b(ev.MaintenanceRequested(None))
+    assert b.statuses(1)[-1] == b.statuses(2)[-1] == "Available"
+
+
+# --- LocalAuthorizeOffline (OCPP 1.6 §3.5) ------------------------------------------------------
+
+
+def test_locally_authorized_offline_start_needs_the_installer_opt_in():
+    b = Bench()
+    b(ev.PilotChanged(1, "B"))
+    b(ev.TagPresented("LOCAL"))
+    b(ev.AuthorizationResult("LOCAL", ACCEPTED, offline=True))
+    assert b.last(act.StartTransaction) is None
+
+    b = Bench(offline_start=True)
+    b(ev.PilotChanged(1, "B"))
+    b(ev.TagPresented("LOCAL"))
+    b(ev.AuthorizationResult("LOCAL", ACCEPTED, offline=True))
+    assert b.last(act.StartTransaction) is not None
+    b(ev.PilotChanged(1, "C"))
+    assert b.relay_closed(), "an offline start delivers energy before the central system answers"

@@ -57,7 +57,21 @@ OPTIONAL_CORE_KEYS = {
     "WebSocketPingInterval": "RW",
 }
 
-NOT_CORE_KEYS = ("LocalAuthListEnabled", "LocalAuthListMaxLength", "SendLocalListMaxLength")
+# §9.2-§9.4 keys of the other feature profiles, with their accessibility.
+PROFILE_KEYS = {
+    "LocalAuthListEnabled": "RW",
+    "LocalAuthListMaxLength": "R",
+    "SendLocalListMaxLength": "R",
+    "ReserveConnectorZeroSupported": "R",
+    "ChargeProfileMaxStackLevel": "R",
+    "ChargingScheduleAllowedChargingRateUnit": "R",
+    "ChargingScheduleMaxPeriods": "R",
+    "ConnectorSwitch3to1PhaseSupported": "R",
+    "MaxChargingProfilesInstalled": "R",
+    "SupportedFileTransferProtocols": "R",
+}
+
+NOT_IMPLEMENTED_KEYS = ("BlinkRepeat", "LightIntensity")
 
 FEATURE_PROFILES = {
     "Core", "FirmwareManagement", "LocalAuthListManagement", "Reservation", "SmartCharging", "RemoteTrigger",
@@ -108,14 +122,26 @@ def test_optional_core_keys_have_spec_accessibility(config):
         assert entries[key]["readonly"] is (access == "R"), key
 
 
-SECURITY_KEYS = {"SecurityProfile", "AuthorizationKey", "CpoName", "AdditionalRootCertificateCheck"}
+SECURITY_KEYS = {"SecurityProfile", "AuthorizationKey", "CpoName", "AdditionalRootCertificateCheck",
+                 "CertificateSignedMaxChainSize", "CertificateStoreMaxLength"}
 """OCPP 1.6 security whitepaper keys, beside the Core profile's."""
 
 
-def test_only_core_and_security_keys_are_present(config):
-    assert set(all_entries(config)) == set(REQUIRED_CORE_KEYS) | set(OPTIONAL_CORE_KEYS) | SECURITY_KEYS
-    _, unknown = config.get_configuration(list(NOT_CORE_KEYS))
-    assert unknown == list(NOT_CORE_KEYS)
+def test_profile_keys_have_spec_accessibility(config):
+    entries = all_entries(config)
+    for key, access in PROFILE_KEYS.items():
+        assert entries[key]["readonly"] is (access == "R"), key
+
+
+def test_every_key_belongs_to_an_implemented_profile(config):
+    assert set(all_entries(config)) == (set(REQUIRED_CORE_KEYS) | set(OPTIONAL_CORE_KEYS) | SECURITY_KEYS
+                                        | set(PROFILE_KEYS))
+    _, unknown = config.get_configuration(list(NOT_IMPLEMENTED_KEYS))
+    assert unknown == list(NOT_IMPLEMENTED_KEYS)
+
+
+def test_supported_feature_profiles_lists_every_profile_implemented(config):
+    assert set(value_of(config, "SupportedFeatureProfiles").split(",")) == FEATURE_PROFILES
 
 
 def test_values_are_ocpp_strings(config):
@@ -138,14 +164,17 @@ def test_defaults(config):
     assert config.get("AuthorizeRemoteTxRequests") is False
     assert config.get("LocalPreAuthorize") is False
     assert config.get("LocalAuthorizeOffline") is False
-    assert config.get("AuthorizationCacheEnabled") is False
+    assert config.get("AuthorizationCacheEnabled") is True
+    assert config.get("LocalAuthListEnabled") is True
     assert config.get("AllowOfflineTxForUnknownId") is False
     assert config.get("TransactionMessageAttempts") == 3
     assert config.get("TransactionMessageRetryInterval") == 60
     assert config.get("MinimumStatusDuration") == 0
     assert config.get("ResetRetries") == 1
     assert config.get("UnlockConnectorOnEVSideDisconnect") is True
-    assert config.get("SupportedFeatureProfiles") == ["Core"]
+    assert config.get("SupportedFeatureProfiles") == ["Core", "FirmwareManagement", "LocalAuthListManagement",
+                                                      "Reservation", "SmartCharging", "RemoteTrigger"]
+    assert config.get("ReserveConnectorZeroSupported") is True
     assert config.get("NumberOfConnectors") == 2
     assert config.get("ConnectorPhaseRotation") == ["1.Unknown", "2.Unknown"]
 
