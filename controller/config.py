@@ -66,6 +66,8 @@ class ChargePointConfig:
     max_current_a: float = 32.0
     """What the hardware (cable, contactor, supply) allows per connector, 6..80 A."""
     phases: int = 3
+    voltage_v: float = 230.0
+    """Nominal line-to-neutral voltage; turns the W limits of charging profiles into A."""
     cable: Literal["socket", "tethered"] = "socket"
     require_meter: bool = True
     """No new session while the energy meter does not answer (nothing could be billed)."""
@@ -213,6 +215,15 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class FirmwareConfig:
+    install_command: tuple[str, ...] = ()
+    """Installs a downloaded firmware file (UpdateFirmware, SignedUpdateFirmware): the program and
+    its arguments; the file's path is appended. Exit status 0 means installed. Empty: every
+    installation fails with InstallationFailed (nothing is installed without a command)."""
+    install_timeout_s: float = 900.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     charge_point: ChargePointConfig
@@ -222,6 +233,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
 
     @property
     def trace_file(self) -> Path:
@@ -701,6 +713,8 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (ChargePointConfig, "serial_number"): _length(1, 25),
     (ChargePointConfig, "max_current_a"): _between(6, 80, " A"),
     (ChargePointConfig, "phases"): _one_of(1, 3),
+    (ChargePointConfig, "voltage_v"): _between(100, 277, " V"),
+    (FirmwareConfig, "install_timeout_s"): _SECONDS,
     (OcppConfig, "csms_url"): _websocket_url,
     (OcppConfig, "call_timeout_s"): _SECONDS,
     (OcppConfig, "reconnect_min_s"): _SECONDS,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import websockets
 from ocpp.charge_point import camel_to_snake_case
-from ocpp.exceptions import OCPPError, OccurrenceConstraintViolationError
+from ocpp.exceptions import FormatViolationError, OCPPError, OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
@@ -39,7 +39,8 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
-from evcp.ocpp16.meter_values import meter_values_payload, timestamp
+from evcp.ocpp16.meter_values import meter_values_payload
+from evcp.ocpp16.timestamps import parse_timestamp, timestamp
 from evcp.ocpp16.outbox import Outbox
 from evcp.ocpp16.security import (
     ConnectionParameters,
@@ -88,6 +89,11 @@ def settings_from(configuration: Configuration, base: Settings) -> Settings:
         clock_aligned_interval_s=float(configuration.get("ClockAlignedDataInterval")),
         allow_offline_unknown=bool(configuration.get("AllowOfflineTxForUnknownId")),
         max_energy_on_invalid_wh=float(configuration.get("MaxEnergyOnInvalidId")),
+        reserve_connector_zero=bool(configuration.get("ReserveConnectorZeroSupported")),
+        max_stack_level=int(configuration.get("ChargeProfileMaxStackLevel")),
+        max_schedule_periods=int(configuration.get("ChargingScheduleMaxPeriods")),
+        max_charging_profiles=int(configuration.get("MaxChargingProfilesInstalled")),
+        charging_rate_units=tuple(configuration.get("ChargingScheduleAllowedChargingRateUnit")),
     )
 
 
@@ -142,6 +148,18 @@ class CentralSystemLink(ChargePointLink):
     async def _configuration_changed(self, **_):
         # After the answer went out: the central system hears Accepted before the reconnect.
         await self.adapter.reconnect_if_security_changed()
+
+    @on(Action.reserve_now)
+    def _reserve_now(self, connector_id: int, expiry_date: str, id_tag: str, reservation_id: int,
+                     parent_id_tag: str | None = None, **_):
+        expires_at = _parse_time(expiry_date, "expiryDate")
+        return call_result.ReserveNow(status=self.adapter.command(
+            ev.ReserveNowRequested(connector_id, reservation_id, id_tag, expires_at, parent_id_tag)))
+
+    @on(Action.cancel_reservation)
+    def _cancel_reservation(self, reservation_id: int, **_):
+        return call_result.CancelReservation(
+            status=self.adapter.command(ev.CancelReservationRequested(reservation_id)))
 
     @on(Action.clear_cache)
     def _clear_cache(self, **_):
@@ -592,10 +610,11 @@ class Ocpp16Adapter:
         elif isinstance(action, act.RequestAuthorization):
             self._spawn(self._authorize(action.id_tag))
         elif isinstance(action, act.StartTransaction):
-            self.outbox.put("StartTransaction", {
-                "connectorId": action.connector, "idTag": action.id_tag,
-                "meterStart": action.meter_start_wh, "timestamp": timestamp(action.at),
-            }, action.local_id)
+            payload = {"connectorId": action.connector, "idTag": action.id_tag,
+                       "meterStart": action.meter_start_wh, "timestamp": timestamp(action.at)}
+            if action.reservation_id is not None:
+                payload["reservationId"] = action.reservation_id
+            self.outbox.put("StartTransaction", payload, action.local_id)
         elif isinstance(action, act.StopTransaction):
             payload: dict[str, Any] = {
                 "transactionId": action.transaction_id, "meterStop": action.meter_stop_wh,
@@ -675,6 +694,14 @@ class Ocpp16Adapter:
             self.heartbeat_interval = float(value)
             self._heartbeat_changed.set()
         self.controller.apply_settings(settings_from(self.configuration, self.controller.settings))
+
+
+def _parse_time(text: str, field: str) -> float:
+    """A dateTime field of a request; a malformed one is the sender's FormationViolation (OCPP-J §4.2.3)."""
+    try:
+        return parse_timestamp(text)
+    except ValueError as error:
+        raise FormatViolationError(details={"cause": f"{field}: {error}"}) from None
 
 
 def _utc(at: float | None) -> str:

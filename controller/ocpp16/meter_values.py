@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from evcp.core.actions import ReportMeterValues
 from evcp.ocpp16.configuration import split_measurand
+from evcp.ocpp16.timestamps import timestamp
 
 PHASES = ("L1", "L2", "L3")
-
-
-def timestamp(at: float) -> str:
-    """OCPP dateTime: UTC, ISO 8601, millisecond precision, 'Z' suffix."""
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _value(number: float, measurand: str, unit: str, context: str, phase: str | None = None) -> dict[str, Any]:

@@ -43,6 +43,9 @@ IDLE_METER_POLL_S = 10.0
 """Meter poll period without a transaction; ``meter.poll_interval_s`` applies during one."""
 METER_FAILURES_FOR_FAULT = 3
 """Consecutive failed reads before PowerMeterFailure is reported (hardware.md §7)."""
+RESERVATIONS = "reservations"
+CHARGING_PROFILES = "charging-profiles"
+"""Names of the stored documents."""
 FEEDBACK_SETTLE_S = 0.25
 """How long the contactor's mirror contact may disagree before it is a fault."""
 
@@ -66,11 +69,14 @@ class Controller:
         base = Settings(max_current_a=config.charge_point.max_current_a,
                         tethered_cable=config.charge_point.cable == "tethered",
                         offline_start=config.ocpp.allow_offline_start,
-                        require_meter=config.charge_point.require_meter)
+                        require_meter=config.charge_point.require_meter,
+                        phases=config.charge_point.phases,
+                        voltage_v=config.charge_point.voltage_v)
         self.station = Station(config.charge_point.connectors, settings_from(configuration, base),
                                first_local_id=store.next_local_id() if store else 1)
         if store is not None:
             self.station.restore_availability(store.load_availability())
+            self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
         self._persisted_reading_at: dict[int, float] = {}
         self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
         self.adapter.outbox.clock_trusted = lambda: self.wall_clock.trusted
@@ -118,6 +124,12 @@ class Controller:
             elif isinstance(a, act.AvailabilityChanged):
                 if self.store is not None:
                     self.store.save_availability(a.connector, a.operative)
+            elif isinstance(a, act.ReservationsChanged):
+                if self.store is not None:
+                    self.store.save_document(RESERVATIONS, list(a.reservations))
+            elif isinstance(a, act.ChargingProfilesChanged):
+                if self.store is not None:
+                    self.store.save_document(CHARGING_PROFILES, list(a.saved))
             elif isinstance(a, act.StartTransaction):
                 self._meter_wakeups[a.connector].set()
                 if self.store is not None:
