@@ -39,6 +39,7 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
+from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
 from evcp.ocpp16.timestamps import parse_timestamp, timestamp
 from evcp.ocpp16.outbox import Outbox
@@ -52,6 +53,8 @@ from evcp.ocpp16.security import (
     connection_parameters,
     restrict_to_owner,
 )
+
+from evcp.storage import StoreError
 
 if TYPE_CHECKING:
     from evcp.runtime.controller import Controller
@@ -74,6 +77,9 @@ RECONNECT_GRACE_S = 1.0
 """After accepting new security settings, requests the central system sends right away (OCTT
 TC_083 follows the change with a Reset) are still answered on the old connection this long."""
 MAX_QUEUED_SECURITY_EVENTS = 50
+LOCAL_LIST = "local-authorization-list"
+AUTHORIZATION_CACHE = "authorization-cache"
+"""Names of the stored documents."""
 """Security events kept while offline; beyond, the oldest is dropped (and logged)."""
 
 
@@ -163,8 +169,17 @@ class CentralSystemLink(ChargePointLink):
 
     @on(Action.clear_cache)
     def _clear_cache(self, **_):
-        # No authorization cache is kept (AuthorizationCacheEnabled is false): nothing to clear.
-        return call_result.ClearCache(status="Accepted")
+        return call_result.ClearCache(status=self.adapter.clear_cache())
+
+    @on(Action.send_local_list)
+    def _send_local_list(self, list_version: int, update_type: str, local_authorization_list=None, **_):
+        return call_result.SendLocalList(
+            status=self.adapter.send_local_list(list_version, update_type, local_authorization_list))
+
+    @on(Action.get_local_list_version)
+    def _get_local_list_version(self, **_):
+        return call_result.GetLocalListVersion(list_version=self.adapter.local_authorization.list_version(
+            list_enabled=bool(self.adapter.configuration.get("LocalAuthListEnabled"))))
 
     @on(Action.data_transfer)
     def _data_transfer(self, vendor_id: str, **_):
@@ -215,6 +230,7 @@ class Ocpp16Adapter:
         self.security_events: deque[dict[str, Any]] = deque()
         """SecurityEventNotification payloads not yet delivered, oldest first."""
         self._security_event_queued = asyncio.Event()
+        self.local_authorization = self._load_local_authorization()
         for problem in apply_installer_settings(configuration, config.ocpp):
             log.error("security settings: %s", problem)
         self._protect_secrets()
@@ -551,6 +567,8 @@ class Ocpp16Adapter:
             self.outbox.done(entry)
             if entry.action == "StartTransaction":
                 self._start_confirmed(entry, conf)
+            elif entry.action == "StopTransaction" and conf.id_tag_info and entry.payload.get("idTag"):
+                self.learn(entry.payload["idTag"], IdTagInfo.from_ocpp(conf.id_tag_info))
 
     async def _take_final_reading(self, entry) -> None:
         """meterStop from a reading taken after the contactor opened, when the meter answers:
@@ -583,6 +601,8 @@ class Ocpp16Adapter:
 
     def _start_confirmed(self, entry, conf) -> None:
         info = conf.id_tag_info or {}
+        if info:
+            self.learn(entry.payload["idTag"], IdTagInfo.from_ocpp(info))
         self.outbox.confirm_start(entry.local_id, conf.transaction_id)
         self.controller.post(ev.TransactionStartConfirmed(
             entry.payload["connectorId"], entry.local_id, conf.transaction_id,
@@ -638,19 +658,98 @@ class Ocpp16Adapter:
             self._spawn(self._call(call.MeterValues(**camel_to_snake_case(payload))))
 
     async def _authorize(self, id_tag: str) -> None:
-        """Always answers the core, whatever happens to the connection meanwhile."""
-        status, parent = None, None
+        """Always answers the core, whatever happens to the connection meanwhile: from the Local
+        Authorization List or cache where OCPP 1.6 §3.5 allows, else from Authorize.conf."""
+        decision = self._local_decision(id_tag, online=self.online)
         try:
-            if self.online:
-                conf = await self._call(call.Authorize(id_tag=id_tag))
-                status = AuthStatus(conf.id_tag_info["status"])
-                parent = conf.id_tag_info.get("parent_id_tag")
-            else:
-                log.info("Authorize %s: central system offline, not authorized", id_tag)
-        except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
-            log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
-        finally:
-            self.controller.post(ev.AuthorizationResult(id_tag, status, parent))
+            if decision.ask_central_system:
+                try:
+                    conf = await self._call(call.Authorize(id_tag=id_tag))
+                except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
+                    log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+                    decision = self._local_decision(id_tag, online=False)
+                else:
+                    info = IdTagInfo.from_ocpp(conf.id_tag_info)
+                    self.learn(id_tag, info)
+                    self.controller.post(ev.AuthorizationResult(id_tag, AuthStatus(info.status), info.parent_id_tag))
+                    return
+            if decision.info is not None:
+                log.info("Authorize %s: %s from the %s%s", id_tag, decision.info.status, decision.source,
+                         "" if self.online else " (central system offline)")
+                self.controller.post(ev.AuthorizationResult(
+                    id_tag, AuthStatus(decision.info.status), decision.info.parent_id_tag, offline=not self.online))
+                return
+            log.info("Authorize %s: central system offline and nothing known locally", id_tag)
+            self.controller.post(ev.AuthorizationResult(id_tag, None))
+        except BaseException:
+            self.controller.post(ev.AuthorizationResult(id_tag, None))
+            raise
+
+    def _local_decision(self, id_tag: str, online: bool):
+        c = self.configuration
+        return self.local_authorization.decide(
+            id_tag, time.time(), online=online, list_enabled=bool(c.get("LocalAuthListEnabled")),
+            cache_enabled=bool(c.get("AuthorizationCacheEnabled")),
+            pre_authorize=bool(c.get("LocalPreAuthorize")), authorize_offline=bool(c.get("LocalAuthorizeOffline")))
+
+    def learn(self, id_tag: str, info: IdTagInfo) -> None:
+        """An idTagInfo from the central system goes to the Authorization Cache (OCPP 1.6 §3.5.1)."""
+        if self.local_authorization.learn(id_tag, info, list_enabled=bool(self.configuration.get("LocalAuthListEnabled")),
+                                          cache_enabled=bool(self.configuration.get("AuthorizationCacheEnabled"))):
+            self._save(AUTHORIZATION_CACHE, self.local_authorization.cache.to_saved())
+
+    def clear_cache(self) -> str:
+        """ClearCache (OCPP 1.6 §5.4): the cache only, never the Local Authorization List (OCTT TC_061)."""
+        if self.local_authorization.cache.clear():
+            if not self._save(AUTHORIZATION_CACHE, self.local_authorization.cache.to_saved()):
+                return "Rejected"
+        log.info("ClearCache: authorization cache emptied")
+        return "Accepted"
+
+    def send_local_list(self, version: int, update_type: str, entries: list | None) -> str:
+        """SendLocalList (OCPP 1.6 §5.15): the list changes only if it could also be stored (TC_043_3)."""
+        if not self.configuration.get("LocalAuthListEnabled"):
+            return "NotSupported"
+        local_list = self.local_authorization.local_list
+        before = local_list.to_saved()
+        status = local_list.apply(update_type, version, entries,
+                                  max_length=int(self.configuration.get("LocalAuthListMaxLength")),
+                                  max_send_length=int(self.configuration.get("SendLocalListMaxLength")))
+        if status == "Accepted" and not self._save(LOCAL_LIST, local_list.to_saved()):
+            self.local_authorization.local_list = LocalAuthList(before)
+            status = "Failed"
+        log.info("SendLocalList %s version %s (%d entries): %s; the list holds %d", update_type, version,
+                 len(entries or ()), status, len(self.local_authorization.local_list))
+        return status
+
+    def _load_local_authorization(self) -> LocalAuthorization:
+        saved_list = self._load(LOCAL_LIST)
+        saved_cache = self._load(AUTHORIZATION_CACHE)
+        try:
+            local_list = LocalAuthList(saved_list)
+        except ValueError as error:
+            log.error("stored Local Authorization List unreadable (%s); starting with an empty one", error)
+            local_list = LocalAuthList()
+        try:
+            cache = AuthorizationCache(saved=saved_cache)
+        except ValueError as error:
+            log.error("stored authorization cache unreadable (%s); starting with an empty one", error)
+            cache = AuthorizationCache()
+        return LocalAuthorization(local_list, cache)
+
+    def _load(self, name: str):
+        return self._store.load_document(name) if self._store is not None else None
+
+    def _save(self, name: str, body) -> bool:
+        """Store a document; False (and logged) when the state database refuses it."""
+        if self._store is None:
+            return True
+        try:
+            self._store.save_document(name, body)
+        except StoreError as error:
+            log.error("cannot store the %s: %s", name, error)
+            return False
+        return True
 
     async def _send_status(self, connector: int, change: act.StatusChanged | None = None) -> None:
         status, error_code, info = self.controller.status_of(connector)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from evcp.core.model import AuthStatus
+from evcp.ocpp16.timestamps import parse_timestamp, timestamp
 
 ACCEPTED = AuthStatus.ACCEPTED.value
 EXPIRED = AuthStatus.EXPIRED.value
@@ -57,24 +57,6 @@ def _check_id_tag(id_tag: Any, what: str = "idTag") -> str:
 
 def _field(payload: Mapping[str, Any], snake: str, camel: str) -> Any:
     return payload[snake] if snake in payload else payload.get(camel)
-
-
-def parse_datetime(text: str) -> float:
-    """An OCPP dateTime (RFC 3339) as POSIX seconds; a time without offset is taken as UTC."""
-    if not isinstance(text, str):
-        raise ValueError(f"a date-time must be a text (got {text!r})")
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"not an RFC 3339 date-time: {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
-
-
-def format_datetime(at: float) -> str:
-    """POSIX seconds as an OCPP dateTime: UTC, millisecond precision, 'Z' suffix."""
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -113,14 +95,14 @@ class IdTagInfo:
             raise ValueError("idTagInfo without status")
         expiry_text = _field(payload, "expiry_date", "expiryDate")
         return cls(status=status,
-                   expiry=None if expiry_text is None else parse_datetime(expiry_text),
+                   expiry=None if expiry_text is None else parse_timestamp(expiry_text),
                    parent_id_tag=_field(payload, "parent_id_tag", "parentIdTag"))
 
     def to_ocpp(self) -> dict[str, Any]:
         """As an idTagInfo object in the ocpp library's snake_case; absent fields left out."""
         payload: dict[str, Any] = {"status": self.status}
         if self.expiry is not None:
-            payload["expiry_date"] = format_datetime(self.expiry)
+            payload["expiry_date"] = timestamp(self.expiry)
         if self.parent_id_tag is not None:
             payload["parent_id_tag"] = self.parent_id_tag
         return payload

@@ -70,3 +70,81 @@ def test_reservation_survives_a_restart(csms, start_charger, wait_until):
     charger.wait_status("Reserved")
     assert csms.call("CancelReservation", {"reservationId": 9})["payload"] == {"status": "Accepted"}
     charger.wait_status("Available")
+
+
+# --- Local Authorization List and Authorization Cache --------------------------------------------
+
+
+def local_list(version: int, update_type: str = "Full", **tags: str) -> dict:
+    return {"listVersion": version, "updateType": update_type,
+            "localAuthorizationList": [{"idTag": tag, "idTagInfo": {"status": status}} for tag, status in tags.items()]}
+
+
+def test_tc_008_id_in_the_local_list_starts_without_authorize(csms, start_charger, wait_until):
+    charger = start_charger(keys={"LocalPreAuthorize": True, "AuthorizationCacheEnabled": False})
+    assert csms.call("GetLocalListVersion", {})["payload"] == {"listVersion": 0}
+    assert csms.call("SendLocalList", local_list(1, LOCAL0001="Accepted"))["payload"] == {"status": "Accepted"}
+    charger.tap("LOCAL0001")
+    charger.wait_status("Preparing")
+    charger.pilot("C")
+    charger.wait_status("Charging")
+    assert csms.sent_by_charger("Authorize") == [], "pre-authorized from the Local Authorization List"
+    [tx] = csms.transactions()
+    assert tx["id_tag"] == "LOCAL0001"
+
+
+def test_tc_042_and_tc_043_list_versions_and_mismatch(csms, start_charger):
+    start_charger(keys={"SendLocalListMaxLength": 2})
+    send = lambda body: csms.call("SendLocalList", body)["payload"]["status"]  # noqa: E731
+    version = lambda: csms.call("GetLocalListVersion", {})["payload"]["listVersion"]  # noqa: E731
+    assert send({"listVersion": 1, "updateType": "Full"}) == "Accepted"
+    assert version() == 0, "an empty list reports 0 (TC_042_2)"
+    assert send(local_list(2, A0000001="Accepted")) == "Accepted" and version() == 2
+    assert send(local_list(5, "Differential", B0000002="Blocked")) == "Accepted" and version() == 5
+    assert send(local_list(4, "Differential", C0000003="Accepted")) == "VersionMismatch"
+    assert version() == 5
+    too_many = {"listVersion": 6, "updateType": "Full", "localAuthorizationList": [
+        {"idTag": f"T{i:07d}", "idTagInfo": {"status": "Accepted"}} for i in range(3)]}
+    assert send(too_many) == "Failed", "more entries than SendLocalListMaxLength (TC_043_3)"
+    assert version() == 5
+
+
+def test_tc_042_1_list_disabled(csms, start_charger):
+    start_charger(keys={"LocalAuthListEnabled": False})
+    assert csms.call("GetLocalListVersion", {})["payload"] == {"listVersion": -1}
+    assert csms.call("SendLocalList", local_list(1, A0000001="Accepted"))["payload"] == {"status": "NotSupported"}
+
+
+def test_tc_007_cached_id_then_tc_061_clear_cache(csms, start_charger, wait_until):
+    charger = start_charger(keys={"LocalPreAuthorize": True, "AuthorizationCacheEnabled": True})
+    charger.tap("CACHED01")  # reusable state Authorized: the answer goes to the cache
+    charger.wait_status("Preparing")
+    charger.tap("CACHED01")  # presented again: authorization withdrawn
+    charger.wait_status("Available")
+    assert len(csms.sent_by_charger("Authorize")) == 1
+    charger.tap("CACHED01")
+    charger.wait_status("Preparing")
+    assert len(csms.sent_by_charger("Authorize")) == 1, "pre-authorized from the cache (TC_007)"
+    charger.tap("CACHED01")
+    charger.wait_status("Available")
+    assert csms.call("ClearCache", {})["payload"] == {"status": "Accepted"}
+    charger.tap("CACHED01")
+    wait_until(lambda: len(csms.sent_by_charger("Authorize")) == 2, 5, "Authorize.req after ClearCache")
+
+
+def test_local_list_survives_a_restart_and_authorizes_offline(csms, start_charger):
+    keys = {"LocalAuthorizeOffline": True}
+    charger = start_charger(keys=keys, ocpp="allow_offline_start = true")
+    assert csms.call("SendLocalList", local_list(3, LOCAL0001="Accepted", BLOCKED1="Blocked"))["payload"] == {
+        "status": "Accepted"}
+    charger.process.send_signal(signal.SIGTERM)
+    charger.process.wait(10)
+    csms.post("/policy", {"accept_connections": False})
+    charger = start_charger(keys=keys, ocpp="allow_offline_start = true", wait_online=False)
+    charger.pilot("C")
+    charger.tap("BLOCKED1")
+    charger.wait_status("Preparing")
+    charger.tap("LOCAL0001")
+    connector = charger.wait_status("Charging")
+    assert connector["id_tag"] == "LOCAL0001" and connector["relay_closed"]
+    assert "Authorize LOCAL0001: Accepted from the local list (central system offline)" in charger.log_path.read_text()
