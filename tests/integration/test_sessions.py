@@ -97,7 +97,8 @@ def test_tc_068_another_card_does_not_stop_the_session(csms, start_charger, wait
 def test_tc_019_tc_021_tc_040_configuration(csms, start_charger, wait_until):
     start_charger()
     conf = csms.call("GetConfiguration", {"key": ["SupportedFeatureProfiles", "Nonsense"]})["payload"]
-    assert conf["configurationKey"] == [{"key": "SupportedFeatureProfiles", "readonly": True, "value": "Core"}]
+    assert conf["configurationKey"] == [{"key": "SupportedFeatureProfiles", "readonly": True, "value":
+                                         "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"}]
     assert conf["unknownKey"] == ["Nonsense"]
     assert csms.call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "15"})["payload"] == {"status": "Accepted"}
     conf = csms.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})["payload"]
@@ -234,10 +235,7 @@ def test_change_availability_scheduled_during_a_transaction(csms, start_charger,
     charger.wait_status("Finishing")
 
 
-def test_unknown_action_is_not_implemented_and_unsupported_is_not_supported(csms, start_charger):
+def test_tc_062_data_transfer_to_an_unknown_vendor(csms, start_charger):
     start_charger()
-    answer = csms.call("ReserveNow", {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z",
-                                      "idTag": "A", "reservationId": 1})
-    assert (answer["status"], answer["code"]) == ("error", "NotSupported")
     answer = csms.call("DataTransfer", {"vendorId": "com.example"})
     assert answer["payload"] == {"status": "UnknownVendorId"}
