@@ -19,6 +19,7 @@ from enum import Enum
 
 from evcp.core import actions as act
 from evcp.core import events as ev
+from evcp.core import smart_charging as sc
 from evcp.core.model import (
     AuthStatus,
     ConnectorStatus,
@@ -30,6 +31,15 @@ from evcp.core.model import (
 
 PLUGGED = ("B", "C", "D", "E", "F")
 """Pilot states in which a vehicle (or a fault on its cable) is present."""
+MIN_PILOT_CURRENT_A = 6.0
+"""The lowest current the pilot can offer (IEC 61851-1 Table A.8: 10 % duty); a charging limit
+below it pauses charging."""
+PWM_CHANGE_INTERVAL_S = 5.0
+"""A charging limit changes the pilot duty at most this often: the EV has 5 s to follow a change
+(IEC 61851-1 Table A.6 seq. 9.2; EVerest IEC_PWM_MAX_UPDATE_INTERVAL)."""
+C1_POWER_OFF_S = 6.0
+"""After the PWM stops, an EV still in state C is disconnected after this long (IEC 61851-1
+Table A.6 seq. 10.2)."""
 
 
 class Phase(str, Enum):
@@ -74,6 +84,12 @@ class Connector:
     faults: dict[Device, str] = field(default_factory=dict)
     relay_closed: bool = False
     offered_a: float | None = None
+    offer_changed_at: float | None = None
+    """When a charging limit last changed the offer of the running transaction."""
+    paused_since: float | None = None
+    """When a charging limit below 6 A stopped the PWM while the contactor was closed."""
+    pending_profile: sc.ChargingProfile | None = None
+    """The TxProfile of a RemoteStartTransaction, installed when its transaction starts."""
     last_sample: ev.MeterSampled | None = None
     reported: tuple[ConnectorStatus, ErrorCode, str] | None = None
 
@@ -133,6 +149,7 @@ class Station:
         self.station_faults: dict[Device, str] = {}
         self.going_down: str | None = None
         """Why the charge point is stopping every transaction for good (reset, shutdown), or None."""
+        self.charging = sc.ChargingProfiles(self._charging_limits())
         self.reservations: dict[int, Reservation] = {}
         self.maintenance: str | None = None
         """Why no new session may start for now (a firmware installation), or None."""
@@ -183,6 +200,27 @@ class Station:
             if cid in self.connectors:
                 self.connectors[cid].operative = operative
         self._reported_availability = self._availability()
+
+    def apply_settings(self, settings: Settings) -> None:
+        """New settings; the charging profiles are kept, under the new limits."""
+        self.settings = settings
+        limits = self._charging_limits()
+        if limits != self.charging.limits:
+            self.charging = sc.ChargingProfiles(limits, self.charging.to_saved())
+
+    def restore_charging_profiles(self, saved: list[dict]) -> list:
+        """Charging profiles as they were before a reboot (OCPP 1.6 §3.13); returns those that
+        could not be restored, with why."""
+        self.charging = sc.ChargingProfiles(self._charging_limits(), saved)
+        return list(self.charging.dropped)
+
+    def composite_schedule(self, connector: int, duration_s: int, unit: str | None,
+                           now: float) -> sc.CompositeSchedule | None:
+        """GetCompositeSchedule (OCPP 1.6 §5.7); None for a connector that does not exist."""
+        try:
+            return self.charging.composite(connector, now, duration_s, unit, self._charging_transactions())
+        except ValueError:
+            return None
 
     def restore_reservations(self, saved: list[dict], now: float) -> None:
         """Reservations as they were before a reboot; the expired ones are dropped."""
@@ -395,8 +433,20 @@ class Station:
         ) or self._reservation_blocks(c, e.id_tag, None):
             out.append(act.Answer("Rejected"))
             return
+        profile = None
+        if e.charging_profile is not None:
+            try:
+                profile = sc.profile_from_ocpp(c.id, e.charging_profile)
+                sc.check_profile(profile)
+            except sc.ProfileError as error:
+                out.append(act.Notice(f"RemoteStartTransaction refused: charging profile {error}"))
+                out.append(act.Answer("Rejected"))
+                return
+            if profile.purpose != sc.TX:
+                out.append(act.Answer("Rejected"))  # OCPP 1.6 §5.11, OCTT TC_060
+                return
         out.append(act.Answer("Accepted"))
-        c.auth_tag, c.auth_remote = e.id_tag, True
+        c.auth_tag, c.auth_remote, c.pending_profile = e.id_tag, True, profile
         if self.settings.authorize_remote_start:
             c.phase = Phase.AUTHORIZING
             self._request_authorization(e.id_tag, c.id, out, now)
@@ -508,6 +558,33 @@ class Station:
         out.append(act.Notice(f"reservation {r.id} for {r.id_tag} cancelled by the central system"))
         self._reservations_changed(out)
 
+    def _on_ChargingProfileRequested(self, e: ev.ChargingProfileRequested, now: float, out: list) -> None:
+        if not 0 <= e.connector <= len(self.connectors):
+            out.append(act.Answer("Rejected"))
+            return
+        try:
+            profile = sc.profile_from_ocpp(e.connector, e.profile)
+        except sc.ProfileError as error:
+            out.append(act.Notice(f"SetChargingProfile refused: {error}"))
+            out.append(act.Answer("Rejected"))
+            return
+        accepted, why = self.charging.set(profile, self._charging_transactions())
+        if not accepted:
+            out.append(act.Notice(f"SetChargingProfile {profile.id} refused: {why}"))
+            out.append(act.Answer("Rejected"))
+            return
+        out.append(act.Answer("Accepted"))
+        out.append(act.Notice(f"charging profile {profile.id} ({profile.purpose}, stack level "
+                              f"{profile.stack_level}) installed on connector {e.connector}"))
+        self._charging_profiles_changed(out)
+
+    def _on_ClearChargingProfileRequested(self, e: ev.ClearChargingProfileRequested, now: float, out: list) -> None:
+        cleared = self.charging.clear(profile_id=e.profile_id, connector=e.connector, purpose=e.purpose,
+                                      stack_level=e.stack_level)
+        out.append(act.Answer("Accepted" if cleared else "Unknown"))
+        if cleared:
+            self._charging_profiles_changed(out)
+
     def _on_MaintenanceRequested(self, e: ev.MaintenanceRequested, now: float, out: list) -> None:
         self.maintenance = e.reason
         if e.reason is not None:
@@ -546,6 +623,14 @@ class Station:
             c.phase = Phase.TRANSACTION
         c.auth_tag = c.auth_parent = c.auth_deadline = None
         c.auth_remote = c.auth_offline = False
+        c.offer_changed_at = c.paused_since = None
+        if c.pending_profile is not None:
+            accepted, why = self.charging.set(c.pending_profile, self._charging_transactions())
+            out.append(act.Notice(f"connector {c.id}: charging profile {c.pending_profile.id} of the remote start "
+                                  + ("installed" if accepted else f"refused: {why}")))
+            c.pending_profile = None
+            if accepted:
+                self._charging_profiles_changed(out)
         out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now,
                                         reservation.id if reservation else None))
 
@@ -560,10 +645,15 @@ class Station:
         out.append(act.Notice(f"connector {c.id}: transaction {tx.transaction_id or '(unconfirmed)'} "
                               f"stopped, {reason.value}: {why}"))
         out.append(act.StopTransaction(c.id, tx.local_id, tx.transaction_id, id_tag, meter_stop, now, reason))
+        had_tx_profiles = any(p.purpose == sc.TX and p.connector == c.id for p in self.charging.profiles)
+        self.charging.transaction_ended(c.id)
+        if had_tx_profiles:
+            self._charging_profiles_changed(out)  # a TxProfile ends with its transaction (§3.13.3)
         if c.pending_operative is not None:
             c.operative, c.pending_operative = c.pending_operative, None
 
     def _cancel_authorization(self, c: Connector) -> None:
+        c.pending_profile = None
         if c.phase in (Phase.AUTHORIZING, Phase.AUTHORIZED):
             if c.auth_tag is not None:
                 self._pending_auth.pop(c.auth_tag, None)
@@ -581,6 +671,20 @@ class Station:
         report = self.meter_report(c.id, at, context)
         if report is not None:
             out.append(report)
+
+    def _charging_profiles_changed(self, out: list) -> None:
+        out.append(act.ChargingProfilesChanged(tuple(self.charging.to_saved())))
+
+    def _charging_limits(self) -> sc.Limits:
+        s = self.settings
+        return sc.Limits(connectors=len(self.connectors), max_current_a=s.max_current_a, phases=s.phases,
+                         voltage_v=s.voltage_v, max_stack_level=s.max_stack_level,
+                         max_periods=s.max_schedule_periods, max_profiles=s.max_charging_profiles,
+                         allowed_units=s.charging_rate_units)
+
+    def _charging_transactions(self) -> dict[int, sc.Transaction]:
+        return {cid: sc.Transaction(c.transaction.transaction_id, c.transaction.started_at)
+                for cid, c in self.connectors.items() if c.transaction is not None}
 
     def _reservations_changed(self, out: list) -> None:
         out.append(act.ReservationsChanged(tuple(r.to_saved() for r in self.reservations.values())))
@@ -639,16 +743,26 @@ class Station:
 
     # ----------------------------------------------------------------- the safety rule
 
-    def _may_energise(self, c: Connector) -> bool:
+    def _charging_allowed(self, c: Connector) -> bool:
+        """The transaction may draw energy: accepted (or within MaxEnergyOnInvalidId), no fault,
+        the charge point not going down."""
         tx = c.transaction
         return (
             c.phase is Phase.TRANSACTION
             and tx is not None
             and (tx.accepted or self._within_energy_limit(c, tx))
-            and c.pilot == "C"
             and c.hard_fault is None
             and self.going_down is None
         )
+
+    def _may_energise(self, c: Connector, now: float) -> bool:
+        if not (self._charging_allowed(c) and c.pilot == "C"):
+            return False
+        if c.offered_a is not None:
+            return True
+        # A charging limit below 6 A stopped the PWM: the EV should open S2 within 3 s; if it
+        # stays in C, the power goes off after 6 s (IEC 61851-1 Table A.6 seq. 10.1, 10.2).
+        return c.relay_closed and c.paused_since is not None and now < c.paused_since + C1_POWER_OFF_S
 
     def _within_energy_limit(self, c: Connector, tx: Transaction) -> bool:
         return tx.energy_limit_wh is not None and self._energy_wh(c) < tx.energy_limit_wh
@@ -656,24 +770,43 @@ class Station:
     def _energy_wh(self, c: Connector) -> float:
         return c.last_sample.energy_wh if c.last_sample else 0.0
 
-    def _current_offer(self, c: Connector) -> float | None:
-        """PWM only while an accepted transaction may draw energy (IEC 61851-1 state B2/C2)."""
-        tx = c.transaction
-        if (c.phase is Phase.TRANSACTION and tx is not None
-                and (tx.accepted or self._within_energy_limit(c, tx)) and c.hard_fault is None and self.going_down is None and c.plugged):
-            return self.settings.max_current_a
-        return None
+    def _current_limit_a(self, c: Connector, now: float) -> float:
+        """What the charging profiles and the hardware allow now, per phase."""
+        return min(self.settings.max_current_a,
+                   self.charging.limit_a(c.id, now, self._charging_transactions()))
+
+    def _wanted_offer(self, c: Connector, now: float) -> float | None:
+        """PWM only while an allowed transaction may draw energy (IEC 61851-1 state B2/C2), at the
+        charging limit; no PWM (B1/C1) while the limit is below 6 A."""
+        if not (self._charging_allowed(c) and c.plugged):
+            return None
+        limit = self._current_limit_a(c, now)
+        return limit if limit >= MIN_PILOT_CURRENT_A else None
+
+    def _update_offer(self, c: Connector, now: float, out: list) -> None:
+        wanted = self._wanted_offer(c, now)
+        if wanted == c.offered_a:
+            return
+        by_limit = self._charging_allowed(c) and c.plugged
+        if by_limit and c.offer_changed_at is not None and now - c.offer_changed_at < PWM_CHANGE_INTERVAL_S:
+            return  # a stop or a fault is never held back: only limit changes wait
+        if by_limit and wanted is None and c.offered_a is not None:
+            c.paused_since = now
+            out.append(act.Notice(f"connector {c.id}: charging paused, the charging limit "
+                                  f"{self._current_limit_a(c, now):.1f} A is below 6 A"))
+        elif wanted is not None:
+            c.paused_since = None
+        c.offer_changed_at = now if by_limit else None
+        c.offered_a = wanted
+        out.append(act.OfferCurrent(c.id, wanted))
 
     def _reconcile(self, now: float, out: list) -> None:
         for c in self.connectors.values():
-            energise = self._may_energise(c)
+            self._update_offer(c, now, out)
+            energise = self._may_energise(c, now)
             if c.relay_closed and not energise:
                 c.relay_closed = False
                 out.append(act.OpenRelay(c.id, self._why_open(c)))
-            offer = self._current_offer(c)
-            if offer != c.offered_a:
-                c.offered_a = offer
-                out.append(act.OfferCurrent(c.id, offer))
             if energise and not c.relay_closed:
                 c.relay_closed = True
                 out.append(act.CloseRelay(c.id))
@@ -705,6 +838,8 @@ class Station:
             return "transaction ended"
         if c.pilot != "C":
             return f"EV left state C (pilot {c.pilot})"
+        if self._charging_allowed(c):
+            return "charging limit below 6 A and the EV stayed in state C"
         return "transaction not accepted"
 
     # ----------------------------------------------------------------- status
@@ -714,9 +849,9 @@ class Station:
         if c.hard_fault:
             return ConnectorStatus.FAULTED, error, info
         if c.phase is Phase.TRANSACTION:
-            if c.relay_closed:
+            if c.relay_closed and c.offered_a is not None:
                 status = ConnectorStatus.CHARGING
-            elif c.pilot == "C":
+            elif c.pilot == "C" or (c.plugged and c.offered_a is None and self._charging_allowed(c)):
                 status = ConnectorStatus.SUSPENDED_EVSE
             else:
                 status = ConnectorStatus.SUSPENDED_EV

@@ -37,6 +37,7 @@ from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
+from evcp.ocpp16.certificates import CertificateStore
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
@@ -110,10 +111,28 @@ class CentralSystemLink(ChargePointLink):
 
     @on(Action.remote_start_transaction)
     def _remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile=None, **_):
-        if charging_profile and charging_profile.get("charging_profile_purpose") != "TxProfile":
-            return call_result.RemoteStartTransaction(status="Rejected")  # TC_060
         return call_result.RemoteStartTransaction(
-            status=self.adapter.command(ev.RemoteStartRequested(connector_id, id_tag)))
+            status=self.adapter.command(ev.RemoteStartRequested(connector_id, id_tag, charging_profile)))
+
+    @on(Action.set_charging_profile)
+    def _set_charging_profile(self, connector_id: int, cs_charging_profiles: dict, **_):
+        return call_result.SetChargingProfile(
+            status=self.adapter.command(ev.ChargingProfileRequested(connector_id, cs_charging_profiles)))
+
+    @on(Action.clear_charging_profile)
+    def _clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
+                                charging_profile_purpose: str | None = None, stack_level: int | None = None, **_):
+        return call_result.ClearChargingProfile(status=self.adapter.command(ev.ClearChargingProfileRequested(
+            id, connector_id, charging_profile_purpose, stack_level)))
+
+    @on(Action.get_composite_schedule)
+    def _get_composite_schedule(self, connector_id: int, duration: int, charging_rate_unit: str | None = None, **_):
+        schedule = self.adapter.controller.composite_schedule(connector_id, duration, charging_rate_unit)
+        if schedule is None:
+            return call_result.GetCompositeSchedule(status="Rejected")
+        return call_result.GetCompositeSchedule(
+            status="Accepted", connector_id=connector_id, schedule_start=timestamp(schedule.start),
+            charging_schedule=camel_to_snake_case(schedule.to_ocpp()))
 
     @on(Action.remote_stop_transaction)
     def _remote_stop(self, transaction_id: int, **_):
@@ -181,6 +200,32 @@ class CentralSystemLink(ChargePointLink):
         return call_result.GetLocalListVersion(list_version=self.adapter.local_authorization.list_version(
             list_enabled=bool(self.adapter.configuration.get("LocalAuthListEnabled"))))
 
+    @on(Action.install_certificate)
+    def _install_certificate(self, certificate_type: str, certificate: str, **_):
+        status, why = self.adapter.certificates.install(certificate_type, certificate)
+        log.info("InstallCertificate %s: %s%s", certificate_type, status, f" ({why})" if why else "")
+        return call_result.InstallCertificate(status=status)
+
+    @on(Action.get_installed_certificate_ids)
+    def _get_installed_certificate_ids(self, certificate_type: str, **_):
+        status, ids = self.adapter.certificates.installed_ids(certificate_type)
+        return call_result.GetInstalledCertificateIds(status=status, certificate_hash_data=ids or None)
+
+    @on(Action.delete_certificate)
+    def _delete_certificate(self, certificate_hash_data: dict, **_):
+        status = self.adapter.certificates.delete(
+            certificate_hash_data, protect_last_central_system_root=self.adapter.needs_installed_roots())
+        log.info("DeleteCertificate serial %s: %s", certificate_hash_data.get("serial_number"), status)
+        return call_result.DeleteCertificate(status=status)
+
+    @on(Action.certificate_signed)
+    def _certificate_signed(self, certificate_chain: str, **_):
+        return call_result.CertificateSigned(status=self.adapter.certificate_signed(certificate_chain))
+
+    @after(Action.certificate_signed)
+    async def _switch_certificate(self, **_):
+        await self.adapter.reconnect_if_security_changed()
+
     @on(Action.data_transfer)
     def _data_transfer(self, vendor_id: str, **_):
         return call_result.DataTransfer(status="UnknownVendorId")
@@ -231,6 +276,9 @@ class Ocpp16Adapter:
         """SecurityEventNotification payloads not yet delivered, oldest first."""
         self._security_event_queued = asyncio.Event()
         self.local_authorization = self._load_local_authorization()
+        self.certificates = CertificateStore(config.storage.state_dir / "certificates",
+                                             int(configuration.get("CertificateStoreMaxLength")),
+                                             int(configuration.get("CertificateSignedMaxChainSize")))
         for problem in apply_installer_settings(configuration, config.ocpp):
             log.error("security settings: %s", problem)
         self._protect_secrets()
@@ -256,12 +304,23 @@ class Ocpp16Adapter:
         return self._online.is_set()
 
     def security_settings(self) -> SecuritySettings:
-        """The settings the next connection is made with."""
+        """The settings the next connection is made with: a charge point certificate signed at the
+        central system's request replaces the installer's (whitepaper "Update Charge Point
+        Certificate"), and installed CentralSystemRootCertificates are trusted too."""
         ocpp = self.config.ocpp
+        cert_file, key_file = ocpp.client_cert_file, ocpp.client_key_file
+        extra_ca_file = None
+        try:
+            signed = self.certificates.client_certificate()
+            if signed is not None:
+                cert_file, key_file = signed
+            extra_ca_file = self.certificates.central_system_ca_file()
+        except OSError as error:
+            log.error("certificate store %s unreadable: %s", self.certificates.directory, error)
         return SecuritySettings(profile=int(self.configuration.get("SecurityProfile")),
                                 authorization_key=str(self.configuration.get("AuthorizationKey")),
-                                ca_file=ocpp.ca_file, client_cert_file=ocpp.client_cert_file,
-                                client_key_file=ocpp.client_key_file)
+                                ca_file=ocpp.ca_file, client_cert_file=cert_file,
+                                client_key_file=key_file, extra_ca_file=extra_ca_file)
 
     async def run(self) -> None:
         """Keep the connection up until cancelled (OCPP-J 1.6 §3: the charge point connects)."""
@@ -387,6 +446,35 @@ class Ocpp16Adapter:
         except SecuritySettingsError as problem:
             return str(problem)
         return None
+
+    def needs_installed_roots(self) -> bool:
+        """The connection's server certificate is verified only by installed
+        CentralSystemRootCertificates: the last one must not be deleted (whitepaper "Delete a
+        certificate")."""
+        return int(self.configuration.get("SecurityProfile")) >= 2 and self.config.ocpp.ca_file is None
+
+    def certificate_signed(self, chain: str) -> str:
+        """CertificateSigned.req (whitepaper "Update Charge Point Certificate by request of Central
+        System"): a valid certificate for the pending key is used from the next connection, which
+        is opened at once with security profile 3; an invalid one is refused and reported (TC_077)."""
+        trusted = [self.config.ocpp.ca_file] if self.config.ocpp.ca_file else []
+        accepted, why = self.certificates.accept_signed_certificate(chain, trusted)
+        if not accepted:
+            log.warning("CertificateSigned refused: %s", why)
+            self.security_event("InvalidChargePointCertificate", why)
+            return "Rejected"
+        log.info("new charge point certificate accepted")
+        if int(self.configuration.get("SecurityProfile")) == 3:
+            self._security_changed = True
+        return "Accepted"
+
+    async def request_certificate(self) -> None:
+        """SignCertificate.req with a new key's CSR (ExtendedTriggerMessage SignChargePointCertificate)."""
+        csr = self.certificates.create_signing_request(
+            self.config.charge_point.id, str(self.configuration.get("CpoName")),
+            self.config.charge_point.serial_number)
+        conf = await self._call(call.SignCertificate(csr=csr))
+        log.info("SignCertificate: %s", conf.status)
 
     async def reconnect_if_security_changed(self) -> None:
         if not self._security_changed:

@@ -142,6 +142,9 @@ class SecuritySettings:
     ca_file: Path | None = None
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
+    extra_ca_file: Path | None = None
+    """CentralSystemRootCertificates installed by the central system (InstallCertificate),
+    trusted beside ``ca_file``."""
 
     def credentials(self) -> tuple[int, str]:
         """What the connection depends on among the keys the central system may change."""
@@ -191,12 +194,13 @@ def connection_parameters(url: str, charge_point_id: str, settings: SecuritySett
     if scheme == "wss":
         context = tls_context(settings.ca_file,
                               settings.client_cert_file if profile == 3 else None,
-                              settings.client_key_file if profile == 3 else None)
+                              settings.client_key_file if profile == 3 else None,
+                              settings.extra_ca_file)
     return ConnectionParameters(url, profile, context, headers)
 
 
 def tls_context(ca_file: Path | None, client_cert_file: Path | None = None,
-                client_key_file: Path | None = None) -> ssl.SSLContext:
+                client_key_file: Path | None = None, extra_ca_file: Path | None = None) -> ssl.SSLContext:
     """A client context: TLS 1.2 or later, the server's certificate and hostname always verified
     (against ``ca_file``, or the system's CA store without one), and the client certificate
     when both of its files are given. SecuritySettingsError names the file that cannot be used."""
@@ -205,6 +209,12 @@ def tls_context(ca_file: Path | None, client_cert_file: Path | None = None,
                                              cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as error:
         raise SecuritySettingsError(f"ocpp.ca_file: cannot use {ca_file}: {_reason(error)}") from None
+    if extra_ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(extra_ca_file))
+        except (OSError, ssl.SSLError) as error:
+            raise SecuritySettingsError(f"installed CentralSystemRootCertificates: cannot use {extra_ca_file}: "
+                                        f"{_reason(error)}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     # create_default_context already sets both; stated here because nothing may weaken them.

@@ -77,6 +77,8 @@ class Controller:
         if store is not None:
             self.station.restore_availability(store.load_availability())
             self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
+            for dropped in self.station.restore_charging_profiles(store.load_document(CHARGING_PROFILES) or []):
+                log.error("stored charging profile not restored: %s", dropped)
         self._persisted_reading_at: dict[int, float] = {}
         self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
         self.adapter.outbox.clock_trusted = lambda: self.wall_clock.trusted
@@ -166,7 +168,7 @@ class Controller:
                 log.warning("%d queued messages re-stamped by %+.1f s", shifted, correction)
 
     def apply_settings(self, settings: Settings) -> None:
-        self.station.settings = settings
+        self.station.apply_settings(settings)
 
     @property
     def settings(self) -> Settings:
@@ -179,6 +181,9 @@ class Controller:
 
     def offered_current(self, connector: int) -> float | None:
         return self.station.connectors[connector].offered_a
+
+    def composite_schedule(self, connector: int, duration_s: int, unit: str | None):
+        return self.station.composite_schedule(connector, duration_s, unit, self.clock())
 
     def meter_report(self, connector: int, context: str) -> act.ReportMeterValues | None:
         return self.station.meter_report(connector, self.clock(), context)

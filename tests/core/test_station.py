@@ -702,3 +702,127 @@ def test_locally_authorized_offline_start_needs_the_installer_opt_in():
     assert b.last(act.StartTransaction) is not None
     b(ev.PilotChanged(1, "C"))
     assert b.relay_closed(), "an offline start delivers energy before the central system answers"
+
+
+# --- SmartCharging on the pilot (OCPP 1.6 §3.13, IEC 61851-1 Table A.6) --------------------------
+
+
+def profile(purpose: str = "TxDefaultProfile", periods=((0, 16.0),), unit: str = "A", stack_level: int = 0,
+            profile_id: int = 1, kind: str = "Relative", **extra) -> dict:
+    return {"charging_profile_id": profile_id, "stack_level": stack_level, "charging_profile_purpose": purpose,
+            "charging_profile_kind": kind, **extra,
+            "charging_schedule": {"charging_rate_unit": unit, "charging_schedule_period": [
+                {"start_period": start, "limit": limit} for start, limit in periods]}}
+
+
+def offers(b: Bench, connector: int = 1) -> list[float | None]:
+    return [a.amps for a in b.log if isinstance(a, act.OfferCurrent) and a.connector == connector]
+
+
+def test_tc_056_tx_default_profile_sets_the_pilot_current():
+    b = Bench()
+    out = b(ev.ChargingProfileRequested(1, profile(periods=((0, 16.0),))))
+    assert answer(out) == "Accepted" and b.last(act.ChargingProfilesChanged) is not None
+    b.start_session()
+    assert offers(b)[-1] == 16.0, "the profile limits the offer from the start"
+    assert b.relay_closed()
+
+
+def test_a_limit_in_watts_becomes_amps_per_phase():
+    b = Bench(phases=3, voltage_v=230.0)
+    b(ev.ChargingProfileRequested(0, profile(unit="W", periods=((0, 11040.0),))))
+    b.start_session()
+    assert offers(b)[-1] == 16.0  # 11040 W / (230 V x 3)
+
+
+def test_limit_changes_wait_5_s_and_a_limit_below_6_a_pauses_then_opens_after_6_s():
+    b = Bench()
+    b.start_session()
+    assert offers(b)[-1] == 32.0
+    b(ev.Tick(), after=5.0)
+    b(ev.ChargingProfileRequested(1, profile("TxProfile", periods=((0, 10.0),))))
+    assert offers(b)[-1] == 10.0, "5 s after the last duty change, a new limit applies at once"
+    b(ev.ChargingProfileRequested(1, profile("TxProfile", periods=((0, 20.0),))))
+    assert offers(b)[-1] == 10.0, "the EV gets 5 s to follow the previous change"
+    b(ev.Tick(), after=5.0)
+    assert offers(b)[-1] == 20.0
+    b(ev.ChargingProfileRequested(1, profile("TxProfile", periods=((0, 3.0),))))
+    b(ev.Tick(), after=5.0)
+    assert offers(b)[-1] is None, "below 6 A: no PWM (state C1)"
+    assert b.statuses()[-1] == "SuspendedEVSE"
+    assert b.relay_closed(), "the EV has time to stop drawing current before the contactor opens"
+    b(ev.Tick(), after=5.9)
+    assert b.relay_closed()
+    out = b(ev.Tick(), after=0.2)
+    assert act.OpenRelay(1, "charging limit below 6 A and the EV stayed in state C") in out
+    b(ev.ChargingProfileRequested(1, profile("TxProfile", periods=((0, 12.0),))))
+    assert offers(b)[-1] == 12.0
+    assert b.relay_closed(), "charging resumes when the limit allows it again"
+    assert b.statuses()[-1] == "Charging"
+
+
+def test_a_pause_ends_at_once_when_the_ev_leaves_state_c():
+    b = Bench()
+    b.start_session()
+    b(ev.Tick(), after=5.0)
+    b(ev.ChargingProfileRequested(1, profile("TxProfile", periods=((0, 0.0),))))
+    assert offers(b)[-1] is None
+    b(ev.PilotChanged(1, "B"))
+    assert not b.relay_closed()
+    assert b.statuses()[-1] == "SuspendedEVSE", "the charger, not the EV, suspended charging"
+
+
+def test_a_stop_opens_the_relay_at_once_despite_the_5_s_rule():
+    b = Bench()
+    b.start_session()
+    b(ev.ChargingProfileRequested(1, profile("TxProfile", periods=((0, 10.0),))))
+    out = b(ev.TagPresented("04A1B2C3"))
+    assert isinstance(out[0], act.OpenRelay) and act.OfferCurrent(1, None) in out
+
+
+def test_tc_058_1_tx_profile_without_a_transaction_is_rejected():
+    b = Bench()
+    assert answer(b(ev.ChargingProfileRequested(1, profile("TxProfile")))) == "Rejected"
+    assert answer(b(ev.ChargingProfileRequested(3, profile()))) == "Rejected"
+    assert answer(b(ev.ChargingProfileRequested(1, profile("ChargePointMaxProfile")))) == "Rejected"
+
+
+def test_tc_059_remote_start_with_a_tx_profile_then_tx_profiles_end_with_the_transaction():
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    out = b(ev.RemoteStartRequested(1, "REMOTE", profile("TxProfile", periods=((0, 8.0),), profile_id=7)))
+    assert answer(out) == "Accepted"
+    start = b.last(act.StartTransaction)
+    b(ev.TransactionStartConfirmed(1, start.local_id, 77, ACCEPTED))
+    assert offers(b)[-1] == 8.0
+    assert [p.id for p in b.station.charging.profiles] == [7]
+    b(ev.RemoteStopRequested(77))
+    assert b.station.charging.profiles == ()
+    assert b.last(act.ChargingProfilesChanged).saved == ()
+
+
+def test_tc_060_remote_start_with_another_purpose_is_rejected():
+    b = Bench()
+    assert answer(b(ev.RemoteStartRequested(1, "REMOTE", profile("TxDefaultProfile")))) == "Rejected"
+    assert answer(b(ev.RemoteStartRequested(1, "REMOTE", {"charging_profile_id": 1}))) == "Rejected"
+    assert b.last(act.StartTransaction) is None
+
+
+def test_tc_067_clear_charging_profile_by_id_and_unknown():
+    b = Bench()
+    b(ev.ChargingProfileRequested(1, profile(profile_id=3)))
+    assert answer(b(ev.ClearChargingProfileRequested(profile_id=9))) == "Unknown"
+    assert answer(b(ev.ClearChargingProfileRequested(profile_id=3))) == "Accepted"
+    assert b.station.charging.profiles == ()
+
+
+def test_charging_profiles_survive_a_restart():
+    b = Bench()
+    b(ev.ChargingProfileRequested(0, profile(periods=((0, 13.0),))))
+    saved = list(b.last(act.ChargingProfilesChanged).saved)
+    again = Station(1, Settings())
+    assert again.restore_charging_profiles(saved) == []
+    again.start(b.now)
+    composite = again.composite_schedule(1, 60, "A", b.now)
+    assert [p.limit for p in composite.periods] == [13.0]
+    assert again.composite_schedule(5, 60, "A", b.now) is None

@@ -148,3 +148,51 @@ def test_local_list_survives_a_restart_and_authorizes_offline(csms, start_charge
     connector = charger.wait_status("Charging")
     assert connector["id_tag"] == "LOCAL0001" and connector["relay_closed"]
     assert "Authorize LOCAL0001: Accepted from the local list (central system offline)" in charger.log_path.read_text()
+
+
+# --- SmartCharging ------------------------------------------------------------------------------
+
+
+def tx_profile(limit: float, profile_id: int = 1, purpose: str = "TxProfile", **extra) -> dict:
+    return {"chargingProfileId": profile_id, "stackLevel": 0, "chargingProfilePurpose": purpose,
+            "chargingProfileKind": "Relative", **extra,
+            "chargingSchedule": {"chargingRateUnit": "A",
+                                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}}
+
+
+def test_tc_059_remote_start_with_a_profile_limits_the_pilot_and_the_composite_schedule(csms, start_charger):
+    charger = start_charger()
+    charger.pilot("C")
+    answer = csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "REMOTE01",
+                                                  "chargingProfile": tx_profile(10.0)})
+    assert answer["payload"] == {"status": "Accepted"}
+    connector = charger.wait_status("Charging")
+    assert connector["current_limit_a"] == 10.0, "the pilot offers what the profile allows"
+    conf = csms.call("GetCompositeSchedule", {"connectorId": 1, "duration": 400, "chargingRateUnit": "A"})["payload"]
+    assert conf["status"] == "Accepted" and conf["connectorId"] == 1
+    schedule = conf["chargingSchedule"]
+    assert schedule["duration"] == 400 and schedule["chargingRateUnit"] == "A"
+    assert schedule["chargingSchedulePeriod"][0] == {"startPeriod": 0, "limit": 10.0}
+
+
+def test_tc_060_and_tc_058_1_profiles_that_do_not_fit_are_rejected(csms, start_charger):
+    start_charger()
+    answer = csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "REMOTE01",
+                                                  "chargingProfile": tx_profile(10.0, purpose="TxDefaultProfile")})
+    assert answer["payload"] == {"status": "Rejected"}
+    answer = csms.call("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": tx_profile(10.0, transactionId=5)})
+    assert answer["payload"] == {"status": "Rejected"}
+
+
+def test_a_limit_below_6_a_pauses_charging_and_clearing_it_resumes(csms, start_charger, wait_until):
+    charger = start_charger()
+    charger.start_charging("04A1B2C3")
+    profile = tx_profile(3.0, purpose="TxDefaultProfile", profile_id=8)
+    assert csms.call("SetChargingProfile", {"connectorId": 0, "csChargingProfiles": profile})["payload"] == {
+        "status": "Accepted"}
+    connector = charger.wait_status("SuspendedEVSE", timeout=10)
+    assert connector["current_limit_a"] is None
+    wait_until(lambda: charger.connector()["relay_closed"] is False, 10, "contactor open 6 s into the pause")
+    assert csms.call("ClearChargingProfile", {"id": 8})["payload"] == {"status": "Accepted"}
+    connector = charger.wait_status("Charging", timeout=10)
+    assert connector["current_limit_a"] == 32.0 and connector["relay_closed"]
