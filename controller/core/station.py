@@ -222,6 +222,13 @@ class Station:
         except ValueError:
             return None
 
+    def charging_limit_a(self, connector: int, now: float) -> float:
+        """What the charging profiles and the hardware allow on ``connector`` now, per phase."""
+        return self._current_limit_a(self.connectors[connector], now)
+
+    def reservation_on(self, connector: int) -> Reservation | None:
+        return self._reservation_on(self.connectors[connector])
+
     def restore_reservations(self, saved: list[dict], now: float) -> None:
         """Reservations as they were before a reboot; the expired ones are dropped."""
         for item in saved:

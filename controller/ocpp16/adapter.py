@@ -20,6 +20,7 @@ import random
 import ssl
 import time
 from collections import deque
+from pathlib import Path
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,8 @@ RECONNECT_GRACE_S = 1.0
 """After accepting new security settings, requests the central system sends right away (OCTT
 TC_083 follows the change with a Reset) are still answered on the old connection this long."""
 MAX_QUEUED_SECURITY_EVENTS = 50
+SECURITY_LOG_MAX_BYTES = 1_000_000
+"""The security log is rotated once past this size (one older file kept)."""
 LOCAL_LIST = "local-authorization-list"
 AUTHORIZATION_CACHE = "authorization-cache"
 """Names of the stored documents."""
@@ -504,8 +507,24 @@ class Ocpp16Adapter:
                         MAX_QUEUED_SECURITY_EVENTS)
         event = {"type": event_type[:50], "timestamp": _utc(at), "tech_info": info[:255] if info else None}
         log.info("security event %s%s", event_type, f": {info}" if info else "")
+        self._record_security_event(event)
         self.security_events.append(event)
         self._security_event_queued.set()
+
+    @property
+    def security_log_path(self) -> Path:
+        """The security log that GetLog (logType SecurityLog) uploads: one line per event."""
+        return self.config.storage.state_dir / "security.log"
+
+    def _record_security_event(self, event: dict[str, Any]) -> None:
+        path = self.security_log_path
+        try:
+            if path.exists() and path.stat().st_size > SECURITY_LOG_MAX_BYTES:
+                path.replace(path.with_name(path.name + ".1"))
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"{event['timestamp']} {event['type']} {event['tech_info'] or ''}".rstrip() + "\n")
+        except OSError as error:
+            log.warning("cannot write the security log %s: %s", path, error)
 
     async def _deliver_security_events(self) -> None:
         """Not a transaction message: a central system without the security extensions answers

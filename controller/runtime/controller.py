@@ -208,6 +208,8 @@ class Controller:
                 "power_w": sample.power_w if sample else 0.0,
                 "session_energy_wh": (sample.energy_wh - tx.meter_start_wh) if tx and sample else 0.0,
                 "current_limit_a": c.offered_a,
+                "charging_limit_a": self.station.charging_limit_a(cid, self.clock()),
+                "reservation_id": reservation.id if (reservation := self.station.reservation_on(cid)) else None,
                 "operative": c.operative,
             })
         status0, error0, info0 = self.station.status_of(0)

@@ -27,7 +27,7 @@ def test_tc_046_2_reserved_connector_remote_start_carries_the_reservation_id(csm
     answer = csms.call("ReserveNow", {"connectorId": 1, "expiryDate": in_seconds(600), "idTag": "RES00001",
                                       "reservationId": 17})
     assert answer["payload"] == {"status": "Accepted"}
-    charger.wait_status("Reserved")
+    assert charger.wait_status("Reserved")["reservation_id"] == 17
     wait_until(lambda: "Reserved" in statuses(csms), 5, "StatusNotification Reserved")
     other = csms.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "OTHER001"})
     assert other["payload"] == {"status": "Rejected"}
@@ -191,7 +191,7 @@ def test_a_limit_below_6_a_pauses_charging_and_clearing_it_resumes(csms, start_c
     assert csms.call("SetChargingProfile", {"connectorId": 0, "csChargingProfiles": profile})["payload"] == {
         "status": "Accepted"}
     connector = charger.wait_status("SuspendedEVSE", timeout=10)
-    assert connector["current_limit_a"] is None
+    assert connector["current_limit_a"] is None and connector["charging_limit_a"] == 3.0
     wait_until(lambda: charger.connector()["relay_closed"] is False, 10, "contactor open 6 s into the pause")
     assert csms.call("ClearChargingProfile", {"id": 8})["payload"] == {"status": "Accepted"}
     connector = charger.wait_status("Charging", timeout=10)
