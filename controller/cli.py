@@ -93,6 +93,10 @@ def cmd_run(args) -> int:
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
+    if charger.start_new_program:
+        # The installed firmware replaced the program; the same process (and systemd unit) runs it.
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "evcp", *sys.argv[1:]])
     _exit_soon(0)
     return 0
 

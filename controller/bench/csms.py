@@ -55,7 +55,7 @@ import ocpp.v16.call
 from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, GenericStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -290,6 +290,12 @@ class Charger:
     meter_values_outside_transactions: list[dict[str, Any]] = field(default_factory=list)
     security_events: list[dict[str, Any]] = field(default_factory=list)
     """SecurityEventNotification.req payloads (security whitepaper), oldest first."""
+    signed_firmware_statuses: list[dict[str, Any]] = field(default_factory=list)
+    """SignedFirmwareStatusNotification.req (security whitepaper L01): {"received_at", "status", "request_id"}."""
+    log_statuses: list[dict[str, Any]] = field(default_factory=list)
+    """LogStatusNotification.req (security whitepaper N01): {"received_at", "status", "request_id"}."""
+    certificate_signing_requests: list[dict[str, Any]] = field(default_factory=list)
+    """SignCertificate.req (security whitepaper A02, A03): {"received_at", "csr"} with the CSR's PEM text."""
     authenticated_by: str | None = None
     """How the last accepted handshake authenticated: "basic", "client-certificate" or None."""
     refused_handshakes: list[dict[str, Any]] = field(default_factory=list)
@@ -482,6 +488,18 @@ class Ledger:
         entry = {"received_at": utc_now_iso(), **details}
         self.charger(cp_id).security_events.append(entry)
         logger.info("%s security event %s: %s", cp_id, details.get("type"), details.get("tech_info"))
+
+    def signed_firmware_status(self, cp_id: str, status: str, request_id: int | None) -> None:
+        entry = {"received_at": utc_now_iso(), "status": status, "request_id": request_id}
+        self.charger(cp_id).signed_firmware_statuses.append(entry)
+
+    def log_status(self, cp_id: str, status: str, request_id: int | None) -> None:
+        entry = {"received_at": utc_now_iso(), "status": status, "request_id": request_id}
+        self.charger(cp_id).log_statuses.append(entry)
+
+    def certificate_signing_request(self, cp_id: str, csr: str) -> None:
+        self.charger(cp_id).certificate_signing_requests.append({"received_at": utc_now_iso(), "csr": csr})
+        logger.info("%s sent a certificate signing request", cp_id)
 
     def handshake_authenticated(self, cp_id: str, method: str) -> None:
         self.charger(cp_id).authenticated_by = method
@@ -698,6 +716,22 @@ class CentralSystemChargePoint(ChargePoint):
     def on_security_event_notification(self, **details):
         self._ledger.security_event(self.id, details)
         return call_result.SecurityEventNotification()
+
+    @on(Action.signed_firmware_status_notification)
+    def on_signed_firmware_status_notification(self, status, request_id=None, **kwargs):
+        self._ledger.signed_firmware_status(self.id, status, request_id)
+        return call_result.SignedFirmwareStatusNotification()
+
+    @on(Action.log_status_notification)
+    def on_log_status_notification(self, status, request_id=None, **kwargs):
+        self._ledger.log_status(self.id, status, request_id)
+        return call_result.LogStatusNotification()
+
+    @on(Action.sign_certificate)
+    def on_sign_certificate(self, csr, **kwargs):
+        # The bench records the CSR and accepts it; signing it is left to the test (whitepaper A02, A03).
+        self._ledger.certificate_signing_request(self.id, csr)
+        return call_result.SignCertificate(status=GenericStatus.accepted)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,10 +40,13 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
 from evcp.ocpp16.certificates import CertificateStore
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
+from evcp.ocpp16.diagnostics import DIAGNOSTICS_LOG, LogUploads
+from evcp.ocpp16.firmware import FirmwareUpdater
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
 from evcp.ocpp16.timestamps import parse_timestamp, timestamp
+from evcp.ocpp16.transfer import redact_url
 from evcp.ocpp16.outbox import Outbox
 from evcp.ocpp16.security import (
     ConnectionParameters,
@@ -64,9 +67,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evcp.ocpp")
 
-TRIGGERABLE = {"BootNotification", "Heartbeat", "MeterValues", "StatusNotification"}
-"""TriggerMessage targets this charger sends (OCPP 1.6 §5.17); the firmware and
-diagnostics notifications belong to profiles not offered here."""
+TRIGGERABLE = {"BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification", "Heartbeat",
+               "MeterValues", "StatusNotification"}
+"""TriggerMessage targets (OCPP 1.6 §5.17, MessageTrigger): every one the standard names."""
+EXTENDED_TRIGGERABLE = {"BootNotification", "FirmwareStatusNotification", "Heartbeat", "LogStatusNotification",
+                        "MeterValues", "SignChargePointCertificate", "StatusNotification"}
+"""ExtendedTriggerMessage targets (security whitepaper, MessageTriggerEnumType): every one it names;
+FirmwareStatusNotification means SignedFirmwareStatusNotification there."""
 
 ATTEMPTS_BEFORE_FALLBACK = 3
 """Failed connection attempts with new security settings before the previous ones come back."""
@@ -79,6 +86,8 @@ RECONNECT_GRACE_S = 1.0
 """After accepting new security settings, requests the central system sends right away (OCTT
 TC_083 follows the change with a Reset) are still answered on the old connection this long."""
 MAX_QUEUED_SECURITY_EVENTS = 50
+NOTIFICATION_WAIT_S = 60.0
+"""How long a firmware or upload status notification waits for the connection to come back."""
 SECURITY_LOG_MAX_BYTES = 1_000_000
 """The security log is rotated once past this size (one older file kept)."""
 LOCAL_LIST = "local-authorization-list"
@@ -229,23 +238,65 @@ class CentralSystemLink(ChargePointLink):
     async def _switch_certificate(self, **_):
         await self.adapter.reconnect_if_security_changed()
 
+    @on(Action.update_firmware)
+    def _update_firmware(self, location: str, retrieve_date: str, retries: int | None = None,
+                         retry_interval: int | None = None, **_):
+        self.adapter.firmware.update(location, _parse_time(retrieve_date, "retrieveDate"), retries, retry_interval)
+        log.info("UpdateFirmware from %s at %s", redact_url(location), retrieve_date)
+        return call_result.UpdateFirmware()
+
+    @on(Action.signed_update_firmware)
+    def _signed_update_firmware(self, request_id: int, firmware: dict, retries: int | None = None,
+                                retry_interval: int | None = None, **_):
+        install = firmware.get("install_date_time")
+        status = self.adapter.firmware.signed_update(
+            request_id, firmware["location"], _parse_time(firmware["retrieve_date_time"], "retrieveDateTime"),
+            retries, retry_interval, _parse_time(install, "installDateTime") if install else None,
+            firmware["signing_certificate"], firmware["signature"])
+        log.info("SignedUpdateFirmware %d from %s: %s", request_id, redact_url(firmware["location"]), status)
+        return call_result.SignedUpdateFirmware(status=status)
+
+    @on(Action.get_diagnostics)
+    def _get_diagnostics(self, location: str, retries: int | None = None, retry_interval: int | None = None,
+                         start_time: str | None = None, stop_time: str | None = None, **_):
+        file_name = self.adapter.logs.get_diagnostics(
+            location, _parse_time(start_time, "startTime") if start_time else None,
+            _parse_time(stop_time, "stopTime") if stop_time else None, retries, retry_interval)
+        return call_result.GetDiagnostics(file_name=file_name)
+
+    @on(Action.get_log)
+    def _get_log(self, log: dict, log_type: str, request_id: int, retries: int | None = None,
+                 retry_interval: int | None = None, **_):
+        oldest, latest = log.get("oldest_timestamp"), log.get("latest_timestamp")
+        status, file_name = self.adapter.logs.get_log(
+            log_type, request_id, log["remote_location"],
+            _parse_time(oldest, "oldestTimestamp") if oldest else None,
+            _parse_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
+        return call_result.GetLog(status=status, filename=file_name)
+
     @on(Action.data_transfer)
     def _data_transfer(self, vendor_id: str, **_):
         return call_result.DataTransfer(status="UnknownVendorId")
 
     @on(Action.trigger_message)
     def _trigger(self, requested_message: str, connector_id: int | None = None, **_):
-        if requested_message not in TRIGGERABLE:
-            return call_result.TriggerMessage(status="NotImplemented")
-        if connector_id is not None and not 0 <= connector_id <= self.adapter.connectors:
-            return call_result.TriggerMessage(status="Rejected")  # TC_055
-        return call_result.TriggerMessage(status="Accepted")
+        return call_result.TriggerMessage(
+            status=self.adapter.trigger_answer(requested_message, connector_id, TRIGGERABLE))
 
     @after(Action.trigger_message)
     async def _triggered(self, requested_message: str, connector_id: int | None = None, **_):
-        if requested_message in TRIGGERABLE and (connector_id is None or
-                                                 0 <= connector_id <= self.adapter.connectors):
+        if self.adapter.trigger_answer(requested_message, connector_id, TRIGGERABLE) == "Accepted":
             await self.adapter.send_triggered(requested_message, connector_id)
+
+    @on(Action.extended_trigger_message)
+    def _extended_trigger(self, requested_message: str, connector_id: int | None = None, **_):
+        return call_result.ExtendedTriggerMessage(
+            status=self.adapter.trigger_answer(requested_message, connector_id, EXTENDED_TRIGGERABLE))
+
+    @after(Action.extended_trigger_message)
+    async def _extended_triggered(self, requested_message: str, connector_id: int | None = None, **_):
+        if self.adapter.trigger_answer(requested_message, connector_id, EXTENDED_TRIGGERABLE) == "Accepted":
+            await self.adapter.send_triggered(requested_message, connector_id, extended=True)
 
 
 class Ocpp16Adapter:
@@ -282,6 +333,16 @@ class Ocpp16Adapter:
         self.certificates = CertificateStore(config.storage.state_dir / "certificates",
                                              int(configuration.get("CertificateStoreMaxLength")),
                                              int(configuration.get("CertificateSignedMaxChainSize")))
+        transfer_tls = transfer_tls_context(config.ocpp.ca_file)
+        self.firmware = FirmwareUpdater(
+            config.storage.state_dir / "firmware", config.firmware.install_command, self._notify_firmware,
+            SessionGate(controller), on_installed=lambda: controller.restart_into_new_firmware(),
+            verify_signature=self.certificates.verify_firmware_signature,
+            check_signing_certificate=self.certificates.check_signing_certificate,
+            security_event=self.security_event, install_timeout_s=config.firmware.install_timeout_s,
+            tls_context=transfer_tls)
+        self.logs = LogUploads(config.storage.state_dir / "uploads", config.charge_point.id, self._log_files,
+                               self._notify_diagnostics, self._notify_log, tls_context=transfer_tls)
         for problem in apply_installer_settings(configuration, config.ocpp):
             log.error("security settings: %s", problem)
         self._protect_secrets()
@@ -289,8 +350,11 @@ class Ocpp16Adapter:
         self.security_event("StartupOfTheDevice", f"evcp {evcp.__version__} started")
 
     def detach(self) -> None:
-        """Stop listening to configuration changes (when this adapter is replaced or stops)."""
+        """Stop listening to configuration changes (when this adapter is replaced or stops); a
+        firmware update or an upload under way ends with it."""
         self._unsubscribe()
+        for work in (self.firmware, self.logs):
+            self._spawn(work.close())
         if self.security_events:
             log.warning("%d security event(s) not delivered, lost: %s", len(self.security_events),
                         ", ".join(event["type"] for event in self.security_events))
@@ -865,7 +929,49 @@ class Ocpp16Adapter:
             connector_id=connector, error_code=error_code.value, status=status.value,
             info=info[:50] or None, timestamp=timestamp(at)))
 
-    async def send_triggered(self, message: str, connector: int | None) -> None:
+    def _log_files(self, log_type: str) -> list[Path]:
+        """What GetDiagnostics / GetLog upload: the OCPP frame trace and the security log for
+        diagnostics, the security log alone for SecurityLog (the journal is added by ``collect``)."""
+        if log_type == DIAGNOSTICS_LOG:
+            return [self.config.trace_file, self.security_log_path]
+        return [self.security_log_path]
+
+    async def _notify_firmware(self, status: str, request_id: int | None) -> None:
+        if request_id is None:
+            await self._notify(call.FirmwareStatusNotification(status=status))
+        else:
+            await self._notify(call.SignedFirmwareStatusNotification(status=status, request_id=request_id))
+
+    async def _notify_diagnostics(self, status: str) -> None:
+        await self._notify(call.DiagnosticsStatusNotification(status=status))
+
+    async def _notify_log(self, status: str, request_id: int) -> None:
+        await self._notify(call.LogStatusNotification(status=status, request_id=request_id))
+
+    async def _notify(self, payload) -> None:
+        """A status notification of a firmware update or an upload: waits a while for the
+        connection when offline; not delivered (and logged) when it stays away."""
+        name = type(payload).__name__
+        if not await wait_event(self._online, NOTIFICATION_WAIT_S):
+            log.warning("%s %s not sent: central system offline", name, payload.status)
+            return
+        try:
+            await self._call(payload)
+        except (OCPPError, ConnectionError, asyncio.TimeoutError, websockets.ConnectionClosed) as error:
+            log.warning("%s %s not delivered: %s", name, payload.status, error or type(error).__name__)
+
+    def trigger_answer(self, message: str, connector: int | None, triggerable: set[str]) -> str:
+        """TriggerMessage.conf / ExtendedTriggerMessage.conf status (OCPP 1.6 §5.17)."""
+        if message not in triggerable:
+            return "NotImplemented"
+        if connector is not None and not 0 <= connector <= self.connectors:
+            return "Rejected"  # OCTT TC_055
+        if message == "SignChargePointCertificate" and not self.configuration.get("CpoName"):
+            return "Rejected"  # the CSR's organisation comes from CpoName
+        return "Accepted"
+
+    async def send_triggered(self, message: str, connector: int | None, extended: bool = False) -> None:
+        """The requested message, sent after the trigger's answer (§5.17)."""
         if message == "BootNotification":
             self.registration = None
             self._online.clear()
@@ -885,6 +991,18 @@ class Ocpp16Adapter:
                     if payload.get("transactionId", 0) is None:
                         payload.pop("transactionId")
                     await self._call(call.MeterValues(**camel_to_snake_case(payload)))
+        elif message == "FirmwareStatusNotification" and extended:
+            status, request_id = self.firmware.signed_status
+            await self._call(call.SignedFirmwareStatusNotification(status=status, request_id=request_id))
+        elif message == "FirmwareStatusNotification":
+            await self._call(call.FirmwareStatusNotification(status=self.firmware.status))
+        elif message == "DiagnosticsStatusNotification":
+            await self._call(call.DiagnosticsStatusNotification(status=self.logs.diagnostics_status))
+        elif message == "LogStatusNotification":
+            await self._call(call.LogStatusNotification(status=self.logs.log_status,
+                                                        request_id=self.logs.log_request_id))
+        elif message == "SignChargePointCertificate":
+            await self.request_certificate()
 
     # ----------------------------------------------------------------- requests from the central system
 
@@ -900,6 +1018,35 @@ class Ocpp16Adapter:
             self.heartbeat_interval = float(value)
             self._heartbeat_changed.set()
         self.controller.apply_settings(settings_from(self.configuration, self.controller.settings))
+
+
+class SessionGate:
+    """What a firmware installation needs from the charger: no new sessions, and a way to wait
+    until the running ones have ended (they are never interrupted)."""
+
+    def __init__(self, controller: "Controller"):
+        self._controller = controller
+
+    def hold(self, reason: str) -> None:
+        self._controller.dispatch(ev.MaintenanceRequested(reason))
+
+    def release(self) -> None:
+        self._controller.dispatch(ev.MaintenanceRequested(None))
+
+    async def wait_idle(self) -> None:
+        while self._controller.station.transactions_running():
+            await asyncio.sleep(1.0)
+
+
+def transfer_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Trusted CAs of firmware and log servers: the system's, and the installer's ocpp.ca_file."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as error:
+            log.error("ocpp.ca_file %s not usable for file transfers: %s", ca_file, error)
+    return context
 
 
 def _parse_time(text: str, field: str) -> float:

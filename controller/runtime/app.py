@@ -114,6 +114,8 @@ class Charger:
         self.hardware: StationHardware | None = None
         self.api_server: HttpServer | None = None
         self.started = asyncio.Event()
+        self.start_new_program = False
+        """Set when ``run`` returned for a firmware update: the caller starts the program again."""
 
     async def _supervise(self) -> None:
         """WATCHDOG=1 only while the control loop advances; STATUS= when the summary changes."""
@@ -175,6 +177,10 @@ class Charger:
                 try:
                     await self.controller.run()
                 except RestartRequested as reset:
+                    if self.controller.new_program:
+                        log.info("new firmware installed: starting it")
+                        self.start_new_program = True
+                        return
                     log.info("restarting the controller after a %s reset", reset)
         finally:
             self.hardware.open_all_relays()

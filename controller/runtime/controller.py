@@ -86,6 +86,8 @@ class Controller:
                         for i, d in enumerate(hardware.connectors)}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart: asyncio.Future | None = None
+        self.new_program = False
+        """A firmware installation replaced the program: the process must start it anew."""
         self.loop_advanced_at = time.monotonic()
         """When the pilot loop last ran (monotonic): the systemd watchdog is fed only while it advances."""
         self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
@@ -268,6 +270,13 @@ class Controller:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def restart_into_new_firmware(self) -> None:
+        """After an installed firmware update: stop every transaction (reason HardReset), deliver
+        the messages, then run the new program in this process (``Charger.run`` returns,
+        ``evcp run`` executes itself again)."""
+        self.new_program = True
+        self.dispatch(ev.ResetRequested(hard=True))
 
     def _request_restart(self, hard: bool) -> None:
         async def flush_then_restart():

@@ -471,3 +471,31 @@ async def test_security_event_notification_is_recorded(csms):
 def test_tls_options_that_cannot_work_alone_are_refused(argv):
     with pytest.raises(SystemExit):
         parse_args(argv)
+
+
+# --- security whitepaper: signed firmware, log upload and certificate signing notifications ----------
+
+
+async def test_signed_firmware_and_log_statuses_are_recorded_with_their_request_id(csms):
+    async with charge_point(csms.url) as cp:
+        for status in ("Downloading", "Downloaded", "InvalidSignature"):
+            await cp.call(call.SignedFirmwareStatusNotification(status=status, request_id=81), suppress=False)
+        await cp.call(call.LogStatusNotification(status="Uploading", request_id=79), suppress=False)
+        await cp.call(call.LogStatusNotification(status="Uploaded", request_id=79), suppress=False)
+    status, body = await control(csms.control_url, "GET", "/chargers")
+    [charger] = body["chargers"]
+    assert [(s["status"], s["request_id"]) for s in charger["signed_firmware_statuses"]] == [
+        ("Downloading", 81), ("Downloaded", 81), ("InvalidSignature", 81)]
+    assert [(s["status"], s["request_id"]) for s in charger["log_statuses"]] == [("Uploading", 79), ("Uploaded", 79)]
+    assert all(s["received_at"].endswith("Z") for s in charger["log_statuses"])
+    assert charger["firmware_statuses"] == [], "signed statuses are kept apart from the 1.6 ones"
+
+
+async def test_sign_certificate_is_accepted_and_the_csr_recorded(csms):
+    csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIBfake\n-----END CERTIFICATE REQUEST-----\n"
+    async with charge_point(csms.url) as cp:
+        result = await cp.call(call.SignCertificate(csr=csr), suppress=False)
+    assert result.status == "Accepted"
+    status, body = await control(csms.control_url, "GET", "/chargers")
+    [request] = body["chargers"][0]["certificate_signing_requests"]
+    assert request["csr"] == csr

@@ -237,3 +237,24 @@ state_dir = "{tmp_path / 'state'}"
                 charger.process.wait(10)
             except subprocess.TimeoutExpired:
                 charger.process.kill()
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """The bench file server (HTTP and FTP) over ``tmp_path / "files"``, run in a thread of its own."""
+    import asyncio
+    import threading
+
+    from evcp.bench.files import FileServer
+
+    root = tmp_path / "files"
+    root.mkdir()
+    server = FileServer(root)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    yield server
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)

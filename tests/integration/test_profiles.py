@@ -3,7 +3,10 @@ against the bench central system. Each test reads like the OCTT charge-point cas
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
+import tarfile
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -196,3 +199,90 @@ def test_a_limit_below_6_a_pauses_charging_and_clearing_it_resumes(csms, start_c
     assert csms.call("ClearChargingProfile", {"id": 8})["payload"] == {"status": "Accepted"}
     connector = charger.wait_status("Charging", timeout=10)
     assert connector["current_limit_a"] == 32.0 and connector["relay_closed"]
+
+
+# --- FirmwareManagement and diagnostics ----------------------------------------------------------
+
+
+def firmware_statuses(csms) -> list[str]:
+    return [m["status"] for m in csms.sent_by_charger("FirmwareStatusNotification")]
+
+
+def test_tc_044_1_firmware_downloaded_installed_and_the_new_program_started(csms, start_charger, file_server,
+                                                                        tmp_path, wait_until):
+    (file_server.root / "evcp-firmware.bin").write_bytes(b"new firmware " * 1000)
+    installed = tmp_path / "installed.bin"
+    # The firmware's path is appended to the command: the script copies it (argv[2]) to argv[1].
+    command = json.dumps([sys.executable, "-c",
+                          "import shutil, sys; shutil.copy(sys.argv[2], sys.argv[1])", str(installed)])
+    charger = start_charger(extra=f"[firmware]\ninstall_command = {command}\n")
+    pid = charger.process.pid
+    answer = csms.call("UpdateFirmware", {"location": file_server.http_url + "/evcp-firmware.bin",
+                                          "retrieveDate": in_seconds(0)})
+    assert answer["status"] == "result"
+    wait_until(lambda: "Installed" in firmware_statuses(csms), 20, "FirmwareStatusNotification Installed")
+    assert firmware_statuses(csms)[:4] == ["Downloading", "Downloaded", "Installing", "Installed"]
+    assert installed.read_bytes() == b"new firmware " * 1000
+    wait_until(lambda: len(csms.sent_by_charger("BootNotification")) == 2, 20, "the new program boots")
+    assert charger.process.pid == pid and charger.process.poll() is None, "same process, same systemd unit"
+
+
+def test_tc_044_2_download_failed_keeps_the_old_firmware(csms, start_charger, file_server, wait_until):
+    charger = start_charger(extra='[firmware]\ninstall_command = ["/bin/false"]\n')
+    csms.call("UpdateFirmware", {"location": file_server.http_url + "/does_not_exist_firmware.bin",
+                                 "retrieveDate": in_seconds(0), "retries": 0})
+    wait_until(lambda: "DownloadFailed" in firmware_statuses(csms), 15, "DownloadFailed")
+    assert "Installing" not in firmware_statuses(csms)
+    assert charger.connector()["status"] == "Available"
+    assert csms.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})["payload"] == {
+        "status": "Accepted"}
+    wait_until(lambda: firmware_statuses(csms)[-1] == "Idle", 5, "Idle after a failed update")
+
+
+def test_tc_045_1_get_diagnostics_uploads_the_logs_over_ftp(csms, start_charger, file_server, wait_until):
+    charger = start_charger()
+    charger.tap("04A1B2C3")  # something in the OCPP trace
+    (file_server.root / "logs").mkdir()
+    answer = csms.call("GetDiagnostics", {"location": file_server.ftp_url + "logs/"})
+    file_name = answer["payload"]["fileName"]
+    assert file_name.startswith("CP-IT-01") and file_name.endswith(".tar.gz")
+    wait_until(lambda: [m["status"] for m in csms.sent_by_charger("DiagnosticsStatusNotification")] ==
+               ["Uploading", "Uploaded"], 15, "Uploading then Uploaded")
+    uploaded = file_server.root / "logs" / file_name
+    with tarfile.open(uploaded) as archive:
+        names = archive.getnames()
+    assert any(name.endswith("ocpp-trace.log") for name in names), names
+
+
+def test_tc_079_get_security_log(csms, start_charger, file_server, wait_until):
+    start_charger()
+    answer = csms.call("GetLog", {"logType": "SecurityLog", "requestId": 42,
+                                  "log": {"remoteLocation": file_server.http_url + "/upload"}})
+    assert answer["payload"]["status"] == "Accepted"
+    notifications = wait_until(lambda: len(n := csms.sent_by_charger("LogStatusNotification")) >= 2 and n, 15)
+    assert [(n["status"], n["requestId"]) for n in notifications] == [("Uploading", 42), ("Uploaded", 42)]
+    [upload] = file_server.uploads
+    with tarfile.open(upload.path) as archive:
+        [log] = [m for m in archive.getmembers() if m.name.endswith("security.log")]
+        assert b"StartupOfTheDevice" in archive.extractfile(log).read()
+
+
+def test_tc_054_every_trigger_message_is_answered_and_sent(csms, start_charger, wait_until):
+    start_charger()
+    for message, action in (("DiagnosticsStatusNotification", "DiagnosticsStatusNotification"),
+                            ("FirmwareStatusNotification", "FirmwareStatusNotification"),
+                            ("Heartbeat", "Heartbeat"), ("MeterValues", "MeterValues"),
+                            ("StatusNotification", "StatusNotification"), ("BootNotification", "BootNotification")):
+        before = len(csms.sent_by_charger(action))
+        assert csms.call("TriggerMessage", {"requestedMessage": message})["payload"] == {"status": "Accepted"}, message
+        wait_until(lambda: len(csms.sent_by_charger(action)) > before, 5, f"triggered {message}")
+    assert csms.call("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 2})["payload"] == {
+        "status": "Rejected"}
+    for message, action in (("LogStatusNotification", "LogStatusNotification"),
+                            ("FirmwareStatusNotification", "SignedFirmwareStatusNotification")):
+        before = len(csms.sent_by_charger(action))
+        assert csms.call("ExtendedTriggerMessage", {"requestedMessage": message})["payload"] == {
+            "status": "Accepted"}
+        wait_until(lambda: len(csms.sent_by_charger(action)) > before, 5, f"extended trigger {message}")
+    assert csms.call("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"})["payload"] == {
+        "status": "Rejected"}, "no CpoName configured: no CSR"

@@ -100,7 +100,7 @@ def test_profile_2_is_verified_tls_1_2_or_later_and_basic_auth():
 
 def test_certificate_verification_cannot_be_turned_off():
     names = {field.name for field in dataclasses.fields(SecuritySettings)}
-    assert names == {"profile", "authorization_key", "ca_file", "client_cert_file", "client_key_file"}
+    assert names == {"profile", "authorization_key", "ca_file", "client_cert_file", "client_key_file", "extra_ca_file"}
     for profile in (0, 1, 2):
         context = connection_parameters(TLS_URL, "CP-1", SecuritySettings(profile, PLAIN_KEY)).ssl_context
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -346,6 +346,8 @@ csms_url = "{url}"
 {ocpp}
 [hardware]
 backend = "mock"
+[storage]
+state_dir = "{tmp_path / 'state'}"
 """, tmp_path / "evcp.toml")
     controller = SimpleNamespace(settings=Settings(), apply_settings=lambda settings: None)
     return Ocpp16Adapter(config, controller=controller, configuration=Configuration(1))
