@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import websockets
-from ocpp.charge_point import camel_to_snake_case
+from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.exceptions import FormatViolationError, OCPPError, OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
@@ -226,7 +226,8 @@ class CentralSystemLink(ChargePointLink):
     @on(Action.delete_certificate)
     def _delete_certificate(self, certificate_hash_data: dict, **_):
         status = self.adapter.certificates.delete(
-            certificate_hash_data, protect_last_central_system_root=self.adapter.needs_installed_roots())
+            snake_to_camel_case(certificate_hash_data),
+            protect_last_central_system_root=self.adapter.needs_installed_roots())
         log.info("DeleteCertificate serial %s: %s", certificate_hash_data.get("serial_number"), status)
         return call_result.DeleteCertificate(status=status)
 

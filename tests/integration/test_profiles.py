@@ -3,11 +3,14 @@ against the bench central system. Each test reads like the OCTT charge-point cas
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
+import subprocess
 import sys
 import tarfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -286,3 +289,87 @@ def test_tc_054_every_trigger_message_is_answered_and_sent(csms, start_charger, 
         wait_until(lambda: len(csms.sent_by_charger(action)) > before, 5, f"extended trigger {message}")
     assert csms.call("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"})["payload"] == {
         "status": "Rejected"}, "no CpoName configured: no CSR"
+
+
+# --- Security whitepaper: certificates and signed firmware ---------------------------------------
+
+
+def openssl(*args: str, cwd: Path, data: bytes | None = None) -> bytes:
+    return subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, input=data).stdout
+
+
+def test_tc_075_1_and_tc_076_install_list_and_delete_a_root_certificate(csms, start_charger, make_pki):
+    pki = make_pki("CP-IT-01")
+    start_charger()
+    root = pki.ca.read_text()
+    answer = csms.call("InstallCertificate", {"certificateType": "ManufacturerRootCertificate", "certificate": root})
+    assert answer["payload"] == {"status": "Accepted"}
+    listed = csms.call("GetInstalledCertificateIds", {"certificateType": "ManufacturerRootCertificate"})["payload"]
+    assert listed["status"] == "Accepted"
+    [hash_data] = listed["certificateHashData"]
+    serial = openssl("x509", "-in", str(pki.ca), "-noout", "-serial", cwd=pki.dir).decode().strip().split("=")[1]
+    assert hash_data["serialNumber"] == serial.lower().lstrip("0")
+    assert csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate",
+                                            "certificate": pki.client_cert.read_text()})["payload"] == {
+        "status": "Rejected"}, "not a CA certificate"
+    assert csms.call("DeleteCertificate", {"certificateHashData": hash_data})["payload"] == {"status": "Accepted"}
+    assert csms.call("DeleteCertificate", {"certificateHashData": hash_data})["payload"] == {"status": "NotFound"}
+    assert csms.call("GetInstalledCertificateIds", {"certificateType": "ManufacturerRootCertificate"})[
+        "payload"]["status"] == "NotFound"
+
+
+def test_tc_074_and_tc_077_charge_point_certificate_signed_on_request(csms, start_charger, make_pki, wait_until,
+                                                                      tmp_path):
+    pki = make_pki("CP-IT-01")
+    start_charger(keys={"CpoName": "Example CPO"})
+    assert csms.call("InstallCertificate", {"certificateType": "CentralSystemRootCertificate",
+                                            "certificate": pki.ca.read_text()})["payload"] == {"status": "Accepted"}
+    assert csms.call("ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"})["payload"] == {
+        "status": "Accepted"}
+    [request] = wait_until(lambda: csms.sent_by_charger("SignCertificate"), 10, "SignCertificate.req")
+    (tmp_path / "cp.csr").write_text(request["csr"])
+    subject = openssl("req", "-in", "cp.csr", "-noout", "-subject", cwd=tmp_path).decode()
+    assert "CN = CP-IT-01" in subject and "O = Example CPO" in subject
+    assert csms.call("CertificateSigned", {"certificateChain": pki.client_cert.read_text()})["payload"] == {
+        "status": "Rejected"}, "TC_077: a certificate for another key"
+    wait_until(lambda: any(e["type"] == "InvalidChargePointCertificate"
+                           for e in csms.sent_by_charger("SecurityEventNotification")), 10, "the security event")
+    openssl("x509", "-req", "-in", "cp.csr", "-CA", str(pki.ca), "-CAkey", str(pki.dir / "ca.key"),
+            "-CAcreateserial", "-out", "cp.pem", "-days", "2", cwd=tmp_path)
+    assert csms.call("CertificateSigned", {"certificateChain": (tmp_path / "cp.pem").read_text()})["payload"] == {
+        "status": "Accepted"}, "TC_074"
+
+
+def test_tc_080_and_tc_081_signed_firmware_update(csms, start_charger, make_pki, file_server, wait_until, tmp_path):
+    pki = make_pki("CP-IT-01")
+    firmware = file_server.root / "signed.bin"
+    firmware.write_bytes(b"signed firmware " * 500)
+    signature = base64.b64encode(openssl("dgst", "-sha256", "-sign", str(pki.dir / "ca.key"), str(firmware),
+                                         cwd=tmp_path)).decode()
+    marker = tmp_path / "installed"
+    command = json.dumps([sys.executable, "-c", "import pathlib, sys; pathlib.Path(sys.argv[1]).touch()",
+                          str(marker)])
+    start_charger(extra=f"[firmware]\ninstall_command = {command}\n")
+    csms.call("InstallCertificate", {"certificateType": "ManufacturerRootCertificate",
+                                     "certificate": pki.ca.read_text()})
+
+    def update(request_id: int, signature: str) -> dict:
+        return csms.call("SignedUpdateFirmware", {"requestId": request_id, "firmware": {
+            "location": file_server.http_url + "/signed.bin", "retrieveDateTime": in_seconds(0),
+            "signingCertificate": pki.ca.read_text(), "signature": signature}})["payload"]
+
+    def statuses(request_id: int) -> list[str]:
+        return [m["status"] for m in csms.sent_by_charger("SignedFirmwareStatusNotification")
+                if m["requestId"] == request_id]
+
+    tampered = base64.b64encode(b"\x00" * 256).decode()
+    assert update(1, tampered) == {"status": "Accepted"}
+    wait_until(lambda: "InvalidSignature" in statuses(1), 15, "TC_081 InvalidSignature")
+    assert statuses(1)[:3] == ["Downloading", "Downloaded", "InvalidSignature"]
+    wait_until(lambda: any(e["type"] == "InvalidFirmwareSignature"
+                           for e in csms.sent_by_charger("SecurityEventNotification")), 10, "the security event")
+    assert not marker.exists(), "nothing installed with a bad signature"
+    assert update(2, signature) == {"status": "Accepted"}
+    wait_until(lambda: "Installed" in statuses(2), 20, "TC_080 Installed")
+    assert statuses(2)[:5] == ["Downloading", "Downloaded", "SignatureVerified", "Installing", "Installed"]
+    assert marker.exists()
