@@ -44,14 +44,19 @@ _NAMES_A_SECRET_KEY = re.compile("|".join(re.escape(key) for key in SECRET_KEYS)
 _VALUE_FIELD = re.compile(r"""(["']value["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""")
 
 
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@\"']*:)[^/\s@\"']+@")
+
+
 def redact(frame: str) -> str:
     """The frame (or log text) with the values of secret configuration keys replaced by ********.
 
     A ``{"key": "AuthorizationKey", "value": ...}`` object has its value masked wherever it is
     in the message (ChangeConfiguration.req, GetConfiguration.conf), in any letter case and
     field order. Text that is not JSON but names a secret key (a library log line with a
-    Python repr) has every value field masked.
+    Python repr) has every value field masked. A password in a URL (the FTP location of
+    UpdateFirmware, GetDiagnostics, GetLog) is masked too.
     """
+    frame = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", frame)
     if not _NAMES_A_SECRET_KEY.search(frame) and "\\u" not in frame:
         return frame
     try:

@@ -33,6 +33,21 @@ answer_authorization = st.builds(lambda i, s, p: ("authorize", i, s, p), st.inte
                                  st.one_of(st.none(), verdicts), st.sampled_from([None, "P1", "P2"]))
 confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), verdicts)
 
+def charging_profile(purpose: str, limit: float, profile_id: int) -> dict:
+    return {"charging_profile_id": profile_id, "stack_level": profile_id % 3, "charging_profile_purpose": purpose,
+            "charging_profile_kind": "Relative",
+            "charging_schedule": {"charging_rate_unit": "A",
+                                  "charging_schedule_period": [{"start_period": 0, "limit": limit}]}}
+
+
+profiles = st.builds(lambda c, purpose, limit, pid: ev.ChargingProfileRequested(
+    c, charging_profile(purpose, limit, pid)), st.integers(0, CONNECTORS),
+    st.sampled_from(["TxDefaultProfile", "TxProfile", "ChargePointMaxProfile"]),
+    st.sampled_from([0.0, 3.0, 6.0, 10.0, 16.0, 40.0]), st.integers(1, 4))
+reservations = st.builds(lambda c, rid, tag, expires_in, parent: ev.ReserveNowRequested(
+    c, rid, tag, 1000.0 + expires_in, parent), st.integers(0, CONNECTORS), st.integers(1, 3), tags,
+    st.floats(0, 60), st.sampled_from([None, "P1"]))
+
 # Weighted so that most sequences get as far as a closed relay before a fault,
 # an availability change, an unlock or a reset ends the session.
 EVENT_KINDS = {
@@ -48,6 +63,11 @@ EVENT_KINDS = {
                         st.sampled_from([True, False, False])), 1),
     "availability": (st.builds(ev.AvailabilityRequested, connector_ids, st.sampled_from([True, True, False])), 1),
     "unlock": (st.builds(ev.UnlockRequested, connector_ids), 1),
+    "charging profile": (profiles, 2),
+    "clear profiles": (st.builds(ev.ClearChargingProfileRequested, st.one_of(st.none(), st.integers(1, 4))), 1),
+    "reserve": (reservations, 1),
+    "cancel reservation": (st.builds(ev.CancelReservationRequested, st.integers(1, 3)), 1),
+    "maintenance": (st.builds(ev.MaintenanceRequested, st.sampled_from([None, "firmware installation"])), 1),
 }
 KIND_NAMES = [name for name, (_, weight) in EVENT_KINDS.items() for _ in range(weight)]
 
@@ -133,6 +153,8 @@ def apply(station: Station, model: Model, event, now: float) -> None:
             c = a.connector
             assert not model.must_be_open(c), f"relay {c} closed illegally: {model.__dict__}"
             assert not resetting
+            offered = station.connectors[c].offered_a
+            assert offered is not None and offered >= 6.0, "closed without a PWM current offered (IEC 61851-1)"
             model.relay[c] = True
         elif isinstance(a, act.OpenRelay):
             model.relay[a.connector] = False

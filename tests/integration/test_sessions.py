@@ -220,8 +220,6 @@ def test_tc_054_trigger_message_and_tc_055_rejected(csms, start_charger, wait_un
     wait_until(lambda: csms.sent_by_charger("Heartbeat"), 5, "triggered heartbeat")
     assert csms.call("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 2})["payload"] == \
         {"status": "Rejected"}
-    assert csms.call("TriggerMessage", {"requestedMessage": "DiagnosticsStatusNotification"})["payload"] == \
-        {"status": "NotImplemented"}
 
 
 def test_change_availability_scheduled_during_a_transaction(csms, start_charger, wait_until):

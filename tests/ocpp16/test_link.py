@@ -86,3 +86,10 @@ def test_trace_keeps_the_newest_frames_with_sequence_numbers():
     last, frames = trace.since(0)
     assert last == 3 and [f["seq"] for f in frames] == [2, 3]
     assert trace.since(3) == (3, [])
+
+
+def test_passwords_in_file_locations_are_masked():
+    frame = '[2,"7","GetDiagnostics",{"location":"ftp://evcp:s3cret-pw@files.example:21/logs/"}]'
+    assert redact(frame) == '[2,"7","GetDiagnostics",{"location":"ftp://evcp:********@files.example:21/logs/"}]'
+    plain = '[2,"8","UpdateFirmware",{"location":"https://files.example/fw.bin","retrieveDate":"2026-11-21T10:00:00Z"}]'
+    assert redact(plain) == plain
