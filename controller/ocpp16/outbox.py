@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from evcp.aio import wait_event
+from evcp.ocpp16.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from evcp.storage import StateStore
@@ -125,8 +125,7 @@ class Outbox:
 def _shifted(payload: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The payload with every ``timestamp`` (top level and in meterValue) moved by ``seconds``."""
     def move(text: str) -> str:
-        moved = datetime.fromisoformat(text.replace("Z", "+00:00")) + timedelta(seconds=seconds)
-        return moved.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return timestamp(parse_timestamp(text) + seconds)
 
     result = dict(payload)
     if "timestamp" in result:

@@ -15,8 +15,9 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from datetime import datetime
 from typing import Callable
+
+from evcp.ocpp16.timestamps import parse_timestamp
 
 log = logging.getLogger("evcp.clock")
 
@@ -59,7 +60,7 @@ class ChargerClock:
             correction, self.offset_s = -self.offset_s, 0.0
             return correction
         try:
-            theirs = datetime.fromisoformat(current_time.replace("Z", "+00:00")).timestamp()
+            theirs = parse_timestamp(current_time)
         except ValueError:
             log.warning("central system sent an unreadable currentTime %r", current_time)
             return 0.0
