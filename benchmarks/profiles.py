@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -26,35 +24,7 @@ from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
 from evcp.core.smart_charging import ChargingProfiles, Limits, Transaction, profile_from_ocpp
 from evcp.runtime.app import Charger
-
-
-def percentiles(samples_ms: list[float]) -> str:
-    ordered = sorted(samples_ms)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered):8.3f} ms   p99 {p99:8.3f} ms   (n={len(ordered)})"
-
-
-class Frames:
-    """perf_counter() of every frame the charger sends or receives."""
-
-    def __init__(self, trace):
-        self.frames: list[tuple[float, str, list]] = []
-        original = trace.record
-
-        def record(direction: str, frame: str) -> None:
-            self.frames.append((time.perf_counter(), direction, json.loads(frame)))
-            original(direction, frame)
-
-        trace.record = record
-
-    async def first(self, predicate, after: float, timeout: float = 5.0) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            for at, direction, message in list(self.frames):
-                if at >= after and predicate(direction, message):
-                    return at
-            await asyncio.sleep(0.0005)
-        raise TimeoutError("frame never seen")
+from latency import WireWatch, percentiles  # this folder is on sys.path when a script runs
 
 
 def is_start(tag: str):
@@ -75,7 +45,7 @@ async def on_the_wire(iterations: int) -> None:
     cp = config.charge_point.id
     bench = charger.hardware.bench
     ev = bench.simulated[0].ev
-    frames = Frames(charger.trace)
+    frames = WireWatch(charger.trace)
     listed = [f"LIST{n:04d}" for n in range(iterations)]
     await csms.call(cp, "SendLocalList", {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [
         {"idTag": tag, "idTagInfo": {"status": "Accepted"}} for tag in listed]})
@@ -94,7 +64,7 @@ async def on_the_wire(iterations: int) -> None:
     async def session(tag: str) -> float:
         t_tap = time.perf_counter()
         await asyncio.to_thread(bench.present_tag, tag)
-        started = await frames.first(is_start(tag), t_tap)
+        started = await frames.wait_for(is_start(tag), t_tap)
         await asyncio.sleep(0.3)
         await asyncio.to_thread(bench.present_tag, tag)  # stops it
         await asyncio.sleep(0.3)
@@ -117,7 +87,7 @@ async def on_the_wire(iterations: int) -> None:
             "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
             "chargingProfileKind": "Relative", "chargingSchedule": {
                 "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}]}}})
-        received = await frames.first(lambda d, m: d == "in" and m[0] == 2 and m[2] == "SetChargingProfile", sent)
+        received = await frames.wait_for(lambda d, m: d == "in" and m[0] == 2 and m[2] == "SetChargingProfile", sent)
         while len(offered) == before:
             await asyncio.sleep(0.0005)
         limit_applied.append((offered[before][0] - received) * 1000)
