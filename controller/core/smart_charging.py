@@ -367,6 +367,17 @@ class ChargingProfiles:
         step = self._decide(connector, now, transactions or {}, idle_anchor=now)
         return _tenths(step.amps)
 
+    def charge_point_limit_a(self, now: float) -> float | None:
+        """Amperes per phase the ChargePointMaxProfile allows the whole charge point at ``now``
+        (§3.13.1: it limits the charge point, not each connector), or None when none applies."""
+        ordered = sorted((p for p in self._profiles if p.purpose == CHARGE_POINT_MAX),
+                         key=lambda p: -p.stack_level)
+        for profile in ordered:
+            period = _period_at(profile, now, now)
+            if period is not None:
+                return _tenths(self._step(profile, period, 1).amps)
+        return None
+
     def next_change(self, connector: int, now: float,
                     transactions: Mapping[int, Transaction] | None = None) -> float | None:
         """The first POSIX time after ``now`` at which ``limit_a`` changes.

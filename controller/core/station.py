@@ -778,9 +778,15 @@ class Station:
         return c.last_sample.energy_wh if c.last_sample else 0.0
 
     def _current_limit_a(self, c: Connector, now: float) -> float:
-        """What the charging profiles and the hardware allow now, per phase."""
-        return min(self.settings.max_current_a,
-                   self.charging.limit_a(c.id, now, self._charging_transactions()))
+        """What the charging profiles and the hardware allow now, per phase. The charge point's
+        maximum (ChargePointMaxProfile) is shared equally by the connectors whose transactions
+        may draw energy (OCPP 1.6 §3.13.1)."""
+        limit = min(self.settings.max_current_a, self.charging.limit_a(c.id, now, self._charging_transactions()))
+        whole = self.charging.charge_point_limit_a(now)
+        if whole is not None:
+            sharing = sum(1 for o in self.connectors.values() if o is c or (self._charging_allowed(o) and o.plugged))
+            limit = min(limit, math.floor(whole / sharing * 10) / 10)
+        return limit
 
     def _wanted_offer(self, c: Connector, now: float) -> float | None:
         """PWM only while an allowed transaction may draw energy (IEC 61851-1 state B2/C2), at the

@@ -593,3 +593,18 @@ def test_decimal_numbers_as_the_ocpp_library_parses_them_are_read():
                                                                    "limit": Decimal("10.5")}]}}
     profile = profile_from_ocpp(1, payload)
     assert profile.schedule.periods[0].limit == 10.5 and profile.schedule.periods[0].start_s == 0
+
+
+def test_charge_point_limit_is_the_max_profile_in_force_or_none():
+    store = ChargingProfiles(THREE_PHASE)
+    assert store.charge_point_limit_a(T0) is None
+    install(store, connector=0, purpose="ChargePointMaxProfile", periods=((0, 20.0), (600, 13800.0 / 230 / 3)),
+            duration=1200)
+    install(store, connector=0, profile_id=2, stack=1, purpose="ChargePointMaxProfile", periods=((0, 11040.0),),
+            unit="W", start=T0 + 300, duration=100)
+    assert store.charge_point_limit_a(T0 + 10) == 20.0
+    assert store.charge_point_limit_a(T0 + 350) == 16.0  # 11040 W / (230 V x 3), stack level 1 wins
+    assert store.charge_point_limit_a(T0 + 700) == 20.0  # 13800 / 230 / 3 = 20 A, in A
+    assert store.charge_point_limit_a(T0 + 1300) is None  # both schedules over
+    install(store, connector=1, profile_id=3, periods=((0, 8.0),))
+    assert store.charge_point_limit_a(T0 + 10) == 20.0, "a TxDefaultProfile does not limit the charge point"

@@ -826,3 +826,21 @@ def test_charging_profiles_survive_a_restart():
     composite = again.composite_schedule(1, 60, "A", b.now)
     assert [p.limit for p in composite.periods] == [13.0]
     assert again.composite_schedule(5, 60, "A", b.now) is None
+
+
+def test_the_charge_point_maximum_is_shared_by_the_connectors_charging():
+    b = Bench(connectors=2)
+    b(ev.ChargingProfileRequested(0, profile("ChargePointMaxProfile", periods=((0, 20.0),))))
+    for connector, tag, tx_id in ((1, "CARD1", 1), (2, "CARD2", 2)):
+        b(ev.PilotChanged(connector, "C"))
+        b(ev.TagPresented(tag))
+        b(ev.AuthorizationResult(tag, ACCEPTED))
+        start = b.last(act.StartTransaction)
+        b(ev.TransactionStartConfirmed(connector, start.local_id, tx_id, ACCEPTED))
+        if connector == 1:
+            assert offers(b, 1)[-1] == 20.0, "alone, connector 1 gets the whole charge point maximum"
+    b(ev.Tick(), after=5.0)
+    assert offers(b, 1)[-1] == offers(b, 2)[-1] == 10.0, "20 A for the charge point: 10 A each"
+    b(ev.RemoteStopRequested(2))
+    b(ev.Tick(), after=5.0)
+    assert offers(b, 1)[-1] == 20.0
