@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
+from evcp.timestamps import parse_timestamp
+
 CHARGE_POINT_MAX = "ChargePointMaxProfile"
 TX_DEFAULT = "TxDefaultProfile"
 TX = "TxProfile"
@@ -621,17 +623,13 @@ def format_time(t: float) -> str:
 def parse_time(value: Any, name: str = "time") -> float:
     """RFC 3339 (Z or offset, any fraction) or a datetime, as POSIX seconds; no offset means UTC."""
     if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and len(value) > 10:
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(value, str) and len(value) > 10:
         try:
-            moment = datetime.fromisoformat(value.strip().upper())
+            return parse_timestamp(value)
         except ValueError:
-            raise ProfileError(f"{name}: not an RFC 3339 date-time (got {value!r})") from None
-    else:
-        raise ProfileError(f"{name}: not an RFC 3339 date-time (got {value!r})")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+            pass
+    raise ProfileError(f"{name}: not an RFC 3339 date-time (got {value!r})")
 
 
 def _period_to_ocpp(period: SchedulePeriod) -> dict:

@@ -339,7 +339,7 @@ class Station:
                 self._cancel_authorization(c)
                 return
         target = self._connector_for_new_session(e.id_tag)
-        if target is None and self._reserved_away(e.id_tag):
+        if target is None and self._reserved_away():
             out.append(act.Notice(f"{e.id_tag} presented, but the free connectors are reserved for another card"))
             return
         if target is not None:
@@ -743,7 +743,7 @@ class Station:
             return True
         return any(r.may_admit(id_tag) for r in self._station_reservations())
 
-    def _reserved_away(self, id_tag: str) -> bool:
+    def _reserved_away(self) -> bool:
         """Some connector could start a session, but only for someone else's reservation."""
         return any(c.phase in (Phase.IDLE, Phase.FINISHING) and self._can_start(c)
                    for c in self.connectors.values())

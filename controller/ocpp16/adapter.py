@@ -45,7 +45,7 @@ from evcp.ocpp16.firmware import FirmwareUpdater
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
-from evcp.ocpp16.timestamps import parse_timestamp, timestamp
+from evcp.timestamps import parse_timestamp, timestamp
 from evcp.ocpp16.transfer import redact_url
 from evcp.ocpp16.outbox import Outbox
 from evcp.ocpp16.security import (

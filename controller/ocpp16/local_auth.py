@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from evcp.core.model import AuthStatus
-from evcp.ocpp16.timestamps import parse_timestamp, timestamp
+from evcp.timestamps import parse_timestamp, timestamp
 
 ACCEPTED = AuthStatus.ACCEPTED.value
 EXPIRED = AuthStatus.EXPIRED.value

@@ -6,7 +6,7 @@ from typing import Any
 
 from evcp.core.actions import ReportMeterValues
 from evcp.ocpp16.configuration import split_measurand
-from evcp.ocpp16.timestamps import timestamp
+from evcp.timestamps import timestamp
 
 PHASES = ("L1", "L2", "L3")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from evcp.aio import wait_event
-from evcp.ocpp16.timestamps import parse_timestamp, timestamp
+from evcp.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from evcp.storage import StateStore

@@ -45,7 +45,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from evcp.ocpp16.configuration import FILE_TRANSFER_PROTOCOLS
@@ -404,47 +404,48 @@ def _fetch_ftp(target: _Target, out: BinaryIO, timeout_s: float,
         _store(out, block)
         received += len(block)
 
-    step = "log in"
-    try:
-        ftp = _ftp_login(target, timeout_s, tls_context)
-        try:
-            if directory:
-                step = f"CWD {directory}"
-                ftp.cwd(directory)
-            step = f"RETR {name}"
-            ftp.retrbinary(f"RETR {name}", write, BLOCK_BYTES)
-        finally:
-            ftp.close()
-    except ftplib.Error as error:
-        raise _ftp_error(target, step, error) from None
-    except (OSError, EOFError) as error:
-        raise _connection_error("FTP " + step, target, error, timeout_s) from None
+    command = f"RETR {name}"
+    _ftp_run(target, directory, command, lambda ftp: ftp.retrbinary(command, write, BLOCK_BYTES),
+             timeout_s, tls_context)
     return received
 
 
 def _store_ftp(target: _Target, path: Path, timeout_s: float, tls_context: ssl.SSLContext | None,
                cancelled: threading.Event) -> str:
     directory = target.path.rstrip("/")
-    step = "log in"
+    command = f"STOR {path.name}"
     reader = _Reader([path], cancelled)
+
+    def store(ftp: ftplib.FTP) -> None:
+        ftp.storbinary(command, reader, BLOCK_BYTES)
+        ftp.quit()
+
+    try:
+        _ftp_run(target, directory, command, store, timeout_s, tls_context)
+    finally:
+        reader.close()
+    return target.shown_with_path(f"{directory}/{path.name}" if directory else path.name)
+
+
+def _ftp_run(target: _Target, directory: str, command: str, transfer: Callable[[ftplib.FTP], object],
+             timeout_s: float, tls_context: ssl.SSLContext | None) -> None:
+    """Log in, change to ``directory`` and run ``transfer`` (which sends ``command``); an error
+    names the step that failed."""
+    step = "log in"
     try:
         ftp = _ftp_login(target, timeout_s, tls_context)
         try:
             if directory:
                 step = f"CWD {directory}"
                 ftp.cwd(directory)
-            step = f"STOR {path.name}"
-            ftp.storbinary(f"STOR {path.name}", reader, BLOCK_BYTES)
-            ftp.quit()
+            step = command
+            transfer(ftp)
         finally:
             ftp.close()
     except ftplib.Error as error:
         raise _ftp_error(target, step, error) from None
     except (OSError, EOFError) as error:
         raise _connection_error("FTP " + step, target, error, timeout_s) from None
-    finally:
-        reader.close()
-    return target.shown_with_path(f"{directory}/{path.name}" if directory else path.name)
 
 
 def _ftp_error(target: _Target, step: str, error: ftplib.Error) -> TransferError:

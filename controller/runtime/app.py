@@ -16,7 +16,7 @@ from evcp.runtime.controller import Controller, RestartRequested, station_config
 from evcp.core import events as ev
 from evcp.core.model import StopReason
 from evcp.hal import MeterError
-from evcp.ocpp16.timestamps import timestamp
+from evcp.timestamps import timestamp
 from evcp.runtime.hardware import StationHardware
 from evcp.runtime.clock import ChargerClock
 from evcp.runtime.systemd import Notifier

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Callable
 
-from evcp.ocpp16.timestamps import parse_timestamp
+from evcp.timestamps import parse_timestamp
 
 log = logging.getLogger("evcp.clock")
 

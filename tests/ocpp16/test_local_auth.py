@@ -14,8 +14,8 @@ from evcp.ocpp16.local_auth import (
     LocalAuthList,
     LocalAuthorization,
 )
-from evcp.ocpp16.timestamps import parse_timestamp as parse_datetime
-from evcp.ocpp16.timestamps import timestamp as format_datetime
+from evcp.timestamps import parse_timestamp as parse_datetime
+from evcp.timestamps import timestamp as format_datetime
 
 NOW = 1_780_000_000.0  # 2026-05-28
 DEC_2026 = parse_datetime("2026-12-01T00:00:00Z")

@@ -2,7 +2,7 @@
 
 from evcp.core.actions import ReportMeterValues
 from evcp.ocpp16.meter_values import meter_values_payload, sampled_values
-from evcp.ocpp16.timestamps import timestamp
+from evcp.timestamps import timestamp
 
 REPORT = ReportMeterValues(1, 3, 99, 1234.5, 7400.0, (10.7, 10.8, 10.6), (230.1, 229.9, 231.0),
                            1_700_000_000.25, "Sample.Periodic")
