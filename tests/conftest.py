@@ -55,3 +55,54 @@ def make_pki(tmp_path_factory) -> Callable[[str], SimpleNamespace]:
         return made[charger_id]
 
     return make
+
+
+#: One well-formed request of every action a central system sends to a charge point (OCPP 1.6
+#: §6 and the security whitepaper): the material hostile frames are made of (wrong types,
+#: missing and extra fields, huge strings).
+CSMS_REQUEST_EXAMPLES: dict[str, dict] = {
+    "CancelReservation": {"reservationId": 1},
+    "CertificateSigned": {"certificateChain": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"},
+    "ChangeAvailability": {"connectorId": 2, "type": "Operative"},
+    "ChangeConfiguration": {"key": "HeartbeatInterval", "value": "300"},
+    "ClearCache": {},
+    "ClearChargingProfile": {"id": 99},
+    "DataTransfer": {"vendorId": "com.example", "messageId": "m", "data": "d"},
+    "DeleteCertificate": {"certificateHashData": {"hashAlgorithm": "SHA256", "issuerNameHash": "a",
+                                                  "issuerKeyHash": "b", "serialNumber": "1"}},
+    "ExtendedTriggerMessage": {"requestedMessage": "StatusNotification", "connectorId": 1},
+    "GetCompositeSchedule": {"connectorId": 1, "duration": 60},
+    "GetConfiguration": {"key": ["HeartbeatInterval"]},
+    "GetDiagnostics": {"location": "ftp://127.0.0.1:9/"},
+    "GetInstalledCertificateIds": {"certificateType": "CentralSystemRootCertificate"},
+    "GetLocalListVersion": {},
+    "GetLog": {"log": {"remoteLocation": "ftp://127.0.0.1:9/"}, "logType": "SecurityLog", "requestId": 1},
+    "InstallCertificate": {"certificateType": "ManufacturerRootCertificate", "certificate": "not a certificate"},
+    "RemoteStartTransaction": {"idTag": "OTHER001", "connectorId": 1},
+    "RemoteStopTransaction": {"transactionId": 999999},
+    "ReserveNow": {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "OTHER001", "reservationId": 7},
+    "Reset": {"type": "Soft"},
+    "SendLocalList": {"listVersion": 1, "updateType": "Differential",
+                      "localAuthorizationList": [{"idTag": "OTHER001", "idTagInfo": {"status": "Accepted"}}]},
+    "SetChargingProfile": {"connectorId": 2, "csChargingProfiles": {
+        "chargingProfileId": 5, "stackLevel": 1, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute", "chargingSchedule": {
+            "chargingRateUnit": "A", "startSchedule": "2030-01-01T00:00:00Z",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}}},
+    "SignedUpdateFirmware": {"requestId": 1, "firmware": {
+        "location": "ftp://127.0.0.1:9/fw", "retrieveDateTime": "2030-01-01T00:00:00Z",
+        "signingCertificate": "not a certificate", "signature": "c2ln"}},
+    "TriggerMessage": {"requestedMessage": "Heartbeat"},
+    "UnlockConnector": {"connectorId": 2},
+    "UpdateFirmware": {"location": "ftp://127.0.0.1:9/fw", "retrieveDate": "2030-01-01T00:00:00Z"},
+}
+"""Sent as they are to a charger charging on connector 1 of 1, only Reset stops the session (as
+it must): RemoteStopTransaction names another transaction, and UnlockConnector,
+ChangeAvailability and SetChargingProfile a connector that does not exist."""
+
+
+@pytest.fixture
+def csms_request_examples() -> dict[str, dict]:
+    import copy
+
+    return copy.deepcopy(CSMS_REQUEST_EXAMPLES)

@@ -85,6 +85,14 @@ opposed to a network that does not answer."""
 RECONNECT_GRACE_S = 1.0
 """After accepting new security settings, requests the central system sends right away (OCTT
 TC_083 follows the change with a Reset) are still answered on the old connection this long."""
+MAX_FRAME_BYTES = 1 << 20
+"""Largest websocket message accepted from the central system (websockets max_size); a bigger one
+closes the connection (RFC 6455 §7.4.1, 1009). The largest OCPP 1.6 request this charger takes is
+a SendLocalList of SendLocalListMaxLength entries, well below."""
+CLOSE_TIMEOUT_S = 1.0
+"""How long the websocket closing handshake may take before the TCP connection is dropped."""
+BOOT_RETRY_S = 30.0
+"""BootNotification is sent again after this long when the central system gives no interval."""
 MAX_QUEUED_SECURITY_EVENTS = 50
 NOTIFICATION_WAIT_S = 60.0
 """How long a firmware or upload status notification waits for the connection to come back."""
@@ -280,24 +288,23 @@ class CentralSystemLink(ChargePointLink):
         return call_result.DataTransfer(status="UnknownVendorId")
 
     @on(Action.trigger_message)
-    def _trigger(self, requested_message: str, connector_id: int | None = None, **_):
-        return call_result.TriggerMessage(
-            status=self.adapter.trigger_answer(requested_message, connector_id, TRIGGERABLE))
+    def _trigger(self, requested_message: str, connector_id: int | None = None, call_unique_id: str = "", **_):
+        return call_result.TriggerMessage(status=self.adapter.accept_trigger(
+            call_unique_id, requested_message, connector_id, extended=False))
 
     @after(Action.trigger_message)
-    async def _triggered(self, requested_message: str, connector_id: int | None = None, **_):
-        if self.adapter.trigger_answer(requested_message, connector_id, TRIGGERABLE) == "Accepted":
-            await self.adapter.send_triggered(requested_message, connector_id)
+    async def _triggered(self, call_unique_id: str = "", **_):
+        await self.adapter.send_accepted_trigger(call_unique_id)
 
     @on(Action.extended_trigger_message)
-    def _extended_trigger(self, requested_message: str, connector_id: int | None = None, **_):
-        return call_result.ExtendedTriggerMessage(
-            status=self.adapter.trigger_answer(requested_message, connector_id, EXTENDED_TRIGGERABLE))
+    def _extended_trigger(self, requested_message: str, connector_id: int | None = None, call_unique_id: str = "",
+                          **_):
+        return call_result.ExtendedTriggerMessage(status=self.adapter.accept_trigger(
+            call_unique_id, requested_message, connector_id, extended=True))
 
     @after(Action.extended_trigger_message)
-    async def _extended_triggered(self, requested_message: str, connector_id: int | None = None, **_):
-        if self.adapter.trigger_answer(requested_message, connector_id, EXTENDED_TRIGGERABLE) == "Accepted":
-            await self.adapter.send_triggered(requested_message, connector_id, extended=True)
+    async def _extended_triggered(self, call_unique_id: str = "", **_):
+        await self.adapter.send_accepted_trigger(call_unique_id)
 
 
 class Ocpp16Adapter:
@@ -316,6 +323,9 @@ class Ocpp16Adapter:
         self.last_contact: float | None = None
         self._online = asyncio.Event()
         self._heartbeat_changed = asyncio.Event()
+        self._triggers_under_way: set[tuple[str, int | None, bool]] = set()
+        self._accepted_triggers: dict[str, tuple[str, int | None, bool]] = {}
+        """uniqueId of an accepted TriggerMessage -> what it asked for, until its answer is sent."""
         self._tasks: set[asyncio.Task] = set()
         self._store = store
         self._websocket = None
@@ -398,8 +408,10 @@ class Ocpp16Adapter:
             settings = self.security_settings()
             try:
                 parameters = connection_parameters(self.url, self.config.charge_point.id, settings)
+                ping_interval, ping_timeout = self._keepalive()
                 async with connect(parameters.url, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
-                                   ping_interval=self._ping_interval(), ping_timeout=20, close_timeout=2,
+                                   ping_interval=ping_interval, ping_timeout=ping_timeout,
+                                   close_timeout=CLOSE_TIMEOUT_S, max_size=MAX_FRAME_BYTES,
                                    ssl=parameters.ssl_context,
                                    additional_headers=parameters.headers) as ws:
                     if ws.subprotocol != "ocpp1.6":
@@ -425,6 +437,8 @@ class Ocpp16Adapter:
                     if failures == 0:
                         log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
                     self._count_attempt_on_trial(error or type(error).__name__)
+            except Exception:  # noqa: BLE001 - whatever the central system does, the charger goes on
+                log.exception("connection to central system %s ended by an unexpected error; reconnecting", self.url)
             finally:
                 self._websocket = None
                 self._went_offline()
@@ -626,9 +640,14 @@ class Ocpp16Adapter:
         delay = min(high, low * 2 ** min(failures - 1, 16))
         return delay * random.uniform(0.5, 1.0)
 
-    def _ping_interval(self) -> float | None:
+    def _keepalive(self) -> tuple[float | None, float | None]:
+        """(ping interval, ping timeout) of the websocket: a ping every WebSocketPingInterval
+        (OCPP 1.6 §9.1.34; 0 = none), and a pong due within the same time. A link that went
+        half-open is then found within 2 x the interval + CLOSE_TIMEOUT_S: the next ping goes out
+        at most one interval after the last pong, its pong is missed one interval later, and the
+        closing handshake gets CLOSE_TIMEOUT_S."""
         seconds = int(self.configuration.get("WebSocketPingInterval"))
-        return seconds if seconds > 0 else None
+        return (seconds, seconds) if seconds > 0 else (None, None)
 
     async def _serve(self, ws) -> None:
         link = CentralSystemLink(self.config.charge_point.id, ws, self.trace,
@@ -660,6 +679,9 @@ class Ocpp16Adapter:
         self.connected = False
         self.link = None
         self._online.clear()
+        for trigger in self._accepted_triggers.values():  # answered on a connection that is gone
+            self._triggers_under_way.discard(trigger)
+        self._accepted_triggers.clear()
 
     def _touch(self) -> None:
         self.last_contact = asyncio.get_running_loop().time()
@@ -669,12 +691,18 @@ class Ocpp16Adapter:
         if self.registration == "Accepted":
             log.info("reconnected; registration still valid, reporting current statuses")
         while self.registration != "Accepted":
-            conf = await self._call(call.BootNotification(
-                charge_point_vendor=self.config.charge_point.vendor,
-                charge_point_model=self.config.charge_point.model,
-                charge_point_serial_number=self.config.charge_point.serial_number,
-                firmware_version=f"evcp {evcp.__version__}",
-            ))
+            try:
+                conf = await self._call(call.BootNotification(
+                    charge_point_vendor=self.config.charge_point.vendor,
+                    charge_point_model=self.config.charge_point.model,
+                    charge_point_serial_number=self.config.charge_point.serial_number,
+                    firmware_version=f"evcp {evcp.__version__}",
+                ))
+            except OCPPError as error:
+                log.warning("central system answered BootNotification with CALLERROR %s; trying again in %.0f s",
+                            error.code, BOOT_RETRY_S)
+                await asyncio.sleep(BOOT_RETRY_S)
+                continue
             self.registration = conf.status
             self.controller.central_system_time(conf.current_time)
             interval = float(conf.interval)
@@ -683,17 +711,24 @@ class Ocpp16Adapter:
                 if interval > 0:
                     self.configuration.set_internal("HeartbeatInterval", str(int(interval)))
                 break
-            await asyncio.sleep(interval if interval > 0 else 30.0)
+            await asyncio.sleep(interval if interval > 0 else BOOT_RETRY_S)
         self._online.set()
         for connector in range(0, self.connectors + 1):
             self._spawn(self._send_status(connector))
 
     async def _heartbeats(self) -> None:
+        """Heartbeat every HeartbeatInterval (OCPP 1.6 §4.6). A CALLERROR is logged and the next one
+        goes out on time; no answer at all ends the connection (TimeoutError): the link is dead."""
         while True:
             self._heartbeat_changed.clear()
             if await wait_event(self._heartbeat_changed, self.heartbeat_interval):
                 continue
-            self.controller.central_system_time((await self._call(call.Heartbeat())).current_time)
+            try:
+                conf = await self._call(call.Heartbeat())
+            except OCPPError as error:
+                log.warning("central system answered Heartbeat with CALLERROR %s", error.code)
+                continue
+            self.controller.central_system_time(conf.current_time)
 
     async def _call(self, payload):
         link = self.link
@@ -970,6 +1005,33 @@ class Ocpp16Adapter:
         if message == "SignChargePointCertificate" and not self.configuration.get("CpoName"):
             return "Rejected"  # the CSR's organisation comes from CpoName
         return "Accepted"
+
+    def accept_trigger(self, unique_id: str, message: str, connector: int | None, extended: bool) -> str:
+        """TriggerMessage / ExtendedTriggerMessage: the status, and, when Accepted, the message
+        remembered for ``send_accepted_trigger``. One of each kind is sent at a time: asked again
+        while it is still under way, it is Rejected (§5.17: "will not be sent"), so a central
+        system repeating a trigger cannot pile up messages."""
+        status = self.trigger_answer(message, connector, EXTENDED_TRIGGERABLE if extended else TRIGGERABLE)
+        trigger = (message, connector, extended)
+        if status == "Accepted":
+            if trigger in self._triggers_under_way:
+                return "Rejected"
+            self._triggers_under_way.add(trigger)
+            self._accepted_triggers[unique_id] = trigger
+        return status
+
+    async def send_accepted_trigger(self, unique_id: str) -> None:
+        """The message a trigger accepted by ``accept_trigger`` asked for, after the answer (§5.17)."""
+        trigger = self._accepted_triggers.pop(unique_id, None)
+        if trigger is None:
+            return
+        message, connector, extended = trigger
+        try:
+            await self.send_triggered(message, connector, extended)
+        except (OCPPError, ConnectionError, TimeoutError, websockets.ConnectionClosed) as error:
+            log.warning("triggered %s not delivered: %s", message, error or type(error).__name__)
+        finally:
+            self._triggers_under_way.discard(trigger)
 
     async def send_triggered(self, message: str, connector: int | None, extended: bool = False) -> None:
         """The requested message, sent after the trigger's answer (§5.17)."""

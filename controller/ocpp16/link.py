@@ -1,14 +1,37 @@
 """The OCPP-J 1.6 framing layer on top of the ``ocpp`` library.
 
 The library is right about messages and wrong about a few 1.6 details, fixed here:
+* every frame is read by ``parse_frame`` first: whatever the central system sends (not JSON,
+  not an array, elements of the wrong type, deep nesting, unknown message types), nothing
+  raises, and every CALL gets exactly one answer (OCPP-J 1.6 §4.2);
+* answers are matched to the one call of ours outstanding (§4.1.1: one at a time); an answer
+  to no outstanding call (an unknown, repeated or late uniqueId) is dropped, never queued;
 * CALLERROR codes are spelled as OCPP-J 1.6 §4.2.3 spells them
-  (FormationViolation, OccurenceConstraintViolation);
+  (FormationViolation, OccurenceConstraintViolation), and a CALLERROR carries a bounded
+  description and ``{"cause": ...}`` only, never the request echoed back;
 * an action 1.6 knows but this charger does not handle is NotSupported, an
   action 1.6 does not know is NotImplemented (§4.2.3; the library swaps them);
-* a frame that cannot be parsed is answered with a CALLERROR instead of being
-  dropped silently;
 * frames go to the trace log (secrets redacted), never to the main log; the library's
-  own log lines, which quote messages, have their secrets redacted too.
+  own log lines, which quote messages, have their secrets redacted and their length bounded.
+
+What is answered (``parse_frame``), the answer's uniqueId in brackets:
+
+* a CALL: its CALLRESULT, or the CALLERROR of its handler or its schema [its id];
+* a CALL whose uniqueId has more than 36 characters (§4.1.4), whose Action is not a string,
+  whose payload is not an object or is nested deeper than MAX_NESTING, or that has not 4
+  elements (§4.2.1): CALLERROR FormationViolation [its id; "-1" beyond MAX_ECHOED_ID_LENGTH];
+* not JSON (§4.1.2): CALLERROR FormationViolation [the id if the text starts like a CALL,
+  ``[2,"id",``, else "-1"]; not an array, or an empty one: ProtocolError ["-1"];
+* a CALL whose uniqueId is not a string (a number, null...): FormationViolation ["-1"];
+* an unknown MessageTypeId (§4.1.3): PropertyConstraintViolation [its id, or "-1"];
+* a CALLRESULT or CALLERROR, well formed or not: nothing.
+
+A frame without a usable uniqueId cannot be matched to anything by the central system (§4.2.3:
+a CALLERROR carries "the exact same id" as its CALL). It is still answered, with "-1" (the
+value OCPP 2.0.1 §4.2.3 later made the rule for an unreadable messageId), so the central
+system's log shows that the charger could not read what it sent; 1.6 allows a CALLERROR for
+"content of the call [that does] not meet the requirements for a proper message". Answers are
+never answered: two peers that did so could trade CALLERRORs forever.
 """
 
 from __future__ import annotations
@@ -17,17 +40,29 @@ import asyncio
 import json
 import logging
 import re
+import sys
 import time
+import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+import websockets
+from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.exceptions import FormationViolationError, GenericError, InternalError, NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError, OCPPError
-from ocpp.messages import CallError, MessageType, unpack
+from ocpp.messages import Call, CallError, CallResult, validate_payload
 from ocpp.v16 import ChargePoint
 from ocpp.v16.enums import Action
 
 trace_log = logging.getLogger("evcp.ocpp.trace")
+log = logging.getLogger("evcp.ocpp")
+
+ERROR_CODES_1_6 = frozenset({
+    "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError", "FormationViolation",
+    "PropertyConstraintViolation", "OccurenceConstraintViolation", "TypeConstraintViolation", "GenericError",
+})
+"""OCPP-J 1.6 §4.2.3, "Valid Error Codes": the only codes a CALLERROR may carry."""
 
 #: The ``ocpp`` library's codes that OCPP-J 1.6 spells differently.
 CALLERROR_CODES_1_6 = {
@@ -35,16 +70,37 @@ CALLERROR_CODES_1_6 = {
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
 }
 
+MAX_UNIQUE_ID_LENGTH = 36
+"""OCPP-J 1.6 §4.1.4: a uniqueId has at most 36 characters (a GUID)."""
+UNREADABLE_ID = "-1"
+"""The uniqueId of a CALLERROR answering a frame whose own uniqueId cannot be read."""
+MAX_ECHOED_ID_LENGTH = 255
+"""An over-long uniqueId is echoed in the CALLERROR up to this length, so the central system can
+still match it; a longer one (a megabyte, say) counts as unreadable."""
+MAX_NESTING = 16
+"""Arrays and objects nested deeper than this are refused unparsed any further: no OCPP 1.6
+message goes beyond 6 levels (SetChargingProfile, MeterValues), and a library walking a deeper
+one recursively could exhaust the stack."""
+MAX_ERROR_TEXT = 255
+"""Characters of a CALLERROR's errorDescription and of its cause: a CALLERROR never echoes a
+large request back."""
+TRACE_FRAME_MAX_CHARS = 16_384
+"""Frames kept in memory for /api/trace are cut to this length (the trace file has them whole)."""
+LOGGED_TEXT_MAX_CHARS = 2_000
+"""A library log line quoting a message is cut to this length."""
+
 #: Configuration keys whose values are secrets (matched in any letter case: key names are CiString).
 SECRET_KEYS = frozenset({"authorizationkey"})
 MASK = "********"
 
 _NAMES_A_SECRET_KEY = re.compile("|".join(re.escape(key) for key in SECRET_KEYS), re.IGNORECASE)
-#: A ``value`` field in JSON or in a Python repr: "value": "...", 'value': '...'.
-_VALUE_FIELD = re.compile(r"""(["']value["']\s*:\s*)(["'])(?:\\.|(?!\2).)*\2""")
-
-
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@\"']*:)[^/\s@\"']+@")
+#: A ``value`` field in JSON or in a Python repr: "value": "...", 'value': '...'. The two
+#: alternatives inside the string never match the same character, so an unterminated string
+#: costs one linear scan, not an exponential search.
+_VALUE_FIELD = re.compile(r"""(["']value["']\s*:\s*)(["'])(?:\\.|(?!\2)[^\\])*\2""")
+#: A password in a URL. The scheme may only start where no scheme character precedes it, so a long
+#: run of letters is scanned once, not once per letter.
+_URL_PASSWORD = re.compile(r"(?<![a-zA-Z0-9+.-])([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@\"']*:)[^/\s@\"']+@")
 
 
 def redact(frame: str) -> str:
@@ -54,16 +110,18 @@ def redact(frame: str) -> str:
     in the message (ChangeConfiguration.req, GetConfiguration.conf), in any letter case and
     field order. Text that is not JSON but names a secret key (a library log line with a
     Python repr) has every value field masked. A password in a URL (the FTP location of
-    UpdateFirmware, GetDiagnostics, GetLog) is masked too.
+    UpdateFirmware, GetDiagnostics, GetLog) is masked too. Linear in the length of the text,
+    whatever it holds.
     """
-    frame = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", frame)
+    if "://" in frame:
+        frame = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", frame)
     if not _NAMES_A_SECRET_KEY.search(frame) and "\\u" not in frame:
         return frame
     try:
         message = json.loads(frame)
-    except ValueError:
+        masked = _masked(message)
+    except (ValueError, RecursionError):
         return _VALUE_FIELD.sub(lambda m: m.group(1) + m.group(2) + MASK + m.group(2), frame)
-    masked = _masked(message)
     if masked == message:
         return frame
     return json.dumps(masked, separators=(",", ":"))
@@ -82,10 +140,18 @@ def _masked(item: Any) -> Any:
             for name, value in item.items()}
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class RedactingLogger(logging.LoggerAdapter):
     """A logger for the ``ocpp`` library, which logs whole messages (and, on an error, the
-    request with its payload): secrets are masked, and a traceback that could quote one is
-    left out."""
+    request with its payload): secrets are masked, the line is cut to LOGGED_TEXT_MAX_CHARS,
+    and a traceback that could quote a secret is left out, as is the traceback of a protocol
+    error (a request the central system got wrong, answered with a CALLERROR: not a bug)."""
 
     def log(self, level, msg, *args, exc_info=None, **kwargs):
         if not self.isEnabledFor(level):
@@ -94,21 +160,147 @@ class RedactingLogger(logging.LoggerAdapter):
         shown = redact(text)
         if shown != text:
             exc_info = None
-        self.logger.log(level, "%s", shown, exc_info=exc_info, **kwargs)
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        if isinstance(exc_info, tuple) and isinstance(exc_info[1], OCPPError):
+            exc_info = None
+        self.logger.log(level, "%s", shorten(shown, LOGGED_TEXT_MAX_CHARS), exc_info=exc_info, **kwargs)
 
 
 def to_1_6_callerror(frame: str) -> str:
-    """Rewrite a CALLERROR frame's code to its OCPP 1.6 spelling; other frames pass unchanged."""
+    """A CALLERROR frame as OCPP-J 1.6 §4.2.3 wants it; other frames pass unchanged.
+
+    The code is spelled the 1.6 way (a code 1.6 does not have becomes GenericError), the
+    description is cut to MAX_ERROR_TEXT, and errorDetails keeps only its ``cause`` (cut too):
+    the library puts the whole request there, which could be megabytes.
+    """
     if not frame.startswith("[4"):
         return frame
     try:
         message = json.loads(frame)
-    except ValueError:
+        unique_id, code, description, details = message[1:5]
+    except (ValueError, TypeError, RecursionError):
         return frame
-    if len(message) >= 3 and message[2] in CALLERROR_CODES_1_6:
-        message[2] = CALLERROR_CODES_1_6[message[2]]
-        return json.dumps(message, separators=(",", ":"))
-    return frame
+    code = CALLERROR_CODES_1_6.get(code, code)
+    if code not in ERROR_CODES_1_6:
+        description, code = f"{code}: {description}", "GenericError"
+    cause = details.get("cause") if isinstance(details, dict) else None
+    answer = CallError(unique_id, code, shorten(str(description or ""), MAX_ERROR_TEXT),
+                       {"cause": shorten(str(cause), MAX_ERROR_TEXT)} if cause else {})
+    return answer.to_json()
+
+
+# ---------------------------------------------------------------------------------- reading frames
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A frame that is not a well-formed CALL, CALLRESULT or CALLERROR (OCPP-J 1.6 §4.2)."""
+
+    code: str
+    """The OCPP-J 1.6 error code of the CALLERROR that answers it."""
+    description: str
+    reply_to: str | None
+    """The uniqueId to answer with that CALLERROR; None: not answered (it is an answer itself)."""
+    answers: str | None = None
+    """For a broken CALLRESULT or CALLERROR: the uniqueId of our call it was meant to answer."""
+
+
+_LOOKS_LIKE_A_CALL = re.compile(r'\s*\[\s*2\s*,\s*"([^"\\]{0,%d})"' % MAX_UNIQUE_ID_LENGTH)
+_LOOKS_LIKE_AN_ANSWER = re.compile(r"\s*\[\s*[34]\s*[,\]]")
+
+
+def parse_frame(raw: str | bytes) -> Call | CallResult | CallError | Unusable:
+    """What one websocket frame from the central system is (OCPP-J 1.6 §4.1, §4.2). Never raises."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")  # §4.1.2: a message is JSON text in UTF-8
+        except UnicodeDecodeError:
+            return Unusable("FormationViolation", "frame is not UTF-8 text", UNREADABLE_ID)
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _unparsable(raw)
+    if not isinstance(message, list) or not message:
+        return Unusable("ProtocolError", "a message is a JSON array [MessageTypeId, UniqueId, ...]", UNREADABLE_ID)
+    kind = message[0]
+    unique_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
+    if type(kind) is not int or kind not in (2, 3, 4):
+        usable = unique_id is not None and len(unique_id) <= MAX_ECHOED_ID_LENGTH
+        return Unusable("PropertyConstraintViolation", f"MessageTypeId {_shown(kind)} is not 2, 3 or 4 (§4.1.3)",
+                        unique_id if usable else UNREADABLE_ID)
+    if kind != 2:
+        return _parse_answer(kind, message, unique_id)
+    if unique_id is None:
+        return Unusable("FormationViolation", f"UniqueId {_shown(message[1:2])} is not a string (§4.1.4)",
+                        UNREADABLE_ID)
+    if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
+        return Unusable("FormationViolation", f"UniqueId longer than {MAX_UNIQUE_ID_LENGTH} characters (§4.1.4)",
+                        unique_id if len(unique_id) <= MAX_ECHOED_ID_LENGTH else UNREADABLE_ID)
+    if len(message) != 4:
+        return Unusable("FormationViolation", f"a CALL has 4 elements, not {len(message)} (§4.2.1)", unique_id)
+    _, _, action, payload = message
+    if not isinstance(action, str):
+        return Unusable("FormationViolation", f"Action {_shown(action)} is not a string (§4.2.1)", unique_id)
+    if not isinstance(payload, dict):
+        return Unusable("FormationViolation", f"the payload of {shorten(action, 40)} is not a JSON object",
+                        unique_id)
+    if _deeper_than(payload, MAX_NESTING):
+        return Unusable("FormationViolation", f"the payload is nested deeper than {MAX_NESTING} levels", unique_id)
+    return Call(unique_id, action, payload)
+
+
+def _parse_answer(kind: int, message: list, unique_id: str | None) -> CallResult | CallError | Unusable:
+    name = "CALLRESULT" if kind == 3 else "CALLERROR"
+    if kind == 3 and len(message) == 3 and isinstance(message[2], dict):
+        if not _deeper_than(message[2], MAX_NESTING):
+            return CallResult(unique_id, message[2])
+    elif (kind == 4 and len(message) == 5 and isinstance(message[2], str) and isinstance(message[3], str)
+          and isinstance(message[4], dict) and not _deeper_than(message[4], MAX_NESTING)):
+        return CallError(unique_id, message[2], message[3], message[4])
+    return Unusable("FormationViolation", f"malformed {name} (§4.2)", None, answers=unique_id)
+
+
+def _unparsable(raw: str) -> Unusable:
+    head = raw[:128]
+    if _LOOKS_LIKE_AN_ANSWER.match(head):
+        return Unusable("FormationViolation", "answer that is not valid JSON", None)
+    call = _LOOKS_LIKE_A_CALL.match(head)
+    return Unusable("FormationViolation", "message is not valid JSON (§4.1.2)",
+                    call.group(1) if call else UNREADABLE_ID)
+
+
+def _deeper_than(item: Any, limit: int) -> bool:
+    """Whether ``item`` (from json.loads) nests arrays or objects more than ``limit`` deep; no recursion."""
+    pending = [(item, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
+
+
+def _shown(value: Any) -> str:
+    return shorten(json.dumps(value) if not isinstance(value, str) else repr(value), 40)
+
+
+_ERRORS_BY_CODE = {error.code: error for error in OCPPError.__subclasses__() if error.code in ERROR_CODES_1_6}
+
+
+def error_of(answer: CallError) -> OCPPError:
+    """The exception a CALLERROR answer to one of our calls raises; a code OCPP-J 1.6 does not
+    define (or the library's own spellings of the two it misspells) is understood too."""
+    code = CALLERROR_CODES_1_6.get(answer.error_code, answer.error_code)
+    description = answer.error_description
+    if code not in ERROR_CODES_1_6:
+        description = f"{shorten(code, 40)}: {description}"
+    return _ERRORS_BY_CODE.get(code, GenericError)(description=shorten(description, MAX_ERROR_TEXT),
+                                                   details=answer.error_details)
+
+
+# ---------------------------------------------------------------------------------- the trace
 
 
 class FrameTrace:
@@ -118,14 +310,20 @@ class FrameTrace:
         self._frames: deque[dict[str, Any]] = deque(maxlen=size)
         self._seq = 0
 
-    def record(self, direction: str, frame: str) -> None:
+    def record(self, direction: str, frame: str | bytes) -> None:
         self._seq += 1
+        if isinstance(frame, bytes):
+            frame = frame.decode("utf-8", errors="replace")
         shown = redact(frame)
-        self._frames.append({"seq": self._seq, "time": time.time(), "direction": direction, "frame": shown})
+        self._frames.append({"seq": self._seq, "time": time.time(), "direction": direction,
+                             "frame": shorten(shown, TRACE_FRAME_MAX_CHARS)})
         trace_log.debug("%s %s", ">>" if direction == "out" else "<<", shown)
 
     def since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
         return self._seq, [f for f in self._frames if f["seq"] > seq]
+
+
+# ---------------------------------------------------------------------------------- the link
 
 
 class ChargePointLink(ChargePoint):
@@ -137,6 +335,10 @@ class ChargePointLink(ChargePoint):
                          logger=RedactingLogger(logging.getLogger("ocpp"), {}))
         self._trace = trace
         self._on_frame = on_frame
+        self._awaiting: tuple[str, asyncio.Future] | None = None
+        """The uniqueId of our call outstanding and the future its answer goes to."""
+        self.answers_ignored = 0
+        """CALLRESULTs and CALLERRORs that answered no call outstanding (unknown, repeated or late)."""
 
     async def start(self) -> None:
         while True:
@@ -147,35 +349,86 @@ class ChargePointLink(ChargePoint):
             await self.route_message(message)
 
     async def route_message(self, raw_msg) -> None:
-        try:
-            unpack(raw_msg)
-        except OCPPError as error:
-            await self._answer_unparsable(raw_msg, error)
-            return
-        await super().route_message(raw_msg)
+        """Answer a CALL exactly once, hand an answer to the call it answers; never raises but
+        for a connection that closed."""
+        message = parse_frame(raw_msg)
+        if isinstance(message, Call):
+            await self._answer(message)
+        elif isinstance(message, Unusable):
+            if message.answers is not None:
+                self._settle(message.answers, FormationViolationError(
+                    description=message.description, details={"cause": "the central system's answer"}))
+            if message.reply_to is not None:
+                await self._send(CallError(message.reply_to, message.code, message.description, {}).to_json())
+        else:
+            self._settle(message.unique_id, message)
 
-    async def _answer_unparsable(self, raw_msg, error: OCPPError) -> None:
-        unique_id = "-1"
+    async def _answer(self, request: Call) -> None:
         try:
-            message = json.loads(raw_msg)
-            if isinstance(message, list) and len(message) >= 2 and isinstance(message[1], str):
-                if message[0] in (MessageType.CallResult, MessageType.CallError):
-                    return  # a broken answer to one of our calls: nothing to answer
-                unique_id = message[1]
-        except (ValueError, TypeError):
-            pass
-        details = error.details if isinstance(error.details, dict) else {}
-        await self._send(CallError(unique_id, error.code, error.description or "unparsable frame",
-                                   {"cause": str(details.get("cause", ""))}).to_json())
+            # Sends the CALLRESULT, or the CALLERROR of an exception its handler raised.
+            await self._handle_call(request)
+        except websockets.ConnectionClosed:
+            raise
+        except OCPPError as error:
+            cause = error.details.get("cause") if isinstance(error.details, dict) else None
+            await self._send(CallError(request.unique_id, error.code, error.description,
+                                       {"cause": str(cause)} if cause else {}).to_json())
+        except Exception as error:  # noqa: BLE001 - a bug must not leave the CALL unanswered
+            log.exception("%s %s: not handled", shorten(request.action, 40), request.unique_id)
+            await self._send(CallError(request.unique_id, InternalError.code, "the charge point failed to handle it",
+                                       {"cause": type(error).__name__}).to_json())
 
     async def _handle_call(self, msg):
         if msg.action not in self.route_map:
             try:
                 Action(msg.action)
             except ValueError:
-                raise OcppNotImplemented(details={"cause": f"{msg.action} is not an OCPP 1.6 action"})
+                raise OcppNotImplemented(details={"cause": f"{shorten(msg.action, 40)} is not an OCPP 1.6 action"})
             raise NotSupportedError(details={"cause": f"{msg.action} is not supported by this charge point"})
         return await super()._handle_call(msg)
+
+    def _settle(self, unique_id: str | None, outcome: CallResult | CallError | OCPPError) -> None:
+        awaiting = self._awaiting
+        if awaiting is None or awaiting[0] != unique_id or awaiting[1].done():
+            self.answers_ignored += 1
+            trace_log.debug("answer to no call outstanding ignored: %s", shorten(str(unique_id), 40))
+            return
+        awaiting[1].set_result(outcome)
+
+    async def call(self, payload, suppress: bool = False, unique_id: str | None = None,
+                   skip_schema_validation: bool = False):
+        """Send a CALL and return its CALLRESULT as a payload object. A CALLERROR raises its
+        OCPPError (never suppressed: ``suppress`` is accepted and ignored), no answer within
+        the response timeout raises TimeoutError, an answer that does not fit the action's
+        schema raises the schema's OCPPError."""
+        action = type(payload).__name__
+        request = Call(unique_id or str(uuid.uuid4()), action,
+                       remove_nones(snake_to_camel_case(serialize_as_dict(payload))))
+        if not skip_schema_validation:
+            await validate_payload(request, self._ocpp_version)
+        async with self._call_lock:
+            answer = asyncio.get_running_loop().create_future()
+            self._awaiting = (request.unique_id, answer)
+            try:
+                await self._send(request.to_json())
+                async with asyncio.timeout(self._response_timeout):
+                    response = await answer
+            except TimeoutError:
+                raise TimeoutError(f"no answer to {action} within {self._response_timeout:g} s") from None
+            finally:
+                self._awaiting = None
+        if isinstance(response, OCPPError):
+            raise response
+        if isinstance(response, CallError):
+            raise error_of(response)
+        response.action = action
+        if not skip_schema_validation:
+            await validate_payload(response, self._ocpp_version)
+        try:
+            return getattr(self._call_result, action)(**camel_to_snake_case(response.payload))
+        except TypeError as error:
+            raise FormationViolationError(description=f"{action}.conf does not fit the action",
+                                          details={"cause": str(error)}) from None
 
     async def close_when_idle(self, reason: str, timeout: float) -> None:
         """Close the connection once no call of ours awaits its answer (at most ``timeout`` s
