@@ -546,7 +546,9 @@ def _ocpp_keys(raw: object, key: str, ctx: _Context) -> dict[str, str]:
     for name, value in raw.items():
         sub = f"{key}.{name}"
         if name in _OCPP_KEYS_SET_ELSEWHERE:
-            raise ctx.error(sub, f"set {_OCPP_KEYS_SET_ELSEWHERE[name]} instead")
+            problem = f"set {_OCPP_KEYS_SET_ELSEWHERE[name]} instead"
+            readonly = any(spec.name == name and spec.access.readonly for spec in ocpp_configuration.KEYS)
+            raise ctx.error(sub, f"read-only; {problem}" if readonly else problem)
         if not isinstance(value, (int, str)):  # bool is an int
             raise ctx.error(sub, f"expected an integer, true/false or a string, got {_show(value)}")
         result[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)

@@ -13,7 +13,7 @@ CiString500Type, so names are matched and enumerated values accepted in any
 letter case.
 
 A value starts as the table default, then the installer's ``initial``
-overrides apply, then the Central System's changes saved with ``snapshot``
+overrides of read-write keys apply, then the Central System's changes saved with ``snapshot``
 (``restore``). While running, the Central System (``change``) and the
 controller (``set_internal``) set values; the latest one wins.
 
@@ -266,7 +266,8 @@ class Access(Enum):
     READ_WRITE = "RW"
     """The Central System may change it with ChangeConfiguration; the installer may preset it."""
     INSTALLER = "R, installer"
-    """The installer may preset it; the Central System only reads it."""
+    """A limit this charger is built with (the table's default): read-only to the Central System
+    and to the installer's ``[ocpp.keys]`` alike, so the value reported is the one enforced."""
     CONTROLLER = "R, controller"
     """A fact about the charger: only the controller sets it (``set_internal``)."""
 
@@ -473,7 +474,8 @@ class Configuration:
         """Defaults from ``KEYS``, then the installer's ``initial`` overrides.
 
         Raises ValueError naming the key and the problem for an unknown key, an
-        invalid value, or a key only the controller sets.
+        invalid value, or a read-only key (§9 "R": what GetConfiguration reports
+        as readonly is never preset either).
         """
         if number_of_connectors < 1:
             raise ValueError(f"NumberOfConnectors: expected at least 1 (got {number_of_connectors})")
@@ -486,7 +488,10 @@ class Configuration:
         for key, value in (initial or {}).items():
             spec = self._known(key)
             if spec.access is Access.CONTROLLER:
-                raise ValueError(f"{spec.name}: set by the controller, not configurable")
+                raise ValueError(f"{spec.name}: read-only, set by the controller")
+            if spec.access.readonly:
+                raise ValueError(f"{spec.name}: read-only, a limit of this charge point"
+                                 f" ({spec.default_for(number_of_connectors)})")
             if spec.installer_key:
                 raise ValueError(f"{spec.name}: set {spec.installer_key} instead")
             self._values[spec.name] = self._normalise(spec, value)

@@ -100,7 +100,7 @@ def test_tc_008_id_in_the_local_list_starts_without_authorize(csms, start_charge
 
 
 def test_tc_042_and_tc_043_list_versions_and_mismatch(csms, start_charger):
-    start_charger(keys={"SendLocalListMaxLength": 2})
+    start_charger()
     send = lambda body: csms.call("SendLocalList", body)["payload"]["status"]  # noqa: E731
     version = lambda: csms.call("GetLocalListVersion", {})["payload"]["listVersion"]  # noqa: E731
     assert send({"listVersion": 1, "updateType": "Full"}) == "Accepted"
@@ -110,8 +110,8 @@ def test_tc_042_and_tc_043_list_versions_and_mismatch(csms, start_charger):
     assert send(local_list(4, "Differential", C0000003="Accepted")) == "VersionMismatch"
     assert version() == 5
     too_many = {"listVersion": 6, "updateType": "Full", "localAuthorizationList": [
-        {"idTag": f"T{i:07d}", "idTagInfo": {"status": "Accepted"}} for i in range(3)]}
-    assert send(too_many) == "Failed", "more entries than SendLocalListMaxLength (TC_043_3)"
+        {"idTag": f"T{i:07d}", "idTagInfo": {"status": "Accepted"}} for i in range(251)]}
+    assert send(too_many) == "Failed", "more entries than SendLocalListMaxLength, 250 (TC_043_3)"
     assert version() == 5
 
 

@@ -202,7 +202,8 @@ def test_empty_key_list_answers_every_key(config):
 
 
 def test_requested_keys_limited_by_get_configuration_max_keys():
-    config = Configuration(1, {"GetConfigurationMaxKeys": "3"})
+    config = Configuration(1)
+    config.set_internal("GetConfigurationMaxKeys", "3")
     entries, _ = config.get_configuration(["HeartbeatInterval", "ResetRetries", "Unknown"])
     assert len(entries) == 2
     with pytest.raises(TooManyKeysRequested) as raised:
@@ -430,12 +431,10 @@ def test_failing_listener_does_not_silence_others(config):
 def test_initial_overrides_applied_normalised_and_not_in_snapshot():
     config = Configuration(
         1,
-        {"HeartbeatInterval": "0120", "localpreauthorize": "TRUE", "GetConfigurationMaxKeys": "20",
-         "ConnectorPhaseRotation": "0.RST,1.RST"},
+        {"HeartbeatInterval": "0120", "localpreauthorize": "TRUE", "ConnectorPhaseRotation": "0.RST,1.RST"},
     )
     assert value_of(config, "HeartbeatInterval") == "120"
     assert value_of(config, "LocalPreAuthorize") == "true"
-    assert config.get("GetConfigurationMaxKeys") == 20
     assert config.get("ConnectorPhaseRotation") == ["0.RST", "1.RST"]
     assert config.snapshot() == {}
 
@@ -449,8 +448,10 @@ def test_initial_overrides_applied_normalised_and_not_in_snapshot():
         ({"HeartbeatInterval": 300}, r"HeartbeatInterval: expected a string"),
         ({"StopTransactionOnInvalidId": "yes"}, r"StopTransactionOnInvalidId: expected true or false"),
         ({"MeterValuesSampledData": "SoC"}, r"MeterValuesSampledData: 'SoC' is not one of"),
-        ({"NumberOfConnectors": "2"}, r"NumberOfConnectors: set by the controller"),
-        ({"SupportedFeatureProfiles": "Core,SmartCharging"}, r"SupportedFeatureProfiles: set by the controller"),
+        ({"NumberOfConnectors": "2"}, r"NumberOfConnectors: read-only, set by the controller"),
+        ({"SupportedFeatureProfiles": "Core,SmartCharging"}, r"SupportedFeatureProfiles: read-only, set by"),
+        ({"GetConfigurationMaxKeys": "20"}, r"GetConfigurationMaxKeys: read-only, a limit of this charge point \(50\)"),
+        ({"localauthlistmaxlength": "5000"}, r"LocalAuthListMaxLength: read-only"),
     ],
 )
 def test_initial_override_errors_name_key_and_problem(initial, message):
@@ -533,3 +534,12 @@ def test_any_string_for_an_int_key_is_accepted_canonically_or_rejected(value):
         assert 0 <= int(read_back) <= 86400
     else:
         assert read_back == "60"
+
+
+def test_no_key_getconfiguration_reports_readonly_can_be_preset():
+    """§9: a key marked R is the charge point's own; the installer's overrides cannot set it either."""
+    readonly = [entry["key"] for entry in Configuration(1).get_configuration(None)[0] if entry["readonly"]]
+    assert "LocalAuthListMaxLength" in readonly and "SupportedFeatureProfiles" in readonly
+    for key in readonly:
+        with pytest.raises(ValueError, match=f"{key}: read-only"):
+            Configuration(1, {key: Configuration(1).get_configuration([key])[0][0]["value"]})
