@@ -27,6 +27,9 @@ central system's own records in snake_case):
   or ``{"status": "error", "code", "description", "details"}``; 400 invalid payload, 404 charge
   point not connected, 502 connection lost or invalid answer, 504 no answer in time
 - ``POST /disconnect {"cp"}`` -> ``{"disconnected": "ID"}``
+- ``POST /raw {"cp", "frames": [text, ...]}`` -> ``{"last_seq": N}``: the frames are sent to
+  the charge point as they are, valid OCPP-J or not (hostile-input tests), and recorded like
+  any other; the charge point's answers show in ``/messages``
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ SUBPROTOCOL = "ocpp1.6"
 DEFAULT_HEARTBEAT_INTERVAL_S = 300
 DEFAULT_CALL_TIMEOUT_S = 10.0
 MAX_CALL_TIMEOUT_S = 300.0
+CONTROL_MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Room for ``POST /raw`` to carry frames up to the websocket's 1 MiB and beyond."""
 
 AUTHORIZATION_STATUSES = frozenset(status.value for status in AuthorizationStatus)
 REGISTRATION_STATUSES = frozenset(status.value for status in RegistrationStatus)
@@ -582,7 +587,7 @@ class MessageLog:
             message = json.loads(raw)
             message_type = MESSAGE_TYPES[message[0]]
             unique_id = message[1]
-        except (ValueError, TypeError, KeyError, IndexError):
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError):  # a hostile frame sent on purpose
             return {}
         if not isinstance(unique_id, str):
             return {}
@@ -646,6 +651,13 @@ class CentralSystemChargePoint(ChargePoint):
         super().__init__(cp_id, connection, response_timeout=MAX_CALL_TIMEOUT_S,
                          logger=_library_logger)
         self._ledger = ledger
+
+    async def route_message(self, raw_msg):
+        """With no call of ours outstanding, an answer (to a frame of ``send_raw``, or a late
+        one) is recorded and dropped, not queued for our next call."""
+        if not self._call_lock.locked() and raw_msg.lstrip().startswith(("[3", "[4")):
+            return
+        await super().route_message(raw_msg)
 
     async def _handle_call(self, msg):
         """``policy.call_errors``: answer the next N requests of an action with a CALLERROR."""
@@ -837,6 +849,7 @@ def charge_point_id_from_path(path: str) -> str:
 class _Session:
     websocket: ServerConnection
     charge_point: CentralSystemChargePoint
+    connection: RecordingConnection
 
 
 class CentralSystem:
@@ -913,7 +926,8 @@ class CentralSystem:
         )
         if self._requested_control_port is not None:
             self._control = HttpServer(
-                control_routes(self), self.control_host, self._requested_control_port
+                control_routes(self), self.control_host, self._requested_control_port,
+                max_body_bytes=CONTROL_MAX_BODY_BYTES,
             )
             try:
                 await self._control.start()
@@ -968,6 +982,15 @@ class CentralSystem:
         if failure is not None or answer is None:
             raise InvalidCallResult(f"{cp_id} answered {action} invalidly: {failure}") from failure
         return CallOutcome("result", payload=answer.payload)
+
+    async def send_raw(self, cp_id: str, frames: Iterable[str]) -> int:
+        """Send ``frames`` to the charge point unchecked, in order; the sequence number of the last."""
+        session = self._sessions.get(cp_id)
+        if session is None:
+            raise ChargePointNotConnected(f"charge point {cp_id!r} is not connected")
+        for frame in frames:
+            await session.connection.send(frame)
+        return self.log.last_seq
 
     async def disconnect(self, cp_id: str) -> None:
         """Close the charge point's websocket (normal closure); the charge point may reconnect."""
@@ -1030,7 +1053,7 @@ class CentralSystem:
             self.ledger.request_received(cp_id, frame.action)
 
         connection = RecordingConnection(websocket, cp_id, self.log, on_request)
-        session = _Session(websocket, CentralSystemChargePoint(cp_id, connection, self.ledger))
+        session = _Session(websocket, CentralSystemChargePoint(cp_id, connection, self.ledger), connection)
         self._sessions[cp_id] = session
         self.ledger.connected(cp_id)
         logger.info("%s connected from %s", cp_id, websocket.remote_address)
@@ -1115,6 +1138,19 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
             raise HttpError(404, str(error)) from None
         return json_response({"disconnected": cp_id})
 
+    async def post_raw(request: Request) -> Response:
+        body = request.json_object()
+        cp_id = _required_str(body, "cp")
+        frames = body.get("frames")
+        if not isinstance(frames, list) or not all(isinstance(frame, str) for frame in frames):
+            raise HttpError(400, f"frames must be a list of strings (got {type(frames).__name__})")
+        try:
+            return json_response({"last_seq": await system.send_raw(cp_id, frames)})
+        except ChargePointNotConnected as error:
+            raise HttpError(404, str(error)) from None
+        except ConnectionClosed as error:
+            raise HttpError(502, f"{cp_id} disconnected: {error}") from None
+
     return {
         ("GET", "/chargers"): get_chargers,
         ("GET", "/transactions"): get_transactions,
@@ -1124,6 +1160,7 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
         ("POST", "/policy"): post_policy,
         ("POST", "/call"): post_call,
         ("POST", "/disconnect"): post_disconnect,
+        ("POST", "/raw"): post_raw,
     }
 
 

@@ -89,6 +89,10 @@ MAX_FRAME_BYTES = 1 << 20
 """Largest websocket message accepted from the central system (websockets max_size); a bigger one
 closes the connection (RFC 6455 §7.4.1, 1009). The largest OCPP 1.6 request this charger takes is
 a SendLocalList of SendLocalListMaxLength entries, well below."""
+MAX_QUEUED_FRAMES = 4
+"""Frames received and not yet read that the websocket buffers (websockets max_queue); beyond,
+it stops reading the socket (TCP back-pressure). With MAX_FRAME_BYTES this bounds what a central
+system flooding the charger can make it hold to a few MiB."""
 CLOSE_TIMEOUT_S = 1.0
 """How long the websocket closing handshake may take before the TCP connection is dropped."""
 BOOT_RETRY_S = 30.0
@@ -412,6 +416,7 @@ class Ocpp16Adapter:
                 async with connect(parameters.url, subprotocols=["ocpp1.6"], proxy=None, open_timeout=10,
                                    ping_interval=ping_interval, ping_timeout=ping_timeout,
                                    close_timeout=CLOSE_TIMEOUT_S, max_size=MAX_FRAME_BYTES,
+                                   max_queue=MAX_QUEUED_FRAMES,
                                    ssl=parameters.ssl_context,
                                    additional_headers=parameters.headers) as ws:
                     if ws.subprotocol != "ocpp1.6":
