@@ -1,0 +1,107 @@
+"""A link that goes half-open while charging: the central system stops answering, TCP stays up.
+
+A TCP proxy between `evcp run` and the bench central system freezes its connection: bytes are
+no longer carried either way, nothing is closed, as when a NAT or mobile link drops its state.
+Only the websocket's own pings (WebSocketPingInterval, OCPP 1.6 §9.1.34; RFC 6455 §5.5.2) can
+tell. The charger must give the connection up within about 2 x the interval (a ping at most one
+interval after the last pong, its pong due one interval later, then CLOSE_TIMEOUT_S for the
+closing handshake), reconnect, and keep charging throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from evcp.ocpp16.adapter import CLOSE_TIMEOUT_S
+
+pytestmark = pytest.mark.integration
+
+PING_INTERVAL_S = 3
+POLL_SLACK_S = 1.0
+"""The status is polled every 50 ms over HTTP; on a loaded machine a reading may lag this much."""
+
+
+class FreezingProxy:
+    """A TCP proxy on loopback, run in a thread of its own; ``freeze()`` stops every connection
+    open now from carrying bytes (they stay open); later connections are carried normally."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port: int | None = None
+        self.connections = 0
+        self._frozen: list[asyncio.Event] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._carry, "127.0.0.1", 0), self._loop).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        def freeze_all():
+            for flowing in self._frozen:
+                flowing.clear()
+        self._loop.call_soon_threadsafe(freeze_all)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _carry(self, client_reader, client_writer) -> None:
+        self.connections += 1
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        flowing = asyncio.Event()
+        flowing.set()
+        self._frozen.append(flowing)
+
+        async def pump(reader, writer):
+            while True:
+                data = await reader.read(65536)
+                await flowing.wait()  # frozen: what was read is held, nothing more is read
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer),
+                             return_exceptions=True)
+
+
+@pytest.fixture
+def proxy(csms):
+    port = int(csms.url.rsplit(":", 1)[1])
+    proxy = FreezingProxy(port)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def test_a_half_open_link_is_given_up_within_two_ping_intervals_and_charging_goes_on(csms, proxy, start_charger,
+                                                                                  wait_until):
+    charger = start_charger(keys={"WebSocketPingInterval": PING_INTERVAL_S},
+                            csms_url=f"ws://127.0.0.1:{proxy.port}/ocpp")
+    charger.start_charging("04A1B2C3")
+    tx_id = charger.connector()["transaction_id"]
+    assert proxy.connections == 1
+
+    proxy.freeze()
+    frozen_at = time.monotonic()
+    wait_until(lambda: not charger.status()["ocpp"]["connected"], 4 * PING_INTERVAL_S + 10, "link given up")
+    detected_after = time.monotonic() - frozen_at
+    print(f"half-open link detected after {detected_after:.2f} s (WebSocketPingInterval {PING_INTERVAL_S} s)")
+    assert detected_after <= 2 * PING_INTERVAL_S + CLOSE_TIMEOUT_S + POLL_SLACK_S, detected_after
+
+    assert charger.connector()["relay_closed"] is True, "charging goes on while offline"
+    wait_until(lambda: charger.status()["ocpp"]["connected"], 15, "reconnected")
+    assert proxy.connections == 2
+    connector = charger.connector()
+    assert connector["status"] == "Charging" and connector["transaction_id"] == tx_id
+    assert connector["relay_closed"] is True
