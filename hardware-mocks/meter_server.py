@@ -27,6 +27,7 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from evcp.aio import next_multiple, sleep_until
 from evcp.config import MeterConfig
 from evcp.hal.meter import quiet_pymodbus_logging
 from evcp.hal.meter_registers import (
@@ -266,13 +267,14 @@ class SimulatedMeter:
     def _integrate(self) -> None:
         now = self._clock()
         elapsed_h = max(0.0, now - self._last_time) / 3600.0
+        counted = elapsed_h > 0 and self._last_power_w != 0
         if self._last_power_w >= 0:
             self._import_wh += self._last_power_w * elapsed_h
         else:
             self._export_wh -= self._last_power_w * elapsed_h
         self._last_time = now
         self._last_power_w = float(self.power_source())
-        if elapsed_h and self._register_file is not None:
+        if counted and self._register_file is not None:  # nothing drawn, nothing to write
             self._remember_energy()
 
     def _remembered_energy(self, default: float) -> float:
@@ -289,7 +291,7 @@ class SimulatedMeter:
 
     async def _integrate_periodically(self) -> None:
         while True:
-            await asyncio.sleep(INTEGRATION_STEP_S)
+            await sleep_until(next_multiple(INTEGRATION_STEP_S))  # with the controller's loops
             self._integrate()
 
     def quantity_values(self) -> dict[str, float]:

@@ -755,7 +755,8 @@ class Ocpp16Adapter:
         while True:
             entry = self.outbox.head()
             if entry is None or loop.time() < entry.not_before:
-                await self.outbox.wait(1.0 if entry is None else entry.not_before - loop.time())
+                # Empty: put() wakes it, nothing to poll for.
+                await self.outbox.wait(None if entry is None else entry.not_before - loop.time())
                 continue
             if entry.final_reading is not None:
                 await self._take_final_reading(entry)

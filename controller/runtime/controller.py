@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from evcp.aio import wait_event
+from evcp.aio import next_multiple, sleep_until, wait_event, wait_event_until
 from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
@@ -37,6 +37,8 @@ PILOT_POLL_S = 0.01
 PILOT_BACKSTOP_S = 0.5
 """Edge-driven backends are still read this often, in case an edge is ever missed."""
 TICK_S = 1.0
+"""The backstop reads, the ticks and the meter polls fall due on one grid of multiples of their
+periods (``next_multiple``): idle, the process wakes twice a second, not once per loop."""
 PERSIST_READING_S = 10.0
 """During a transaction the last meter reading is written at least this often (PowerLoss meterStop)."""
 IDLE_METER_POLL_S = 10.0
@@ -316,7 +318,7 @@ class Controller:
             if settling or not edge_driven:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
-                await wait_event(edge, PILOT_BACKSTOP_S)
+                await wait_event_until(edge, next_multiple(PILOT_BACKSTOP_S))
 
     async def _watch_power(self, power_fail) -> None:
         """Mains failing: stop every transaction while the backup power lasts (OCTT TC_032_1);
@@ -335,7 +337,7 @@ class Controller:
                 log.warning("mains power back before the backup ran out: restarting")
                 self._request_restart(hard=False)
                 stopped = False
-            await wait_event(edge, PILOT_BACKSTOP_S)
+            await wait_event_until(edge, next_multiple(PILOT_BACKSTOP_S))
 
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
         feedback = relay.feedback_closed()
@@ -356,7 +358,7 @@ class Controller:
 
     async def _ticks(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await sleep_until(next_multiple(TICK_S))
             self.dispatch(ev.Tick())
 
     async def fresh_energy_wh(self, cid: int) -> float | None:
@@ -396,7 +398,7 @@ class Controller:
             busy = self.station.connectors[cid].transaction is not None or failures
             wakeup = self._meter_wakeups[cid]
             wakeup.clear()
-            await wait_event(wakeup, devices.meter_poll_s if busy else IDLE_METER_POLL_S)
+            await wait_event_until(wakeup, next_multiple(devices.meter_poll_s if busy else IDLE_METER_POLL_S))
 
 
 def station_configuration(config: Config) -> Configuration:

@@ -230,3 +230,17 @@ async def test_a_register_file_keeps_the_count_across_restarts(tmp_path):
     assert first.energy_wh == pytest.approx(10.0)
     second = SimulatedMeter("sdm630", clock=lambda: clock[0], register_file=register)
     assert second.energy_wh == pytest.approx(10.0)
+
+
+def test_the_register_file_is_written_only_when_energy_was_counted(tmp_path):
+    register = tmp_path / "meter.wh"
+    clock, power = [0.0], [0.0]
+    meter = SimulatedMeter("sdm630", power_source=lambda: power[0], clock=lambda: clock[0], register_file=register)
+    clock[0] = 10.0
+    assert meter.energy_wh == 0.0
+    assert not register.exists(), "nothing drawn, nothing written (an idle charger does not wear its storage)"
+    power[0] = 3600.0
+    meter.energy_wh  # the power is sampled
+    clock[0] = 20.0
+    assert meter.energy_wh == pytest.approx(10.0)
+    assert float(register.read_text()) == pytest.approx(10.0)
