@@ -103,6 +103,35 @@ class TagReader(Protocol):
         """Stop polling and free the device. Idempotent."""
 
 
+@runtime_checkable
+class CableSensor(Protocol):
+    """The proximity pilot of a socket outlet: which cable is plugged in (IEC 61851-1 Annex B)."""
+
+    def read(self):
+        """Measure now (milliseconds): an ``evcp.hal.proximity.ProximityReading``. Raises HardwareError."""
+
+    def release(self) -> None:
+        """Free the input. Idempotent."""
+
+
+@runtime_checkable
+class SocketLock(Protocol):
+    """The actuator holding the plug in a socket outlet, with a feedback contact."""
+
+    def lock(self) -> bool:
+        """Lock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked)."""
+
+    def unlock(self) -> bool:
+        """Unlock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked)."""
+
+    @property
+    def is_locked(self) -> bool:
+        """What the feedback contact says now."""
+
+    def release(self) -> None:
+        """Stop driving the actuator and free its lines. Idempotent."""
+
+
 @dataclass(frozen=True)
 class MeterSample:
     """One reading of an energy meter; per-phase tuples have one entry per wired phase."""

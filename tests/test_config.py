@@ -16,9 +16,10 @@ EXAMPLE = ROOT / "config" / "evcp.example.toml"
 BENCH = ROOT / "config" / "bench.toml"
 PACKAGED_BENCH = ROOT / "controller" / "bench" / "bench.toml"
 
-#: The smallest valid file, as section -> key -> TOML value text.
+#: The smallest valid file, as section -> key -> TOML value text. Tethered, so that a Pi
+#: connector needs no proximity pilot or lock (a socket outlet does: see test_socket_outlet_*).
 MINIMAL = {
-    "charge_point": {"id": '"CP-1"'},
+    "charge_point": {"id": '"CP-1"', "cable": '"tethered"'},
     "ocpp": {"csms_url": '"ws://127.0.0.1:9000/ocpp"'},
     "hardware": {"backend": '"mock"'},
 }
@@ -319,8 +320,9 @@ def test_the_packaged_bench_is_a_copy():
 
 
 def test_defaults(tmp_path):
-    config = load_text(tmp_path, toml())
+    config = load_text(tmp_path, toml({"charge_point.cable": None}))
     assert config.charge_point == cfg.ChargePointConfig(id="CP-1")
+    assert config.charge_point.cable == "socket"
     assert config.ocpp == cfg.OcppConfig(csms_url="ws://127.0.0.1:9000/ocpp")
     assert config.api == cfg.ApiConfig()
     assert config.storage.state_dir == Path("/var/lib/evcp")
@@ -332,19 +334,24 @@ def test_defaults(tmp_path):
 
 def _pins(connector: cfg.ConnectorHardware) -> list[int | None]:
     relay, pilot = connector.relay, connector.pilot
-    return [relay.pin, relay.feedback_pin, pilot.vehicle_pin, pilot.charge_pin, pilot.fault_pin, pilot.short_pin]
+    pins = [relay.pin, relay.feedback_pin, pilot.vehicle_pin, pilot.charge_pin, pilot.fault_pin, pilot.short_pin]
+    lock = connector.lock
+    return pins + ([lock.lock_pin, lock.feedback_pin] if lock.backend == "gpio" else [])
 
 
 def test_mock_default_pins_never_collide():
     for count in range(1, cfg.MAX_CONNECTORS + 1):
         connectors = mock_defaults(count)
         pins = [pin for c in connectors for pin in _pins(c) if pin is not None]
-        assert len(set(pins)) == len(pins) == (6 if count <= 4 else 3) * count
+        assert len(set(pins)) == len(pins) == {1: 8, 2: 8, 3: 8, 4: 6}.get(count, 3) * count
         assert all(4 <= pin <= 27 for pin in pins)
         assert all(c.meter.backend == "none" for c in connectors)
 
 
 def test_mock_default_pin_blocks():
+    assert [_pins(c) for c in mock_defaults(3)] == [
+        [4, 5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17, 18, 19], [20, 21, 22, 23, 24, 25, 26, 27]]
+    assert all(c.pp.backend == "adc" for c in mock_defaults(8))
     assert [_pins(c) for c in mock_defaults(4)] == [
         [4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15], [16, 17, 18, 19, 20, 21], [22, 23, 24, 25, 26, 27]]
     assert _pins(mock_defaults(8)[7]) == [25, None, 26, 27, None, None]
@@ -362,7 +369,7 @@ def test_mock_tables_fill_in_from_the_blocks(tmp_path):
     config = load_text(tmp_path, toml({"charge_point.connectors": "2"}, tail))
     first, second = config.hardware.connectors
     assert first == mock_defaults(2)[0]
-    assert second.relay == cfg.RelayConfig(pin=10, feedback_pin=2)
+    assert second.relay == cfg.RelayConfig(pin=12, feedback_pin=2)
     assert second.pilot == mock_defaults(2)[1].pilot
 
 
@@ -546,3 +553,42 @@ def test_a_security_profile_whose_requirements_are_missing_is_a_config_error(tmp
     with pytest.raises(ConfigError) as error:
         load(path)
     assert error.value.key == "ocpp.security_profile" and problem in str(error.value)
+
+
+SOCKET_PI = {"hardware.backend": '"pi"', "charge_point.cable": '"socket"'}
+
+
+def test_socket_outlet_on_a_pi_needs_the_proximity_pilot(tmp_path):
+    err = error_of(tmp_path, toml(SOCKET_PI, PI_CONNECTOR))
+    assert err.key == "hardware.connectors[1].pp.backend"
+    assert "proximity pilot" in str(err) and "tethered" in str(err)
+
+
+def test_socket_outlet_on_a_pi_needs_a_lock(tmp_path):
+    err = error_of(tmp_path, toml(SOCKET_PI, PI_CONNECTOR + '[hardware.connectors.pp]\nbackend = "adc"\n'))
+    assert err.key == "hardware.connectors[1].lock.backend"
+
+
+def test_socket_outlet_on_a_pi_with_pp_and_lock_loads(tmp_path):
+    tail = PI_CONNECTOR + '[hardware.connectors.pp]\nbackend = "adc"\n[hardware.connectors.lock]\nbackend = "gpio"\n'
+    connector = load_text(tmp_path, toml(SOCKET_PI, tail)).hardware.connectors[0]
+    assert (connector.pp.adc_channel, connector.lock.lock_pin, connector.lock.unlock_pin) == (1, 5, 6)
+
+
+def test_a_motor_lock_needs_its_unlock_pin(tmp_path):
+    tail = PI_CONNECTOR + '[hardware.connectors.lock]\nbackend = "gpio"\nunlock_pin = false\n'
+    assert error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail)).key == "hardware.connectors[1].lock.unlock_pin"
+
+
+def test_lock_pins_are_claimed_like_every_pin(tmp_path):
+    tail = PI_CONNECTOR + '[hardware.connectors.lock]\nbackend = "gpio"\nfeedback_pin = 17\n'
+    err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
+    assert err.key == "hardware.connectors[1].lock.feedback_pin"
+    assert "GPIO17 is already used by hardware.connectors[1].relay.pin" in str(err)
+
+
+def test_pp_and_pilot_adc_channels_may_not_collide(tmp_path):
+    tail = (PI_CONNECTOR + '[hardware.connectors.pp]\nbackend = "adc"\nadc_channel = 0\n'
+            '[hardware.connectors.pilot]\nbackend = "adc"\n')
+    err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
+    assert "ADC channel 0 on SPI0 CE0 is already used" in str(err)

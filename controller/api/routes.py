@@ -6,7 +6,8 @@ GET  /api/trace?since=N the OCPP frames seen since sequence N (secrets redacted)
 GET  /metrics           Prometheus text exposition of the same figures
 POST /api/bench/pilot   {"connector": 1, "state": "A".."F"}          simulated hardware only
 POST /api/bench/tag     {"id_tag": "..."}                             simulated hardware only
-POST /api/bench/fault   {"device": "meter"|"relay"|"reader"|"power", "active": bool}  simulated hardware only
+POST /api/bench/fault   {"device": "meter"|"relay"|"reader"|"power"|"lock"|"pp", "active": bool}  simulated only
+POST /api/bench/cable   {"connector": 1, "rating_a": 13|20|32|63|null}  the simulated cable (null: none)
 
 The bench routes do not exist (404) unless the hardware backend is "mock". With
 ``api.password`` set, every route asks for HTTP Basic credentials (user "evcp").
@@ -22,7 +23,8 @@ from typing import Any, Protocol
 from evcp.api.http import HttpError, Request, Response, Routes, html_response, json_response
 from evcp.hal import PILOT_STATES
 
-BENCH_DEVICES = ("meter", "relay", "reader", "power")
+BENCH_DEVICES = ("meter", "relay", "reader", "power", "lock", "pp")
+CABLE_RATINGS = (13, 20, 32, 63)
 API_USER = "evcp"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -37,6 +39,8 @@ class BenchControls(Protocol):
     def present_tag(self, id_tag: str) -> None: ...
 
     def set_fault(self, device: str, active: bool) -> None: ...
+
+    def set_cable(self, connector: int, rating_a: float | None) -> None: ...
 
 
 class ApiTarget(Protocol):
@@ -64,6 +68,7 @@ class Api:
             routes[("POST", "/api/bench/pilot")] = self.bench_pilot
             routes[("POST", "/api/bench/tag")] = self.bench_tag
             routes[("POST", "/api/bench/fault")] = self.bench_fault
+            routes[("POST", "/api/bench/cable")] = self.bench_cable
         if self._credentials is None:
             return routes
         return {route: self._authenticated(handler) for route, handler in routes.items()}
@@ -94,12 +99,26 @@ class Api:
         last, frames = self.trace.since(since)
         return json_response({"next": last, "frames": frames})
 
-    async def bench_pilot(self, request: Request) -> Response:
-        body = request.json_object()
+    def _bench_connector(self, body: dict) -> int:
         connector = body.get("connector", 1)
-        state = body.get("state")
         if not isinstance(connector, int) or isinstance(connector, bool) or not 1 <= connector <= self.bench.connectors:
             raise HttpError(400, f"connector must be an integer 1..{self.bench.connectors} (got {connector!r})")
+        return connector
+
+    async def bench_cable(self, request: Request) -> Response:
+        body = request.json_object()
+        connector = self._bench_connector(body)
+        rating = body.get("rating_a", "missing")
+        if rating is not None and (isinstance(rating, bool) or rating not in CABLE_RATINGS):
+            raise HttpError(400, f"rating_a must be one of {', '.join(map(str, CABLE_RATINGS))} or null "
+                                 f"(got {rating!r})")
+        self.bench.set_cable(connector, rating)
+        return json_response({"connector": connector, "rating_a": rating})
+
+    async def bench_pilot(self, request: Request) -> Response:
+        body = request.json_object()
+        connector = self._bench_connector(body)
+        state = body.get("state")
         if state not in PILOT_STATES:
             raise HttpError(400, f"state must be one of {', '.join(PILOT_STATES)} (got {state!r})")
         try:
@@ -138,7 +157,14 @@ def prometheus_text(status: dict[str, Any]) -> str:
         f"evcp_ocpp_queued_messages {ocpp.get('queued_messages', 0)}",
     ]
     gauges = [
-        ("evcp_connector_relay_closed", "1 while the contactor is closed.", lambda c: int(c["relay_closed"])),
+        ("evcp_connector_relay_closed", "1 while the contactor is commanded closed.", lambda c: int(c["relay_closed"])),
+        ("evcp_connector_relay_feedback_closed", "1 while the contactor's mirror contact measures it closed "
+         "(-1 without a feedback input).", lambda c: -1 if c["relay_feedback_closed"] is None
+         else int(c["relay_feedback_closed"])),
+        ("evcp_connector_cable_rating_amperes", "Rating of the cable in the socket from its proximity pilot "
+         "(0 = none or tethered).", lambda c: c["cable_rating_a"] or 0),
+        ("evcp_connector_locked", "1 while the socket's lock holds the plug (-1 without a lock).",
+         lambda c: -1 if c["lock"] is None else int(c["lock"] == "locked")),
         ("evcp_connector_power_watts", "Active power drawn through the connector.", lambda c: c["power_w"]),
         ("evcp_connector_energy_watt_hours", "Energy meter register.", lambda c: c["energy_wh"]),
         ("evcp_connector_session_energy_watt_hours", "Energy of the running transaction.",

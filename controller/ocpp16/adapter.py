@@ -102,6 +102,7 @@ def settings_from(configuration: Configuration, base: Settings) -> Settings:
         base,
         connection_timeout_s=float(configuration.get("ConnectionTimeOut")),
         stop_on_ev_disconnect=bool(configuration.get("StopTransactionOnEVSideDisconnect")),
+        unlock_on_ev_disconnect=bool(configuration.get("UnlockConnectorOnEVSideDisconnect")),
         stop_on_invalid_id=bool(configuration.get("StopTransactionOnInvalidId")),
         authorize_remote_start=bool(configuration.get("AuthorizeRemoteTxRequests")),
         meter_sample_interval_s=float(configuration.get("MeterValueSampleInterval")),
@@ -164,8 +165,9 @@ class CentralSystemLink(ChargePointLink):
         return call_result.Reset(status=status)
 
     @on(Action.unlock_connector)
-    def _unlock(self, connector_id: int, **_):
-        return call_result.UnlockConnector(status=self.adapter.command(ev.UnlockRequested(connector_id)))
+    async def _unlock(self, connector_id: int, **_):
+        # OCPP 1.6 §5.19: the answer says whether the lock really let go (its feedback), so it waits for it.
+        return call_result.UnlockConnector(status=await self.adapter.controller.unlock_connector(connector_id))
 
     @on(Action.get_configuration)
     def _get_configuration(self, key: list[str] | None = None, **_):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from evcp.hal import EnergyMeter, Pilot, Relay, TagReader
+from evcp.hal import CableSensor, EnergyMeter, Pilot, Relay, SocketLock, TagReader
 
 
 @dataclass
@@ -16,6 +16,10 @@ class ConnectorDevices:
     meter_poll_s: float = 1.0
     pilot_leave_charge_s: float = 0.0
     """Extra debounce before believing the EV left state C (0 for boards that debounce)."""
+    cable: CableSensor | None = None
+    """The proximity pilot of a socket outlet; None for a tethered cable."""
+    lock: SocketLock | None = None
+    """The socket's lock actuator; None for a tethered cable."""
 
 
 @dataclass
@@ -42,6 +46,9 @@ class StationHardware:
         for devices in self.connectors:
             _quietly(devices.pilot.release)
             _quietly(devices.relay.release)
+            for optional in (devices.cable, devices.lock):
+                if optional is not None:
+                    _quietly(optional.release)
             if devices.meter is not None:
                 try:
                     await devices.meter.close()

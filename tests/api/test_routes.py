@@ -14,7 +14,8 @@ from evcp.ocpp16.link import FrameTrace
 STATUS = {
     "ocpp": {"connected": True, "queued_messages": 2},
     "connectors": [{"id": 1, "status": "Charging", "error_code": "NoError", "relay_closed": True,
-                    "power_w": 7400.0, "energy_wh": 1234.5, "session_energy_wh": 100.0, "current_limit_a": 32.0}],
+                    "power_w": 7400.0, "energy_wh": 1234.5, "session_energy_wh": 100.0, "current_limit_a": 32.0,
+                    "relay_feedback_closed": False, "cable_rating_a": 20.0, "lock": "locked"}],
 }
 
 
@@ -28,6 +29,9 @@ def test_prometheus_text_has_one_gauge_per_figure():
     assert "evcp_ocpp_connected 1\n" in text
     assert "evcp_ocpp_queued_messages 2\n" in text
     assert 'evcp_connector_relay_closed{connector="1"} 1\n' in text
+    assert 'evcp_connector_relay_feedback_closed{connector="1"} 0\n' in text, "measured beside commanded"
+    assert 'evcp_connector_cable_rating_amperes{connector="1"} 20.0\n' in text
+    assert 'evcp_connector_locked{connector="1"} 1\n' in text
     assert 'evcp_connector_power_watts{connector="1"} 7400.0\n' in text
     assert 'evcp_connector_status{connector="1",status="Charging",error_code="NoError"} 1\n' in text
     assert all(line.startswith(("#", "evcp_")) for line in text.splitlines())
