@@ -81,7 +81,7 @@ def prefill(state_dir: Path, messages: int, meter_start: int = 1000) -> None:
                                              "timestamp": timestamp(began + samples + 1), "reason": "Local"},
                          local_id)
         store.transaction_stopped(local_id)  # stopped: not an interrupted (PowerLoss) transaction
-        assert len(store.outbox_entries()) == messages
+        assert store.outbox_count() == messages
     # The simulated meter keeps its count in the state directory, as a real meter would.
     (state_dir / "simulated-meter-1.wh").write_text(repr(float(meter_stop)))
 

@@ -313,11 +313,13 @@ def user_version(path):
         return db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def test_an_empty_file_gets_the_latest_schema(path):
-    path.parent.mkdir(parents=True)
-    path.touch()
+def test_a_new_file_gets_the_latest_schema_in_its_main_file(path):
     with StateStore(path) as s:
         start(s, 1)
+        assert not path.with_name(FILENAME + ".new").exists()
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as main_file_alone:
+            assert main_file_alone.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS), \
+                "the schema is in the file itself, not only in its write-ahead log"
     assert user_version(path) == len(storage.MIGRATIONS)
 
 

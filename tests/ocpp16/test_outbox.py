@@ -9,8 +9,7 @@ async def test_stop_decided_before_the_start_conf_carries_the_real_transaction_i
     stop = box.put("StopTransaction", {"transactionId": None, "meterStop": 5, "timestamp": "t"}, 7)
     assert box.head() is start
     assert box.resolved_payload(stop) is None, "unknown until the StartTransaction.conf"
-    box.done(start)
-    box.confirm_start(7, 4711)
+    box.confirm_start(start, 4711)
     assert box.head() is stop
     assert box.resolved_payload(stop)["transactionId"] == 4711
     assert stop.payload["transactionId"] is None, "the stored entry is not rewritten"
