@@ -44,6 +44,7 @@ version appends a step and never edits an old one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -557,9 +558,17 @@ class StateStore:
                     "after it")
         else:
             return None
-        copy = wal.with_name(f"{wal.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-        shutil.copy2(wal, copy)
-        for old in sorted(wal.parent.glob(f"{wal.name}.damaged-*"))[:-KEEP_DAMAGED_COPIES]:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        copy = wal.with_name(f"{wal.name}.damaged-{stamp}")
+        for n in itertools.count(1):
+            if not copy.exists():
+                break
+            copy = wal.with_name(f"{wal.name}.damaged-{stamp}-{n}")
+        # It may hold secrets, like the database: readable by the service's user alone.
+        with open(wal, "rb") as source, open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as target:
+            shutil.copyfileobj(source, target)
+        copies = sorted(wal.parent.glob(f"{wal.name}.damaged-*"), key=lambda p: p.stat().st_mtime_ns)
+        for old in copies[:-KEEP_DAMAGED_COPIES]:
             old.unlink(missing_ok=True)
         return f"{wal} {what}; a copy is kept as {copy.name}"
 
