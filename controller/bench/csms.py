@@ -51,6 +51,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import ocpp.messages
 import ocpp.v16.call
 from ocpp.exceptions import InternalError
 from ocpp.routing import on
@@ -1237,6 +1238,10 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    # Its own process: every message is checked against the schemas in the loop, not in a worker
+    # thread (the library's default), whose two hand-offs per message cost more than the check and
+    # would make a charger's backlog replay measure this central system's thread pool.
+    ocpp.messages.ASYNC_VALIDATION = False
     args = parse_args(argv)
     configure_logging(args.log, args.verbose)
     return asyncio.run(run(args))
