@@ -4,7 +4,8 @@ Per connector: ``GpioRelay`` and ``GpioPilot`` over gpiozero's mock pins, the
 pilot's ``SysfsPwm`` over a fake sysfs tree, a ``SimulatedEv`` on the pilot
 board's lines, a ``ContactorModel`` on the relay's mirror contact, and the
 real ``ModbusMeter`` talking Modbus TCP to a ``SimulatedMeter`` whose power is
-the EV's. One ``SimulatedReader`` for the charge point.
+the EV's. One ``BenchReader`` for the charge point: the real RC522 driver over a
+simulated chip for UID-shaped idTags.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from evcp.hal.relay import GpioRelay
 from evcp.mocks.ev import ContactorModel, SimulatedEv
 from evcp.mocks.meter_server import SimulatedMeter
 from evcp.mocks.pins import held_pin, use_mock_pins
-from evcp.mocks.reader import SimulatedReader
+from evcp.mocks.reader import BenchReader
 from evcp.mocks.sysfs_pwm import FakeSysfsPwm
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
 
@@ -39,7 +40,7 @@ class SimulatedConnector:
 class BenchHardware:
     """The verbs of the bench API, acting on the simulated devices."""
 
-    def __init__(self, connectors: list[SimulatedConnector], reader: SimulatedReader):
+    def __init__(self, connectors: list[SimulatedConnector], reader: BenchReader):
         self.simulated = connectors
         self.reader = reader
         self.connectors = len(connectors)
@@ -94,7 +95,7 @@ async def build_mock_hardware(config: Config) -> StationHardware:
             meter=ModbusMeter(meter_config),
             meter_poll_s=meter_config.poll_interval_s,
         ))
-    reader = SimulatedReader()
+    reader = BenchReader(config.hardware.reader, pin_factory=factory)
     hardware.reader = reader
     hardware.bench = BenchHardware(simulated, reader)
     # GPIO3 is left free by every mock pin layout; the simulated UPS holds it high (mains good).
