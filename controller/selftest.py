@@ -29,6 +29,7 @@ from typing import Callable
 
 from evcp.config import Config, ConnectorHardware, MeterConfig
 from evcp.hal import HardwareError, MeterSample, iec61851
+from evcp.hal.rc522 import CLONE_VERSIONS
 from evcp.hal.reader import RC522_VERSIONS
 from evcp.runtime.app import build_hardware
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
@@ -382,9 +383,14 @@ class _Checker:
         if version in RC522_VERSIONS:
             self.ok(label, f"{where}: version register {version:#04x}, {RC522_VERSIONS[version]}")
             return
+        if version in CLONE_VERSIONS:
+            self.ok(label, f"{where}: version register {version:#04x}, {CLONE_VERSIONS[version]}; not a "
+                           "genuine MFRC522 v1.0/v2.0, it usually reads cards the same (fit a genuine module "
+                           "if cards are missed)")
+            return
         expected = " or ".join(f"{value:#04x}" for value in RC522_VERSIONS)
         hint = " (nothing answers: check the SPI wiring, the chip select and dtparam=spi=on)" if (
-            version in (0x00, 0xFF)) else " (not a genuine MFRC522, or a clone this charger does not know)"
+            version in (0x00, 0xFF)) else " (not an MFRC522, nor a clone this charger knows)"
         self.fail(label, f"{where}: version register reads {version:#04x}, expected {expected}{hint}")
 
     async def check_power_fail(self, label: str, hardware: StationHardware) -> None:

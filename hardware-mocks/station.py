@@ -6,7 +6,8 @@ pins, the pilot's ``SysfsPwm`` over a fake sysfs tree (the EV sees every duty), 
 mirror contact, a ``SimulatedLockActuator`` on the lock's lines, ``AdcProximity``
 over a ``SimulatedPpAdc`` reading the ``SimulatedCable`` in the socket, and the
 real ``ModbusMeter`` talking Modbus TCP to a ``SimulatedMeter`` whose power is
-the EV's. One ``SimulatedReader`` for the charge point.
+the EV's. One ``BenchReader`` for the charge point: the real RC522 driver over a
+simulated chip for UID-shaped idTags.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from evcp.mocks.ev import ContactorModel, PwmSeenByEv, SimulatedEv
 from evcp.mocks.socket import SimulatedCable, SimulatedLockActuator, SimulatedPpAdc
 from evcp.mocks.meter_server import SimulatedMeter
 from evcp.mocks.pins import held_pin, use_mock_pins
-from evcp.mocks.reader import SimulatedReader
+from evcp.mocks.reader import BenchReader
 from evcp.mocks.sysfs_pwm import FakeSysfsPwm
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
 
@@ -49,7 +50,7 @@ class SimulatedConnector:
 class BenchHardware:
     """The verbs of the bench API, acting on the simulated devices."""
 
-    def __init__(self, connectors: list[SimulatedConnector], reader: SimulatedReader):
+    def __init__(self, connectors: list[SimulatedConnector], reader: BenchReader):
         self.simulated = connectors
         self.reader = reader
         self.connectors = len(connectors)
@@ -148,7 +149,7 @@ async def build_mock_hardware(config: Config) -> StationHardware:
             cable=proximity,
             lock=lock,
         ))
-    reader = SimulatedReader()
+    reader = BenchReader(config.hardware.reader, pin_factory=factory)
     hardware.reader = reader
     hardware.bench = BenchHardware(simulated, reader)
     # GPIO3 is left free by every mock pin layout; the simulated UPS holds it high (mains good).

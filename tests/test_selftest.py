@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import types
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from evcp.hal import HardwareError
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.reader import Mfrc522Reader
 from evcp.mocks.meter_server import SimulatedMeter
+from evcp.mocks.rc522_chip import SimulatedRc522
 from evcp.runtime.app import build_hardware
 from evcp.selftest import CHECKS, check_hardware, confirmation_question
 
@@ -339,81 +340,92 @@ async def test_devices_that_cannot_be_set_up_fail_the_check(config, monkeypatch)
     assert console.lines[-1] == "FAILED: the devices could not be set up: relay: cannot drive GPIO17: GPIO busy"
 
 
-# -- the RC522 version register, with a stand-in for the mfrc522 driver -------------------
+# -- the RC522 version register, read by the real driver over the simulated chip ----------
 
 
-def fake_rc522_driver(version):
-    """(RPi.GPIO, MFRC522) stand-ins; the chip answers ``version`` (or raises it) at VersionReg."""
-    gpio = types.SimpleNamespace(BOARD=10, BCM=11, getmode=lambda: None, cleanup=lambda *pins: None)
-
-    class FakeMfrc522:
-        def __init__(self, bus=0, device=0, spd=1000000, pin_mode=10, pin_rst=-1, debugLevel="WARNING"):
-            self.spi = types.SimpleNamespace(close=lambda: None)
-
-        def Read_MFRC522(self, address):
-            assert address == 0x37
-            if isinstance(version, Exception):
-                raise version
-            return version
-
-    return gpio, FakeMfrc522
+class BrokenSpi(SimulatedRc522):
+    def xfer2(self, data):
+        raise OSError(5, "Input/output error")
 
 
 @pytest.fixture
 async def rc522_hardware(tmp_path):
+    """(config, hardware, chip): the reader is the real Mfrc522Reader on a SimulatedRc522."""
     config = mock_config(tmp_path, '[hardware.reader]\nbackend = "mfrc522"\n')
     hardware = await build_hardware(config)
-    hardware.reader = Mfrc522Reader(config.hardware.reader)
+    chip = SimulatedRc522()
+    hardware.reader = Mfrc522Reader(config.hardware.reader, spi_factory=lambda: chip)
     try:
-        yield config, hardware
+        yield config, hardware, chip
     finally:
         await hardware.release()
 
 
-@pytest.mark.parametrize("version, name", [(0x91, "MFRC522 v1.0"), (0x92, "MFRC522 v2.0")])
-async def test_a_genuine_rc522_passes(rc522_hardware, monkeypatch, version, name):
-    config, hardware = rc522_hardware
-    monkeypatch.setattr("evcp.hal.reader._import_driver", lambda: fake_rc522_driver(version))
+async def check_reader(config, hardware):
     console = Console()
     status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
                                   hardware=hardware)
+    return status, console
+
+
+@pytest.mark.parametrize("version, name", [(0x91, "MFRC522 v1.0"), (0x92, "MFRC522 v2.0")])
+async def test_a_genuine_rc522_passes(rc522_hardware, version, name):
+    config, hardware, chip = rc522_hardware
+    chip.version = version
+    status, console = await check_reader(config, hardware)
     assert status == 0
     assert console.line(f"reader: ok (RC522 on /dev/spidev0.1: version register {version:#04x}, {name})")
 
 
-@pytest.mark.parametrize("version, hint", [(0x00, "nothing answers"), (0x12, "not a genuine MFRC522")])
-async def test_an_unexpected_version_fails_with_the_value_read(rc522_hardware, monkeypatch, version, hint):
-    config, hardware = rc522_hardware
-    monkeypatch.setattr("evcp.hal.reader._import_driver", lambda: fake_rc522_driver(version))
-    console = Console()
-    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
-                                  hardware=hardware)
+@pytest.mark.parametrize("version, name", [(0x88, "FM17522 (Fudan Semiconductor clone)"),
+                                           (0xB2, "FM17522 (Fudan Semiconductor clone, variant)"),
+                                           (0x12, "counterfeit MFRC522")])
+async def test_a_known_clone_passes_and_is_named(rc522_hardware, version, name):
+    config, hardware, chip = rc522_hardware
+    chip.version = version
+    status, console = await check_reader(config, hardware)
+    assert status == 0
+    assert console.line(f"reader: ok (RC522 on /dev/spidev0.1: version register {version:#04x}, {name}; "
+                        "not a genuine MFRC522 v1.0/v2.0")
+
+
+@pytest.mark.parametrize("version, hint", [(0x00, "nothing answers"), (0xFF, "nothing answers"),
+                                           (0x13, "not an MFRC522, nor a clone this charger knows")])
+async def test_an_unexpected_version_fails_with_the_value_read(rc522_hardware, version, hint):
+    config, hardware, chip = rc522_hardware
+    chip.version = version
+    if version in (0x00, 0xFF):
+        chip.disconnect(version)
+    status, console = await check_reader(config, hardware)
     assert status == 1
     failure = console.line(f"reader: FAILED: RC522 on /dev/spidev0.1: version register reads {version:#04x}, "
                            "expected 0x91 or 0x92")
     assert hint in failure
 
 
-async def test_a_reader_that_cannot_be_read_fails(rc522_hardware, monkeypatch):
-    config, hardware = rc522_hardware
-    monkeypatch.setattr("evcp.hal.reader._import_driver",
-                        lambda: fake_rc522_driver(OSError(5, "Input/output error")))
-    console = Console()
-    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
-                                  hardware=hardware)
+async def test_a_reader_that_cannot_be_read_fails(rc522_hardware):
+    config, hardware, _ = rc522_hardware
+    chip = BrokenSpi()
+    hardware.reader = Mfrc522Reader(config.hardware.reader, spi_factory=lambda: chip)
+    status, console = await check_reader(config, hardware)
     assert status == 1
-    assert console.line("reader: FAILED: reader: RC522 on /dev/spidev0.1: cannot read the version register: "
+    assert console.line("reader: FAILED: RC522 on /dev/spidev0.1: cannot read the version register: "
                         "[Errno 5] Input/output error")
 
 
-async def test_a_reader_without_its_driver_fails_naming_the_package(rc522_hardware, monkeypatch):
-    config, hardware = rc522_hardware
+async def test_a_missing_spi_device_fails_naming_dtparam(rc522_hardware):
+    config, hardware, _ = rc522_hardware
+    chip = SimulatedRc522(bus=0, device=0)
+    hardware.reader = Mfrc522Reader(config.hardware.reader, spi_factory=lambda: chip)
+    status, console = await check_reader(config, hardware)
+    assert status == 1
+    assert console.line("reader: FAILED: no /dev/spidev0.1: SPI is off (dtparam=spi=on)")
 
-    def missing():
-        raise HardwareError("reader backend 'mfrc522' needs the mfrc522 package")
 
-    monkeypatch.setattr("evcp.hal.reader._import_driver", missing)
-    console = Console()
-    assert await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
-                                hardware=hardware) == 1
-    assert console.line("reader: FAILED: reader backend 'mfrc522' needs the mfrc522 package")
+async def test_a_reader_without_spidev_fails_naming_the_package(rc522_hardware, monkeypatch):
+    config, hardware, _ = rc522_hardware
+    monkeypatch.setitem(sys.modules, "spidev", None)
+    hardware.reader = Mfrc522Reader(config.hardware.reader)
+    status, console = await check_reader(config, hardware)
+    assert status == 1
+    assert console.line("reader: FAILED: the spidev package is missing: pip install 'evcp[pi]'")

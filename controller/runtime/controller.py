@@ -375,8 +375,8 @@ class Controller:
             if self.hardware.reader is not None:
                 self.hardware.reader.start(
                     lambda tag: self.post_threadsafe(ev.TagPresented(tag)),
-                    lambda ok: self.post_threadsafe(ev.DeviceFault(0, Device.READER, not ok,
-                                                                   "" if ok else "reader not answering")))
+                    lambda ok, why="": self.post_threadsafe(ev.DeviceFault(
+                        0, Device.READER, not ok, "" if ok else why or "reader not answering")))
             tasks.append(asyncio.create_task(self._watch_pilots(), name="pilot"))
             if self.hardware.power_fail is not None:
                 tasks.append(asyncio.create_task(self._watch_power(self.hardware.power_fail), name="power"))

@@ -51,3 +51,35 @@ async def test_cancelling_the_charger_ends_with_every_contactor_open(tmp_path):
     await asyncio.gather(task, return_exceptions=True)
     assert not coil.coil_energised
     await csms.stop()
+
+
+async def test_a_reader_that_cannot_start_is_a_reader_failure_not_the_end_of_the_charger(tmp_path, monkeypatch):
+    # The bench's RC522 sits on CE0 while the reader is set to /dev/spidev0.1: start() cannot open it.
+    import evcp.mocks.reader as bench_reader
+    from evcp.mocks.rc522_chip import SimulatedRc522
+
+    monkeypatch.setattr(bench_reader, "SimulatedRc522", lambda bus, device: SimulatedRc522(bus=bus, device=0))
+    csms = CentralSystem(port=0, control_port=None)
+    await csms.start()
+    charger = Charger(bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0))
+    task = asyncio.create_task(charger.run())
+    await charger.started.wait()
+    station = csms.ledger.charger("CP-BENCH-01")
+    for _ in range(200):
+        if station.connectors.get(0, {}).get("error_code") == "ReaderFailure":
+            break
+        await asyncio.sleep(0.05)
+    assert station.connectors[0]["error_code"] == "ReaderFailure"
+    assert station.connectors[0]["info"].startswith("no /dev/spidev0.1: SPI is off")
+    assert not task.done()  # the charger runs on
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("REMOTE01")  # sessions still start, here from a non-card tag
+    for _ in range(100):
+        if charger.hardware.connectors[0].relay.is_closed:
+            break
+        await asyncio.sleep(0.05)
+    assert charger.hardware.connectors[0].relay.is_closed
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not charger.hardware.connectors[0].relay.is_closed
+    await csms.stop()
