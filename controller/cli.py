@@ -38,6 +38,9 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
     for noisy in ("ocpp", "websockets", "pymodbus", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiohttp logs every malformed request a client sends as an ERROR with a traceback; the client
+    # gets its 400 and the charger has nothing to do about it. Handler failures are evcp.api's.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def _load(path: str):

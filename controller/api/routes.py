@@ -35,7 +35,7 @@ logger = logging.getLogger("evcp.api")
 
 BENCH_DEVICES = ("meter", "relay", "reader", "power")
 API_USER = "evcp"
-PROMETHEUS_TYPE = "text/plain; version=0.0.4"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PUSH_MIN_INTERVAL_S = 0.2
 """Status pushes are at most this often: a burst of changes is sent as one update."""
 KEEPALIVE_S = 15.0
@@ -94,7 +94,8 @@ class SessionHistory:
         self._sessions: dict[int, dict[str, Any]] = {}
 
     def record(self, status: dict[str, Any]) -> None:
-        now = status.get("charge_point", {}).get("time") or time.time()
+        now = status.get("charge_point", {}).get("time")
+        now = time.time() if now is None else now
         for c in status.get("connectors", []):
             started = c.get("session_started_at")
             if started is None:
