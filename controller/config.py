@@ -415,6 +415,43 @@ def render(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class SetupProblem:
+    """A valid value that is still the example's: ``evcp config check`` and ``evcp run`` say so;
+    with ``refuses_to_run`` the charger cannot work with it and ``evcp run`` exits 78."""
+
+    file: str
+    key: str
+    problem: str
+    refuses_to_run: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.problem}"
+
+
+#: What ``config/evcp.example.toml`` ships with: a charger that still has it was not set up.
+EXAMPLE_CHARGE_POINT_ID = "CP-0001"
+#: Domains that never have a real host (RFC 2606, RFC 6761); localhost is a real test setup.
+_RESERVED_DOMAINS = ("example.com", "example.net", "example.org", "example", "invalid", "test")
+
+
+def setup_problems(config: Config) -> list[SetupProblem]:
+    """What still looks like the unedited example in a configuration that is otherwise valid."""
+    problems = []
+    host = (urlsplit(config.ocpp.csms_url).hostname or "").lower().rstrip(".")
+    if any(host == domain or host.endswith("." + domain) for domain in _RESERVED_DOMAINS):
+        problems.append(SetupProblem(
+            str(config.source), "ocpp.csms_url",
+            f"{host} is a reserved example domain (RFC 2606) that no central system answers at; "
+            f"set the URL of your central system (got {_show(config.ocpp.csms_url)})", refuses_to_run=True))
+    if config.charge_point.id == EXAMPLE_CHARGE_POINT_ID:
+        problems.append(SetupProblem(
+            str(config.source), "charge_point.id",
+            f"is the example's id {_show(EXAMPLE_CHARGE_POINT_ID)}; set the chargeBoxId your central system "
+            "knows this charger by"))
+    return problems
+
+
 # ---------------------------------------------------------------------------
 # Building the tree from the type hints
 # ---------------------------------------------------------------------------
@@ -497,6 +534,8 @@ def _value(cls: type, name: str, hint: Any, raw: object, key: str, ctx: _Context
         checked = [(key, value, raw)]
     for where, item, raw_item in checked:
         if problem := check(item):
+            if _is_secret(name) and isinstance(raw_item, str):  # never echo a password
+                raise ctx.error(where, f"{problem} (got {len(raw_item)} characters, not shown)")
             raise ctx.error(where, f"{problem} (got {_show(raw_item)})")
     return value
 
@@ -747,6 +786,13 @@ def _listen(text: str) -> str | None:
     return None
 
 
+def _authorization_key(text: str) -> str | None:
+    """OCPP 1.6 security whitepaper: 16-20 characters, or 32-40 hex digits for 16-20 bytes."""
+    from evcp.ocpp16.security import authorization_key_problem
+
+    return authorization_key_problem(text)
+
+
 _SECONDS = _more_than(0, " s")
 _POLL_INTERVAL = _at_least(0.05, " s")
 
@@ -764,7 +810,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (OcppConfig, "call_timeout_s"): _SECONDS,
     (OcppConfig, "reconnect_min_s"): _SECONDS,
     (OcppConfig, "reconnect_max_s"): _SECONDS,
-    (OcppConfig, "authorization_key"): _length(1, 256),
+    (OcppConfig, "authorization_key"): _authorization_key,
     (OcppConfig, "security_profile"): _between(0, 3),
     (ApiConfig, "password"): _length(8, 128),
     (RelayConfig, "pin"): _gpio,
@@ -876,16 +922,32 @@ def _check_socket_outlet(config: Config, connector: ConnectorHardware, key: str,
 
 
 def _check_security(config: Config, ctx: _Context) -> None:
-    """The security profile's requirements, checked now rather than at every reconnect."""
-    from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connection_parameters
+    """The security profile's requirements, checked now rather than at every reconnect; each
+    error names the key to fix (the URL, the key, the certificate), not the profile."""
+    from evcp.ocpp16.security import (PROFILES, PROFILES_WITH_PASSWORD, PROFILES_WITH_TLS, SecuritySettings,
+                                      SecuritySettingsError, connection_parameters)
 
     ocpp, cp_id = config.ocpp, config.charge_point.id
-    settings = SecuritySettings(ocpp.security_profile, ocpp.authorization_key or "", ocpp.ca_file,
+    profile = ocpp.security_profile
+    named = f"with ocpp.security_profile = {profile} ({PROFILES[profile]})"
+    scheme = urlsplit(ocpp.csms_url).scheme
+    if profile in PROFILES_WITH_TLS and scheme != "wss":
+        raise ctx.error("ocpp.csms_url", f"must start with wss:// {named} (got {_show(ocpp.csms_url)})")
+    if profile in PROFILES_WITH_PASSWORD and not ocpp.authorization_key:
+        raise ctx.error("ocpp.authorization_key", f"required {named}: the HTTP Basic password")
+    if profile == 3:
+        for name in ("client_cert_file", "client_key_file"):
+            if getattr(ocpp, name) is None:
+                raise ctx.error(f"ocpp.{name}", f"required {named}")
+    settings = SecuritySettings(profile, ocpp.authorization_key or "", ocpp.ca_file,
                                 ocpp.client_cert_file, ocpp.client_key_file)
     try:
         connection_parameters(ocpp.csms_url.rstrip("/") + "/" + cp_id, cp_id, settings)
     except SecuritySettingsError as error:
-        raise ctx.error("ocpp.security_profile", f"{error} (got {ocpp.security_profile})") from None
+        key, colon, problem = str(error).partition(": ")
+        if not colon or not key.startswith("ocpp."):
+            key, problem = "ocpp.security_profile", f"{error} (got {profile})"
+        raise ctx.error(key, problem) from None
 
 
 def _loopback(host: str) -> bool:

@@ -447,7 +447,7 @@ power_w = { address = 52, type = "int32", function = 3, scale = 0.01, word_order
 FULL_PATCH = {
     "charge_point.connectors": "2",
     "charge_point.serial_number": '"SN-\\"quoted\\"-1"',
-    "ocpp.authorization_key": '"s3cr3t-basic-auth-password"',
+    "ocpp.authorization_key": '"s3cr3t-basic-auth"',
     "ocpp.keys.HeartbeatInterval": "120",
     "ocpp.keys.StopTransactionOnInvalidId": "true",
     "ocpp.keys.MeterValuesSampledData": '"Voltage.L1,Current.Import.L1"',
@@ -478,7 +478,7 @@ def test_full_config_loads(tmp_path):
 def test_render_round_trip(tmp_path, source):
     if source == "full":
         path, config = _full_config(tmp_path)
-        secrets = ["s3cr3t-basic-auth-password"]
+        secrets = ["s3cr3t-basic-auth"]
     else:
         path = write(tmp_path, (EXAMPLE if source == "example" else BENCH).read_text(), "copy.toml")
         config, secrets = load(path), []
@@ -542,17 +542,20 @@ def test_an_api_beyond_localhost_needs_a_password(tmp_path):
     assert load(path).api.password is None
 
 
-@pytest.mark.parametrize("ocpp_lines, problem", [
-    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 2\nauthorization_key = "0123456789abcdef"\n', "wss://"),
-    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 1\n', "needs a password"),
-    ('csms_url = "wss://h/ocpp"\nsecurity_profile = 3\n', "client_cert_file"),
+@pytest.mark.parametrize("ocpp_lines, key, problem", [
+    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 2\nauthorization_key = "0123456789abcdef"\n', "ocpp.csms_url",
+     "must start with wss:// with ocpp.security_profile = 2"),
+    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 1\n', "ocpp.authorization_key",
+     "required with ocpp.security_profile = 1"),
+    ('csms_url = "wss://h/ocpp"\nsecurity_profile = 3\n', "ocpp.client_cert_file",
+     "required with ocpp.security_profile = 3"),
 ])
-def test_a_security_profile_whose_requirements_are_missing_is_a_config_error(tmp_path, ocpp_lines, problem):
+def test_a_security_profile_whose_requirements_are_missing_names_the_key_to_fix(tmp_path, ocpp_lines, key, problem):
     path = tmp_path / "evcp.toml"
     path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\n{ocpp_lines}[hardware]\nbackend = "mock"\n')
     with pytest.raises(ConfigError) as error:
         load(path)
-    assert error.value.key == "ocpp.security_profile" and problem in str(error.value)
+    assert error.value.key == key and problem in str(error.value)
 
 
 SOCKET_PI = {"hardware.backend": '"pi"', "charge_point.cable": '"socket"'}
@@ -592,3 +595,35 @@ def test_pp_and_pilot_adc_channels_may_not_collide(tmp_path):
             '[hardware.connectors.pilot]\nbackend = "adc"\n')
     err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
     assert "ADC channel 0 on SPI0 CE0 is already used" in str(err)
+
+
+
+
+@pytest.mark.parametrize("security_profile", [0, 1])
+@pytest.mark.parametrize("authorization_key", ["short", "0123456789abcdef0123456789", "0123456789abcdef01234567g9abcdef"])
+def test_an_authorization_key_of_the_wrong_length_is_an_error_naming_it_and_not_showing_it(
+        tmp_path, security_profile, authorization_key):
+    """Security whitepaper: 16-20 characters, or 32-40 hex digits standing for 16-20 bytes."""
+    path = tmp_path / "evcp.toml"
+    path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\nsecurity_profile = {security_profile}\n'
+                    f'authorization_key = "{authorization_key}"\n[hardware]\nbackend = "mock"\n')
+    with pytest.raises(ConfigError) as error:
+        load(path)
+    assert error.value.key == "ocpp.authorization_key"
+    assert "16 to 20 characters" in error.value.problem and authorization_key not in str(error.value)
+
+
+@pytest.mark.parametrize("authorization_key", ["0123456789abcdef", "01234567890123456789", "0123456789abcdef" * 2,
+                                               "0123456789abcdef0123456789abcdef01234567"])
+def test_authorization_keys_of_the_right_length_load(tmp_path, authorization_key):
+    path = tmp_path / "evcp.toml"
+    path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\nsecurity_profile = 1\n'
+                    f'authorization_key = "{authorization_key}"\n[hardware]\nbackend = "mock"\n')
+    assert load(path).ocpp.authorization_key == authorization_key
+
+
+def test_the_unedited_example_is_reported_and_its_central_system_refused():
+    problems = {problem.key: problem for problem in cfg.setup_problems(load(EXAMPLE))}
+    assert problems["ocpp.csms_url"].refuses_to_run and "csms.example.com" in problems["ocpp.csms_url"].problem
+    assert not problems["charge_point.id"].refuses_to_run and "CP-0001" in problems["charge_point.id"].problem
+    assert cfg.setup_problems(load(BENCH)) == []

@@ -413,7 +413,11 @@ class Ocpp16Adapter:
                     failures = 0
                     self._websocket = ws
                     self._handshake_succeeded(parameters)
-                    await self._serve(ws)
+                    try:
+                        await self._serve(ws)
+                    except asyncio.CancelledError:  # a clean stop: RFC 6455 §7.4.1 1001 going away, not 1011
+                        await ws.close(1001, "charge point stopping")
+                        raise
             except asyncio.CancelledError:
                 raise
             except HANDSHAKE_REFUSALS as error:

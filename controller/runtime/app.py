@@ -175,7 +175,7 @@ class Charger:
             await recover_after_an_unclean_stop(store, self.hardware)
             store.prune()  # keeps the last 1000 finished transactions and all with messages queued
             api = Api(self.trace, self.hardware.bench, config.api.password)
-            self.api_server = HttpServer(api.routes(), config.api.host, config.api.port)
+            self.api_server = HttpServer(api.routes(), config.api.host, config.api.port, name="API (api.listen)")
             await self.api_server.start()
             log.info("charger %s: API on %s, central system %s", config.charge_point.id,
                      self.api_server.url, config.ocpp.csms_url)

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Callable
 
+import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.core import actions as act
@@ -28,6 +29,8 @@ from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
 from evcp.runtime.clock import ChargerClock
 from evcp.runtime.hardware import StationHardware
+from evcp.runtime.observers import (PROCESS_COUNTERS, PROCESS_STARTED_MONOTONIC, AuthorizationObserver,
+                                    LinkObserver, count_transactions)
 from evcp.storage import StateStore
 
 log = logging.getLogger("evcp.core")
@@ -107,12 +110,21 @@ class Controller:
         self._unlock_answers: dict[int, list[asyncio.Future]] = {}
         self._lock_moves: set[asyncio.Task] = set()
         self._meter_wakeups = {cid: asyncio.Event() for cid in range(1, len(hardware.connectors) + 1)}
+        self.authorization = AuthorizationObserver()
+        self.link = LinkObserver(self.adapter)
+        self.on_change: Callable[[], None] | None = None
+        """Called after every dispatch: the API pushes the new status to open status pages."""
 
     # ----------------------------------------------------------------- the core, driven
 
     def dispatch(self, event: ev.Event) -> list[act.Action]:
-        actions = self.station.handle(event, self.clock())
+        now = self.clock()
+        self.authorization.event(event, now)
+        actions = self.station.handle(event, now)
         self._perform(actions)
+        count_transactions(actions)
+        if self.on_change is not None:
+            self.on_change()
         return actions
 
     def post(self, event: ev.Event) -> None:
@@ -278,6 +290,7 @@ class Controller:
 
     def status(self) -> dict[str, Any]:
         """The document behind GET /api/status."""
+        now = self.clock()
         connectors = []
         for cid, c in self.station.connectors.items():
             status, error, info = self.station.status_of(cid)
@@ -306,17 +319,26 @@ class Controller:
                 "charging_limit_a": self.station.charging_limit_a(cid, self.clock()),
                 "reservation_id": reservation.id if (reservation := self.station.reservation_on(cid)) else None,
                 "operative": c.operative,
+                "session_started_at": tx.started_at if tx else None,
+                "session_duration_s": max(now - tx.started_at, 0.0) if tx else None,
             })
         status0, error0, info0 = self.station.status_of(0)
         bench = self.hardware.bench
         extra = {"bench": {"faults": bench.faults(), "ev": bench.ev_state()}} if bench is not None else {}
+        connected = self.adapter.connected
         return {
             **extra,
             "charge_point": {"id": self.config.charge_point.id, "backend": self.config.hardware.backend,
-                             "status": status0.value, "error_code": error0.value, "info": info0},
-            "ocpp": {"connected": self.adapter.connected, "registration": self.adapter.registration,
-                     "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox)},
+                             "status": status0.value, "error_code": error0.value, "info": info0,
+                             "version": evcp.__version__, "time": now,
+                             "uptime_s": round(time.monotonic() - PROCESS_STARTED_MONOTONIC, 1)},
+            "ocpp": {"connected": connected, "registration": self.adapter.registration,
+                     "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox),
+                     **self.link.status(connected)},
             "connectors": connectors,
+            "authorization": self.authorization.last,
+            "counters": {"transactions_started": PROCESS_COUNTERS.transactions_started,
+                         "transactions_stopped": PROCESS_COUNTERS.transactions_stopped},
         }
 
     def _cable_word(self, c) -> str | None:

@@ -83,3 +83,40 @@ async def test_a_reader_that_cannot_start_is_a_reader_failure_not_the_end_of_the
     await asyncio.gather(task, return_exceptions=True)
     assert not charger.hardware.connectors[0].relay.is_closed
     await csms.stop()
+
+
+async def test_the_status_tells_the_session_the_card_the_link_and_the_version(tmp_path):
+    import time
+
+    import evcp
+    from evcp.runtime.observers import PROCESS_COUNTERS
+
+    started_before = PROCESS_COUNTERS.transactions_started
+    charger, task, csms = await charging(tmp_path)
+    try:
+        status = charger.controller.status()
+        cp, ocpp, [connector] = status["charge_point"], status["ocpp"], status["connectors"]
+        assert cp["version"] == evcp.__version__ and cp["uptime_s"] > 0
+        assert abs(cp["time"] - time.time()) < 5
+        assert status["authorization"]["id_tag"] == "CRASH001"
+        assert status["authorization"]["status"] == "Accepted"
+        assert connector["session_started_at"] <= cp["time"] and 0 <= connector["session_duration_s"] < 10
+        assert connector["relay_closed"] and connector["relay_feedback_closed"] is True
+        assert len(connector["current_a"]) == 3 and len(connector["voltage_v"]) == 3
+        assert ocpp["connected"] and ocpp["last_error"] is None and ocpp["next_attempt_at"] is None
+        assert status["counters"]["transactions_started"] == started_before + 1
+        before = ocpp["connections"]
+
+        await csms.stop()  # the central system goes away: the error and the next attempt are shown
+        for _ in range(100):
+            ocpp = charger.controller.status()["ocpp"]
+            if ocpp["next_attempt_at"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert not ocpp["connected"] and ocpp["last_error"]
+        assert time.time() - 1 < ocpp["next_attempt_at"] < time.time() + charger.config.ocpp.reconnect_max_s + 1
+        assert ocpp["connection_failures"] >= 1 and ocpp["connections"] == before
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
