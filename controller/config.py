@@ -356,7 +356,7 @@ def loads(text: str, path: str | Path) -> Config:
     return config
 
 
-def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
+def mock_defaults(connectors: int, tethered: bool = False) -> tuple[ConnectorHardware, ...]:
     """The simulated hardware of ``connectors`` connectors, pins that never collide.
 
     Each connector gets its own block of gpiozero mock pins from GPIO4 up (and
@@ -374,8 +374,8 @@ def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
     With 4 connectors the blocks are 6 pins (relay 6n-2 .. short 6n+3) and have no
     lock; with 5 to 8 the 24 free pins only give 3 per connector: connector n has
     relay 3n+1, vehicle 3n+2 and charge 3n+3, and no feedback, fault, short or
-    lock. No connector has a Modbus meter: the simulated meter is set up in
-    [hardware.mock].
+    lock. A ``tethered`` charger has neither a proximity pilot nor a lock (its lock pins stay
+    free). No connector has a Modbus meter: the simulated meter is set up in [hardware.mock].
     """
     if not 1 <= connectors <= MAX_CONNECTORS:
         raise ValueError(f"connectors must be 1..{MAX_CONNECTORS}, got {connectors}")
@@ -384,7 +384,7 @@ def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
         lock = LockConfig()
         if connectors <= 3:
             relay, feedback, vehicle, charge, fault, short, lock_pin, lock_feedback = range(8 * n - 4, 8 * n + 4)
-            lock = LockConfig(backend="gpio", actuator="solenoid", lock_pin=lock_pin, unlock_pin=None,
+            lock = lock if tethered else LockConfig(backend="gpio", actuator="solenoid", lock_pin=lock_pin, unlock_pin=None,
                               feedback_pin=lock_feedback, pulse_s=0.2, timeout_s=1.0)
         elif connectors == 4:
             relay, feedback, vehicle, charge, fault, short = range(6 * n - 2, 6 * n + 4)
@@ -394,7 +394,7 @@ def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
         result.append(ConnectorHardware(
             relay=RelayConfig(pin=relay, feedback_pin=feedback),
             pilot=PilotConfig(vehicle_pin=vehicle, charge_pin=charge, fault_pin=fault, short_pin=short),
-            pp=ProximityConfig(backend="adc"),
+            pp=ProximityConfig(backend="none" if tethered else "adc"),
             lock=lock,
         ))
     return tuple(result)
@@ -590,10 +590,11 @@ def _convert(hint: Any, raw: object, key: str, ctx: _Context, base: Any = None) 
 
 def _connectors(tables: object, config: Config, ctx: _Context) -> tuple[ConnectorHardware, ...]:
     count, backend = config.charge_point.connectors, config.hardware.backend
+    tethered = config.charge_point.cable == "tethered"
     key = "hardware.connectors"
     if tables is None:
         if backend == "mock":
-            return mock_defaults(count)
+            return mock_defaults(count, tethered)
         raise ctx.error(
             key,
             f'missing; backend "pi" needs one [[hardware.connectors]] table per connector '
@@ -611,7 +612,7 @@ def _connectors(tables: object, config: Config, ctx: _Context) -> tuple[Connecto
             f"{len(tables)} [[hardware.connectors]] table(s) but charge_point.connectors = {count}; "
             "write one table per connector",
         )
-    bases = mock_defaults(count) if backend == "mock" else (None,) * count
+    bases = mock_defaults(count, tethered) if backend == "mock" else (None,) * count
     return tuple(
         _build(ConnectorHardware, table, f"{key}[{n}]", ctx, base)
         for n, (table, base) in enumerate(zip(tables, bases), 1)

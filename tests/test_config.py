@@ -361,16 +361,23 @@ def test_mock_default_pin_blocks():
 
 def test_mock_without_tables_gets_a_block_per_connector(tmp_path):
     config = load_text(tmp_path, toml({"charge_point.connectors": "8"}))
-    assert config.hardware.connectors == mock_defaults(8)
+    assert config.hardware.connectors == mock_defaults(8, tethered=True)
+
+
+def test_a_simulated_socket_outlet_has_a_proximity_pilot_and_a_lock_a_tethered_cable_neither(tmp_path):
+    socket = load_text(tmp_path, toml({"charge_point.cable": '"socket"'})).hardware.connectors[0]
+    assert (socket.pp.backend, socket.lock.backend) == ("adc", "gpio")
+    tethered = load_text(tmp_path, toml()).hardware.connectors[0]
+    assert (tethered.pp.backend, tethered.lock.backend) == ("none", "none")
 
 
 def test_mock_tables_fill_in_from_the_blocks(tmp_path):
     tail = "[[hardware.connectors]]\n[[hardware.connectors]]\n[hardware.connectors.relay]\nfeedback_pin = 2\n"
     config = load_text(tmp_path, toml({"charge_point.connectors": "2"}, tail))
     first, second = config.hardware.connectors
-    assert first == mock_defaults(2)[0]
+    assert first == mock_defaults(2, tethered=True)[0]
     assert second.relay == cfg.RelayConfig(pin=12, feedback_pin=2)
-    assert second.pilot == mock_defaults(2)[1].pilot
+    assert second.pilot == mock_defaults(2, tethered=True)[1].pilot
 
 
 def test_pi_tables_fill_in_from_the_field_defaults(tmp_path):

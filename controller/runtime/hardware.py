@@ -34,7 +34,8 @@ class StationHardware:
 
     def open_all_relays(self) -> None:
         for devices in self.connectors:
-            devices.relay.open()
+            if devices.relay is not None:  # None only while check-hardware could not set it up
+                devices.relay.open()
 
     async def release(self) -> None:
         """Relays open first, then every device is freed. Never raises."""
@@ -44,11 +45,9 @@ class StationHardware:
         if self.power_fail is not None:
             _quietly(self.power_fail.release)
         for devices in self.connectors:
-            _quietly(devices.pilot.release)
-            _quietly(devices.relay.release)
-            for optional in (devices.cable, devices.lock):
-                if optional is not None:
-                    _quietly(optional.release)
+            for device in (devices.pilot, devices.relay, devices.cable, devices.lock):
+                if device is not None:
+                    _quietly(device.release)
             if devices.meter is not None:
                 try:
                     await devices.meter.close()
