@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from replay import CP_ID, epoch, free_port, get, prefill, proc_kb  # noqa: E402
+from replay import CP_ID, follow_replay, free_port, get, prefill, proc_kb  # noqa: E402
 
 import json  # noqa: E402
 import urllib.request  # noqa: E402
@@ -192,17 +192,7 @@ def main() -> None:
             seq = get(bench.control, f"/messages?cp={CP_ID}&since=0")["last_seq"]
             bench.accept(True)
             accepted = time.time()
-            first_at = stop_at = None
-            while stop_at is None and time.time() - accepted < args.timeout and process.poll() is None:
-                answer = get(bench.control, f"/messages?since={seq}&cp={CP_ID}")
-                for m in answer["messages"]:
-                    if m["direction"] == "received" and m["message_type"] == "CALL":
-                        if m["action"] == "StartTransaction" and first_at is None:
-                            first_at = epoch(m["time"])
-                        elif m["action"] == "StopTransaction":
-                            stop_at = epoch(m["time"])
-                seq = answer["last_seq"]
-                time.sleep(0.1)
+            first_at, stop_at, _ = follow_replay(bench.control, seq, accepted + args.timeout, process)
             charger_cpu, csms_cpu = cpu_s(process.pid) - charger_cpu0, cpu_s(bench.csms.pid) - csms_cpu0
             peak = proc_kb(process.pid, "VmHWM")
             bench.stop(process)

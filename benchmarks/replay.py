@@ -61,6 +61,27 @@ def proc_kb(pid: int, field: str) -> int:
     return 0
 
 
+def follow_replay(control: str, seq: int, deadline: float, charger: subprocess.Popen):
+    """Follow the central system's frame log from ``seq`` (cheap, incremental) until the
+    StopTransaction arrives: (first StartTransaction at, StopTransaction at, transaction
+    messages received), times in seconds since the epoch, None when not seen by ``deadline``."""
+    first_at = stop_at = None
+    received = 0
+    while stop_at is None and time.time() < deadline and charger.poll() is None:
+        answer = get(control, f"/messages?since={seq}&cp={CP_ID}")
+        for m in answer["messages"]:
+            if m["direction"] == "received" and m["message_type"] == "CALL":
+                if m["action"] in ("StartTransaction", "MeterValues", "StopTransaction"):
+                    received += 1
+                if m["action"] == "StartTransaction" and first_at is None:
+                    first_at = epoch(m["time"])
+                elif m["action"] == "StopTransaction":
+                    stop_at = epoch(m["time"])
+        seq = answer["last_seq"]
+        time.sleep(0.1)
+    return first_at, stop_at, received
+
+
 def prefill(state_dir: Path, messages: int, meter_start: int = 1000) -> None:
     """One stopped transaction and its `messages` queued messages, as a long outage leaves them."""
     samples = messages - 2
@@ -120,19 +141,7 @@ def main() -> None:
                                    stdout=open(work / "charger.log", "w"), stderr=subprocess.STDOUT)
 
         # Follow the central system's frame log incrementally (cheap) until the StopTransaction arrives.
-        seq, first_at, stop_at, received = 0, None, None, 0
-        while stop_at is None and time.time() - started < args.timeout and charger.poll() is None:
-            answer = get(control, f"/messages?since={seq}&cp={CP_ID}")
-            for m in answer["messages"]:
-                if m["direction"] == "received" and m["message_type"] == "CALL":
-                    if m["action"] in ("StartTransaction", "MeterValues", "StopTransaction"):
-                        received += 1
-                    if m["action"] == "StartTransaction" and first_at is None:
-                        first_at = epoch(m["time"])
-                    elif m["action"] == "StopTransaction":
-                        stop_at = epoch(m["time"])
-            seq = answer["last_seq"]
-            time.sleep(0.1)
+        first_at, stop_at, received = follow_replay(control, 0, started + args.timeout, charger)
         rss_kb, peak_kb = (proc_kb(charger.pid, "VmRSS"), proc_kb(charger.pid, "VmHWM")) \
             if charger.poll() is None else (0, 0)
 

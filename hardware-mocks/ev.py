@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from evcp.hal.iec61851 import current_for_duty
-from evcp.mocks.pins import drive, existing_pin, held_pin, mock_factory, watched_pin
+from evcp.mocks.pins import drive, energised, existing_pin, held_pin, mock_factory, watched_pin
 
 if TYPE_CHECKING:
     from gpiozero.pins.mock import MockFactory
@@ -194,10 +194,7 @@ class SimulatedEv:
     @property
     def relay_energised(self) -> bool:
         """True while a driver holds the relay output at its energising level."""
-        pin = existing_pin(self._factory, self._relay.pin)
-        if pin is None or pin.function != "output":
-            return False
-        return bool(pin.state) == self._relay.active_high
+        return energised(existing_pin(self._factory, self._relay.pin), self._relay.active_high)
 
     @property
     def power_w(self) -> float:
@@ -253,8 +250,7 @@ class ContactorModel:
     @property
     def coil_energised(self) -> bool:
         """True while a driver holds the coil output at its energising level."""
-        coil = self._coil
-        return coil.function == "output" and bool(coil.state) == self._relay.active_high
+        return energised(self._coil, self._relay.active_high)
 
     @property
     def contacts_closed(self) -> bool:

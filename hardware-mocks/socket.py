@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from evcp.mocks.pins import drive, held_pin, mock_factory, watched_pin
+from evcp.mocks.pins import drive, energised, held_pin, mock_factory, watched_pin
 
 if TYPE_CHECKING:
     from gpiozero.pins.mock import MockFactory
@@ -162,16 +162,14 @@ class SimulatedLockActuator:
 
     def _target(self) -> bool | None:
         """Where the outputs push the pin: True (lock), False (unlock), None (nowhere: a motor at rest)."""
-        energised = self._energised(self._lock_out)
+        active_high = self._config.outputs_active_high
+        forward = energised(self._lock_out, active_high)
         if self._config.actuator == "solenoid":
-            return energised
-        back = self._unlock_out is not None and self._energised(self._unlock_out)
-        if energised == back:
+            return forward
+        back = energised(self._unlock_out, active_high)
+        if forward == back:
             return None
-        return energised
-
-    def _energised(self, pin) -> bool:
-        return pin.function == "output" and bool(pin.state) == self._config.outputs_active_high
+        return forward
 
     def _driven(self) -> None:
         with self._lock:

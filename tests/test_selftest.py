@@ -435,6 +435,26 @@ async def test_a_reader_without_spidev_fails_naming_the_package(rc522_hardware, 
     assert console.line("reader: FAILED: the spidev package is missing: pip install 'evcp[pi]'")
 
 
+def tethered_config(state_dir: Path, backend: str, relay_pin: int, hardware: str = ""):
+    """One connector with a fixed cable (no PP, no lock) on ``backend``."""
+    text = f"""
+[charge_point]
+id = "CP-T"
+cable = "tethered"
+[ocpp]
+csms_url = "ws://127.0.0.1:9/ocpp"
+[hardware]
+backend = "{backend}"
+{hardware}
+[[hardware.connectors]]
+[hardware.connectors.relay]
+pin = {relay_pin}
+[storage]
+state_dir = "{state_dir}"
+"""
+    return loads(text, state_dir / "evcp.toml")
+
+
 # -- the socket outlet: proximity pilot and lock ---------------------------------------------
 
 
@@ -473,20 +493,7 @@ async def test_a_jammed_lock_fails_its_check_naming_the_feedback_and_is_left_unl
 
 
 async def test_a_tethered_charger_has_no_pp_or_lock_to_check(tmp_path):
-    config = loads(f"""
-[charge_point]
-id = "CP-T"
-cable = "tethered"
-[ocpp]
-csms_url = "ws://127.0.0.1:9/ocpp"
-[hardware]
-backend = "mock"
-[[hardware.connectors]]
-[hardware.connectors.relay]
-pin = 4
-[storage]
-state_dir = "{tmp_path}"
-""", tmp_path / "evcp.toml")
+    config = tethered_config(tmp_path, "mock", relay_pin=4)
     console = Console()
     status = await check_hardware(config, yes=True, only={"pp", "lock"}, ask=console.ask, out=console.out)
     assert status == 0, "\n".join(console.lines)
@@ -509,21 +516,7 @@ async def test_on_a_pi_a_device_that_cannot_be_set_up_fails_alone(tmp_path, monk
 
     monkeypatch.setattr(factory, "pilot_for", no_pwm)
     monkeypatch.setattr(Device, "pin_factory", MockFactory())
-    config = loads(f"""
-[charge_point]
-id = "CP-PI"
-cable = "tethered"
-[ocpp]
-csms_url = "ws://127.0.0.1:9/ocpp"
-[hardware]
-backend = "pi"
-power_fail_pin = 26
-[[hardware.connectors]]
-[hardware.connectors.relay]
-pin = 17
-[storage]
-state_dir = "{tmp_path}"
-""", tmp_path / "evcp.toml")
+    config = tethered_config(tmp_path, "pi", relay_pin=17, hardware="power_fail_pin = 26\n")
     console = Console()
     status = await check_hardware(config, yes=True, only=None, ask=console.ask, out=console.out)
     assert status == 1

@@ -7,7 +7,7 @@ import pytest
 from evcp.config import LockConfig
 from evcp.hal import SocketLock
 from evcp.hal.lock import GpioLock
-from evcp.mocks.pins import mock_pins
+from evcp.mocks.pins import energised
 from evcp.mocks.socket import SimulatedLockActuator
 
 MOTOR = LockConfig(backend="gpio", actuator="motor", lock_pin=5, unlock_pin=6, feedback_pin=16,
@@ -16,14 +16,6 @@ SOLENOID = LockConfig(backend="gpio", actuator="solenoid", lock_pin=5, unlock_pi
                       timeout_s=0.5)
 
 
-@pytest.fixture
-def pins():
-    with mock_pins() as factory:
-        yield factory
-
-
-def energised(pin, active_high=True):
-    return pin.function == "output" and bool(pin.state) == active_high
 
 
 @pytest.mark.parametrize("config", [MOTOR, SOLENOID], ids=["motor", "solenoid"])

@@ -11,7 +11,6 @@ import pytest
 from evcp.config import ReaderConfig
 from evcp.hal import HardwareError, TagReader
 from evcp.hal.reader import Mfrc522Reader, id_tag_from_uid
-from evcp.mocks.pins import mock_pins
 from evcp.mocks.rc522_chip import SimulatedRc522
 
 WAIT_S = 5.0
@@ -39,11 +38,6 @@ class Events:
     def on_health(self, ok, why):
         self.health.append((ok, why))
 
-
-@pytest.fixture
-def pins():
-    with mock_pins() as factory:
-        yield factory
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 from evcp.config import LockConfig, ProximityConfig
 from evcp.hal.lock import GpioLock
 from evcp.hal.proximity import AdcProximity
-from evcp.mocks.pins import mock_pins
 from evcp.mocks.socket import RATING_OHMS, SimulatedCable, SimulatedLockActuator, SimulatedPpAdc
 
 PP = ProximityConfig(backend="adc")
@@ -17,11 +16,6 @@ SOLENOID = LockConfig(backend="gpio", actuator="solenoid", lock_pin=10, unlock_p
 MOTOR = LockConfig(backend="gpio", actuator="motor", lock_pin=5, unlock_pin=6, feedback_pin=16,
                    pulse_s=0.2, timeout_s=0.5)
 
-
-@pytest.fixture
-def pins():
-    with mock_pins() as factory:
-        yield factory
 
 
 def proximity_of(cable, config=PP):
