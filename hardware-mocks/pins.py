@@ -59,6 +59,11 @@ def mock_factory(pin_factory: MockFactory | None = None) -> MockFactory:
     return factory
 
 
+def energised(pin: MockPin | None, active_high: bool = True) -> bool:
+    """True while a driver holds ``pin`` as an output at its active level."""
+    return pin is not None and pin.function == "output" and bool(pin.state) == active_high
+
+
 def existing_pin(factory: MockFactory, number: int) -> MockPin | None:
     """The mock pin for GPIO ``number`` if something created it already, without creating it."""
     for _header, info in factory.board_info.find_pin(number):

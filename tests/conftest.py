@@ -15,6 +15,15 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+@pytest.fixture
+def pins():
+    """gpiozero's MockFactory as the default pin factory for one test, every pin forgotten after."""
+    from evcp.mocks.pins import mock_pins
+
+    with mock_pins() as factory:
+        yield factory
+
+
 @pytest.fixture(scope="session")
 def make_pki(tmp_path_factory) -> Callable[[str], SimpleNamespace]:
     """``make_pki(charger_id)``: a test CA, certificates it signed for localhost, for another

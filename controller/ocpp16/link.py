@@ -51,7 +51,7 @@ import websockets
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import FormationViolationError, GenericError, InternalError, NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError, OCPPError
-from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.messages import Call, CallError, CallResult, _validate_payload, validate_payload
 from ocpp.v16 import ChargePoint
 from ocpp.v16.enums import Action
 
@@ -406,6 +406,33 @@ class ChargePointLink(ChargePoint):
                        remove_nones(snake_to_camel_case(serialize_as_dict(payload))))
         if not skip_schema_validation:
             await validate_payload(request, self._ocpp_version)
+        response = await self._exchange(request)
+        if not skip_schema_validation:
+            await validate_payload(response, self._ocpp_version)
+        try:
+            return getattr(self._call_result, action)(**camel_to_snake_case(response.payload))
+        except TypeError as error:
+            raise FormationViolationError(description=f"{action}.conf does not fit the action",
+                                          details={"cause": str(error)}) from None
+
+    async def call_payload(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A CALL of ``action`` with a camelCase ``payload``; returns the CALLRESULT's payload.
+
+        What ``call`` does, for messages sent back to back (a queue replayed after an outage):
+        the request and the answer are checked against the OCPP 1.6 schemas here, in the
+        loop, by the library's own check; ``call`` turns the payload into a dataclass and back
+        and checks in a worker thread, which costs more than the message. Raises as ``call``.
+        """
+        request = Call(str(self._unique_id_generator()), action, payload)
+        _validate_payload(request, "1.6")
+        response = await self._exchange(request)
+        _validate_payload(response, "1.6")
+        return response.payload
+
+    async def _exchange(self, request: Call) -> CallResult:
+        """Send ``request`` and await the answer with its uniqueId, one CALL at a time (OCPP-J
+        §4.1.1). A CALLERROR or a broken answer raises its OCPPError, no answer in the response
+        timeout TimeoutError."""
         async with self._call_lock:
             answer = asyncio.get_running_loop().create_future()
             self._awaiting = (request.unique_id, answer)
@@ -414,21 +441,15 @@ class ChargePointLink(ChargePoint):
                 async with asyncio.timeout(self._response_timeout):
                     response = await answer
             except TimeoutError:
-                raise TimeoutError(f"no answer to {action} within {self._response_timeout:g} s") from None
+                raise TimeoutError(f"no answer to {request.action} within {self._response_timeout:g} s") from None
             finally:
                 self._awaiting = None
         if isinstance(response, OCPPError):
             raise response
         if isinstance(response, CallError):
             raise error_of(response)
-        response.action = action
-        if not skip_schema_validation:
-            await validate_payload(response, self._ocpp_version)
-        try:
-            return getattr(self._call_result, action)(**camel_to_snake_case(response.payload))
-        except TypeError as error:
-            raise FormationViolationError(description=f"{action}.conf does not fit the action",
-                                          details={"cause": str(error)}) from None
+        response.action = request.action
+        return response
 
     async def close_when_idle(self, reason: str, timeout: float) -> None:
         """Close the connection once no call of ours awaits its answer (at most ``timeout`` s

@@ -11,20 +11,12 @@ from evcp.config import RelayConfig
 from evcp.hal import HardwareError, Relay
 from evcp.hal.relay import GpioRelay, open_all_relays
 from evcp.mocks.ev import ContactorModel
-from evcp.mocks.pins import mock_pins
+from evcp.mocks.pins import energised
 
 COIL = 17
 FEEDBACK = 27
 
 
-@pytest.fixture
-def pins():
-    with mock_pins() as factory:
-        yield factory
-
-
-def energised(pin, active_high=True):
-    return pin.function == "output" and bool(pin.state) == active_high
 
 
 def test_implements_the_relay_protocol(pins):
