@@ -1146,7 +1146,7 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
         return json_response({"disconnected": cp_id})
 
     async def post_raw(request: Request) -> Response:
-        body = request.json_object()
+        body = await read_json_object(request)
         cp_id = _required_str(body, "cp")
         frames = body.get("frames")
         if not isinstance(frames, list) or not all(isinstance(frame, str) for frame in frames):

@@ -50,7 +50,14 @@ class FreezingProxy:
         self._loop.call_soon_threadsafe(freeze_all)
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
+        async def close():
+            self._server.close()
+            carrying = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in carrying:
+                task.cancel()
+            await asyncio.gather(*carrying, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
