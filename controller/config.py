@@ -126,7 +126,8 @@ class PilotConfig:
     volts_per_count: float = 24.0 / 1023
     offset_v: float = -12.0
     samples: int = 100
-    """Samples per burst; at 10 % duty (6 A) a burst must hold 3 of the high plateau."""
+    """Samples per burst (at least ``evcp.hal.pilot.MIN_BURST_SAMPLES`` are taken: at 10 % duty
+    a burst must hold 3 samples of the high plateau)."""
     # both backends: the PWM that signals the current limit (kernel hardware PWM)
     pwm_pin: int = 18
     """The GPIO that carries the hardware PWM to the CP driver: 12, 13, 18 or 19."""
@@ -762,7 +763,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (PilotConfig, "spi_device"): _between(0, 2),
     (PilotConfig, "adc_channel"): _between(0, 7),
     (PilotConfig, "volts_per_count"): _more_than(0, " V"),
-    (PilotConfig, "samples"): _between(50, 10000),
+    (PilotConfig, "samples"): _between(1, 10000),
     (PilotConfig, "pwm_pin"): _one_of(*PWM_PINS),
     (PilotConfig, "pwm_chip"): _auto_or(_at_least(0)),
     (PilotConfig, "pwm_channel"): _auto_or(_at_least(0)),

@@ -15,10 +15,21 @@ ADC_LEAVE_CHARGE_S = 0.02
 """An ADC reading is noisier than a board's comparator: believe "left C" on the second sample."""
 
 
-def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
+def connector_devices(wiring: ConnectorHardware, pwm_users: dict[tuple[int, int], int] | None = None,
+                      number: int = 1) -> ConnectorDevices:
+    """``pwm_users``: (chip, channel) -> connector, filled in to refuse two pilots on one PWM channel."""
     relay = GpioRelay(wiring.relay)
     try:
-        pwm = SysfsPwm(wiring.pilot.pwm_chip, wiring.pilot.pwm_channel, wiring.pilot.pwm_invert)
+        pwm = SysfsPwm.for_pilot(wiring.pilot)
+        where = (pwm.location.chip, pwm.location.channel)
+        if pwm_users is not None:
+            if where in pwm_users:
+                pwm.release()
+                raise HardwareError(
+                    f"hardware.connectors[{number}].pilot.pwm_pin: GPIO{wiring.pilot.pwm_pin} is channel "
+                    f"{where[1]} of pwmchip{where[0]}, the channel of connector {pwm_users[where]}'s pilot "
+                    "(GPIO12 and GPIO18 share one on a Pi 4, as GPIO13 and GPIO19 do): choose another pin")
+            pwm_users[where] = number
         if wiring.pilot.backend == "adc":
             pilot = AdcPilot(wiring.pilot, pwm)
         else:
@@ -36,8 +47,9 @@ def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
 async def build_pi_hardware(config: Config) -> StationHardware:
     hardware = StationHardware(connectors=[], reader=None)
     try:
-        for wiring in config.hardware.connectors:
-            hardware.connectors.append(connector_devices(wiring))
+        pwm_users: dict[tuple[int, int], int] = {}
+        for number, wiring in enumerate(config.hardware.connectors, 1):
+            hardware.connectors.append(connector_devices(wiring, pwm_users, number))
         if config.hardware.reader.backend == "mfrc522":
             hardware.reader = Mfrc522Reader(config.hardware.reader)
         if config.hardware.power_fail_pin is not None:

@@ -122,13 +122,17 @@ def is_diode_fault(v_high: float, v_low: float | None) -> bool:
     """True when the PWM runs but the low level is not ~ -12 V (missing/shorted EV diode).
 
     The signature OpenEVSE, esp32-evse and Yeti check for: the high level is a
-    valid A..D level, the low level lies above the -12 V window and is not a
-    DC reading of a positive state.
+    valid B..D level (an EV is connected), the low level lies above the -12 V
+    window, at most about 0 V, and is not a DC reading of a positive state.
     """
-    if v_low is None or v_low > v_high or _letter_for_high(v_high) is None:
-        return False
+    if v_low is None or v_low > v_high or _letter_for_high(v_high) in (None, "A"):
+        return False  # in A no EV is connected: there is no diode to check
     above_negative_window = v_low > NOMINAL_LOW_V + WINDOW_V + _EDGE_EPSILON_V
-    return above_negative_window and _letter_for_high(v_low) is None
+    # Without the diode the EV's resistor loads the negative half too: the low level is
+    # about minus the high level; with no -12 V supply it is about 0 V. A low level
+    # above that is samples of an edge, not a level.
+    at_most_zero = v_low <= WINDOW_V + _EDGE_EPSILON_V
+    return above_negative_window and at_most_zero and _letter_for_high(v_low) is None
 
 
 def _letter_for_high(volts: float) -> str | None:
@@ -182,6 +186,9 @@ class Plateaus:
     high: Plateau | None
     low: Plateau | None
     samples: int
+    negative: Plateau | None = None
+    """The samples in the -12 V window, wherever the plateaus are: at 96 % duty the 40 us
+    low phase holds a few samples, some of them still on the falling edge."""
 
     @property
     def outside(self) -> int:
@@ -210,15 +217,17 @@ def find_plateaus(volts: Sequence[float]) -> Plateaus:
     taken on an edge belong to neither.
     """
     values = sorted(v for v in volts if math.isfinite(v))
+    in_window = values[bisect_left(values, NOMINAL_LOW_V - WINDOW_V):bisect_right(values, NOMINAL_LOW_V + WINDOW_V)]
+    negative = _summary(in_window) if in_window else None
     top = _plateau(values, from_top=True)
     bottom = _plateau(values, from_top=False)
     if top is None or bottom is None:
-        return Plateaus(None, None, len(values))
+        return Plateaus(None, None, len(values), negative)
     high, low = _summary(values[top[0]:top[1]]), _summary(values[bottom[0]:bottom[1]])
     if top[0] < bottom[1] or high.level_v - low.level_v <= 2 * PLATEAU_HALF_WIDTH_V:
         # one level, found from both ends
-        return Plateaus(_summary(values[bottom[0]:top[1]]), None, len(values))
-    return Plateaus(high, low, len(values))
+        return Plateaus(_summary(values[bottom[0]:top[1]]), None, len(values), negative)
+    return Plateaus(high, low, len(values), negative)
 
 
 def read_plateaus(plateaus: Plateaus, duty: float | None, last_low_v: float | None = None) -> PilotReading:
@@ -231,6 +240,9 @@ def read_plateaus(plateaus: Plateaus, duty: float | None, last_low_v: float | No
     diode is "F". When the low phase was too short to be sampled (96 % duty
     leaves 40 us of each period), ``last_low_v``, the low level of an earlier
     burst of the same PWM, stands in for it.
+
+    Samples in the -12 V window (``plateaus.negative``) prove the diode even when the
+    low plateau found is not at -12 V: a short low phase holds edge samples.
 
     Unstable (state None): no plateau, a plateau that spreads more than
     ``MAX_PLATEAU_STDEV_V``, more than ``MAX_OUTSIDE_FRACTION`` of the samples
@@ -259,6 +271,12 @@ def read_plateaus(plateaus: Plateaus, duty: float | None, last_low_v: float | No
         state = classify(high_v, last_low_v)
         return PilotReading(state, _diagnosis(state, high_v, last_low_v, duty), high_v, None)
     state = classify(high_v, low_v)
+    letter = _letter_for_high(high_v)
+    if (state is None or is_diode_fault(high_v, low_v)) and letter is not None and plateaus.negative is not None:
+        # The CP reached -12 V, so the EV's diode blocks; the low "plateau" is samples of a
+        # falling edge that did not settle within a short low phase (85..96 % duty).
+        return PilotReading(letter, _diagnosis(letter, high_v, plateaus.negative.level_v, duty),
+                            high_v, plateaus.negative.level_v)
     return PilotReading(state, _diagnosis(state, high_v, low_v, duty), high_v, low_v)
 
 

@@ -474,10 +474,16 @@ DITHER_MAX_S = 0.0005
 locked to the 1 kHz PWM (e.g. exactly 4 samples a period) would otherwise hit the same
 phases all burst long and miss a short plateau, or sample one point of an edge again and
 again until it looks like a level."""
+MIN_BURST_SAMPLES = 50
+"""A burst takes at least this many samples whatever ``pilot.samples`` says: at 10 % duty (6 A)
+it must hold ``MIN_PLATEAU_SAMPLES`` of the high plateau."""
 MIN_BURST_PERIODS = 2
 """A burst spans at least this many PWM periods: a fast ADC takes more samples."""
 MAX_BURST_FACTOR = 8
 """...but never more than this many times ``pilot.samples``."""
+DIODE_FAULT_BURSTS = 2
+"""A missing diode is believed on the second burst in a row that shows it: at 85..96 % duty a
+burst can hold a few samples of the falling edge and none of the -12 V plateau."""
 STALE_AFTER_S = 0.5
 """Without a new measurement for this long, ``read_state`` raises: the ADC or its thread failed."""
 NOT_TOGGLING_S = 1.0
@@ -525,6 +531,7 @@ class AdcPilot(_PilotSignal):
         self._blank_until = -math.inf
         self._last_low_v: float | None = None
         self._missing_since: float | None = None
+        self._diode_fault_bursts = 0
         self._reading: PilotReading | None = None
         self._reading_at: float | None = None
         self._error: HardwareError | None = None
@@ -596,9 +603,10 @@ class AdcPilot(_PilotSignal):
                                              plateaus, duty, started)
                 pwm_running = duty is not None and 0.0 < duty < 1.0
                 if pwm_running and plateaus.low is not None and reading.state is not None:
-                    self._last_low_v = plateaus.low.level_v
+                    self._last_low_v = reading.low_v
                 if reading.state == "A":
                     self._last_low_v = None  # no EV, no diode
+                reading = self._confirm_diode_fault(reading)
                 if started < self._blank_until:
                     reading = PilotReading(None, None, reading.high_v, reading.low_v)
                 self._reading, self._reading_at, self._error = reading, started, None
@@ -634,7 +642,7 @@ class AdcPilot(_PilotSignal):
                         self._last_low_v = None
 
     def _sample(self, started: float) -> list[float]:
-        adc, samples = self._adc, self._config.samples
+        adc, samples = self._adc, max(self._config.samples, MIN_BURST_SAMPLES)
         if adc is None:
             raise HardwareError("pilot ADC is closed")
         raws: list[int] = []
@@ -650,6 +658,17 @@ class AdcPilot(_PilotSignal):
             raise HardwareError(f"pilot ADC cannot be read: {exc}") from exc
         per_count, offset = self._config.volts_per_count, self._config.offset_v
         return [raw * per_count + offset for raw in raws]
+
+    def _confirm_diode_fault(self, reading: PilotReading) -> PilotReading:
+        """A diode fault counts from its DIODE_FAULT_BURSTS-th burst in a row; before, unstable."""
+        if reading.state == "F" and reading.high_v is not None and iec61851.is_diode_fault(reading.high_v,
+                                                                                           reading.low_v):
+            self._diode_fault_bursts += 1
+            if self._diode_fault_bursts < DIODE_FAULT_BURSTS:
+                return PilotReading(None, None, reading.high_v, reading.low_v)
+        else:
+            self._diode_fault_bursts = 0
+        return reading
 
     def _toggle_check(self, reading: PilotReading, plateaus, duty: float | None, started: float) -> PilotReading:
         """F when, with the PWM running, the CP has shown one level only for NOT_TOGGLING_S."""
