@@ -48,6 +48,8 @@ CONSTANT_LOW = 0.0
 """Duty for a constant -12 V (state F: EVSE not available)."""
 PWM_PERIOD_S = 0.001
 """1 kHz, IEC 61851-1 Annex A."""
+SYSFS_PWM_ROOT = Path("/sys/class/pwm")
+DEVICE_TREE = Path("/proc/device-tree")
 
 
 @runtime_checkable
@@ -259,9 +261,14 @@ class SysfsPwm:
         self._set_period(deadline)
 
     @classmethod
-    def for_pilot(cls, config: PilotConfig, root: str | os.PathLike = "/sys/class/pwm",
-                  device_tree: str | os.PathLike = "/proc/device-tree") -> SysfsPwm:
-        """The PWM of ``config`` (pwm_pin, pwm_chip, pwm_channel, pwm_invert), located on this board."""
+    def for_pilot(cls, config: PilotConfig, root: str | os.PathLike | None = None,
+                  device_tree: str | os.PathLike | None = None) -> SysfsPwm:
+        """The PWM of ``config`` (pwm_pin, pwm_chip, pwm_channel, pwm_invert), located on this board.
+
+        ``root`` and ``device_tree`` default to ``SYSFS_PWM_ROOT`` and ``DEVICE_TREE``.
+        """
+        root = SYSFS_PWM_ROOT if root is None else root
+        device_tree = DEVICE_TREE if device_tree is None else device_tree
         location = locate_pwm(config.pwm_pin, config.pwm_chip, config.pwm_channel, root=root,
                               device_tree=device_tree)
         return cls(location.chip, location.channel, config.pwm_invert, root, location)
@@ -599,14 +606,16 @@ class AdcPilot(_PilotSignal):
             with self._lock:
                 if generation != self._duty_generation:
                     return PilotReading(None)  # the duty changed during the burst
-                reading = self._toggle_check(read_plateaus(plateaus, duty, self._last_low_v),
+                stand_in = self._last_low_v if plateaus.low is None else None
+                reading = self._toggle_check(read_plateaus(plateaus, duty, stand_in),
                                              plateaus, duty, started)
+                reading = self._confirm_diode_fault(reading, reading.low_v if stand_in is None else stand_in,
+                                                    own_evidence=stand_in is None)
                 pwm_running = duty is not None and 0.0 < duty < 1.0
                 if pwm_running and plateaus.low is not None and reading.state is not None:
                     self._last_low_v = reading.low_v
                 if reading.state == "A":
                     self._last_low_v = None  # no EV, no diode
-                reading = self._confirm_diode_fault(reading)
                 if started < self._blank_until:
                     reading = PilotReading(None, None, reading.high_v, reading.low_v)
                 self._reading, self._reading_at, self._error = reading, started, None
@@ -659,14 +668,16 @@ class AdcPilot(_PilotSignal):
         per_count, offset = self._config.volts_per_count, self._config.offset_v
         return [raw * per_count + offset for raw in raws]
 
-    def _confirm_diode_fault(self, reading: PilotReading) -> PilotReading:
-        """A diode fault counts from its DIODE_FAULT_BURSTS-th burst in a row; before, unstable."""
-        if reading.state == "F" and reading.high_v is not None and iec61851.is_diode_fault(reading.high_v,
-                                                                                           reading.low_v):
-            self._diode_fault_bursts += 1
+    def _confirm_diode_fault(self, reading: PilotReading, low_v: float | None, own_evidence: bool) -> PilotReading:
+        """A diode fault counts from its DIODE_FAULT_BURSTS-th burst in a row that saw the low
+        plateau itself; before, the reading is unstable. A burst that borrowed an earlier low
+        level (``own_evidence`` False) neither counts nor resets."""
+        if reading.state == "F" and reading.high_v is not None and iec61851.is_diode_fault(reading.high_v, low_v):
+            if own_evidence:
+                self._diode_fault_bursts += 1
             if self._diode_fault_bursts < DIODE_FAULT_BURSTS:
                 return PilotReading(None, None, reading.high_v, reading.low_v)
-        else:
+        elif own_evidence or reading.state != "F":
             self._diode_fault_bursts = 0
         return reading
 
