@@ -308,12 +308,19 @@ def test_the_example_loads_as_a_pi_charger():
     assert config.charge_point.connectors == len(config.hardware.connectors) == 1
     (connector,) = config.hardware.connectors
     assert (connector.relay.pin, connector.relay.feedback_pin) == (17, 27)
-    assert (connector.pilot.backend, connector.pilot.pwm_chip, connector.pilot.pwm_channel) == ("gpio", 0, 0)
+    pilot = connector.pilot
+    assert (pilot.backend, pilot.pwm_pin, pilot.pwm_chip, pilot.pwm_channel) == ("gpio", 18, "auto", "auto")
     meter = connector.meter
     assert (meter.backend, meter.model, meter.serial_port) == ("modbus-rtu", "sdm630", "/dev/ttyUSB0")
     assert (meter.baudrate, meter.parity, meter.stopbits) == (9600, "N", 1)
     reader = config.hardware.reader
     assert (reader.backend, reader.spi_bus, reader.spi_device) == ("mfrc522", 0, 1)
+
+
+def test_pwm_chip_and_channel_numbers_still_load(tmp_path):
+    tail = PI_CONNECTOR + "[hardware.connectors.pilot]\npwm_chip = 2\npwm_channel = 2\n"
+    pilot = load_text(tmp_path, toml({"hardware.backend": '"pi"'}, tail)).hardware.connectors[0].pilot
+    assert (pilot.pwm_pin, pilot.pwm_chip, pilot.pwm_channel) == (18, 2, 2)
 
 
 def test_the_example_shows_every_key():
