@@ -188,8 +188,14 @@ def locate_pwm(pin: int | None, chip: int | str = "auto", channel: int | str = "
         except HardwareError:
             board = None
     assert isinstance(chip, int) and isinstance(channel, int)
-    return PwmLocation(chip, channel, pin, _device_of(root / f"pwmchip{chip}"),
-                       board.model if board is not None else None)
+    device = _device_of(root / f"pwmchip{chip}")
+    header = board.header_pwm if board is not None else None
+    if (header is not None and device is not None and device.name == header.device
+            and header.channels.get(pin) not in (None, channel)):
+        log.warning("pilot PWM: pwmchip%d channel %d is not GPIO%s's channel on a %s (that is channel %d): "
+                    "check pilot.pwm_pin and pilot.pwm_channel", chip, channel, pin, header.boards,
+                    header.channels[pin])
+    return PwmLocation(chip, channel, pin, device, board.model if board is not None else None)
 
 
 def _chip_of_device(root: Path, device: str, board: RaspberryPi, pin: int | None) -> int:
@@ -470,6 +476,9 @@ DUTY_CHANGE_BLANKING_S = 0.55
 """Readings are ignored this long after the duty changes to a PWM duty. Tinkerforge's EVSE
 firmware (``evse.c`` ``evse_set_cp_duty_cycle``) ignores 22 ADC results, about 550 ms: hybrid
 BMWs show a 2.7 kOhm glitch on the CP about 500 ms after a duty change."""
+NOT_BLANKED_AFTER_DUTY_CHANGE = frozenset("AEF")
+"""...except these: the glitch reads as B, and an unplugged EV (A) or a fault (E, F) must open
+the contactor within 100 ms (IEC 61851-1 Table A.6, as EVerest and OpenEVSE implement it)."""
 CONTACTOR_BLANKING_S = 0.2
 """Readings are ignored this long after the contactor switched: Tinkerforge ignores 8 results
 (about 200 ms at its 25 ms cadence) so that the switching's EMI spike is not read as a state."""
@@ -510,10 +519,10 @@ class AdcPilot(_PilotSignal):
     and ``diagnosis`` return the latest at once, never sampling in the
     caller's thread. ``measure()`` takes one burst in the calling thread.
 
-    Readings are ignored (state None) for ``DUTY_CHANGE_BLANKING_S`` after the
-    duty changes to a PWM duty and for ``CONTACTOR_BLANKING_S`` after
-    ``note_contactor_switched()``; a burst during which the duty changed is
-    dropped. While the PWM runs, the low level of the last burst that caught
+    Readings are ignored (state None) for ``CONTACTOR_BLANKING_S`` after
+    ``note_contactor_switched()`` and, except A, E and F, for
+    ``DUTY_CHANGE_BLANKING_S`` after the duty changes to a PWM duty; a burst
+    during which the duty changed is dropped. While the PWM runs, the low level of the last burst that caught
     the low plateau stands in for the diode check when a burst did not (at
     96 % duty the low phase lasts 40 us).
 
@@ -535,7 +544,8 @@ class AdcPilot(_PilotSignal):
         self._burst_lock = threading.Lock()  # one burst at a time on the ADC
         self._duty: float | None = None
         self._duty_generation = 0
-        self._blank_until = -math.inf
+        self._blank_until = -math.inf  # after the contactor moved: every reading
+        self._duty_blank_until = -math.inf  # after a duty change: readings other than NOT_BLANKED
         self._last_low_v: float | None = None
         self._missing_since: float | None = None
         self._diode_fault_bursts = 0
@@ -616,7 +626,9 @@ class AdcPilot(_PilotSignal):
                     self._last_low_v = reading.low_v
                 if reading.state == "A":
                     self._last_low_v = None  # no EV, no diode
-                if started < self._blank_until:
+                blanked = started < self._blank_until or (
+                    started < self._duty_blank_until and reading.state not in NOT_BLANKED_AFTER_DUTY_CHANGE)
+                if blanked:
                     reading = PilotReading(None, None, reading.high_v, reading.low_v)
                 self._reading, self._reading_at, self._error = reading, started, None
                 return reading
@@ -646,7 +658,7 @@ class AdcPilot(_PilotSignal):
                     self._duty = duty
                     self._missing_since = None
                     if 0.0 < duty < 1.0:
-                        self._blank_until = max(self._blank_until, self._clock() + DUTY_CHANGE_BLANKING_S)
+                        self._duty_blank_until = self._clock() + DUTY_CHANGE_BLANKING_S
                     else:
                         self._last_low_v = None
 

@@ -288,6 +288,12 @@ def test_explicit_numbers_are_kept_on_a_raspberry_pi(tmp_path):
         assert location.device.name == "1f0009c000.pwm"  # the fan PWM: what check-hardware shows
 
 
+def test_a_channel_that_is_not_the_pins_is_warned_about(tmp_path, caplog):
+    with FakeSysfsPwm.raspberry_pi(tmp_path, "pi5", "6.12") as fake:
+        locate_pwm(18, 0, 0, root=fake.root, device_tree=fake.device_tree)  # Pi 4 numbers on a Pi 5
+    assert "not GPIO18's channel on a Raspberry Pi 5 (that is channel 2)" in caplog.text
+
+
 def test_a_pi5_without_the_pwm_overlay_names_the_config_txt_line(tmp_path):
     # Without dtoverlay=pwm the RP1's PWM0 has no pwmchip; only the fan PWM is there.
     pi5 = RASPBERRY_PI_TREES["pi5", "6.12"]
@@ -526,6 +532,20 @@ def test_readings_are_blanked_after_a_duty_change_only(sysfs):
     assert blanked >= 10
     adc.advance(0.03)
     assert pilot.measure().state == "C"
+
+
+@pytest.mark.parametrize(("change", "state"), [("ev", "A"), ("shorted", "E"), ("diode", "F")])
+def test_unplug_and_faults_are_not_blanked_after_a_duty_change(sysfs, change, state):
+    # The contactor must open within 100 ms of these (IEC 61851-1 Table A.6), blanking or not.
+    pilot, adc, ev = simulated(sysfs, "C")
+    pilot.offer_current(16)
+    settle(pilot, adc)
+    pilot.offer_current(32)
+    changed_at = adc.clock()
+    ev.update({"ev": None} if change == "ev" else {change: change == "shorted"})
+    seen = [pilot.measure().state for _ in range(2)]
+    assert seen[-1] == state
+    assert adc.clock() - changed_at < DUTY_CHANGE_BLANKING_S  # still inside the blanking time
 
 
 def test_a_burst_during_which_the_duty_changed_is_dropped(sysfs):
