@@ -35,10 +35,26 @@ ensure_env() {
     fi
 }
 
+# The status page's browser test drives Debian's Chromium (Playwright's own browser download is
+# never used). Installed as root; otherwise the test is skipped and this says how to get it.
+ensure_browser() {
+    [ -x /usr/bin/chromium ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "dev.sh: installing chromium (Debian package) for the status page's browser test" >&2
+        if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+            return 0
+        fi
+        echo "dev.sh: apt-get could not install chromium; the browser test will be skipped" >&2
+    else
+        echo "dev.sh: no /usr/bin/chromium: the status page's browser test will be skipped;" \
+             "to run it: sudo apt install chromium" >&2
+    fi
+}
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
     bench) ensure_env; exec "$VENV/bin/evcp" bench "$@" ;;
-    test)  ensure_env; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test)  ensure_env; ensure_browser; exec "$VENV/bin/python" -m pytest "$@" ;;
     *) echo "usage: ./dev.sh bench | ./dev.sh test [pytest options]" >&2; exit 2 ;;
 esac

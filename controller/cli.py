@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from evcp.bench import bench_config, bench_config_path
@@ -17,23 +18,29 @@ EX_CONFIG = 78
 """sysexits.h: configuration error. The systemd unit does not restart on it."""
 EX_IOERR = 74
 """sysexits.h: the state database cannot be used. Nor on this: it needs a person."""
+EX_UNAVAILABLE = 69
+"""sysexits.h: a port to listen on is in use or not on this machine. systemd restarts on it
+(whatever held the port may let go)."""
 
 log = logging.getLogger("evcp")
 
 
-def configure_logging(level: str = "INFO", timestamps: bool = False) -> None:
-    """Plain lines on stderr; under systemd, journald priority prefixes and no timestamps."""
+def configure_logging(level: str = "INFO") -> None:
+    """Lines on stderr with a timestamp; to journald (JOURNAL_STREAM set: systemd connected stderr
+    to the journal) with priority prefixes and no timestamp, since the journal adds its own."""
     from evcp.runtime.systemd import JournalFormatter, under_journald
 
     handler = logging.StreamHandler(sys.stderr)
     if under_journald():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        fmt = "%(levelname)s %(name)s: %(message)s"
-        handler.setFormatter(logging.Formatter(("%(asctime)s " if timestamps else "") + fmt))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
     for noisy in ("ocpp", "websockets", "pymodbus", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiohttp logs every malformed request a client sends as an ERROR with a traceback; the client
+    # gets its 400 and the charger has nothing to do about it. Handler failures are evcp.api's.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def _load(path: str):
@@ -81,9 +88,26 @@ def _exit_soon(status: int, grace_s: float = 5.0) -> None:
     timer.start()
 
 
+def _setup_problems(config) -> bool:
+    """Log what still looks like the unedited example; True when the charger cannot run with it."""
+    from evcp.config import setup_problems
+
+    refuse = False
+    for problem in setup_problems(config):
+        if problem.refuses_to_run:
+            log.critical("%s", problem)
+            refuse = True
+        else:
+            log.warning("%s", problem)
+    return refuse
+
+
 def cmd_run(args) -> int:
     config = _load(args.config)
     configure_logging(config.logging.level)
+    if _setup_problems(config):
+        return EX_CONFIG
+    from evcp.api.http import ListenError
     from evcp.runtime.app import Charger
     from evcp.storage import StoreError
 
@@ -93,6 +117,9 @@ def cmd_run(args) -> int:
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
+    except ListenError as error:
+        log.critical("%s", error)
+        return EX_UNAVAILABLE
     if charger.start_new_program:
         # The installed firmware replaced the program; the same process (and systemd unit) runs it.
         logging.shutdown()
@@ -109,50 +136,91 @@ def cmd_bench(args) -> int:
         return EX_CONFIG
     state_dir = Path(args.state_dir).resolve() if args.state_dir else Path.cwd() / ".bench-state"
     config = bench_config(state_dir, csms_url=args.csms, config=config)
-    configure_logging(config.logging.level, timestamps=True)
+    if args.listen is not None:
+        host, port = args.listen
+        config = replace(config, api=replace(config.api, host=host, port=port, listen=f"{host}:{port}"))
+    configure_logging(config.logging.level)
+    from evcp.api.http import ListenError
     from evcp.storage import StoreError
 
+    csms_listen = args.csms_listen or _listen_address(config.bench.csms_listen)
+    control = args.control or (csms_listen[0], csms_listen[1] + 1 if csms_listen[1] else 0)
+    bench = Bench(config, csms_listen=None if args.csms else csms_listen, control=control)
     try:
-        asyncio.run(_run_until_signalled(_bench(config, own_csms=not args.csms)))
+        asyncio.run(_run_until_signalled(bench.run(), bench.shutdown))
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
+    except ListenError as error:
+        log.critical("%s", error)
+        return EX_UNAVAILABLE
     return 0
 
 
-async def _bench(config, own_csms: bool) -> None:
-    from evcp.bench.csms import CentralSystem, Policy
-    from evcp.runtime.app import Charger
+class Bench:
+    """The bench: the built-in central system (unless another is given), then the charger on
+    simulated hardware. A stop (Ctrl-C, SIGTERM) is the charger's: contactors open, transactions
+    stopped with reason Reboot and delivered, as ``evcp run`` does; then the central system stops."""
 
-    csms = None
-    if own_csms:
-        host, _, port = config.bench.csms_listen.rpartition(":")
-        policy = Policy()
-        if not config.bench.accept_all_tags:
-            policy.accept_all, policy.tags = False, set(config.bench.id_tags)
-        csms = CentralSystem(host=host.strip("[]"), port=int(port), control_host=host.strip("[]"),
-                             control_port=int(port) + 1, policy=policy)
-        await csms.start()
-    charger = Charger(config)
-    task = asyncio.create_task(charger.run())
-    try:
-        await asyncio.wait([task, asyncio.create_task(charger.started.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
-        if charger.api_server is not None:
-            print(f"\n  evcp bench: status page {charger.api_server.url}/", file=sys.stderr)
-            if csms is not None:
-                print(f"  central system {csms.url} (control API {csms.control_url})", file=sys.stderr)
-            print("  Ctrl-C stops it.\n", file=sys.stderr, flush=True)
-        await task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        if csms is not None:
-            await csms.stop()
+    def __init__(self, config, csms_listen: tuple[str, int] | None, control: tuple[str, int]):
+        self.config = config
+        self.csms_listen, self.control = csms_listen, control
+        self.csms = None
+        self.charger = None
+
+    async def run(self) -> None:
+        from evcp.bench.csms import CentralSystem, Policy
+        from evcp.runtime.app import Charger
+
+        config = self.config
+        try:
+            if self.csms_listen is not None:
+                policy = Policy()
+                if not config.bench.accept_all_tags:
+                    policy.accept_all, policy.tags = False, set(config.bench.id_tags)
+                self.csms = CentralSystem(host=self.csms_listen[0], port=self.csms_listen[1],
+                                          control_host=self.control[0], control_port=self.control[1], policy=policy)
+                await self.csms.start()
+                config = replace(config, ocpp=replace(config.ocpp, csms_url=f"{self.csms.url}/ocpp"))
+            self.charger = charger = Charger(config)
+            task = asyncio.create_task(charger.run())
+            try:
+                await asyncio.wait([task, asyncio.create_task(charger.started.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if charger.api_server is not None and not task.done():
+                    print(f"\n  evcp bench: status page {charger.api_server.url}/", file=sys.stderr)
+                    if self.csms is not None:
+                        print(f"  central system {self.csms.url} (control API {self.csms.control_url})",
+                              file=sys.stderr)
+                    print("  Ctrl-C stops it.\n", file=sys.stderr, flush=True)
+                await task
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        finally:
+            if self.csms is not None:
+                await self.csms.stop()
+
+    async def shutdown(self) -> None:
+        if self.charger is not None:
+            await self.charger.shutdown()
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _address_argument(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:8080 (got {text!r})")
+    return host.strip("[]"), int(port)
 
 
 def cmd_config_check(args) -> int:
     config = _load(args.file)
+    from evcp.config import setup_problems
     from evcp.runtime.controller import station_configuration
 
     try:
@@ -160,7 +228,13 @@ def cmd_config_check(args) -> int:
     except ValueError as error:
         print(f"evcp: {config.source}: ocpp.keys: {error}", file=sys.stderr)
         return EX_CONFIG
-    print(f"{config.source}: ok ({config.charge_point.connectors} connector(s), "
+    problems = setup_problems(config)
+    for problem in problems:
+        print(f"evcp: {problem}" if problem.refuses_to_run else f"evcp: warning: {problem}", file=sys.stderr)
+    if any(problem.refuses_to_run for problem in problems):
+        return EX_CONFIG
+    warned = f", {len(problems)} warning(s)" if problems else ""
+    print(f"{config.source}: ok{warned} ({config.charge_point.connectors} connector(s), "
           f"hardware {config.hardware.backend}, central system {config.ocpp.csms_url})")
     return 0
 
@@ -190,11 +264,18 @@ def cmd_check_hardware(args) -> int:
 def cmd_csms(args) -> int:
     from evcp.bench import csms
 
-    return csms.main(args.rest)
+    csms.check_arguments(args.parser, args)
+    return csms.run_command(args)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evcp", description="EV charge-point controller (OCPP 1.6J) for Raspberry Pi")
+    from evcp import __version__
+
+    p = argparse.ArgumentParser(prog="evcp", description="EV charge-point controller (OCPP 1.6J) for Raspberry Pi",
+                                epilog=f"Exit status: 0 stopped cleanly, 2 bad command line, {EX_CONFIG} bad "
+                                       f"configuration, {EX_IOERR} state database unusable, {EX_UNAVAILABLE} "
+                                       "an address to listen on is in use or not on this machine.")
+    p.add_argument("--version", action="version", version=f"evcp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the charger (production entry point)")
@@ -205,6 +286,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--csms", metavar="URL", help="use this central system instead of the built-in one")
     bench.add_argument("--config", "-c", help="bench config (default: the packaged bench.toml)")
     bench.add_argument("--state-dir", help="where state and the OCPP trace go (default ./.bench-state)")
+    bench.add_argument("--listen", type=_address_argument, metavar="HOST:PORT",
+                       help="status page and HTTP API (default: api.listen, 127.0.0.1:8080; port 0: any)")
+    bench.add_argument("--csms-listen", type=_address_argument, metavar="HOST:PORT",
+                       help="the built-in central system (default: bench.csms_listen, 127.0.0.1:9000; port 0: any)")
+    bench.add_argument("--control", type=_address_argument, metavar="HOST:PORT",
+                       help="the built-in central system's control API (default: the port after --csms-listen)")
     bench.set_defaults(func=cmd_bench)
 
     config = sub.add_parser("config", help="check or show an installer config")
@@ -222,9 +309,13 @@ def parser() -> argparse.ArgumentParser:
     check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,reader,meter,power")
     check_hw.set_defaults(func=cmd_check_hardware)
 
-    csms = sub.add_parser("csms", help="the bench's OCPP 1.6J central system on its own", add_help=False)
-    csms.add_argument("rest", nargs=argparse.REMAINDER)
-    csms.set_defaults(func=cmd_csms)
+    from evcp.bench.csms import add_arguments
+
+    csms = sub.add_parser("csms", help="the bench's OCPP 1.6J central system on its own",
+                          description="OCPP 1.6J central system for the bench and integration tests "
+                                      "(also python -m evcp.bench.csms).")
+    add_arguments(csms)
+    csms.set_defaults(func=cmd_csms, parser=csms)
     return p
 
 

@@ -158,10 +158,45 @@ class MeterConfig:
 
 
 @dataclass(frozen=True)
+class ProximityConfig:
+    """The proximity pilot (PP) of a socket outlet, read through an ADC (evcp.hal.proximity)."""
+
+    backend: Literal["adc", "none"] = "none"
+    adc_chip: Literal["mcp3004", "mcp3008", "mcp3202", "mcp3204", "mcp3208"] = "mcp3008"
+    spi_port: int = 0
+    spi_device: int = 0
+    adc_channel: int = 1
+    pullup_ohm: float = 1000.0
+    """PP is pulled up to ``supply_v`` through this resistor; Rc of the plug pulls it to PE."""
+    supply_v: float = 3.3
+    adc_vref_v: float = 3.3
+    samples: int = 5
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """The actuator that holds the plug in a socket outlet, with its feedback (evcp.hal.lock)."""
+
+    backend: Literal["gpio", "none"] = "none"
+    actuator: Literal["motor", "solenoid"] = "motor"
+    lock_pin: int = 5
+    unlock_pin: int | None = 6
+    """Motor actuators only: the H-bridge input that drives it the other way."""
+    outputs_active_high: bool = True
+    feedback_pin: int = 16
+    feedback_active_high: bool = True
+    """Which level of the feedback input means "locked"."""
+    pulse_s: float = 0.6
+    timeout_s: float = 1.5
+
+
+@dataclass(frozen=True)
 class ConnectorHardware:
     relay: RelayConfig = field(default_factory=RelayConfig)
     pilot: PilotConfig = field(default_factory=PilotConfig)
     meter: MeterConfig = field(default_factory=MeterConfig)
+    pp: ProximityConfig = field(default_factory=ProximityConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
 
 
 @dataclass(frozen=True)
@@ -176,6 +211,8 @@ class ReaderConfig:
 @dataclass(frozen=True)
 class MockConfig:
     ev_power_w: float = 7400.0
+    cable_a: float = 32.0
+    """The rating of the simulated cable in each socket (13, 20, 32 or 63 A)."""
     meter_model: Literal["sdm630", "sdm120", "sdm72", "abb-b23"] = "sdm630"
     initial_energy_wh: float = 0.0
 
@@ -337,31 +374,38 @@ def loads(text: str, path: str | Path) -> Config:
     return config
 
 
-def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
+def mock_defaults(connectors: int, tethered: bool = False) -> tuple[ConnectorHardware, ...]:
     """The simulated hardware of ``connectors`` connectors, pins that never collide.
 
     Each connector gets its own block of gpiozero mock pins from GPIO4 up (and
-    pwmchip0 channel 0: the simulation gives every connector a sysfs PWM tree
-    of its own, without a device tree for "auto" to read). Up to 4 connectors, a block has every input,
-    so the bench can weld a contactor and show pilot states E and F::
+    the default PWM, pwmchip0 channel 0: the simulation gives every connector
+    a sysfs PWM tree of its own, without a device tree for "auto" to
+    read), and a simulated proximity pilot. Up to 3
+    connectors, a block has every input and a socket lock (a solenoid and its
+    feedback), so the bench can weld a contactor, jam a lock and show pilot
+    states E and F::
 
-        connector  relay  feedback  vehicle  charge  fault  short
-        1          4      5         6        7       8      9
-        2          10     11        12       13      14     15
-        3          16     17        18       19      20     21
-        4          22     23        24       25      26     27
+        connector  relay  feedback  vehicle  charge  fault  short  lock  lock feedback
+        1          4      5         6        7       8      9      10    11
+        2          12     13        14       15      16     17     18    19
+        3          20     21        22       23      24     25     26    27
 
-    With 5 to 8 connectors the 24 free pins only give 3 per connector:
-    connector n has relay 3n+1, vehicle 3n+2 and charge 3n+3, and no feedback,
-    fault or short input. No connector has a Modbus meter: the simulated meter
-    is set up in [hardware.mock].
+    With 4 connectors the blocks are 6 pins (relay 6n-2 .. short 6n+3) and have no
+    lock; with 5 to 8 the 24 free pins only give 3 per connector: connector n has
+    relay 3n+1, vehicle 3n+2 and charge 3n+3, and no feedback, fault, short or
+    lock. A ``tethered`` charger has neither a proximity pilot nor a lock (its lock pins stay
+    free). No connector has a Modbus meter: the simulated meter is set up in [hardware.mock].
     """
     if not 1 <= connectors <= MAX_CONNECTORS:
         raise ValueError(f"connectors must be 1..{MAX_CONNECTORS}, got {connectors}")
-    full = connectors <= 4
     result = []
     for n in range(1, connectors + 1):
-        if full:
+        lock = LockConfig()
+        if connectors <= 3:
+            relay, feedback, vehicle, charge, fault, short, lock_pin, lock_feedback = range(8 * n - 4, 8 * n + 4)
+            lock = lock if tethered else LockConfig(backend="gpio", actuator="solenoid", lock_pin=lock_pin, unlock_pin=None,
+                              feedback_pin=lock_feedback, pulse_s=0.2, timeout_s=1.0)
+        elif connectors == 4:
             relay, feedback, vehicle, charge, fault, short = range(6 * n - 2, 6 * n + 4)
         else:
             relay, vehicle, charge = range(3 * n + 1, 3 * n + 4)
@@ -370,6 +414,8 @@ def mock_defaults(connectors: int) -> tuple[ConnectorHardware, ...]:
             relay=RelayConfig(pin=relay, feedback_pin=feedback),
             pilot=PilotConfig(vehicle_pin=vehicle, charge_pin=charge, fault_pin=fault, short_pin=short,
                               pwm_chip=0, pwm_channel=0),
+            pp=ProximityConfig(backend="none" if tethered else "adc"),
+            lock=lock,
         ))
     return tuple(result)
 
@@ -387,6 +433,43 @@ def render(config: Config) -> str:
     for name in _keys_of(Config):
         _render_table(getattr(config, name), f"[{name}]", name, lines)
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class SetupProblem:
+    """A valid value that is still the example's: ``evcp config check`` and ``evcp run`` say so;
+    with ``refuses_to_run`` the charger cannot work with it and ``evcp run`` exits 78."""
+
+    file: str
+    key: str
+    problem: str
+    refuses_to_run: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.problem}"
+
+
+#: What ``config/evcp.example.toml`` ships with: a charger that still has it was not set up.
+EXAMPLE_CHARGE_POINT_ID = "CP-0001"
+#: Domains that never have a real host (RFC 2606, RFC 6761); localhost is a real test setup.
+_RESERVED_DOMAINS = ("example.com", "example.net", "example.org", "example", "invalid", "test")
+
+
+def setup_problems(config: Config) -> list[SetupProblem]:
+    """What still looks like the unedited example in a configuration that is otherwise valid."""
+    problems = []
+    host = (urlsplit(config.ocpp.csms_url).hostname or "").lower().rstrip(".")
+    if any(host == domain or host.endswith("." + domain) for domain in _RESERVED_DOMAINS):
+        problems.append(SetupProblem(
+            str(config.source), "ocpp.csms_url",
+            f"{host} is a reserved example domain (RFC 2606) that no central system answers at; "
+            f"set the URL of your central system (got {_show(config.ocpp.csms_url)})", refuses_to_run=True))
+    if config.charge_point.id == EXAMPLE_CHARGE_POINT_ID:
+        problems.append(SetupProblem(
+            str(config.source), "charge_point.id",
+            f"is the example's id {_show(EXAMPLE_CHARGE_POINT_ID)}; set the chargeBoxId your central system "
+            "knows this charger by"))
+    return problems
 
 
 # ---------------------------------------------------------------------------
@@ -471,6 +554,8 @@ def _value(cls: type, name: str, hint: Any, raw: object, key: str, ctx: _Context
         checked = [(key, value, raw)]
     for where, item, raw_item in checked:
         if problem := check(item):
+            if _is_secret(name) and isinstance(raw_item, str):  # never echo a password
+                raise ctx.error(where, f"{problem} (got {len(raw_item)} characters, not shown)")
             raise ctx.error(where, f"{problem} (got {_show(raw_item)})")
     return value
 
@@ -525,10 +610,11 @@ def _convert(hint: Any, raw: object, key: str, ctx: _Context, base: Any = None) 
 
 def _connectors(tables: object, config: Config, ctx: _Context) -> tuple[ConnectorHardware, ...]:
     count, backend = config.charge_point.connectors, config.hardware.backend
+    tethered = config.charge_point.cable == "tethered"
     key = "hardware.connectors"
     if tables is None:
         if backend == "mock":
-            return mock_defaults(count)
+            return mock_defaults(count, tethered)
         raise ctx.error(
             key,
             f'missing; backend "pi" needs one [[hardware.connectors]] table per connector '
@@ -546,7 +632,7 @@ def _connectors(tables: object, config: Config, ctx: _Context) -> tuple[Connecto
             f"{len(tables)} [[hardware.connectors]] table(s) but charge_point.connectors = {count}; "
             "write one table per connector",
         )
-    bases = mock_defaults(count) if backend == "mock" else (None,) * count
+    bases = mock_defaults(count, tethered) if backend == "mock" else (None,) * count
     return tuple(
         _build(ConnectorHardware, table, f"{key}[{n}]", ctx, base)
         for n, (table, base) in enumerate(zip(tables, bases), 1)
@@ -733,6 +819,13 @@ def _listen(text: str) -> str | None:
     return None
 
 
+def _authorization_key(text: str) -> str | None:
+    """OCPP 1.6 security whitepaper: 16-20 characters, or 32-40 hex digits for 16-20 bytes."""
+    from evcp.ocpp16.security import authorization_key_problem
+
+    return authorization_key_problem(text)
+
+
 _SECONDS = _more_than(0, " s")
 _POLL_INTERVAL = _at_least(0.05, " s")
 
@@ -750,7 +843,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (OcppConfig, "call_timeout_s"): _SECONDS,
     (OcppConfig, "reconnect_min_s"): _SECONDS,
     (OcppConfig, "reconnect_max_s"): _SECONDS,
-    (OcppConfig, "authorization_key"): _length(1, 256),
+    (OcppConfig, "authorization_key"): _authorization_key,
     (OcppConfig, "security_profile"): _between(0, 3),
     (ApiConfig, "password"): _length(8, 128),
     (RelayConfig, "pin"): _gpio,
@@ -781,6 +874,19 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (HardwareConfig, "power_fail_pin"): _gpio,
     (ReaderConfig, "poll_interval_s"): _POLL_INTERVAL,
     (MockConfig, "ev_power_w"): _more_than(0, " W"),
+    (MockConfig, "cable_a"): _one_of(13, 20, 32, 63),
+    (ProximityConfig, "spi_port"): _between(0, 6),
+    (ProximityConfig, "spi_device"): _between(0, 2),
+    (ProximityConfig, "adc_channel"): _between(0, 7),
+    (ProximityConfig, "pullup_ohm"): _between(100, 100_000, " Ohm"),
+    (ProximityConfig, "supply_v"): _between(1, 12, " V"),
+    (ProximityConfig, "adc_vref_v"): _between(1, 5.5, " V"),
+    (ProximityConfig, "samples"): _between(1, 100),
+    (LockConfig, "lock_pin"): _gpio,
+    (LockConfig, "unlock_pin"): _gpio,
+    (LockConfig, "feedback_pin"): _gpio,
+    (LockConfig, "pulse_s"): _between(0.05, 5, " s"),
+    (LockConfig, "timeout_s"): _between(0.1, 10, " s"),
     (MockConfig, "initial_energy_wh"): _at_least(0, " Wh"),
     (ApiConfig, "listen"): _listen,
     (BenchConfig, "csms_listen"): _listen,
@@ -821,6 +927,27 @@ def _check_whole(config: Config, ctx: _Context) -> None:
         if resource in owners:
             raise ctx.error(key, f"{resource} is already used by {owners[resource]}")
         owners[resource] = owner
+    for n, connector in enumerate(config.hardware.connectors, 1):
+        _check_socket_outlet(config, connector, f"hardware.connectors[{n}]", ctx)
+
+
+def _check_socket_outlet(config: Config, connector: ConnectorHardware, key: str, ctx: _Context) -> None:
+    """A socket outlet reads the cable's rating (PP) and locks the plug (IEC 61851-1 Annex B, mode 3
+    case B); a tethered cable has neither."""
+    lock = connector.lock
+    if lock.backend == "gpio" and lock.actuator == "motor" and lock.unlock_pin is None:
+        raise ctx.error(f"{key}.lock.unlock_pin", 'required with actuator = "motor" (the H-bridge input '
+                                                  'that drives it to unlocked); or use actuator = "solenoid"')
+    if config.hardware.backend != "pi" or config.charge_point.cable != "socket":
+        return
+    if connector.pp.backend == "none":
+        raise ctx.error(f"{key}.pp.backend", 'a socket outlet (charge_point.cable = "socket") must read the '
+                                             "cable's rating from the proximity pilot: set \"adc\" and its channel, "
+                                             'or charge_point.cable = "tethered" (got "none")')
+    if lock.backend == "none":
+        raise ctx.error(f"{key}.lock.backend", 'a socket outlet (charge_point.cable = "socket") must lock the plug '
+                                               'while it is live: set "gpio" with its pins and feedback, or '
+                                               'charge_point.cable = "tethered" (got "none")')
 
 
 def _check_pilot(pilot: PilotConfig, backend: str, key: str, ctx: _Context) -> None:
@@ -855,16 +982,32 @@ def _check_pilot(pilot: PilotConfig, backend: str, key: str, ctx: _Context) -> N
 
 
 def _check_security(config: Config, ctx: _Context) -> None:
-    """The security profile's requirements, checked now rather than at every reconnect."""
-    from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connection_parameters
+    """The security profile's requirements, checked now rather than at every reconnect; each
+    error names the key to fix (the URL, the key, the certificate), not the profile."""
+    from evcp.ocpp16.security import (PROFILES, PROFILES_WITH_PASSWORD, PROFILES_WITH_TLS, SecuritySettings,
+                                      SecuritySettingsError, connection_parameters)
 
     ocpp, cp_id = config.ocpp, config.charge_point.id
-    settings = SecuritySettings(ocpp.security_profile, ocpp.authorization_key or "", ocpp.ca_file,
+    profile = ocpp.security_profile
+    named = f"with ocpp.security_profile = {profile} ({PROFILES[profile]})"
+    scheme = urlsplit(ocpp.csms_url).scheme
+    if profile in PROFILES_WITH_TLS and scheme != "wss":
+        raise ctx.error("ocpp.csms_url", f"must start with wss:// {named} (got {_show(ocpp.csms_url)})")
+    if profile in PROFILES_WITH_PASSWORD and not ocpp.authorization_key:
+        raise ctx.error("ocpp.authorization_key", f"required {named}: the HTTP Basic password")
+    if profile == 3:
+        for name in ("client_cert_file", "client_key_file"):
+            if getattr(ocpp, name) is None:
+                raise ctx.error(f"ocpp.{name}", f"required {named}")
+    settings = SecuritySettings(profile, ocpp.authorization_key or "", ocpp.ca_file,
                                 ocpp.client_cert_file, ocpp.client_key_file)
     try:
         connection_parameters(ocpp.csms_url.rstrip("/") + "/" + cp_id, cp_id, settings)
     except SecuritySettingsError as error:
-        raise ctx.error("ocpp.security_profile", f"{error} (got {ocpp.security_profile})") from None
+        key, colon, problem = str(error).partition(": ")
+        if not colon or not key.startswith("ocpp."):
+            key, problem = "ocpp.security_profile", f"{error} (got {profile})"
+        raise ctx.error(key, problem) from None
 
 
 def _loopback(host: str) -> bool:
@@ -917,6 +1060,8 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
     for n, connector in enumerate(hardware.connectors, 1):
         if connector.pilot.backend == "adc":
             spi_buses.setdefault(connector.pilot.spi_port, f"hardware.connectors[{n}].pilot.spi_port")
+        if connector.pp.backend == "adc":
+            spi_buses.setdefault(connector.pp.spi_port, f"hardware.connectors[{n}].pp.spi_port")
     if hardware.backend == "pi":
         for bus, key in spi_buses.items():
             for pin, line in _SPI_BUS_PINS.get(bus, {}).items():
@@ -936,6 +1081,15 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
             yield f"ADC channel {pilot.adc_channel} on SPI{pilot.spi_port} CE{pilot.spi_device}", where, where
         if hardware.backend == "pi":
             pins["pilot.pwm_pin"] = pilot.pwm_pin
+        if connector.lock.backend == "gpio":
+            lock = connector.lock
+            pins.update({"lock.lock_pin": lock.lock_pin, "lock.feedback_pin": lock.feedback_pin})
+            if lock.actuator == "motor":
+                pins["lock.unlock_pin"] = lock.unlock_pin
+        if connector.pp.backend == "adc" and hardware.backend == "pi":
+            pp = connector.pp
+            where = f"{prefix}.pp.adc_channel"
+            yield f"ADC channel {pp.adc_channel} on SPI{pp.spi_port} CE{pp.spi_device}", where, where
         for name, pin in pins.items():
             if pin is not None:
                 yield f"GPIO{pin}", f"{prefix}.{name}", f"{prefix}.{name}"

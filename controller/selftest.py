@@ -14,6 +14,14 @@ simulated charger), runs one short check per device and prints ``ok``,
 - reader: the RC522's version register.
 - meter: one reading of every register the charger uses, with units.
 - power: the level of the UPS / supply-monitor input.
+- pp: the proximity pilot of a socket outlet: the cable in it and its rating.
+- lock: the socket's lock actuator moves to locked and back, as its feedback confirms.
+
+On a real charger each device is set up on its own: one that cannot be opened fails its
+check and the others still run. A check that could not be run (not confirmed, nothing to
+read) is "skipped", which is not a pass: the exit status is 0 only when every check that
+applies passed, 1 when one failed, 2 when none failed but some were skipped. A device the
+charger does not have (no meter, a tethered cable) is shown as "none" and counts as neither.
 
 Whatever happens (a failure, an exception, Ctrl-C), every contactor is open
 when ``check_hardware`` returns or raises.
@@ -29,12 +37,15 @@ from typing import Callable
 
 from evcp.config import Config, ConnectorHardware, MeterConfig
 from evcp.hal import HardwareError, MeterSample, iec61851
+from evcp.hal.rc522 import CLONE_VERSIONS
 from evcp.hal.reader import RC522_VERSIONS
 from evcp.runtime.app import build_hardware
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
 
+EXIT_PASSED, EXIT_FAILED, EXIT_NOT_VERIFIED = 0, 1, 2
+
 #: The checks ``only`` can select, in the order they are explained.
-CHECKS = ("relay", "pilot", "reader", "meter", "power")
+CHECKS = ("relay", "pilot", "pp", "lock", "reader", "meter", "power")
 
 RELAY_CLOSED_S = 1.0
 """How long the contactor stays closed."""
@@ -78,7 +89,8 @@ async def check_hardware(
     out: Callable[[str], None] = print,
     hardware: StationHardware | None = None,
 ) -> int:
-    """Check each device once and print what was found; 0 when every check passed, else 1.
+    """Check each device once and print what was found: EXIT_PASSED when every check that
+    applies passed, EXIT_FAILED when one failed, EXIT_NOT_VERIFIED when some were skipped.
 
     ``only`` selects some of ``CHECKS`` (None: all); an unknown name raises
     ValueError listing the known ones, before anything is printed or touched.
@@ -102,10 +114,10 @@ async def check_hardware(
     owns_hardware = hardware is None
     if hardware is None:
         try:
-            hardware = await build_hardware(config)
+            hardware = await _build_each_device(config, checker.setup_failures)
         except Exception as error:  # noqa: BLE001 - a driver boundary: say what failed, check nothing
             out(f"FAILED: the devices could not be set up: {_describe_error(error)}")
-            return 1
+            return EXIT_FAILED
     interrupted = True
     try:
         await checker.run(hardware, confirmed)
@@ -117,6 +129,34 @@ async def check_hardware(
         if interrupted:
             out("Stopped early: every contactor is open.")
     return checker.exit_status()
+
+
+async def _build_each_device(config: Config, failures: dict[str, str]) -> StationHardware:
+    """The devices of ``config``; on a real charger each on its own, a device that cannot be set
+    up is left out and its error kept in ``failures`` under its check's label."""
+    if config.hardware.backend != "pi":
+        return await build_hardware(config)
+    from evcp.hal import factory
+
+    def built(label: str, build, *args):
+        try:
+            return build(*args)
+        except Exception as error:  # noqa: BLE001 - a driver boundary: that device's failure
+            failures[label] = _describe_error(error)
+            return None
+
+    hardware = StationHardware(connectors=[], reader=None)
+    for number, wiring in enumerate(config.hardware.connectors, start=1):
+        hardware.connectors.append(ConnectorDevices(
+            relay=built(f"connector {number} relay", factory.relay_for, wiring),
+            pilot=built(f"connector {number} pilot", factory.pilot_for, wiring),
+            meter=built(f"connector {number} meter", factory.meter_for, wiring),
+            cable=built(f"connector {number} PP", factory.cable_sensor_for, wiring),
+            lock=built(f"connector {number} lock", factory.lock_for, wiring),
+        ))
+    hardware.reader = built("reader", factory.reader_for, config.hardware)
+    hardware.power_fail = built("power-fail input", factory.power_fail_for, config.hardware)
+    return hardware
 
 
 def _selected_checks(only: set[str] | None) -> tuple[str, ...]:
@@ -142,6 +182,7 @@ class _Tally:
     passed: int = 0
     skipped: int = 0
     failed: int = 0
+    absent: int = 0
 
 
 class _Checker:
@@ -151,6 +192,8 @@ class _Checker:
         self.out = out
         self.tally = _Tally()
         self.mock = config.hardware.backend == "mock"
+        self.setup_failures: dict[str, str] = {}
+        """Check label -> why its device could not be set up."""
 
     # -- printing ------------------------------------------------------------
 
@@ -166,8 +209,15 @@ class _Checker:
         self.tally.failed += 1
         self.out(f"{label}: FAILED: {problem}")
 
+    def none(self, label: str, reason: str) -> None:
+        """The charger does not have this device: nothing to check, not a skip."""
+        self.tally.absent += 1
+        self.out(f"{label}: none ({reason})")
+
     def exit_status(self) -> int:
-        return 1 if self.tally.failed else 0
+        if self.tally.failed:
+            return EXIT_FAILED
+        return EXIT_NOT_VERIFIED if self.tally.skipped else EXIT_PASSED
 
     def explain(self) -> None:
         hardware = self.config.hardware
@@ -182,6 +232,17 @@ class _Checker:
                 self.out(f"  connector {number} pilot: read the CP state from {source}, offer "
                          f"{TEST_CURRENT_A:g} A (duty {duty:g} % on the PWM of GPIO{pilot.pwm_pin}), "
                          "then constant +12 V")
+            if "pp" in self.selected:
+                pp = wiring.pp
+                action = (f"read the cable's rating from {pp.adc_chip.upper()} channel {pp.adc_channel}"
+                          if pp.backend == "adc" else "none (no proximity pilot: a tethered cable)")
+                self.out(f"  connector {number} PP: {action}")
+            if "lock" in self.selected:
+                lock = wiring.lock
+                action = (f"move the {lock.actuator} lock (GPIO{lock.lock_pin}) to locked and back, watching its "
+                          f"feedback on GPIO{lock.feedback_pin}" if lock.backend == "gpio"
+                          else "none (no lock actuator)")
+                self.out(f"  connector {number} lock: {action}")
             if "relay" in self.selected:
                 feedback = wiring.relay.feedback_pin
                 watch = f"watch the mirror contact on GPIO{feedback}" if feedback is not None else (
@@ -223,6 +284,10 @@ class _Checker:
                                                   devices, wiring)
             elif "relay" in self.selected:
                 pilot_state = await _quiet_pilot_state(devices)
+            if "pp" in self.selected:
+                await self._guarded(f"connector {number} PP", self.check_pp, devices, wiring)
+            if "lock" in self.selected:
+                await self._guarded(f"connector {number} lock", self.check_lock, devices, wiring)
             if "relay" in self.selected:
                 await self._guarded(f"connector {number} relay", self.check_relay,
                                     devices, wiring, confirmed[number], pilot_state)
@@ -233,11 +298,20 @@ class _Checker:
         if "power" in self.selected:
             await self._guarded("power-fail input", self.check_power_fail, hardware)
         tally = self.tally
-        verdict = "all checks passed" if not tally.failed else f"{tally.failed} FAILED"
-        self.out(f"Result: {verdict} ({tally.passed} ok, {tally.skipped} skipped, {tally.failed} failed)")
+        if tally.failed:
+            verdict = f"{tally.failed} FAILED"
+        elif tally.skipped:
+            verdict = f"no failure, but {tally.skipped} not verified"
+        else:
+            verdict = "all checks passed"
+        absent = f", {tally.absent} none" if tally.absent else ""
+        self.out(f"Result: {verdict} ({tally.passed} ok, {tally.skipped} skipped, {tally.failed} failed{absent})")
 
     async def _guarded(self, label: str, check, *args):
         """Run one check; an exception it raises is that check's failure, not the end of all."""
+        if label in self.setup_failures:
+            self.fail(label, f"could not be set up: {self.setup_failures[label]}")
+            return None
         try:
             return await check(label, *args)
         except Exception as error:  # noqa: BLE001 - the installer sees the exact error
@@ -374,7 +448,7 @@ class _Checker:
     async def check_meter(self, label: str, devices: ConnectorDevices) -> None:
         meter = devices.meter
         if meter is None:
-            self.skip(label, 'no meter configured: meter.backend = "none"')
+            self.none(label, 'meter.backend = "none"')
             return
         name = getattr(meter, "name", "the meter")
         try:
@@ -394,7 +468,7 @@ class _Checker:
     async def check_reader(self, label: str, hardware: StationHardware) -> None:
         reader_config = self.config.hardware.reader
         if reader_config.backend == "none":
-            self.skip(label, 'hardware.reader.backend = "none"')
+            self.none(label, 'hardware.reader.backend = "none"')
             return
         read_version = getattr(hardware.reader, "read_version", None)
         if read_version is None:
@@ -406,15 +480,59 @@ class _Checker:
         if version in RC522_VERSIONS:
             self.ok(label, f"{where}: version register {version:#04x}, {RC522_VERSIONS[version]}")
             return
+        if version in CLONE_VERSIONS:
+            self.ok(label, f"{where}: version register {version:#04x}, {CLONE_VERSIONS[version]}; not a "
+                           "genuine MFRC522 v1.0/v2.0, it usually reads cards the same (fit a genuine module "
+                           "if cards are missed)")
+            return
         expected = " or ".join(f"{value:#04x}" for value in RC522_VERSIONS)
         hint = " (nothing answers: check the SPI wiring, the chip select and dtparam=spi=on)" if (
-            version in (0x00, 0xFF)) else " (not a genuine MFRC522, or a clone this charger does not know)"
+            version in (0x00, 0xFF)) else " (not an MFRC522, nor a clone this charger knows)"
         self.fail(label, f"{where}: version register reads {version:#04x}, expected {expected}{hint}")
+
+    async def check_pp(self, label: str, devices: ConnectorDevices, wiring: ConnectorHardware) -> None:
+        sensor = devices.cable
+        if sensor is None:
+            self.none(label, "no proximity pilot: a tethered cable" if self.config.charge_point.cable == "tethered"
+                      else 'hardware.connectors.pp.backend = "none"')
+            return
+        reading = await asyncio.to_thread(sensor.read)
+        where = f"{wiring.pp.adc_chip.upper()} channel {wiring.pp.adc_channel}"
+        if reading.problem:
+            self.fail(label, f"{where}: {reading.problem} (check the PP pull-up, pp.pullup_ohm and the cable)")
+        elif reading.rating_a is None:
+            self.ok(label, f"{where}: open, no cable in the socket; plug a cable in to read its rating")
+        else:
+            self.ok(label, f"{where}: a {reading.rating_a:g} A cable (Rc {reading.ohms:.0f} Ohm)")
+
+    async def check_lock(self, label: str, devices: ConnectorDevices, wiring: ConnectorHardware) -> None:
+        lock = devices.lock
+        if lock is None:
+            self.none(label, "no lock actuator" if wiring.lock.backend == "none"
+                      else 'hardware.connectors.lock.backend = "none"')
+            return
+        feedback = f"feedback on GPIO{wiring.lock.feedback_pin}"
+        started = time.monotonic()
+        locked = await asyncio.to_thread(lock.lock)
+        locked_after = time.monotonic() - started
+        started = time.monotonic()
+        still_locked = await asyncio.to_thread(lock.unlock)
+        unlocked_after = time.monotonic() - started
+        timeout = f"{wiring.lock.timeout_s:g} s"
+        if not locked:
+            self.fail(label, f"the {feedback} did not confirm locked within {timeout} (actuator jammed, not "
+                             "powered, or the feedback not wired; lock.feedback_active_high?)")
+        elif still_locked:
+            self.fail(label, f"the {feedback} still says locked {timeout} after unlocking: the plug would "
+                             "stay held (actuator jammed or feedback stuck)")
+        else:
+            self.ok(label, f"{wiring.lock.actuator} lock, {feedback}: locked after {locked_after * 1000:.0f} ms, "
+                           f"unlocked after {unlocked_after * 1000:.0f} ms")
 
     async def check_power_fail(self, label: str, hardware: StationHardware) -> None:
         power_fail = hardware.power_fail
         if power_fail is None:
-            self.skip(label, "hardware.power_fail_pin is not set")
+            self.none(label, "hardware.power_fail_pin is not set")
             return
         pin = self.config.hardware.power_fail_pin
         where = f"GPIO{pin}: " if pin is not None else ""

@@ -17,9 +17,18 @@ Promises:
   covers every earlier WAL frame. Call it just before the ``outbox_put`` of the
   MeterValues that reports the sample, and one fsync covers both.
 - A write touching several rows is one sqlite transaction: all or nothing.
+- A new file is built under a temporary name and renamed into place once its
+  schema is complete, so an existing ``evcp.sqlite3`` always holds evcp's
+  schema: one of zero bytes, without the schema, or missing while its
+  write-ahead log is there is state that was lost, a ``StoreError``.
 - Opening checks the file (``PRAGMA quick_check``) and brings its schema up to
   date; a corrupt, unreadable or newer file is a ``StoreError`` and nothing
   in it is changed.
+- A damaged write-ahead log (``-wal``) is not refused: sqlite keeps every
+  transaction up to the last complete one, which is also what a power cut in
+  the middle of a write leaves. The damage is described in ``wal_damage``
+  and the log copied aside first (``<file>-wal.damaged-<UTC time>``, the
+  newest ``KEEP_DAMAGED_COPIES`` kept), for the caller to report.
 - Every sqlite failure is a ``StoreError`` naming the file, what is wrong and
   what to do. A call that breaks this API's rules (a local_id used twice, an
   unknown seq) is a ``ValueError`` or ``KeyError``.
@@ -35,13 +44,17 @@ version appends a step and never edits an old one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shutil
 import sqlite3
+import struct
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 FILENAME = "evcp.sqlite3"
 """The file's name inside storage.state_dir."""
@@ -83,7 +96,19 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (
         "CREATE TABLE documents (name TEXT PRIMARY KEY, body TEXT NOT NULL)",
     ),
+    # Version 3: security events waiting for the central system (security whitepaper), in order.
+    (
+        """CREATE TABLE security_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            type TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            tech_info TEXT
+        )""",
+    ),
 ]
+
+KEEP_DAMAGED_COPIES = 3
+"""Copies of damaged write-ahead logs kept as evidence; older ones are deleted."""
 
 
 class StoreError(Exception):
@@ -115,45 +140,105 @@ class StoredMessage:
     attempts: int
 
 
+@dataclass(frozen=True)
+class StoredSecurityEvent:
+    seq: int
+    type: str
+    timestamp: str
+    tech_info: str | None
+
+
 class StateStore:
     """The state file, open; see the module docstring for the promises."""
 
     def __init__(self, path: Path):
         """Open (or create) the file at ``path``, check it and migrate its schema.
 
-        Raises StoreError if the file is corrupt, unreadable, unwritable or from
-        a newer evcp; the file is then left as it was.
+        Raises StoreError if the file is corrupt, unreadable, unwritable, from
+        a newer evcp, or its state was lost (see the module docstring); the file
+        is then left as it was.
         """
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"{self.path.parent} cannot be created ({e}); "
-                             "check the storage.state_dir setting and its permissions") from None
+        self.wal_damage: str | None = None
+        """What was wrong with the write-ahead log at opening, and where its copy is; None if nothing."""
+        self._wal_damage_untold = False
         self._db: sqlite3.Connection | None = None
+        self._prepare_directory()
         try:
+            if not self.path.exists():
+                self._create()
+            elif self.path.is_file() and self.path.stat().st_size == 0:
+                raise StoreError(f"{self.path} is empty (0 bytes): the charger's state (open transactions, "
+                                 "queued messages) was lost; restore it from a backup, or move it aside "
+                                 "with its -wal and -shm files to start as a new charger")
             # isolation_level=None: autocommit, so each single-statement write
             # commits at once and multi-row writes say BEGIN/COMMIT explicitly.
-            created = not self.path.exists()
             self._db = sqlite3.connect(self.path, isolation_level=None)
-            if created:
-                # It will hold secrets (the AuthorizationKey the central system sets): the
-                # service's user alone may read it; sqlite gives -wal and -shm the same mode.
-                os.chmod(self.path, 0o600)
             self._check()
             self._refuse_newer()
+            self._refuse_schemaless()
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"{self.path} cannot use a write-ahead log (journal mode stays {mode!r}); "
                                  "put storage.state_dir on a local filesystem such as ext4")
             self._db.execute("PRAGMA synchronous=FULL")
+            self.wal_damage = self._inspect_wal()
+            self._wal_damage_untold = self.wal_damage is not None
             self._migrate()
         except sqlite3.Error as e:
             self.close()
             raise self._error(e) from None
+        except OSError as e:
+            self.close()
+            raise StoreError(f"{self.path} cannot be read or written ({e}); check the storage device "
+                             "and the permissions of storage.state_dir") from None
         except BaseException:
             self.close()
             raise
+
+    def _prepare_directory(self) -> None:
+        directory = self.path.parent
+        if directory.exists() and not directory.is_dir():
+            raise StoreError(f"{directory} is a file, not a directory; storage.state_dir must name a "
+                             "directory: move the file away or set another storage.state_dir")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{directory} cannot be created ({e}); "
+                             "check the storage.state_dir setting and its permissions") from None
+
+    def _create(self) -> None:
+        """A new file with the whole schema, built aside and renamed into place: a power cut
+        while it is made leaves no file, never a half-made one that would look like lost state."""
+        wal = _sidecar(self.path, "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(f"{self.path} is missing but its write-ahead log {wal.name} is there: the "
+                             "database was deleted or lost with the charger's state; restore it from a "
+                             f"backup, or move {wal.name} aside to start as a new charger")
+        building = self.path.with_name(self.path.name + ".new")
+        for leftover in (building, _sidecar(building, "-wal"), _sidecar(building, "-shm")):
+            leftover.unlink(missing_ok=True)
+        self._db = sqlite3.connect(building, isolation_level=None)
+        # It will hold secrets (the AuthorizationKey the central system sets): the
+        # service's user alone may read it; sqlite gives -wal and -shm the same mode.
+        os.chmod(building, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        self._db.close()
+        self._db = None
+        if busy:
+            raise StoreError(f"{building} could not be completed (another process uses it); "
+                             "stop the other evcp or sqlite3 using it")
+        _fsync(building)
+        os.replace(building, self.path)
+        _fsync(self.path.parent)
+
+    def take_wal_damage(self) -> str | None:
+        """``wal_damage`` the first time it is asked for, then None: reported once per opening."""
+        told, self._wal_damage_untold = self._wal_damage_untold, False
+        return self.wal_damage if told else None
 
     # Transactions. OCPP 1.6 ("Transaction-related messages"): a transaction's StartTransaction, MeterValues
     # and StopTransaction must reach the central system even after a reboot,
@@ -257,15 +342,82 @@ class StateStore:
         self._update_one("UPDATE outbox SET payload = ?, attempts = ? WHERE seq = ?",
                          (_json(payload), attempts, seq), f"outbox message {seq}")
 
+    def outbox_update_many(self, updates: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        """Replace the payloads of queued messages, (seq, payload) pairs, in one commit; a seq no
+        longer queued is skipped."""
+        rows = [(_json(payload), seq) for seq, payload in updates]
+        with self._transaction():
+            self._run_many("UPDATE outbox SET payload = ? WHERE seq = ?", rows)
+
     def outbox_done(self, seq: int) -> None:
         """Drop a delivered message (again is harmless)."""
         self._run("DELETE FROM outbox WHERE seq = ?", (seq,))
 
-    def outbox_entries(self) -> list[StoredMessage]:
-        """Queued messages, by seq (the order they were put)."""
-        rows = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox ORDER BY seq").fetchall()
+    def outbox_done_through(self, seq: int) -> None:
+        """Drop every message up to ``seq`` included, in one commit: delivered in order, they are
+        the oldest. One fsync for many messages (a replay after an outage)."""
+        self._run("DELETE FROM outbox WHERE seq <= ?", (seq,))
+
+    def outbox_start_confirmed(self, seq: int, local_id: int, transaction_id: int) -> None:
+        """A StartTransaction.conf: the messages up to ``seq`` (the StartTransaction) are dropped
+        and the transactionId recorded, in one commit. A power cut between the two would resend the
+        StartTransaction (a second transaction at the central system) or lose the id."""
+        with self._transaction():
+            self.outbox_done_through(seq)
+            self._run("UPDATE transactions SET transaction_id = ? WHERE local_id = ?", (transaction_id, local_id))
+
+    def outbox_count(self) -> int:
+        """How many messages are queued."""
+        return self._run("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def outbox_page(self, after_seq: int, limit: int) -> list[StoredMessage]:
+        """Up to ``limit`` queued messages with a seq above ``after_seq``, by seq: the outbox is
+        read a page at a time, however long it is."""
+        rows = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox WHERE seq > ?"
+                         " ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
         return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
                 for seq, action, payload, local_id, attempts in rows]
+
+    def outbox_stops(self) -> list[StoredMessage]:
+        """The queued StopTransactions, by seq."""
+        rows = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox"
+                         " WHERE action = 'StopTransaction' ORDER BY seq").fetchall()
+        return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
+                for seq, action, payload, local_id, attempts in rows]
+
+    def outbox_entries(self) -> list[StoredMessage]:
+        """Every queued message, by seq (the order they were put); ``outbox_page`` reads a long queue."""
+        return self.outbox_page(0, -1)
+
+    # Security events waiting for the central system (security whitepaper "Security events").
+
+    def security_event_put(self, event_type: str, timestamp: str, tech_info: str | None,
+                           keep: int) -> list[StoredSecurityEvent]:
+        """Queue a security event; beyond ``keep`` waiting, the oldest are dropped in the same
+        commit and returned."""
+        if keep < 1:
+            raise ValueError(f"keep must be 1 or more, got {keep}")
+        with self._transaction():
+            self._run("INSERT INTO security_events (type, timestamp, tech_info) VALUES (?, ?, ?)",
+                      (event_type, timestamp, tech_info))
+            rows = self._run("SELECT seq, type, timestamp, tech_info FROM security_events"
+                             " ORDER BY seq DESC LIMIT -1 OFFSET ?", (keep,)).fetchall()
+            if rows:
+                self._run("DELETE FROM security_events WHERE seq <= ?", (rows[0][0],))
+        return [StoredSecurityEvent(*row) for row in reversed(rows)]
+
+    def security_events(self, limit: int = -1) -> list[StoredSecurityEvent]:
+        """Waiting security events, oldest first (at most ``limit``, all with -1)."""
+        rows = self._run("SELECT seq, type, timestamp, tech_info FROM security_events ORDER BY seq LIMIT ?",
+                         (limit,)).fetchall()
+        return [StoredSecurityEvent(*row) for row in rows]
+
+    def security_events_count(self) -> int:
+        return self._run("SELECT count(*) FROM security_events").fetchone()[0]
+
+    def security_event_done(self, seq: int) -> None:
+        """Drop a delivered (or refused) security event (again is harmless)."""
+        self._run("DELETE FROM security_events WHERE seq = ?", (seq,))
 
     # OCPP configuration keys changed by ChangeConfiguration, and availability
     # changed by ChangeAvailability (which must survive a reboot, OCPP 1.6 §5.2).
@@ -274,7 +426,7 @@ class StateStore:
         """Replace the stored configuration with ``values``, all or nothing."""
         with self._transaction():
             self._run("DELETE FROM configuration")
-            self._db.executemany("INSERT INTO configuration (key, value) VALUES (?, ?)", values.items())
+            self._run_many("INSERT INTO configuration (key, value) VALUES (?, ?)", values.items())
 
     def load_configuration(self) -> dict[str, str]:
         """The configuration last saved; empty on a new file."""
@@ -342,6 +494,14 @@ class StateStore:
         except sqlite3.Error as e:
             raise self._error(e) from e
 
+    def _run_many(self, sql: str, rows: Iterable) -> None:
+        if self._db is None:
+            raise StoreError(f"{self.path} is closed; open a new StateStore")
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.Error as e:
+            raise self._error(e) from e
+
     def _update_one(self, sql: str, params: tuple, what: str) -> None:
         if self._run(sql, params).rowcount == 0:
             raise KeyError(f"{what} is not stored")
@@ -372,6 +532,45 @@ class StateStore:
             raise StoreError(f"{self.path} was written by a newer evcp (schema version {version}, this one "
                              f"knows up to {len(MIGRATIONS)}); install that newer evcp again, or move the file "
                              "aside to start with an empty state")
+
+    def _refuse_schemaless(self) -> None:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            raise StoreError(f"{self.path} holds no evcp state (schema version 0): its content was lost (for "
+                             "instance with its write-ahead log) or it is not evcp's; restore it from a backup, "
+                             "or move it aside with its -wal and -shm files to start as a new charger")
+
+    def _inspect_wal(self) -> str | None:
+        """Compare the write-ahead log's frames with those sqlite found valid when it read the
+        file (the quick_check above); on a difference, copy the log aside and describe it."""
+        wal = _sidecar(self.path, "-wal")
+        layout = read_wal_layout(wal)
+        if layout is None:
+            return None
+        valid = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        if layout.header_problem is not None:
+            what = (f"is not a write-ahead log ({layout.header_problem}, {layout.size} bytes): sqlite ignored "
+                    "it, so whatever was written since the last checkpoint is lost")
+        elif layout.frames > valid or layout.partial_bytes:
+            ignored = layout.frames - valid
+            what = (f"ends with {ignored} page(s) and {layout.partial_bytes} bytes after its last complete "
+                    f"transaction ({valid} pages kept): a write cut short by a power cut or a kill, which "
+                    "loses nothing confirmed, or a damaged or truncated file, which loses what was written "
+                    "after it")
+        else:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        copy = wal.with_name(f"{wal.name}.damaged-{stamp}")
+        for n in itertools.count(1):
+            if not copy.exists():
+                break
+            copy = wal.with_name(f"{wal.name}.damaged-{stamp}-{n}")
+        # It may hold secrets, like the database: readable by the service's user alone.
+        with open(wal, "rb") as source, open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as target:
+            shutil.copyfileobj(source, target)
+        copies = sorted(wal.parent.glob(f"{wal.name}.damaged-*"), key=lambda p: p.stat().st_mtime_ns)
+        for old in copies[:-KEEP_DAMAGED_COPIES]:
+            old.unlink(missing_ok=True)
+        return f"{wal} {what}; a copy is kept as {copy.name}"
 
     def _migrate(self) -> None:
         # BEGIN IMMEDIATE, then read the version: no other opener can migrate in between.
@@ -409,3 +608,77 @@ class StateStore:
 
 def _json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+WAL_MAGIC = (0x377F0682, 0x377F0683)
+WAL_VERSION = 3007000
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
+
+
+@dataclass(frozen=True)
+class WalLayout:
+    """What a write-ahead log file holds, read from its headers (https://sqlite.org/fileformat2.html#walformat)."""
+
+    size: int
+    header_problem: str | None
+    """Why the file is not a write-ahead log at all; None when its header is sound."""
+    frames: int = 0
+    """Complete frames of the log's current generation (same salts as the header), from the start."""
+    partial_bytes: int = 0
+    """Bytes of an incomplete frame right after those frames, at the end of the file."""
+
+
+def read_wal_layout(path: Path) -> WalLayout | None:
+    """The layout of the write-ahead log at ``path``; None when there is none or it is empty.
+
+    Frames are counted by their salts, not their checksums: sqlite checks those, and the
+    caller compares its count of valid frames with this one.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    with open(path, "rb") as f:
+        header = f.read(WAL_HEADER_BYTES)
+        if len(header) < WAL_HEADER_BYTES:
+            return WalLayout(size, f"{size} bytes, shorter than a write-ahead log header")
+        magic, version, page_size, _, salt1, salt2, check1, check2 = struct.unpack(">8I", header)
+        if magic not in WAL_MAGIC or version != WAL_VERSION:
+            return WalLayout(size, "no write-ahead log header")
+        if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+            return WalLayout(size, f"impossible page size {page_size} in its header")
+        if _wal_checksum(header[:24], big_endian=bool(magic & 1)) != (check1, check2):
+            return WalLayout(size, "header checksum wrong")
+        frame_bytes = WAL_FRAME_HEADER_BYTES + page_size
+        frames, offset = 0, WAL_HEADER_BYTES
+        while offset + frame_bytes <= size:
+            f.seek(offset)
+            frame_header = f.read(WAL_FRAME_HEADER_BYTES)
+            if struct.unpack(">II", frame_header[8:16]) != (salt1, salt2):
+                return WalLayout(size, None, frames)  # an older generation's frames: ignored by design
+            frames += 1
+            offset += frame_bytes
+        return WalLayout(size, None, frames, size - offset)
+
+
+def _wal_checksum(data: bytes, big_endian: bool, s0: int = 0, s1: int = 0) -> tuple[int, int]:
+    words = struct.unpack((">" if big_endian else "<") + f"{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1

@@ -1,8 +1,9 @@
 """Hardware abstraction layer: the charger's devices behind small interfaces.
 
-Every device has a real backend (gpiozero, pymodbus, mfrc522, sysfs PWM) and a
-simulated one in ``evcp.mocks``; ``evcp.hal.factory`` picks them from the
-installer config. Nothing here decides anything: the controller core does.
+Every device has a real backend (gpiozero, pymodbus, spidev for the RC522,
+sysfs PWM) and a simulated one in ``evcp.mocks``; ``evcp.hal.factory`` picks
+them from the installer config. Nothing here decides anything: the controller
+core does.
 
 Each method's docstring is its promise to the core.
 """
@@ -99,8 +100,9 @@ ChangeCallback = Callable[[], None]
 
 #: Called from the reader's own thread with the tag id as upper-case hex.
 TagCallback = Callable[[str], None]
-#: Called from the reader's own thread when the reader fails (False) or recovers (True).
-HealthCallback = Callable[[bool], None]
+#: Called from the reader's own thread as ``(False, why)`` when the reader fails and
+#: ``(True, "")`` when it works again; ``why`` is short enough for a status's info.
+HealthCallback = Callable[[bool, str], None]
 
 
 @runtime_checkable
@@ -108,10 +110,43 @@ class TagReader(Protocol):
     """An RFID/NFC reader. One tap per card presentation, not one per poll."""
 
     def start(self, on_tag: TagCallback, on_health: HealthCallback) -> None:
-        """Begin polling in a thread of its own; never blocks the caller."""
+        """Begin polling in a thread of its own; never blocks the caller.
+
+        A device that is missing or broken is not an exception: it is reported
+        through ``on_health(False, why)`` and tried again.
+        """
 
     def stop(self) -> None:
         """Stop polling and free the device. Idempotent."""
+
+
+@runtime_checkable
+class CableSensor(Protocol):
+    """The proximity pilot of a socket outlet: which cable is plugged in (IEC 61851-1 Annex B)."""
+
+    def read(self):
+        """Measure now (milliseconds): an ``evcp.hal.proximity.ProximityReading``. Raises HardwareError."""
+
+    def release(self) -> None:
+        """Free the input. Idempotent."""
+
+
+@runtime_checkable
+class SocketLock(Protocol):
+    """The actuator holding the plug in a socket outlet, with a feedback contact."""
+
+    def lock(self) -> bool:
+        """Lock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked)."""
+
+    def unlock(self) -> bool:
+        """Unlock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked)."""
+
+    @property
+    def is_locked(self) -> bool:
+        """What the feedback contact says now."""
+
+    def release(self) -> None:
+        """Stop driving the actuator and free its lines. Idempotent."""
 
 
 @dataclass(frozen=True)

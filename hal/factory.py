@@ -1,12 +1,18 @@
-"""Real devices from the installer config (``hardware.backend = "pi"``)."""
+"""Real devices from the installer config (``hardware.backend = "pi"``).
+
+One builder per device, so ``evcp check-hardware`` can set each up on its own: a device that
+cannot be opened is that device's failure, not the end of every check.
+"""
 
 from __future__ import annotations
 
-from evcp.config import Config, ConnectorHardware
-from evcp.hal import HardwareError
+from evcp.config import Config, ConnectorHardware, HardwareConfig
+from evcp.hal import CableSensor, EnergyMeter, HardwareError, Pilot, Relay, SocketLock, TagReader
+from evcp.hal.lock import GpioLock
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.pilot import AdcPilot, GpioPilot, SysfsPwm
 from evcp.hal.power import PowerFailInput
+from evcp.hal.proximity import AdcProximity
 from evcp.hal.reader import Mfrc522Reader
 from evcp.hal.relay import GpioRelay
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
@@ -15,46 +21,82 @@ ADC_LEAVE_CHARGE_S = 0.02
 """An ADC reading is noisier than a board's comparator: believe "left C" on the second sample."""
 
 
-def connector_devices(wiring: ConnectorHardware, pwm_users: dict[tuple[int, int], int] | None = None,
-                      number: int = 1) -> ConnectorDevices:
-    """``pwm_users``: (chip, channel) -> connector, filled in to refuse two pilots on one PWM channel."""
-    relay = GpioRelay(wiring.relay)
+def relay_for(wiring: ConnectorHardware) -> Relay:
+    return GpioRelay(wiring.relay)
+
+
+def pilot_for(wiring: ConnectorHardware) -> Pilot:
+    pwm = SysfsPwm.for_pilot(wiring.pilot)
+    if wiring.pilot.backend == "adc":
+        return AdcPilot(wiring.pilot, pwm)
+    return GpioPilot(wiring.pilot, pwm)
+
+
+def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
+    """Raises HardwareError when two pilots drive one PWM channel: "auto" finds the channel once
+    the board is known, and on a Pi 4 GPIO12 and GPIO18 share channel 0 (GPIO13 and GPIO19 channel 1)."""
+    users: dict[tuple[int, int], int] = {}
+    for number, pilot in enumerate(pilots, 1):
+        location = getattr(getattr(pilot, "pwm", None), "location", None)
+        if location is None:
+            continue
+        where = (location.chip, location.channel)
+        if where in users:
+            raise HardwareError(
+                f"hardware.connectors[{number}].pilot.pwm_pin: GPIO{location.pin} is channel {location.channel} "
+                f"of pwmchip{location.chip}, the channel of connector {users[where]}'s pilot: choose another pin")
+        users[where] = number
+
+
+def meter_for(wiring: ConnectorHardware) -> EnergyMeter | None:
+    return ModbusMeter(wiring.meter) if wiring.meter.backend != "none" else None
+
+
+def cable_sensor_for(wiring: ConnectorHardware) -> CableSensor | None:
+    """The proximity pilot of a socket outlet; None when none is configured (a tethered cable)."""
+    return AdcProximity(wiring.pp) if wiring.pp.backend == "adc" else None
+
+
+def lock_for(wiring: ConnectorHardware) -> SocketLock | None:
+    return GpioLock(wiring.lock) if wiring.lock.backend == "gpio" else None
+
+
+def reader_for(hardware: HardwareConfig) -> TagReader | None:
+    return Mfrc522Reader(hardware.reader) if hardware.reader.backend == "mfrc522" else None
+
+
+def power_fail_for(hardware: HardwareConfig) -> PowerFailInput | None:
+    if hardware.power_fail_pin is None:
+        return None
+    return PowerFailInput(hardware.power_fail_pin, hardware.power_fail_active_high)
+
+
+def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
+    """Every device of one connector; the relay (built first) is freed again if another fails."""
+    devices = ConnectorDevices(relay=relay_for(wiring), pilot=None, meter=None,  # type: ignore[arg-type]
+                               meter_poll_s=wiring.meter.poll_interval_s,
+                               pilot_leave_charge_s=ADC_LEAVE_CHARGE_S if wiring.pilot.backend == "adc" else 0.0)
     try:
-        pwm = SysfsPwm.for_pilot(wiring.pilot)
-        where = (pwm.location.chip, pwm.location.channel)
-        if pwm_users is not None:
-            if where in pwm_users:
-                pwm.release()
-                raise HardwareError(
-                    f"hardware.connectors[{number}].pilot.pwm_pin: GPIO{wiring.pilot.pwm_pin} is channel "
-                    f"{where[1]} of pwmchip{where[0]}, the channel of connector {pwm_users[where]}'s pilot "
-                    "(GPIO12 and GPIO18 share one on a Pi 4, as GPIO13 and GPIO19 do): choose another pin")
-            pwm_users[where] = number
-        if wiring.pilot.backend == "adc":
-            pilot = AdcPilot(wiring.pilot, pwm)
-        else:
-            pilot = GpioPilot(wiring.pilot, pwm)
+        devices.pilot = pilot_for(wiring)
+        devices.cable = cable_sensor_for(wiring)
+        devices.lock = lock_for(wiring)
+        devices.meter = meter_for(wiring)
     except Exception:
-        relay.release()
+        for device in (devices.lock, devices.cable, devices.pilot, devices.relay):
+            if device is not None:
+                device.release()
         raise
-    meter = ModbusMeter(wiring.meter) if wiring.meter.backend != "none" else None
-    return ConnectorDevices(
-        relay=relay, pilot=pilot, meter=meter, meter_poll_s=wiring.meter.poll_interval_s,
-        pilot_leave_charge_s=ADC_LEAVE_CHARGE_S if wiring.pilot.backend == "adc" else 0.0,
-    )
+    return devices
 
 
 async def build_pi_hardware(config: Config) -> StationHardware:
     hardware = StationHardware(connectors=[], reader=None)
     try:
-        pwm_users: dict[tuple[int, int], int] = {}
-        for number, wiring in enumerate(config.hardware.connectors, 1):
-            hardware.connectors.append(connector_devices(wiring, pwm_users, number))
-        if config.hardware.reader.backend == "mfrc522":
-            hardware.reader = Mfrc522Reader(config.hardware.reader)
-        if config.hardware.power_fail_pin is not None:
-            hardware.power_fail = PowerFailInput(config.hardware.power_fail_pin,
-                                                 config.hardware.power_fail_active_high)
+        for wiring in config.hardware.connectors:
+            hardware.connectors.append(connector_devices(wiring))
+        hardware.reader = reader_for(config.hardware)
+        hardware.power_fail = power_fail_for(config.hardware)
+        refuse_shared_pwm_channels([devices.pilot for devices in hardware.connectors])
     except Exception as error:
         await hardware.release()
         if isinstance(error, HardwareError):

@@ -1,253 +1,331 @@
 """An RC522 (MFRC522) RFID reader on SPI, polled in a thread of its own.
 
-The ``mfrc522`` package (and the ``RPi.GPIO`` it needs) only imports on a
-Raspberry Pi, so it is imported in ``start()``, never at module import.
+evcp's own driver (``evcp.hal.rc522``) over ``spidev``, with the chip's reset
+line (RST, NRSTPD) driven through gpiozero, so it works wherever gpiozero does
+(lgpio on a Pi 4 and a Pi 5). ``spidev`` is imported when the reader opens,
+never at module import.
 
-Traps of mfrc522 0.0.7 this module avoids:
+The idTag is the card's whole UID in upper-case hex: 8, 14 or 20 characters
+for a 4-, 7- or 10-byte UID (OCPP 1.6 idTag is CiString20).
 
-- ``MFRC522()`` defaults to physical pin 22 in BOARD mode, but if RPi.GPIO is
-  already in BCM mode it silently uses BCM 15 (UART RXD). The reset pin is
-  therefore always passed explicitly, in whatever mode RPi.GPIO is in.
-- ``SimpleMFRC522`` always opens spidev0.0; the reader here takes any bus and
-  chip select (spidev0.1 leaves CE0 to a pilot ADC).
-- ``uid_to_num`` packs 4 UID bytes plus the BCC check byte; the idTag is the
-  usual 8 hex digits of the 4 UID bytes.
-- ``Close_MFRC522()`` calls ``GPIO.cleanup()`` on every RPi.GPIO pin; stop()
-  frees only the reset pin.
-
-Only cascade level 1 is read: a 7-byte-UID card shows up as "88" plus its
-first three UID bytes.
+A reader that cannot start (no SPI device, SPI switched off, the reset line
+busy, no chip answering) never stops the charger: it is reported through
+``on_health(False, why)``, which the charger turns into a ReaderFailure status
+on connector 0, and tried again every ``RETRY_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Callable
+
+from gpiozero import DigitalOutputDevice
 
 from evcp.hal import HardwareError, HealthCallback, TagCallback
+from evcp.hal.rc522 import (
+    ABSENT_VERSIONS, CLONE_VERSIONS, GENUINE_VERSIONS, ChipError, Rc522, describe_version,
+)
 
 if TYPE_CHECKING:
     from evcp.config import ReaderConfig
 
 log = logging.getLogger("evcp.hal.reader")
 
-#: Physical header pin of each BCM GPIO on the 40-pin header.
-_BCM_TO_BOARD = {
-    2: 3, 3: 5, 4: 7, 5: 29, 6: 31, 7: 26, 8: 24, 9: 21, 10: 19, 11: 23,
-    12: 32, 13: 33, 14: 8, 15: 10, 16: 36, 17: 11, 18: 12, 19: 35, 20: 38,
-    21: 40, 22: 15, 23: 16, 24: 18, 25: 22, 26: 37, 27: 13,
-}
+#: What a genuine chip answers at VersionReg (``evcp check-hardware`` names the others).
+RC522_VERSIONS = GENUINE_VERSIONS
+#: SPI clock: the RC522 takes up to 10 MHz; 1 MHz keeps long module wires reliable.
+SPI_SPEED_HZ = 1_000_000
+#: After releasing RST the oscillator starts (datasheet 8.8.2); 50 ms is plenty.
+HARD_RESET_SETTLE_S = 0.05
+#: The RST pulse: the datasheet asks for 100 ns in hard power-down.
+HARD_RESET_PULSE_S = 0.001
 
 
-#: VersionReg (address 0x37) of the MFRC522 datasheet, and what a genuine chip answers.
-VERSION_REGISTER = 0x37
-RC522_VERSIONS = {0x91: "MFRC522 v1.0", 0x92: "MFRC522 v2.0"}
-
-
-def id_tag_from_uid(uid: list[int] | bytes) -> str:
-    """The OCPP idTag for a UID as ``MFRC522_Anticoll`` returns it: 8 upper-case hex digits.
-
-    Accepts the 4 UID bytes, or the 4 bytes plus their BCC (XOR check byte),
-    which is dropped after it is verified. Raises ValueError otherwise.
-    """
+def id_tag_from_uid(uid: bytes) -> str:
+    """The OCPP idTag for a card's UID: the 4, 7 or 10 bytes in upper-case hex. ValueError otherwise."""
     data = bytes(uid)
-    if len(data) == 5:
-        check = data[0] ^ data[1] ^ data[2] ^ data[3]
-        if check != data[4]:
-            raise ValueError(f"UID {data.hex()} fails its BCC check")
-        data = data[:4]
-    if len(data) != 4:
-        raise ValueError(f"expected a 4-byte UID (+BCC), got {len(data)} bytes")
+    if len(data) not in (4, 7, 10):
+        raise ValueError(f"a UID has 4, 7 or 10 bytes (got {len(data)}: {data.hex()})")
     return data.hex().upper()
-
-
-def id_tag_from_uid_number(number: int) -> str:
-    """The idTag for a number from ``SimpleMFRC522.uid_to_num`` (4 UID bytes + BCC, big-endian)."""
-    if not 0 <= number < 1 << 40:
-        raise ValueError(f"not a 5-byte UID number: {number!r}")
-    return id_tag_from_uid(number.to_bytes(5, "big"))
 
 
 class Mfrc522Reader:
     """An RC522 on ``/dev/spidev<spi_bus>.<spi_device>``; implements ``evcp.hal.TagReader``.
 
-    One tap per presentation: a card counts again only after it was absent
-    for ``ABSENT_POLLS_TO_REARM`` polls in a row (a card left on the reader
-    answers every other request, so one miss means nothing). Another card
-    counts at once. After ``FAILURES_BEFORE_UNHEALTHY`` polls in a row that
-    raise, ``on_health(False)`` is called once and the chip is re-initialised
-    before every poll; the first clean poll calls ``on_health(True)``.
+    Each poll is a fresh inventory of the cards on the antenna (``Rc522.scan``).
+    One tap per presentation: a card read again counts again only after it
+    was missing from ``ABSENT_POLLS_TO_REARM`` polls in a row; several cards
+    on the antenna at once each count once. VersionReg is read at every poll
+    (one SPI transfer): after ``FAILURES_BEFORE_UNHEALTHY`` polls in a row
+    that fail (the chip reads 0x00/0xFF, SPI errors, a timer that never
+    fires) ``on_health(False, why)`` is called once, and the reader is reset
+    and opened again every ``RETRY_INTERVAL_S`` until it works, which calls
+    ``on_health(True, "")``.
+
+    ``spi_factory`` returns an unopened ``spidev.SpiDev``-like object (the
+    simulated chip in tests and on the bench); ``pin_factory`` is gpiozero's,
+    for the reset line.
     """
 
     ABSENT_POLLS_TO_REARM = 2
     FAILURES_BEFORE_UNHEALTHY = 3
+    RETRY_INTERVAL_S = 1.0
+    MAX_CARDS = 4
 
-    def __init__(self, config: ReaderConfig):
+    def __init__(self, config: ReaderConfig, *, spi_factory: Callable[[], object] | None = None,
+                 pin_factory=None):
         self._config = config
-        self._device = None
-        self._gpio = None
-        self._reset_pin: int | None = None
+        self._spi_factory = spi_factory or _spidev
+        self._pin_factory = pin_factory
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._absent_polls: dict[str, int] = {}
+        """idTag -> polls in a row it was missing from, for the cards held as present."""
+        self._present: frozenset[str] = frozenset()
+
+    @property
+    def where(self) -> str:
+        return f"/dev/spidev{self._config.spi_bus}.{self._config.spi_device}"
+
+    @property
+    def cards_present(self) -> frozenset[str]:
+        """The idTags read recently and not yet missing for ``ABSENT_POLLS_TO_REARM`` polls."""
+        return self._present
 
     def start(self, on_tag: TagCallback, on_health: HealthCallback) -> None:
-        """Open the reader and begin polling in a daemon thread; returns at once.
+        """Begin polling in a daemon thread; returns at once.
 
-        Raises HardwareError when the driver is not installed or the reader
-        cannot be opened, and RuntimeError if already started.
+        Never raises for the device: a reader that cannot be opened is
+        reported through ``on_health(False, why)`` and retried. RuntimeError
+        if already started.
         """
         if self._thread is not None:
             raise RuntimeError("reader already started")
-        gpio, mfrc522_class = _import_driver()
-        self._gpio = gpio
-        self._device = self._open(gpio, mfrc522_class)
         self._stopping = threading.Event()
+        self._absent_polls = {}
+        self._present = frozenset()
         self._thread = threading.Thread(
             target=self._poll_forever,
-            args=(on_tag, on_health, self._stopping),
-            name="evcp-mfrc522",
+            args=(on_tag, _Health(on_health, self.RETRY_INTERVAL_S), self._stopping),
+            name="evcp-rc522",
             daemon=True,
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop polling, close SPI and free the reset pin. Idempotent; never raises."""
+        """Stop polling, switch the field off, close SPI and free the reset line. Idempotent."""
         self._stopping.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=max(2.0, 3 * self._config.poll_interval_s))
             if thread.is_alive():
                 log.warning("reader: poll thread did not stop in time")
-        device, self._device = self._device, None
-        if device is not None:
-            try:
-                device.spi.close()
-            except Exception:
-                log.exception("reader: could not close SPI")
-        if self._gpio is not None and self._reset_pin is not None:
-            try:
-                self._gpio.cleanup(self._reset_pin)
-            except Exception:
-                log.exception("reader: could not free the reset pin")
-            self._reset_pin = None
 
     def read_version(self) -> int:
         """Open the RC522, read its VersionReg once and close it again; for installation checks.
 
-        Returns the register's value: 0x91 (MFRC522 v1.0) or 0x92 (v2.0) from a
-        genuine chip, see ``RC522_VERSIONS``; 0x00 or 0xFF usually means nothing
-        answers on the bus. Only reads: opening the chip resets it, as
-        ``start()`` does. Raises HardwareError when the driver is missing or the
-        reader cannot be opened or read, RuntimeError while polling.
+        Returns the register's value: see ``RC522_VERSIONS`` and
+        ``evcp.hal.rc522.CLONE_VERSIONS``; 0x00 or 0xFF usually means nothing
+        answers on the bus. Opening resets the chip, as ``start()`` does.
+        Raises HardwareError when the reader cannot be opened or read,
+        RuntimeError while polling.
         """
         if self._thread is not None:
             raise RuntimeError("reader is polling; stop() it before reading its version")
-        gpio, mfrc522_class = _import_driver()
-        self._gpio = gpio
-        self._device = self._open(gpio, mfrc522_class)
+        spi, reset = self._open_bus()
         try:
-            return int(self._device.Read_MFRC522(VERSION_REGISTER))
-        except Exception as exc:
-            config = self._config
-            raise HardwareError(
-                f"reader: RC522 on /dev/spidev{config.spi_bus}.{config.spi_device}: "
-                f"cannot read the version register: {exc}"
-            ) from exc
+            return Rc522(spi).version()
+        except OSError as exc:
+            raise HardwareError(f"RC522 on {self.where}: cannot read the version register: {exc}") from exc
         finally:
-            self.stop()
+            _close_bus(spi, reset)
 
-    def _open(self, gpio, mfrc522_class):
+    # -- opening -------------------------------------------------------------------
+
+    def _open_bus(self):
+        """The open SPI device and the reset line, after a hard reset of the chip."""
         config = self._config
-        # rst_pin is a BCM number; MFRC522 keeps whatever mode RPi.GPIO already has.
-        mode = gpio.getmode()
-        if mode == gpio.BOARD:
-            try:
-                self._reset_pin = _BCM_TO_BOARD[config.rst_pin]
-            except KeyError:
-                raise HardwareError(f"reader: GPIO{config.rst_pin} is not on the 40-pin header") from None
-        else:
-            mode = gpio.BCM
-            self._reset_pin = config.rst_pin
+        spi = self._spi_factory()
         try:
-            return mfrc522_class(
-                bus=config.spi_bus,
-                device=config.spi_device,
-                pin_mode=mode,
-                pin_rst=self._reset_pin,
-            )
-        except Exception as exc:
+            spi.open(config.spi_bus, config.spi_device)
+        except FileNotFoundError as exc:
             raise HardwareError(
-                f"reader: RC522 on /dev/spidev{config.spi_bus}.{config.spi_device} "
-                f"(reset GPIO{config.rst_pin}) cannot be opened: {exc}; is SPI enabled "
-                "(dtparam=spi=on)?"
-            ) from exc
-
-    def _poll_once(self) -> str | None:
-        device = self._device
-        status, _ = device.MFRC522_Request(device.PICC_REQIDL)
-        if status != device.MI_OK:
-            return None
-        status, uid = device.MFRC522_Anticoll()
-        if status != device.MI_OK:
-            return None
+                f"no {self.where}: SPI is off (dtparam=spi=on) or hardware.reader.spi_bus/spi_device "
+                f"is wrong ({exc})") from exc
+        except PermissionError as exc:
+            raise HardwareError(f"{self.where}: permission denied: the user needs the group spi ({exc})") from exc
+        except OSError as exc:
+            raise HardwareError(f"{self.where} cannot be opened: {exc}") from exc
         try:
-            return id_tag_from_uid(uid)
-        except ValueError as exc:
-            log.debug("reader: ignoring a garbled read: %s", exc)
-            return None
+            spi.max_speed_hz = SPI_SPEED_HZ
+            spi.mode = 0
+            # Claimed low: the chip is in hard power-down; going high resets it (datasheet 8.8.1).
+            reset = DigitalOutputDevice(config.rst_pin, initial_value=False, pin_factory=self._pin_factory)
+        except Exception as exc:
+            _close_bus(spi, None)
+            raise HardwareError(f"RC522 reset line GPIO{config.rst_pin} cannot be driven: {exc}") from exc
+        time.sleep(HARD_RESET_PULSE_S)
+        reset.on()
+        time.sleep(HARD_RESET_SETTLE_S)
+        return spi, reset
 
-    def _poll_forever(self, on_tag: TagCallback, on_health: HealthCallback, stopping: threading.Event) -> None:
-        presented: str | None = None
-        absent_polls = 0
+    def _open(self) -> _OpenReader:
+        spi, reset = self._open_bus()
+        try:
+            chip = Rc522(spi)
+            version = chip.version()
+            if version in ABSENT_VERSIONS:
+                raise ChipError(f"RC522 absent: VersionReg reads {version:#04x} on {self.where}; check the "
+                                "wiring and the chip select")
+            chip.soft_reset()
+            chip.configure()
+        except OSError as exc:
+            _close_bus(spi, reset)
+            raise HardwareError(f"RC522 on {self.where}: {exc}") from exc
+        except BaseException:
+            _close_bus(spi, reset)
+            raise
+        name = describe_version(version)
+        if version in GENUINE_VERSIONS:
+            log.info("reader: %s on %s (VersionReg %#04x)", name, self.where, version)
+        elif version in CLONE_VERSIONS:
+            log.warning("reader: %s on %s (VersionReg %#04x), not a genuine MFRC522 v1.0/v2.0: it usually "
+                        "works the same; if cards are missed, fit a genuine module", name, self.where, version)
+        else:
+            log.warning("reader: unknown chip on %s (VersionReg %#04x): trying it as an MFRC522",
+                        self.where, version)
+        return _OpenReader(spi, reset, chip, version, self.where)
+
+    # -- polling -------------------------------------------------------------------
+
+    def _poll_forever(self, on_tag: TagCallback, health: _Health, stopping: threading.Event) -> None:
+        reader: _OpenReader | None = None
         failures = 0
-        healthy = True
-        while not stopping.is_set():
-            try:
-                if not healthy:
-                    self._device.MFRC522_Init()
-                tag = self._poll_once()
-            except Exception as exc:
-                failures += 1
-                if failures == 1:
-                    log.warning("reader: poll failed: %s", exc)
-                if healthy and failures >= self.FAILURES_BEFORE_UNHEALTHY:
-                    healthy = False
-                    log.error("reader: %d polls in a row failed; reader unhealthy", failures)
-                    _call(on_health, False)
-            else:
-                failures = 0
-                if not healthy:
-                    healthy = True
-                    log.info("reader: recovered")
-                    _call(on_health, True)
-                if tag is None:
-                    absent_polls += 1
-                    if absent_polls >= self.ABSENT_POLLS_TO_REARM:
-                        presented = None
+        try:
+            while not stopping.is_set():
+                if reader is None:
+                    try:
+                        reader = self._open()
+                    except Exception as exc:  # noqa: BLE001 - a reader that cannot start is a reader failure
+                        health.fail(_why(exc))
+                        stopping.wait(self.RETRY_INTERVAL_S)
+                        continue
+                    failures = 0
+                    health.ok()
+                try:
+                    uids = reader.poll(self.MAX_CARDS)
+                except Exception as exc:  # noqa: BLE001 - SPI, chip or driver: the poll failed
+                    failures += 1
+                    if failures == 1:
+                        log.warning("reader: poll failed: %s", _why(exc),
+                                    exc_info=not isinstance(exc, (HardwareError, OSError)))
+                    if failures >= self.FAILURES_BEFORE_UNHEALTHY:
+                        health.fail(f"{_why(exc)} ({failures} polls in a row)")
+                        reader.close()
+                        reader = None
+                        stopping.wait(self.RETRY_INTERVAL_S)
+                        continue
                 else:
-                    absent_polls = 0
-                    if tag != presented:
-                        presented = tag
-                        _call(on_tag, tag)
-            stopping.wait(self._config.poll_interval_s)
+                    failures = 0
+                    self._note(uids, on_tag)
+                stopping.wait(self._config.poll_interval_s)
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _note(self, uids: list[bytes], on_tag: TagCallback) -> None:
+        """Count the absences and report the cards that were not on the antenna before."""
+        seen = [id_tag_from_uid(uid) for uid in uids]
+        absent = self._absent_polls
+        new = [tag for tag in seen if tag not in absent]
+        for tag in list(absent):
+            if tag not in seen:
+                absent[tag] += 1
+                if absent[tag] >= self.ABSENT_POLLS_TO_REARM:
+                    del absent[tag]
+        for tag in seen:
+            absent[tag] = 0
+        self._present = frozenset(absent)
+        for tag in new:
+            log.debug("reader: card %s", tag)
+            _call(on_tag, tag)
 
 
-def _import_driver():
+class _OpenReader:
+    """An opened, configured chip with its SPI device and reset line."""
+
+    def __init__(self, spi, reset: DigitalOutputDevice, chip: Rc522, version: int, where: str):
+        self.spi, self.reset, self.chip, self.version, self.where = spi, reset, chip, version, where
+
+    def poll(self, max_cards: int) -> list[bytes]:
+        version = self.chip.version()
+        if version != self.version:
+            if version in ABSENT_VERSIONS:
+                raise ChipError(f"RC522 not answering: VersionReg reads {version:#04x} on {self.where}")
+            raise ChipError(f"RC522 VersionReg changed from {self.version:#04x} to {version:#04x}: "
+                            "SPI garbled or the chip was swapped")
+        return self.chip.scan(max_cards)
+
+    def close(self) -> None:
+        try:
+            self.chip.antenna(False)
+        except Exception:  # noqa: BLE001 - the chip may be gone; the field goes with it
+            pass
+        _close_bus(self.spi, self.reset)
+
+
+class _Health:
+    """Calls ``on_health`` once per change: (False, why) on a failure, (True, "") on recovery."""
+
+    def __init__(self, on_health: HealthCallback, retry_interval_s: float):
+        self._on_health = on_health
+        self._retry_interval_s = retry_interval_s
+        self.healthy = True
+
+    def fail(self, why: str) -> None:
+        if self.healthy:
+            self.healthy = False
+            log.error("reader: %s; trying again every %g s", why, self._retry_interval_s)
+            _call(self._on_health, False, why)
+        else:
+            log.debug("reader: still failing: %s", why)
+
+    def ok(self) -> None:
+        if not self.healthy:
+            self.healthy = True
+            log.info("reader: working again")
+            _call(self._on_health, True, "")
+
+
+def _spidev():
     try:
-        import RPi.GPIO as gpio
-        from mfrc522 import MFRC522
-    except Exception as exc:
-        missing = getattr(exc, "name", None) or "mfrc522/RPi.GPIO"
+        import spidev
+    except ImportError as exc:
         raise HardwareError(
-            f"reader backend 'mfrc522' needs the {missing} package, which only works on a "
-            f"Raspberry Pi: pip install 'evcp[pi]' (on a Pi 5 use rpi-lgpio for RPi.GPIO) ({exc})"
-        ) from exc
-    return gpio, MFRC522
+            "the spidev package is missing: pip install 'evcp[pi]' (apt: python3-spidev)") from exc
+    return spidev.SpiDev()
 
 
-def _call(callback, argument) -> None:
+def _close_bus(spi, reset) -> None:
+    if reset is not None:
+        try:
+            reset.close()
+        except Exception:  # noqa: BLE001 - freeing a line must not fail the caller
+            log.exception("reader: could not free the reset line")
     try:
-        callback(argument)
+        spi.close()
+    except Exception:  # noqa: BLE001
+        log.exception("reader: could not close SPI")
+
+
+def _why(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def _call(callback, *arguments) -> None:
+    try:
+        callback(*arguments)
     except Exception:
         log.exception("reader: callback %r raised", callback)

@@ -3,7 +3,10 @@
 ``SimulatedEv`` plays the pilot interface board: it drives the board's
 digital outputs (vehicle, charge, fault, short) that ``GpioPilot`` reads,
 and it watches the relay output that ``GpioRelay`` drives to know whether
-it gets power. ``ContactorModel`` plays the contactor's mirror contact: it
+it gets power. It obeys the pilot like a real EV (IEC 61851-1 Annex A): it
+closes S2 (state C) only while the PWM offers a current, draws no more than
+that current, and opens S2 again when the PWM stops. ``PwmSeenByEv`` shows
+it the duty the charger writes. ``ContactorModel`` plays the contactor's mirror contact: it
 drives the relay's feedback input to follow the coil, unless welded.
 
 Both are thread-safe and keep a ``history`` of ``(monotonic time, event)``.
@@ -18,6 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from evcp.hal.iec61851 import current_for_duty
 from evcp.mocks.pins import drive, existing_pin, held_pin, mock_factory, watched_pin
 
 if TYPE_CHECKING:
@@ -30,9 +34,12 @@ class SimulatedEv:
     """An EV behind a pilot interface board; verbs change what ``GpioPilot`` reads.
 
     The board reports A (nothing), B (vehicle), C (vehicle + charge),
-    E (short) and F (fault); it has no D output. ``power_w`` is
-    ``max_power_w`` while the EV is plugged, requests charge (C) and the
-    relay output is energised, else 0.
+    E (short) and F (fault); it has no D output. ``request_charge()`` makes
+    the EV want to charge; with ``waits_for_pwm`` (as the bench builds it) it
+    shows C only while the PWM offers a current (B2 -> C2) and B otherwise;
+    without, it shows C at once (tests of the pilot board's lines). ``power_w`` is what it
+    draws: min(``max_power_w``, offered A x ``voltage_v`` x ``phases``) in C
+    with the relay energised, else 0.
     """
 
     def __init__(
@@ -41,6 +48,9 @@ class SimulatedEv:
         relay: RelayConfig,
         max_power_w: float = 7400.0,
         pin_factory: MockFactory | None = None,
+        phases: int = 3,
+        voltage_v: float = 230.0,
+        waits_for_pwm: bool = False,
     ):
         if pilot.backend != "gpio":
             raise ValueError(f"SimulatedEv drives a gpio pilot board (pilot.backend is {pilot.backend!r})")
@@ -48,6 +58,10 @@ class SimulatedEv:
         self._pilot = pilot
         self._relay = relay
         self.max_power_w = max_power_w
+        self.phases = phases
+        self.voltage_v = voltage_v
+        self.waits_for_pwm = waits_for_pwm
+        self._offered_a: float | None = None
         self._lock = threading.RLock()
         self._plugged = False
         self._requesting = False
@@ -137,6 +151,27 @@ class SimulatedEv:
                 raise ValueError(f"the pilot board cannot present state {letter!r} (A, B, C, E, F)")
             self._apply(f"set_pilot {letter}")
 
+    def pwm_changed(self, duty: float | None) -> None:
+        """The CP duty the charger now signals (fraction, as seen on the CP); None = no PWM."""
+        try:
+            offered = current_for_duty(duty) if duty is not None else None
+        except ValueError:
+            offered = None  # constant +12 V (no offer), -12 V (F) or a duty that offers nothing
+        with self._lock:
+            if offered != self._offered_a:
+                self._offered_a = offered
+                self._apply(f"pwm {offered:g} A" if offered else "pwm off")
+
+    @property
+    def offered_a(self) -> float | None:
+        """The current the PWM offers now, as the EV reads it (IEC 61851-1 Table A.8); None = none."""
+        return self._offered_a
+
+    @property
+    def requesting(self) -> bool:
+        """Whether the EV wants to charge (S2 closes as soon as the PWM offers a current)."""
+        return self._requesting
+
     @property
     def state(self) -> str:
         """The pilot state the board presents now."""
@@ -147,7 +182,9 @@ class SimulatedEv:
                 return "F"
             if not self._plugged:
                 return "A"
-            return "C" if self._requesting else "B"
+            if self._requesting and (self._offered_a is not None or not self.waits_for_pwm):
+                return "C"
+            return "B"
 
     @property
     def plugged(self) -> bool:
@@ -164,10 +201,13 @@ class SimulatedEv:
 
     @property
     def power_w(self) -> float:
-        """What the EV draws now: ``max_power_w`` in C with the relay energised, else 0."""
+        """What the EV draws now: up to the offered current in C with the relay energised, else 0."""
         with self._lock:
-            charging = self.state == "C" and self.relay_energised
-            return self.max_power_w if charging else 0.0
+            if self.state != "C" or not self.relay_energised:
+                return 0.0
+            if self._offered_a is None:
+                return self.max_power_w if not self.waits_for_pwm else 0.0
+            return min(self.max_power_w, self._offered_a * self.voltage_v * self.phases)
 
     def _apply(self, event: str) -> None:
         state = self.state
@@ -254,3 +294,30 @@ class ContactorModel:
                 drive(self._feedback, level)
                 self._feedback_level = level
                 self.history.append((time.monotonic(), "closed" if closed else "open"))
+
+
+class PwmSeenByEv:
+    """A ``PwmOutput`` that shows the simulated EV every duty the charger writes to the real one.
+
+    It wraps the real driver (``SysfsPwm`` over a fake sysfs tree), so the charger's PWM code
+    runs unchanged and the EV reacts at once, without polling the files.
+    """
+
+    def __init__(self, pwm, ev: SimulatedEv):
+        self._pwm = pwm
+        self._ev = ev
+
+    def set_duty(self, fraction: float) -> None:
+        self._pwm.set_duty(fraction)
+        self._ev.pwm_changed(fraction)
+
+    @property
+    def duty(self) -> float | None:
+        return self._pwm.duty
+
+    def release(self) -> None:
+        self._pwm.release()
+        self._ev.pwm_changed(self._pwm.duty)
+
+    def __getattr__(self, name):
+        return getattr(self._pwm, name)

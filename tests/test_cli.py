@@ -1,10 +1,21 @@
-"""`evcp` command line: a bad config is one line and exit status 78, never a traceback."""
+"""`evcp` command line: every documented command; a bad config, a taken port or the unedited
+example are one line and a distinct exit status, never a traceback."""
 
+import json
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
-from evcp.cli import EX_CONFIG, main
+import pytest
+
+import evcp
+from evcp.cli import EX_CONFIG, EX_UNAVAILABLE, main
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -62,3 +73,171 @@ def test_check_hardware_against_the_simulated_hardware(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "evcp", "check-hardware", "--config", str(config), "--only", "toaster"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "known checks" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Every command line the README documents, and what a user sees when a port is taken.
+
+def evcp_command(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evcp", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_version():
+    result = evcp_command("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"evcp {evcp.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["bench"], ["config", "check"], ["config", "show"],
+                                     ["check-hardware"], ["csms"]])
+def test_help_of_every_command(command):
+    result = evcp_command(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: evcp {' '.join(command)}".rstrip())
+    assert "Traceback" not in result.stderr
+
+
+def test_help_names_the_options_the_readme_documents():
+    assert all(option in evcp_command("bench", "--help").stdout
+               for option in ("--csms", "--config", "--state-dir", "--listen", "--csms-listen", "--control"))
+    assert all(option in evcp_command("csms", "--help").stdout
+               for option in ("--listen", "--control", "--tags", "--tls-cert", "--basic-auth"))
+    assert all(option in evcp_command("check-hardware", "--help").stdout for option in ("--config", "--yes", "--only"))
+    assert f"{EX_UNAVAILABLE} an address to listen on is in use" in evcp_command("--help").stdout.replace("\n", " ")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def busy_port():
+    """A port something else listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 20) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if match := re.search(pattern, line):
+            return match
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"no line matching {pattern!r}")
+
+
+@pytest.mark.parametrize("command", [["csms"], ["-m", "evcp.bench.csms"]])
+def test_the_central_system_command_line_with_every_documented_option(command):
+    listen, control = free_port(), free_port()
+    argv = ([sys.executable, "-m", "evcp", *command] if command == ["csms"] else [sys.executable, *command])
+    process = subprocess.Popen([*argv, "--listen", f"127.0.0.1:{listen}", "--control", f"127.0.0.1:{control}",
+                                "--tags", "04A1B2C3,DEADBEEF"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        match = wait_for_line(process, r"csms listening on (\S+) control (\S+)")
+        assert match.groups() == (f"ws://127.0.0.1:{listen}", f"http://127.0.0.1:{control}")
+        policy = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{control}/policy", timeout=5).read())
+        assert policy["accept_all"] is False and policy["tags"] == ["04A1B2C3", "DEADBEEF"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0 and "Traceback" not in stderr
+
+
+def test_central_system_bad_options_are_usage_errors():
+    result = evcp_command("csms", "--listen", "nowhere")
+    assert result.returncode == 2 and "expected HOST:PORT" in result.stderr
+    result = evcp_command("csms", "--tls-cert", "x.pem")
+    assert result.returncode == 2 and "--tls-cert and --tls-key go together" in result.stderr
+
+
+def bench_config_file(tmp_path, api_port: int) -> Path:
+    config = tmp_path / "bench.toml"
+    config.write_text((CONFIG_DIR / "bench.toml").read_text()
+                      .replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{api_port}"'))
+    return config
+
+
+def one_error_line(result: subprocess.CompletedProcess, address: str) -> str:
+    assert result.returncode == EX_UNAVAILABLE == 69, result.stderr
+    assert "Traceback" not in result.stderr and "is not started" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "cannot listen" in line]
+    assert f"cannot listen on {address}: address already in use" in line
+    return line
+
+
+def test_run_with_the_api_port_taken(tmp_path, busy_port):
+    config = tmp_path / "evcp.toml"
+    config.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://127.0.0.1:1/ocpp"\n'
+                      f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:{busy_port}"\n'
+                      f'[storage]\nstate_dir = "{tmp_path / "state"}"\n')
+    line = one_error_line(evcp_command("run", "--config", str(config)), f"127.0.0.1:{busy_port}")
+    assert "api.listen" in line
+    assert "contactor CLOSED" not in line
+
+
+@pytest.mark.parametrize("taken", ["csms", "control", "api"])
+def test_bench_with_a_port_taken(tmp_path, busy_port, taken):
+    api, csms = free_port(), free_port()
+    ports = {"api": api, "csms": csms, "control": free_port()}
+    ports[taken] = busy_port
+    result = evcp_command("bench", "--config", str(bench_config_file(tmp_path, 8080)), "--state-dir",
+                          str(tmp_path / "state"), "--listen", f"127.0.0.1:{ports['api']}",
+                          "--csms-listen", f"127.0.0.1:{ports['csms']}", "--control", f"127.0.0.1:{ports['control']}")
+    line = one_error_line(result, f"127.0.0.1:{busy_port}")
+    assert {"csms": "central system:", "control": "control API", "api": "API (api.listen)"}[taken] in line
+
+
+def test_csms_with_its_port_taken(busy_port):
+    result = evcp_command("csms", "--listen", f"127.0.0.1:{busy_port}", "--control", "127.0.0.1:0")
+    assert result.returncode == EX_UNAVAILABLE and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"csms: central system: cannot listen on 127.0.0.1:{busy_port}: address already in use"
+
+
+def test_config_check_of_the_unedited_example_says_what_to_change():
+    result = evcp_command("config", "check", str(CONFIG_DIR / "evcp.example.toml"))
+    assert result.returncode == EX_CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert any("ocpp.csms_url" in line and "reserved example domain" in line for line in lines)
+    assert any(line.startswith("evcp: warning: ") and "charge_point.id" in line and "CP-0001" in line for line in lines)
+
+
+def test_run_refuses_the_unedited_example_before_touching_any_device(tmp_path):
+    config = tmp_path / "evcp.toml"
+    config.write_text((CONFIG_DIR / "evcp.example.toml").read_text().replace(
+        'state_dir = "/var/lib/evcp"', f'state_dir = "{tmp_path}"'))
+    result = evcp_command("run", "--config", str(config))
+    assert result.returncode == EX_CONFIG and "Traceback" not in result.stderr
+    assert "reserved example domain" in result.stderr and "WARNING evcp: " in result.stderr
+    assert "contactor" not in result.stderr and not (tmp_path / "evcp.sqlite3").exists()
+
+
+def test_config_check_warns_about_the_example_id_but_passes(tmp_path):
+    config = tmp_path / "evcp.toml"
+    config.write_text((CONFIG_DIR / "evcp.example.toml").read_text().replace("csms.example.com", "csms.example.net.cpo.eu"))
+    result = evcp_command("config", "check", str(config))
+    assert result.returncode == 0 and "1 warning(s)" in result.stdout
+    assert result.stderr.startswith("evcp: warning: ") and "CP-0001" in result.stderr
+
+
+TIMESTAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR|CRITICAL) "
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_log_lines_have_timestamps_unless_journald_adds_them(tmp_path, journal):
+    config = tmp_path / "evcp.toml"
+    config.write_text((CONFIG_DIR / "evcp.example.toml").read_text())
+    env = {"JOURNAL_STREAM": "8:12345"} if journal else {"JOURNAL_STREAM": ""}
+    lines = evcp_command("run", "--config", str(config), env=env).stderr.strip().splitlines()
+    assert lines
+    for line in lines:
+        if journal:
+            assert re.match(r"^<[2-7]>evcp: ", line), line
+        else:
+            assert re.match(TIMESTAMP, line), line

@@ -16,9 +16,10 @@ EXAMPLE = ROOT / "config" / "evcp.example.toml"
 BENCH = ROOT / "config" / "bench.toml"
 PACKAGED_BENCH = ROOT / "controller" / "bench" / "bench.toml"
 
-#: The smallest valid file, as section -> key -> TOML value text.
+#: The smallest valid file, as section -> key -> TOML value text. Tethered, so that a Pi
+#: connector needs no proximity pilot or lock (a socket outlet does: see test_socket_outlet_*).
 MINIMAL = {
-    "charge_point": {"id": '"CP-1"'},
+    "charge_point": {"id": '"CP-1"', "cable": '"tethered"'},
     "ocpp": {"csms_url": '"ws://127.0.0.1:9000/ocpp"'},
     "hardware": {"backend": '"mock"'},
 }
@@ -346,8 +347,9 @@ def test_the_packaged_bench_is_a_copy():
 
 
 def test_defaults(tmp_path):
-    config = load_text(tmp_path, toml())
+    config = load_text(tmp_path, toml({"charge_point.cable": None}))
     assert config.charge_point == cfg.ChargePointConfig(id="CP-1")
+    assert config.charge_point.cable == "socket"
     assert config.ocpp == cfg.OcppConfig(csms_url="ws://127.0.0.1:9000/ocpp")
     assert config.api == cfg.ApiConfig()
     assert config.storage.state_dir == Path("/var/lib/evcp")
@@ -359,19 +361,24 @@ def test_defaults(tmp_path):
 
 def _pins(connector: cfg.ConnectorHardware) -> list[int | None]:
     relay, pilot = connector.relay, connector.pilot
-    return [relay.pin, relay.feedback_pin, pilot.vehicle_pin, pilot.charge_pin, pilot.fault_pin, pilot.short_pin]
+    pins = [relay.pin, relay.feedback_pin, pilot.vehicle_pin, pilot.charge_pin, pilot.fault_pin, pilot.short_pin]
+    lock = connector.lock
+    return pins + ([lock.lock_pin, lock.feedback_pin] if lock.backend == "gpio" else [])
 
 
 def test_mock_default_pins_never_collide():
     for count in range(1, cfg.MAX_CONNECTORS + 1):
         connectors = mock_defaults(count)
         pins = [pin for c in connectors for pin in _pins(c) if pin is not None]
-        assert len(set(pins)) == len(pins) == (6 if count <= 4 else 3) * count
+        assert len(set(pins)) == len(pins) == {1: 8, 2: 8, 3: 8, 4: 6}.get(count, 3) * count
         assert all(4 <= pin <= 27 for pin in pins)
         assert all(c.meter.backend == "none" for c in connectors)
 
 
 def test_mock_default_pin_blocks():
+    assert [_pins(c) for c in mock_defaults(3)] == [
+        [4, 5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17, 18, 19], [20, 21, 22, 23, 24, 25, 26, 27]]
+    assert all(c.pp.backend == "adc" for c in mock_defaults(8))
     assert [_pins(c) for c in mock_defaults(4)] == [
         [4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15], [16, 17, 18, 19, 20, 21], [22, 23, 24, 25, 26, 27]]
     assert _pins(mock_defaults(8)[7]) == [25, None, 26, 27, None, None]
@@ -381,16 +388,23 @@ def test_mock_default_pin_blocks():
 
 def test_mock_without_tables_gets_a_block_per_connector(tmp_path):
     config = load_text(tmp_path, toml({"charge_point.connectors": "8"}))
-    assert config.hardware.connectors == mock_defaults(8)
+    assert config.hardware.connectors == mock_defaults(8, tethered=True)
+
+
+def test_a_simulated_socket_outlet_has_a_proximity_pilot_and_a_lock_a_tethered_cable_neither(tmp_path):
+    socket = load_text(tmp_path, toml({"charge_point.cable": '"socket"'})).hardware.connectors[0]
+    assert (socket.pp.backend, socket.lock.backend) == ("adc", "gpio")
+    tethered = load_text(tmp_path, toml()).hardware.connectors[0]
+    assert (tethered.pp.backend, tethered.lock.backend) == ("none", "none")
 
 
 def test_mock_tables_fill_in_from_the_blocks(tmp_path):
     tail = "[[hardware.connectors]]\n[[hardware.connectors]]\n[hardware.connectors.relay]\nfeedback_pin = 2\n"
     config = load_text(tmp_path, toml({"charge_point.connectors": "2"}, tail))
     first, second = config.hardware.connectors
-    assert first == mock_defaults(2)[0]
-    assert second.relay == cfg.RelayConfig(pin=10, feedback_pin=2)
-    assert second.pilot == mock_defaults(2)[1].pilot
+    assert first == mock_defaults(2, tethered=True)[0]
+    assert second.relay == cfg.RelayConfig(pin=12, feedback_pin=2)
+    assert second.pilot == mock_defaults(2, tethered=True)[1].pilot
 
 
 def test_pi_tables_fill_in_from_the_field_defaults(tmp_path):
@@ -468,7 +482,7 @@ power_w = { address = 52, type = "int32", function = 3, scale = 0.01, word_order
 FULL_PATCH = {
     "charge_point.connectors": "2",
     "charge_point.serial_number": '"SN-\\"quoted\\"-1"',
-    "ocpp.authorization_key": '"s3cr3t-basic-auth-password"',
+    "ocpp.authorization_key": '"s3cr3t-basic-auth"',
     "ocpp.keys.HeartbeatInterval": "120",
     "ocpp.keys.StopTransactionOnInvalidId": "true",
     "ocpp.keys.MeterValuesSampledData": '"Voltage.L1,Current.Import.L1"',
@@ -499,7 +513,7 @@ def test_full_config_loads(tmp_path):
 def test_render_round_trip(tmp_path, source):
     if source == "full":
         path, config = _full_config(tmp_path)
-        secrets = ["s3cr3t-basic-auth-password"]
+        secrets = ["s3cr3t-basic-auth"]
     else:
         path = write(tmp_path, (EXAMPLE if source == "example" else BENCH).read_text(), "copy.toml")
         config, secrets = load(path), []
@@ -563,14 +577,88 @@ def test_an_api_beyond_localhost_needs_a_password(tmp_path):
     assert load(path).api.password is None
 
 
-@pytest.mark.parametrize("ocpp_lines, problem", [
-    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 2\nauthorization_key = "0123456789abcdef"\n', "wss://"),
-    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 1\n', "needs a password"),
-    ('csms_url = "wss://h/ocpp"\nsecurity_profile = 3\n', "client_cert_file"),
+@pytest.mark.parametrize("ocpp_lines, key, problem", [
+    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 2\nauthorization_key = "0123456789abcdef"\n', "ocpp.csms_url",
+     "must start with wss:// with ocpp.security_profile = 2"),
+    ('csms_url = "ws://h/ocpp"\nsecurity_profile = 1\n', "ocpp.authorization_key",
+     "required with ocpp.security_profile = 1"),
+    ('csms_url = "wss://h/ocpp"\nsecurity_profile = 3\n', "ocpp.client_cert_file",
+     "required with ocpp.security_profile = 3"),
 ])
-def test_a_security_profile_whose_requirements_are_missing_is_a_config_error(tmp_path, ocpp_lines, problem):
+def test_a_security_profile_whose_requirements_are_missing_names_the_key_to_fix(tmp_path, ocpp_lines, key, problem):
     path = tmp_path / "evcp.toml"
     path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\n{ocpp_lines}[hardware]\nbackend = "mock"\n')
     with pytest.raises(ConfigError) as error:
         load(path)
-    assert error.value.key == "ocpp.security_profile" and problem in str(error.value)
+    assert error.value.key == key and problem in str(error.value)
+
+
+SOCKET_PI = {"hardware.backend": '"pi"', "charge_point.cable": '"socket"'}
+
+
+def test_socket_outlet_on_a_pi_needs_the_proximity_pilot(tmp_path):
+    err = error_of(tmp_path, toml(SOCKET_PI, PI_CONNECTOR))
+    assert err.key == "hardware.connectors[1].pp.backend"
+    assert "proximity pilot" in str(err) and "tethered" in str(err)
+
+
+def test_socket_outlet_on_a_pi_needs_a_lock(tmp_path):
+    err = error_of(tmp_path, toml(SOCKET_PI, PI_CONNECTOR + '[hardware.connectors.pp]\nbackend = "adc"\n'))
+    assert err.key == "hardware.connectors[1].lock.backend"
+
+
+def test_socket_outlet_on_a_pi_with_pp_and_lock_loads(tmp_path):
+    tail = PI_CONNECTOR + '[hardware.connectors.pp]\nbackend = "adc"\n[hardware.connectors.lock]\nbackend = "gpio"\n'
+    connector = load_text(tmp_path, toml(SOCKET_PI, tail)).hardware.connectors[0]
+    assert (connector.pp.adc_channel, connector.lock.lock_pin, connector.lock.unlock_pin) == (1, 5, 6)
+
+
+def test_a_motor_lock_needs_its_unlock_pin(tmp_path):
+    tail = PI_CONNECTOR + '[hardware.connectors.lock]\nbackend = "gpio"\nunlock_pin = false\n'
+    assert error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail)).key == "hardware.connectors[1].lock.unlock_pin"
+
+
+def test_lock_pins_are_claimed_like_every_pin(tmp_path):
+    tail = PI_CONNECTOR + '[hardware.connectors.lock]\nbackend = "gpio"\nfeedback_pin = 17\n'
+    err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
+    assert err.key == "hardware.connectors[1].lock.feedback_pin"
+    assert "GPIO17 is already used by hardware.connectors[1].relay.pin" in str(err)
+
+
+def test_pp_and_pilot_adc_channels_may_not_collide(tmp_path):
+    tail = (PI_CONNECTOR + '[hardware.connectors.pp]\nbackend = "adc"\nadc_channel = 0\n'
+            '[hardware.connectors.pilot]\nbackend = "adc"\n')
+    err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
+    assert "ADC channel 0 on SPI0 CE0 is already used" in str(err)
+
+
+
+
+@pytest.mark.parametrize("security_profile", [0, 1])
+@pytest.mark.parametrize("authorization_key", ["short", "0123456789abcdef0123456789", "0123456789abcdef01234567g9abcdef"])
+def test_an_authorization_key_of_the_wrong_length_is_an_error_naming_it_and_not_showing_it(
+        tmp_path, security_profile, authorization_key):
+    """Security whitepaper: 16-20 characters, or 32-40 hex digits standing for 16-20 bytes."""
+    path = tmp_path / "evcp.toml"
+    path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\nsecurity_profile = {security_profile}\n'
+                    f'authorization_key = "{authorization_key}"\n[hardware]\nbackend = "mock"\n')
+    with pytest.raises(ConfigError) as error:
+        load(path)
+    assert error.value.key == "ocpp.authorization_key"
+    assert "16 to 20 characters" in error.value.problem and authorization_key not in str(error.value)
+
+
+@pytest.mark.parametrize("authorization_key", ["0123456789abcdef", "01234567890123456789", "0123456789abcdef" * 2,
+                                               "0123456789abcdef0123456789abcdef01234567"])
+def test_authorization_keys_of_the_right_length_load(tmp_path, authorization_key):
+    path = tmp_path / "evcp.toml"
+    path.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\nsecurity_profile = 1\n'
+                    f'authorization_key = "{authorization_key}"\n[hardware]\nbackend = "mock"\n')
+    assert load(path).ocpp.authorization_key == authorization_key
+
+
+def test_the_unedited_example_is_reported_and_its_central_system_refused():
+    problems = {problem.key: problem for problem in cfg.setup_problems(load(EXAMPLE))}
+    assert problems["ocpp.csms_url"].refuses_to_run and "csms.example.com" in problems["ocpp.csms_url"].problem
+    assert not problems["charge_point.id"].refuses_to_run and "CP-0001" in problems["charge_point.id"].problem
+    assert cfg.setup_problems(load(BENCH)) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import types
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ from evcp.hal import HardwareError
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.reader import Mfrc522Reader
 from evcp.mocks.meter_server import SimulatedMeter
+from evcp.mocks.rc522_chip import SimulatedRc522
 from evcp.runtime.app import build_hardware
-from evcp.selftest import CHECKS, check_hardware, confirmation_question
+from evcp.selftest import CHECKS, EXIT_NOT_VERIFIED, check_hardware, confirmation_question
 
 def mock_config(state_dir: Path, extra: str = ""):
     """A one-connector simulated charger; ``extra`` adds TOML tables."""
@@ -112,18 +113,21 @@ async def test_every_check_passes_on_the_simulated_charger(config):
     assert console.line("    voltage  L1 230.0 V   L2 230.0 V   L3 230.0 V")
     assert console.line("    current  L1 0.00 A   L2 0.00 A   L3 0.00 A")
     assert console.line("    sdm630 meter at 127.0.0.1:")
-    assert console.line('reader: skipped (hardware.reader.backend = "none")')
+    assert console.line("connector 1 PP: ok (MCP3008 channel 1: open, no cable in the socket")
+    assert console.line("connector 1 lock: ok (solenoid lock, feedback on GPIO11: locked after")
+    assert console.line('reader: none (hardware.reader.backend = "none")')
     assert console.line("power-fail input: ok (not asserted: mains present)")
-    assert console.lines[-1] == "Result: all checks passed (4 ok, 1 skipped, 0 failed)"
+    assert console.lines[-1] == "Result: all checks passed (6 ok, 0 skipped, 0 failed, 1 none)"
 
 
 async def test_it_explains_each_check_before_asking(config):
     console = Console("n")
     await check_hardware(config, yes=False, only=None, ask=console.ask, out=console.out)
-    plan = console.lines[:6]
+    plan = console.lines[:8]
     assert plan[0] == 'Hardware check of charge point CP-BENCH-01 (backend "mock": simulated devices). It will:'
     assert [line.split(":")[0] for line in plan[1:]] == [
-        "  connector 1 pilot", "  connector 1 relay", "  connector 1 meter", "  reader", "  power-fail input",
+        "  connector 1 pilot", "  connector 1 PP", "  connector 1 lock", "  connector 1 relay", "  connector 1 meter",
+        "  reader", "  power-fail input",
     ]
     assert console.questions == [
         "The contactor of connector 1 will close for 1 s. Make sure no EV is connected and "
@@ -151,8 +155,9 @@ async def test_the_relay_check_is_skipped_unless_the_installer_says_yes(config, 
     console = Console(answer)
     status = await check_hardware(config, yes=False, only=None, ask=console.ask, out=console.out,
                                   hardware=hardware)
-    assert status == 0, "a skip is not a failure"
+    assert status == EXIT_NOT_VERIFIED, "a skip is neither a failure nor a pass"
     assert console.line("connector 1 relay: skipped (not confirmed: the contactor was not switched)")
+    assert console.lines[-1].startswith("Result: no failure, but 1 not verified (")
     assert closes == []
     assert console.line("connector 1 meter: ok")
 
@@ -165,7 +170,7 @@ async def test_no_terminal_to_answer_counts_as_no(config, hardware):
     closes = spy_on_close(hardware.connectors[0].relay)
     status = await check_hardware(config, yes=False, only={"relay"}, ask=no_terminal, out=console.out,
                                   hardware=hardware)
-    assert status == 0
+    assert status == EXIT_NOT_VERIFIED
     assert console.line("connector 1 relay: skipped")
     assert closes == []
 
@@ -184,7 +189,7 @@ async def test_a_contactor_welded_before_the_check_fails_it_and_is_never_energis
     )
     assert closes == []
     assert not contactor.coil_energised
-    assert console.lines[-1] == "Result: 1 FAILED (3 ok, 1 skipped, 1 failed)"
+    assert console.lines[-1] == "Result: 1 FAILED (5 ok, 0 skipped, 1 failed, 1 none)"
 
 
 async def test_a_contactor_that_welds_while_closed_fails_the_check(config, hardware):
@@ -292,7 +297,7 @@ async def test_only_runs_the_checks_it_names(config):
 @pytest.mark.parametrize("only", [{"relay", "contactor"}, {"Meter"}, set()])
 async def test_an_unknown_check_name_is_an_error_before_anything_happens(config, only):
     console = Console()
-    with pytest.raises(ValueError, match="known checks: relay, pilot, reader, meter, power") as error:
+    with pytest.raises(ValueError, match="known checks: relay, pilot, pp, lock, reader, meter, power") as error:
         await check_hardware(config, yes=True, only=only, ask=console.ask, out=console.out)
     assert console.lines == []
     if only:
@@ -339,84 +344,196 @@ async def test_devices_that_cannot_be_set_up_fail_the_check(config, monkeypatch)
     assert console.lines[-1] == "FAILED: the devices could not be set up: relay: cannot drive GPIO17: GPIO busy"
 
 
-# -- the RC522 version register, with a stand-in for the mfrc522 driver -------------------
+# -- the RC522 version register, read by the real driver over the simulated chip ----------
 
 
-def fake_rc522_driver(version):
-    """(RPi.GPIO, MFRC522) stand-ins; the chip answers ``version`` (or raises it) at VersionReg."""
-    gpio = types.SimpleNamespace(BOARD=10, BCM=11, getmode=lambda: None, cleanup=lambda *pins: None)
-
-    class FakeMfrc522:
-        def __init__(self, bus=0, device=0, spd=1000000, pin_mode=10, pin_rst=-1, debugLevel="WARNING"):
-            self.spi = types.SimpleNamespace(close=lambda: None)
-
-        def Read_MFRC522(self, address):
-            assert address == 0x37
-            if isinstance(version, Exception):
-                raise version
-            return version
-
-    return gpio, FakeMfrc522
+class BrokenSpi(SimulatedRc522):
+    def xfer2(self, data):
+        raise OSError(5, "Input/output error")
 
 
 @pytest.fixture
 async def rc522_hardware(tmp_path):
+    """(config, hardware, chip): the reader is the real Mfrc522Reader on a SimulatedRc522."""
     config = mock_config(tmp_path, '[hardware.reader]\nbackend = "mfrc522"\n')
     hardware = await build_hardware(config)
-    hardware.reader = Mfrc522Reader(config.hardware.reader)
+    chip = SimulatedRc522()
+    hardware.reader = Mfrc522Reader(config.hardware.reader, spi_factory=lambda: chip)
     try:
-        yield config, hardware
+        yield config, hardware, chip
     finally:
         await hardware.release()
 
 
-@pytest.mark.parametrize("version, name", [(0x91, "MFRC522 v1.0"), (0x92, "MFRC522 v2.0")])
-async def test_a_genuine_rc522_passes(rc522_hardware, monkeypatch, version, name):
-    config, hardware = rc522_hardware
-    monkeypatch.setattr("evcp.hal.reader._import_driver", lambda: fake_rc522_driver(version))
+async def check_reader(config, hardware):
     console = Console()
     status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
                                   hardware=hardware)
+    return status, console
+
+
+@pytest.mark.parametrize("version, name", [(0x91, "MFRC522 v1.0"), (0x92, "MFRC522 v2.0")])
+async def test_a_genuine_rc522_passes(rc522_hardware, version, name):
+    config, hardware, chip = rc522_hardware
+    chip.version = version
+    status, console = await check_reader(config, hardware)
     assert status == 0
     assert console.line(f"reader: ok (RC522 on /dev/spidev0.1: version register {version:#04x}, {name})")
 
 
-@pytest.mark.parametrize("version, hint", [(0x00, "nothing answers"), (0x12, "not a genuine MFRC522")])
-async def test_an_unexpected_version_fails_with_the_value_read(rc522_hardware, monkeypatch, version, hint):
-    config, hardware = rc522_hardware
-    monkeypatch.setattr("evcp.hal.reader._import_driver", lambda: fake_rc522_driver(version))
-    console = Console()
-    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
-                                  hardware=hardware)
+@pytest.mark.parametrize("version, name", [(0x88, "FM17522 (Fudan Semiconductor clone)"),
+                                           (0xB2, "FM17522 (Fudan Semiconductor clone, variant)"),
+                                           (0x12, "counterfeit MFRC522")])
+async def test_a_known_clone_passes_and_is_named(rc522_hardware, version, name):
+    config, hardware, chip = rc522_hardware
+    chip.version = version
+    status, console = await check_reader(config, hardware)
+    assert status == 0
+    assert console.line(f"reader: ok (RC522 on /dev/spidev0.1: version register {version:#04x}, {name}; "
+                        "not a genuine MFRC522 v1.0/v2.0")
+
+
+@pytest.mark.parametrize("version, hint", [(0x00, "nothing answers"), (0xFF, "nothing answers"),
+                                           (0x13, "not an MFRC522, nor a clone this charger knows")])
+async def test_an_unexpected_version_fails_with_the_value_read(rc522_hardware, version, hint):
+    config, hardware, chip = rc522_hardware
+    chip.version = version
+    if version in (0x00, 0xFF):
+        chip.disconnect(version)
+    status, console = await check_reader(config, hardware)
     assert status == 1
     failure = console.line(f"reader: FAILED: RC522 on /dev/spidev0.1: version register reads {version:#04x}, "
                            "expected 0x91 or 0x92")
     assert hint in failure
 
 
-async def test_a_reader_that_cannot_be_read_fails(rc522_hardware, monkeypatch):
-    config, hardware = rc522_hardware
-    monkeypatch.setattr("evcp.hal.reader._import_driver",
-                        lambda: fake_rc522_driver(OSError(5, "Input/output error")))
-    console = Console()
-    status = await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
-                                  hardware=hardware)
+async def test_a_reader_that_cannot_be_read_fails(rc522_hardware):
+    config, hardware, _ = rc522_hardware
+    chip = BrokenSpi()
+    hardware.reader = Mfrc522Reader(config.hardware.reader, spi_factory=lambda: chip)
+    status, console = await check_reader(config, hardware)
     assert status == 1
-    assert console.line("reader: FAILED: reader: RC522 on /dev/spidev0.1: cannot read the version register: "
+    assert console.line("reader: FAILED: RC522 on /dev/spidev0.1: cannot read the version register: "
                         "[Errno 5] Input/output error")
 
 
-async def test_a_reader_without_its_driver_fails_naming_the_package(rc522_hardware, monkeypatch):
-    config, hardware = rc522_hardware
+async def test_a_missing_spi_device_fails_naming_dtparam(rc522_hardware):
+    config, hardware, _ = rc522_hardware
+    chip = SimulatedRc522(bus=0, device=0)
+    hardware.reader = Mfrc522Reader(config.hardware.reader, spi_factory=lambda: chip)
+    status, console = await check_reader(config, hardware)
+    assert status == 1
+    assert console.line("reader: FAILED: no /dev/spidev0.1: SPI is off (dtparam=spi=on)")
 
-    def missing():
-        raise HardwareError("reader backend 'mfrc522' needs the mfrc522 package")
 
-    monkeypatch.setattr("evcp.hal.reader._import_driver", missing)
+async def test_a_reader_without_spidev_fails_naming_the_package(rc522_hardware, monkeypatch):
+    config, hardware, _ = rc522_hardware
+    monkeypatch.setitem(sys.modules, "spidev", None)
+    hardware.reader = Mfrc522Reader(config.hardware.reader)
+    status, console = await check_reader(config, hardware)
+    assert status == 1
+    assert console.line("reader: FAILED: the spidev package is missing: pip install 'evcp[pi]'")
+
+
+# -- the socket outlet: proximity pilot and lock ---------------------------------------------
+
+
+@pytest.mark.parametrize("rating_a", [13, 20, 32, 63])
+async def test_the_pp_check_reads_the_cable_in_the_socket(config, hardware, rating_a):
+    hardware.bench.set_cable(1, rating_a)
+    hardware.bench.simulated[0].cable.insert()  # in the socket, no EV at its other end
     console = Console()
-    assert await check_hardware(config, yes=True, only={"reader"}, ask=console.ask, out=console.out,
-                                hardware=hardware) == 1
-    assert console.line("reader: FAILED: reader backend 'mfrc522' needs the mfrc522 package")
+    status = await check_hardware(config, yes=True, only={"pp"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 0, "\n".join(console.lines)
+    assert console.line(f"connector 1 PP: ok (MCP3008 channel 1: a {rating_a} A cable (Rc ")
+
+
+async def test_a_pp_out_of_band_fails_its_check_and_the_others_still_run(config, hardware):
+    hardware.bench.set_fault("pp", True)
+    hardware.bench.simulated[0].cable.insert()
+    console = Console()
+    status = await check_hardware(config, yes=True, only=None, ask=console.ask, out=console.out, hardware=hardware)
+    assert status == 1
+    assert "no valid cable rating" in console.line("connector 1 PP: FAILED: MCP3008 channel 1: PP reads ")
+    assert console.line("connector 1 lock: ok")
+    assert console.line("connector 1 meter: ok")
+    assert console.lines[-1].startswith("Result: 1 FAILED (")
+
+
+async def test_a_jammed_lock_fails_its_check_naming_the_feedback_and_is_left_unlocked(config, hardware):
+    hardware.bench.set_fault("lock", True)
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"lock", "meter"}, ask=console.ask, out=console.out,
+                                  hardware=hardware)
+    assert status == 1
+    assert "did not confirm locked within 1 s" in console.line("connector 1 lock: FAILED: the feedback on GPIO11")
+    assert console.line("connector 1 meter: ok")
+    assert not hardware.connectors[0].lock.is_locked
+
+
+async def test_a_tethered_charger_has_no_pp_or_lock_to_check(tmp_path):
+    config = loads(f"""
+[charge_point]
+id = "CP-T"
+cable = "tethered"
+[ocpp]
+csms_url = "ws://127.0.0.1:9/ocpp"
+[hardware]
+backend = "mock"
+[[hardware.connectors]]
+[hardware.connectors.relay]
+pin = 4
+[storage]
+state_dir = "{tmp_path}"
+""", tmp_path / "evcp.toml")
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"pp", "lock"}, ask=console.ask, out=console.out)
+    assert status == 0, "\n".join(console.lines)
+    assert console.line("connector 1 PP: none (")
+    assert console.line("connector 1 lock: none (no lock actuator)")
+    assert console.lines[-1] == "Result: all checks passed (0 ok, 0 skipped, 0 failed, 2 none)"
+
+
+# -- a real charger: each device set up on its own -------------------------------------------
+
+
+async def test_on_a_pi_a_device_that_cannot_be_set_up_fails_alone(tmp_path, monkeypatch):
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    import evcp.hal.factory as factory
+
+    def no_pwm(wiring):
+        raise HardwareError("pilot PWM: /sys/class/pwm/pwmchip0 does not exist (is the PWM overlay loaded?)")
+
+    monkeypatch.setattr(factory, "pilot_for", no_pwm)
+    monkeypatch.setattr(Device, "pin_factory", MockFactory())
+    config = loads(f"""
+[charge_point]
+id = "CP-PI"
+cable = "tethered"
+[ocpp]
+csms_url = "ws://127.0.0.1:9/ocpp"
+[hardware]
+backend = "pi"
+power_fail_pin = 26
+[[hardware.connectors]]
+[hardware.connectors.relay]
+pin = 17
+[storage]
+state_dir = "{tmp_path}"
+""", tmp_path / "evcp.toml")
+    console = Console()
+    status = await check_hardware(config, yes=True, only=None, ask=console.ask, out=console.out)
+    assert status == 1
+    assert console.line("connector 1 pilot: FAILED: could not be set up: pilot PWM: /sys/class/pwm/pwmchip0 "
+                        "does not exist")
+    assert console.line("connector 1 relay: ok (no feedback input: switched, not verified)")
+    assert console.line("power-fail input: ok (GPIO26: not asserted: mains present)")
+    assert console.line('connector 1 meter: none (meter.backend = "none")')
+    assert console.lines[-1] == "Result: 1 FAILED (2 ok, 0 skipped, 1 failed, 4 none)"
+    assert not Device.pin_factory.pin(17).state, "the contactor's pin is off at the end"
 
 
 # -- the ADC pilot: the CP must really toggle between +12 V and -12 V --------------------

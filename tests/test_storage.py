@@ -313,11 +313,13 @@ def user_version(path):
         return db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def test_an_empty_file_gets_the_latest_schema(path):
-    path.parent.mkdir(parents=True)
-    path.touch()
+def test_a_new_file_gets_the_latest_schema_in_its_main_file(path):
     with StateStore(path) as s:
         start(s, 1)
+        assert not path.with_name(FILENAME + ".new").exists()
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as main_file_alone:
+            assert main_file_alone.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS), \
+                "the schema is in the file itself, not only in its write-ahead log"
     assert user_version(path) == len(storage.MIGRATIONS)
 
 
@@ -465,3 +467,157 @@ def test_a_new_database_is_readable_by_the_service_alone(tmp_path):
     with StateStore(tmp_path / "evcp.sqlite3") as store:
         store.save_configuration({"AuthorizationKey": "secret"})
     assert stat.S_IMODE((tmp_path / "evcp.sqlite3").stat().st_mode) == 0o600
+
+
+# Lost state: detected and said, never a silent new charger.
+
+def test_a_zero_length_database_is_lost_state_not_a_new_charger(path):
+    with StateStore(path) as s:
+        start(s, 1)
+    path.write_bytes(b"")
+    with pytest.raises(StoreError) as e:
+        StateStore(path)
+    assert str(e.value).startswith(f"{path} is empty (0 bytes): the charger's state")
+    assert "move it aside" in str(e.value)
+    assert path.stat().st_size == 0, "left as it was"
+
+
+def test_a_database_without_evcp_schema_is_refused(path):
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE other (x)")
+    with pytest.raises(StoreError, match=f"{path} holds no evcp state \\(schema version 0\\)"):
+        StateStore(path)
+
+
+def test_a_missing_database_beside_its_write_ahead_log_is_lost_state(path):
+    with StateStore(path):
+        pass
+    wal = path.with_name(FILENAME + "-wal")
+    wal.write_bytes(b"\x37\x7f\x06\x82" + bytes(4092))
+    path.unlink()
+    with pytest.raises(StoreError, match=f"{path} is missing but its write-ahead log {wal.name} is there"):
+        StateStore(path)
+    assert not path.exists(), "no new charger made over it"
+
+
+def test_a_state_dir_that_is_a_file_is_said_so(tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.write_text("not a directory")
+    with pytest.raises(StoreError, match=f"{state_dir} is a file, not a directory; storage.state_dir"):
+        StateStore(state_dir / FILENAME)
+
+
+def test_a_creation_cut_short_leaves_no_file_and_starts_again(path):
+    path.parent.mkdir(parents=True)
+    path.with_name(FILENAME + ".new").write_bytes(b"half made")
+    with StateStore(path) as s:
+        assert s.next_local_id() == 1
+    assert not path.with_name(FILENAME + ".new").exists()
+
+
+def killed_writer(path, transactions: int) -> None:
+    """A process that commits ``transactions`` transactions and dies without closing: the
+    write-ahead log holds them (the main file holds only the schema)."""
+    code = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from evcp.storage import StateStore
+        s = StateStore(Path({str(path)!r}))
+        for local_id in range(1, {transactions} + 1):
+            s.transaction_started(local_id, 1, "T" * 40, 100, 1000.0)
+        os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def damaged_copies(path):
+    return sorted(path.parent.glob(FILENAME + "-wal.damaged-*"))
+
+
+def test_an_intact_write_ahead_log_after_a_kill_is_no_damage(path):
+    killed_writer(path, 20)
+    with StateStore(path) as s:
+        assert s.wal_damage is None and s.take_wal_damage() is None
+        assert len(s.open_transactions()) == 20
+    assert damaged_copies(path) == []
+
+
+def test_a_truncated_write_ahead_log_is_said_and_kept_as_evidence(path):
+    killed_writer(path, 20)
+    wal = path.with_name(FILENAME + "-wal")
+    original = wal.read_bytes()
+    wal.write_bytes(original[:len(original) // 2 + 100])
+    with StateStore(path) as s:
+        assert s.wal_damage.startswith(f"{wal} ends with ")
+        assert "after its last complete transaction" in s.wal_damage
+        [copy] = damaged_copies(path)
+        assert copy.name in s.wal_damage
+        assert copy.read_bytes() == original[:len(original) // 2 + 100], "the evidence as it was found"
+        assert copy.stat().st_mode & 0o077 == 0, "readable by the service alone, like the database"
+        assert 0 < len(s.open_transactions()) < 20, "what was complete is kept"
+        assert s.take_wal_damage() == s.wal_damage and s.take_wal_damage() is None, "reported once"
+
+
+def test_a_garbage_write_ahead_log_is_said_and_kept_as_evidence(path):
+    killed_writer(path, 5)
+    wal = path.with_name(FILENAME + "-wal")
+    wal.write_bytes(os.urandom(9000))
+    with StateStore(path) as s:
+        assert s.wal_damage.startswith(f"{wal} is not a write-ahead log (no write-ahead log header, 9000 bytes)")
+        assert s.open_transactions() == [], "only what the main file held"
+        assert s.next_local_id() == 1
+        start(s, 1)
+    assert len(damaged_copies(path)) == 1
+
+
+def test_only_the_newest_damaged_copies_are_kept(path):
+    for _ in range(storage.KEEP_DAMAGED_COPIES + 2):
+        killed_writer(path, 2)
+        path.with_name(FILENAME + "-wal").write_bytes(b"garbage")
+        with StateStore(path) as s:
+            assert s.wal_damage
+    assert len(damaged_copies(path)) == storage.KEEP_DAMAGED_COPIES
+
+
+# Paging and batches.
+
+def test_outbox_pages_counts_and_deletes_through_a_seq(store):
+    seqs = [store.outbox_put("MeterValues", {"n": n}, None) for n in range(10)]
+    assert store.outbox_count() == 10
+    assert [m.payload["n"] for m in store.outbox_page(seqs[2], 3)] == [3, 4, 5]
+    store.outbox_done_through(seqs[4])
+    assert store.outbox_count() == 5 and store.outbox_page(0, 1)[0].seq == seqs[5]
+    store.outbox_update_many([(seqs[5], {"n": 50}), (seqs[0], {"n": 0})])
+    assert store.outbox_page(0, 1)[0].payload == {"n": 50}, "a seq no longer queued is skipped"
+    assert store.outbox_count() == 5
+
+
+def test_a_start_confirmation_drops_the_start_and_stores_the_id_in_one_commit(store):
+    start(store, 1)
+    seq = store.outbox_put("StartTransaction", {"connectorId": 1}, 1)
+    later = store.outbox_put("MeterValues", {}, 1)
+    store.outbox_start_confirmed(seq, 1, 4711)
+    assert store.transaction_ids() == {1: 4711}
+    assert [m.seq for m in store.outbox_entries()] == [later]
+
+
+def test_outbox_stops_are_only_the_stops(store):
+    start(store, 1)
+    store.outbox_put("MeterValues", {}, 1)
+    seq = store.outbox_put_stop({"transactionId": None, "meterStop": 1}, 1)
+    assert [m.seq for m in store.outbox_stops()] == [seq]
+
+
+def test_security_events_round_trip_and_bound(path):
+    with StateStore(path) as s:
+        for n in range(4):
+            assert s.security_event_put("SettingSystemTime", f"t{n}", str(n), keep=3) == ([] if n < 3 else [
+                storage.StoredSecurityEvent(1, "SettingSystemTime", "t0", "0")])
+    with StateStore(path) as s:
+        events = s.security_events()
+        assert [(e.timestamp, e.tech_info) for e in events] == [("t1", "1"), ("t2", "2"), ("t3", "3")]
+        assert s.security_events_count() == 3
+        s.security_event_done(events[0].seq)
+        assert [e.tech_info for e in s.security_events(limit=1)] == ["2"]

@@ -1,34 +1,39 @@
-"""A tiny asyncio HTTP/1.1 server for small JSON and HTML control APIs.
+"""The HTTP layer of the charger's API and of the bench central system's control API, on aiohttp.
 
-One request per connection (every response carries ``Connection: close``), bodies only with
-``Content-Length``, and a timeout on reading the request so a slow or silent client cannot hold
-a task forever. Routes are an exact ``(method, path)`` table; handlers are coroutines taking a
-:class:`Request` and returning a :class:`Response`.
+Routes are an exact ``{(method, path): handler}`` table; a handler is a coroutine taking an
+``aiohttp.web.Request`` and returning a response (``json_response`` and friends below, or an
+``aiohttp.web.StreamResponse`` for a stream of server-sent events).
 
-Errors are answered as JSON ``{"error": "..."}``: 400 malformed request or bad JSON body,
-404 unknown path, 405 known path with another method (with ``Allow``), 408 request not received
-in time, 411 body without ``Content-Length``, 413 body over the limit, 431 header too large,
-505 not HTTP/1.x, and 500 for a handler that raised anything but :class:`HttpError` (the
-traceback goes to the ``evcp.api`` logger, never to the client).
+Every failure is answered as JSON ``{"error": "..."}``: 400 bad JSON body (not UTF-8, not
+JSON, nested deeper than ``MAX_JSON_DEPTH``, not an object where one is expected), 404 unknown
+path, 405 known path with another method (with ``Allow``), 413 body over ``max_body_bytes``, and
+500 for a handler that raised anything but :class:`HttpError` (the traceback goes to the
+``evcp.api`` logger, never to the client). A connection that sends nothing for
+``idle_timeout_s`` is closed, so a silent client cannot hold it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+
+from aiohttp import web
 
 logger = logging.getLogger("evcp.api")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-DEFAULT_REQUEST_TIMEOUT_S = 10.0
-DEFAULT_WRITE_TIMEOUT_S = 10.0
+DEFAULT_IDLE_TIMEOUT_S = 10.0
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have (the API's bodies are flat)."""
+STOP_GRACE_S = 1.0
+"""How long stopping waits for requests in progress before it cancels them."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Routes = Mapping[tuple[str, str], Handler]
 
 
 class HttpError(Exception):
@@ -41,274 +46,195 @@ class HttpError(Exception):
         self.headers = dict(headers or {})
 
 
-@dataclass(frozen=True)
-class Request:
-    """One parsed HTTP request.
+class ListenError(OSError):
+    """The server cannot listen on its address (in use, not on this machine, not allowed)."""
 
-    ``path`` is percent-decoded and has no query string; ``query`` maps each parameter to its
-    first value; ``headers`` keys are lower case.
-    """
+    def __init__(self, what: str, host: str, port: int, error: OSError):
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        super().__init__(error.errno, f"{what}: cannot listen on {_address(host, port)}: {reason}")
+        self.host, self.port = host, port
 
-    method: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def json(self) -> Any:
-        """The body decoded as JSON; raises ``HttpError(400)`` saying what is wrong with it."""
-        if not self.body:
-            raise HttpError(400, "request body is empty; expected JSON")
-        try:
-            return json.loads(self.body)
-        except UnicodeDecodeError:
-            raise HttpError(400, "request body is not UTF-8 text; expected JSON") from None
-        except json.JSONDecodeError as error:
-            raise HttpError(400, f"request body is not valid JSON: {error}") from None
-
-    def json_object(self) -> dict[str, Any]:
-        """The body as a JSON object; raises ``HttpError(400)`` for anything else."""
-        data = self.json()
-        if not isinstance(data, dict):
-            raise HttpError(400, f"request body must be a JSON object (got {type(data).__name__})")
-        return data
+    def __str__(self) -> str:
+        return self.strerror
 
 
-@dataclass(frozen=True)
-class Response:
-    """A complete response; ``Content-Length`` and ``Connection`` are added when sent."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """``data`` serialised as a JSON response."""
-    body = json.dumps(data, separators=(",", ":"), default=str).encode()
-    return Response(status, body, "application/json", dict(headers or {}))
+    body = json.dumps(data, separators=(",", ":"), default=str)
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
-def html_response(html: str, status: int = 200) -> Response:
-    """An HTML page as a response."""
-    return Response(status, html.encode(), "text/html; charset=utf-8")
+def html_response(html: str, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
 
 
-def text_response(text: str, status: int = 200) -> Response:
-    """Plain text as a response."""
-    return Response(status, text.encode(), "text/plain; charset=utf-8")
+def text_response(text: str, status: int = 200, content_type: str = "text/plain") -> web.Response:
+    return web.Response(status=status, text=text, content_type=content_type, charset="utf-8")
 
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """The JSON error body every failure uses: ``{"error": message}``."""
     return json_response({"error": message}, status, headers)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-Routes = Mapping[tuple[str, str], Handler]
+def parse_json(body: bytes) -> Any:
+    """``body`` decoded as JSON; raises ``HttpError(400)`` saying what is wrong with it."""
+    if not body:
+        raise HttpError(400, "request body is empty; expected JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, "request body is not UTF-8 text; expected JSON") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise HttpError(400, f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise HttpError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:  # NaN, Infinity, an integer of more than 4300 digits
+        raise HttpError(400, f"request body is not usable JSON: {error}") from None
+    if _nesting_depth(data) > MAX_JSON_DEPTH:
+        raise HttpError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON (bounded by the server's ``max_body_bytes``: 413 beyond)."""
+    return parse_json(await request.read())
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; raises ``HttpError(400)`` for anything else."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise HttpError(400, f"request body must be a JSON object (got {type(data).__name__})")
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _nesting_depth(data: Any) -> int:
+    deepest, pending = 0, [(data, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+async def wait_any(events: list[asyncio.Event], timeout: float) -> bool:
+    """Wait until one of ``events`` is set or ``timeout`` passes; True if one was set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
+
+
+def server_stopping(request: web.Request) -> asyncio.Event:
+    """Set once the server serving ``request`` stops: a long-lived response ends on it."""
+    return request.app[STOPPING_KEY]
+
+
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except HttpError as error:
+        return error_response(error.status, error.message, error.headers)
+    except web.HTTPMethodNotAllowed as error:
+        return error_response(405, f"method {request.method} not allowed on {request.path}",
+                              {"Allow": ", ".join(sorted(error.allowed_methods))})
+    except web.HTTPNotFound:
+        return error_response(404, f"no such path: {request.path}")
+    except web.HTTPRequestEntityTooLarge as error:
+        return error_response(413, f"request body over {request.app[MAX_BODY_KEY]} bytes ({error.text})")
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return error_response(error.status, error.reason)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        logger.exception("handler for %s %s failed", request.method, request.path)
+        return error_response(500, "internal server error")
+    if not isinstance(response, web.StreamResponse):
+        logger.error("handler for %s %s returned %r instead of a response",
+                     request.method, request.path, type(response).__name__)
+        return error_response(500, "internal server error")
+    return response
 
 
 class HttpServer:
     """Serves ``routes`` (``{(method, path): handler}``) on ``host:port``.
 
-    ``port=0`` picks a free port; :attr:`port` is the bound one after :meth:`start`.
+    ``port=0`` picks a free port; :attr:`port` is the bound one after :meth:`start`. ``name`` says
+    what the server is in a :class:`ListenError` ("API", "control API").
     """
 
-    def __init__(
-        self,
-        routes: Routes,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT_S,
-    ):
-        self._routes = {
-            (method.upper(), path): handler for (method, path), handler in routes.items()
-        }
+    def __init__(self, routes: Routes, host: str = "127.0.0.1", port: int = 0, *,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+                 name: str = "HTTP server"):
         self.host = host
+        self.name = name
         self._requested_port = port
         self.max_body_bytes = max_body_bytes
-        self.max_header_bytes = max_header_bytes
-        self.request_timeout = request_timeout
-        self.write_timeout = write_timeout
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task] = set()
+        self.stopping = asyncio.Event()
+        """Set when :meth:`stop` begins: long-lived responses (event streams) end on it."""
+        self._app = web.Application(client_max_size=max_body_bytes, middlewares=[_json_errors],
+                                    handler_args={"keepalive_timeout": idle_timeout_s})
+        self._app[MAX_BODY_KEY] = max_body_bytes
+        self._app[STOPPING_KEY] = self.stopping
+        for (method, path), handler in routes.items():
+            self._app.router.add_route(method.upper(), path, handler)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
         """The bound TCP port; only valid after :meth:`start`."""
-        if self._server is None:
-            raise RuntimeError("HttpServer is not started")
-        return self._server.sockets[0].getsockname()[1]
+        if self._port is None:
+            raise RuntimeError(f"{self.name} is not listening")
+        return self._port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{_address(self.host, self.port)}"
 
     async def start(self) -> None:
-        """Bind and start accepting connections; returns once the socket listens."""
-        self._server = await asyncio.start_server(
-            self._serve_connection, self.host, self._requested_port, limit=self.max_header_bytes
-        )
+        """Bind and start accepting connections; raises :class:`ListenError` naming the address."""
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=STOP_GRACE_S,
+                               handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise ListenError(self.name, self.host, self._requested_port, error) from None
+        self._runner = runner
+        self._port = runner.addresses[0][1]
 
     async def stop(self) -> None:
-        """Stop listening and cancel requests still in progress."""
-        if self._server is None:
+        """Stop listening; requests still in progress get ``STOP_GRACE_S``, then are cancelled."""
+        if self._runner is None:
             return
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        self._connections.add(task)
-        try:
-            response = await self._respond(reader)
-            if response is not None:
-                await self._write(writer, response)
-        except (ConnectionError, TimeoutError):
-            pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-
-    async def _respond(self, reader: asyncio.StreamReader) -> Response | None:
-        """The response to the request on ``reader``; None if the client sent nothing at all."""
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                request = await self._read_request(reader)
-        except HttpError as error:
-            return error_response(error.status, error.message, error.headers)
-        except TimeoutError:
-            return error_response(408, f"request not received within {self.request_timeout:g} s")
-        if request is None:
-            return None
-        return await self._dispatch(request)
-
-    async def _dispatch(self, request: Request) -> Response:
-        handler = self._routes.get((request.method, request.path))
-        if handler is None:
-            allowed = sorted(method for method, path in self._routes if path == request.path)
-            if allowed:
-                return error_response(
-                    405,
-                    f"method {request.method} not allowed on {request.path}",
-                    {"Allow": ", ".join(allowed)},
-                )
-            return error_response(404, f"no such path: {request.path}")
-        try:
-            response = await handler(request)
-        except HttpError as error:
-            return error_response(error.status, error.message, error.headers)
-        except Exception:
-            logger.exception("handler for %s %s failed", request.method, request.path)
-            return error_response(500, "internal server error")
-        if not isinstance(response, Response):
-            logger.error(
-                "handler for %s %s returned %r instead of a Response",
-                request.method, request.path, type(response).__name__,
-            )
-            return error_response(500, "internal server error")
-        return response
-
-    async def _read_request(self, reader: asyncio.StreamReader) -> Request | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as error:
-            if error.partial.strip():
-                raise HttpError(400, "request header ended before the blank line") from None
-            return None
-        except asyncio.LimitOverrunError:
-            raise HttpError(431, f"request header over {self.max_header_bytes} bytes") from None
-
-        method, target, headers = _parse_head(head)
-        body = await self._read_body(reader, headers)
-        split = urlsplit(target)
-        return Request(
-            method=method,
-            path=unquote(split.path) or "/",
-            query=_first_values(split.query),
-            headers=headers,
-            body=body,
-        )
-
-    async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-        if "transfer-encoding" in headers:
-            raise HttpError(411, "chunked bodies are not supported; send Content-Length")
-        length_text = headers.get("content-length")
-        if length_text is None:
-            return b""
-        if not length_text.isdigit():
-            raise HttpError(400, f"invalid Content-Length (got {length_text!r})")
-        length = int(length_text)
-        if length > self.max_body_bytes:
-            raise HttpError(413, f"request body over {self.max_body_bytes} bytes (got {length})")
-        try:
-            return await reader.readexactly(length)
-        except asyncio.IncompleteReadError:
-            raise HttpError(400, f"request body shorter than Content-Length {length}") from None
-
-    async def _write(self, writer: asyncio.StreamWriter, response: Response) -> None:
-        reason = _reason_phrase(response.status)
-        lines = [
-            f"HTTP/1.1 {response.status} {reason}",
-            f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body)}",
-            "Connection: close",
-        ]
-        lines += [f"{name}: {value}" for name, value in response.headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
-        async with asyncio.timeout(self.write_timeout):
-            await writer.drain()
+        self.stopping.set()
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+        self._port = None
 
 
-def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    """Request line and headers of a head ending in a blank line; raises HttpError on bad syntax."""
-    request_line, *header_lines = head.decode("latin-1")[:-4].split("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or not all(parts):
-        raise HttpError(400, f"malformed request line: {request_line[:100]!r}")
-    method, target, version = parts
-    if not version.startswith("HTTP/"):
-        raise HttpError(400, f"malformed request line: {request_line[:100]!r}")
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise HttpError(505, f"only HTTP/1.0 and HTTP/1.1 are supported (got {version})")
-    if not method.isalpha() or not method.isupper():
-        raise HttpError(400, f"malformed method: {method[:20]!r}")
-
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise HttpError(400, f"malformed header line: {line[:100]!r}")
-        headers[name.lower()] = value.strip()
-    return method, target, headers
-
-
-def _first_values(query: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        values.setdefault(name, value)
-    return values
-
-
-def _reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

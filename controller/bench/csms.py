@@ -51,6 +51,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import ocpp.messages
 import ocpp.v16.call
 from ocpp.exceptions import InternalError
 from ocpp.routing import on
@@ -59,7 +60,10 @@ from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, Gene
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from evcp.api.http import HttpError, HttpServer, Request, Response, json_response
+from aiohttp.web import Request, Response
+
+from evcp.api.http import HttpError, HttpServer, ListenError, json_response, read_json_object
+from evcp.cli import EX_UNAVAILABLE
 from evcp.ocpp16.link import MASK, redact
 from evcp.ocpp16.security import basic_auth_password, parse_basic_authorization
 
@@ -906,14 +910,18 @@ class CentralSystem:
 
     async def start(self) -> None:
         """Listen for charge points and, if configured, for control requests."""
-        self._server = await serve(
-            self._serve_charge_point, self.host, self._requested_port,
-            subprotocols=[SUBPROTOCOL], process_request=self._check_path,
-            logger=logging.getLogger("evcp.bench.csms.websocket"), ssl=self.tls,
-        )
+        try:
+            self._server = await serve(
+                self._serve_charge_point, self.host, self._requested_port,
+                subprotocols=[SUBPROTOCOL], process_request=self._check_path,
+                logger=logging.getLogger("evcp.bench.csms.websocket"), ssl=self.tls,
+            )
+        except OSError as error:
+            raise ListenError("central system", self.host, self._requested_port, error) from None
         if self._requested_control_port is not None:
             self._control = HttpServer(
-                control_routes(self), self.control_host, self._requested_control_port
+                control_routes(self), self.control_host, self._requested_control_port,
+                name="central system control API",
             )
             try:
                 await self._control.start()
@@ -1068,7 +1076,7 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
 
     async def get_messages(request: Request) -> Response:
         since_text = request.query.get("since", "0")
-        if not since_text.isdigit():
+        if not (since_text.isascii() and since_text.isdigit()):
             raise HttpError(400, f"since must be a sequence number >= 0 (got {since_text!r})")
         frames = system.log.since(int(since_text), request.query.get("cp"))
         return json_response({"messages": [frame.to_dict() for frame in frames],
@@ -1079,14 +1087,14 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
 
     async def post_policy(request: Request) -> Response:
         try:
-            system.policy.update(request.json_object())
+            system.policy.update(await read_json_object(request))
         except ValueError as error:
             raise HttpError(400, str(error)) from None
         logger.info("policy changed: %s", system.policy.to_dict())
         return json_response(system.policy.to_dict())
 
     async def post_call(request: Request) -> Response:
-        body = request.json_object()
+        body = await read_json_object(request)
         cp_id = _required_str(body, "cp")
         action = _required_str(body, "action")
         timeout = body.get("timeout", DEFAULT_CALL_TIMEOUT_S)
@@ -1108,7 +1116,7 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
         return json_response(outcome.to_dict())
 
     async def post_disconnect(request: Request) -> Response:
-        cp_id = _required_str(request.json_object(), "cp")
+        cp_id = _required_str(await read_json_object(request), "cp")
         try:
             await system.disconnect(cp_id)
         except ChargePointNotConnected as error:
@@ -1149,16 +1157,13 @@ def _tag_list(text: str) -> set[str]:
     return {tag.strip() for tag in text.split(",") if tag.strip()}
 
 
-def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m evcp.bench.csms",
-        description="OCPP 1.6J central system for the bench and integration tests.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command line options (shared by ``python -m evcp.bench.csms`` and ``evcp csms``)."""
     parser.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9000),
                         metavar="HOST:PORT",
-                        help="websocket address for charge points (port 0: any)")
+                        help="websocket address for charge points (port 0: any; default 127.0.0.1:9000)")
     parser.add_argument("--control", type=_host_port, default=("127.0.0.1", 9001),
-                        metavar="HOST:PORT", help="control HTTP API address (port 0: any)")
+                        metavar="HOST:PORT", help="control HTTP API address (port 0: any; default 127.0.0.1:9001)")
     tags = parser.add_mutually_exclusive_group()
     tags.add_argument("--accept-all", action="store_true",
                       help="accept every idTag (the default)")
@@ -1178,12 +1183,24 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log", metavar="FILE", help="append frames and events to FILE")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="also log frames and events to stderr")
-    args = parser.parse_args(None if argv is None else list(argv))
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Options that only make sense together; ``parser.error`` (exit 2) otherwise."""
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     return args
+
+
+def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m evcp.bench.csms",
+        description="OCPP 1.6J central system for the bench and integration tests.",
+    )
+    add_arguments(parser)
+    return check_arguments(parser, parser.parse_args(None if argv is None else list(argv)))
 
 
 def configure_logging(log_file: str | None, verbose: bool) -> None:
@@ -1222,8 +1239,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await system.start()
     except OSError as error:
-        print(f"csms: cannot listen: {error}", file=sys.stderr)
-        return 2
+        print(f"csms: {error}", file=sys.stderr)
+        return EX_UNAVAILABLE
     print(f"csms listening on {system.url} control {system.control_url}", flush=True)
 
     stop = asyncio.Event()
@@ -1237,7 +1254,15 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run_command(parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Serve with the parsed command line ``args`` until SIGTERM or SIGINT."""
+    # Its own process: every message is checked against the schemas in the loop, not in a worker
+    # thread (the library's default), whose two hand-offs per message cost more than the check and
+    # would make a charger's backlog replay measure this central system's thread pool.
+    ocpp.messages.ASYNC_VALIDATION = False
     configure_logging(args.log, args.verbose)
     return asyncio.run(run(args))
 

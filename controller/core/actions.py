@@ -32,6 +32,24 @@ class OfferCurrent:
 
 
 @dataclass(frozen=True)
+class LockSocket:
+    """Lock the plug in the socket outlet; answered by LockReported. Never while the contactor is closed."""
+
+    connector: int
+
+
+@dataclass(frozen=True)
+class UnlockSocket:
+    """Release the plug; answered by LockReported. Only after the contactor opened (it goes first).
+
+    ``requested`` = asked by the central system (UnlockConnector): its answer waits for the feedback."""
+
+    connector: int
+    why: str
+    requested: bool = False
+
+
+@dataclass(frozen=True)
 class StatusChanged:
     connector: int
     status: ConnectorStatus
@@ -132,6 +150,8 @@ Action = (
     CloseRelay
     | OpenRelay
     | OfferCurrent
+    | LockSocket
+    | UnlockSocket
     | StatusChanged
     | RequestAuthorization
     | StartTransaction

@@ -16,6 +16,8 @@ class PilotChanged:
 
     connector: int
     state: str
+    detail: str = ""
+    """Why the pilot reads D, E or F, as the hardware tells (e.g. "EV diode missing"); else ""."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,31 @@ class DeviceFault:
     connector: int
     device: Device
     active: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CableChanged:
+    """The proximity pilot of a socket outlet was read anew (IEC 61851-1 Annex B).
+
+    ``rating_a`` is the cable's current rating (13, 20, 32 or 63 A), None when no cable is in the
+    socket; ``problem`` says why the reading means no charge (out of band, unreadable), else "".
+    """
+
+    connector: int
+    rating_a: float | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class LockReported:
+    """What the socket lock's feedback says after a LockSocket / UnlockSocket action (or at start-up).
+
+    ``locked`` is the measured position; ``detail`` says what went wrong when it is not the one asked for.
+    """
+
+    connector: int
+    locked: bool
     detail: str = ""
 
 
@@ -163,6 +190,8 @@ Event = (
     | TransactionStartConfirmed
     | MeterSampled
     | DeviceFault
+    | CableChanged
+    | LockReported
     | Tick
     | RemoteStartRequested
     | RemoteStopRequested

@@ -57,6 +57,10 @@ class Device(str, Enum):
     RELAY = "relay"
     READER = "reader"
     PILOT = "pilot"
+    CABLE = "cable"
+    """The proximity pilot (PP) of a socket outlet: the cable's rating resistor."""
+    LOCK = "lock"
+    """The actuator that locks the plug in a socket outlet, with its feedback contact."""
 
 
 class ErrorCode(str, Enum):
@@ -66,6 +70,7 @@ class ErrorCode(str, Enum):
     POWER_METER_FAILURE = "PowerMeterFailure"
     POWER_SWITCH_FAILURE = "PowerSwitchFailure"
     READER_FAILURE = "ReaderFailure"
+    CONNECTOR_LOCK_FAILURE = "ConnectorLockFailure"
     EV_COMMUNICATION_ERROR = "EVCommunicationError"
     GROUND_FAILURE = "GroundFailure"
     OTHER_ERROR = "OtherError"
@@ -86,6 +91,15 @@ class Settings:
     """0 = no clock-aligned meter values."""
     max_current_a: float = 32.0
     tethered_cable: bool = False
+    cable_sensing: tuple[int, ...] = ()
+    """Socket outlets whose cable rating is read from the proximity pilot (IEC 61851-1 Annex B):
+    no session starts there without a valid rating, and the offer never exceeds it."""
+    socket_locks: tuple[int, ...] = ()
+    """Socket outlets with a lock actuator and feedback: the plug is locked before the contactor
+    may close and unlocked once the session is over."""
+    unlock_on_ev_disconnect: bool = True
+    """UnlockConnectorOnEVSideDisconnect: unlock the socket when the cable is pulled at the EV;
+    when false it stays locked until the session's card is presented again or UnlockConnector."""
     require_meter: bool = True
     """No new session while the energy meter is failing."""
     offline_start: bool = False

@@ -42,6 +42,15 @@ C1_POWER_OFF_S = 6.0
 Table A.6 seq. 10.2)."""
 
 
+class LockState(str, Enum):
+    """Where the socket outlet's lock is, or is going (its feedback contact decides)."""
+
+    UNLOCKED = "unlocked"
+    LOCKING = "locking"
+    LOCKED = "locked"
+    UNLOCKING = "unlocking"
+
+
 class Phase(str, Enum):
     IDLE = "idle"
     AUTHORIZING = "authorizing"
@@ -92,10 +101,36 @@ class Connector:
     """The TxProfile of a RemoteStartTransaction, installed when its transaction starts."""
     last_sample: ev.MeterSampled | None = None
     reported: tuple[ConnectorStatus, ErrorCode, str] | None = None
+    pilot_detail: str = ""
+    """Why the pilot reads E, F or D, as the pilot hardware explains it (e.g. a missing EV diode)."""
+    senses_cable: bool = False
+    """A socket outlet whose proximity pilot gives the cable's rating (IEC 61851-1 Annex B)."""
+    cable_a: float | None = None
+    """The rating of the cable in the socket; None while there is none (or it is not read)."""
+    has_lock: bool = False
+    lock: LockState = LockState.UNLOCKED
+    lock_engage_failed: bool = False
+    """The last lock fault came from a plug that would not lock (cleared when it is unplugged)."""
+    unlock_requested: bool = False
+    """UnlockConnector asked for the plug to be released; done as soon as the lock is not moving."""
+    locked_for: str | None = None
+    """The idTag whose card releases a plug kept locked after the cable was pulled at the EV
+    (UnlockConnectorOnEVSideDisconnect false)."""
 
     @property
     def plugged(self) -> bool:
         return self.pilot in PLUGGED
+
+    @property
+    def cable_fault(self) -> str | None:
+        """Why the proximity pilot forbids charging, or None (a socket outlet only)."""
+        if not self.senses_cable:
+            return None
+        if Device.CABLE in self.faults:
+            return self.faults[Device.CABLE] or "cable rating unreadable"
+        if self.plugged and self.cable_a is None:
+            return "the proximity pilot shows no cable while an EV is connected"
+        return None
 
     @property
     def hard_fault(self) -> str | None:
@@ -105,7 +140,14 @@ class Connector:
         if Device.PILOT in self.faults:
             return f"pilot fault: {self.faults[Device.PILOT] or 'unusable reading'}"
         if self.pilot in ("E", "F"):
-            return f"pilot state {self.pilot}"
+            return f"pilot state {self.pilot}" + (f": {self.pilot_detail}" if self.pilot_detail else "")
+        if self.pilot == "D":
+            # IEC 61851-1 state D asks for ventilation, which this charger cannot provide.
+            return "pilot state D: the EV requires ventilation, which this charger does not provide"
+        if Device.LOCK in self.faults:
+            return f"socket lock: {self.faults[Device.LOCK] or 'failed'}"
+        if (cable := self.cable_fault) is not None:
+            return f"cable: {cable}"
         return None
 
 
@@ -145,6 +187,7 @@ class Station:
             raise ValueError("a charge point has at least one connector")
         self.settings = settings or Settings()
         self.connectors = {i: Connector(i) for i in range(1, connectors + 1)}
+        self._apply_capabilities()
         self.operative = True
         self.station_faults: dict[Device, str] = {}
         self.going_down: str | None = None
@@ -204,9 +247,16 @@ class Station:
     def apply_settings(self, settings: Settings) -> None:
         """New settings; the charging profiles are kept, under the new limits."""
         self.settings = settings
+        self._apply_capabilities()
         limits = self._charging_limits()
         if limits != self.charging.limits:
             self.charging = sc.ChargingProfiles(limits, self.charging.to_saved())
+
+    def _apply_capabilities(self) -> None:
+        tethered = self.settings.tethered_cable
+        for cid, c in self.connectors.items():
+            c.senses_cable = not tethered and cid in self.settings.cable_sensing
+            c.has_lock = not tethered and cid in self.settings.socket_locks
 
     def restore_charging_profiles(self, saved: list[dict]) -> list:
         """Charging profiles as they were before a reboot (OCPP 1.6 §3.13); returns those that
@@ -250,8 +300,13 @@ class Station:
         c = self._connector(e.connector)
         if c is None:
             return
-        c.pilot = e.state
+        c.pilot, c.pilot_detail = e.state, e.detail
+        if c.cable_fault is not None:
+            self._fault_appeared(c, now, out)
         if e.state == "A":
+            if c.lock_engage_failed and c.lock is LockState.UNLOCKED:
+                c.faults.pop(Device.LOCK, None)  # the half-inserted plug was taken out (OCTT TC_024)
+                c.lock_engage_failed = False
             if c.phase in (Phase.TRANSACTION, Phase.STARTING):
                 if self.settings.stop_on_ev_disconnect or not self._transaction_accepted(c):
                     self._stop(c, StopReason.EV_DISCONNECTED, now, out, why="EV unplugged")
@@ -278,11 +333,55 @@ class Station:
         faults[e.device] = e.detail
         if e.connector == 0:
             return
-        c = self.connectors[e.connector]
+        self._fault_appeared(self.connectors[e.connector], now, out)
+
+    def _fault_appeared(self, c: Connector, now: float, out: list) -> None:
+        """A hard fault may have appeared: no session may go on."""
         if c.hard_fault:
             self._cancel_authorization(c)
             if c.transaction is not None:
                 self._stop(c, StopReason.OTHER, now, out, why=c.hard_fault)
+
+    def _on_CableChanged(self, e: ev.CableChanged, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is None or not c.senses_cable:
+            return
+        before = (c.cable_a, c.faults.get(Device.CABLE))
+        c.cable_a = e.rating_a if not e.problem else None
+        if e.problem:
+            c.faults[Device.CABLE] = e.problem
+        else:
+            c.faults.pop(Device.CABLE, None)
+        if (c.cable_a, c.faults.get(Device.CABLE)) != before:
+            seen = e.problem or (f"{e.rating_a:g} A cable" if e.rating_a else "no cable")
+            out.append(act.Notice(f"connector {c.id}: proximity pilot: {seen}"))
+        self._fault_appeared(c, now, out)
+        if c.phase is Phase.AUTHORIZED and c.plugged:
+            self._begin_transaction(c, now, out)
+
+    def _on_LockReported(self, e: ev.LockReported, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is None or not c.has_lock:
+            return
+        moving, c.lock = c.lock, LockState.LOCKED if e.locked else LockState.UNLOCKED
+        if moving is LockState.LOCKING and not e.locked:
+            c.faults[Device.LOCK] = f"the plug could not be locked{': ' + e.detail if e.detail else ''}"
+            c.lock_engage_failed = True
+            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
+            self._fault_appeared(c, now, out)
+            # A plug pushed in halfway may hold the pin half out: release it so it can be taken out.
+            c.lock = LockState.UNLOCKING
+            out.append(act.UnlockSocket(c.id, "release after a failed lock"))
+        elif moving is LockState.UNLOCKING and e.locked:
+            c.faults[Device.LOCK] = f"the plug could not be unlocked{': ' + e.detail if e.detail else ''}"
+            c.lock_engage_failed = False
+            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}"))
+            self._fault_appeared(c, now, out)
+        elif not e.locked and Device.LOCK in c.faults and not c.lock_engage_failed:
+            c.faults.pop(Device.LOCK)
+            out.append(act.Notice(f"connector {c.id}: socket unlocked again"))
+        if c.lock is LockState.LOCKED and c.phase is Phase.AUTHORIZED and c.plugged:
+            self._begin_transaction(c, now, out)
 
     def _on_Tick(self, e: ev.Tick, now: float, out: list) -> None:
         expired = [r for r in self.reservations.values() if now >= r.expires_at]
@@ -329,6 +428,11 @@ class Station:
     def _on_TagPresented(self, e: ev.TagPresented, now: float, out: list) -> None:
         if self.going_down is not None:
             return
+        for c in self.connectors.values():
+            if c.transaction is None and c.locked_for == e.id_tag:
+                c.locked_for = None
+                out.append(act.Notice(f"connector {c.id}: {e.id_tag} presented, the cable is released"))
+                return
         for c in self.connectors.values():
             if c.transaction is not None and c.transaction.id_tag == e.id_tag:
                 self._stop(c, StopReason.LOCAL, now, out, id_tag=e.id_tag,
@@ -511,13 +615,18 @@ class Station:
         self._pending_auth.clear()
 
     def _on_UnlockRequested(self, e: ev.UnlockRequested, now: float, out: list) -> None:
+        """OCPP 1.6 §5.19: stop the transaction first, then unlock; the answer (Unlocked or UnlockFailed)
+        comes from the lock's feedback, so it is given with the LockReported of the UnlockSocket emitted
+        with ``requested`` (OCTT TC_018_1, TC_030)."""
         c = self._connector(e.connector)
-        if c is None or self.settings.tethered_cable:
-            out.append(act.Answer("NotSupported"))  # TC_031, TC_017_2
+        if c is None or not c.has_lock:
+            # No such connector, a tethered cable or no lock actuator (TC_031, TC_017_2).
+            out.append(act.Answer("NotSupported"))
             return
-        out.append(act.Answer("Unlocked"))
         if c.transaction is not None:
             self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
+        self._cancel_authorization(c)
+        c.unlock_requested, c.locked_for = True, None
 
     def _on_ReserveNowRequested(self, e: ev.ReserveNowRequested, now: float, out: list) -> None:
         replaced = self.reservations.pop(e.reservation_id, None)  # the same id replaces (§5.13)
@@ -609,6 +718,11 @@ class Station:
             out.append(act.Notice(f"connector {c.id}: cannot start a transaction ({self._why_not(c)})"))
             self._cancel_authorization(c)
             return
+        if c.senses_cable and c.cable_a is None:
+            return  # begins once the proximity pilot gave the cable's rating
+        if c.has_lock and c.lock is not LockState.LOCKED:
+            return  # begins once the plug is locked (``_reconcile_lock`` locks it)
+        c.locked_for = None
         meter_start = round(c.last_sample.energy_wh) if c.last_sample else 0
         reservation = self._reservation_used(c, c.auth_tag or "", c.auth_parent)
         if reservation is not None:
@@ -648,6 +762,8 @@ class Station:
         assert tx is not None
         c.transaction = None
         c.phase = Phase.FINISHING if c.plugged else Phase.IDLE
+        if c.has_lock and reason is StopReason.EV_DISCONNECTED and not self.settings.unlock_on_ev_disconnect:
+            c.locked_for = tx.id_tag  # OCPP 1.6 UnlockConnectorOnEVSideDisconnect false
         meter_stop = round(c.last_sample.energy_wh) if c.last_sample else tx.meter_start_wh
         out.append(act.Notice(f"connector {c.id}: transaction {tx.transaction_id or '(unconfirmed)'} "
                               f"stopped, {reason.value}: {why}"))
@@ -765,6 +881,8 @@ class Station:
     def _may_energise(self, c: Connector, now: float) -> bool:
         if not (self._charging_allowed(c) and c.pilot == "C"):
             return False
+        if c.has_lock and c.lock is not LockState.LOCKED:
+            return False  # a socket outlet carries power only with the plug locked in it
         if c.offered_a is not None:
             return True
         # A charging limit below 6 A stopped the PWM: the EV should open S2 within 3 s; if it
@@ -782,6 +900,8 @@ class Station:
         maximum (ChargePointMaxProfile) is shared equally by the connectors whose transactions
         may draw energy (OCPP 1.6 §3.13.1)."""
         limit = min(self.settings.max_current_a, self.charging.limit_a(c.id, now, self._charging_transactions()))
+        if c.senses_cable and c.cable_a is not None:
+            limit = min(limit, c.cable_a)  # never more than the cable is rated for (IEC 61851-1 Annex B)
         whole = self.charging.charge_point_limit_a(now)
         if whole is not None:
             sharing = sum(1 for o in self.connectors.values() if o is c or (self._charging_allowed(o) and o.plugged))
@@ -790,8 +910,10 @@ class Station:
 
     def _wanted_offer(self, c: Connector, now: float) -> float | None:
         """PWM only while an allowed transaction may draw energy (IEC 61851-1 state B2/C2), at the
-        charging limit; no PWM (B1/C1) while the limit is below 6 A."""
+        charging limit; no PWM (B1/C1) while the limit is below 6 A or the plug is not locked."""
         if not (self._charging_allowed(c) and c.plugged):
+            return None
+        if c.has_lock and c.lock is not LockState.LOCKED:
             return None
         limit = self._current_limit_a(c, now)
         return limit if limit >= MIN_PILOT_CURRENT_A else None
@@ -823,6 +945,7 @@ class Station:
             if energise and not c.relay_closed:
                 c.relay_closed = True
                 out.append(act.CloseRelay(c.id))
+            self._reconcile_lock(c, out)
             status = self._status(c)
             if status != c.reported:
                 c.reported = status
@@ -836,6 +959,43 @@ class Station:
         if station != self._reported_station:
             self._reported_station = station
             out.append(act.StatusChanged(0, station[0], station[1], now, station[2]))
+
+    def _wants_lock(self, c: Connector) -> bool:
+        if c.unlock_requested:
+            return False
+        if c.locked_for is not None:
+            return True
+        if c.transaction is not None:
+            return c.plugged or not self.settings.unlock_on_ev_disconnect
+        return c.phase is Phase.AUTHORIZED and c.plugged and not c.hard_fault
+
+    def _reconcile_lock(self, c: Connector, out: list) -> None:
+        """Lock the plug for a session, release it after (never while the contactor is closed: an
+        UnlockSocket comes after the OpenRelay of the same step). After a failure nothing moves on
+        its own again; only UnlockConnector or an unplug does."""
+        if not c.has_lock or c.lock in (LockState.LOCKING, LockState.UNLOCKING):
+            return
+        if c.unlock_requested:
+            c.unlock_requested = False
+            c.lock = LockState.UNLOCKING
+            out.append(act.UnlockSocket(c.id, "unlock requested by the central system", requested=True))
+            return
+        if Device.LOCK in c.faults:
+            return
+        wanted = self._wants_lock(c)
+        if wanted and c.lock is LockState.UNLOCKED and not c.relay_closed:
+            c.lock = LockState.LOCKING
+            out.append(act.LockSocket(c.id))
+        elif not wanted and c.lock is LockState.LOCKED and not c.relay_closed:
+            c.lock = LockState.UNLOCKING
+            out.append(act.UnlockSocket(c.id, "session over" if c.transaction is None else "cable pulled at the EV"))
+
+    def lock_state(self, connector: int) -> str | None:
+        """The socket lock as /api/status shows it: None without one, "failed" after a failure."""
+        c = self.connectors[connector]
+        if not c.has_lock:
+            return None
+        return "failed" if Device.LOCK in c.faults else c.lock.value
 
     def _availability(self) -> dict[int, bool]:
         """What each connector will be once its transaction ends (a scheduled change counts)."""
@@ -885,8 +1045,12 @@ class Station:
     def _error(self, c: Connector) -> tuple[ErrorCode, str]:
         if Device.RELAY in c.faults:
             return ErrorCode.POWER_SWITCH_FAILURE, c.faults[Device.RELAY]
-        if Device.PILOT in c.faults or c.pilot in ("E", "F"):
-            return ErrorCode.OTHER_ERROR, c.faults.get(Device.PILOT) or f"pilot state {c.pilot}"
+        if Device.PILOT in c.faults or c.pilot in ("D", "E", "F"):
+            return ErrorCode.OTHER_ERROR, c.faults.get(Device.PILOT) or c.hard_fault or f"pilot state {c.pilot}"
+        if Device.LOCK in c.faults:
+            return ErrorCode.CONNECTOR_LOCK_FAILURE, c.faults[Device.LOCK]
+        if (cable := c.cable_fault) is not None:
+            return ErrorCode.OTHER_ERROR, cable
         if Device.METER in c.faults:
             return ErrorCode.POWER_METER_FAILURE, c.faults[Device.METER]
         return ErrorCode.NO_ERROR, ""

@@ -9,7 +9,7 @@ It connects with the security profile and password in force (``evcp.ocpp16.secur
 when the central system changes either, the connection is closed once the answer is sent
 and opened again with the new settings; if those cannot connect, the previous ones come
 back. Security events (whitepaper "Security events") are sent once the charger is
-registered; while it is offline they wait in memory.
+registered; until then they wait in the state database, like transaction messages.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ import logging
 import random
 import ssl
 import time
-from collections import deque
 from pathlib import Path
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import websockets
-from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
+from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_case
 from ocpp.exceptions import FormatViolationError, OCPPError, OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
@@ -47,7 +46,7 @@ from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList,
 from evcp.ocpp16.meter_values import meter_values_payload
 from evcp.timestamps import parse_timestamp, timestamp
 from evcp.ocpp16.transfer import redact_url
-from evcp.ocpp16.outbox import Outbox
+from evcp.ocpp16.outbox import Outbox, SecurityEventQueue
 from evcp.ocpp16.security import (
     ConnectionParameters,
     HandshakeFailure,
@@ -85,7 +84,6 @@ opposed to a network that does not answer."""
 RECONNECT_GRACE_S = 1.0
 """After accepting new security settings, requests the central system sends right away (OCTT
 TC_083 follows the change with a Reset) are still answered on the old connection this long."""
-MAX_QUEUED_SECURITY_EVENTS = 50
 NOTIFICATION_WAIT_S = 60.0
 """How long a firmware or upload status notification waits for the connection to come back."""
 SECURITY_LOG_MAX_BYTES = 1_000_000
@@ -93,7 +91,9 @@ SECURITY_LOG_MAX_BYTES = 1_000_000
 LOCAL_LIST = "local-authorization-list"
 AUTHORIZATION_CACHE = "authorization-cache"
 """Names of the stored documents."""
-"""Security events kept while offline; beyond, the oldest is dropped (and logged)."""
+STATE_DAMAGED_EVENT = "StateDatabaseDamaged"
+"""Security event of this charger (the whitepaper's list is open): the state database's
+write-ahead log was damaged at start-up; techInfo says what was kept."""
 
 
 def settings_from(configuration: Configuration, base: Settings) -> Settings:
@@ -102,6 +102,7 @@ def settings_from(configuration: Configuration, base: Settings) -> Settings:
         base,
         connection_timeout_s=float(configuration.get("ConnectionTimeOut")),
         stop_on_ev_disconnect=bool(configuration.get("StopTransactionOnEVSideDisconnect")),
+        unlock_on_ev_disconnect=bool(configuration.get("UnlockConnectorOnEVSideDisconnect")),
         stop_on_invalid_id=bool(configuration.get("StopTransactionOnInvalidId")),
         authorize_remote_start=bool(configuration.get("AuthorizeRemoteTxRequests")),
         meter_sample_interval_s=float(configuration.get("MeterValueSampleInterval")),
@@ -164,8 +165,9 @@ class CentralSystemLink(ChargePointLink):
         return call_result.Reset(status=status)
 
     @on(Action.unlock_connector)
-    def _unlock(self, connector_id: int, **_):
-        return call_result.UnlockConnector(status=self.adapter.command(ev.UnlockRequested(connector_id)))
+    async def _unlock(self, connector_id: int, **_):
+        # OCPP 1.6 §5.19: the answer says whether the lock really let go (its feedback), so it waits for it.
+        return call_result.UnlockConnector(status=await self.adapter.controller.unlock_connector(connector_id))
 
     @on(Action.get_configuration)
     def _get_configuration(self, key: list[str] | None = None, **_):
@@ -327,9 +329,8 @@ class Ocpp16Adapter:
         reported once a connection succeeds."""
         self._last_problem: tuple[str, float] | None = None
         self.security_profile_in_use: int | None = None
-        self.security_events: deque[dict[str, Any]] = deque()
+        self.security_events = SecurityEventQueue(store)
         """SecurityEventNotification payloads not yet delivered, oldest first."""
-        self._security_event_queued = asyncio.Event()
         self.local_authorization = self._load_local_authorization()
         self.certificates = CertificateStore(config.storage.state_dir / "certificates",
                                              int(configuration.get("CertificateStoreMaxLength")),
@@ -349,6 +350,8 @@ class Ocpp16Adapter:
         self._protect_secrets()
         self._unsubscribe = configuration.on_change(self._on_configuration_change)
         self.security_event("StartupOfTheDevice", f"evcp {evcp.__version__} started")
+        if store is not None and (damage := store.take_wal_damage()):
+            self.security_event(STATE_DAMAGED_EVENT, damage)
 
     def detach(self) -> None:
         """Stop listening to configuration changes (when this adapter is replaced or stops); a
@@ -356,8 +359,11 @@ class Ocpp16Adapter:
         self._unsubscribe()
         for work in (self.firmware, self.logs):
             self._spawn(work.close())
-        if self.security_events:
-            log.warning("%d security event(s) not delivered, lost: %s", len(self.security_events),
+        self.outbox.commit_deletions()
+        if self.security_events and self._store is not None:
+            log.info("%d security event(s) not delivered yet; kept for the next connection", len(self.security_events))
+        elif self.security_events:
+            log.warning("%d security event(s) not delivered, lost (no state database): %s", len(self.security_events),
                         ", ".join(event["type"] for event in self.security_events))
 
     # ----------------------------------------------------------------- the connection
@@ -407,7 +413,11 @@ class Ocpp16Adapter:
                     failures = 0
                     self._websocket = ws
                     self._handshake_succeeded(parameters)
-                    await self._serve(ws)
+                    try:
+                        await self._serve(ws)
+                    except asyncio.CancelledError:  # a clean stop: RFC 6455 §7.4.1 1001 going away, not 1011
+                        await ws.close(1001, "charge point stopping")
+                        raise
             except asyncio.CancelledError:
                 raise
             except HANDSHAKE_REFUSALS as error:
@@ -564,17 +574,16 @@ class Ocpp16Adapter:
     def security_event(self, event_type: str, info: str | None = None, at: float | None = None) -> None:
         """Report a security event (whitepaper "Security events"): a SecurityEventNotification of
         ``event_type`` (e.g. SettingSystemTime, TamperDetectionActivated) with ``info`` as techInfo,
-        sent once the charger is registered. Events wait in memory while it is offline: one lost
-        (too many waiting, a restart before delivery) is logged."""
-        if len(self.security_events) >= MAX_QUEUED_SECURITY_EVENTS:
-            dropped = self.security_events.popleft()
-            log.warning("security event %s dropped: %d events wait already", dropped["type"],
-                        MAX_QUEUED_SECURITY_EVENTS)
+        sent once the charger is registered. While it is offline events wait in the state
+        database, across restarts and power cuts; beyond ``MAX_QUEUED_SECURITY_EVENTS`` the
+        oldest is dropped (and logged); every one is in the security log."""
         event = {"type": event_type[:50], "timestamp": _utc(at), "tech_info": info[:255] if info else None}
         log.info("security event %s%s", event_type, f": {info}" if info else "")
         self._record_security_event(event)
-        self.security_events.append(event)
-        self._security_event_queued.set()
+        try:
+            self.security_events.put(event["type"], event["timestamp"], event["tech_info"])
+        except StoreError as error:
+            log.error("security event %s not queued, the state database refused it: %s", event_type, error)
 
     @property
     def security_log_path(self) -> Path:
@@ -595,11 +604,11 @@ class Ocpp16Adapter:
         """Not a transaction message: a central system without the security extensions answers
         with a CALLERROR, and the event is dropped rather than holding anything up."""
         while True:
-            if not self.security_events:
-                self._security_event_queued.clear()
-                await self._security_event_queued.wait()
+            queued = self.security_events.head()
+            if queued is None:
+                await self.security_events.wait()
                 continue
-            event = self.security_events[0]
+            event = queued.payload
             try:
                 await self._call(call.SecurityEventNotification(**event))
             except OCPPError as error:
@@ -609,8 +618,7 @@ class Ocpp16Adapter:
                 log.warning("no answer to SecurityEventNotification %s; sending it again", event["type"])
                 await asyncio.sleep(float(self.configuration.get("TransactionMessageRetryInterval")))
                 continue
-            if event in self.security_events:
-                self.security_events.remove(event)
+            self.security_events.done(queued)
 
     def _protect_secrets(self) -> None:
         """The AuthorizationKey is stored in the state database: readable by the service only."""
@@ -711,6 +719,12 @@ class Ocpp16Adapter:
 
     async def _drain_outbox(self) -> None:
         """Send queued transaction messages strictly in order (OCPP 1.6 "Transaction-related messages")."""
+        try:
+            await self._send_queued_messages()
+        finally:
+            self.outbox.commit_deletions()
+
+    async def _send_queued_messages(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             entry = self.outbox.head()
@@ -727,7 +741,7 @@ class Ocpp16Adapter:
                 continue
             entry.attempts += 1
             try:
-                conf = await self._call(getattr(call, entry.action)(**camel_to_snake_case(payload)))
+                conf = await self._call_payload(entry.action, payload)
             except OCPPError as error:
                 if not self._retry(entry, f"CALLERROR {error.code}"):
                     self.outbox.done(entry)
@@ -736,11 +750,20 @@ class Ocpp16Adapter:
                 if not self._retry(entry, "no answer"):
                     self.outbox.done(entry)
                 continue
-            self.outbox.done(entry)
             if entry.action == "StartTransaction":
                 self._start_confirmed(entry, conf)
-            elif entry.action == "StopTransaction" and conf.id_tag_info and entry.payload.get("idTag"):
+                continue
+            self.outbox.done(entry)
+            if entry.action == "StopTransaction" and conf.id_tag_info and entry.payload.get("idTag"):
                 self.learn(entry.payload["idTag"], IdTagInfo.from_ocpp(conf.id_tag_info))
+
+    async def _call_payload(self, action: str, payload: dict[str, Any]):
+        """A queued message sent as it is stored (camelCase); the answer as the library's dataclass."""
+        link = self.link
+        if link is None:
+            raise ConnectionError("not connected")
+        answer = await link.call_payload(action, remove_nones(payload))
+        return getattr(call_result, action)(**camel_to_snake_case(answer))
 
     async def _take_final_reading(self, entry) -> None:
         """meterStop from a reading taken after the contactor opened, when the meter answers:
@@ -772,10 +795,10 @@ class Ocpp16Adapter:
         return True
 
     def _start_confirmed(self, entry, conf) -> None:
+        self.outbox.confirm_start(entry, conf.transaction_id)
         info = conf.id_tag_info or {}
         if info:
             self.learn(entry.payload["idTag"], IdTagInfo.from_ocpp(info))
-        self.outbox.confirm_start(entry.local_id, conf.transaction_id)
         self.controller.post(ev.TransactionStartConfirmed(
             entry.payload["connectorId"], entry.local_id, conf.transaction_id,
             AuthStatus(info.get("status", "Invalid")), info.get("parent_id_tag")))
@@ -814,8 +837,8 @@ class Ocpp16Adapter:
             }
             if action.id_tag:
                 payload["idTag"] = action.id_tag
-            entry = self.outbox.put("StopTransaction", payload, action.local_id)
-            entry.final_reading = asyncio.ensure_future(self.controller.fresh_energy_wh(action.connector))
+            self.outbox.put("StopTransaction", payload, action.local_id,
+                            final_reading=asyncio.ensure_future(self.controller.fresh_energy_wh(action.connector)))
         elif isinstance(action, act.ReportMeterValues):
             self._meter_values(action)
 

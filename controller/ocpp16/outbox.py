@@ -1,4 +1,4 @@
-"""Transaction messages on their way to the central system, in order, surviving restarts.
+"""Messages on their way to the central system, in order, surviving restarts and power cuts.
 
 OCPP 1.6 ("Transaction-related messages"): StartTransaction, StopTransaction and transaction
 MeterValues must reach the central system, in order, even when it is away for
@@ -7,23 +7,54 @@ the real transactionId is filled in from the StartTransaction.conf when that
 arrives, so a stop or a meter value decided before the conf (or before a
 power cut) still carries the right id.
 
-With a ``StateStore`` every entry is written before ``put`` returns and
-removed only after the central system answered; without one (tests) the
+With a ``StateStore`` every entry is written before ``put`` returns, and the
+queue lives in the store: only a window of the oldest ``WINDOW`` entries is in
+memory, read a page at a time, so a queue of 100,000 messages after a long
+outage costs no more memory than an empty one. Without a store (tests) the
 entries live in memory.
+
+Deletions of delivered messages are committed:
+* at once for a StartTransaction (together with its transactionId) and a
+  StopTransaction: resent after a power cut, a StartTransaction would open a
+  second transaction at the central system, which cannot tell;
+* for MeterValues, together: every ``DELETE_BATCH`` messages, when the queue
+  is empty, and whenever the sender stops to wait (``commit_deletions``). A
+  power cut or a kill can so resend up to ``DELETE_BATCH`` MeterValues that
+  were delivered: the same transactionId, timestamps and values, which the
+  central system can recognise as copies. Committing each one costs an fsync
+  per message (milliseconds on an SD card), which bounds a replay at a few
+  hundred messages a second and wears the card.
+
+The security events waiting for the central system (``SecurityEventQueue``)
+are kept the same way, in their own queue: they are not transaction messages
+and never hold those up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from evcp.aio import wait_event
 from evcp.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from evcp.storage import StateStore
+
+log = logging.getLogger("evcp.ocpp")
+
+WINDOW = 64
+"""Queued messages kept in memory, the oldest; the rest is read from the store when needed."""
+DELETE_BATCH = 256
+"""Delivered MeterValues whose deletion is committed together (at most this many resent after a power cut)."""
+RETIME_PAGE = 500
+"""Messages re-stamped per commit by ``retime``."""
+MAX_QUEUED_SECURITY_EVENTS = 1000
+"""Security events kept while the central system is away; beyond, the oldest is dropped (and logged)."""
 
 
 @dataclass
@@ -38,15 +69,25 @@ class Entry:
     not_before: float = 0.0
     final_reading: asyncio.Future | None = None
     """For a StopTransaction: a fresh meter reading (Wh or None) taken after the contactor opened."""
-    untrusted_time: bool = False
-    """Stamped before the clock was known to be right; shifted once it is (``retime``)."""
 
 
 @dataclass
 class Outbox:
     store: "StateStore | None" = None
     clock_trusted: Callable[[], bool] = lambda: True
-    _entries: list[Entry] = field(default_factory=list)
+    _window: deque[Entry] = field(default_factory=deque)
+    """The oldest queued entries, by seq; with a store, every entry above ``_loaded_through`` is in the store only."""
+    _loaded_through: int = 0
+    _beyond: int = 0
+    """Queued entries not in the window."""
+    _delivered_through: int | None = None
+    """Delivered MeterValues up to this seq whose deletion is not committed yet."""
+    _delivered_pending: int = 0
+    _final_readings: dict[int, asyncio.Future] = field(default_factory=dict)
+    """seq -> the fresh meter reading of a StopTransaction not in the window yet."""
+    _untrusted: list[list[int]] = field(default_factory=list)
+    """[first, last] seq ranges put by this process while the clock was untrusted (see ``retime``)."""
+    _last_put: int | None = None
     _transaction_ids: dict[int, int] = field(default_factory=dict)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,20 +95,35 @@ class Outbox:
     def __post_init__(self) -> None:
         if self.store is not None:
             self._transaction_ids.update(self.store.transaction_ids())
-            for stored in self.store.outbox_entries():
-                self._entries.append(Entry(stored.seq, stored.action, stored.payload, stored.local_id,
-                                           stored.attempts))
+            self._beyond = self.store.outbox_count()
 
-    def put(self, action: str, payload: dict[str, Any], local_id: int | None) -> Entry:
-        """Queue a message; a StopTransaction also marks its transaction stopped, atomically."""
+    def put(self, action: str, payload: dict[str, Any], local_id: int | None,
+            final_reading: asyncio.Future | None = None) -> Entry:
+        """Queue a message; a StopTransaction also marks its transaction stopped, atomically.
+
+        ``final_reading``: for a StopTransaction, the meter reading (Wh or None) that replaces
+        meterStop when larger, awaited before the message is sent.
+        """
         if self.store is None:
             seq = next(self._seq)
         elif action == "StopTransaction" and local_id is not None:
             seq = self.store.outbox_put_stop(payload, local_id)
         else:
             seq = self.store.outbox_put(action, payload, local_id)
-        entry = Entry(seq, action, payload, local_id, untrusted_time=not self.clock_trusted())
-        self._entries.append(entry)
+        if not self.clock_trusted():
+            if self._untrusted and self._untrusted[-1][1] == self._last_put:
+                self._untrusted[-1][1] = seq
+            else:
+                self._untrusted.append([seq, seq])
+        self._last_put = seq
+        entry = Entry(seq, action, payload, local_id, final_reading=final_reading)
+        if self.store is None or (self._beyond == 0 and len(self._window) < WINDOW):
+            self._window.append(entry)
+            self._loaded_through = seq
+        else:
+            self._beyond += 1
+            if final_reading is not None:
+                self._final_readings[seq] = final_reading
         self._wakeup.set()
         return entry
 
@@ -77,28 +133,78 @@ class Outbox:
             self.store.outbox_update(entry.seq, entry.payload, entry.attempts)
 
     def retime(self, correction_s: float) -> int:
-        """Shift the timestamps of messages stamped by an untrusted clock; returns how many."""
+        """Shift the timestamps of the messages this process stamped while the clock was untrusted,
+        once it is corrected; returns how many were still queued. Messages from before a restart
+        keep theirs: that clock's error is not this one's."""
+        ranges, self._untrusted = self._untrusted, []
+        self.commit_deletions()
+        in_window = {entry.seq: entry for entry in self._window}
         shifted = 0
-        for entry in self._entries:
-            if entry.untrusted_time:
-                entry.payload = _shifted(entry.payload, correction_s)
-                entry.untrusted_time = False
-                self.update(entry)
-                shifted += 1
+        for first, last in ranges:
+            if self.store is None:
+                for seq in range(first, last + 1):
+                    if seq in in_window:
+                        in_window[seq].payload = _shifted(in_window[seq].payload, correction_s)
+                        shifted += 1
+                continue
+            after = first - 1
+            while page := [m for m in self.store.outbox_page(after, RETIME_PAGE) if m.seq <= last]:
+                updates = []
+                for message in page:
+                    entry = in_window.get(message.seq)
+                    payload = _shifted(entry.payload if entry else message.payload, correction_s)
+                    if entry is not None:
+                        entry.payload = payload
+                    updates.append((message.seq, payload))
+                self.store.outbox_update_many(updates)
+                shifted += len(updates)
+                after = page[-1].seq
+                if after >= last:
+                    break
         return shifted
 
     def head(self) -> Entry | None:
-        return self._entries[0] if self._entries else None
+        if not self._window and self._beyond:
+            self._refill()
+        return self._window[0] if self._window else None
+
+    def _refill(self) -> None:
+        for stored in self.store.outbox_page(self._loaded_through, WINDOW):
+            self._window.append(Entry(stored.seq, stored.action, stored.payload, stored.local_id, stored.attempts,
+                                      final_reading=self._final_readings.pop(stored.seq, None)))
+            self._loaded_through = stored.seq
+            self._beyond -= 1
+        if not self._window:
+            self._beyond = 0  # nothing more in the store: the count was off
 
     def done(self, entry: Entry) -> None:
-        self._entries.remove(entry)
-        if self.store is not None:
-            self.store.outbox_done(entry.seq)
+        """The message was answered (or given up): it leaves the queue. Only the head leaves."""
+        if not self._window or self._window[0] is not entry:
+            raise ValueError(f"outbox message {entry.seq} is not the oldest queued")
+        self._window.popleft()
+        if self.store is None:
+            return
+        self._delivered_through = entry.seq
+        self._delivered_pending += 1
+        if entry.action != "MeterValues" or self._delivered_pending >= DELETE_BATCH or not len(self):
+            self.commit_deletions()
 
-    def confirm_start(self, local_id: int, transaction_id: int) -> None:
-        self._transaction_ids[local_id] = transaction_id
+    def commit_deletions(self) -> None:
+        """Commit the deletion of every message delivered so far (one fsync)."""
+        if self._delivered_through is not None and self.store is not None:
+            self.store.outbox_done_through(self._delivered_through)
+        self._delivered_through, self._delivered_pending = None, 0
+
+    def confirm_start(self, entry: Entry, transaction_id: int) -> None:
+        """The StartTransaction ``entry`` was answered with ``transaction_id``: it leaves the queue
+        and the id is recorded, in one commit."""
+        if not self._window or self._window[0] is not entry:
+            raise ValueError(f"outbox message {entry.seq} is not the oldest queued")
+        self._window.popleft()
+        self._transaction_ids[entry.local_id] = transaction_id
         if self.store is not None:
-            self.store.transaction_confirmed(local_id, transaction_id)
+            self.store.outbox_start_confirmed(entry.seq, entry.local_id, transaction_id)
+            self._delivered_through, self._delivered_pending = None, 0
 
     def transaction_id(self, local_id: int | None) -> int | None:
         return self._transaction_ids.get(local_id) if local_id is not None else None
@@ -115,9 +221,11 @@ class Outbox:
         return {**entry.payload, "transactionId": tx_id}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._window) + self._beyond
 
     async def wait(self, timeout: float) -> None:
+        """Wait for a new message, at most ``timeout`` s; delivered messages are committed first."""
+        self.commit_deletions()
         self._wakeup.clear()
         await wait_event(self._wakeup, timeout)
 
@@ -133,3 +241,69 @@ def _shifted(payload: dict[str, Any], seconds: float) -> dict[str, Any]:
     if "meterValue" in result:
         result["meterValue"] = [{**mv, "timestamp": move(mv["timestamp"])} for mv in result["meterValue"]]
     return result
+
+
+@dataclass(frozen=True)
+class QueuedSecurityEvent:
+    seq: int
+    payload: dict[str, Any]
+    """SecurityEventNotification.req in the library's snake_case: type, timestamp, tech_info."""
+
+
+class SecurityEventQueue:
+    """Security events (whitepaper "Security events") waiting for the central system, oldest
+    first. With a store they survive restarts and power cuts (each ``put`` is committed before it
+    returns); at most ``limit`` wait: beyond, the oldest is dropped and logged."""
+
+    def __init__(self, store: "StateStore | None" = None, limit: int = MAX_QUEUED_SECURITY_EVENTS):
+        self.store = store
+        self.limit = limit
+        self._memory: deque[QueuedSecurityEvent] = deque()
+        self._seq = itertools.count(1)
+        self._count = store.security_events_count() if store is not None else 0
+        self._added = asyncio.Event()
+
+    def put(self, event_type: str, at: str, tech_info: str | None) -> None:
+        if self.store is not None:
+            dropped = [event.type for event in self.store.security_event_put(event_type, at, tech_info, self.limit)]
+            self._count = min(self._count + 1, self.limit)
+        else:
+            self._memory.append(QueuedSecurityEvent(next(self._seq), _event(event_type, at, tech_info)))
+            dropped = [self._memory.popleft().payload["type"] for _ in range(len(self._memory) - self.limit)]
+        for kind in dropped:
+            log.warning("security event %s dropped: %d events wait already", kind, self.limit)
+        self._added.set()
+
+    def head(self) -> QueuedSecurityEvent | None:
+        if self.store is None:
+            return self._memory[0] if self._memory else None
+        first = self.store.security_events(limit=1)
+        return QueuedSecurityEvent(first[0].seq, _event(first[0].type, first[0].timestamp, first[0].tech_info)) \
+            if first else None
+
+    def done(self, event: QueuedSecurityEvent) -> None:
+        """Delivered or refused: it leaves the queue."""
+        if self.store is not None:
+            self.store.security_event_done(event.seq)
+            self._count = self.store.security_events_count()
+        elif self._memory and self._memory[0].seq == event.seq:
+            self._memory.popleft()
+
+    def __len__(self) -> int:
+        return self._count if self.store is not None else len(self._memory)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The waiting events' payloads, oldest first."""
+        if self.store is None:
+            return iter([event.payload for event in self._memory])
+        return iter([_event(e.type, e.timestamp, e.tech_info) for e in self.store.security_events()])
+
+    async def wait(self) -> None:
+        """Until an event is queued."""
+        self._added.clear()
+        if not len(self):
+            await self._added.wait()
+
+
+def _event(event_type: str, at: str, tech_info: str | None) -> dict[str, Any]:
+    return {"type": event_type, "timestamp": at, "tech_info": tech_info}

@@ -20,7 +20,7 @@ from evcp.timestamps import timestamp
 from evcp.runtime.hardware import StationHardware
 from evcp.runtime.clock import ChargerClock
 from evcp.runtime.systemd import Notifier
-from evcp.storage import StateStore
+from evcp.storage import FILENAME, StateStore, StoreError
 
 log = logging.getLogger("evcp")
 
@@ -39,9 +39,14 @@ async def build_hardware(config: Config) -> StationHardware:
 
 
 def open_trace_file(path: Path) -> None:
-    """OCPP frames go to their own rotating file, never to the main log."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    """OCPP frames go to their own rotating file, never to the main log. A StoreError if it
+    cannot be written (it lives in storage.state_dir unless logging.trace_file says otherwise)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    except OSError as error:
+        raise StoreError(f"{path} cannot be written ({error.strerror or error}); check logging.trace_file, "
+                         "storage.state_dir and their permissions") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     for old in list(trace_log.handlers):
         trace_log.removeHandler(old)
@@ -77,8 +82,8 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
                                 "reading", connector, error)
         return meter_now[connector]
 
-    for message in store.outbox_entries():
-        if message.action != "StopTransaction" or message.local_id is None:
+    for message in store.outbox_stops():
+        if message.local_id is None:
             continue
         connector = newest_on.get(message.local_id)
         if connector is None:
@@ -147,8 +152,15 @@ class Charger:
 
     async def run(self) -> None:
         config = self.config
-        open_trace_file(config.trace_file)
-        store = StateStore(config.storage.state_dir / "evcp.sqlite3")
+        store = StateStore(config.storage.state_dir / FILENAME)
+        if store.wal_damage:
+            log.error("state database damaged: %s; starting from what it kept (a security event tells the "
+                      "central system)", store.wal_damage)
+        try:
+            open_trace_file(config.trace_file)
+        except BaseException:
+            store.close()
+            raise
         configuration = station_configuration(config)
         for warning in configuration.restore(store.load_configuration()):
             log.warning("saved OCPP configuration: %s", warning)
@@ -163,7 +175,7 @@ class Charger:
             await recover_after_an_unclean_stop(store, self.hardware)
             store.prune()  # keeps the last 1000 finished transactions and all with messages queued
             api = Api(self.trace, self.hardware.bench, config.api.password)
-            self.api_server = HttpServer(api.routes(), config.api.host, config.api.port)
+            self.api_server = HttpServer(api.routes(), config.api.host, config.api.port, name="API (api.listen)")
             await self.api_server.start()
             log.info("charger %s: API on %s, central system %s", config.charge_point.id,
                      self.api_server.url, config.ocpp.csms_url)

@@ -14,19 +14,23 @@ import logging
 import time
 from typing import Any, Callable
 
+import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings, StopReason
 from evcp.core.pilot import PilotFilter
-from evcp.core.station import Station
-from evcp.hal import MeterError, WatchableInputs
+from evcp.core.station import PLUGGED, Station
+from evcp.hal import HardwareError, MeterError, WatchableInputs
+from evcp.hal.proximity import ProximityReading
 from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
 from evcp.runtime.clock import ChargerClock
 from evcp.runtime.hardware import StationHardware
+from evcp.runtime.observers import (PROCESS_COUNTERS, PROCESS_STARTED_MONOTONIC, AuthorizationObserver,
+                                    LinkObserver, count_transactions)
 from evcp.storage import StateStore
 
 log = logging.getLogger("evcp.core")
@@ -48,6 +52,11 @@ CHARGING_PROFILES = "charging-profiles"
 """Names of the stored documents."""
 FEEDBACK_SETTLE_S = 0.25
 """How long the contactor's mirror contact may disagree before it is a fault."""
+PP_POLL_S = 1.0
+"""While an EV is connected the proximity pilot is read again this often; a changed reading must be
+seen twice in a row (a contactor switching next to it must not stop a session)."""
+UNLOCK_ANSWER_MARGIN_S = 5.0
+"""UnlockConnector waits for the lock's own timeout plus this, then answers UnlockFailed."""
 
 
 class RestartRequested(Exception):
@@ -68,6 +77,8 @@ class Controller:
         self.store = store
         base = Settings(max_current_a=config.charge_point.max_current_a,
                         tethered_cable=config.charge_point.cable == "tethered",
+                        cable_sensing=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.cable is not None),
+                        socket_locks=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.lock is not None),
                         offline_start=config.ocpp.allow_offline_start,
                         require_meter=config.charge_point.require_meter,
                         phases=config.charge_point.phases,
@@ -91,13 +102,29 @@ class Controller:
         self.loop_advanced_at = time.monotonic()
         """When the pilot loop last ran (monotonic): the systemd watchdog is fed only while it advances."""
         self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
+        self._cable_reported: dict[int, tuple[float | None, str]] = {}
+        self._cable_candidate: dict[int, tuple[float | None, str]] = {}
+        self._cable_read_at: dict[int, float] = {}
+        self._welded: set[int] = set()
+        """Connectors whose contactor was seen welded: latched until the controller restarts."""
+        self._unlock_answers: dict[int, list[asyncio.Future]] = {}
+        self._lock_moves: set[asyncio.Task] = set()
         self._meter_wakeups = {cid: asyncio.Event() for cid in range(1, len(hardware.connectors) + 1)}
+        self.authorization = AuthorizationObserver()
+        self.link = LinkObserver(self.adapter)
+        self.on_change: Callable[[], None] | None = None
+        """Called after every dispatch: the API pushes the new status to open status pages."""
 
     # ----------------------------------------------------------------- the core, driven
 
     def dispatch(self, event: ev.Event) -> list[act.Action]:
-        actions = self.station.handle(event, self.clock())
+        now = self.clock()
+        self.authorization.event(event, now)
+        actions = self.station.handle(event, now)
         self._perform(actions)
+        count_transactions(actions)
+        if self.on_change is not None:
+            self.on_change()
         return actions
 
     def post(self, event: ev.Event) -> None:
@@ -119,6 +146,10 @@ class Controller:
             elif isinstance(a, act.OfferCurrent):
                 pilot = self.hardware.connectors[a.connector - 1].pilot
                 pilot.offer_current(a.amps) if a.amps is not None else pilot.stop_offer()
+            elif isinstance(a, act.LockSocket):
+                self._move_lock(a.connector, to_locked=True, why="session starting")
+            elif isinstance(a, act.UnlockSocket):
+                self._move_lock(a.connector, to_locked=False, why=a.why, requested=a.requested)
             elif isinstance(a, act.Notice):
                 log.info("%s", a.text)
             elif isinstance(a, act.Restart):
@@ -146,6 +177,73 @@ class Controller:
                     log.info("connector %d: %s%s", a.connector, a.status.value,
                              f" ({a.error_code.value}: {a.info})" if a.error_code is not ErrorCode.NO_ERROR else "")
                 self.adapter.perform(a)
+
+    def _move_lock(self, cid: int, to_locked: bool, why: str, requested: bool = False) -> None:
+        """Drive the socket lock in a worker thread (it takes up to its timeout); the core hears the
+        feedback's verdict as LockReported, and a waiting UnlockConnector its answer."""
+        lock = self.hardware.connectors[cid - 1].lock
+        log.info("connector %d: %s the plug (%s)", cid, "locking" if to_locked else "unlocking", why)
+
+        async def move() -> None:
+            try:
+                locked = await asyncio.to_thread(lock.lock if to_locked else lock.unlock)
+                detail = "" if locked == to_locked else (
+                    f"the feedback still says {'locked' if locked else 'unlocked'}")
+            except HardwareError as error:
+                locked, detail = not to_locked, str(error)
+            if detail:
+                hw_log.error("connector %d: socket lock: %s", cid, detail)
+            self.dispatch(ev.LockReported(cid, locked, detail))
+            if requested:
+                for answer in self._unlock_answers.pop(cid, []):
+                    if not answer.done():
+                        answer.set_result("UnlockFailed" if locked else "Unlocked")
+
+        task = asyncio.get_running_loop().create_task(move(), name=f"lock-{cid}")
+        self._lock_moves.add(task)
+        task.add_done_callback(self._lock_moves.discard)
+
+    async def unlock_connector(self, connector: int) -> str:
+        """UnlockConnector (OCPP 1.6 §5.19): stop the transaction, open the contactor, unlock; the
+        answer is the lock feedback's: Unlocked or UnlockFailed (NotSupported without a lock)."""
+        answer = asyncio.get_running_loop().create_future()
+        self._unlock_answers.setdefault(connector, []).append(answer)
+        for action in self.dispatch(ev.UnlockRequested(connector)):
+            if isinstance(action, act.Answer):
+                self._unlock_answers[connector].remove(answer)
+                return action.status
+        lock_config = self.config.hardware.connectors[connector - 1].lock
+        try:
+            return await asyncio.wait_for(answer, 2 * lock_config.timeout_s + UNLOCK_ANSWER_MARGIN_S)
+        except asyncio.TimeoutError:
+            log.error("connector %d: the unlock did not finish in time; answering UnlockFailed", connector)
+            return "UnlockFailed"
+
+    def _read_cable(self, cid: int, devices, now: float, settle: bool) -> None:
+        """Read the proximity pilot and tell the core what changed. ``settle``: report at once (the
+        pilot just left or reached A, so the core must know the cable before the pilot state);
+        otherwise a new reading must repeat before it counts."""
+        try:
+            reading = devices.cable.read()
+        except HardwareError as error:
+            reading = ProximityReading(None, None, f"proximity pilot unreadable: {error}")
+        if settle:
+            again = devices.cable.read() if not reading.problem else reading
+            if (again.rating_a, again.problem) != (reading.rating_a, reading.problem):
+                reading = devices.cable.read()
+        seen = (reading.rating_a, reading.problem)
+        self._cable_read_at[cid] = now
+        if seen == self._cable_reported.get(cid):
+            self._cable_candidate.pop(cid, None)
+            return
+        if not settle and self._cable_candidate.get(cid) != seen:
+            self._cable_candidate[cid] = seen
+            return
+        self._cable_candidate.pop(cid, None)
+        self._cable_reported[cid] = seen
+        if reading.problem:
+            hw_log.error("connector %d: %s", cid, reading.problem)
+        self.dispatch(ev.CableChanged(cid, reading.rating_a, reading.problem))
 
     def _persist_reading(self, cid: int, energy_wh: float, at: float, reported: bool) -> None:
         """The last reading survives a power cut: written at every reported sample, and during a
@@ -200,6 +298,7 @@ class Controller:
 
     def status(self) -> dict[str, Any]:
         """The document behind GET /api/status."""
+        now = self.clock()
         connectors = []
         for cid, c in self.station.connectors.items():
             status, error, info = self.station.status_of(cid)
@@ -211,6 +310,13 @@ class Controller:
                 "error_code": error.value,
                 "info": info,
                 "relay_closed": self.hardware.connectors[cid - 1].relay.is_closed,
+                "relay_feedback_closed": (feedback := self._feedback_of(cid)),
+                "contactor": self._contactor_word(cid, feedback),
+                "cable": self._cable_word(c),
+                "cable_rating_a": c.cable_a if c.senses_cable else None,
+                "lock": self.station.lock_state(cid),
+                "current_a": list(sample.current_a) if sample else [],
+                "voltage_v": list(sample.voltage_v) if sample else [],
                 "pilot": c.pilot,
                 "pilot_diagnosis": self.hardware.connectors[cid - 1].pilot.diagnosis,
                 "transaction_id": tx.transaction_id if tx else None,
@@ -222,15 +328,51 @@ class Controller:
                 "charging_limit_a": self.station.charging_limit_a(cid, self.clock()),
                 "reservation_id": reservation.id if (reservation := self.station.reservation_on(cid)) else None,
                 "operative": c.operative,
+                "session_started_at": tx.started_at if tx else None,
+                "session_duration_s": max(now - tx.started_at, 0.0) if tx else None,
             })
         status0, error0, info0 = self.station.status_of(0)
+        bench = self.hardware.bench
+        extra = {"bench": {"faults": bench.faults(), "ev": bench.ev_state()}} if bench is not None else {}
+        connected = self.adapter.connected
         return {
+            **extra,
             "charge_point": {"id": self.config.charge_point.id, "backend": self.config.hardware.backend,
-                             "status": status0.value, "error_code": error0.value, "info": info0},
-            "ocpp": {"connected": self.adapter.connected, "registration": self.adapter.registration,
-                     "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox)},
+                             "status": status0.value, "error_code": error0.value, "info": info0,
+                             "version": evcp.__version__, "time": now,
+                             "uptime_s": round(time.monotonic() - PROCESS_STARTED_MONOTONIC, 1)},
+            "ocpp": {"connected": connected, "registration": self.adapter.registration,
+                     "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox),
+                     **self.link.status(connected)},
             "connectors": connectors,
+            "authorization": self.authorization.last,
+            "counters": {"transactions_started": PROCESS_COUNTERS.transactions_started,
+                         "transactions_stopped": PROCESS_COUNTERS.transactions_stopped},
         }
+
+    def _cable_word(self, c) -> str | None:
+        if self.settings.tethered_cable:
+            return "tethered"
+        if not c.senses_cable:
+            return None
+        if Device.CABLE in c.faults:
+            return "fault"
+        return "none" if c.cable_a is None else f"{c.cable_a:g}A"
+
+    def _feedback_of(self, cid: int) -> bool | None:
+        try:
+            return self.hardware.connectors[cid - 1].relay.feedback_closed()
+        except HardwareError:
+            return None
+
+    def _contactor_word(self, cid: int, measured: bool | None) -> str:
+        """One word for people: the commanded state, unless the mirror contact says otherwise."""
+        commanded = self.hardware.connectors[cid - 1].relay.is_closed
+        if cid in self._welded:
+            return "welded"
+        if measured is None or measured == commanded:
+            return "closed" if commanded else "open"
+        return "stuck-open" if commanded else "mismatch"
 
     def summary(self) -> str:
         """One line for systemd's STATUS= and the journal."""
@@ -252,11 +394,20 @@ class Controller:
         tasks: list[asyncio.Task] = []
         try:
             self._perform(self.station.start(self.clock()))
+            for cid, devices in enumerate(self.hardware.connectors, start=1):
+                if devices.lock is not None:
+                    try:
+                        self.dispatch(ev.LockReported(cid, devices.lock.is_locked))
+                    except HardwareError as error:
+                        hw_log.error("connector %d: socket lock feedback unreadable: %s", cid, error)
+                        self.dispatch(ev.LockReported(cid, True, str(error)))
+                if devices.cable is not None:
+                    self._read_cable(cid, devices, self.clock(), settle=True)
             if self.hardware.reader is not None:
                 self.hardware.reader.start(
                     lambda tag: self.post_threadsafe(ev.TagPresented(tag)),
-                    lambda ok: self.post_threadsafe(ev.DeviceFault(0, Device.READER, not ok,
-                                                                   "" if ok else "reader not answering")))
+                    lambda ok, why="": self.post_threadsafe(ev.DeviceFault(
+                        0, Device.READER, not ok, "" if ok else why or "reader not answering")))
             tasks.append(asyncio.create_task(self._watch_pilots(), name="pilot"))
             if self.hardware.power_fail is not None:
                 tasks.append(asyncio.create_task(self._watch_power(self.hardware.power_fail), name="power"))
@@ -276,9 +427,9 @@ class Controller:
             self.adapter.detach()
             if self.hardware.reader is not None:
                 self.hardware.reader.stop()
-            for task in tasks:
+            for task in [*tasks, *self._lock_moves]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._lock_moves, return_exceptions=True)
 
     async def restart_into_new_firmware(self) -> None:
         """After an installed firmware update: stop every transaction (reason HardReset), deliver
@@ -317,9 +468,15 @@ class Controller:
             settling = False
             for cid, devices in enumerate(connectors, start=1):
                 pilot_filter = self.filters[cid]
+                before = pilot_filter.state
                 state = pilot_filter.feed(devices.pilot.read_state(), now)
+                if devices.cable is not None:
+                    if state is not None and (state == "A") != (before == "A"):
+                        self._read_cable(cid, devices, now, settle=True)
+                    elif pilot_filter.state in PLUGGED and now - self._cable_read_at.get(cid, 0.0) >= PP_POLL_S:
+                        self._read_cable(cid, devices, now, settle=False)
                 if state is not None:
-                    self.dispatch(ev.PilotChanged(cid, state))
+                    self.dispatch(ev.PilotChanged(cid, state, getattr(devices.pilot, "diagnosis", None) or ""))
                 self._check_feedback(cid, devices.relay, now, disagree_since)
                 settling = settling or pilot_filter.settling or cid in disagree_since
             if settling or not edge_driven:
@@ -356,10 +513,14 @@ class Controller:
             if not faulted and now - since >= FEEDBACK_SETTLE_S:
                 detail = "welded: closed while commanded open" if feedback else "does not close when commanded"
                 hw_log.error("connector %d: contactor feedback %s", cid, detail)
+                if feedback:
+                    # Latched, as Tarragon does: a welded contactor that "agrees again" may be a broken
+                    # feedback wire, so only a restart of the controller (e.g. a Reset) clears it.
+                    self._welded.add(cid)
                 self.dispatch(ev.DeviceFault(cid, Device.RELAY, True, detail))
         else:
             disagree_since.pop(cid, None)
-            if faulted and not relay.is_closed:
+            if faulted and not relay.is_closed and cid not in self._welded:
                 hw_log.warning("connector %d: contactor feedback agrees again", cid)
                 self.dispatch(ev.DeviceFault(cid, Device.RELAY, False))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from evcp.hal import EnergyMeter, Pilot, Relay, TagReader
+from evcp.hal import CableSensor, EnergyMeter, Pilot, Relay, SocketLock, TagReader
 
 
 @dataclass
@@ -16,6 +16,10 @@ class ConnectorDevices:
     meter_poll_s: float = 1.0
     pilot_leave_charge_s: float = 0.0
     """Extra debounce before believing the EV left state C (0 for boards that debounce)."""
+    cable: CableSensor | None = None
+    """The proximity pilot of a socket outlet; None for a tethered cable."""
+    lock: SocketLock | None = None
+    """The socket's lock actuator; None for a tethered cable."""
 
 
 @dataclass
@@ -30,7 +34,8 @@ class StationHardware:
 
     def open_all_relays(self) -> None:
         for devices in self.connectors:
-            devices.relay.open()
+            if devices.relay is not None:  # None only while check-hardware could not set it up
+                devices.relay.open()
 
     async def release(self) -> None:
         """Relays open first, then every device is freed. Never raises."""
@@ -40,8 +45,9 @@ class StationHardware:
         if self.power_fail is not None:
             _quietly(self.power_fail.release)
         for devices in self.connectors:
-            _quietly(devices.pilot.release)
-            _quietly(devices.relay.release)
+            for device in (devices.pilot, devices.relay, devices.cable, devices.lock):
+                if device is not None:
+                    _quietly(device.release)
             if devices.meter is not None:
                 try:
                     await devices.meter.close()

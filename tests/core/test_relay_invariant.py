@@ -32,6 +32,10 @@ pilot = st.builds(ev.PilotChanged, st.integers(1, CONNECTORS), st.sampled_from("
 answer_authorization = st.builds(lambda i, s, p: ("authorize", i, s, p), st.integers(0, 5),
                                  st.one_of(st.none(), verdicts), st.sampled_from([None, "P1", "P2"]))
 confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), verdicts)
+# The lock's feedback answers a LockSocket / UnlockSocket the station really asked for: moved or not.
+answer_lock = st.builds(lambda i, moved: ("lock", i, moved), st.integers(0, 3), st.sampled_from([True, True, True, False]))
+cable = st.builds(ev.CableChanged, st.integers(1, CONNECTORS), st.sampled_from([None, 13.0, 20.0, 32.0, 63.0, 32.0]),
+                  st.sampled_from(["", "", "", "", "", "", "PP out of band"]))
 
 def charging_profile(purpose: str, limit: float, profile_id: int) -> dict:
     return {"charging_profile_id": profile_id, "stack_level": profile_id % 3, "charging_profile_purpose": purpose,
@@ -59,7 +63,7 @@ EVENT_KINDS = {
     "meter": (st.builds(ev.MeterSampled, st.integers(1, CONNECTORS), st.floats(0, 1e6), st.floats(0, 22000)), 1),
     "tick": (st.builds(ev.Tick), 1),
     "remote stop": (st.builds(ev.RemoteStopRequested, st.integers(1, 6)), 1),
-    "fault": (st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from(list(Device)),
+    "fault": (st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from([Device.METER, Device.RELAY, Device.READER, Device.PILOT]),
                         st.sampled_from([True, False, False])), 1),
     "availability": (st.builds(ev.AvailabilityRequested, connector_ids, st.sampled_from([True, True, False])), 1),
     "unlock": (st.builds(ev.UnlockRequested, connector_ids), 1),
@@ -68,6 +72,8 @@ EVENT_KINDS = {
     "reserve": (reservations, 1),
     "cancel reservation": (st.builds(ev.CancelReservationRequested, st.integers(1, 3)), 1),
     "maintenance": (st.builds(ev.MaintenanceRequested, st.sampled_from([None, "firmware installation"])), 1),
+    "lock answer": (answer_lock, 3),
+    "cable": (cable, 1),
 }
 KIND_NAMES = [name for name, (_, weight) in EVENT_KINDS.items() for _ in range(weight)]
 
@@ -85,8 +91,14 @@ def event_sequences(draw, resets: bool):
 
 
 class Model:
-    def __init__(self, offline_start: bool = False):
+    def __init__(self, offline_start: bool = False, socket: bool = False):
         self.offline_start = offline_start
+        self.socket = socket
+        self.locked = {c: False for c in range(1, CONNECTORS + 1)}
+        """What the lock's feedback last said (socket outlets)."""
+        self.lock_moves: list[tuple[int, bool]] = []
+        """Lock operations asked for and not yet answered: (connector, to locked)."""
+        self.cable_a = {c: None for c in self.locked}
         self.rejected: set[int] = set()
         self.pilot = {c: "A" for c in range(1, CONNECTORS + 1)}
         self.relay = {c: False for c in self.pilot}
@@ -107,7 +119,9 @@ class Model:
             or (tx not in self.accepted and not self.offline_start)
             or tx in self.rejected
             or bool(self.hard_fault[c])
-            or self.pilot[c] in "EF"
+            or self.pilot[c] in "DEF"
+            or (self.socket and not self.locked[c])
+            or (self.socket and self.cable_a[c] is None)
         )
 
 
@@ -117,6 +131,14 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         if not model.unanswered:
             return
         event = ev.AuthorizationResult(model.unanswered.pop(index % len(model.unanswered)), status, parent)
+    elif isinstance(event, tuple) and event[0] == "lock":
+        _, index, moved = event
+        if not model.lock_moves:
+            return
+        connector, to_locked = model.lock_moves.pop(index % len(model.lock_moves))
+        locked = to_locked if moved else not to_locked
+        model.locked[connector] = locked
+        event = ev.LockReported(connector, locked)
     elif isinstance(event, tuple):
         _, index, status = event
         if not model.unconfirmed:
@@ -130,6 +152,8 @@ def apply(station: Station, model: Model, event, now: float) -> None:
             model.rejected.add(local_id)
     if isinstance(event, ev.PilotChanged):
         model.pilot[event.connector] = event.state
+    if isinstance(event, ev.CableChanged):
+        model.cable_a[event.connector] = None if event.problem else event.rating_a
     if isinstance(event, ev.DeviceFault) and event.connector and event.device in (Device.RELAY, Device.PILOT):
         faults = model.hard_fault[event.connector]
         (faults.add if event.active else faults.discard)(event.device)
@@ -155,9 +179,16 @@ def apply(station: Station, model: Model, event, now: float) -> None:
             assert not resetting
             offered = station.connectors[c].offered_a
             assert offered is not None and offered >= 6.0, "closed without a PWM current offered (IEC 61851-1)"
+            if model.socket:
+                assert offered <= model.cable_a[c], "offered more than the cable is rated for"
             model.relay[c] = True
         elif isinstance(a, act.OpenRelay):
             model.relay[a.connector] = False
+        elif isinstance(a, (act.LockSocket, act.UnlockSocket)):
+            assert model.socket
+            assert not model.relay[a.connector], "the lock moves only with the contactor open"
+            assert all(c != a.connector for c, _ in model.lock_moves), "one lock move at a time"
+            model.lock_moves.append((a.connector, isinstance(a, act.LockSocket)))
 
     for c in model.relay:
         if model.relay[c]:
@@ -196,3 +227,19 @@ def test_offline_start_closes_only_for_unanswered_or_accepted_and_a_rejection_op
     """With the installer's opt-in, energy may flow before the answer; never after a rejection."""
     run(Station(CONNECTORS, Settings(offline_start=True, allow_offline_unknown=True)), Model(offline_start=True),
         sequence)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([13.0, 20.0, 32.0, 63.0]), min_size=CONNECTORS, max_size=CONNECTORS),
+       event_sequences(resets=False), st.sampled_from([True, False, False]), st.sampled_from([True, True, False]))
+def test_a_socket_outlet_energises_only_locked_within_the_cable_rating(cables, sequence, stop_on_ev, unlock_on_ev):
+    """Socket outlets: the plug is locked (feedback) and the cable rated (PP) whenever power flows, and the
+    lock never moves under load."""
+    both = tuple(range(1, CONNECTORS + 1))
+    # Start charging on connector 1 (cable rated, plug locked, start accepted), then anything may happen.
+    charging = [ev.PilotChanged(1, "B"), ev.RemoteStartRequested(1, "T1"), ("lock", 0, True),
+                ("confirm", 0, AuthStatus.ACCEPTED), ev.PilotChanged(1, "C")]
+    sequence = [ev.CableChanged(c, rating) for c, rating in zip(both, cables)] + charging + sequence
+    run(Station(CONNECTORS, Settings(stop_on_ev_disconnect=stop_on_ev, unlock_on_ev_disconnect=unlock_on_ev,
+                                     cable_sensing=both, socket_locks=both)),
+        Model(socket=True), sequence)

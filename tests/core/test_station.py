@@ -368,12 +368,13 @@ def test_tc_034_change_availability_of_connector_zero():
     assert answer(b(ev.AvailabilityRequested(3, False))) == "Rejected"
 
 
-def test_unlock_connector():
+def test_unlock_connector_without_a_lock_actuator_is_not_supported_and_stops_nothing():
+    """OCPP 1.6 §7.44 NotSupported: "Charge Point has no connector lock" (the lock: test_station_socket)."""
     b = Bench()
     assert answer(b(ev.UnlockRequested(5))) == "NotSupported"
     b.start_session()
-    assert answer(b(ev.UnlockRequested(1))) == "Unlocked"
-    assert b.last(act.StopTransaction).reason is StopReason.UNLOCK_COMMAND
+    assert answer(b(ev.UnlockRequested(1))) == "NotSupported"
+    assert b.last(act.StopTransaction) is None
     tethered = Bench(tethered_cable=True)
     assert answer(tethered(ev.UnlockRequested(1))) == "NotSupported"
 

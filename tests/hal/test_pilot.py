@@ -345,15 +345,17 @@ def test_two_pilots_on_one_pi4_channel_are_refused_when_built(tmp_path, pins, mo
     with FakeSysfsPwm.raspberry_pi(tmp_path, "pi4", "6.12") as fake:
         monkeypatch.setattr(pilot_module, "SYSFS_PWM_ROOT", fake.root)
         monkeypatch.setattr(pilot_module, "DEVICE_TREE", fake.device_tree)
-        users: dict = {}
-        first = factory.connector_devices(ConnectorHardware(pilot=PilotConfig(pwm_pin=18)), users, 1)
-        second_wiring = ConnectorHardware(relay=RelayConfig(pin=5), pilot=PilotConfig(
-            pwm_pin=12, vehicle_pin=6, charge_pin=7, fault_pin=8))
-        with pytest.raises(HardwareError, match=r"connectors\[2\].pilot.pwm_pin: GPIO12 is channel 0 of pwmchip0"):
-            factory.connector_devices(second_wiring, users, 2)
-        assert users == {(0, 0): 1}
-        first.pilot.release()
-        first.relay.release()
+        first = factory.pilot_for(ConnectorHardware(pilot=PilotConfig(pwm_pin=18)))
+        other_pin = factory.pilot_for(ConnectorHardware(pilot=PilotConfig(
+            pwm_pin=19, vehicle_pin=5, charge_pin=6, fault_pin=7)))
+        factory.refuse_shared_pwm_channels([first, other_pin])  # channels 0 and 1: fine
+        shared = factory.pilot_for(ConnectorHardware(pilot=PilotConfig(
+            pwm_pin=12, vehicle_pin=8, charge_pin=9, fault_pin=10)))
+        with pytest.raises(HardwareError, match=r"connectors\[3\].pilot.pwm_pin: GPIO12 is channel 0 of pwmchip0, "
+                                                r"the channel of connector 1's pilot"):
+            factory.refuse_shared_pwm_channels([first, other_pin, shared])
+        for pilot in (first, other_pin, shared):
+            pilot.release()
 
 
 # --- AdcPilot against the simulated CP ---------------------------------------

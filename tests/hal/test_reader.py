@@ -1,148 +1,54 @@
-"""Mfrc522Reader with stub RPi.GPIO, spidev and mfrc522 modules; the real poll thread runs."""
+"""Mfrc522Reader: the real poll thread over the register-level simulated RC522 and gpiozero's
+mock pins for the reset line."""
 
+import logging
 import sys
 import threading
-import types
-from collections import deque
+import time
 
 import pytest
 
 from evcp.config import ReaderConfig
 from evcp.hal import HardwareError, TagReader
-from evcp.hal.reader import Mfrc522Reader, id_tag_from_uid, id_tag_from_uid_number
+from evcp.hal.reader import Mfrc522Reader, id_tag_from_uid
+from evcp.mocks.pins import mock_pins
+from evcp.mocks.rc522_chip import SimulatedRc522
 
-CARD_A = [0x04, 0xA1, 0xB2, 0xC3]
-CARD_B = [0xDE, 0xAD, 0xBE, 0xEF]
 WAIT_S = 5.0
+POLL_S = 0.01
+RST = 25
 
 
-def with_bcc(uid):
-    return [*uid, uid[0] ^ uid[1] ^ uid[2] ^ uid[3]]
-
-
-class CardField:
-    """What the antenna sees, one scripted outcome per poll: a UID, None (no card) or an exception."""
-
-    def __init__(self):
-        self._script = deque()
-        self._lock = threading.Lock()
-        self.polls = 0
-        self.drained = threading.Event()
-        self.drained.set()
-
-    def play(self, *outcomes):
-        with self._lock:
-            self._script.extend(outcomes)
-            self.drained.clear()
-
-    def next_outcome(self):
-        with self._lock:
-            self.polls += 1
-            if self._script:
-                return self._script.popleft()
-            self.drained.set()
-            return None
-
-    def wait_drained(self):
-        assert self.drained.wait(WAIT_S), "the reader stopped polling"
-
-
-class FakeGpio(types.ModuleType):
-    BOARD, BCM, OUT = 10, 11, 0
-
-    def __init__(self):
-        super().__init__("RPi.GPIO")
-        self.mode = None
-        self.cleaned = []
-
-    def getmode(self):
-        return self.mode
-
-    def setmode(self, mode):
-        self.mode = mode
-
-    def setup(self, pin, direction):
-        pass
-
-    def output(self, pin, level):
-        pass
-
-    def cleanup(self, *pins):
-        self.cleaned.append(pins)
-
-
-@pytest.fixture
-def field():
-    return CardField()
-
-
-@pytest.fixture
-def driver(monkeypatch, field):
-    """Stub modules in sys.modules; ``driver.instances`` holds every FakeMfrc522 built."""
-    gpio = FakeGpio()
-    rpi = types.ModuleType("RPi")
-    rpi.GPIO = gpio
-    spidev = types.ModuleType("spidev")
-    spidev.SpiDev = object
-    instances = []
-
-    class FakeSpi:
-        closed = False
-
-        def close(self):
-            self.closed = True
-
-    class FakeMfrc522:
-        """Mimics mfrc522 0.0.7: keeps an existing GPIO mode, RST defaults by mode."""
-
-        PICC_REQIDL, MI_OK, MI_NOTAGERR, MI_ERR = 0x26, 0, 1, 2
-
-        def __init__(self, bus=0, device=0, spd=1000000, pin_mode=10, pin_rst=-1, debugLevel="WARNING"):
-            if bus == 9:
-                raise FileNotFoundError(2, "No such file or directory")
-            if gpio.getmode() is None:
-                gpio.setmode(pin_mode)
-            else:
-                pin_mode = gpio.getmode()
-            if pin_rst == -1:
-                pin_rst = 15 if pin_mode == 11 else 22
-            self.bus, self.device, self.pin_rst = bus, device, pin_rst
-            self.spi = FakeSpi()
-            self.inits = 0
-            self._uid = None
-            instances.append(self)
-
-        def MFRC522_Init(self):
-            self.inits += 1
-
-        def MFRC522_Request(self, mode):
-            assert mode == self.PICC_REQIDL
-            outcome = field.next_outcome()
-            if isinstance(outcome, Exception):
-                raise outcome
-            self._uid = outcome
-            return (self.MI_ERR, None) if outcome is None else (self.MI_OK, 0x10)
-
-        def MFRC522_Anticoll(self):
-            return self.MI_OK, with_bcc(self._uid)
-
-    mfrc522 = types.ModuleType("mfrc522")
-    mfrc522.MFRC522 = FakeMfrc522
-    for name, module in (("RPi", rpi), ("RPi.GPIO", gpio), ("spidev", spidev), ("mfrc522", mfrc522)):
-        monkeypatch.setitem(sys.modules, name, module)
-    return types.SimpleNamespace(gpio=gpio, instances=instances)
+def wait_until(condition, what, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
 
 
 class Events:
     def __init__(self):
         self.tags = []
         self.health = []
+        self.threads = set()
 
     def on_tag(self, tag):
+        self.threads.add(threading.current_thread().name)
         self.tags.append(tag)
 
-    def on_health(self, ok):
-        self.health.append(ok)
+    def on_health(self, ok, why):
+        self.health.append((ok, why))
+
+
+@pytest.fixture
+def pins():
+    with mock_pins() as factory:
+        yield factory
+
+
+@pytest.fixture
+def chip():
+    return SimulatedRc522(bus=0, device=1)
 
 
 @pytest.fixture
@@ -150,91 +56,201 @@ def events():
     return Events()
 
 
+def make_reader(chip, pins, **config):
+    reader = Mfrc522Reader(ReaderConfig(backend="mfrc522", poll_interval_s=POLL_S, rst_pin=RST, **config),
+                           spi_factory=lambda: chip, pin_factory=pins)
+    reader.RETRY_INTERVAL_S = 0.02
+    return reader
+
+
 @pytest.fixture
-def reader(driver, events):
-    reader = Mfrc522Reader(ReaderConfig(backend="mfrc522", poll_interval_s=0.001))
+def reader(chip, pins):
+    reader = make_reader(chip, pins)
     yield reader
     reader.stop()
 
 
-def test_implements_the_tag_reader_protocol():
-    assert isinstance(Mfrc522Reader(ReaderConfig()), TagReader)
+def polls_after(chip, count):
+    """Wait until the driver has scanned ``count`` more times (one REQA per empty scan at least)."""
+    target = chip.rf_log.count("REQA") + count
+    wait_until(lambda: chip.rf_log.count("REQA") >= target, f"{count} polls")
 
 
-def test_importing_the_module_does_not_import_the_driver():
-    assert "mfrc522" not in sys.modules
+def test_implements_the_tag_reader_protocol(chip, pins):
+    assert isinstance(make_reader(chip, pins), TagReader)
 
 
-def test_one_tap_per_presentation(reader, events, field):
-    # a card left on the reader answers every other request
-    field.play(CARD_A, CARD_A, None, CARD_A, None, CARD_A, None, CARD_A)
+def test_importing_the_module_does_not_import_spidev():
+    assert "spidev" not in sys.modules
+
+
+@pytest.mark.parametrize("uid", ["04A1B2C3", "04A3C6CAE26180", "04A3C6CAE26180AABBCC", "88112233"])
+def test_the_id_tag_is_the_whole_uid(reader, chip, events, uid):
     reader.start(events.on_tag, events.on_health)
-    field.wait_drained()
-    assert events.tags == ["04A1B2C3"]
-    field.play(None, None, CARD_A)
-    field.wait_drained()
-    assert events.tags == ["04A1B2C3", "04A1B2C3"]
+    chip.present(uid)
+    wait_until(lambda: events.tags, "a tap")
+    assert events.tags == [uid] and len(uid) in (8, 14, 20)
+    assert events.threads == {"evcp-rc522"}
+
+
+def test_a_card_left_on_the_reader_is_one_tap(reader, chip, events):
+    reader.start(events.on_tag, events.on_health)
+    chip.present("04A3C6CAE26180")
+    wait_until(lambda: events.tags, "a tap")
+    polls_after(chip, 20)
+    assert events.tags == ["04A3C6CAE26180"]
+    assert reader.cards_present == {"04A3C6CAE26180"}
+
+
+def test_a_card_taken_away_and_back_is_a_second_tap(reader, chip, events):
+    reader.start(events.on_tag, events.on_health)
+    chip.present("DEADBEEF")
+    wait_until(lambda: events.tags, "a tap")
+    chip.remove("DEADBEEF")
+    wait_until(lambda: not reader.cards_present, "the card to count as gone")
+    chip.present("DEADBEEF")
+    wait_until(lambda: len(events.tags) == 2, "the second tap")
+    assert events.tags == ["DEADBEEF", "DEADBEEF"]
+
+
+@pytest.mark.parametrize("uids", [
+    ["04A3C6CAE26180", "04A3C6112233AA"],
+    ["DEADBEEF", "04A3C6CAE26180", "04A3C6CAE26180AABBCC"],
+])
+def test_several_cards_at_once_are_each_one_tap(reader, chip, events, uids):
+    for uid in uids:
+        chip.present(uid)
+    reader.start(events.on_tag, events.on_health)
+    wait_until(lambda: len(events.tags) == len(uids), "every card")
+    polls_after(chip, 10)
+    assert sorted(events.tags) == sorted(uids)
+
+
+def test_a_second_card_laid_beside_the_first_counts_at_once(reader, chip, events):
+    reader.start(events.on_tag, events.on_health)
+    chip.present("04A1B2C3")
+    wait_until(lambda: events.tags, "the first card")
+    chip.present("DEADBEEF")
+    wait_until(lambda: len(events.tags) == 2, "the second card")
+    polls_after(chip, 10)
+    assert events.tags == ["04A1B2C3", "DEADBEEF"]
+
+
+def test_a_crc_error_gives_no_tag_and_no_second_tap(reader, chip, events):
+    reader.start(events.on_tag, events.on_health)
+    chip.present("04A3C6CAE26180")
+    wait_until(lambda: events.tags, "a tap")
+    chip.inject_crc_error()  # the next poll misses the card once
+    wait_until(lambda: chip.card("04A3C6CAE26180").crc_errors == 0, "the garbled SAK")
+    polls_after(chip, 10)
+    chip.present("DEADBEEF")
+    chip.inject_crc_error("DEADBEEF", count=3)
+    wait_until(lambda: len(events.tags) == 2, "the second card, once its CRC is good")
+    polls_after(chip, 10)
+    assert events.tags == ["04A3C6CAE26180", "DEADBEEF"]
     assert events.health == []
 
 
-def test_another_card_counts_at_once(reader, events, field):
-    field.play(CARD_A, CARD_B, None, CARD_A)
+def test_a_chip_that_disappears_and_comes_back_is_reported_once_each_way(reader, chip, events):
     reader.start(events.on_tag, events.on_health)
-    field.wait_drained()
-    assert events.tags == ["04A1B2C3", "DEADBEEF", "04A1B2C3"]
+    chip.present("04A1B2C3")
+    wait_until(lambda: events.tags, "a tap")
+    chip.disconnect(0x00)
+    wait_until(lambda: events.health, "the failure")
+    [(ok, why)] = events.health
+    assert ok is False and why[:50].startswith("RC522 not answering: VersionReg reads 0x00")  # OCPP info
+    time.sleep(0.1)  # retries go on without a second report
+    assert len(events.health) == 1
+    chip.reconnect()  # power-cycled: the driver must set the chip up again
+    wait_until(lambda: len(events.health) == 2, "the recovery")
+    assert events.health[1] == (True, "")
+    chip.remove("04A1B2C3")
+    chip.present("DEADBEEF")
+    wait_until(lambda: "DEADBEEF" in events.tags, "a card read after the recovery")
 
 
-def test_health_goes_false_after_repeated_failures_and_true_on_recovery(reader, events, field, driver):
-    field.play(OSError("spi"), OSError("spi"), OSError("spi"), OSError("spi"), CARD_A)
+def test_a_chip_reading_0xff_is_absent_too(reader, chip, events):
     reader.start(events.on_tag, events.on_health)
-    field.wait_drained()
-    assert events.health == [False, True]
-    assert events.tags == ["04A1B2C3"]
-    assert driver.instances[0].inits >= 2, "the chip is re-initialised while unhealthy"
+    polls_after(chip, 1)
+    chip.disconnect(0xFF)
+    wait_until(lambda: events.health, "the failure")
+    assert "0xff" in events.health[0][1]
 
 
-def test_a_few_failures_do_not_make_it_unhealthy(reader, events, field):
-    field.play(OSError("spi"), OSError("spi"), CARD_A)
-    reader.start(events.on_tag, events.on_health)
-    field.wait_drained()
+@pytest.mark.parametrize("version", [0x88, 0x12, 0xB2, 0x91])
+def test_known_clones_read_cards_with_a_warning(chip, pins, events, caplog, version):
+    chip.version = version
+    reader = make_reader(chip, pins)
+    with caplog.at_level(logging.INFO, logger="evcp.hal.reader"):
+        reader.start(events.on_tag, events.on_health)
+        chip.present("04A1B2C3")
+        wait_until(lambda: events.tags, "a tap")
+    reader.stop()
     assert events.health == []
-    assert events.tags == ["04A1B2C3"]
+    [opened] = [r for r in caplog.records if f"VersionReg {version:#04x}" in r.getMessage()]
+    assert opened.levelno == (logging.INFO if version == 0x91 else logging.WARNING)
 
 
-def test_a_raising_callback_does_not_kill_the_poll_thread(reader, field):
-    tags = []
+def test_a_missing_spi_device_is_reported_not_raised_and_retried(pins, events):
+    chip = SimulatedRc522(bus=0, device=0)  # the chip sits on CE0; the reader is set to CE1
+    reader = make_reader(chip, pins)
+    reader.start(events.on_tag, events.on_health)  # does not raise
+    wait_until(lambda: events.health, "the failure")
+    assert events.health[0][0] is False
+    assert events.health[0][1].startswith("no /dev/spidev0.1: SPI is off (dtparam=spi=on)")
+    chip.device = 1  # the wiring is fixed
+    chip.present("04A1B2C3")
+    wait_until(lambda: events.tags, "a tap once the reader works")
+    assert events.health[1:] == [(True, "")]
+    reader.stop()
 
-    def on_tag(tag):
-        tags.append(tag)
-        raise RuntimeError("callback bug")
 
-    field.play(CARD_A, None, None, CARD_B)
-    reader.start(on_tag, lambda ok: None)
-    field.wait_drained()
-    assert tags == ["04A1B2C3", "DEADBEEF"]
-
-
-@pytest.mark.parametrize(("mode", "expected_rst"), [(None, 25), (11, 25), (10, 22)])
-def test_the_reset_pin_is_passed_in_the_gpio_mode_in_use(reader, events, driver, mode, expected_rst):
-    driver.gpio.mode = mode
+def test_without_spidev_installed_the_reader_names_the_package(pins, events, monkeypatch):
+    monkeypatch.setitem(sys.modules, "spidev", None)
+    reader = Mfrc522Reader(ReaderConfig(backend="mfrc522", poll_interval_s=POLL_S), pin_factory=pins)
     reader.start(events.on_tag, events.on_health)
-    device = driver.instances[0]
-    assert device.pin_rst == expected_rst
-    assert (device.bus, device.device) == (0, 1)
-    assert driver.gpio.mode == (11 if mode is None else mode)
+    wait_until(lambda: events.health, "the failure")
+    reader.stop()
+    assert "spidev" in events.health[0][1] and "evcp[pi]" in events.health[0][1]
 
 
-def test_stop_closes_spi_frees_only_the_reset_pin_and_ends_polling(reader, events, driver, field):
+def test_a_chip_absent_at_start_is_reported_then_found(reader, chip, events):
+    chip.disconnect()
     reader.start(events.on_tag, events.on_health)
+    wait_until(lambda: events.health, "the failure")
+    assert events.health[0][1].startswith("RC522 absent: VersionReg reads 0x00 on /dev/spidev0.1")
+    chip.reconnect()
+    wait_until(lambda: len(events.health) == 2, "the recovery")
+
+
+def test_a_reset_line_in_use_is_reported(chip, pins, events):
+    from gpiozero import DigitalOutputDevice
+
+    other = DigitalOutputDevice(RST, pin_factory=pins)
+    reader = make_reader(chip, pins)
+    reader.start(events.on_tag, events.on_health)
+    wait_until(lambda: events.health, "the failure")
+    assert events.health[0][1].startswith(f"RC522 reset line GPIO{RST} cannot be driven")
+    assert not chip.is_open  # SPI is not left open after a failed start
+    other.close()
+    wait_until(lambda: len(events.health) == 2, "the recovery")
+    reader.stop()
+
+
+def test_start_pulses_the_reset_line_and_stop_frees_everything(reader, chip, pins, events):
+    reader.start(events.on_tag, events.on_health)
+    polls_after(chip, 1)
+    levels = [state.state for state in pins.pin(RST).states]
+    assert levels[-2:] == [0, 1]  # held low (hard power-down), then released
     reader.stop()
     reader.stop()
-    polls = field.polls
-    assert driver.instances[0].spi.closed
-    assert driver.gpio.cleaned == [(25,)]
-    field.play(CARD_A)
-    assert not field.drained.wait(0.05)
-    assert field.polls == polls
-    assert events.tags == []
+    assert not chip.is_open and not chip.field_on
+    transfers = chip.transfers
+    time.sleep(5 * POLL_S)
+    assert chip.transfers == transfers
+    from gpiozero import DigitalOutputDevice
+
+    DigitalOutputDevice(RST, pin_factory=pins).close()  # the line is free again
 
 
 def test_start_twice_is_an_error(reader, events):
@@ -243,35 +259,52 @@ def test_start_twice_is_an_error(reader, events):
         reader.start(events.on_tag, events.on_health)
 
 
-def test_an_spi_bus_that_cannot_open_is_a_hardware_error(driver, events):
-    reader = Mfrc522Reader(ReaderConfig(spi_bus=9))
-    with pytest.raises(HardwareError, match="spidev9.1"):
-        reader.start(events.on_tag, events.on_health)
+def test_a_raising_callback_does_not_end_polling(reader, chip):
+    tags = []
+
+    def on_tag(tag):
+        tags.append(tag)
+        raise RuntimeError("callback bug")
+
+    reader.start(on_tag, lambda ok, why: None)
+    chip.present("04A1B2C3")
+    wait_until(lambda: tags, "the first card")
+    chip.present("DEADBEEF")
+    wait_until(lambda: len(tags) == 2, "the second card")
 
 
-@pytest.mark.parametrize("missing", ["mfrc522", "RPi.GPIO"])
-def test_a_missing_driver_names_the_package_and_the_install(monkeypatch, driver, events, missing):
-    monkeypatch.setitem(sys.modules, missing, None)
-    with pytest.raises(HardwareError, match=r"evcp\[pi\]") as error:
-        Mfrc522Reader(ReaderConfig()).start(events.on_tag, events.on_health)
-    assert missing in str(error.value)
+def test_an_empty_poll_costs_about_thirty_spi_transfers(reader, chip, events):
+    reader.start(events.on_tag, events.on_health)
+    polls_after(chip, 2)
+    before_transfers, before_polls = chip.transfers, chip.rf_log.count("REQA")
+    polls_after(chip, 20)
+    per_poll = (chip.transfers - before_transfers) / (chip.rf_log.count("REQA") - before_polls)
+    assert per_poll <= 40  # VersionReg + field on/off + one REQA answered by the timer (mfrc522: 2013)
 
 
-def test_id_tag_strips_the_verified_bcc():
-    assert id_tag_from_uid(with_bcc(CARD_A)) == "04A1B2C3"
-    assert id_tag_from_uid(bytes(CARD_B)) == "DEADBEEF"
-    with pytest.raises(ValueError, match="BCC"):
-        id_tag_from_uid([*CARD_A, 0x00])
-    with pytest.raises(ValueError):
-        id_tag_from_uid([0x04, 0xA1, 0xB2])
+def test_read_version_opens_reads_and_closes(chip, pins):
+    reader = make_reader(chip, pins)
+    assert reader.read_version() == 0x92
+    assert not chip.is_open
+    chip.disconnect(0xFF)
+    assert reader.read_version() == 0xFF  # the caller says what it means
 
 
-def test_id_tag_from_the_number_uid_to_num_packs():
-    packed = 0
-    for byte in with_bcc(CARD_A):
-        packed = packed * 256 + byte
-    tag = id_tag_from_uid_number(packed)
-    assert tag == "04A1B2C3"
-    assert len(tag) <= 20
-    with pytest.raises(ValueError):
-        id_tag_from_uid_number(1 << 40)
+def test_read_version_of_a_missing_device_is_a_hardware_error(pins):
+    reader = make_reader(SimulatedRc522(bus=1, device=0), pins)
+    with pytest.raises(HardwareError, match="no /dev/spidev0.1"):
+        reader.read_version()
+
+
+def test_read_version_while_polling_is_refused(reader, events):
+    reader.start(events.on_tag, events.on_health)
+    with pytest.raises(RuntimeError):
+        reader.read_version()
+
+
+def test_id_tag_from_uid():
+    assert id_tag_from_uid(bytes.fromhex("04a1b2c3")) == "04A1B2C3"
+    assert id_tag_from_uid(bytes.fromhex("04a3c6cae26180aabbcc")) == "04A3C6CAE26180AABBCC"
+    for length in (3, 5, 8, 11):
+        with pytest.raises(ValueError):
+            id_tag_from_uid(bytes(length))

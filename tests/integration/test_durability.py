@@ -6,7 +6,11 @@ meterStart, meterStop equal to the simulated meter's count, the contactor open.
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,11 @@ pytestmark = pytest.mark.integration
 
 def closed(csms):
     return [t for t in csms.transactions() if not t["open"]]
+
+
+def kill(charger) -> None:
+    charger.process.send_signal(signal.SIGKILL)
+    charger.process.wait(5)
 
 
 def assert_billed_once(csms, tx):
@@ -168,3 +177,75 @@ def test_transaction_message_attempts_retry_a_callerror_then_deliver(csms, start
     assert_billed_once(csms, tx)
     assert len(csms.sent_by_charger("StopTransaction")) == 3
     assert "attempt 2 of 3" in charger.log_path.read_text()
+
+
+# Lost or damaged state: said, never a silent new charger.
+
+def run_to_exit(charger) -> subprocess.CompletedProcess:
+    """`evcp run` once more on the charger's config, until it exits by itself."""
+    return subprocess.run([sys.executable, "-m", "evcp", "run", "--config", str(charger.config_path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def state_file(charger) -> Path:
+    return charger.config_path.parent / "state" / "evcp.sqlite3"
+
+
+def test_a_database_truncated_to_zero_is_refused_with_exit_74_and_the_pending_transaction_kept(
+        csms, start_charger, wait_until):
+    charger = start_charger()
+    charger.start_charging("ZEROED01")
+    kill(charger)
+    state_file(charger).write_bytes(b"")
+    result = run_to_exit(charger)
+    assert result.returncode == 74
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert f"{state_file(charger)} is empty (0 bytes)" in line and "move it aside" in line
+    assert "Traceback" not in result.stderr
+    assert csms.transactions()[0]["open"], "nothing was started as a new charger over the lost state"
+    assert len(csms.sent_by_charger("BootNotification")) == 1
+
+
+def test_a_state_dir_that_is_a_file_exits_74_naming_it(csms, start_charger, tmp_path):
+    charger = start_charger()
+    charger.process.send_signal(signal.SIGTERM)
+    charger.process.wait(15)
+    state = charger.config_path.parent / "state"
+    shutil.rmtree(state)
+    state.write_text("not a directory")
+    result = run_to_exit(charger)
+    assert result.returncode == 74
+    assert f"{state} is a file, not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_garbage_write_ahead_log_is_reported_and_its_copy_kept(csms, start_charger, wait_until):
+    charger = start_charger()
+    kill(charger)
+    wal = state_file(charger).with_name("evcp.sqlite3-wal")
+    wal.write_bytes(b"garbage" * 1000)
+    charger = start_charger()
+    log = charger.log_path.read_text()
+    assert "state database damaged" in log and "is not a write-ahead log" in log
+    assert list(wal.parent.glob("evcp.sqlite3-wal.damaged-*")), "the evidence is kept"
+    events = wait_until(lambda: [e for e in csms.get("/chargers")["chargers"][0]["security_events"]
+                                 if e["type"] == "StateDatabaseDamaged"], 10, "the security event")
+    assert "is not a write-ahead log" in events[0]["tech_info"]
+
+
+def test_security_events_raised_offline_survive_a_power_cut_and_arrive_in_order(csms, start_charger, wait_until):
+    csms.post("/policy", {"accept_connections": False})
+    charger = start_charger(wait_online=False)
+    wait_until(lambda: "refused the connection" in charger.log_path.read_text(), 10, "outage seen")
+    kill(charger)
+    charger = start_charger(wait_online=False)
+    kill(charger)
+    csms.post("/policy", {"accept_connections": True})
+    start_charger()
+
+    def startup_events():
+        return [e for e in csms.get("/chargers")["chargers"][0]["security_events"] if e["type"] == "StartupOfTheDevice"]
+
+    startups = wait_until(lambda: len(found := startup_events()) == 3 and found, 15, "the three startups")
+    stamps = [e["timestamp"] for e in startups]
+    assert stamps == sorted(stamps), "in the order they happened"

@@ -1,6 +1,14 @@
-"""The transaction outbox: order, and transactionIds filled in from the start's confirmation."""
+"""The transaction outbox: order, transactionIds filled in from the start's confirmation, the queue
+paged from the state database, deletions committed in batches; the security event queue."""
 
-from evcp.ocpp16.outbox import Outbox
+import asyncio
+import logging
+
+import pytest
+
+from evcp.ocpp16 import outbox as outbox_module
+from evcp.ocpp16.outbox import DELETE_BATCH, WINDOW, Outbox, SecurityEventQueue
+from evcp.storage import FILENAME, StateStore
 
 
 async def test_stop_decided_before_the_start_conf_carries_the_real_transaction_id():
@@ -9,8 +17,7 @@ async def test_stop_decided_before_the_start_conf_carries_the_real_transaction_i
     stop = box.put("StopTransaction", {"transactionId": None, "meterStop": 5, "timestamp": "t"}, 7)
     assert box.head() is start
     assert box.resolved_payload(stop) is None, "unknown until the StartTransaction.conf"
-    box.done(start)
-    box.confirm_start(7, 4711)
+    box.confirm_start(start, 4711)
     assert box.head() is stop
     assert box.resolved_payload(stop)["transactionId"] == 4711
     assert stop.payload["transactionId"] is None, "the stored entry is not rewritten"
@@ -37,3 +44,173 @@ async def test_messages_stamped_by_an_untrusted_clock_are_shifted_once_it_is_cor
     assert early.payload["meterValue"][0]["timestamp"] == "2020-01-01T01:00:00.500Z"
     assert later.payload["timestamp"] == "2023-11-14T22:13:20.000Z"
     assert box.retime(10) == 0, "shifted once only"
+
+
+# With the state database: the queue lives there, a window of it in memory.
+
+
+@pytest.fixture
+def store(tmp_path):
+    with StateStore(tmp_path / FILENAME) as s:
+        s.transaction_started(1, 1, "TAG", 0, 1000.0)
+        yield s
+
+
+def meter_value(n: int) -> dict:
+    return {"connectorId": 1, "transactionId": None, "meterValue": [
+        {"timestamp": f"2020-01-01T00:00:{n % 60:02d}.000Z", "sampledValue": [{"value": str(n)}]}]}
+
+
+def queue_directly(store, count: int) -> None:
+    """What a long outage leaves: ``count`` MeterValues in the state database (one commit)."""
+    with store._transaction():
+        for n in range(count):
+            store.outbox_put("MeterValues", meter_value(n), 1)
+
+
+def drain(box, store=None) -> list[int]:
+    seen = []
+    while (entry := box.head()) is not None:
+        assert len(box._window) <= WINDOW, "memory holds a window, not the queue"
+        seen.append(int(entry.payload["meterValue"][0]["sampledValue"][0]["value"]))
+        box.done(entry)
+    return seen
+
+
+async def test_a_long_queue_is_read_a_window_at_a_time_in_order(store):
+    queue_directly(store, 5 * WINDOW + 3)
+    box = Outbox(store)
+    assert len(box) == 5 * WINDOW + 3
+    assert len(box._window) == 0, "nothing read before it is needed"
+    assert drain(box) == list(range(5 * WINDOW + 3))
+    assert len(box) == 0 and store.outbox_count() == 0
+
+
+async def test_messages_put_while_a_queue_waits_in_the_store_come_after_it(store):
+    queue_directly(store, WINDOW + 5)
+    box = Outbox(store)
+    box.head()
+    for n in range(WINDOW + 5, WINDOW + 10):
+        box.put("MeterValues", meter_value(n), 1)
+    assert len(box) == WINDOW + 10 and len(box._window) == WINDOW
+    assert drain(box) == list(range(WINDOW + 10))
+
+
+async def test_delivered_meter_values_are_deleted_in_batches_and_at_the_end(store):
+    queue_directly(store, DELETE_BATCH + 10)
+    box = Outbox(store)
+    for _ in range(DELETE_BATCH - 1):
+        box.done(box.head())
+    assert store.outbox_count() == DELETE_BATCH + 10, "not committed yet"
+    box.done(box.head())
+    assert store.outbox_count() == 10, "a batch is committed at once"
+    box.done(box.head())
+    assert store.outbox_count() == 10
+    await box.wait(0)
+    assert store.outbox_count() == 9, "committed before waiting"
+    drain(box)
+    assert store.outbox_count() == 0, "committed when the queue is empty"
+
+
+async def test_after_a_crash_delivered_meter_values_come_again_never_a_start_or_a_stop(store):
+    start = Outbox(store).put("StartTransaction", {"connectorId": 1, "idTag": "TAG", "meterStart": 0,
+                                                   "timestamp": "2020-01-01T00:00:00.000Z"}, 1)
+    box = Outbox(store)
+    for n in range(3):
+        box.put("MeterValues", meter_value(n), 1)
+    box.put("StopTransaction", {"transactionId": None, "meterStop": 5, "timestamp": "2020-01-01T00:01:00.000Z",
+                                "reason": "Local"}, 1)
+    box.put("MeterValues", meter_value(99), 1)
+    box.confirm_start(box.head(), 4711)
+    assert store.transaction_ids() == {1: 4711}, "the id is stored with the start's deletion"
+    box.done(box.head())
+    box.done(box.head())
+    # The process dies here (nothing committed since the start's confirmation).
+    after_crash = Outbox(store)
+    assert [e.action for e in iter_all(after_crash)] == ["MeterValues", "MeterValues", "MeterValues",
+                                                         "StopTransaction", "MeterValues"]
+    assert after_crash.transaction_id(1) == 4711
+    assert start.seq not in [e.seq for e in iter_all(Outbox(store))]
+    box.done(box.head())
+    box.done(box.head())  # the StopTransaction: committed at once, with everything before it
+    assert [e.action for e in iter_all(Outbox(store))] == ["MeterValues"]
+
+
+def iter_all(box):
+    """Every queued entry, without delivering any."""
+    entries = list(box._window)
+    if box.store is not None:
+        entries = [outbox_module.Entry(m.seq, m.action, m.payload, m.local_id, m.attempts)
+                   for m in box.store.outbox_entries()]
+    return entries
+
+
+async def test_the_final_reading_of_a_stop_beyond_the_window_is_kept(store):
+    queue_directly(store, WINDOW)
+    box = Outbox(store)
+    reading = asyncio.get_running_loop().create_future()
+    box.put("StopTransaction", {"transactionId": None, "meterStop": 5, "timestamp": "2020-01-01T00:01:00.000Z",
+                                "reason": "Local"}, 1, final_reading=reading)
+    for _ in range(WINDOW):
+        box.done(box.head())
+    assert box.head().action == "StopTransaction" and box.head().final_reading is reading
+
+
+async def test_retime_shifts_every_untrusted_message_of_this_process_in_the_store(store):
+    trusted = [True]
+    queue_directly(store, 3)  # from before a restart: that clock's error is not this one's
+    box = Outbox(store, clock_trusted=lambda: trusted[0])
+    trusted[0] = False
+    for n in range(3 * WINDOW):
+        box.put("MeterValues", meter_value(0), 1)
+    trusted[0] = True
+    box.put("MeterValues", meter_value(0), 1)
+    box.head()
+    assert box.retime(3600) == 3 * WINDOW
+    stamps = [m.payload["meterValue"][0]["timestamp"] for m in store.outbox_entries()]
+    assert stamps == ["2020-01-01T00:00:00.000Z", "2020-01-01T00:00:01.000Z", "2020-01-01T00:00:02.000Z"] \
+        + ["2020-01-01T01:00:00.000Z"] * (3 * WINDOW) + ["2020-01-01T00:00:00.000Z"]
+    assert box.head().payload["meterValue"][0]["timestamp"] == "2020-01-01T00:00:00.000Z"
+    for _ in range(3):
+        box.done(box.head())
+    assert box.head().payload["meterValue"][0]["timestamp"] == "2020-01-01T01:00:00.000Z", "the window too"
+    assert box.retime(10) == 0, "shifted once only"
+
+
+async def test_only_the_oldest_message_leaves(store):
+    box = Outbox(store)
+    box.put("MeterValues", meter_value(0), 1)
+    second = box.put("MeterValues", meter_value(1), 1)
+    with pytest.raises(ValueError):
+        box.done(second)
+
+
+# Security events.
+
+async def test_security_events_survive_a_restart_in_order(store):
+    SecurityEventQueue(store).put("StartupOfTheDevice", "2020-01-01T00:00:00.000Z", "started")
+    queue = SecurityEventQueue(store)
+    queue.put("SettingSystemTime", "2020-01-01T00:00:01.000Z", None)
+    again = SecurityEventQueue(store)
+    assert len(again) == 2
+    assert [e["type"] for e in again] == ["StartupOfTheDevice", "SettingSystemTime"]
+    again.done(again.head())
+    assert [e["type"] for e in SecurityEventQueue(store)] == ["SettingSystemTime"]
+
+
+async def test_security_events_beyond_the_bound_drop_the_oldest(store, caplog):
+    queue = SecurityEventQueue(store, limit=3)
+    with caplog.at_level(logging.WARNING):
+        for n in range(5):
+            queue.put("SettingSystemTime", f"2020-01-01T00:00:0{n}.000Z", str(n))
+    assert len(queue) == 3 and [e["tech_info"] for e in SecurityEventQueue(store)] == ["2", "3", "4"]
+    assert caplog.text.count("security event SettingSystemTime dropped: 3 events wait already") == 2
+
+
+async def test_waiting_for_a_security_event_returns_when_one_is_put(store):
+    queue = SecurityEventQueue(store)
+    waiter = asyncio.ensure_future(queue.wait())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    queue.put("SettingSystemTime", "2020-01-01T00:00:00.000Z", None)
+    await asyncio.wait_for(waiter, 1)

@@ -24,6 +24,7 @@ from evcp.ocpp16 import adapter as adapter_module
 from evcp.ocpp16.adapter import Ocpp16Adapter
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace, RedactingLogger, redact
+from evcp.ocpp16.outbox import MAX_QUEUED_SECURITY_EVENTS
 from evcp.ocpp16.security import (
     SecuritySettings,
     SecuritySettingsError,
@@ -355,7 +356,8 @@ state_dir = "{tmp_path / 'state'}"
 
 def taken_events(adapter: Ocpp16Adapter) -> list[dict]:
     events = list(adapter.security_events)
-    adapter.security_events.clear()
+    while (queued := adapter.security_events.head()) is not None:
+        adapter.security_events.done(queued)
     return events
 
 
@@ -368,11 +370,13 @@ async def test_startup_is_a_security_event_waiting_for_the_connection(tmp_path):
 
 async def test_security_events_waiting_offline_are_bounded(tmp_path, caplog):
     adapter = adapter_for(tmp_path, "")
-    for n in range(60):
+    for n in range(MAX_QUEUED_SECURITY_EVENTS + 10):
         adapter.security_event("SettingSystemTime", f"clock set {n}")
-    assert len(adapter.security_events) == 50
-    assert adapter.security_events[-1]["tech_info"] == "clock set 59"
-    assert "dropped" in caplog.text
+    events = list(adapter.security_events)
+    assert len(adapter.security_events) == len(events) == MAX_QUEUED_SECURITY_EVENTS
+    assert events[0]["tech_info"] == "clock set 10", "the oldest are dropped (StartupOfTheDevice first)"
+    assert events[-1]["tech_info"] == f"clock set {MAX_QUEUED_SECURITY_EVENTS + 9}"
+    assert "security event StartupOfTheDevice dropped" in caplog.text
 
 
 async def test_raising_the_profile_needs_its_prerequisites(tmp_path):

@@ -53,6 +53,75 @@ async def test_cancelling_the_charger_ends_with_every_contactor_open(tmp_path):
     await csms.stop()
 
 
+async def test_a_reader_that_cannot_start_is_a_reader_failure_not_the_end_of_the_charger(tmp_path, monkeypatch):
+    # The bench's RC522 sits on CE0 while the reader is set to /dev/spidev0.1: start() cannot open it.
+    import evcp.mocks.reader as bench_reader
+    from evcp.mocks.rc522_chip import SimulatedRc522
+
+    monkeypatch.setattr(bench_reader, "SimulatedRc522", lambda bus, device: SimulatedRc522(bus=bus, device=0))
+    csms = CentralSystem(port=0, control_port=None)
+    await csms.start()
+    charger = Charger(bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0))
+    task = asyncio.create_task(charger.run())
+    await charger.started.wait()
+    station = csms.ledger.charger("CP-BENCH-01")
+    for _ in range(200):
+        if station.connectors.get(0, {}).get("error_code") == "ReaderFailure":
+            break
+        await asyncio.sleep(0.05)
+    assert station.connectors[0]["error_code"] == "ReaderFailure"
+    assert station.connectors[0]["info"].startswith("no /dev/spidev0.1: SPI is off")
+    assert not task.done()  # the charger runs on
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("REMOTE01")  # sessions still start, here from a non-card tag
+    for _ in range(100):
+        if charger.hardware.connectors[0].relay.is_closed:
+            break
+        await asyncio.sleep(0.05)
+    assert charger.hardware.connectors[0].relay.is_closed
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not charger.hardware.connectors[0].relay.is_closed
+    await csms.stop()
+
+
+async def test_the_status_tells_the_session_the_card_the_link_and_the_version(tmp_path):
+    import time
+
+    import evcp
+    from evcp.runtime.observers import PROCESS_COUNTERS
+
+    started_before = PROCESS_COUNTERS.transactions_started
+    charger, task, csms = await charging(tmp_path)
+    try:
+        status = charger.controller.status()
+        cp, ocpp, [connector] = status["charge_point"], status["ocpp"], status["connectors"]
+        assert cp["version"] == evcp.__version__ and cp["uptime_s"] > 0
+        assert abs(cp["time"] - time.time()) < 5
+        assert status["authorization"]["id_tag"] == "CRASH001"
+        assert status["authorization"]["status"] == "Accepted"
+        assert connector["session_started_at"] <= cp["time"] and 0 <= connector["session_duration_s"] < 10
+        assert connector["relay_closed"] and connector["relay_feedback_closed"] is True
+        assert len(connector["current_a"]) == 3 and len(connector["voltage_v"]) == 3
+        assert ocpp["connected"] and ocpp["last_error"] is None and ocpp["next_attempt_at"] is None
+        assert status["counters"]["transactions_started"] == started_before + 1
+        before = ocpp["connections"]
+
+        await csms.stop()  # the central system goes away: the error and the next attempt are shown
+        for _ in range(100):
+            ocpp = charger.controller.status()["ocpp"]
+            if ocpp["next_attempt_at"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert not ocpp["connected"] and ocpp["last_error"]
+        assert time.time() - 1 < ocpp["next_attempt_at"] < time.time() + charger.config.ocpp.reconnect_max_s + 1
+        assert ocpp["connection_failures"] >= 1 and ocpp["connections"] == before
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
 async def test_the_pilot_hears_of_every_contactor_move_and_status_shows_its_diagnosis(tmp_path):
     # An ADC pilot blanks the switching spike after each move of the contactor.
     csms = CentralSystem(port=0, control_port=None)
