@@ -504,7 +504,7 @@ STALE_AFTER_S = 0.5
 """Without a new measurement for this long, ``read_state`` raises: the ADC or its thread failed."""
 NOT_TOGGLING_S = 1.0
 """While the PWM runs, a plateau that each burst should catch but none did for this long
-means the CP does not follow the PWM: the reading becomes F."""
+means the CP does not follow the PWM: the reading becomes F (unstable before)."""
 
 
 class AdcPilot(_PilotSignal):
@@ -706,7 +706,8 @@ class AdcPilot(_PilotSignal):
         if self._missing_since is None:
             self._missing_since = started
         if started - self._missing_since < NOT_TOGGLING_S:
-            return reading
+            # The burst should have caught the other phase many times over: no state yet.
+            return PilotReading(None, None, reading.high_v, reading.low_v)
         return PilotReading(
             "F", f"the CP does not toggle: only {level:+.1f} V for {started - self._missing_since:.1f} s "
                  f"although the PWM runs at {duty * 100:.1f} % (check pilot.pwm_pin, the PWM overlay "

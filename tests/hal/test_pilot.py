@@ -564,26 +564,24 @@ def test_a_burst_during_which_the_duty_changed_is_dropped(sysfs):
     assert pilot.measure() == PilotReading(None)
 
 
-def test_a_cp_that_does_not_toggle_reads_f_after_a_second(sysfs):
-    # The PWM runs, but the CP stays at +9 V: a wrong pilot.pwm_pin, a missing overlay.
-    pilot, adc, _ = simulated(sysfs, "B")
-    pilot.stop_offer()
-    settle(pilot, adc)
-    stuck = SimulatedCpAdc(FakeSysfsPwm.__new__(FakeSysfsPwm), ev_resistance_ohm=lambda: EV_RESISTANCE_OHM["B"])
-    stuck._duty_at = lambda at: 1.0  # the CP driver never sees the PWM
-    pilot._adc = stuck
-    pilot._clock = pilot._sleep = None
-    clock = [0.0]
-    pilot._clock = lambda: clock[0]
-    pilot._sleep = lambda s: clock.__setitem__(0, clock[0] + s)
-    pilot.offer_current(32)
-    clock[0] += 1.0  # past the blanking
-    first = pilot.measure()
-    assert first.state == "B"  # one level only: the low phase may be too short to catch, for a while
-    clock[0] += NOT_TOGGLING_S
-    reading = pilot.measure()
-    assert reading.state == "F"
-    assert "does not toggle" in pilot.diagnosis and "53.3 %" in pilot.diagnosis
+def test_a_cp_that_does_not_toggle_reads_f_after_a_second(sysfs, tmp_path):
+    # The PWM runs, but the CP driver follows another output that holds +12 V (a wrong
+    # pilot.pwm_pin or chip, a missing overlay: hal-realism.md finding #5).
+    with FakeSysfsPwm(tmp_path / "other", exported=(0,)) as other:
+        for attribute, value in (("period", "1000000"), ("duty_cycle", "1000000"), ("enable", "1")):
+            other.poke(0, attribute, value + "\n")
+        rng = random.Random(2)
+        adc = SimulatedCpAdc(other, ev_resistance_ohm=lambda: EV_RESISTANCE_OHM["B"],
+                             sample_spacing_s=lambda: rng.uniform(80e-6, 120e-6), seed=2)
+        pilot = AdcPilot(ADC, SysfsPwm(0, 0, root=sysfs.root), adc=adc, clock=adc.clock, sleep=adc.advance,
+                         sampling=False)
+        pilot.offer_current(32)
+        adc.advance(1.0)  # past the blanking
+        assert pilot.measure().state is None  # one level where two were due: no state yet
+        adc.advance(NOT_TOGGLING_S)
+        assert pilot.measure().state == "F"
+        assert "does not toggle" in pilot.diagnosis and "53.3 %" in pilot.diagnosis
+        pilot.release()
 
 
 def test_read_state_returns_the_published_reading_without_sampling(sysfs):
