@@ -239,7 +239,8 @@ def read_plateaus(plateaus: Plateaus, duty: float | None, last_low_v: float | No
     OpenEVSE ``DIODE_CHK_FAILED``, Yeti ``DiodeFault``); a missing or shorted
     diode is "F". When the low phase was too short to be sampled (96 % duty
     leaves 40 us of each period), ``last_low_v``, the low level of an earlier
-    burst of the same PWM, stands in for it.
+    burst of the same PWM, stands in for it; without one, B, C and D are
+    unstable until a burst checks the diode (A has no EV, hence no diode).
 
     Samples in the -12 V window (``plateaus.negative``) prove the diode even when the
     low plateau found is not at -12 V: a short low phase holds edge samples.
@@ -266,8 +267,11 @@ def read_plateaus(plateaus: Plateaus, duty: float | None, last_low_v: float | No
         if _near(high_v, 0.0):
             state = "E"
             return PilotReading(state, _diagnosis(state, high_v, high_v, duty), high_v, None)
-        if _letter_for_high(high_v) is None:
+        letter = _letter_for_high(high_v)
+        if letter is None:
             return PilotReading(None, None, high_v, None)  # the high phase was not sampled
+        if last_low_v is None and letter != "A":
+            return PilotReading(None, None, high_v, None)  # an EV, and its diode not yet checked
         state = classify(high_v, last_low_v)
         return PilotReading(state, _diagnosis(state, high_v, last_low_v, duty), high_v, None)
     state = classify(high_v, low_v)

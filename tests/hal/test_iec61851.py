@@ -263,7 +263,8 @@ def test_samples_at_minus_12_volts_prove_the_diode_when_the_low_plateau_is_an_ed
 
 def test_an_unsampled_low_phase_borrows_the_last_low_level():
     only_high = find_plateaus(burst(6.0, 6.0, 1.0))
-    assert read_plateaus(only_high, 0.96).state == "C"
+    assert read_plateaus(only_high, 0.96).state is None  # the diode not checked yet
+    assert read_plateaus(find_plateaus(burst(12.0, 12.0, 1.0)), 0.96).state == "A"  # no EV, no diode
     assert read_plateaus(only_high, 0.96, last_low_v=-12.0).state == "C"
     assert read_plateaus(only_high, 0.96, last_low_v=-5.6).state == "F"
 
