@@ -303,10 +303,11 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("file")
     show.set_defaults(func=cmd_config_show)
 
-    check_hw = sub.add_parser("check-hardware", help="test relay, pilot, reader, meter and power-fail input")
+    check_hw = sub.add_parser("check-hardware", help="test relay, pilot, PP, lock, reader, meter and power-fail input; exit 0 passed, "
+                                   "1 failed, 2 not verified")
     check_hw.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML)")
     check_hw.add_argument("--yes", "-y", action="store_true", help="switch the contactors without asking")
-    check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,reader,meter,power")
+    check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,pp,lock,reader,meter,power")
     check_hw.set_defaults(func=cmd_check_hardware)
 
     from evcp.bench.csms import add_arguments

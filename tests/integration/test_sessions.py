@@ -53,6 +53,26 @@ def test_tc_003_plugin_first_full_session_is_billed_correctly(csms, start_charge
     assert csms.sent_by_charger("Authorize") == [{"idTag": "04A1B2C3"}]
 
 
+@pytest.mark.parametrize("uid", ["DEADBEEF", "04A3C6CAE26180", "04A3C6CAE26180AABBCC"], ids=["4", "7", "10"])
+def test_a_card_of_each_uid_length_starts_and_stops_its_own_transaction(csms, start_charger, wait_until, uid):
+    """The card is laid on the simulated RC522 and read by the real driver (cascade levels 1-3):
+    the idTag is the whole UID, and a card sharing its first bytes is another card."""
+    charger = start_charger()
+    charger.start_charging(uid)
+    assert csms.sent_by_charger("Authorize") == [{"idTag": uid}]
+    assert csms.sent_by_charger("StartTransaction")[0]["idTag"] == uid
+    if len(uid) > 8:
+        other = uid[:-2] + "00"  # the same cascade-level-1 bytes, another card: it does not stop the session
+        charger.tap(other)
+        wait_until(lambda: f"{other} presented, but no connector" in charger.log_path.read_text(), 10,
+                   "the core given the other card's whole UID")
+        assert charger.connector()["status"] == "Charging"
+    charger.tap(uid)
+    charger.wait_status("Finishing")
+    [tx] = wait_until(lambda: closed_transactions(csms), 10, "StopTransaction")
+    assert tx["id_tag"] == uid and tx["stop"]["id_tag"] == uid
+
+
 def test_tc_010_remote_start_then_tc_012_remote_stop(csms, start_charger, wait_until):
     charger = start_charger()
     charger.pilot("C")

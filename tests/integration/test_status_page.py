@@ -156,7 +156,8 @@ def test_a_person_charges_through_the_status_page(browser, bench, tmp_path):
     expect(page.locator("#conn-1 [data-f=chart]")).to_have_attribute("data-count", re.compile(r"^([3-9]|\d\d+)$"))
     expect(page.locator("#conn-1 [data-f=chartnote]")).to_have_text("last session")
     page.locator("input[data-dev=relay]").uncheck()
-    expect(page.locator("#conn-1 [data-f=meas]")).to_have_text("measured open", timeout=10 * SECONDS)
+    # The contacts read open again, but a contactor once seen welded stays a fault until restart.
+    expect(page.locator("#conn-1 [data-f=meas]")).to_have_text("measured open (welded)", timeout=10 * SECONDS)
 
     # The central system goes away: the page says why the link is down and when the next attempt is.
     bench.control("/policy", {"accept_connections": False})

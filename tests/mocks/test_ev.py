@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from evcp.config import PilotConfig, RelayConfig
+from evcp.hal.iec61851 import duty_for_current
 from evcp.hal.pilot import GpioPilot
 from evcp.hal.relay import GpioRelay
 from evcp.mocks.ev import ContactorModel, SimulatedEv
@@ -232,3 +233,49 @@ def test_the_contactor_must_be_wired_before_the_relay(pins):
 def test_the_contactor_needs_a_feedback_pin(pins):
     with pytest.raises(ValueError, match="feedback_pin"):
         ContactorModel(RelayConfig(pin=17))
+
+
+# -- the EV obeys the pilot PWM (IEC 61851-1 Annex A, Table A.8) ------------------------------
+
+
+def charging_ev(pins, max_power_w=22000.0, phases=3):
+    ev = SimulatedEv(BOARD, RELAY, max_power_w=max_power_w, phases=phases, waits_for_pwm=True)
+    relay = GpioRelay(RELAY)
+    ev.plug()
+    ev.request_charge()
+    relay.close()
+    return ev, relay
+
+
+def test_an_ev_that_waits_for_the_pwm_stays_in_b_until_a_current_is_offered(pins):
+    ev, _ = charging_ev(pins)
+    assert ev.requesting and ev.state == "B" and ev.power_w == 0, "B1: no PWM, no charge"
+    ev.pwm_changed(duty_for_current(16))
+    assert ev.state == "C" and ev.offered_a == pytest.approx(16)
+    ev.pwm_changed(1.0)  # constant +12 V again: the offer is withdrawn
+    assert ev.state == "B" and ev.offered_a is None and ev.power_w == 0
+
+
+@pytest.mark.parametrize("amps, phases, expected_w", [
+    (6, 3, 6 * 230 * 3), (16, 3, 16 * 230 * 3), (16, 1, 16 * 230), (32, 3, 22000), (40, 1, 40 * 230)])
+def test_its_power_follows_the_offered_current_up_to_its_own_maximum(pins, amps, phases, expected_w):
+    ev, _ = charging_ev(pins, max_power_w=22000.0, phases=phases)
+    ev.pwm_changed(duty_for_current(amps))
+    assert ev.power_w == pytest.approx(expected_w, rel=1e-6)
+
+
+def test_below_6_a_it_stops_drawing(pins):
+    ev, _ = charging_ev(pins)
+    ev.pwm_changed(duty_for_current(10))
+    assert ev.power_w > 0
+    ev.pwm_changed(0.07)  # 7 % is no valid offer (Table A.8): no current allowed
+    assert ev.offered_a is None and ev.state == "B" and ev.power_w == 0
+    ev.pwm_changed(0.0)  # constant -12 V, state F from the charger
+    assert ev.power_w == 0
+
+
+def test_it_draws_nothing_while_the_contactor_is_open_whatever_is_offered(pins):
+    ev, relay = charging_ev(pins)
+    ev.pwm_changed(duty_for_current(32))
+    relay.open()
+    assert ev.state == "C" and ev.power_w == 0
