@@ -117,17 +117,25 @@ class PilotConfig:
     fault_pin: int | None = 24
     short_pin: int | None = None
     inputs_active_high: bool = True
-    # adc backend: MCP3004/3008 on SPI reading the pilot through a divider
-    adc_chip: Literal["mcp3004", "mcp3008"] = "mcp3008"
+    # adc backend: an MCP3004/3008 (10-bit) or MCP3202/3204/3208 (12-bit) on SPI
+    # reading the pilot through a divider
+    adc_chip: Literal["mcp3004", "mcp3008", "mcp3202", "mcp3204", "mcp3208"] = "mcp3008"
     spi_port: int = 0
     spi_device: int = 0
     adc_channel: int = 0
     volts_per_count: float = 24.0 / 1023
     offset_v: float = -12.0
     samples: int = 100
+    """Samples per burst (at least ``evcp.hal.pilot.MIN_BURST_SAMPLES`` are taken: at 10 % duty
+    a burst must hold 3 samples of the high plateau)."""
     # both backends: the PWM that signals the current limit (kernel hardware PWM)
-    pwm_chip: int = 0
-    pwm_channel: int = 0
+    pwm_pin: int = 18
+    """The GPIO that carries the hardware PWM to the CP driver: 12, 13, 18 or 19."""
+    pwm_chip: int | Literal["auto"] = "auto"
+    """The N of /sys/class/pwm/pwmchipN, or "auto": the chip of the Pi's header PWM,
+    found by its device-tree node (the numbers change between kernels)."""
+    pwm_channel: int | Literal["auto"] = "auto"
+    """The channel of that chip, or "auto": the channel of pwm_pin on this Pi model."""
     pwm_invert: bool = False
 
 
@@ -282,6 +290,16 @@ class Config:
 # ---------------------------------------------------------------------------
 
 MAX_CONNECTORS = 8
+#: The header pins with a hardware PWM function on a Raspberry Pi 4 and 5.
+PWM_PINS = (12, 13, 18, 19)
+#: ADC chip -> (channels, bits).
+ADC_CHANNELS = {"mcp3004": (4, 10), "mcp3008": (8, 10), "mcp3202": (2, 12), "mcp3204": (4, 12), "mcp3208": (8, 12)}
+#: The pilot ADC's range must include the inner edges of the A and negative windows
+#: (SAE J1772 11.40 V, -11.40 V) ...
+ADC_MUST_SEE_V = 11.4
+#: ... and span no more than this: wider is a scale meant for another chip (e.g. the
+#: 10-bit 24/1023 V per count on a 12-bit chip spans 96 V).
+ADC_MAX_SPAN_V = 60.0
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 #: How ``render`` shows a secret.
 MASK = "********"
@@ -361,7 +379,8 @@ def mock_defaults(connectors: int, tethered: bool = False) -> tuple[ConnectorHar
 
     Each connector gets its own block of gpiozero mock pins from GPIO4 up (and
     the default PWM, pwmchip0 channel 0: the simulation gives every connector
-    a sysfs PWM tree of its own), and a simulated proximity pilot. Up to 3
+    a sysfs PWM tree of its own, without a device tree for "auto" to
+    read), and a simulated proximity pilot. Up to 3
     connectors, a block has every input and a socket lock (a solenoid and its
     feedback), so the bench can weld a contactor, jam a lock and show pilot
     states E and F::
@@ -393,7 +412,8 @@ def mock_defaults(connectors: int, tethered: bool = False) -> tuple[ConnectorHar
             feedback = fault = short = None
         result.append(ConnectorHardware(
             relay=RelayConfig(pin=relay, feedback_pin=feedback),
-            pilot=PilotConfig(vehicle_pin=vehicle, charge_pin=charge, fault_pin=fault, short_pin=short),
+            pilot=PilotConfig(vehicle_pin=vehicle, charge_pin=charge, fault_pin=fault, short_pin=short,
+                              pwm_chip=0, pwm_channel=0),
             pp=ProximityConfig(backend="none" if tethered else "adc"),
             lock=lock,
         ))
@@ -666,6 +686,12 @@ def _ocpp_key_values(keys: Mapping[str, str], connectors: int, ctx: _Context) ->
     return result
 
 
+def _int_or_auto(raw: object, key: str, ctx: _Context) -> int | str:
+    if raw == "auto" or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return raw  # type: ignore[return-value]
+    raise ctx.error(key, f'expected an integer or "auto", got {_show(raw)}')
+
+
 def _registers(raw: object, key: str, ctx: _Context) -> dict[str, dict[str, object]]:
     """meter.registers: quantity -> {address, type, function, scale, word_order}.
 
@@ -695,6 +721,8 @@ def _api_address(api: ApiConfig) -> ApiConfig:
 _SPECIAL: dict[tuple[type, str], Callable[[object, str, _Context], Any]] = {
     (OcppConfig, "keys"): _ocpp_keys,
     (MeterConfig, "registers"): _registers,
+    (PilotConfig, "pwm_chip"): _int_or_auto,
+    (PilotConfig, "pwm_channel"): _int_or_auto,
 }
 #: Called on each built instance of a class, to fill its derived fields.
 _FINISH: dict[type, Callable[[Any], Any]] = {ApiConfig: _api_address}
@@ -717,6 +745,10 @@ def _more_than(low: float, unit: str) -> _Check:
 
 def _at_least(low: float, unit: str = "") -> _Check:
     return lambda v: None if v >= low else f"must be at least {low}{unit}"
+
+
+def _auto_or(check: _Check) -> _Check:
+    return lambda v: None if v == "auto" else check(v)
 
 
 def _one_of(*choices: int) -> _Check:
@@ -827,8 +859,9 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (PilotConfig, "adc_channel"): _between(0, 7),
     (PilotConfig, "volts_per_count"): _more_than(0, " V"),
     (PilotConfig, "samples"): _between(1, 10000),
-    (PilotConfig, "pwm_chip"): _at_least(0),
-    (PilotConfig, "pwm_channel"): _at_least(0),
+    (PilotConfig, "pwm_pin"): _one_of(*PWM_PINS),
+    (PilotConfig, "pwm_chip"): _auto_or(_at_least(0)),
+    (PilotConfig, "pwm_channel"): _auto_or(_at_least(0)),
     (MeterConfig, "host"): _length(1, 253),
     (MeterConfig, "port"): _between(1, 65535),
     (MeterConfig, "serial_port"): _length(1, 4096),
@@ -889,12 +922,7 @@ def _check_whole(config: Config, ctx: _Context) -> None:
             "set a password or listen on 127.0.0.1",
         )
     for n, connector in enumerate(config.hardware.connectors, 1):
-        pilot = connector.pilot
-        if pilot.backend == "adc" and pilot.adc_chip == "mcp3004" and pilot.adc_channel > 3:
-            raise ctx.error(
-                f"hardware.connectors[{n}].pilot.adc_channel",
-                f"an mcp3004 has channels 0..3 (got {pilot.adc_channel})",
-            )
+        _check_pilot(connector.pilot, config.hardware.backend, f"hardware.connectors[{n}].pilot", ctx)
         _check_meter(connector.meter, f"hardware.connectors[{n}].meter", ctx)
     owners: dict[str, str] = {}
     for resource, key, owner in _claims(config):
@@ -922,6 +950,37 @@ def _check_socket_outlet(config: Config, connector: ConnectorHardware, key: str,
         raise ctx.error(f"{key}.lock.backend", 'a socket outlet (charge_point.cable = "socket") must lock the plug '
                                                'while it is live: set "gpio" with its pins and feedback, or '
                                                'charge_point.cable = "tethered" (got "none")')
+
+
+def _check_pilot(pilot: PilotConfig, backend: str, key: str, ctx: _Context) -> None:
+    if pilot.backend == "adc":
+        channels, bits = ADC_CHANNELS[pilot.adc_chip]
+        if pilot.adc_channel >= channels:
+            raise ctx.error(f"{key}.adc_channel",
+                            f"an {pilot.adc_chip} has channels 0..{channels - 1} (got {pilot.adc_channel})")
+        low = pilot.offset_v
+        high = pilot.offset_v + pilot.volts_per_count * (2**bits - 1)
+        if not (low <= -ADC_MUST_SEE_V and high >= ADC_MUST_SEE_V and high - low <= ADC_MAX_SPAN_V):
+            raise ctx.error(
+                f"{key}.volts_per_count",
+                f"with offset_v = {pilot.offset_v:g} V the {bits}-bit {pilot.adc_chip} reads {low:+.1f}..{high:+.1f} V; "
+                f"it must cover -{ADC_MUST_SEE_V:g}..+{ADC_MUST_SEE_V:g} V within {ADC_MAX_SPAN_V:g} V "
+                f"(a 24 V divider is 24/{2**bits - 1} = {24 / (2**bits - 1):.6f} V per count) "
+                f"(got {pilot.volts_per_count:g})")
+    elif backend == "pi" and pilot.fault_pin is None and pilot.short_pin is None:
+        # hal-realism #9: the board's vehicle/charge outputs alone read a CP shorted to PE (0 V) as C.
+        raise ctx.error(
+            f"{key}.fault_pin",
+            "a pilot board without a fault or short input reads a CP shorted to PE as state C, and the "
+            "contactor could close on a shorted cable: wire the board's fault output (fault_pin) or its "
+            "short output (short_pin) (got false)")
+    if backend == "mock":
+        for name in ("pwm_chip", "pwm_channel"):
+            if getattr(pilot, name) == "auto":
+                raise ctx.error(
+                    f"{key}.{name}",
+                    '"auto" reads a Raspberry Pi\'s device tree; the simulation (hardware.backend = "mock") '
+                    'gives each connector pwmchip0 channel 0: leave it out or set 0 (got "auto")')
 
 
 def _check_security(config: Config, ctx: _Context) -> None:
@@ -1022,6 +1081,8 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
         else:
             where = f"{prefix}.pilot.adc_channel"
             yield f"ADC channel {pilot.adc_channel} on SPI{pilot.spi_port} CE{pilot.spi_device}", where, where
+        if hardware.backend == "pi":
+            pins["pilot.pwm_pin"] = pilot.pwm_pin
         if connector.lock.backend == "gpio":
             lock = connector.lock
             pins.update({"lock.lock_pin": lock.lock_pin, "lock.feedback_pin": lock.feedback_pin})
@@ -1034,7 +1095,9 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
         for name, pin in pins.items():
             if pin is not None:
                 yield f"GPIO{pin}", f"{prefix}.{name}", f"{prefix}.{name}"
-        if hardware.backend == "pi":
+        if hardware.backend == "pi" and "auto" not in (pilot.pwm_chip, pilot.pwm_channel):
+            # Pins that share a channel ("auto", e.g. GPIO12 and GPIO18 on a Pi 4) are found
+            # when the devices are built, once the board is known.
             where = f"{prefix}.pilot.pwm_channel"
             yield f"PWM channel {pilot.pwm_channel} of pwmchip{pilot.pwm_chip}", where, where
 

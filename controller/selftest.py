@@ -230,8 +230,8 @@ class _Checker:
                     f"{pilot.adc_chip.upper()} channel {pilot.adc_channel}")
                 duty = iec61851.duty_for_current(TEST_CURRENT_A) * 100
                 self.out(f"  connector {number} pilot: read the CP state from {source}, offer "
-                         f"{TEST_CURRENT_A:g} A (duty {duty:g} % on pwmchip{pilot.pwm_chip} "
-                         f"channel {pilot.pwm_channel}), then constant +12 V")
+                         f"{TEST_CURRENT_A:g} A (duty {duty:g} % on the PWM of GPIO{pilot.pwm_pin}), "
+                         "then constant +12 V")
             if "pp" in self.selected:
                 pp = wiring.pp
                 action = (f"read the cable's rating from {pp.adc_chip.upper()} channel {pp.adc_channel}"
@@ -367,17 +367,17 @@ class _Checker:
         # its state (IEC 61851-1 Annex A); the pilot starts at -12 V (state F).
         pilot.stop_offer()
         await asyncio.sleep(PILOT_SETTLE_S)
-        read_voltages = getattr(pilot, "read_voltages", None)  # the ADC backend measures the levels
-        if read_voltages is not None:
-            high_v, low_v = read_voltages()
-            state = iec61851.classify(high_v, low_v)
-            levels = f"CP high {high_v:+.1f} V, low {low_v:+.1f} V"
+        measure = getattr(pilot, "measure", None)  # the ADC backend measures the levels
+        if measure is not None:
+            idle = await asyncio.to_thread(measure)
+            state = idle.state
+            levels = f"CP {idle.high_v:+.1f} V" if idle.high_v is not None else "no steady CP level"
         else:
             state = pilot.read_state()
             levels = ""
         if state is None:
-            if read_voltages is not None:
-                problem = (f"{levels} fit no state of IEC 61851-1 Annex A "
+            if measure is not None:
+                problem = (f"{levels} fits no state of IEC 61851-1 Annex A "
                            "(check the divider, pilot.volts_per_count and pilot.offset_v)")
             else:
                 problem = ("the pilot board reports charge without vehicle, which is no state "
@@ -390,6 +390,30 @@ class _Checker:
             self.fail(label, f"{reading}; the charger applies +12 V, so the CP line or the pilot board is faulty")
             return state
         pwm_problem, pwm_result = self._check_pwm(devices, wiring)
+        # The files read back are the driver's own: only the CP itself shows that this chip
+        # drives the pin (hal-realism #5), so name the chip's device and, with an ADC, watch the CP.
+        location = getattr(getattr(pilot, "pwm", None), "location", None)
+        if location is not None:
+            device = location.device if location.device is not None else "no device link"
+            pwm_result += f"; PWM device {device} (pwmchip{location.chip} channel {location.channel})"
+        if measure is not None and not pwm_problem:
+            try:
+                pilot.offer_current(TEST_CURRENT_A)
+                await asyncio.sleep(PILOT_SETTLE_S)
+                running = await asyncio.to_thread(measure)
+            finally:
+                pilot.stop_offer()
+            low_ok = running.low_v is not None and abs(running.low_v - iec61851.NOMINAL_LOW_V) <= iec61851.WINDOW_V
+            high_ok = running.high_v is not None and abs(running.high_v - idle.high_v) <= iec61851.WINDOW_V
+            if low_ok and high_ok:
+                pwm_result += f"; the CP toggles between {running.high_v:+.1f} V and {running.low_v:+.1f} V"
+            else:
+                seen = " and ".join(f"{v:+.1f} V" for v in (running.high_v, running.low_v) if v is not None)
+                diode = running.high_v is not None and iec61851.is_diode_fault(running.high_v, running.low_v)
+                why = ("the EV's diode is missing or shorted, or the CP driver has no -12 V supply" if diode
+                       else "check pilot.pwm_pin, the PWM overlay in config.txt and the CP driver's -12 V supply")
+                pwm_problem = (f"with {TEST_CURRENT_A:g} A offered the CP shows {seen or 'no steady level'}, "
+                               f"not {idle.high_v:+.1f} V and -12 V: {why}")
         if pwm_problem:
             self.fail(label, f"{reading}; PWM: {pwm_problem}")
         else:

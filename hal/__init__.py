@@ -51,10 +51,21 @@ class Pilot(Protocol):
     """The control-pilot line (IEC 61851-1): reads the EV's state, signals the current limit."""
 
     def read_state(self) -> str | None:
-        """Sample the CP line now: "A".."F", or None while the reading is unstable.
+        """The CP state now: "A".."F", or None while the reading is unstable.
 
-        Returns within about 15 ms; never debounces (the core does, with time passed in).
+        Never blocks the event loop for long (an ADC pilot samples in a thread of its
+        own and returns its latest reading); never debounces (the core does, with time
+        passed in).
         """
+
+    @property
+    def diagnosis(self) -> str | None:
+        """Why the last reading is D, E or F, in words (e.g. "EV diode missing: low level
+        -8.8 V while the PWM runs"); None otherwise."""
+
+    def note_contactor_switched(self) -> None:
+        """The runtime calls this right after the contactor moved: a pilot that samples the
+        CP ignores it for a short blanking time (the switching spike is no state)."""
 
     def offer_current(self, amps: float) -> None:
         """Run the 1 kHz PWM with the duty cycle for ``amps`` (6..80 A, IEC 61851-1 Table A.7)."""

@@ -26,10 +26,26 @@ def relay_for(wiring: ConnectorHardware) -> Relay:
 
 
 def pilot_for(wiring: ConnectorHardware) -> Pilot:
-    pwm = SysfsPwm(wiring.pilot.pwm_chip, wiring.pilot.pwm_channel, wiring.pilot.pwm_invert)
+    pwm = SysfsPwm.for_pilot(wiring.pilot)
     if wiring.pilot.backend == "adc":
         return AdcPilot(wiring.pilot, pwm)
     return GpioPilot(wiring.pilot, pwm)
+
+
+def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
+    """Raises HardwareError when two pilots drive one PWM channel: "auto" finds the channel once
+    the board is known, and on a Pi 4 GPIO12 and GPIO18 share channel 0 (GPIO13 and GPIO19 channel 1)."""
+    users: dict[tuple[int, int], int] = {}
+    for number, pilot in enumerate(pilots, 1):
+        location = getattr(getattr(pilot, "pwm", None), "location", None)
+        if location is None:
+            continue
+        where = (location.chip, location.channel)
+        if where in users:
+            raise HardwareError(
+                f"hardware.connectors[{number}].pilot.pwm_pin: GPIO{location.pin} is channel {location.channel} "
+                f"of pwmchip{location.chip}, the channel of connector {users[where]}'s pilot: choose another pin")
+        users[where] = number
 
 
 def meter_for(wiring: ConnectorHardware) -> EnergyMeter | None:
@@ -80,6 +96,7 @@ async def build_pi_hardware(config: Config) -> StationHardware:
             hardware.connectors.append(connector_devices(wiring))
         hardware.reader = reader_for(config.hardware)
         hardware.power_fail = power_fail_for(config.hardware)
+        refuse_shared_pwm_channels([devices.pilot for devices in hardware.connectors])
     except Exception as error:
         await hardware.release()
         if isinstance(error, HardwareError):

@@ -205,10 +205,30 @@ CONNECTOR_ERRORS = [
      PI_CONNECTOR.replace("17", "10"), "hardware.connectors[1].relay.pin",
      ["GPIO10 is already used by hardware.reader.spi_bus (SPI0 MOSI)"]),
     ("same PWM on two connectors", {"hardware.backend": '"pi"', "charge_point.connectors": "2"},
-     PI_CONNECTOR + PI_CONNECTOR.replace("17", "5") + "[hardware.connectors.pilot]\nvehicle_pin = 6\n"
-     "charge_pin = 7\nfault_pin = false\n",
+     PI_CONNECTOR + "[hardware.connectors.pilot]\npwm_chip = 0\npwm_channel = 0\n"
+     + PI_CONNECTOR.replace("17", "5") + "[hardware.connectors.pilot]\nvehicle_pin = 6\n"
+     "charge_pin = 7\nfault_pin = 8\npwm_pin = 12\npwm_chip = 0\npwm_channel = 0\n",
      "hardware.connectors[2].pilot.pwm_channel", ["PWM channel 0 of pwmchip0 is already used by "
                                                   "hardware.connectors[1].pilot.pwm_channel"]),
+    ("same PWM pin on two connectors", {"hardware.backend": '"pi"', "charge_point.connectors": "2"},
+     PI_CONNECTOR + PI_CONNECTOR.replace("17", "5") + "[hardware.connectors.pilot]\nvehicle_pin = 6\n"
+     "charge_pin = 7\nfault_pin = 8\n",
+     "hardware.connectors[2].pilot.pwm_pin", ["GPIO18 is already used by hardware.connectors[1].pilot.pwm_pin"]),
+    ("pilot board without fault or short input", {"hardware.backend": '"pi"'},
+     PI_CONNECTOR + "[hardware.connectors.pilot]\nfault_pin = false\n",
+     "hardware.connectors[1].pilot.fault_pin", ["reads a CP shorted to PE as state C", "short_pin"]),
+    ("PWM on a pin without hardware PWM", {"hardware.backend": '"pi"'},
+     PI_CONNECTOR + "[hardware.connectors.pilot]\npwm_pin = 17\n",
+     "hardware.connectors[1].pilot.pwm_pin", ["must be 12, 13, 18 or 19"]),
+    ("PWM chip neither a number nor auto", {"hardware.backend": '"pi"'},
+     PI_CONNECTOR + "[hardware.connectors.pilot]\npwm_chip = \"pwmchip2\"\n",
+     "hardware.connectors[1].pilot.pwm_chip", ['expected an integer or "auto", got "pwmchip2"']),
+    ("auto PWM in the simulation", {},
+     "[[hardware.connectors]]\n[hardware.connectors.pilot]\npwm_chip = \"auto\"\n",
+     "hardware.connectors[1].pilot.pwm_chip", ["simulation"]),
+    ("ADC scale of a 10-bit chip on a 12-bit chip", {},
+     "[[hardware.connectors]]\n[hardware.connectors.pilot]\nbackend = \"adc\"\nadc_chip = \"mcp3208\"\n",
+     "hardware.connectors[1].pilot.volts_per_count", ["12-bit mcp3208", "24/4095"]),
     ("mcp3004 channel", {}, "[[hardware.connectors]]\n[hardware.connectors.pilot]\nbackend = \"adc\"\n"
      "adc_chip = \"mcp3004\"\nadc_channel = 5\n", "hardware.connectors[1].pilot.adc_channel",
      ["mcp3004 has channels 0..3 (got 5)"]),
@@ -293,12 +313,19 @@ def test_the_example_loads_as_a_pi_charger():
     assert config.charge_point.connectors == len(config.hardware.connectors) == 1
     (connector,) = config.hardware.connectors
     assert (connector.relay.pin, connector.relay.feedback_pin) == (17, 27)
-    assert (connector.pilot.backend, connector.pilot.pwm_chip, connector.pilot.pwm_channel) == ("gpio", 0, 0)
+    pilot = connector.pilot
+    assert (pilot.backend, pilot.pwm_pin, pilot.pwm_chip, pilot.pwm_channel) == ("gpio", 18, "auto", "auto")
     meter = connector.meter
     assert (meter.backend, meter.model, meter.serial_port) == ("modbus-rtu", "sdm630", "/dev/ttyUSB0")
     assert (meter.baudrate, meter.parity, meter.stopbits) == (9600, "N", 1)
     reader = config.hardware.reader
     assert (reader.backend, reader.spi_bus, reader.spi_device) == ("mfrc522", 0, 1)
+
+
+def test_pwm_chip_and_channel_numbers_still_load(tmp_path):
+    tail = PI_CONNECTOR + "[hardware.connectors.pilot]\npwm_chip = 2\npwm_channel = 2\n"
+    pilot = load_text(tmp_path, toml({"hardware.backend": '"pi"'}, tail)).hardware.connectors[0].pilot
+    assert (pilot.pwm_pin, pilot.pwm_chip, pilot.pwm_channel) == (18, 2, 2)
 
 
 def test_the_example_shows_every_key():
@@ -390,7 +417,7 @@ def test_pi_tables_fill_in_from_the_field_defaults(tmp_path):
 
 
 def test_optional_pin_false_means_not_wired(tmp_path):
-    tail = "[[hardware.connectors]]\n[hardware.connectors.pilot]\nfault_pin = false\n"
+    tail = "[[hardware.connectors]]\n[hardware.connectors.pilot]\nfault_pin = false\nshort_pin = 16\n"
     config = load_text(tmp_path, toml({"hardware.backend": '"pi"'}, tail))
     assert config.hardware.connectors[0].pilot.fault_pin is None
 
@@ -445,6 +472,7 @@ pin = 5
 vehicle_pin = 6
 charge_pin = 12
 fault_pin = false
+short_pin = 16
 [hardware.connectors.meter]
 backend = "modbus-tcp"
 model = "custom"
@@ -471,7 +499,7 @@ FULL_PATCH = {
 
 
 def _full_config(tmp_path) -> tuple[Path, cfg.Config]:
-    tail = CUSTOM_METER + "[hardware.connectors.pilot]\npwm_channel = 1\n"
+    tail = CUSTOM_METER + "[hardware.connectors.pilot]\npwm_pin = 19\npwm_channel = 1\n"
     path = write(tmp_path, toml(FULL_PATCH, tail))
     return path, load(path)
 

@@ -527,3 +527,86 @@ async def test_on_a_pi_a_device_that_cannot_be_set_up_fails_alone(tmp_path, monk
     assert console.line('connector 1 meter: none (meter.backend = "none")')
     assert console.lines[-1] == "Result: 1 FAILED (2 ok, 0 skipped, 1 failed, 4 none)"
     assert not Device.pin_factory.pin(17).state, "the contactor's pin is off at the end"
+
+
+# -- the ADC pilot: the CP must really toggle between +12 V and -12 V --------------------
+
+
+@pytest.fixture
+def adc_pilot_hardware(tmp_path, monkeypatch):
+    """Replaces the simulated station with one connector whose AdcPilot samples a SimulatedCpAdc.
+
+    ``cp_pwm`` is the PWM tree the simulated CP driver follows; ``pwm`` the one the pilot writes.
+    Returns a dict to fill in before the check: ev (None, "B", "C"), diode, cp_follows ("pilot"
+    or "other": the CP is wired to another chip than the one the pilot drives).
+    """
+    from evcp.config import PilotConfig, RelayConfig
+    from evcp.hal.pilot import AdcPilot, SysfsPwm
+    from evcp.hal.relay import GpioRelay
+    from evcp.mocks.cp_adc import EV_RESISTANCE_OHM, SimulatedCpAdc
+    from evcp.mocks.pins import mock_pins
+    from evcp.mocks.sysfs_pwm import FakeSysfsPwm
+    from evcp.runtime.hardware import ConnectorDevices, StationHardware
+
+    setup = {"ev": None, "diode": True, "cp_follows": "pilot"}
+    trees = []
+
+    async def build(config):
+        pins = mock_pins()
+        factory = pins.__enter__()
+        pilot_tree = FakeSysfsPwm(tmp_path / "pilot")
+        other_tree = FakeSysfsPwm(tmp_path / "other", exported=(0,))
+        other_tree.poke(0, "period", "1000000\n")
+        other_tree.poke(0, "duty_cycle", "1000000\n")
+        other_tree.poke(0, "enable", "1\n")
+        trees.extend([pilot_tree, other_tree])
+        adc = SimulatedCpAdc(pilot_tree if setup["cp_follows"] == "pilot" else other_tree,
+                             ev_resistance_ohm=lambda: EV_RESISTANCE_OHM.get(setup["ev"]),
+                             diode_present=lambda: setup["diode"], seed=5)
+        pilot = AdcPilot(PilotConfig(backend="adc"), SysfsPwm(0, 0, root=pilot_tree.root), adc=adc)
+        relay = GpioRelay(RelayConfig(pin=5), pin_factory=factory)
+        hardware = StationHardware(connectors=[ConnectorDevices(relay=relay, pilot=pilot, meter=None)], reader=None)
+
+        async def close():
+            for tree in trees:
+                tree.close()
+            pins.__exit__(None, None, None)
+
+        hardware.closers.append(close)
+        return hardware
+
+    monkeypatch.setattr("evcp.selftest.build_hardware", build)
+    return setup
+
+
+async def adc_check(config):
+    console = Console()
+    status = await check_hardware(config, yes=True, only={"pilot"}, ask=console.ask, out=console.out)
+    return status, console.line("connector 1 pilot: ")
+
+
+async def test_the_adc_pilot_check_sees_the_cp_toggle(config, adc_pilot_hardware):
+    status, line = await adc_check(config)
+    assert status == 0, line
+    assert line.startswith("connector 1 pilot: ok (state A: +12 V, no EV connected; CP +12.0 V; PWM 6 A: duty 10.0 %")
+    assert "PWM device no device link (pwmchip0 channel 0)" in line
+    assert "the CP toggles between +12.0 V and -12.0 V" in line
+
+
+async def test_a_cp_that_another_pwm_drives_fails_the_adc_pilot_check(config, adc_pilot_hardware):
+    # hal-realism #5: the pilot writes to a chip that does not drive the pin; the sysfs
+    # read-back is fine, only the CP shows the fault.
+    adc_pilot_hardware["cp_follows"] = "other"
+    status, line = await adc_check(config)
+    assert status == 1
+    assert "duty 10.0 % at 1 kHz, read back from" not in line  # failed lines carry the problem only
+    assert "PWM: with 6 A offered the CP shows +12.0 V, not +12.0 V and -12 V" in line
+    assert "pilot.pwm_pin" in line
+
+
+async def test_a_missing_ev_diode_fails_the_adc_pilot_check(config, adc_pilot_hardware):
+    adc_pilot_hardware.update(ev="B", diode=False)
+    status, line = await adc_check(config)
+    assert status == 1
+    assert line.startswith("connector 1 pilot: FAILED: state B: ")
+    assert "-8.8 V, not +8.8 V and -12 V: the EV's diode is missing or shorted" in line

@@ -140,10 +140,10 @@ class Controller:
     def _perform(self, actions: list[act.Action]) -> None:
         for a in actions:
             if isinstance(a, act.OpenRelay):
-                self.hardware.connectors[a.connector - 1].relay.open()
+                self._switch_contactor(a.connector, close=False)
                 log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
             elif isinstance(a, act.CloseRelay):
-                self.hardware.connectors[a.connector - 1].relay.close()
+                self._switch_contactor(a.connector, close=True)
                 log.info("connector %d: contactor CLOSED (transaction accepted, EV requests charge)", a.connector)
             elif isinstance(a, act.OfferCurrent):
                 pilot = self.hardware.connectors[a.connector - 1].pilot
@@ -290,6 +290,14 @@ class Controller:
     def meter_report(self, connector: int, context: str) -> act.ReportMeterValues | None:
         return self.station.meter_report(connector, self.clock(), context)
 
+    def _switch_contactor(self, connector: int, close: bool) -> None:
+        """Move the relay; when it moved, tell the pilot, whose readings blank the switching spike."""
+        devices = self.hardware.connectors[connector - 1]
+        moved = devices.relay.is_closed != close
+        devices.relay.close() if close else devices.relay.open()
+        if moved:
+            devices.pilot.note_contactor_switched()
+
     def status(self) -> dict[str, Any]:
         """The document behind GET /api/status."""
         now = self.clock()
@@ -312,6 +320,7 @@ class Controller:
                 "current_a": list(sample.current_a) if sample else [],
                 "voltage_v": list(sample.voltage_v) if sample else [],
                 "pilot": c.pilot,
+                "pilot_diagnosis": self.hardware.connectors[cid - 1].pilot.diagnosis,
                 "transaction_id": tx.transaction_id if tx else None,
                 "id_tag": tx.id_tag if tx else c.auth_tag,
                 "energy_wh": sample.energy_wh if sample else 0.0,

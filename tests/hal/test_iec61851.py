@@ -1,13 +1,16 @@
 """IEC 61851-1 Annex A facts: duty cycle <-> current, CP voltages -> states."""
 
 import math
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from evcp.hal import PILOT_STATES
-from evcp.hal.iec61851 import classify, current_for_duty, duty_for_current, is_diode_fault
+from evcp.hal.iec61851 import (
+    MAX_PLATEAU_STDEV_V, classify, current_for_duty, duty_for_current, find_plateaus, is_diode_fault, read_plateaus,
+)
 
 # The examples shared by OpenEVSE, SmartEVSE, esp32-evse, Tinkerforge, EVerest.
 DUTY_EXAMPLES = [
@@ -165,6 +168,10 @@ def test_sae_j1772_ranges_classify_as_their_state(letter, low, high):
 
 def test_is_diode_fault_tells_a_missing_diode_from_state_f():
     assert is_diode_fault(9.0, -9.0)
+    assert is_diode_fault(6.0, -5.6)
+    assert is_diode_fault(9.0, 0.5)  # no -12 V supply
+    assert not is_diode_fault(12.0, -9.0)  # state A: no EV, no diode to check
+    assert not is_diode_fault(9.0, 4.4)  # above 0 V: samples of an edge, not a level
     assert not is_diode_fault(-12.0, -12.0)
     assert not is_diode_fault(9.0, -12.0)
     assert not is_diode_fault(9.0, 9.0)
@@ -178,3 +185,100 @@ def test_is_diode_fault_tells_a_missing_diode_from_state_f():
 )
 def test_classify_never_raises_and_returns_a_known_state(v_high, v_low):
     assert classify(v_high, v_low) in (*PILOT_STATES, None)
+
+
+# --- Plateaus of a burst of unsynchronised samples ---------------------------
+
+
+def burst(high_v, low_v, duty, n=100, noise=0.02, seed=1):
+    """``n`` samples of a 1 kHz PWM at random phases (no edges), with Gaussian noise."""
+    rng = random.Random(seed)
+    return [(high_v if rng.random() < duty else low_v) + rng.gauss(0, noise) for _ in range(n)]
+
+
+def test_find_plateaus_sorts_a_burst_into_high_and_low():
+    plateaus = find_plateaus(burst(6.0, -12.0, 0.5333))
+    assert plateaus.high.level_v == pytest.approx(6.0, abs=0.02)
+    assert plateaus.low.level_v == pytest.approx(-12.0, abs=0.02)
+    assert plateaus.high.count + plateaus.low.count == 100 and plateaus.outside == 0
+    assert plateaus.negative.count == plateaus.low.count
+
+
+def test_single_outliers_belong_to_no_plateau():
+    samples = burst(6.0, -12.0, 0.5333) + [9.4, 0.0, -3.0, 12.0]
+    plateaus = find_plateaus(samples)
+    assert plateaus.high.level_v == pytest.approx(6.0, abs=0.02)
+    assert plateaus.low.level_v == pytest.approx(-12.0, abs=0.02)
+    assert plateaus.outside == 4
+    assert read_plateaus(plateaus, 0.5333).state == "C"
+
+
+def test_a_constant_level_is_one_plateau():
+    plateaus = find_plateaus(burst(9.0, 9.0, 1.0))
+    assert plateaus.low is None and plateaus.high.level_v == pytest.approx(9.0, abs=0.02)
+    assert read_plateaus(plateaus, 1.0).state == "B"
+
+
+def test_fewer_samples_than_a_plateau_needs_are_no_plateau():
+    assert find_plateaus([9.0, -12.0]).high is None
+    assert read_plateaus(find_plateaus([9.0, -12.0]), 0.5).state is None
+    assert find_plateaus([math.nan] * 10).high is None
+
+
+def test_a_short_high_phase_is_found():
+    # 10 % duty (6 A): about 10 of 100 samples on the high plateau
+    assert read_plateaus(find_plateaus(burst(9.0, -12.0, 0.10)), 0.10).state == "B"
+
+
+def test_a_spread_plateau_is_unstable():
+    plateaus = find_plateaus(burst(6.0, -12.0, 0.5, noise=0.3))
+    assert max(plateaus.high.stdev_v, plateaus.low.stdev_v) > MAX_PLATEAU_STDEV_V
+    assert read_plateaus(plateaus, 0.5).state is None
+
+
+def test_many_samples_on_no_plateau_are_unstable():
+    samples = burst(6.0, -12.0, 0.5, n=80) + [-3.0 + 0.4 * i for i in range(20)]
+    assert read_plateaus(find_plateaus(samples), 0.5).state is None
+
+
+def test_two_levels_under_a_constant_drive_are_unstable():
+    assert read_plateaus(find_plateaus(burst(9.0, 6.0, 0.5)), 1.0).state is None
+
+
+@pytest.mark.parametrize(("high_v", "low_v"), [(9.0, -8.8), (6.0, -5.6), (3.0, -2.4)])
+def test_the_low_plateau_is_the_diode_check(high_v, low_v):
+    reading = read_plateaus(find_plateaus(burst(high_v, low_v, 0.5)), 0.5)
+    assert reading.state == "F" and reading.low_v == pytest.approx(low_v, abs=0.05)
+    assert "diode missing" in reading.diagnosis and f"{low_v:+.1f} V" in reading.diagnosis
+
+
+def test_samples_at_minus_12_volts_prove_the_diode_when_the_low_plateau_is_an_edge():
+    # 96 % duty: four samples in the low phase, three still on the falling edge near -9 V
+    samples = burst(9.0, 9.0, 1.0, n=96) + [-8.9, -9.0, -9.1, -11.95]
+    plateaus = find_plateaus(samples)
+    assert plateaus.low.level_v == pytest.approx(-9.0, abs=0.1)
+    reading = read_plateaus(plateaus, 0.96)
+    assert reading.state == "B" and reading.low_v == pytest.approx(-11.95)
+
+
+def test_an_unsampled_low_phase_borrows_the_last_low_level():
+    only_high = find_plateaus(burst(6.0, 6.0, 1.0))
+    assert read_plateaus(only_high, 0.96).state is None  # the diode not checked yet
+    assert read_plateaus(find_plateaus(burst(12.0, 12.0, 1.0)), 0.96).state == "A"  # no EV, no diode
+    assert read_plateaus(only_high, 0.96, last_low_v=-12.0).state == "C"
+    assert read_plateaus(only_high, 0.96, last_low_v=-5.6).state == "F"
+
+
+def test_a_cp_at_0_volts_while_the_pwm_runs_is_e():
+    reading = read_plateaus(find_plateaus(burst(0.0, 0.0, 1.0)), 0.5)
+    assert reading.state == "E" and "shorted to PE" in reading.diagnosis
+
+
+def test_state_f_at_constant_minus_12_volts_says_so():
+    reading = read_plateaus(find_plateaus(burst(-12.0, -12.0, 1.0)), 0.0)
+    assert reading.state == "F" and "EVSE not available" in reading.diagnosis
+
+
+@given(st.lists(st.floats(min_value=-15, max_value=15), max_size=300), st.sampled_from([None, 0.0, 0.1, 0.5, 0.96, 1.0]))
+def test_read_plateaus_never_raises(samples, duty):
+    assert read_plateaus(find_plateaus(samples), duty).state in (*PILOT_STATES, None)
