@@ -23,11 +23,12 @@ from evcp.ocpp16.link import FrameTrace
 
 CHARGER_PATHS = ["/", "/api/status", "/api/history", "/api/trace", "/metrics", "/api/bench/pilot",
                  "/api/bench/tag", "/api/bench/fault", "/api/bench/cable", "/api/events"]
-CONTROL_PATHS = ["/chargers", "/transactions", "/anomalies", "/messages", "/policy", "/call", "/disconnect"]
+CONTROL_PATHS = ["/chargers", "/transactions", "/anomalies", "/messages", "/policy", "/call", "/disconnect", "/raw"]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "FOO"]
 FIELDS = ["connector", "state", "id_tag", "device", "active", "rating_a", "cp", "action", "payload", "timeout",
           "accept_all", "tags", "authorize_overrides", "boot_responses", "heartbeat_interval", "call_errors",
-          "handshake_status", "clock_offset_s", "passwords", "parent_id_tags", "accept_connections"]
+          "handshake_status", "clock_offset_s", "passwords", "parent_id_tags", "accept_connections",
+          "frames"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)

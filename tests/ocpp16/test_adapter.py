@@ -54,6 +54,10 @@ class FakeRelay:
 
 class FakePilot:
     offered = None
+    diagnosis = None
+
+    def note_contactor_switched(self):
+        pass
 
     def read_state(self):
         return "C"
