@@ -53,26 +53,48 @@ def _load(path: str):
         raise SystemExit(EX_CONFIG) from None
 
 
-async def _run_until_signalled(main_coro, before_exit=None) -> None:
-    """Run until SIGTERM/SIGINT; then ``before_exit()`` (the transaction policy), then cancel."""
+async def _run_until_signalled(main_coro, before_exit=None, first=None) -> None:
+    """Run until SIGTERM/SIGINT; then ``first(why)`` at once (the contactors), ``before_exit()``
+    (the transaction policy) within its budget, then cancel. The whole stop is bounded: after
+    CLEANUP_BUDGET_S this returns even if the charger has not finished, and at STOP_BUDGET_S
+    after the signal the process ends (evcp.runtime.app)."""
+    from evcp.runtime.app import CLEANUP_BUDGET_S, STOP_BUDGET_S, arm_stop_deadline
+
     task = asyncio.ensure_future(main_coro)
     loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    task.add_done_callback(lambda _: finished.done() or finished.set_result(None))
+    stopping = False
 
-    def stop() -> None:
+    def stop(signame: str) -> None:
+        nonlocal stopping
+        if stopping:
+            log.warning("%s again: already stopping", signame)
+            return
+        stopping = True
+        log.warning("%s received: stopping within %.0f s", signame, STOP_BUDGET_S)
+        open_relays = first or (lambda why: None)
+        open_relays(signame)
+        arm_stop_deadline(STOP_BUDGET_S, lambda: open_relays(f"{signame}, stop overran"))
+
         async def graceful():
             try:
                 if before_exit is not None:
                     await before_exit()
             finally:
                 task.cancel()
+                await asyncio.wait([task], timeout=CLEANUP_BUDGET_S)
+                if not finished.done():
+                    log.error("the charger did not finish stopping within %.0f s of the cancel; exiting",
+                              CLEANUP_BUDGET_S)
+                    finished.set_result(None)
         loop.create_task(graceful())
 
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
+    await finished
+    if task.done() and not task.cancelled():
+        task.result()
 
 
 def _exit_soon(status: int, grace_s: float = 5.0) -> None:
@@ -113,7 +135,7 @@ def cmd_run(args) -> int:
 
     charger = Charger(config)
     try:
-        asyncio.run(_run_until_signalled(charger.run(), charger.shutdown))
+        asyncio.run(_run_until_signalled(charger.run(), charger.shutdown, charger.open_contactors))
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
@@ -147,7 +169,7 @@ def cmd_bench(args) -> int:
     control = args.control or (csms_listen[0], csms_listen[1] + 1 if csms_listen[1] else 0)
     bench = Bench(config, csms_listen=None if args.csms else csms_listen, control=control)
     try:
-        asyncio.run(_run_until_signalled(bench.run(), bench.shutdown))
+        asyncio.run(_run_until_signalled(bench.run(), bench.shutdown, bench.open_contactors))
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
@@ -200,6 +222,10 @@ class Bench:
         finally:
             if self.csms is not None:
                 await self.csms.stop()
+
+    def open_contactors(self, why: str) -> None:
+        if self.charger is not None:
+            self.charger.open_contactors(why)
 
     async def shutdown(self) -> None:
         if self.charger is not None:

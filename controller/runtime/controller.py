@@ -59,6 +59,11 @@ UNLOCK_ANSWER_MARGIN_S = 5.0
 """UnlockConnector waits for the lock's own timeout plus this, then answers UnlockFailed."""
 
 
+TASKS_END_S = 2.5
+"""How long the controller waits for its cancelled tasks (the websocket's closing handshake takes
+up to 2 s) before it goes on; a stop must stay within evcp.runtime.app.STOP_BUDGET_S."""
+
+
 class RestartRequested(Exception):
     def __init__(self, hard: bool):
         super().__init__("hard" if hard else "soft")
@@ -418,9 +423,14 @@ class Controller:
             self.adapter.detach()
             if self.hardware.reader is not None:
                 self.hardware.reader.stop()
-            for task in [*tasks, *self._lock_moves]:
+            ending = [*tasks, *self._lock_moves]
+            for task in ending:
                 task.cancel()
-            await asyncio.gather(*tasks, *self._lock_moves, return_exceptions=True)
+            if ending:
+                _, hung = await asyncio.wait(ending, timeout=TASKS_END_S)
+                if hung:
+                    log.error("tasks still ending after %.0f s, left behind: %s", TASKS_END_S,
+                              ", ".join(sorted(task.get_name() for task in hung)))
 
     async def restart_into_new_firmware(self) -> None:
         """After an installed firmware update: stop every transaction (reason HardReset), deliver
