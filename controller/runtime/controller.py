@@ -28,6 +28,7 @@ from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
 from evcp.runtime.clock import ChargerClock
+from evcp.runtime.deadman import Deadman
 from evcp.runtime.hardware import StationHardware
 from evcp.runtime.observers import (PROCESS_COUNTERS, PROCESS_STARTED_MONOTONIC, AuthorizationObserver,
                                     LinkObserver, count_transactions)
@@ -40,6 +41,9 @@ PILOT_POLL_S = 0.01
 """Pilot sampling while a reading settles, and always for backends without edge events (ADC)."""
 PILOT_BACKSTOP_S = 0.5
 """Edge-driven backends are still read this often, in case an edge is ever missed."""
+PILOT_WHILE_CLOSED_S = 0.1
+"""While a contactor is closed the pilot loop runs at least this often: it feeds the deadman
+(evcp.runtime.deadman, 0.5 s) and toggles hardware.relay_heartbeat_pin."""
 TICK_S = 1.0
 PERSIST_READING_S = 10.0
 """During a transaction the last meter reading is written at least this often (PowerLoss meterStop)."""
@@ -105,7 +109,8 @@ class Controller:
         self.new_program = False
         """A firmware installation replaced the program: the process must start it anew."""
         self.loop_advanced_at = time.monotonic()
-        """When the pilot loop last ran (monotonic): the systemd watchdog is fed only while it advances."""
+        """When the pilot loop last ran (monotonic): the systemd watchdog and the deadman watch it."""
+        self.deadman = Deadman(lambda: self.loop_advanced_at, self._any_contactor_closed, hardware.open_all_relays)
         self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
         self._cable_reported: dict[int, tuple[float | None, str]] = {}
         self._cable_candidate: dict[int, tuple[float | None, str]] = {}
@@ -146,6 +151,9 @@ class Controller:
                 self.hardware.connectors[a.connector - 1].relay.open()
                 log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
             elif isinstance(a, act.CloseRelay):
+                self.deadman.arm()
+                if self.hardware.heartbeat is not None:
+                    self.hardware.heartbeat.toggle()  # the monostable lets the driver through first
                 self.hardware.connectors[a.connector - 1].relay.close()
                 log.info("connector %d: contactor CLOSED (transaction accepted, EV requests charge)", a.connector)
             elif isinstance(a, act.OfferCurrent):
@@ -388,6 +396,8 @@ class Controller:
         self._loop = asyncio.get_running_loop()
         self._restart = self._loop.create_future()
         tasks: list[asyncio.Task] = []
+        self.loop_advanced_at = time.monotonic()
+        self.deadman.start()
         try:
             self._perform(self.station.start(self.clock()))
             for cid, devices in enumerate(self.hardware.connectors, start=1):
@@ -420,6 +430,7 @@ class Controller:
             raise RestartRequested(self._restart.result())
         finally:
             self.hardware.open_all_relays()
+            self.deadman.stop()
             self.adapter.detach()
             if self.hardware.reader is not None:
                 self.hardware.reader.stop()
@@ -466,6 +477,10 @@ class Controller:
             edge.clear()
             now = self.clock()
             self.loop_advanced_at = time.monotonic()
+            self._after_a_stall()
+            closed = self._any_contactor_closed()
+            if closed and self.hardware.heartbeat is not None:
+                self.hardware.heartbeat.toggle()
             settling = False
             for cid, devices in enumerate(connectors, start=1):
                 pilot_filter = self.filters[cid]
@@ -483,7 +498,23 @@ class Controller:
             if settling or not edge_driven:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
-                await wait_event(edge, PILOT_BACKSTOP_S)
+                await wait_event(edge, PILOT_WHILE_CLOSED_S if closed else PILOT_BACKSTOP_S)
+
+    def _any_contactor_closed(self) -> bool:
+        return any(d.relay is not None and d.relay.is_closed for d in self.hardware.connectors)
+
+    def _after_a_stall(self) -> None:
+        """The deadman opened the contactors behind the core's back: tell the core, as a contactor
+        fault that clears at once, so it stops what needed the contactor closed."""
+        stalled_s = self.deadman.take_trip()
+        if stalled_s is None:
+            return
+        for cid, c in self.station.connectors.items():
+            if c.relay_closed:
+                detail = f"control loop stalled {stalled_s:.2f} s: contactor opened by the deadman"
+                hw_log.error("connector %d: %s", cid, detail)
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, True, detail))
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, False))
 
     async def _watch_power(self, power_fail) -> None:
         """Mains failing: stop every transaction while the backup power lasts (OCTT TC_032_1);
