@@ -287,6 +287,18 @@ def cmd_check_hardware(args) -> int:
         return 130
 
 
+def cmd_relays_off(args) -> int:
+    """After the charger ended, however it ended (systemd's ExecStopPost=+, as root): the relay
+    pins to their off level. The process then ends without gpiozero's exit hook, which would turn
+    the pins into floating inputs; the kernel keeps the level driven."""
+    from evcp.runtime.systemd import force_safe_outputs
+
+    status, _held = force_safe_outputs(Path(args.config), report=lambda line: print(line, flush=True))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def cmd_csms(args) -> int:
     from evcp.bench import csms
 
@@ -335,6 +347,12 @@ def parser() -> argparse.ArgumentParser:
     check_hw.add_argument("--yes", "-y", action="store_true", help="switch the contactors without asking")
     check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,pp,lock,reader,meter,power")
     check_hw.set_defaults(func=cmd_check_hardware)
+
+    relays_off = sub.add_parser("relays-off", help="drive every configured relay pin to its off level and the pilot "
+                                "PWM to +12 V, without starting the charger (the unit's ExecStopPost; needs GPIO access)")
+    relays_off.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML); "
+                            "an invalid one is read leniently, a missing one means the default wiring")
+    relays_off.set_defaults(func=cmd_relays_off)
 
     from evcp.bench.csms import add_arguments
 

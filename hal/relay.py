@@ -166,14 +166,14 @@ class GpioRelay:
         return f"<GpioRelay GPIO{self._config.pin} {state}>"
 
 
-def force_relays_off(relays: Iterable[RelayConfig], pin_factory=None) -> list[OutputDevice]:
+def force_relays_off(relays: Iterable[RelayConfig], pin_factory=None) -> tuple[list[OutputDevice], list[str]]:
     """Drive each coil pin to its de-energising level, without anything else of the charger.
 
-    For ``evcp relays-off`` after the charger has exited (however it ended). The returned
-    devices are still claimed, as outputs at the off level: the caller ends the process without
-    closing them (gpiozero's close turns a pin into a floating input), and the kernel keeps the
-    off level (or, with ``dtparam=strict_gpiod``, returns the line to its pulled default).
-    Raises HardwareError naming the first pin that could not be driven, after trying the others.
+    For ``evcp relays-off`` after the charger has exited (however it ended). Returns the devices
+    driven, still claimed as outputs at the off level (the caller ends the process without
+    closing them: gpiozero's close turns a pin into a floating input, whereas the kernel keeps the
+    off level, or with ``dtparam=strict_gpiod`` returns the line to its pulled default), and one
+    message per pin that could not be driven; a failure does not stop the other pins.
     """
     held: list[OutputDevice] = []
     failures: list[str] = []
@@ -182,10 +182,8 @@ def force_relays_off(relays: Iterable[RelayConfig], pin_factory=None) -> list[Ou
             held.append(OutputDevice(config.pin, active_high=config.active_high, initial_value=False,
                                      pin_factory=pin_factory))
         except Exception as exc:  # noqa: BLE001 - the other relays are still forced off
-            failures.append(f"GPIO{config.pin}: {exc}")
-    if failures:
-        raise HardwareError("relay: cannot drive " + "; ".join(failures))
-    return held
+            failures.append(f"GPIO{config.pin}: cannot drive it: {exc}")
+    return held, failures
 
 
 class RelayHeartbeat:
