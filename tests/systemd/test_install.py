@@ -148,7 +148,12 @@ def test_uninstall_keeps_config_and_state(tmp_path):
     assert (tmp_path / "var/lib/evcp/evcp.sqlite3").read_bytes() == b"queued StopTransaction"
     commands = would(result)
     # Stopped (contactors open) before it is disabled and its unit removed.
-    assert commands.index(["systemctl", "stop", "evcp"]) < commands.index(["systemctl", "disable", "evcp"])
+    stop = result.stdout.index("would: systemctl stop evcp")
+    if shutil.which("systemctl"):
+        assert stop < result.stdout.index(f"systemd: evcp disabled in {tmp_path} (systemctl --root)")
+        assert not (tmp_path / WANTS_LINK).is_symlink(), "the WantedBy= link is gone"
+    else:
+        assert stop < result.stdout.index("would: systemctl disable evcp")
     assert ["systemctl", "daemon-reload"] in commands
     assert not [c for c in commands if c[0] in ("userdel", "groupdel")]
 
