@@ -1027,8 +1027,6 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
         yield f"GPIO{hardware.reader.rst_pin}", "hardware.reader.rst_pin", "hardware.reader.rst_pin"
     if hardware.power_fail_pin is not None:
         yield f"GPIO{hardware.power_fail_pin}", "hardware.power_fail_pin", "hardware.power_fail_pin"
-    if hardware.relay_heartbeat_pin is not None:
-        yield f"GPIO{hardware.relay_heartbeat_pin}", "hardware.relay_heartbeat_pin", "hardware.relay_heartbeat_pin"
     for n, connector in enumerate(hardware.connectors, 1):
         prefix = f"hardware.connectors[{n}]"
         relay, pilot = connector.relay, connector.pilot
@@ -1053,6 +1051,8 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
         if hardware.backend == "pi":
             where = f"{prefix}.pilot.pwm_channel"
             yield f"PWM channel {pilot.pwm_channel} of pwmchip{pilot.pwm_chip}", where, where
+    if hardware.relay_heartbeat_pin is not None:
+        yield f"GPIO{hardware.relay_heartbeat_pin}", "hardware.relay_heartbeat_pin", "hardware.relay_heartbeat_pin"
 
 
 # ---------------------------------------------------------------------------

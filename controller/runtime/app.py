@@ -45,7 +45,7 @@ def arm_stop_deadline(budget_s: float, open_relays, status: int = EX_SOFTWARE) -
         try:
             open_relays()
         finally:
-            log.error("stop took longer than %.0f s: ending the process now (every contactor open)", budget_s)
+            log.error("stop took longer than %.1f s: ending the process now (every contactor open)", budget_s)
             logging.shutdown()
             os._exit(status)
 

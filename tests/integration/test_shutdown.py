@@ -99,3 +99,25 @@ def test_sigterm_during_a_connect_that_never_completes(tmp_path, start_charger):
     assert status == 0, "\n".join(lines[-30:])
     assert elapsed < EXIT_WITHIN_S, f"took {elapsed:.1f} s:\n" + "\n".join(lines[-30:])
     assert _first(lines, r"SIGTERM: every contactor OPEN") < _first(lines, r"stopped; every contactor open")
+
+
+def test_the_stop_deadline_ends_a_process_that_hangs_after_opening_the_relays_again(tmp_path):
+    """The last resort behind the budgets: a stop that hangs anyway (here the main thread sleeps,
+    as in a DNS lookup that never returns) is ended at the deadline, relays opened once more."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "opened"
+    program = (
+        "import time\n"
+        "from evcp.runtime.app import arm_stop_deadline\n"
+        f"arm_stop_deadline(0.5, lambda: open({str(marker)!r}, 'w').write('relays opened'))\n"
+        "time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=20)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 70, result.stderr
+    assert elapsed < 5, elapsed
+    assert marker.read_text() == "relays opened"
+    assert "stop took longer than 0.5 s: ending the process now" in result.stderr
