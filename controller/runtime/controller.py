@@ -110,6 +110,7 @@ class Controller:
         """A firmware installation replaced the program: the process must start it anew."""
         self.loop_advanced_at = time.monotonic()
         """When the pilot loop last ran (monotonic): the systemd watchdog and the deadman watch it."""
+        self._pilot_wakeup: asyncio.Event | None = None
         self.deadman = Deadman(lambda: self.loop_advanced_at, self._any_contactor_closed, hardware.open_all_relays)
         self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
         self._cable_reported: dict[int, tuple[float | None, str]] = {}
@@ -151,10 +152,12 @@ class Controller:
                 self.hardware.connectors[a.connector - 1].relay.open()
                 log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
             elif isinstance(a, act.CloseRelay):
-                self.deadman.arm()
                 if self.hardware.heartbeat is not None:
                     self.hardware.heartbeat.toggle()  # the monostable lets the driver through first
                 self.hardware.connectors[a.connector - 1].relay.close()
+                self.deadman.arm()  # after the close: the thread re-checks once armed
+                if self._pilot_wakeup is not None:
+                    self._pilot_wakeup.set()  # its next wait is the shorter one of a closed contactor
                 log.info("connector %d: contactor CLOSED (transaction accepted, EV requests charge)", a.connector)
             elif isinstance(a, act.OfferCurrent):
                 pilot = self.hardware.connectors[a.connector - 1].pilot
@@ -465,7 +468,7 @@ class Controller:
         """Read every pilot (and contactor feedback) when an input edge arrives, and every
         10 ms while a reading settles; boards without edges (ADC) are read every 10 ms."""
         loop = asyncio.get_running_loop()
-        edge = asyncio.Event()
+        edge = self._pilot_wakeup = asyncio.Event()
         connectors = self.hardware.connectors
         for devices in connectors:
             for device in (devices.pilot, devices.relay):

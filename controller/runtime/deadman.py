@@ -57,7 +57,8 @@ class Deadman:
             self._thread.start()
 
     def arm(self) -> None:
-        """A contactor is about to close: watch again (without one closed the thread sleeps)."""
+        """A contactor has just closed: watch again (without one closed the thread sleeps). Call
+        it after the close, so the thread's second look in ``_idle`` cannot miss it."""
         self._armed.set()
 
     def stop(self) -> None:
