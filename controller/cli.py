@@ -53,26 +53,48 @@ def _load(path: str):
         raise SystemExit(EX_CONFIG) from None
 
 
-async def _run_until_signalled(main_coro, before_exit=None) -> None:
-    """Run until SIGTERM/SIGINT; then ``before_exit()`` (the transaction policy), then cancel."""
+async def _run_until_signalled(main_coro, before_exit=None, first=None) -> None:
+    """Run until SIGTERM/SIGINT; then ``first(why)`` at once (the contactors), ``before_exit()``
+    (the transaction policy) within its budget, then cancel. The whole stop is bounded: after
+    CLEANUP_BUDGET_S this returns even if the charger has not finished, and at STOP_BUDGET_S
+    after the signal the process ends (evcp.runtime.app)."""
+    from evcp.runtime.app import CLEANUP_BUDGET_S, STOP_BUDGET_S, arm_stop_deadline
+
     task = asyncio.ensure_future(main_coro)
     loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    task.add_done_callback(lambda _: finished.done() or finished.set_result(None))
+    stopping = False
 
-    def stop() -> None:
+    def stop(signame: str) -> None:
+        nonlocal stopping
+        if stopping:
+            log.warning("%s again: already stopping", signame)
+            return
+        stopping = True
+        log.warning("%s received: stopping within %.0f s", signame, STOP_BUDGET_S)
+        open_relays = first or (lambda why: None)
+        open_relays(signame)
+        arm_stop_deadline(STOP_BUDGET_S, lambda: open_relays(f"{signame}, stop overran"))
+
         async def graceful():
             try:
                 if before_exit is not None:
                     await before_exit()
             finally:
                 task.cancel()
+                await asyncio.wait([task], timeout=CLEANUP_BUDGET_S)
+                if not finished.done():
+                    log.error("the charger did not finish stopping within %.0f s of the cancel; exiting",
+                              CLEANUP_BUDGET_S)
+                    finished.set_result(None)
         loop.create_task(graceful())
 
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
+    await finished
+    if task.done() and not task.cancelled():
+        task.result()
 
 
 def _exit_soon(status: int, grace_s: float = 5.0) -> None:
@@ -113,7 +135,7 @@ def cmd_run(args) -> int:
 
     charger = Charger(config)
     try:
-        asyncio.run(_run_until_signalled(charger.run(), charger.shutdown))
+        asyncio.run(_run_until_signalled(charger.run(), charger.shutdown, charger.open_contactors))
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
@@ -147,7 +169,7 @@ def cmd_bench(args) -> int:
     control = args.control or (csms_listen[0], csms_listen[1] + 1 if csms_listen[1] else 0)
     bench = Bench(config, csms_listen=None if args.csms else csms_listen, control=control)
     try:
-        asyncio.run(_run_until_signalled(bench.run(), bench.shutdown))
+        asyncio.run(_run_until_signalled(bench.run(), bench.shutdown, bench.open_contactors))
     except StoreError as error:
         log.critical("%s", error)
         return EX_IOERR
@@ -200,6 +222,10 @@ class Bench:
         finally:
             if self.csms is not None:
                 await self.csms.stop()
+
+    def open_contactors(self, why: str) -> None:
+        if self.charger is not None:
+            self.charger.open_contactors(why)
 
     async def shutdown(self) -> None:
         if self.charger is not None:
@@ -261,6 +287,18 @@ def cmd_check_hardware(args) -> int:
         return 130
 
 
+def cmd_relays_off(args) -> int:
+    """After the charger ended, however it ended (systemd's ExecStopPost=+, as root): the relay
+    pins to their off level. The process then ends without gpiozero's exit hook, which would turn
+    the pins into floating inputs; the kernel keeps the level driven."""
+    from evcp.runtime.systemd import force_safe_outputs
+
+    status, _held = force_safe_outputs(Path(args.config), report=lambda line: print(line, flush=True))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def cmd_csms(args) -> int:
     from evcp.bench import csms
 
@@ -309,6 +347,12 @@ def parser() -> argparse.ArgumentParser:
     check_hw.add_argument("--yes", "-y", action="store_true", help="switch the contactors without asking")
     check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,pp,lock,reader,meter,power")
     check_hw.set_defaults(func=cmd_check_hardware)
+
+    relays_off = sub.add_parser("relays-off", help="drive every configured relay pin to its off level and the pilot "
+                                "PWM to +12 V, without starting the charger (the unit's ExecStopPost; needs GPIO access)")
+    relays_off.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML); "
+                            "an invalid one is read leniently, a missing one means the default wiring")
+    relays_off.set_defaults(func=cmd_relays_off)
 
     from evcp.bench.csms import add_arguments
 

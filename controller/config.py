@@ -228,6 +228,12 @@ class HardwareConfig:
     """Input from a UPS or supply monitor: asserted while the mains is failing. Transactions
     are then stopped (reason PowerLoss) and delivered while the backup power lasts."""
     power_fail_active_high: bool = False
+    power_fail_hold_s: float = 0.1
+    """How long the power-fail input must stay asserted (or released) before it counts: a glitch
+    shorter than this stops nothing."""
+    relay_heartbeat_pin: int | None = None
+    """A GPIO toggled every 0.1 s while a contactor is closed, for a retriggerable monostable that
+    gates the relay driver: when evcp stops toggling, the hardware drops the contactor itself."""
 
 
 @dataclass(frozen=True)
@@ -469,6 +475,14 @@ def setup_problems(config: Config) -> list[SetupProblem]:
             str(config.source), "charge_point.id",
             f"is the example's id {_show(EXAMPLE_CHARGE_POINT_ID)}; set the chargeBoxId your central system "
             "knows this charger by"))
+    if config.hardware.backend == "pi":
+        for n, connector in enumerate(config.hardware.connectors, 1):
+            if not connector.relay.active_high:
+                problems.append(SetupProblem(
+                    str(config.source), f"hardware.connectors[{n}].relay.active_high",
+                    f"false: GPIO{connector.relay.pin} is an input with a pull-down from power-on until evcp "
+                    "drives it (tens of seconds), which ENERGISES an active-low relay driver; use an "
+                    "active-high driver, or fit an external pull-up that holds this one off"))
     return problems
 
 
@@ -874,6 +888,8 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (ReaderConfig, "spi_device"): _between(0, 2),
     (ReaderConfig, "rst_pin"): _gpio,
     (HardwareConfig, "power_fail_pin"): _gpio,
+    (HardwareConfig, "power_fail_hold_s"): _between(0, 2, " s"),
+    (HardwareConfig, "relay_heartbeat_pin"): _gpio,
     (ReaderConfig, "poll_interval_s"): _POLL_INTERVAL,
     (MockConfig, "ev_power_w"): _more_than(0, " W"),
     (MockConfig, "cable_a"): _one_of(13, 20, 32, 63),
@@ -1100,6 +1116,8 @@ def _claims(config: Config) -> Iterator[tuple[str, str, str]]:
             # when the devices are built, once the board is known.
             where = f"{prefix}.pilot.pwm_channel"
             yield f"PWM channel {pilot.pwm_channel} of pwmchip{pilot.pwm_chip}", where, where
+    if hardware.relay_heartbeat_pin is not None:
+        yield f"GPIO{hardware.relay_heartbeat_pin}", "hardware.relay_heartbeat_pin", "hardware.relay_heartbeat_pin"
 
 
 # ---------------------------------------------------------------------------

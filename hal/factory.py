@@ -14,7 +14,7 @@ from evcp.hal.pilot import AdcPilot, GpioPilot, SysfsPwm
 from evcp.hal.power import PowerFailInput
 from evcp.hal.proximity import AdcProximity
 from evcp.hal.reader import Mfrc522Reader
-from evcp.hal.relay import GpioRelay
+from evcp.hal.relay import GpioRelay, RelayHeartbeat
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
 
 ADC_LEAVE_CHARGE_S = 0.02
@@ -68,7 +68,13 @@ def reader_for(hardware: HardwareConfig) -> TagReader | None:
 def power_fail_for(hardware: HardwareConfig) -> PowerFailInput | None:
     if hardware.power_fail_pin is None:
         return None
-    return PowerFailInput(hardware.power_fail_pin, hardware.power_fail_active_high)
+    return PowerFailInput(hardware.power_fail_pin, hardware.power_fail_active_high, hold_s=hardware.power_fail_hold_s)
+
+
+def heartbeat_for(hardware: HardwareConfig) -> RelayHeartbeat | None:
+    if hardware.relay_heartbeat_pin is None:
+        return None
+    return RelayHeartbeat(hardware.relay_heartbeat_pin)
 
 
 def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
@@ -96,6 +102,7 @@ async def build_pi_hardware(config: Config) -> StationHardware:
             hardware.connectors.append(connector_devices(wiring))
         hardware.reader = reader_for(config.hardware)
         hardware.power_fail = power_fail_for(config.hardware)
+        hardware.heartbeat = heartbeat_for(config.hardware)
         refuse_shared_pwm_channels([devices.pilot for devices in hardware.connectors])
     except Exception as error:
         await hardware.release()

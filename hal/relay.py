@@ -3,9 +3,15 @@
 The relay is open from the moment the object exists, and it is opened again
 when the interpreter exits (normal exit or an uncaught exception), before
 gpiozero's own exit hook frees the pins. A SIGTERM only reaches that hook if
-the process turns it into ``SystemExit``; a SIGKILL or a kernel crash never
-does, so the contactor circuit must de-energise on its own when the GPIO
-floats (pull-down on an active-high driver, pull-up on an active-low one).
+the process turns it into ``SystemExit``; a SIGKILL, the watchdog's SIGABRT
+or a kernel crash never does. Raspberry Pi kernels then keep the output at its
+last level (raspberrypi/linux PR #6117) unless ``dtparam=strict_gpiod`` is set,
+so a closed contactor would stay closed: ``force_relays_off`` (``evcp
+relays-off``, run by the unit's ``ExecStopPost=``) drives every coil pin to its
+off level after any exit, and a ``RelayHeartbeat`` lets a retriggerable
+monostable on the driver drop the contactor on its own when the pulses stop.
+The boot state matters too: at power-on GPIO9-27 are inputs with a pull-down,
+which holds an active-high driver off and energises an active-low one.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import atexit
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from gpiozero import DigitalInputDevice, OutputDevice
 
@@ -158,3 +164,64 @@ class GpioRelay:
     def __repr__(self) -> str:
         state = "released" if self._coil is None else ("closed" if self._closed else "open")
         return f"<GpioRelay GPIO{self._config.pin} {state}>"
+
+
+def force_relays_off(relays: Iterable[RelayConfig], pin_factory=None) -> tuple[list[OutputDevice], list[str]]:
+    """Drive each coil pin to its de-energising level, without anything else of the charger.
+
+    For ``evcp relays-off`` after the charger has exited (however it ended). Returns the devices
+    driven, still claimed as outputs at the off level (the caller ends the process without
+    closing them: gpiozero's close turns a pin into a floating input, whereas the kernel keeps the
+    off level, or with ``dtparam=strict_gpiod`` returns the line to its pulled default), and one
+    message per pin that could not be driven; a failure does not stop the other pins.
+    """
+    held: list[OutputDevice] = []
+    failures: list[str] = []
+    for config in relays:
+        try:
+            held.append(OutputDevice(config.pin, active_high=config.active_high, initial_value=False,
+                                     pin_factory=pin_factory))
+        except Exception as exc:  # noqa: BLE001 - the other relays are still forced off
+            failures.append(f"GPIO{config.pin}: cannot drive it: {exc}")
+    return held, failures
+
+
+class RelayHeartbeat:
+    """A GPIO toggled while a contactor is closed, for a retriggerable monostable that gates the
+    relay driver (as on nsayer's OpenEVSE Pi HAT): no edges for the monostable's period, and the
+    driver drops the contactor whatever the relay pin says. Starts (and is released) low."""
+
+    def __init__(self, pin: int, pin_factory=None):
+        self._pin = pin
+        try:
+            self._output: OutputDevice | None = OutputDevice(pin, initial_value=False, pin_factory=pin_factory)
+        except Exception as exc:
+            raise HardwareError(f"relay heartbeat: cannot drive GPIO{pin}: {exc}") from exc
+
+    def toggle(self) -> None:
+        """One edge. Never raises (a failed write only means the monostable times out: open)."""
+        output = self._output
+        if output is None:
+            return
+        try:
+            output.toggle()
+        except Exception:
+            log.exception("relay heartbeat: could not toggle GPIO%s", self._pin)
+
+    def stop(self) -> None:
+        """Hold the line low: the monostable runs out and the driver releases."""
+        output = self._output
+        if output is not None:
+            try:
+                output.off()
+            except Exception:
+                log.exception("relay heartbeat: could not drive GPIO%s low", self._pin)
+
+    def release(self) -> None:
+        self.stop()
+        if self._output is not None:
+            try:
+                self._output.close()
+            except Exception:
+                log.exception("relay heartbeat: could not free GPIO%s", self._pin)
+        self._output = None

@@ -156,7 +156,8 @@ async def build_mock_hardware(config: Config) -> StationHardware:
     power_pin = config.hardware.power_fail_pin if config.hardware.power_fail_pin is not None else MOCK_POWER_FAIL_PIN
     hardware.bench.power_pin = held_pin(factory, power_pin)
     hardware.bench.power_pin.hold(True)
-    hardware.power_fail = PowerFailInput(power_pin, active_high=False, pin_factory=factory)
+    hardware.power_fail = PowerFailInput(power_pin, active_high=False, pin_factory=factory,
+                                         hold_s=config.hardware.power_fail_hold_s)
 
     async def close_simulation() -> None:
         for sim in simulated:

@@ -9,15 +9,25 @@
 #   - groups gpio, spi, dialout (created if missing, as on a plain Debian), system user evcp
 #     (no login shell, home /var/lib/evcp) in those groups;
 #   - on Debian, the packages it needs (python3-venv; on a Pi also python3-lgpio,
-#     python3-spidev) unless --no-apt;
+#     python3-rpi-lgpio, python3-spidev) unless --no-apt;
 #   - venv /opt/evcp/venv with --system-site-packages (so the distribution's lgpio and spidev
 #     are used) and evcp installed into it, with the [pi] extra on a Raspberry Pi
-#     (aarch64/armv7l/armv6l); /usr/local/bin/evcp links to it;
+#     (aarch64/armv7l/armv6l); /usr/local/bin/evcp links to it. With --root the venv is
+#     built below DIR and its scripts' shebangs are then rewritten to the deployed path
+#     (/opt/evcp/venv/bin/python), so the tree works once copied to / (an image);
 #   - /etc/evcp (root:evcp 0750) and /etc/evcp/evcp.toml (root:evcp 0640) from
 #     config/evcp.example.toml, ONLY when there is no config yet; the current example is
 #     always refreshed as /etc/evcp/evcp.example.toml;
 #   - /var/lib/evcp (evcp:evcp 0750);
-#   - /etc/systemd/system/evcp.service, then systemctl daemon-reload and enable (not start).
+#   - /etc/systemd/system/evcp.service, then systemctl daemon-reload and enable (not start);
+#     with --root, `systemctl --root DIR enable evcp` when systemctl is there;
+#   - the Pi's config.txt (/boot/firmware/config.txt, else /boot/config.txt): adds
+#     dtparam=strict_gpiod (Raspberry Pi kernels otherwise keep a GPIO output's level when the
+#     process that drove it dies: a contactor closed at a crash would stay closed), backed up
+#     first, unless --no-config-txt; warns when SPI, the PWM overlay or a UART line is missing;
+#   - with --kernel-watchdog, /etc/systemd/system.conf.d/evcp-watchdog.conf: the hardware
+#     watchdog through RuntimeWatchdogSec=14s (bcm2835-wdt allows at most about 15 s), so a
+#     hung kernel reboots the Pi; without it the script only says whether one is set.
 # Safe to re-run: that is how evcp is upgraded (the venv is reused, evcp reinstalled from the
 # source; the config is never touched). A running service keeps the old version until
 # `systemctl restart evcp`.
@@ -30,6 +40,9 @@
 #   --no-venv      skip the venv and the package installation
 #   --no-apt       do not install Debian packages
 #   --python PY    the Python that creates the venv (default /usr/bin/python3)
+#   --no-config-txt do not add dtparam=strict_gpiod to config.txt (only check and warn)
+#   --kernel-watchdog  write the RuntimeWatchdogSec= drop-in (takes effect at the next boot
+#                  or `systemctl daemon-reexec`)
 set -eu
 
 usage() {
@@ -46,6 +59,8 @@ ROOT=/
 SOURCE=
 WITH_VENV=1
 WITH_APT=1
+WITH_CONFIG_TXT=1
+KERNEL_WATCHDOG=0
 PYTHON=/usr/bin/python3
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,6 +72,8 @@ while [ $# -gt 0 ]; do
         --python=*) PYTHON=${1#*=}; shift ;;
         --no-venv) WITH_VENV=0; shift ;;
         --no-apt) WITH_APT=0; shift ;;
+        --no-config-txt) WITH_CONFIG_TXT=0; shift ;;
+        --kernel-watchdog) KERNEL_WATCHDOG=1; shift ;;
         -h|--help) usage ;;
         *) echo "install.sh: unknown option: $1" >&2; usage ;;
     esac
@@ -151,7 +168,9 @@ fi
 if [ "$WITH_APT" = 1 ]; then
     packages=
     [ "$WITH_VENV" = 1 ] && packages="python3-venv"
-    [ "$ON_PI" = 1 ] && packages="$packages python3-lgpio python3-spidev"
+    # python3-rpi-lgpio: the RPi.GPIO API on lgpio, which works on a Pi 5 too (Debian's
+    # python3-rpi.gpio does not).
+    [ "$ON_PI" = 1 ] && packages="$packages python3-lgpio python3-rpi-lgpio python3-spidev"
     missing=
     for package in $packages; do
         if [ "$DRY" = 1 ]; then
@@ -223,6 +242,20 @@ if [ "$WITH_VENV" = 1 ]; then
     "$R$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$target"
     version=$("$R$VENV/bin/python" -c 'from importlib.metadata import version; print(version("evcp"))')
     say "package: evcp $version$extra installed from $SOURCE into $VENV"
+    if [ -n "$R" ]; then
+        # pip wrote "#!$R$VENV/bin/python" into the scripts (and activate names $R$VENV):
+        # once the tree is deployed at / they must name the deployed path.
+        rewritten=0
+        for script in "$R$VENV"/bin/*; do
+            [ -f "$script" ] && [ ! -L "$script" ] || continue
+            grep -q "$R$VENV" "$script" 2>/dev/null || continue
+            sed "s|$R$VENV|$VENV|g" "$script" >"$script.new"
+            chmod --reference="$script" "$script.new" 2>/dev/null || chmod 0755 "$script.new"
+            mv "$script.new" "$script"
+            rewritten=$((rewritten + 1))
+        done
+        say "venv $VENV: $rewritten script(s) point to $VENV/bin/python (the deployed path)"
+    fi
 
     mkdir -p "$R${LINK%/*}"
     if [ -L "$R$LINK" ] && [ "$(readlink "$R$LINK")" = "$VENV/bin/evcp" ]; then
@@ -277,7 +310,75 @@ if [ "$DRY" = 1 ] || [ -d /run/systemd/system ]; then
 else
     say "systemd: not running here, daemon-reload skipped"
 fi
-step "systemd: evcp enabled (starts at boot; not started now)" systemctl enable evcp
+if [ "$DRY" = 0 ]; then
+    systemctl enable evcp
+    say "systemd: evcp enabled (starts at boot; not started now)"
+elif command -v systemctl >/dev/null 2>&1; then
+    # Offline, on the tree: the [Install] section's WantedBy= symlink below $ROOT.
+    systemctl --root "$R" enable evcp >/dev/null 2>&1 ||
+        die "systemctl --root $R enable evcp failed"
+    say "systemd: evcp enabled in $R (systemctl --root; starts at boot, not started now)"
+else
+    say "systemd: no systemctl here to enable evcp in $R; on the target run: systemctl enable evcp"
+fi
+
+# --- 7. the Pi's config.txt: what the wiring needs, and strict GPIO release ---
+CONFIG_TXT=
+for candidate in /boot/firmware/config.txt /boot/config.txt; do
+    if [ -f "$R$candidate" ]; then
+        CONFIG_TXT=$candidate
+        break
+    fi
+done
+if [ -z "$CONFIG_TXT" ]; then
+    say "config.txt: none in /boot/firmware or /boot (not a Raspberry Pi OS image?); add dtparam=strict_gpiod there on a Pi"
+else
+    has_line() {
+        grep -Eq "^[[:space:]]*($1)[[:space:]]*(#.*)?\$" "$R$CONFIG_TXT"
+    }
+    if has_line 'dtparam=strict_gpiod(=on)?'; then
+        say "config.txt $CONFIG_TXT: dtparam=strict_gpiod present"
+    elif [ "$WITH_CONFIG_TXT" = 1 ]; then
+        cp -p "$R$CONFIG_TXT" "$R$CONFIG_TXT.evcp-backup"
+        {
+            echo
+            echo "# evcp: release a GPIO line to its default (input, pulled) when the process that drove"
+            echo "# it ends, so a contactor relay never stays energised after a crash (takes effect at boot)."
+            echo "[all]"
+            echo "dtparam=strict_gpiod"
+        } >>"$R$CONFIG_TXT"
+        say "config.txt $CONFIG_TXT: dtparam=strict_gpiod added (backup: $CONFIG_TXT.evcp-backup); reboot to apply"
+    else
+        say "config.txt $CONFIG_TXT: WARNING: no dtparam=strict_gpiod: a GPIO output keeps its level when evcp dies (--no-config-txt)"
+    fi
+    has_line 'dtparam=spi=on' ||
+        say "config.txt $CONFIG_TXT: WARNING: no dtparam=spi=on: the RFID reader and an ADC pilot/PP need SPI"
+    has_line 'dtoverlay=pwm(-2chan)?([,:].*)?' ||
+        say "config.txt $CONFIG_TXT: WARNING: no dtoverlay=pwm or pwm-2chan: the pilot PWM needs one (e.g. dtoverlay=pwm,pin=18,func=2)"
+    has_line 'enable_uart=1|dtparam=uart0(=on)?|dtoverlay=uart[0-5](-pi5)?([,:].*)?' ||
+        say "config.txt $CONFIG_TXT: note: no enable_uart=1 / dtparam=uart0=on: needed only for an RS-485 HAT on the Pi's UART"
+fi
+
+# --- 8. the kernel (hardware) watchdog through systemd, only when asked ---
+WATCHDOG_DROPIN=/etc/systemd/system.conf.d/evcp-watchdog.conf
+if [ "$KERNEL_WATCHDOG" = 1 ]; then
+    mkdir -p "$R${WATCHDOG_DROPIN%/*}"
+    cat >"$R$WATCHDOG_DROPIN.new" <<'WATCHDOG'
+# Written by evcp's install.sh --kernel-watchdog. systemd feeds the hardware watchdog
+# (/dev/watchdog, bcm2835-wdt: at most about 15 s); a hung kernel or PID 1 reboots the Pi.
+# The reboot also resets the GPIO functions to inputs (the relay driver drops).
+[Manager]
+RuntimeWatchdogSec=14s
+RebootWatchdogSec=2min
+WATCHDOG
+    chmod 0644 "$R$WATCHDOG_DROPIN.new"
+    mv "$R$WATCHDOG_DROPIN.new" "$R$WATCHDOG_DROPIN"
+    say "kernel watchdog: $WATCHDOG_DROPIN written (RuntimeWatchdogSec=14s; active after reboot or systemctl daemon-reexec)"
+elif [ -f "$R$WATCHDOG_DROPIN" ] || grep -Rqs '^[[:space:]]*RuntimeWatchdogSec=[1-9]' "$R/etc/systemd/system.conf" "$R/etc/systemd/system.conf.d"; then
+    say "kernel watchdog: RuntimeWatchdogSec is set"
+else
+    say "kernel watchdog: not set up (a hung kernel is not reset); --kernel-watchdog writes $WATCHDOG_DROPIN"
+fi
 
 # --- what next ---
 echo

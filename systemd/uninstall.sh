@@ -82,7 +82,13 @@ if [ -e "$R$UNIT_FILE" ]; then
     if [ "$SYSTEMD_RUNNING" = 1 ]; then
         step "systemd: evcp stopped" systemctl stop evcp
     fi
-    step "systemd: evcp disabled" systemctl disable evcp
+    if [ "$DRY" = 1 ] && command -v systemctl >/dev/null 2>&1; then
+        # Offline, on the tree: removes the WantedBy= link install.sh made with systemctl --root.
+        systemctl --root "$R" disable evcp >/dev/null 2>&1 || say "systemd: systemctl --root $R disable evcp failed"
+        say "systemd: evcp disabled in $R (systemctl --root)"
+    else
+        step "systemd: evcp disabled" systemctl disable evcp
+    fi
 else
     say "systemd: no evcp unit installed"
 fi
@@ -91,6 +97,7 @@ fi
 remove unit "$UNIT_FILE"
 if [ "$PURGE" = 1 ]; then
     remove "unit drop-ins" "$UNIT_FILE.d"
+    remove "kernel watchdog drop-in" /etc/systemd/system.conf.d/evcp-watchdog.conf
 fi
 if [ "$SYSTEMD_RUNNING" = 1 ]; then
     step "systemd: reloaded" systemctl daemon-reload

@@ -666,3 +666,25 @@ def test_the_unedited_example_is_reported_and_its_central_system_refused():
     assert problems["ocpp.csms_url"].refuses_to_run and "csms.example.com" in problems["ocpp.csms_url"].problem
     assert not problems["charge_point.id"].refuses_to_run and "CP-0001" in problems["charge_point.id"].problem
     assert cfg.setup_problems(load(BENCH)) == []
+
+
+def test_relay_heartbeat_pin_is_optional_range_checked_and_claimed(tmp_path):
+    assert load_text(tmp_path, toml()).hardware.relay_heartbeat_pin is None
+    pi = {"hardware.backend": '"pi"'}
+    assert load_text(tmp_path, toml({**pi, "hardware.relay_heartbeat_pin": "26"}, PI_CONNECTOR)).hardware.relay_heartbeat_pin == 26
+    err = error_of(tmp_path, toml({**pi, "hardware.relay_heartbeat_pin": "28"}, PI_CONNECTOR))
+    assert err.key == "hardware.relay_heartbeat_pin" and "must be a BCM GPIO number 0..27 (got 28)" in str(err)
+    err = error_of(tmp_path, toml({**pi, "hardware.relay_heartbeat_pin": "17"}, PI_CONNECTOR))
+    assert err.key == "hardware.relay_heartbeat_pin"
+    assert "GPIO17 is already used by hardware.connectors[1].relay.pin" in str(err)
+
+
+def test_an_active_low_relay_driver_is_warned_about(tmp_path):
+    pi = {"hardware.backend": '"pi"'}
+    active_low = PI_CONNECTOR + "active_high = false\n"
+    problems = cfg.setup_problems(load_text(tmp_path, toml(pi, active_low)))
+    (problem,) = [p for p in problems if p.key.endswith("relay.active_high")]
+    assert problem.key == "hardware.connectors[1].relay.active_high"
+    assert "ENERGISES an active-low relay driver" in problem.problem and not problem.refuses_to_run
+    assert not [p for p in cfg.setup_problems(load_text(tmp_path, toml(pi, PI_CONNECTOR)))
+                if p.key.endswith("relay.active_high")]

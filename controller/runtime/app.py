@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.handlers
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +25,35 @@ from evcp.runtime.systemd import Notifier
 from evcp.storage import FILENAME, StateStore, StoreError
 
 log = logging.getLogger("evcp")
+
+# A stop (SIGTERM) has explicit budgets, whatever the network does, so that it ends well under
+# systemd/evcp.service's TimeoutStopSec=20 (after which systemd SIGKILLs and ExecStopPost= forces
+# the relay pins off): the contactors open at once, the stopped transactions get FLUSH_BUDGET_S to
+# reach the central system, the tasks CLEANUP_BUDGET_S to end, and at STOP_BUDGET_S the process
+# ends regardless (a thread blocked in a DNS lookup or a file transfer cannot hold it).
+FLUSH_BUDGET_S = 5.0
+CLEANUP_BUDGET_S = 3.0
+STOP_BUDGET_S = 10.0
+EX_SOFTWARE = 70
+"""sysexits.h: the stop overran STOP_BUDGET_S and the process was ended (contactors open)."""
+
+
+def arm_stop_deadline(budget_s: float, open_relays, status: int = EX_SOFTWARE) -> threading.Timer:
+    """End the process ``budget_s`` from now unless it has exited: relays opened once more, then
+    ``os._exit``. A daemon timer thread: it does not need the event loop, which may be blocked."""
+    def overrun() -> None:
+        try:
+            open_relays()
+        finally:
+            log.error("stop took longer than %.1f s: ending the process now (every contactor open)", budget_s)
+            logging.shutdown()
+            os._exit(status)
+
+    timer = threading.Timer(budget_s, overrun)
+    timer.name = "stop-deadline"
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 async def build_hardware(config: Config) -> StationHardware:
@@ -138,7 +169,13 @@ class Charger:
                 log.error("control loop has not advanced for %.1f s: not feeding the watchdog", stalled_for)
             self.notifier.status(controller.summary())
 
-    async def shutdown(self, flush_timeout: float = 10.0) -> None:
+    def open_contactors(self, why: str) -> None:
+        """Open every contactor now (synchronously, from the signal handler). Never raises."""
+        if self.hardware is not None:
+            self.hardware.open_all_relays()
+        log.warning("%s: every contactor OPEN", why)
+
+    async def shutdown(self, flush_timeout: float = FLUSH_BUDGET_S) -> None:
         """SIGTERM: contactors open first, then the configured transaction policy, then return."""
         if self.hardware is not None:
             self.hardware.open_all_relays()

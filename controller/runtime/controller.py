@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 import evcp
-from evcp.aio import next_multiple, sleep_until, wait_event, wait_event_until
+from evcp.aio import next_multiple, sleep_until, wait_event_until
 from evcp.config import Config
 from evcp.core import actions as act
 from evcp.core import events as ev
@@ -28,6 +28,7 @@ from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
 from evcp.ocpp16.link import FrameTrace
 from evcp.runtime.clock import ChargerClock
+from evcp.runtime.deadman import Deadman
 from evcp.runtime.hardware import StationHardware
 from evcp.runtime.observers import (PROCESS_COUNTERS, PROCESS_STARTED_MONOTONIC, AuthorizationObserver,
                                     LinkObserver, count_transactions)
@@ -40,6 +41,9 @@ PILOT_POLL_S = 0.01
 """Pilot sampling while a reading settles, and always for backends without edge events (ADC)."""
 PILOT_BACKSTOP_S = 0.5
 """Edge-driven backends are still read this often, in case an edge is ever missed."""
+PILOT_WHILE_CLOSED_S = 0.1
+"""While a contactor is closed the pilot loop runs at least this often: it feeds the deadman
+(evcp.runtime.deadman, 0.5 s) and toggles hardware.relay_heartbeat_pin."""
 TICK_S = 1.0
 """The backstop reads, the ticks and the meter polls fall due on one grid of multiples of their
 periods (``next_multiple``): idle, the process wakes twice a second, not once per loop."""
@@ -59,6 +63,11 @@ PP_POLL_S = 1.0
 seen twice in a row (a contactor switching next to it must not stop a session)."""
 UNLOCK_ANSWER_MARGIN_S = 5.0
 """UnlockConnector waits for the lock's own timeout plus this, then answers UnlockFailed."""
+
+
+TASKS_END_S = 2.5
+"""How long the controller waits for its cancelled tasks (the websocket's closing handshake takes
+up to 2 s) before it goes on; a stop must stay within evcp.runtime.app.STOP_BUDGET_S."""
 
 
 class RestartRequested(Exception):
@@ -102,7 +111,9 @@ class Controller:
         self.new_program = False
         """A firmware installation replaced the program: the process must start it anew."""
         self.loop_advanced_at = time.monotonic()
-        """When the pilot loop last ran (monotonic): the systemd watchdog is fed only while it advances."""
+        """When the pilot loop last ran (monotonic): the systemd watchdog and the deadman watch it."""
+        self._pilot_wakeup: asyncio.Event | None = None
+        self.deadman = Deadman(lambda: self.loop_advanced_at, self._any_contactor_closed, hardware.open_all_relays)
         self._meter_locks = {cid: asyncio.Lock() for cid in range(1, len(hardware.connectors) + 1)}
         self._cable_reported: dict[int, tuple[float | None, str]] = {}
         self._cable_candidate: dict[int, tuple[float | None, str]] = {}
@@ -143,7 +154,12 @@ class Controller:
                 self._switch_contactor(a.connector, close=False)
                 log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
             elif isinstance(a, act.CloseRelay):
+                if self.hardware.heartbeat is not None:
+                    self.hardware.heartbeat.toggle()  # the monostable lets the driver through first
                 self._switch_contactor(a.connector, close=True)
+                self.deadman.arm()  # after the close: the thread re-checks once armed
+                if self._pilot_wakeup is not None:
+                    self._pilot_wakeup.set()  # its next wait is the shorter one of a closed contactor
                 log.info("connector %d: contactor CLOSED (transaction accepted, EV requests charge)", a.connector)
             elif isinstance(a, act.OfferCurrent):
                 pilot = self.hardware.connectors[a.connector - 1].pilot
@@ -394,6 +410,8 @@ class Controller:
         self._loop = asyncio.get_running_loop()
         self._restart = self._loop.create_future()
         tasks: list[asyncio.Task] = []
+        self.loop_advanced_at = time.monotonic()
+        self.deadman.start()
         try:
             self._perform(self.station.start(self.clock()))
             for cid, devices in enumerate(self.hardware.connectors, start=1):
@@ -426,12 +444,18 @@ class Controller:
             raise RestartRequested(self._restart.result())
         finally:
             self.hardware.open_all_relays()
+            self.deadman.stop()
             self.adapter.detach()
             if self.hardware.reader is not None:
                 self.hardware.reader.stop()
-            for task in [*tasks, *self._lock_moves]:
+            ending = [*tasks, *self._lock_moves]
+            for task in ending:
                 task.cancel()
-            await asyncio.gather(*tasks, *self._lock_moves, return_exceptions=True)
+            if ending:
+                _, hung = await asyncio.wait(ending, timeout=TASKS_END_S)
+                if hung:
+                    log.error("tasks still ending after %.0f s, left behind: %s", TASKS_END_S,
+                              ", ".join(sorted(task.get_name() for task in hung)))
 
     async def restart_into_new_firmware(self) -> None:
         """After an installed firmware update: stop every transaction (reason HardReset), deliver
@@ -455,7 +479,7 @@ class Controller:
         """Read every pilot (and contactor feedback) when an input edge arrives, and every
         10 ms while a reading settles; boards without edges (ADC) are read every 10 ms."""
         loop = asyncio.get_running_loop()
-        edge = asyncio.Event()
+        edge = self._pilot_wakeup = asyncio.Event()
         connectors = self.hardware.connectors
         for devices in connectors:
             for device in (devices.pilot, devices.relay):
@@ -467,6 +491,10 @@ class Controller:
             edge.clear()
             now = self.clock()
             self.loop_advanced_at = time.monotonic()
+            self._after_a_stall()
+            closed = self._any_contactor_closed()
+            if closed and self.hardware.heartbeat is not None:
+                self.hardware.heartbeat.toggle()
             settling = False
             for cid, devices in enumerate(connectors, start=1):
                 pilot_filter = self.filters[cid]
@@ -484,7 +512,23 @@ class Controller:
             if settling or not edge_driven:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
-                await wait_event_until(edge, next_multiple(PILOT_BACKSTOP_S))
+                await wait_event_until(edge, next_multiple(PILOT_WHILE_CLOSED_S if closed else PILOT_BACKSTOP_S))
+
+    def _any_contactor_closed(self) -> bool:
+        return any(d.relay is not None and d.relay.is_closed for d in self.hardware.connectors)
+
+    def _after_a_stall(self) -> None:
+        """The deadman opened the contactors behind the core's back: tell the core, as a contactor
+        fault that clears at once, so it stops what needed the contactor closed."""
+        stalled_s = self.deadman.take_trip()
+        if stalled_s is None:
+            return
+        for cid, c in self.station.connectors.items():
+            if c.relay_closed:
+                detail = f"control loop stalled {stalled_s:.2f} s: contactor opened by the deadman"
+                hw_log.error("connector %d: %s", cid, detail)
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, True, detail))
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, False))
 
     async def _watch_power(self, power_fail) -> None:
         """Mains failing: stop every transaction while the backup power lasts (OCTT TC_032_1);

@@ -31,11 +31,15 @@ class StationHardware:
     power_fail: Any = None
     """A ``PowerFailInput``, when the charger has a UPS or supply monitor."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    heartbeat: Any = None
+    """A ``RelayHeartbeat`` (hardware.relay_heartbeat_pin), toggled while a contactor is closed."""
 
     def open_all_relays(self) -> None:
         for devices in self.connectors:
             if devices.relay is not None:  # None only while check-hardware could not set it up
                 devices.relay.open()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
     async def release(self) -> None:
         """Relays open first, then every device is freed. Never raises."""
@@ -44,6 +48,8 @@ class StationHardware:
             _quietly(self.reader.stop)
         if self.power_fail is not None:
             _quietly(self.power_fail.release)
+        if self.heartbeat is not None:
+            _quietly(self.heartbeat.release)
         for devices in self.connectors:
             for device in (devices.pilot, devices.relay, devices.cable, devices.lock):
                 if device is not None:

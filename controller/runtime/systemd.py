@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Mapping
 
 log = logging.getLogger("evcp.systemd")
@@ -72,3 +73,85 @@ class Notifier:
 
     def stopping(self) -> None:
         self.notify("STOPPING=1", "STATUS=stopping: contactors open")
+
+
+# --------------------------------------------------------------------------- evcp relays-off
+
+def _lenient_wiring(path: Path) -> tuple[str, list, list, int | None, str]:
+    """backend, relay configs, (pwm_chip, pwm_channel, pwm_invert) per connector and the
+    heartbeat pin of a config file, and what was used; falls back to the raw TOML, then to the
+    defaults, because this runs after ANY exit, a broken config's exit 78 included."""
+    from evcp.config import ConfigError, PilotConfig, RelayConfig, load
+
+    try:
+        config = load(path)
+    except ConfigError as error:
+        reason = f"config not valid ({error}); using its raw relay and pilot values"
+    else:
+        connectors = config.hardware.connectors
+        return (config.hardware.backend, [c.relay for c in connectors],
+                [(c.pilot.pwm_chip, c.pilot.pwm_channel, c.pilot.pwm_invert) for c in connectors],
+                config.hardware.relay_heartbeat_pin, f"{path}")
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raw, reason = {}, f"config unreadable ({error}); using the default wiring"
+    hardware = raw.get("hardware") if isinstance(raw.get("hardware"), dict) else {}
+    tables = [t for t in hardware.get("connectors", [{}]) if isinstance(t, dict)] or [{}]
+    relays, pwms = [], []
+    relay_default, pilot_default = RelayConfig(), PilotConfig()
+    for table in tables:
+        relay = table.get("relay") if isinstance(table.get("relay"), dict) else {}
+        pilot = table.get("pilot") if isinstance(table.get("pilot"), dict) else {}
+        pin, active_high = relay.get("pin", relay_default.pin), relay.get("active_high", relay_default.active_high)
+        if isinstance(pin, int) and not isinstance(pin, bool) and isinstance(active_high, bool):
+            relays.append(RelayConfig(pin=pin, active_high=active_high))
+        else:
+            relays.append(relay_default)
+        pwms.append((pilot.get("pwm_chip", pilot_default.pwm_chip), pilot.get("pwm_channel", pilot_default.pwm_channel),
+                     bool(pilot.get("pwm_invert", pilot_default.pwm_invert))))
+    heartbeat = hardware.get("relay_heartbeat_pin")
+    heartbeat = heartbeat if isinstance(heartbeat, int) and not isinstance(heartbeat, bool) else None
+    return str(hardware.get("backend", "pi")), relays, pwms, heartbeat, reason
+
+
+def force_safe_outputs(path: Path, pin_factory=None, pwm_root: str | os.PathLike = "/sys/class/pwm",
+                       report=print) -> tuple[int, list]:
+    """``evcp relays-off``: every relay coil pin of ``path``'s wiring to its off level, the
+    heartbeat line low and each pilot PWM to constant +12 V (no current offered), without
+    building anything else. Returns the exit status (0 when every relay pin was driven off, 1
+    otherwise) and the devices holding the pins: the caller ends the process without closing them."""
+    from evcp.config import RelayConfig
+    from evcp.hal import HardwareError
+    from evcp.hal.pilot import SysfsPwm
+    from evcp.hal.relay import force_relays_off
+
+    backend, relays, pwms, heartbeat, source = _lenient_wiring(path)
+    if backend == "mock":
+        report(f"relays-off: {source}: hardware.backend is \"mock\": no real relay to switch off")
+        return 0, []
+    held, failures = [], []
+    for relay in relays:
+        driven, failed = force_relays_off([relay], pin_factory=pin_factory)
+        held += driven
+        failures += failed
+        for failure in failed:
+            report(f"relays-off: {failure}")
+        if driven:
+            report(f"relays-off: GPIO{relay.pin} driven {'low' if relay.active_high else 'high'}: contactor coil "
+                   f"off (active-{'high' if relay.active_high else 'low'} driver) [{source}]")
+    if heartbeat is not None:
+        beat, beat_failures = force_relays_off([RelayConfig(pin=heartbeat, active_high=True)], pin_factory)
+        held += beat
+        report(f"relays-off: heartbeat GPIO{heartbeat} held low" if beat else f"relays-off: heartbeat {beat_failures[0]}")
+    for chip, channel, invert in pwms:
+        try:
+            SysfsPwm(chip, channel, invert, root=pwm_root).release()
+        except (HardwareError, OSError, TypeError, ValueError) as error:
+            report(f"relays-off: pilot PWM pwmchip{chip}/pwm{channel} not set: {error}")
+        else:
+            report(f"relays-off: pilot PWM pwmchip{chip}/pwm{channel} at constant +12 V (no current offered)")
+    return (1 if failures else 0), held

@@ -168,3 +168,88 @@ def test_a_welded_contactor_reads_closed_while_commanded_open(pins, feedback_act
 def test_an_unconnected_feedback_input_reads_open(pins, feedback_active_high):
     config = RelayConfig(pin=COIL, feedback_pin=FEEDBACK, feedback_active_high=feedback_active_high)
     assert GpioRelay(config).feedback_closed() is False
+
+
+# --- evcp relays-off and the relay heartbeat ---
+
+from evcp.hal.relay import RelayHeartbeat, force_relays_off  # noqa: E402
+
+HEARTBEAT = 26
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_force_relays_off_drives_a_left_energised_coil_off_and_keeps_it_driven(pins, active_high):
+    coil = pins.pin(COIL)
+    coil.output_with_state(active_high)  # what a killed charger leaves behind
+    assert energised(coil, active_high)
+    held, failures = force_relays_off([RelayConfig(pin=COIL, active_high=active_high)])
+    assert failures == [] and len(held) == 1
+    assert coil.function == "output" and not energised(coil, active_high)
+    # initial_value=False: never a pulse at the energising level on the way
+    assert all(bool(s.state) != active_high for s in coil.states[-1:])
+
+
+def test_force_relays_off_goes_on_after_a_pin_it_cannot_drive(pins):
+    from gpiozero import OutputDevice
+
+    busy = OutputDevice(COIL, pin_factory=pins)
+    other = pins.pin(FEEDBACK)
+    other.output_with_state(True)
+    held, failures = force_relays_off([RelayConfig(pin=COIL), RelayConfig(pin=FEEDBACK)])
+    assert len(failures) == 1 and failures[0].startswith(f"GPIO{COIL}: cannot drive it")
+    assert len(held) == 1 and not other.state
+    busy.close()
+
+
+def test_heartbeat_starts_low_toggles_and_stops_low(pins):
+    beat = RelayHeartbeat(HEARTBEAT)
+    line = pins.pin(HEARTBEAT)
+    assert line.function == "output" and not line.state
+    for expected in (True, False, True):
+        beat.toggle()
+        assert bool(line.state) is expected
+    beat.stop()
+    assert not line.state
+    beat.release()
+    beat.toggle()  # after release: nothing, no error
+    assert line.function == "input"
+
+
+def test_heartbeat_on_a_claimed_pin_is_a_hardware_error(pins):
+    relay = GpioRelay(RelayConfig(pin=COIL))
+    with pytest.raises(HardwareError, match=f"relay heartbeat: cannot drive GPIO{COIL}"):
+        RelayHeartbeat(COIL)
+    relay.release()
+
+
+async def test_the_charger_toggles_the_heartbeat_only_while_a_contactor_is_closed(tmp_path):
+    import asyncio
+
+    from gpiozero import Device
+
+    from tests.runtime.test_controller import charging
+
+    charger, task, csms = await charging(tmp_path)
+    charger.hardware.heartbeat = RelayHeartbeat(HEARTBEAT, pin_factory=Device.pin_factory)
+    line = Device.pin_factory.pin(HEARTBEAT)
+    line.clear_states()
+    await asyncio.sleep(1.0)
+    edges = len(line.states) - 1
+    # The pilot loop runs at least every 0.1 s while the contactor is closed: ~10 edges a second.
+    assert 7 <= edges <= 40, edges
+    gaps = [b.timestamp - a.timestamp for a, b in zip(line.states[1:], line.states[2:])]
+    assert max(gaps) < 0.25, gaps  # well inside a ~0.5 s monostable
+    charger.hardware.bench.present_tag("CRASH001")  # the same card: the session ends
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if not charger.hardware.connectors[0].relay.is_closed:
+            break
+    assert not charger.hardware.connectors[0].relay.is_closed
+    await asyncio.sleep(0.2)
+    assert not line.state, "held low once the contactor is open"
+    line.clear_states()
+    await asyncio.sleep(0.8)
+    assert len(line.states) == 1, "no edges while every contactor is open"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await csms.stop()

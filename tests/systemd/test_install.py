@@ -48,9 +48,11 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
-    """Every path below root with its mode and, for files, its content."""
-    return {str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+def tree(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    """Every path below root with its mode and, for files, its content (for links, the target:
+    the unit's WantedBy= link names the deployed path, which does not exist here)."""
+    return {str(p.relative_to(root)): (p.lstat().st_mode, os.readlink(p) if p.is_symlink() else
+                                       p.read_bytes() if p.is_file() else None)
             for p in sorted(root.rglob("*"))}
 
 
@@ -93,7 +95,8 @@ def test_install_says_which_system_commands_it_would_run(tmp_path):
     assert ["chown", "root:evcp", "/etc/evcp"] in commands
     assert ["chown", "evcp:evcp", "/var/lib/evcp"] in commands
     assert ["systemctl", "daemon-reload"] in commands
-    assert ["systemctl", "enable", "evcp"] in commands
+    # enable is done for real on the tree (systemctl --root), or said to be left to the target.
+    assert ["systemctl", "enable", "evcp"] not in commands
     # Enabled, not started: the installer edits the config first.
     assert not [c for c in commands if c[:2] in (["systemctl", "start"], ["systemctl", "restart"])]
     assert not [c for c in commands if "--now" in c]
@@ -145,7 +148,12 @@ def test_uninstall_keeps_config_and_state(tmp_path):
     assert (tmp_path / "var/lib/evcp/evcp.sqlite3").read_bytes() == b"queued StopTransaction"
     commands = would(result)
     # Stopped (contactors open) before it is disabled and its unit removed.
-    assert commands.index(["systemctl", "stop", "evcp"]) < commands.index(["systemctl", "disable", "evcp"])
+    stop = result.stdout.index("would: systemctl stop evcp")
+    if shutil.which("systemctl"):
+        assert stop < result.stdout.index(f"systemd: evcp disabled in {tmp_path} (systemctl --root)")
+        assert not (tmp_path / WANTS_LINK).is_symlink(), "the WantedBy= link is gone"
+    else:
+        assert stop < result.stdout.index("would: systemctl disable evcp")
     assert ["systemctl", "daemon-reload"] in commands
     assert not [c for c in commands if c[0] in ("userdel", "groupdel")]
 
@@ -223,6 +231,8 @@ def test_unit_has_the_required_directives(unit):
     assert service["StateDirectory"] == ["evcp"]
     assert service["ConfigurationDirectory"] == ["evcp"]
     assert service["ExecStart"] == ["/opt/evcp/venv/bin/evcp run --config /etc/evcp/evcp.toml"]
+    # After any end, SIGKILL and the watchdog's SIGABRT included, as root ("+"): relay pins off.
+    assert service["ExecStopPost"] == ["+/opt/evcp/venv/bin/evcp relays-off --config /etc/evcp/evcp.toml"]
     assert "PYTHONUNBUFFERED=1" in words(service, "Environment")
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
@@ -255,7 +265,8 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     text = UNIT.read_text()
     assert "ExecStart=/opt/evcp/venv/bin/evcp " in text
     copy = tmp_path / "evcp.service"
-    copy.write_text(text.replace("ExecStart=/opt/evcp/venv/bin/evcp ", f"ExecStart={true} "))
+    copy.write_text(text.replace("ExecStart=/opt/evcp/venv/bin/evcp ", f"ExecStart={true} ")
+                    .replace("ExecStopPost=+/opt/evcp/venv/bin/evcp ", f"ExecStopPost=+{true} "))
 
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
@@ -264,3 +275,113 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     # as "<path>:<line>: ..." or "evcp.service: ...": any line about our unit fails the test.
     about_unit = [line for line in (result.stdout + result.stderr).splitlines() if copy.name in line]
     assert result.returncode == 0 and not about_unit, result.stdout + result.stderr
+
+
+# --- enabling, config.txt, the kernel watchdog, the venv's shebangs ---
+
+WANTS_LINK = "etc/systemd/system/multi-user.target.wants/evcp.service"
+
+
+def test_root_install_enables_the_unit_in_the_tree(tmp_path):
+    result = install(tmp_path)
+    if shutil.which("systemctl") is None:
+        assert "no systemctl here to enable evcp" in result.stdout
+        pytest.skip("systemctl is not installed: the enabling was only described")
+    link = tmp_path / WANTS_LINK
+    assert link.is_symlink()
+    assert os.readlink(link) == "/etc/systemd/system/evcp.service"  # the deployed path, not into tmp_path
+    assert f"systemd: evcp enabled in {tmp_path}" in result.stdout
+
+
+def _config_txt(root: Path, text: str, where: str = "boot/firmware/config.txt") -> Path:
+    path = root / where
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return path
+
+
+PI_CONFIG_TXT = "# Raspberry Pi OS\ndtparam=audio=on\n[cm4]\notg_mode=1\n"
+
+
+def test_strict_gpiod_is_added_to_config_txt_for_all_models_with_a_backup(tmp_path):
+    config_txt = _config_txt(tmp_path, PI_CONFIG_TXT)
+    result = install(tmp_path)
+    text = config_txt.read_text()
+    assert text.startswith(PI_CONFIG_TXT)
+    added = text[len(PI_CONFIG_TXT):].splitlines()
+    # After a [cm4] section the line would apply to a CM4 only: it goes under [all].
+    assert added[-2:] == ["[all]", "dtparam=strict_gpiod"]
+    assert (tmp_path / "boot/firmware/config.txt.evcp-backup").read_text() == PI_CONFIG_TXT
+    assert "dtparam=strict_gpiod added" in result.stdout
+    for missing in ("no dtparam=spi=on", "no dtoverlay=pwm or pwm-2chan", "no enable_uart=1"):
+        assert missing in result.stdout, missing
+
+    again = install(tmp_path)
+    assert config_txt.read_text() == text, "added once"
+    assert "dtparam=strict_gpiod present" in again.stdout
+
+
+def test_config_txt_with_everything_gets_no_warning(tmp_path):
+    text = "dtparam=spi=on\ndtoverlay=pwm,pin=18,func=2\nenable_uart=1\ndtparam=strict_gpiod\n"
+    config_txt = _config_txt(tmp_path, text, "boot/config.txt")  # the pre-Bookworm place
+    result = install(tmp_path)
+    assert config_txt.read_text() == text
+    assert "config.txt /boot/config.txt: dtparam=strict_gpiod present" in result.stdout
+    assert "WARNING" not in result.stdout and "note:" not in result.stdout
+
+
+def test_no_config_txt_only_warns(tmp_path):
+    config_txt = _config_txt(tmp_path, PI_CONFIG_TXT)
+    result = install(tmp_path, "--no-config-txt")
+    assert config_txt.read_text() == PI_CONFIG_TXT
+    assert "WARNING: no dtparam=strict_gpiod" in result.stdout
+    assert not (tmp_path / "boot/firmware/config.txt.evcp-backup").exists()
+
+
+def test_kernel_watchdog_drop_in_only_when_asked(tmp_path):
+    dropin = tmp_path / "etc/systemd/system.conf.d/evcp-watchdog.conf"
+    assert "kernel watchdog: not set up" in install(tmp_path).stdout
+    assert not dropin.exists()
+    result = install(tmp_path, "--kernel-watchdog")
+    assert "RuntimeWatchdogSec=14s" in dropin.read_text().splitlines()
+    assert mode(dropin) == 0o644
+    assert "kernel watchdog: /etc/systemd/system.conf.d/evcp-watchdog.conf written" in result.stdout
+    assert "kernel watchdog: RuntimeWatchdogSec is set" in install(tmp_path).stdout
+
+
+def _run_deployed(root: Path, *command: str) -> subprocess.CompletedProcess | None:
+    """Run ``command`` with root/opt/evcp mounted at /opt/evcp (a private mount namespace), as
+    on the target; None when this machine cannot make one."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        return None
+    script = (f"mount -t tmpfs none /opt && mkdir -p /opt/evcp && mount --bind {shlex.quote(str(root / 'opt/evcp'))} "
+              f"/opt/evcp && exec {shlex.join(command)}")
+    result = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    if "mount" in result.stderr and result.returncode != 0 and "evcp" not in result.stdout:
+        return None
+    return result
+
+
+def test_root_install_with_the_venv_writes_the_deployed_paths_into_its_scripts(tmp_path):
+    root = tmp_path / "image"
+    result = run(INSTALL, "--root", str(root), "--no-apt", "--source", str(REPO))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bin_dir = root / "opt/evcp/venv/bin"
+    scripts = [p for p in bin_dir.iterdir() if p.is_file() and not p.is_symlink()]
+    shebangs = {p.name: p.read_bytes().split(b"\n", 1)[0].decode() for p in scripts
+                if p.read_bytes().startswith(b"#!")}
+    assert "evcp" in shebangs and "pip" in shebangs, sorted(shebangs)
+    for name, shebang in shebangs.items():
+        assert shebang.startswith("#!/opt/evcp/venv/bin/python"), (name, shebang)
+    for path in scripts:
+        assert str(root).encode() not in path.read_bytes(), f"{path.name} still names the build directory"
+    assert (root / "usr/local/bin/evcp").is_symlink()
+    assert os.readlink(root / "usr/local/bin/evcp") == "/opt/evcp/venv/bin/evcp"
+    deployed = _run_deployed(root, "/opt/evcp/venv/bin/evcp", "--version")
+    if deployed is None:
+        pytest.skip("no private mount namespace here to run the deployed tree (needs root and unshare)")
+    assert deployed.returncode == 0 and deployed.stdout.startswith("evcp "), deployed.stderr
+    help_text = _run_deployed(root, "/opt/evcp/venv/bin/evcp", "relays-off", "--help")
+    assert help_text.returncode == 0 and "--config" in help_text.stdout
