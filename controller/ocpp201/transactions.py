@@ -88,8 +88,7 @@ class OpenTransaction:
     """The first reason the transaction was stopped for, while it waits for its stop point."""
     meter_start_wh: float | None = None
     pending: dict[str, Any] = field(default_factory=dict)
-    """Fields for the next event: the idToken and triggerReason of an authorization made before
-    the Started event could be sent."""
+    """Fields for the Started event: the idToken of an authorization made before the start point."""
 
 
 @dataclass
@@ -144,6 +143,7 @@ class Transactions:
         if not tx.started:
             self._forget(tx)
             return
+        tx.charging_state = "Idle"
         self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online, energy_wh)
 
     def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
@@ -167,7 +167,7 @@ class Transactions:
         elif "Authorized" in points or "EVConnected" in points:
             self._started(tx, trigger, at, online, meter_start_wh, extra)
         else:
-            tx.pending = {"trigger": trigger, **extra}  # Started waits for the power path (PowerPathClosed)
+            tx.pending = extra  # Started waits for the power path (PowerPathClosed, EnergyTransfer)
             self._save()
         return tx
 
@@ -182,10 +182,8 @@ class Transactions:
         tx.charging_state = state
         if not tx.started:
             if state == "Charging":  # PowerPathClosed / EnergyTransfer: the contactor closed, energy flows
-                pending = dict(tx.pending)
-                trigger = pending.pop("trigger", "ChargingStateChanged")
-                tx.pending = {}
-                self._started(tx, trigger, at, online, energy_wh, pending)
+                pending, tx.pending = tx.pending, {}
+                self._started(tx, "ChargingStateChanged", at, online, energy_wh, pending)
             else:
                 self._save()
             return
@@ -225,6 +223,7 @@ class Transactions:
             tx.charging_state = "EVConnected"
             self._event(tx, "Updated", trigger, at, online, extra=extra)
             return
+        tx.charging_state = "EVConnected" if plugged else "Idle"
         self._ended(tx, trigger, stopped, at, online, energy_wh, extra, final_reading)
 
     def remote_stop(self, tx: OpenTransaction, energy_wh: float | None, at: float, online: bool) -> None:
