@@ -172,17 +172,17 @@ class Ledger201:
     def _check_sequence(self, transaction: Transaction201, event: dict[str, Any]) -> None:
         anomaly = self.ledger.record_anomaly
         cp_id, tx_id, seq_no, kind = transaction.cp, transaction.transaction_id, event["seq_no"], event["event_type"]
+        if seq_no in transaction._by_seq_no:
+            return  # a retransmission or a duplicate: see _record
         if kind == "Started" and transaction.started:
             anomaly(cp_id, "started_twice", f"transaction {tx_id} Started again (seqNo {seq_no})",
                     transaction_id=tx_id, seq_no=seq_no)
         elif kind != "Started" and not transaction.started and not transaction.events:
             anomaly(cp_id, "event_before_started", f"{kind} for transaction {tx_id} not Started (seqNo {seq_no})",
                     transaction_id=tx_id, seq_no=seq_no)
-        if transaction.ended and seq_no not in transaction._by_seq_no:
+        if transaction.ended:
             anomaly(cp_id, "event_after_ended", f"{kind} for transaction {tx_id} after its Ended (seqNo {seq_no})",
                     transaction_id=tx_id, seq_no=seq_no)
-        if seq_no in transaction._by_seq_no:
-            return
         expected = 0 if transaction.last_seq_no is None else transaction.last_seq_no + 1
         if seq_no > expected:
             missing = [n for n in range(expected, seq_no) if n not in transaction._by_seq_no]
