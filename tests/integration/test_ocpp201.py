@@ -272,3 +272,59 @@ def test_tc_e_offline_events_are_delivered_in_order_with_their_original_time(csm
     assert end["seqNo"] == queued[-1]["seqNo"]
     assert_seq_nos_from_zero_without_gaps(csms, tx_id)
     assert seq_anomalies(csms) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "evcp.ocpp201.adapter.Ocpp201Adapter._transaction_answered returns early when the start was "
+    "already accepted by an AuthorizeResponse (local_id not in _awaiting), so a TransactionEventResponse "
+    "idTokenInfo Blocked is ignored: the contactor stays closed and no Ended (DeAuthorized) follows, "
+    "although StopTxOnInvalidId is true (Part 2 E05)"))
+def test_tc_e_started_answered_blocked_after_an_accepted_authorize_ends_the_energy(csms, start_charger):
+    """Authorize Accepted, then the TransactionEventResponse of Started says Blocked (the CSMS
+    changed its mind): with StopTxOnInvalidId true (its default) the station stops the energy and
+    ends the transaction (Part 2 E05.FR.02/03 with TxStopPoint Authorized)."""
+    csms.post("/policy", {"start_overrides": {"04A1B2C3": "Blocked"}})
+    charger = start_201(start_charger)
+    charger.pilot("C")
+    charger.tap("04A1B2C3")
+    tx_id = started_transaction(csms)
+    end = ended(csms, tx_id)
+    assert end["transactionInfo"]["stoppedReason"] in ("DeAuthorized", "Local")
+    wait_until(lambda: not charger.connector()["relay_closed"], 5, "contactor open")
+    assert transaction(csms, tx_id)["id_token_status"] == "Blocked"
+
+
+def test_evcp_bench_ocpp_2_0_1_runs_a_session_against_its_own_central_system(tmp_path):
+    """``./dev.sh bench --ocpp 2.0.1``: the bench's charger speaks 2.0.1 to the built-in central system."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from urllib.request import Request, urlopen
+
+    from .conftest import free_port
+
+    api, csms_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "evcp", "bench", "--ocpp", "2.0.1", "--state-dir",
+                                str(tmp_path / "state"), "--listen", f"127.0.0.1:{api}",
+                                "--csms-listen", f"127.0.0.1:{csms_port}", "--control", "127.0.0.1:0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{api}"
+    try:
+        def status():
+            return json.loads(urlopen(base + "/api/status", timeout=5).read())
+
+        def post(path, body):
+            urlopen(Request(base + path, json.dumps(body).encode()), timeout=5).read()
+
+        wait_until(lambda: status()["ocpp"]["registration"] == "Accepted", 20, "bench boot")
+        assert status()["ocpp"]["version"] == "2.0.1"
+        post("/api/bench/pilot", {"connector": 1, "state": "C"})
+        post("/api/bench/tag", {"id_tag": "04A1B2C3"})
+        wait_until(lambda: status()["connectors"][0]["relay_closed"], 10, "charging over 2.0.1")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=15)[0]
+    assert process.returncode == 0, output[-2000:]
+    assert "status page" in output
