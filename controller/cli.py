@@ -158,6 +158,8 @@ def cmd_bench(args) -> int:
         return EX_CONFIG
     state_dir = Path(args.state_dir).resolve() if args.state_dir else Path.cwd() / ".bench-state"
     config = bench_config(state_dir, csms_url=args.csms, config=config)
+    if args.ocpp is not None:
+        config = replace(config, ocpp=replace(config.ocpp, version=args.ocpp))
     if args.listen is not None:
         host, port = args.listen
         config = replace(config, api=replace(config.api, host=host, port=port, listen=f"{host}:{port}"))
@@ -330,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
                        help="the built-in central system (default: bench.csms_listen, 127.0.0.1:9000; port 0: any)")
     bench.add_argument("--control", type=_address_argument, metavar="HOST:PORT",
                        help="the built-in central system's control API (default: the port after --csms-listen)")
+    bench.add_argument("--ocpp", choices=("1.6", "2.0.1", "auto"),
+                       help="the OCPP version the charger speaks (sets ocpp.version; the built-in central "
+                            "system speaks both)")
     bench.set_defaults(func=cmd_bench)
 
     config = sub.add_parser("config", help="check or show an installer config")
@@ -356,8 +361,8 @@ def parser() -> argparse.ArgumentParser:
 
     from evcp.bench.csms import add_arguments
 
-    csms = sub.add_parser("csms", help="the bench's OCPP 1.6J central system on its own",
-                          description="OCPP 1.6J central system for the bench and integration tests "
+    csms = sub.add_parser("csms", help="the bench's OCPP 1.6J and 2.0.1 central system on its own",
+                          description="OCPP 1.6J and 2.0.1 central system for the bench and integration tests "
                                       "(also python -m evcp.bench.csms).")
     add_arguments(csms)
     csms.set_defaults(func=cmd_csms, parser=csms)

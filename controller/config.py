@@ -79,6 +79,9 @@ class ChargePointConfig:
 @dataclass(frozen=True)
 class OcppConfig:
     csms_url: str
+    version: str = "1.6"
+    """The protocol spoken: "1.6" (OCPP 1.6J), "2.0.1" (OCPP 2.0.1), or "auto": both are offered in
+    the websocket handshake ("ocpp2.0.1, ocpp1.6") and the central system's choice is spoken."""
     call_timeout_s: float = 30.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
@@ -856,6 +859,7 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (ChargePointConfig, "voltage_v"): _between(100, 277, " V"),
     (FirmwareConfig, "install_timeout_s"): _SECONDS,
     (OcppConfig, "csms_url"): _websocket_url,
+    (OcppConfig, "version"): _one_of("1.6", "2.0.1", "auto"),
     (OcppConfig, "call_timeout_s"): _SECONDS,
     (OcppConfig, "reconnect_min_s"): _SECONDS,
     (OcppConfig, "reconnect_max_s"): _SECONDS,

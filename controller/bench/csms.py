@@ -61,7 +61,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, GenericStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, NegotiationError
 
 from aiohttp.web import Request, Response
 
@@ -74,6 +74,8 @@ logger = logging.getLogger("evcp.bench.csms")
 frame_logger = logging.getLogger("evcp.bench.csms.frames")
 
 SUBPROTOCOL = "ocpp1.6"
+SUBPROTOCOL_201 = "ocpp2.0.1"
+"""Spoken by ``evcp.bench.csms201``; the charge point's order of preference decides."""
 DEFAULT_HEARTBEAT_INTERVAL_S = 300
 DEFAULT_CALL_TIMEOUT_S = 10.0
 MAX_CALL_TIMEOUT_S = 300.0
@@ -309,6 +311,14 @@ class Charger:
     """How the last accepted handshake authenticated: "basic", "client-certificate" or None."""
     refused_handshakes: list[dict[str, Any]] = field(default_factory=list)
     """Handshakes refused for their credentials: {"at", "status", "reason"}."""
+    ocpp_version: str = "1.6"
+    """The protocol of the last connection: "1.6" or "2.0.1" (``evcp.bench.csms201``)."""
+    evse_connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """OCPP 2.0.1 StatusNotification per "evseId/connectorId", the last one of each."""
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    """OCPP 2.0.1 NotifyReport payloads (snake_case), oldest first."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """OCPP 2.0.1 NotifyEvent payloads (snake_case), oldest first."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -651,6 +661,9 @@ _library_logger = _DemoteInfo(logging.getLogger("evcp.bench.csms.ocpp"), {})
 class CentralSystemChargePoint(ChargePoint):
     """Answers one charge point's requests from the :class:`Ledger`."""
 
+    calls = ocpp.v16.call
+    ocpp_version = "1.6"
+
     def __init__(self, cp_id: str, connection: RecordingConnection, ledger: Ledger):
         super().__init__(cp_id, connection, response_timeout=MAX_CALL_TIMEOUT_S,
                          logger=_library_logger)
@@ -795,14 +808,16 @@ class CallOutcome:
                 "details": self.details}
 
 
-def build_call_payload(action: str, payload: Mapping[str, Any]) -> Any:
-    """The ``ocpp.v16.call`` dataclass for ``action`` built from a camelCase wire payload.
+def build_call_payload(action: str, payload: Mapping[str, Any], calls=ocpp.v16.call,
+                       version: str = "1.6") -> Any:
+    """The ``calls`` (``ocpp.v16.call``, ``ocpp.v201.call``) dataclass for ``action`` built from a
+    camelCase wire payload.
 
     Raises InvalidCall for an unknown action or missing/unexpected fields.
     """
-    payload_class = getattr(ocpp.v16.call, action, None) if action.isidentifier() else None
+    payload_class = getattr(calls, action, None) if action.isidentifier() else None
     if not (isinstance(payload_class, type) and dataclasses.is_dataclass(payload_class)):
-        raise InvalidCall(f"unknown OCPP 1.6 action {action!r}")
+        raise InvalidCall(f"unknown OCPP {version} action {action!r}")
     if not isinstance(payload, Mapping):
         raise InvalidCall(f"payload must be an object (got {type(payload).__name__})")
     try:
@@ -840,6 +855,16 @@ def _client_common_name(connection: ServerConnection) -> str | None:
     return ""
 
 
+def _charge_point_preference(connection: ServerConnection, offered: list[str]) -> str | None:
+    """The first subprotocol the charge point offers that this central system speaks (a station
+    configured for "ocpp2.0.1, ocpp1.6" gets 2.0.1); none of them refuses the handshake (400)."""
+    for subprotocol in offered:
+        if subprotocol in (SUBPROTOCOL, SUBPROTOCOL_201):
+            return subprotocol
+    raise NegotiationError(f"no supported subprotocol in {list(offered)} (this central system speaks "
+                           f"{SUBPROTOCOL}, {SUBPROTOCOL_201})")
+
+
 def charge_point_id_from_path(path: str) -> str:
     """The last non-empty segment of a websocket path: ``/ocpp/CP-1`` -> ``CP-1``."""
     return unquote(urlsplit(path).path.rstrip("/").rpartition("/")[2])
@@ -852,7 +877,8 @@ def charge_point_id_from_path(path: str) -> str:
 @dataclass
 class _Session:
     websocket: ServerConnection
-    charge_point: CentralSystemChargePoint
+    charge_point: Any
+    """A :class:`CentralSystemChargePoint` or an ``evcp.bench.csms201.CentralSystemStation``."""
     connection: RecordingConnection
 
 
@@ -886,7 +912,10 @@ class CentralSystem:
         self.control_host = control_host
         self._requested_port = port
         self._requested_control_port = control_port
+        from evcp.bench.csms201 import Ledger201
+
         self.ledger = Ledger(policy, first_transaction_id)
+        self.ledger201 = Ledger201(self.ledger)
         self.log = MessageLog()
         self._sessions: dict[str, _Session] = {}
         self._server: Server | None = None
@@ -926,7 +955,8 @@ class CentralSystem:
         try:
             self._server = await serve(
                 self._serve_charge_point, self.host, self._requested_port,
-                subprotocols=[SUBPROTOCOL], process_request=self._check_path,
+                subprotocols=[SUBPROTOCOL, SUBPROTOCOL_201], select_subprotocol=_charge_point_preference,
+                process_request=self._check_path,
                 logger=logging.getLogger("evcp.bench.csms.websocket"), ssl=self.tls,
             )
         except OSError as error:
@@ -966,7 +996,8 @@ class CentralSystem:
         session = self._sessions.get(cp_id)
         if session is None:
             raise ChargePointNotConnected(f"charge point {cp_id!r} is not connected")
-        request = build_call_payload(action, payload or {})
+        station = session.charge_point
+        request = build_call_payload(action, payload or {}, station.calls, station.ocpp_version)
         unique_id = str(uuid.uuid4())
         failure: Exception | None = None
         try:
@@ -1060,7 +1091,14 @@ class CentralSystem:
             self.ledger.request_received(cp_id, frame.action)
 
         connection = RecordingConnection(websocket, cp_id, self.log, on_request)
-        session = _Session(websocket, CentralSystemChargePoint(cp_id, connection, self.ledger), connection)
+        if websocket.subprotocol == SUBPROTOCOL_201:
+            from evcp.bench.csms201 import CentralSystemStation
+
+            station = CentralSystemStation(cp_id, connection, self.ledger201)
+        else:
+            station = CentralSystemChargePoint(cp_id, connection, self.ledger)
+        self.ledger.charger(cp_id).ocpp_version = station.ocpp_version
+        session = _Session(websocket, station, connection)
         self._sessions[cp_id] = session
         self.ledger.connected(cp_id)
         logger.info("%s connected from %s", cp_id, websocket.remote_address)
@@ -1090,6 +1128,9 @@ def control_routes(system: CentralSystem) -> dict[tuple[str, str], Callable]:
         cp_id = request.query.get("cp")
         return json_response({"transactions": [
             transaction.to_dict() for _, transaction in sorted(system.ledger.transactions.items())
+            if cp_id in (None, transaction.cp)
+        ] + [  # OCPP 2.0.1 transactions (evcp.bench.csms201), in order of their first event
+            transaction.to_dict() for transaction in system.ledger201.transactions.values()
             if cp_id in (None, transaction.cp)
         ]})
 

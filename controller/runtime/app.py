@@ -14,6 +14,8 @@ from evcp.api.http import HttpServer
 from evcp.api.routes import Api
 from evcp.config import Config
 from evcp.ocpp16.link import FrameTrace, trace_log
+from evcp.ocpp201 import transactions as transactions_201
+from evcp.ocpp201.adapter import ProtocolChosen
 from evcp.runtime.controller import Controller, RestartRequested, station_configuration
 from evcp.core import events as ev
 from evcp.core.model import StopReason
@@ -112,6 +114,11 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
                     log.warning("connector %d: meter not answering at power-up (%s); using the last saved "
                                 "reading", connector, error)
         return meter_now[connector]
+
+    # OCPP 2.0.1 transactions first: their core rows are marked stopped, so the 1.6 steps below
+    # leave them alone (each transaction is ended once, in the protocol it was reported in).
+    cut = [item.get("evse") for item in (store.load_document(transactions_201.OPEN_TRANSACTIONS) or {}).values()]
+    transactions_201.recover(store, {evse: await count_now(evse) for evse in cut if evse})
 
     for message in store.outbox_stops():
         if message.local_id is None:
@@ -216,15 +223,20 @@ class Charger:
             await self.api_server.start()
             log.info("charger %s: API on %s, central system %s", config.charge_point.id,
                      self.api_server.url, config.ocpp.csms_url)
+            protocol = config.ocpp.version
             while True:
                 self.controller = Controller(config, self.hardware, configuration, self.trace, store=store,
-                                             wall_clock=self.wall_clock)
+                                             wall_clock=self.wall_clock, protocol=protocol)
                 api.controller = self.controller
                 if not self.started.is_set():
                     self.notifier.ready(self.controller.summary())
                 self.started.set()
                 try:
                     await self.controller.run()
+                except ProtocolChosen as chosen:
+                    # ocpp.version "auto": the central system picked this one in the handshake.
+                    log.info("%s; speaking it until the charger restarts", chosen)
+                    protocol = chosen.version
                 except RestartRequested as reset:
                     if self.controller.new_program:
                         log.info("new firmware installed: starting it")

@@ -79,7 +79,8 @@ class RestartRequested(Exception):
 class Controller:
     def __init__(self, config: Config, hardware: StationHardware, configuration: Configuration,
                  trace: FrameTrace | None = None, clock: Callable[[], float] | None = None,
-                 store: StateStore | None = None, wall_clock: ChargerClock | None = None):
+                 store: StateStore | None = None, wall_clock: ChargerClock | None = None,
+                 protocol: str | None = None):
         self.config = config
         self.hardware = hardware
         self.wall_clock = wall_clock or ChargerClock()
@@ -102,7 +103,14 @@ class Controller:
             for dropped in self.station.restore_charging_profiles(store.load_document(CHARGING_PROFILES) or []):
                 log.error("stored charging profile not restored: %s", dropped)
         self._persisted_reading_at: dict[int, float] = {}
-        self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
+        self.protocol = protocol or config.ocpp.version
+        """The OCPP version spoken: "1.6", "2.0.1", or "auto" (2.0.1 offered first, see ``Ocpp201Adapter``)."""
+        if self.protocol == "1.6":
+            self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
+        else:
+            from evcp.ocpp201.adapter import Ocpp201Adapter
+
+            self.adapter = Ocpp201Adapter(config, self, trace, store, offer_1_6=self.protocol == "auto")
         self.adapter.outbox.clock_trusted = lambda: self.wall_clock.trusted
         self.filters = {i + 1: PilotFilter(leave_charge_s=d.pilot_leave_charge_s)
                         for i, d in enumerate(hardware.connectors)}
@@ -360,6 +368,7 @@ class Controller:
                              "version": evcp.__version__, "time": now,
                              "uptime_s": round(time.monotonic() - PROCESS_STARTED_MONOTONIC, 1)},
             "ocpp": {"connected": connected, "registration": self.adapter.registration,
+                     "version": self.protocol,
                      "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox),
                      **self.link.status(connected)},
             "connectors": connectors,

@@ -1,0 +1,759 @@
+"""OCPP 2.0.1 adapter: the core's actions become 2.0.1 messages, the CSMS's requests become core events.
+
+The same place in the charger as ``evcp.ocpp16.adapter``, over the same core: it keeps the
+websocket up (subprotocol ``ocpp2.0.1``; with ``ocpp.version = "auto"`` also ``ocpp1.6``, and if
+the CSMS picks that, ``ProtocolChosen`` hands over to the 1.6 adapter), registers with
+BootNotification, sends heartbeats and StatusNotification per EVSE and connector, authorizes id
+tokens, reports transactions with TransactionEvent (``evcp.ocpp201.transactions``) through the
+durable outbox, and answers the CSMS's requests.
+
+The relay rule in 2.0.1 terms: the core closes the contactor only after TransactionStartConfirmed
+Accepted, and this adapter gives that only when the CSMS accepted the IdToken: an
+AuthorizeResponse Accepted for that token, a RequestStartTransaction of the CSMS itself (F01:
+AuthorizeRemoteStart false), or the idTokenInfo Accepted of the TransactionEventResponse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import websockets
+from ocpp.exceptions import OCPPError, OccurrenceConstraintViolationError
+from ocpp.routing import after, on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action
+from websockets.asyncio.client import connect
+
+import evcp
+from evcp.aio import wait_event
+from evcp.config import Config
+from evcp.core import actions as act
+from evcp.core import events as ev
+from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
+from evcp.ocpp16.link import FrameTrace
+from evcp.ocpp16.outbox import Outbox
+from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connection_parameters
+from evcp.ocpp201.device_model import DeviceModel, settings_from, station_variables
+from evcp.ocpp201.link import SUBPROTOCOL, StationLink
+from evcp.ocpp201.meter_values import meter_value
+from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, id_token_for
+from evcp.storage import StoreError
+from evcp.timestamps import timestamp
+
+if TYPE_CHECKING:
+    from evcp.runtime.controller import Controller
+    from evcp.storage import StateStore
+
+log = logging.getLogger("evcp.ocpp")
+
+SUBPROTOCOL_1_6 = "ocpp1.6"
+VARIABLES = "ocpp201-variables"
+BOOT_REASON = "ocpp201-boot-reason"
+"""Names of the stored documents."""
+TRIGGERABLE = {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"}
+"""TriggerMessage targets this station sends (Part 2 F06, MessageTriggerEnumType)."""
+CONNECTOR_STATUS = {
+    # core status -> ConnectorStatusEnumType (Part 2 G01)
+    ConnectorStatus.AVAILABLE: "Available",
+    ConnectorStatus.PREPARING: "Occupied",
+    ConnectorStatus.CHARGING: "Occupied",
+    ConnectorStatus.SUSPENDED_EV: "Occupied",
+    ConnectorStatus.SUSPENDED_EVSE: "Occupied",
+    ConnectorStatus.FINISHING: "Occupied",
+    ConnectorStatus.RESERVED: "Reserved",
+    ConnectorStatus.UNAVAILABLE: "Unavailable",
+    ConnectorStatus.FAULTED: "Faulted",
+}
+AUTH_STATUS = {"Accepted": AuthStatus.ACCEPTED, "Blocked": AuthStatus.BLOCKED, "Expired": AuthStatus.EXPIRED,
+               "ConcurrentTx": AuthStatus.CONCURRENT_TX}
+"""AuthorizationStatusEnumType -> the core's verdict; every other status (Invalid, NoCredit,
+NotAllowedTypeEVSE, NotAtThisLocation, NotAtThisTime, Unknown) is Invalid to the core."""
+CONNECTOR_ID = 1
+"""Each EVSE of this station has one connector."""
+
+
+class ProtocolChosen(Exception):
+    """With ``ocpp.version = "auto"`` the CSMS picked another protocol in the handshake."""
+
+    def __init__(self, version: str):
+        super().__init__(f"the central system chose OCPP {version}")
+        self.version = version
+
+
+class CsmsRequests(StationLink):
+    """Requests from the CSMS, each handed to the adapter (snake_case, as the library gives them)."""
+
+    adapter: "Ocpp201Adapter"
+
+    @on(Action.get_variables)
+    def _get_variables(self, get_variable_data: list, **_):
+        return call_result.GetVariables(get_variable_result=self.adapter.get_variables(get_variable_data))
+
+    @on(Action.set_variables)
+    def _set_variables(self, set_variable_data: list, **_):
+        return call_result.SetVariables(set_variable_result=self.adapter.set_variables(set_variable_data))
+
+    @on(Action.get_base_report)
+    def _get_base_report(self, request_id: int, report_base: str, **_):
+        known = self.adapter.device_model.report(report_base) is not None
+        return call_result.GetBaseReport(status="Accepted" if known else "NotSupported")
+
+    @after(Action.get_base_report)
+    def _send_report(self, request_id: int, report_base: str, **_):
+        self.adapter.spawn(self.adapter.send_report(request_id, report_base))
+
+    @on(Action.request_start_transaction)
+    def _request_start(self, id_token: dict, remote_start_id: int, evse_id: int | None = None, **extra):
+        status, transaction_id = self.adapter.request_start(id_token, remote_start_id, evse_id,
+                                                            extra.get("charging_profile"))
+        return call_result.RequestStartTransaction(status=status, transaction_id=transaction_id)
+
+    @on(Action.request_stop_transaction)
+    def _request_stop(self, transaction_id: str, **_):
+        return call_result.RequestStopTransaction(status=self.adapter.request_stop(transaction_id))
+
+    @on(Action.reset)
+    def _reset(self, type: str, evse_id: int | None = None, **_):
+        return call_result.Reset(status=self.adapter.reset(type, evse_id))
+
+    @on(Action.change_availability)
+    def _change_availability(self, operational_status: str, evse: dict | None = None, **_):
+        return call_result.ChangeAvailability(status=self.adapter.change_availability(operational_status, evse))
+
+    @on(Action.unlock_connector)
+    async def _unlock(self, evse_id: int, connector_id: int, **_):
+        return call_result.UnlockConnector(status=await self.adapter.unlock(evse_id, connector_id))
+
+    @on(Action.trigger_message)
+    def _trigger(self, requested_message: str, evse: dict | None = None, **_):
+        return call_result.TriggerMessage(status=self.adapter.trigger_answer(requested_message, evse))
+
+    @after(Action.trigger_message)
+    async def _triggered(self, requested_message: str, evse: dict | None = None, **_):
+        if self.adapter.trigger_answer(requested_message, evse) == "Accepted":
+            self.adapter.spawn_triggered(requested_message, evse)
+
+    @on(Action.clear_cache)
+    def _clear_cache(self, **_):
+        return call_result.ClearCache(status="Rejected")  # no authorization cache (AuthCacheCtrlr.Enabled false)
+
+    @on(Action.get_local_list_version)
+    def _get_local_list_version(self, **_):
+        return call_result.GetLocalListVersion(version_number=0)  # no local list (LocalAuthListCtrlr.Enabled false)
+
+    @on(Action.data_transfer)
+    def _data_transfer(self, vendor_id: str, **_):
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+
+class Ocpp201Adapter:
+    """Lives as long as the controller; ``run`` keeps the connection."""
+
+    def __init__(self, config: Config, controller: "Controller", trace: FrameTrace | None = None,
+                 store: "StateStore | None" = None, offer_1_6: bool = False):
+        self.config = config
+        self.controller = controller
+        self.connectors = config.charge_point.connectors
+        self.trace = trace or FrameTrace()
+        self.offer_1_6 = offer_1_6
+        self.outbox = Outbox(store)
+        self.link: CsmsRequests | None = None
+        self.connected = False
+        self.registration: str | None = None
+        self.last_contact: float | None = None
+        self._store = store
+        self._online = asyncio.Event()
+        self._heartbeat_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        cp = config.charge_point
+        self.device_model = DeviceModel(station_variables(self.connectors, cp.vendor, cp.model, cp.serial_number,
+                                                          f"evcp {evcp.__version__}"))
+        for problem in self.device_model.restore(self._load(VARIABLES)):
+            log.warning("stored OCPP 2.0.1 variable not restored: %s", problem)
+        self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
+        self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
+        self._save(BOOT_REASON, None)
+        self._accepted_tokens: set[str] = set()
+        """Id tokens the CSMS accepted in an AuthorizeResponse, not yet used by a transaction."""
+        self._remote_starts: dict[str, tuple[int, str]] = {}
+        """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction."""
+        self._token_types: dict[str, str] = {}
+        self._awaiting: dict[int, int] = {}
+        """core local_id -> EVSE of transactions whose start waits for the TransactionEventResponse."""
+        self._reset_evses: set[int] = set()
+        self._status_sent: dict[int, str] = {}
+        self._plugged: dict[int, bool] = {}
+        self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
+
+    def detach(self) -> None:
+        self.outbox.commit_deletions()
+
+    # ----------------------------------------------------------------- device model
+
+    def _start_points(self) -> list[str]:
+        return self.device_model.members("TxCtrlr", "TxStartPoint")
+
+    def _stop_points(self) -> list[str]:
+        return self.device_model.members("TxCtrlr", "TxStopPoint")
+
+    def _measurands(self) -> Measurands:
+        m = self.device_model.members
+        return Measurands(m("SampledDataCtrlr", "TxStartedMeasurands"), m("SampledDataCtrlr", "TxUpdatedMeasurands"),
+                          m("SampledDataCtrlr", "TxEndedMeasurands"), m("AlignedDataCtrlr", "Measurands"))
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return float(self.device_model.number("OCPPCommCtrlr", "HeartbeatInterval"))
+
+    def get_variables(self, items: list[dict]) -> list[dict]:
+        """GetVariables (Part 2 B06)."""
+        limit = self.device_model.number("DeviceDataCtrlr", "ItemsPerMessage", "GetVariables")
+        if len(items) > limit:
+            raise OccurrenceConstraintViolationError(
+                details={"cause": f"{len(items)} items, ItemsPerMessageGetVariables is {limit}"})
+        results = []
+        for item in items:
+            result = self.device_model.get_variable(item["component"], item["variable"], item.get("attribute_type"))
+            answer = {"attribute_status": result.status, "attribute_type": item.get("attribute_type") or "Actual",
+                      "component": item["component"], "variable": item["variable"]}
+            if result.value is not None:
+                answer["attribute_value"] = result.value
+            results.append(answer)
+        return results
+
+    def set_variables(self, items: list[dict]) -> list[dict]:
+        """SetVariables (Part 2 B05): accepted values are stored, then acted on."""
+        limit = self.device_model.number("DeviceDataCtrlr", "ItemsPerMessage", "SetVariables")
+        if len(items) > limit:
+            raise OccurrenceConstraintViolationError(
+                details={"cause": f"{len(items)} items, ItemsPerMessageSetVariables is {limit}"})
+        results, changed = [], False
+        for item in items:
+            result = self.device_model.set_variable(item["component"], item["variable"], str(item["attribute_value"]),
+                                                    item.get("attribute_type"))
+            answer: dict[str, Any] = {"attribute_status": result.status,
+                                      "attribute_type": item.get("attribute_type") or "Actual",
+                                      "component": item["component"], "variable": item["variable"]}
+            if result.reason:
+                answer["attribute_status_info"] = {"reason_code": result.reason[:20]}
+            results.append(answer)
+            changed = changed or result.status == "Accepted"
+        if changed:
+            self._save(VARIABLES, self.device_model.saved())
+            self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
+            self._heartbeat_changed.set()
+        return results
+
+    async def send_report(self, request_id: int, report_base: str) -> None:
+        """NotifyReport in parts of ItemsPerMessageGetReport items (Part 2 B07)."""
+        items = self.device_model.report(report_base)
+        if items is None:
+            return
+        size = max(1, self.device_model.number("DeviceDataCtrlr", "ItemsPerMessage", "GetReport"))
+        parts = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+        generated = timestamp(time.time())
+        for seq, part in enumerate(parts):
+            payload: dict[str, Any] = {"requestId": request_id, "generatedAt": generated, "seqNo": seq,
+                                       "tbc": seq < len(parts) - 1}
+            if part:
+                payload["reportData"] = part
+            await self._call("NotifyReport", payload)
+
+    # ----------------------------------------------------------------- the connection
+
+    @property
+    def url(self) -> str:
+        return self.config.ocpp.csms_url.rstrip("/") + "/" + self.config.charge_point.id
+
+    @property
+    def online(self) -> bool:
+        return self._online.is_set()
+
+    def _subprotocols(self) -> list[str]:
+        return [SUBPROTOCOL, SUBPROTOCOL_1_6] if self.offer_1_6 else [SUBPROTOCOL]
+
+    async def run(self) -> None:
+        """Keep the connection up until cancelled (OCPP-J 2.0.1 §3: the station connects)."""
+        ocpp = self.config.ocpp
+        settings = SecuritySettings(ocpp.security_profile, ocpp.authorization_key or "", ocpp.ca_file,
+                                    ocpp.client_cert_file, ocpp.client_key_file)
+        failures = 0
+        while True:
+            try:
+                parameters = connection_parameters(self.url, self.config.charge_point.id, settings)
+                async with connect(parameters.url, subprotocols=self._subprotocols(), proxy=None, open_timeout=10,
+                                   ping_interval=self._ping_interval(), ping_timeout=20, close_timeout=2,
+                                   ssl=parameters.ssl_context, additional_headers=parameters.headers) as ws:
+                    if ws.subprotocol == SUBPROTOCOL_1_6 and self.offer_1_6:
+                        log.info("central system %s chose OCPP 1.6 in the handshake", self.url)
+                        raise ProtocolChosen("1.6")
+                    if ws.subprotocol != SUBPROTOCOL:
+                        raise ConnectionError(f"central system did not agree to {SUBPROTOCOL} (got {ws.subprotocol})")
+                    failures = 0
+                    await self._serve(ws)
+            except (asyncio.CancelledError, ProtocolChosen, SecuritySettingsError):
+                raise
+            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as error:
+                if self.connected:
+                    log.warning("connection to central system %s lost: %s", self.url, error or type(error).__name__)
+                elif failures == 0:
+                    log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
+            finally:
+                self._went_offline()
+            failures += 1
+            await asyncio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        low, high = self.config.ocpp.reconnect_min_s, self.config.ocpp.reconnect_max_s
+        return min(high, low * 2 ** min(failures - 1, 16)) * random.uniform(0.5, 1.0)
+
+    def _ping_interval(self) -> float | None:
+        seconds = self.device_model.number("OCPPCommCtrlr", "WebSocketPingInterval")
+        return seconds if seconds > 0 else None
+
+    async def _serve(self, ws) -> None:
+        link = CsmsRequests(self.config.charge_point.id, ws, self.trace,
+                            response_timeout=self.config.ocpp.call_timeout_s, on_frame=self._touch)
+        link.adapter = self
+        self.link, self.connected = link, True
+        log.info("connected to central system %s (OCPP 2.0.1)", self.url)
+        receiver = asyncio.create_task(link.start(), name="ocpp-receive")
+        try:
+            registering = asyncio.create_task(self._register(), name="ocpp-boot")
+            done, _ = await asyncio.wait([receiver, registering], return_when=asyncio.FIRST_COMPLETED)
+            if registering not in done:
+                registering.cancel()
+                await asyncio.gather(registering, return_exceptions=True)
+            for task in done:
+                task.result()
+            workers = [asyncio.create_task(self._heartbeats(), name="ocpp-heartbeat"),
+                       asyncio.create_task(self._drain_outbox(), name="ocpp-outbox")]
+            try:
+                done, _ = await asyncio.wait([receiver, *workers], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+
+    def _went_offline(self) -> None:
+        if self.connected:
+            log.warning("disconnected from central system")
+        self.connected = False
+        self.link = None
+        self._online.clear()
+
+    def _touch(self) -> None:
+        self.last_contact = asyncio.get_running_loop().time()
+
+    async def _register(self) -> None:
+        """BootNotification until Accepted (Part 2 B01-B03); with Pending or Rejected it is sent
+        again after the interval given, and nothing else is sent meanwhile."""
+        if self.registration == "Accepted":
+            log.info("reconnected; registration still valid, reporting current statuses")
+        while self.registration != "Accepted":
+            cp = self.config.charge_point
+            station: dict[str, Any] = {"model": cp.model, "vendorName": cp.vendor,
+                                       "firmwareVersion": f"evcp {evcp.__version__}"}
+            if cp.serial_number:
+                station["serialNumber"] = cp.serial_number
+            answer = await self._call("BootNotification", {"chargingStation": station, "reason": self.boot_reason})
+            self.registration = answer["status"]
+            self.controller.central_system_time(answer["currentTime"])
+            interval = int(answer["interval"])
+            log.info("BootNotification (%s): %s (interval %ss)", self.boot_reason, answer["status"], interval)
+            if answer["status"] == "Accepted":
+                if interval > 0:
+                    self.device_model.set_internal("OCPPCommCtrlr", "HeartbeatInterval", str(interval))
+                break
+            await asyncio.sleep(interval if interval > 0 else 30.0)
+        self._online.set()
+        self._status_sent.clear()
+        for evse in range(1, self.connectors + 1):
+            self._spawn(self._send_status(evse))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            self._heartbeat_changed.clear()
+            if await wait_event(self._heartbeat_changed, self.heartbeat_interval):
+                continue
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        self.controller.central_system_time((await self._call("Heartbeat", {}))["currentTime"])
+
+    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        link = self.link
+        if link is None:
+            raise ConnectionError("not connected")
+        return await link.call_payload(action, payload)
+
+    def spawn(self, coro) -> None:
+        self._spawn(coro)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    # ----------------------------------------------------------------- transaction messages
+
+    async def _drain_outbox(self) -> None:
+        """TransactionEvents strictly in order (Part 2 E: "the Charging Station SHALL deliver
+        TransactionEventRequests in the order they were generated")."""
+        try:
+            await self._send_queued()
+        finally:
+            self.outbox.commit_deletions()
+
+    async def _send_queued(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            entry = self.outbox.head()
+            if entry is None or loop.time() < entry.not_before:
+                await self.outbox.wait(1.0 if entry is None else entry.not_before - loop.time())
+                continue
+            if entry.action != ACTION:
+                log.error("dropping a queued %s: not an OCPP 2.0.1 message (queued under OCPP 1.6)", entry.action)
+                self.outbox.done(entry)
+                continue
+            if entry.final_reading is not None:
+                await self._take_final_reading(entry)
+            entry.attempts += 1
+            try:
+                answer = await self._call(ACTION, entry.payload)
+            except OCPPError as error:
+                if not self._retry(entry, f"CALLERROR {error.code}"):
+                    self.outbox.done(entry)
+                continue
+            except asyncio.TimeoutError:
+                if not self._retry(entry, "no answer"):
+                    self.outbox.done(entry)
+                continue
+            self.outbox.done(entry)
+            self._transaction_answered(entry, answer)
+
+    async def _take_final_reading(self, entry) -> None:
+        """The Ended event's energy from a reading taken after the contactor opened."""
+        try:
+            async with asyncio.timeout(5.0):
+                energy_wh = await asyncio.shield(entry.final_reading)
+        except TimeoutError:
+            energy_wh = None
+        entry.final_reading = None
+        for mv in entry.payload.get("meterValue", []):
+            for sampled in mv["sampledValue"]:
+                if (energy_wh is not None and sampled.get("context") == "Transaction.End"
+                        and sampled.get("measurand") == "Energy.Active.Import.Register" and energy_wh > sampled["value"]):
+                    sampled["value"] = round(energy_wh, 1)
+                    self.outbox.update(entry)
+
+    def _retry(self, entry, why: str) -> bool:
+        """OCPPCommCtrlr.MessageAttemptsTransactionEvent / MessageAttemptIntervalTransactionEvent (E13)."""
+        attempts = self.device_model.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent")
+        if entry.attempts >= attempts:
+            log.error("TransactionEvent failed %d times (%s); giving up on it", entry.attempts, why)
+            return False
+        delay = self.device_model.number("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent") * entry.attempts
+        entry.not_before = asyncio.get_running_loop().time() + delay
+        self.outbox.update(entry)
+        log.warning("TransactionEvent failed (%s); attempt %d of %d in %ss", why, entry.attempts + 1, attempts, delay)
+        return True
+
+    def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
+        """The idTokenInfo of a TransactionEventResponse decides a start that waits for it."""
+        local_id = entry.local_id
+        if local_id is None or local_id not in self._awaiting or "idToken" not in entry.payload:
+            return
+        evse = self._awaiting.pop(local_id)
+        info = answer.get("idTokenInfo")
+        status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
+        if info is None:
+            log.warning("EVSE %d: TransactionEventResponse without idTokenInfo for %s; not accepted",
+                        evse, entry.payload["idToken"]["idToken"])
+        self.controller.post(ev.TransactionStartConfirmed(evse, local_id, local_id, status,
+                                                          _group(info)))
+
+    def transaction_id(self, local_id: int | None) -> str | None:
+        tx = self.transactions.of_local(local_id)
+        return tx.transaction_id if tx else None
+
+    async def flush(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.outbox) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not len(self.outbox)
+
+    # ----------------------------------------------------------------- actions from the core
+
+    def perform(self, action: act.Action) -> None:
+        """Take one protocol action from the core; never blocks (sending happens in tasks)."""
+        now_online = self.online
+        if isinstance(action, act.StatusChanged):
+            if action.connector == 0:
+                return
+            self._plug_changes(action)
+            self.transactions.charging_state(action.connector, action.status.value, action.at, now_online,
+                                             self._energy(action.connector))
+            if now_online:
+                self._spawn(self._send_status(action.connector, action.at))
+        elif isinstance(action, act.RequestAuthorization):
+            self._spawn(self._authorize(action.id_tag))
+        elif isinstance(action, act.StartTransaction):
+            self._core_started(action, now_online)
+        elif isinstance(action, act.StopTransaction):
+            self._core_stopped(action, now_online)
+        elif isinstance(action, act.ReportMeterValues):
+            self._meter_values(action, now_online)
+
+    def _plug_changes(self, change: act.StatusChanged) -> None:
+        evse = change.connector
+        plugged = self.controller.station.connectors[evse].plugged
+        if plugged == self._plugged.get(evse, False):
+            return
+        self._plugged[evse] = plugged
+        if plugged:
+            self.transactions.ev_connected(evse, self._energy(evse), change.at, self.online)
+        else:
+            self.transactions.ev_disconnected(evse, self._energy(evse), change.at, self.online)
+
+    def _energy(self, evse: int) -> float | None:
+        sample = self.controller.station.connectors[evse].last_sample
+        return sample.energy_wh if sample else None
+
+    def _core_started(self, a: act.StartTransaction, online: bool) -> None:
+        remote = self._remote_starts.pop(a.id_tag, None)
+        kind = remote[1] if remote else self._token_types.get(a.id_tag)
+        token = id_token_for(a.id_tag, kind)
+        self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
+                                     remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at, online)
+        if remote is not None and not self.controller.settings.authorize_remote_start:
+            accepted_by = "its RequestStartTransaction"
+        elif a.id_tag in self._accepted_tokens:
+            accepted_by = "AuthorizeResponse"
+        else:
+            self._awaiting[a.local_id] = a.connector
+            log.info("EVSE %d: %s waits for the TransactionEventResponse idTokenInfo", a.connector, a.id_tag)
+            return
+        self._accepted_tokens.discard(a.id_tag)
+        log.info("EVSE %d: %s accepted by the central system (%s)", a.connector, a.id_tag, accepted_by)
+        self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id, AuthStatus.ACCEPTED))
+
+    def _core_stopped(self, a: act.StopTransaction, online: bool) -> None:
+        if self._store is not None:
+            self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
+        self._awaiting.pop(a.local_id, None)
+        reason = a.reason
+        if a.connector in self._reset_evses:
+            self._reset_evses.discard(a.connector)
+            reason = StopReason.HARD_RESET
+        token = id_token_for(a.id_tag, self._token_types.get(a.id_tag)) if a.id_tag else None
+        final = asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector))
+        self.transactions.core_stopped(a.connector, a.local_id, reason, token, a.meter_stop_wh, a.at, online,
+                                       plugged=self.controller.station.connectors[a.connector].plugged,
+                                       final_reading=final)
+
+    def _meter_values(self, report: act.ReportMeterValues, online: bool) -> None:
+        aligned = report.context == "Sample.Clock"
+        measurands = self._measurands()
+        offered = self.controller.offered_current(report.connector)
+        value = meter_value(report, measurands.aligned if aligned else measurands.updated, offered)
+        trigger = "MeterValueClock" if aligned else "MeterValuePeriodic"
+        if report.local_id is not None and self.transactions.meter_values(report.connector, trigger, value,
+                                                                          report.at, online):
+            return
+        if online:
+            self._spawn(self._call("MeterValues", {"evseId": report.connector, "meterValue": [value]}))
+
+    async def _send_status(self, evse: int, at: float | None = None, force: bool = False) -> None:
+        """StatusNotification of the EVSE's connector (Part 2 G01), when its 2.0.1 status changed."""
+        status = CONNECTOR_STATUS[self.controller.status_of(evse)[0]]
+        if not force and self._status_sent.get(evse) == status:
+            return
+        self._status_sent[evse] = status
+        await self._call("StatusNotification", {"timestamp": timestamp(at or time.time()), "connectorStatus": status,
+                                                "evseId": evse, "connectorId": CONNECTOR_ID})
+
+    async def _authorize(self, id_tag: str) -> None:
+        """AuthorizeRequest (Part 2 C01); always answers the core, offline included (no answer:
+        the core gets status None, and no local list or cache decides instead)."""
+        token = id_token_for(id_tag, self._token_types.get(id_tag))
+        try:
+            if not self.online:
+                raise ConnectionError("central system offline")
+            answer = await self._call("Authorize", {"idToken": token})
+        except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
+            log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+            self.controller.post(ev.AuthorizationResult(id_tag, None))
+            return
+        info = answer["idTokenInfo"]
+        status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID)
+        if status is AuthStatus.ACCEPTED:
+            self._accepted_tokens.add(id_tag)
+        log.info("Authorize %s (%s): %s", id_tag, token["type"], info["status"])
+        self.controller.post(ev.AuthorizationResult(id_tag, status, _group(info)))
+
+    # ----------------------------------------------------------------- requests from the CSMS
+
+    def command(self, event) -> str:
+        """Hand a CSMS command to the core now; its Answer is the reply's status."""
+        for action in self.controller.dispatch(event):
+            if isinstance(action, act.Answer):
+                return action.status
+        raise RuntimeError(f"the core gave no answer to {event}")
+
+    def request_start(self, id_token: dict, remote_start_id: int, evse_id: int | None,
+                      charging_profile: dict | None) -> tuple[str, str | None]:
+        """RequestStartTransaction (Part 2 F01/F02)."""
+        if evse_id is not None and not 1 <= evse_id <= self.connectors:
+            return "Rejected", None
+        if charging_profile is not None:
+            log.warning("RequestStartTransaction: its chargingProfile is ignored (smart charging is not "
+                        "supported over OCPP 2.0.1 yet)")
+        tag, kind = id_token["id_token"], id_token["type"]
+        self._token_types[tag] = kind
+        self._remote_starts[tag] = (remote_start_id, kind)
+        open_tx = self.transactions.by_evse.get(evse_id) if evse_id is not None else None
+        status = self.command(ev.RemoteStartRequested(evse_id, tag))
+        if status != "Accepted":
+            self._remote_starts.pop(tag, None)
+        return status, open_tx.transaction_id if open_tx and status == "Accepted" else None
+
+    def request_stop(self, transaction_id: str) -> str:
+        """RequestStopTransaction (Part 2 F03): the core stops its transaction (reason Remote); a
+        transaction the core does not run (cable only) ends here."""
+        tx = self.transactions.find(transaction_id)
+        if tx is None:
+            return "Rejected"
+        if tx.local_id is not None:
+            return self.command(ev.RemoteStopRequested(tx.local_id))
+        self.transactions.remote_stop(tx, self._energy(tx.evse), self.controller.clock(), self.online)
+        return "Accepted"
+
+    def reset(self, kind: str, evse_id: int | None) -> str:
+        """Reset (Part 2 B11/B12): Immediate stops the transactions (stoppedReason ImmediateReset)
+        and restarts; OnIdle waits until none runs (Scheduled). An EVSE alone: its transaction
+        stops, nothing else restarts."""
+        if evse_id is not None:
+            if not 1 <= evse_id <= self.connectors:
+                return "Rejected"
+            tx = self.controller.station.connectors[evse_id].transaction
+            if tx is None:
+                return "Accepted"
+            if kind == "OnIdle":
+                return "Scheduled"  # the EVSE has nothing to reset once its transaction ends
+            self._reset_evses.add(evse_id)
+            return self.command(ev.RemoteStopRequested(tx.local_id))
+        self._save(BOOT_REASON, "RemoteReset")
+        if kind == "OnIdle" and self.controller.station.transactions_running():
+            self._spawn(self._reset_when_idle())
+            return "Scheduled"
+        return self.command(ev.ResetRequested(hard=False))
+
+    async def _reset_when_idle(self) -> None:
+        while self.controller.station.transactions_running() or self.transactions.by_evse:
+            await asyncio.sleep(1.0)
+        self.controller.dispatch(ev.ResetRequested(hard=False))
+
+    def change_availability(self, operational_status: str, evse: dict | None) -> str:
+        """ChangeAvailability (Part 2 G03/G04) of the station, an EVSE or its connector."""
+        target = 0
+        if evse is not None:
+            target = evse["id"]
+            if evse.get("connector_id") not in (None, CONNECTOR_ID) or not 0 <= target <= self.connectors:
+                return "Rejected"
+        return self.command(ev.AvailabilityRequested(target, operational_status == "Operative"))
+
+    async def unlock(self, evse_id: int, connector_id: int) -> str:
+        """UnlockConnector (Part 2 F05): never during an authorized transaction; the answer is the
+        lock feedback's."""
+        if not 1 <= evse_id <= self.connectors or connector_id != CONNECTOR_ID:
+            return "UnknownConnector"
+        if self.controller.station.connectors[evse_id].transaction is not None:
+            return "OngoingAuthorizedTransaction"
+        status = await self.controller.unlock_connector(evse_id)
+        return "Unlocked" if status == "Unlocked" else "UnlockFailed"
+
+    def trigger_answer(self, message: str, evse: dict | None) -> str:
+        """TriggerMessageResponse status (Part 2 F06)."""
+        if message not in TRIGGERABLE:
+            return "NotImplemented"
+        if evse is not None and not 1 <= evse.get("id", 0) <= self.connectors:
+            return "Rejected"
+        if message == "BootNotification" and self.registration == "Accepted":
+            return "Rejected"  # F06.FR.17: no BootNotification once it was accepted
+        return "Accepted"
+
+    def spawn_triggered(self, message: str, evse: dict | None) -> None:
+        """After the TriggerMessageResponse, in a task: never a CALL awaited inside a handler."""
+        self._spawn(self.send_triggered(message, evse))
+
+    async def send_triggered(self, message: str, evse: dict | None) -> None:
+        evses = [evse["id"]] if evse else list(range(1, self.connectors + 1))
+        now = self.controller.clock()
+        if message == "BootNotification":
+            self.boot_reason = "Triggered"
+            self.registration = None
+            self._online.clear()
+            await self._register()
+        elif message == "Heartbeat":
+            await self._heartbeat()
+        elif message == "StatusNotification":
+            for e in evses:
+                await self._send_status(e, force=True)
+        elif message == "MeterValues":
+            for e in evses:
+                report = self.controller.meter_report(e, "Trigger")
+                if report is not None:
+                    value = meter_value(report, self._measurands().aligned, self.controller.offered_current(e))
+                    await self._call("MeterValues", {"evseId": e, "meterValue": [value]})
+        elif message == "TransactionEvent":
+            for e in evses:
+                report = self.controller.meter_report(e, "Trigger")
+                value = meter_value(report, self._measurands().updated, self.controller.offered_current(e)) \
+                    if report is not None else None
+                tx = self.transactions.by_evse.get(e)
+                if tx is not None and tx.started:
+                    self.transactions.trigger(e, value, now, self.online)
+
+    # ----------------------------------------------------------------- storage
+
+    def _load(self, name: str):
+        return self._store.load_document(name) if self._store is not None else None
+
+    def _save(self, name: str, body) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.save_document(name, body)
+        except StoreError as error:
+            log.error("cannot store the %s: %s", name, error)
+
+    # The adapter interface the runtime calls on either protocol.
+
+    def security_event(self, event_type: str, info: str | None = None, at: float | None = None) -> None:
+        """Security events are not reported over OCPP 2.0.1 yet (SecurityEventNotification): logged."""
+        log.info("security event %s%s", event_type, f": {info}" if info else "")
+
+
+def _group(info: dict | None) -> str | None:
+    group = (info or {}).get("groupIdToken")
+    return group.get("idToken") if group else None
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, (ConnectionError, websockets.ConnectionClosed, TimeoutError)):
+        log.error("OCPP 2.0.1 task failed: %r", error)

@@ -1,0 +1,294 @@
+"""The OCPP 2.0.1 device model of this charging station: components, variables, their values.
+
+OCPP 2.0.1 Part 1 §4 and Part 2 "B. Provisioning": a variable is named by its component (name,
+instance, EVSE) and its own name (and instance); it has attributes (Actual, Target, MinSet,
+MaxSet), of which this station keeps Actual only, a data type and a mutability. GetVariables and
+SetVariables read and write it; GetBaseReport lists it in NotifyReport. Values set by the CSMS
+are persisted (the caller stores ``saved()``) and come back after a restart.
+
+Only variables this station acts on are listed: the ones in TxCtrlr, AuthCtrlr,
+SampledDataCtrlr, AlignedDataCtrlr and OCPPCommCtrlr drive the adapter and the core
+(``settings_from``), the rest describe the station.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+from evcp.core.model import Settings
+
+TX_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "DataSigned", "PowerPathClosed", "EnergyTransfer")
+"""TxStartPoint / TxStopPoint values (Part 2 §2.6 "Flexible transaction start/stop")."""
+SUPPORTED_TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
+              "Current.Offered")
+"""The measurands this station's meter and pilot give."""
+
+
+@dataclass(frozen=True)
+class VariableKey:
+    component: str
+    variable: str
+    evse: int | None = None
+    component_instance: str | None = None
+    variable_instance: str | None = None
+
+
+@dataclass
+class Variable:
+    key: VariableKey
+    data_type: str
+    """DataEnumType: string, decimal, integer, dateTime, boolean, OptionList, SequenceList, MemberList."""
+    value: str
+    mutability: str = "ReadWrite"
+    """MutabilityEnumType: ReadOnly, WriteOnly, ReadWrite."""
+    unit: str | None = None
+    values_list: tuple[str, ...] = ()
+    """Allowed values (OptionList) or members (MemberList)."""
+    min_value: int | None = None
+    max_value: int | None = None
+    persistent: bool = True
+
+    def check(self, text: str) -> str | None:
+        """Why ``text`` cannot be this variable's value, or None."""
+        if self.data_type == "boolean":
+            return None if text in ("true", "false") else "must be true or false"
+        if self.data_type == "integer":
+            try:
+                number = int(text)
+            except ValueError:
+                return "must be an integer"
+            if self.min_value is not None and number < self.min_value:
+                return f"must be at least {self.min_value}"
+            if self.max_value is not None and number > self.max_value:
+                return f"must be at most {self.max_value}"
+            return None
+        if self.data_type == "MemberList":
+            members = [m for m in text.split(",") if m] if text else []
+            unknown = [m for m in members if m not in self.values_list]
+            return f"unknown member {unknown[0]}" if unknown else None
+        if self.data_type == "OptionList":
+            return None if text in self.values_list else f"must be one of {', '.join(self.values_list)}"
+        return None
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    """GetVariableStatusEnumType / SetVariableStatusEnumType."""
+    value: str | None = None
+    reason: str | None = None
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def station_variables(connectors: int, vendor: str, model: str, serial_number: str | None,
+                      firmware_version: str) -> list[Variable]:
+    """Every variable this station reports, with its default value."""
+    def v(component: str, variable: str, data_type: str, value: str, **extra) -> Variable:
+        evse = extra.pop("evse", None)
+        key = VariableKey(component, variable, evse, extra.pop("component_instance", None),
+                          extra.pop("variable_instance", None))
+        return Variable(key, data_type, value, **extra)
+
+    ro = {"mutability": "ReadOnly", "persistent": False}
+    items = [
+        v("ChargingStation", "Model", "string", model, **ro),
+        v("ChargingStation", "VendorName", "string", vendor, **ro),
+        v("ChargingStation", "SerialNumber", "string", serial_number or "", **ro),
+        v("ChargingStation", "FirmwareVersion", "string", firmware_version, **ro),
+        v("ChargingStation", "AvailabilityState", "OptionList", "Available", **ro,
+          values_list=("Available", "Occupied", "Reserved", "Unavailable", "Faulted")),
+        v("OCPPCommCtrlr", "HeartbeatInterval", "integer", "300", unit="s", min_value=1, max_value=86400),
+        v("OCPPCommCtrlr", "MessageTimeout", "integer", "30", unit="s", variable_instance="Default",
+          min_value=1, max_value=600),
+        v("OCPPCommCtrlr", "MessageAttempts", "integer", "3", variable_instance="TransactionEvent",
+          min_value=1, max_value=20),
+        v("OCPPCommCtrlr", "MessageAttemptInterval", "integer", "60", unit="s",
+          variable_instance="TransactionEvent", min_value=1, max_value=3600),
+        v("OCPPCommCtrlr", "WebSocketPingInterval", "integer", "0", unit="s", min_value=0, max_value=3600),
+        v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="GetReport", **ro),
+        v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="GetVariables", **ro),
+        v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="SetVariables", **ro),
+        v("DeviceDataCtrlr", "BytesPerMessage", "integer", "65000", variable_instance="GetReport", **ro),
+        v("TxCtrlr", "EVConnectionTimeOut", "integer", "60", unit="s", min_value=1, max_value=3600),
+        v("TxCtrlr", "StopTxOnEVSideDisconnect", "boolean", "true"),
+        v("TxCtrlr", "StopTxOnInvalidId", "boolean", "true"),
+        v("TxCtrlr", "TxStartPoint", "MemberList", "PowerPathClosed", values_list=SUPPORTED_TX_POINTS),
+        v("TxCtrlr", "TxStopPoint", "MemberList", "EVConnected,Authorized", values_list=SUPPORTED_TX_POINTS),
+        v("AuthCtrlr", "AuthorizeRemoteStart", "boolean", "false"),
+        v("AuthCtrlr", "Enabled", "boolean", "true", **ro),
+        v("AuthCtrlr", "LocalPreAuthorize", "boolean", "false", **ro),
+        v("AuthCtrlr", "LocalAuthorizeOffline", "boolean", "false", **ro),
+        v("AuthCacheCtrlr", "Enabled", "boolean", "false", **ro),
+        v("LocalAuthListCtrlr", "Enabled", "boolean", "false", **ro),
+        v("SampledDataCtrlr", "TxUpdatedInterval", "integer", "60", unit="s", min_value=0, max_value=86400),
+        v("SampledDataCtrlr", "TxStartedMeasurands", "MemberList", "Energy.Active.Import.Register",
+          values_list=MEASURANDS),
+        v("SampledDataCtrlr", "TxUpdatedMeasurands", "MemberList", "Energy.Active.Import.Register,Power.Active.Import",
+          values_list=MEASURANDS),
+        v("SampledDataCtrlr", "TxEndedMeasurands", "MemberList", "Energy.Active.Import.Register",
+          values_list=MEASURANDS),
+        v("AlignedDataCtrlr", "Interval", "integer", "0", unit="s", min_value=0, max_value=86400),
+        v("AlignedDataCtrlr", "Measurands", "MemberList", "Energy.Active.Import.Register", values_list=MEASURANDS),
+    ]
+    for evse in range(1, connectors + 1):
+        items.append(v("EVSE", "AvailabilityState", "OptionList", "Available", evse=evse, **ro,
+                       values_list=("Available", "Occupied", "Reserved", "Unavailable", "Faulted")))
+        items.append(v("Connector", "ConnectorType", "string", "cType2", evse=evse, **ro))
+    return items
+
+
+@dataclass
+class DeviceModel:
+    variables: list[Variable]
+    _index: dict[VariableKey, Variable] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._index = {variable.key: variable for variable in self.variables}
+
+    # ----------------------------------------------------------------- lookups
+
+    def get(self, component: str, variable: str, variable_instance: str | None = None) -> str:
+        """The Actual value of a station-wide variable (KeyError if there is none)."""
+        return self._index[VariableKey(component, variable, None, None, variable_instance)].value
+
+    def flag(self, component: str, variable: str) -> bool:
+        return self.get(component, variable) == "true"
+
+    def number(self, component: str, variable: str, variable_instance: str | None = None) -> int:
+        return int(self.get(component, variable, variable_instance))
+
+    def members(self, component: str, variable: str) -> list[str]:
+        text = self.get(component, variable)
+        return [m for m in text.split(",") if m]
+
+    def set_internal(self, component: str, variable: str, value: str) -> None:
+        """The station itself sets a value (HeartbeatInterval from BootNotificationResponse)."""
+        self._index[VariableKey(component, variable)].value = value
+
+    def _find(self, component: dict, variable: dict) -> Variable | str:
+        """The variable, or the GetVariableStatus that says why there is none."""
+        evse = (component.get("evse") or {}).get("id")
+        key = VariableKey(component.get("name", ""), variable.get("name", ""), evse,
+                          component.get("instance"), variable.get("instance"))
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        same_component = [k for k in self._index if (k.component, k.evse, k.component_instance)
+                          == (key.component, key.evse, key.component_instance)]
+        return "UnknownVariable" if same_component else "UnknownComponent"
+
+    # ----------------------------------------------------------------- GetVariables / SetVariables
+
+    def get_variable(self, component: dict, variable: dict, attribute_type: str | None) -> Result:
+        """One GetVariableData (Part 2 B06): only the Actual attribute exists here."""
+        found = self._find(component, variable)
+        if isinstance(found, str):
+            return Result(found)
+        if (attribute_type or "Actual") != "Actual":
+            return Result("NotSupportedAttributeType")
+        if found.mutability == "WriteOnly":
+            return Result("Rejected")
+        return Result("Accepted", found.value)
+
+    def set_variable(self, component: dict, variable: dict, value: str, attribute_type: str | None) -> Result:
+        """One SetVariableData (Part 2 B05): Accepted, Rejected (read-only, bad value),
+        UnknownComponent, UnknownVariable, NotSupportedAttributeType."""
+        found = self._find(component, variable)
+        if isinstance(found, str):
+            return Result(found)
+        if (attribute_type or "Actual") != "Actual":
+            return Result("NotSupportedAttributeType")
+        if found.mutability == "ReadOnly":
+            return Result("Rejected", reason="ReadOnly")
+        problem = found.check(value)
+        if problem is not None:
+            return Result("Rejected", reason=problem)
+        found.value = value
+        return Result("Accepted")
+
+    # ----------------------------------------------------------------- reports
+
+    def report(self, base: str) -> list[dict[str, Any]] | None:
+        """ReportDataType items for GetBaseReport (Part 2 B07): FullInventory and
+        ConfigurationInventory (the writable ones) and SummaryInventory (the availability
+        states); None for a reportBase this station does not know."""
+        if base == "FullInventory":
+            chosen: Iterable[Variable] = self.variables
+        elif base == "ConfigurationInventory":
+            chosen = [v for v in self.variables if v.mutability != "ReadOnly"]
+        elif base == "SummaryInventory":
+            chosen = [v for v in self.variables if v.key.variable == "AvailabilityState"]
+        else:
+            return None
+        return [_report_item(v) for v in chosen]
+
+    # ----------------------------------------------------------------- persistence
+
+    def saved(self) -> dict[str, str]:
+        """The values worth keeping across a restart (the writable ones), by a stable name."""
+        return {_name(v.key): v.value for v in self.variables if v.persistent and v.mutability != "ReadOnly"}
+
+    def restore(self, saved: dict[str, str] | None) -> list[str]:
+        """Values as they were before a restart; returns what could not be restored, with why."""
+        problems = []
+        by_name = {_name(v.key): v for v in self.variables}
+        for name, value in (saved or {}).items():
+            variable = by_name.get(name)
+            if variable is None or variable.mutability == "ReadOnly":
+                problems.append(f"{name}: no such writable variable any more")
+                continue
+            if (problem := variable.check(value)) is not None:
+                problems.append(f"{name}: {problem} (got {value!r})")
+                continue
+            variable.value = value
+        return problems
+
+
+def _name(key: VariableKey) -> str:
+    parts = [key.component, key.component_instance or "", str(key.evse or ""), key.variable, key.variable_instance or ""]
+    return "/".join(parts)
+
+
+def _report_item(v: Variable) -> dict[str, Any]:
+    component: dict[str, Any] = {"name": v.key.component}
+    if v.key.component_instance:
+        component["instance"] = v.key.component_instance
+    if v.key.evse is not None:
+        component["evse"] = {"id": v.key.evse}
+    variable: dict[str, Any] = {"name": v.key.variable}
+    if v.key.variable_instance:
+        variable["instance"] = v.key.variable_instance
+    attribute: dict[str, Any] = {"type": "Actual", "mutability": v.mutability, "persistent": v.persistent,
+                                 "constant": v.mutability == "ReadOnly"}
+    if v.mutability != "WriteOnly":
+        attribute["value"] = v.value
+    characteristics: dict[str, Any] = {"dataType": v.data_type, "supportsMonitoring": False}
+    if v.unit:
+        characteristics["unit"] = v.unit
+    if v.values_list:
+        characteristics["valuesList"] = ",".join(v.values_list)
+    if v.min_value is not None:
+        characteristics["minLimit"] = v.min_value
+    if v.max_value is not None:
+        characteristics["maxLimit"] = v.max_value
+    return {"component": component, "variable": variable, "variableAttribute": [attribute],
+            "variableCharacteristics": characteristics}
+
+
+def settings_from(model: DeviceModel, base: Settings) -> Settings:
+    """The core's settings from the device model's variables (Part 2 Appendix "Referenced
+    Components and Variables")."""
+    return replace(
+        base,
+        connection_timeout_s=float(model.number("TxCtrlr", "EVConnectionTimeOut")),
+        stop_on_ev_disconnect=model.flag("TxCtrlr", "StopTxOnEVSideDisconnect"),
+        stop_on_invalid_id=model.flag("TxCtrlr", "StopTxOnInvalidId"),
+        authorize_remote_start=model.flag("AuthCtrlr", "AuthorizeRemoteStart"),
+        meter_sample_interval_s=float(model.number("SampledDataCtrlr", "TxUpdatedInterval")),
+        clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
+    )

@@ -1,0 +1,356 @@
+"""OCPP 2.0.1 transactions (Part 2 "E. Transactions") over the core's sessions.
+
+The core decides when energy may flow; this module decides when a 2.0.1 transaction starts and
+ends, from the configured TxStartPoint / TxStopPoint (Part 2 §2.6, E01/E06), and turns each
+change into a TransactionEvent queued in the durable outbox (``evcp.ocpp16.outbox.Outbox``,
+shared with 1.6: delivered in order, kept across restarts):
+
+* a transactionId is a UUID made here; seqNo starts at 0 and grows by one per event of the
+  transaction, without gaps, across restarts (E.FR: seqNo);
+* each event keeps the time it happened (``timestamp``) and ``offline`` when the CSMS could not
+  be reached at that moment;
+* start points: EVConnected (the plug), Authorized (the core's transaction start: the card or
+  remote start accepted and the EV plugged), PowerPathClosed / EnergyTransfer (the contactor
+  closed and the EV charging). Stop points: the transaction ends when one of them stops being
+  true; with TxStopPoint EVConnected alone it lasts until the cable is unplugged.
+
+The open transactions are a stored document, written after each event is queued (the queue is
+committed first): after a crash ``recover`` sees them, and the queued events, and ends each one
+with stoppedReason PowerLoss and the next seqNo (E.FR: "transaction after power loss").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from evcp.core.model import StopReason
+from evcp.timestamps import timestamp
+
+if TYPE_CHECKING:
+    from evcp.ocpp16.outbox import Outbox
+    from evcp.storage import StateStore
+
+log = logging.getLogger("evcp.ocpp")
+
+ACTION = "TransactionEvent"
+OPEN_TRANSACTIONS = "ocpp201-transactions"
+"""Name of the stored document of open transactions."""
+
+STOP_REASONS: dict[StopReason, tuple[str, str]] = {
+    # core reason -> (triggerReason, stoppedReason), Part 2 E06 and ReasonEnumType
+    StopReason.LOCAL: ("StopAuthorized", "Local"),
+    StopReason.REMOTE: ("RemoteStop", "Remote"),
+    StopReason.EV_DISCONNECTED: ("EVCommunicationLost", "EVDisconnected"),
+    StopReason.DEAUTHORIZED: ("Deauthorized", "DeAuthorized"),
+    StopReason.HARD_RESET: ("ResetCommand", "ImmediateReset"),
+    StopReason.SOFT_RESET: ("ResetCommand", "ImmediateReset"),
+    StopReason.POWER_LOSS: ("AbnormalCondition", "PowerLoss"),
+    StopReason.REBOOT: ("AbnormalCondition", "Reboot"),
+    StopReason.UNLOCK_COMMAND: ("UnlockCommand", "Other"),
+    StopReason.EMERGENCY_STOP: ("AbnormalCondition", "EmergencyStop"),
+    StopReason.OTHER: ("AbnormalCondition", "Other"),
+}
+ALWAYS_ENDS = {StopReason.HARD_RESET, StopReason.SOFT_RESET, StopReason.POWER_LOSS, StopReason.REBOOT,
+               StopReason.EV_DISCONNECTED}
+"""Stops that end the transaction whatever TxStopPoint says: the station is going down, or the EV left."""
+
+CHARGING_STATES = {"Charging": "Charging", "SuspendedEV": "SuspendedEV", "SuspendedEVSE": "SuspendedEVSE"}
+"""Core connector status -> ChargingStateEnumType; any other plugged status is EVConnected."""
+
+
+def id_token_for(id_tag: str, kind: str | None = None) -> dict[str, str]:
+    """IdTokenType of an id tag: an RFID UID (4, 7 or 10 bytes in hex) is ISO14443; else the
+    type the CSMS gave (RequestStartTransaction), else Local."""
+    if kind:
+        return {"idToken": id_tag, "type": kind}
+    is_uid = len(id_tag) in (8, 14, 20) and all(ch in "0123456789abcdefABCDEF" for ch in id_tag)
+    return {"idToken": id_tag, "type": "ISO14443" if is_uid else "Local"}
+
+
+@dataclass
+class OpenTransaction:
+    transaction_id: str
+    evse: int
+    seq_next: int = 0
+    local_id: int | None = None
+    """The core's transaction, while it runs (it may end before the 2.0.1 transaction does)."""
+    started: bool = False
+    """The Started event was queued."""
+    id_token: dict[str, str] | None = None
+    remote_start_id: int | None = None
+    reservation_id: int | None = None
+    charging_state: str = "EVConnected"
+    stopped_reason: str | None = None
+    """The first reason the transaction was stopped for, while it waits for its stop point."""
+    meter_start_wh: float | None = None
+    pending: dict[str, Any] = field(default_factory=dict)
+    """Fields for the Started event: the idToken of an authorization made before the start point."""
+
+
+@dataclass
+class Measurands:
+    started: list[str]
+    updated: list[str]
+    ended: list[str]
+    aligned: list[str]
+
+
+class Transactions:
+    """The open 2.0.1 transactions, one per EVSE at most."""
+
+    def __init__(self, outbox: "Outbox", store: "StateStore | None",
+                 start_points: Callable[[], list[str]], stop_points: Callable[[], list[str]],
+                 measurands: Callable[[], Measurands], new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+        self.outbox = outbox
+        self.store = store
+        self._start_points = start_points
+        self._stop_points = stop_points
+        self._measurands = measurands
+        self._new_id = new_id
+        self.by_evse: dict[int, OpenTransaction] = {}
+        saved = store.load_document(OPEN_TRANSACTIONS) if store is not None else None
+        for item in (saved or {}).values():
+            tx = OpenTransaction(**item)
+            self.by_evse[tx.evse] = tx
+
+    # ----------------------------------------------------------------- queries
+
+    def of_local(self, local_id: int | None) -> OpenTransaction | None:
+        return next((tx for tx in self.by_evse.values() if local_id is not None and tx.local_id == local_id), None)
+
+    def find(self, transaction_id: str) -> OpenTransaction | None:
+        return next((tx for tx in self.by_evse.values() if tx.transaction_id == transaction_id), None)
+
+    # ----------------------------------------------------------------- facts
+
+    def ev_connected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
+        """The cable was plugged in (TxStartPoint EVConnected: the transaction starts)."""
+        if evse in self.by_evse or "EVConnected" not in self._start_points():
+            return
+        tx = self._open(evse)
+        tx.meter_start_wh = energy_wh
+        self._started(tx, "CablePluggedIn", at, online, energy_wh)
+
+    def ev_disconnected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
+        """The cable was unplugged: the transaction ends if the core's has ended already."""
+        tx = self.by_evse.get(evse)
+        if tx is None or tx.local_id is not None:
+            return
+        if not tx.started:
+            self._forget(tx)
+            return
+        tx.charging_state = "Idle"
+        self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online, energy_wh)
+
+    def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
+                   remote_start_id: int | None, reservation_id: int | None, meter_start_wh: float,
+                   at: float, online: bool) -> OpenTransaction:
+        """The core started its transaction: the id was accepted and the EV is plugged in."""
+        tx = self.by_evse.get(evse)
+        if tx is None:
+            tx = self._open(evse)
+            tx.meter_start_wh = meter_start_wh
+        tx.local_id, tx.id_token = local_id, id_token
+        tx.remote_start_id = remote_start_id or tx.remote_start_id
+        tx.reservation_id = reservation_id
+        tx.stopped_reason = None
+        extra: dict[str, Any] = {"idToken": id_token}
+        if reservation_id is not None:
+            extra["reservationId"] = reservation_id
+        points = self._start_points()
+        if tx.started:
+            self._event(tx, "Updated", trigger, at, online, extra=extra)
+        elif "Authorized" in points or "EVConnected" in points:
+            self._started(tx, trigger, at, online, meter_start_wh, extra)
+        else:
+            tx.pending = extra  # Started waits for the power path (PowerPathClosed, EnergyTransfer)
+            self._save()
+        return tx
+
+    def charging_state(self, evse: int, status: str, at: float, online: bool, energy_wh: float | None) -> None:
+        """The core's connector status changed; ``status`` is its value (Charging, SuspendedEV, ...)."""
+        tx = self.by_evse.get(evse)
+        if tx is None:
+            return
+        state = CHARGING_STATES.get(status, "EVConnected")
+        if state == tx.charging_state:
+            return
+        tx.charging_state = state
+        if not tx.started:
+            if state == "Charging":  # PowerPathClosed / EnergyTransfer: the contactor closed, energy flows
+                pending, tx.pending = tx.pending, {}
+                self._started(tx, "ChargingStateChanged", at, online, energy_wh, pending)
+            else:
+                self._save()
+            return
+        self._event(tx, "Updated", "ChargingStateChanged", at, online)
+
+    def meter_values(self, evse: int, trigger: str, sample: dict[str, Any], at: float, online: bool) -> bool:
+        """A periodic or clock-aligned reading of a running transaction; False if none runs."""
+        tx = self.by_evse.get(evse)
+        if tx is None or not tx.started:
+            return False
+        self._event(tx, "Updated", trigger, at, online, meter_value=[sample])
+        return True
+
+    def trigger(self, evse: int, sample: dict[str, Any] | None, at: float, online: bool) -> None:
+        """TriggerMessage TransactionEvent (Part 2 F06): an Updated with triggerReason Trigger."""
+        tx = self.by_evse.get(evse)
+        if tx is not None and tx.started:
+            self._event(tx, "Updated", "Trigger", at, online, meter_value=[sample] if sample else None)
+
+    def core_stopped(self, evse: int, local_id: int, reason: StopReason, id_token: dict[str, str] | None,
+                     energy_wh: float, at: float, online: bool, plugged: bool,
+                     final_reading: asyncio.Future | None = None) -> None:
+        """The core ended its transaction (the contactor is open): the 2.0.1 transaction ends
+        unless TxStopPoint is EVConnected alone and the cable is still in (then it ends at unplug)."""
+        tx = self.by_evse.get(evse)
+        if tx is None or tx.local_id != local_id:
+            return
+        trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
+        tx.local_id = None
+        extra = {"idToken": id_token} if id_token else {}
+        if not tx.started:
+            self._forget(tx)  # the start point was never reached: no transaction at the CSMS
+            return
+        points = set(self._stop_points())
+        if reason not in ALWAYS_ENDS and plugged and points and points <= {"EVConnected"}:
+            tx.stopped_reason = stopped
+            tx.charging_state = "EVConnected"
+            self._event(tx, "Updated", trigger, at, online, extra=extra)
+            return
+        tx.charging_state = "EVConnected" if plugged else "Idle"
+        self._ended(tx, trigger, stopped, at, online, energy_wh, extra, final_reading)
+
+    def remote_stop(self, tx: OpenTransaction, energy_wh: float | None, at: float, online: bool) -> None:
+        """RequestStopTransaction of a transaction the core does not run (before the card, or
+        after it when the cable keeps it open)."""
+        if not tx.started:
+            self._forget(tx)
+            return
+        self._ended(tx, "RemoteStop", tx.stopped_reason or "Remote", at, online, energy_wh)
+
+    # ----------------------------------------------------------------- events
+
+    def _open(self, evse: int) -> OpenTransaction:
+        tx = OpenTransaction(self._new_id(), evse)
+        self.by_evse[evse] = tx
+        return tx
+
+    def _started(self, tx: OpenTransaction, trigger: str, at: float, online: bool, energy_wh: float | None,
+                 extra: dict[str, Any] | None = None) -> None:
+        tx.started = True
+        mv = self._sample(energy_wh, at, "Transaction.Begin") if energy_wh is not None else None
+        self._event(tx, "Started", trigger, at, online, meter_value=mv, extra=extra)
+
+    def _ended(self, tx: OpenTransaction, trigger: str, stopped: str, at: float, online: bool,
+               energy_wh: float | None, extra: dict[str, Any] | None = None,
+               final_reading: asyncio.Future | None = None) -> None:
+        mv = self._sample(energy_wh, at, "Transaction.End") if energy_wh is not None else None
+        del self.by_evse[tx.evse]
+        self._event(tx, "Ended", trigger, at, online, meter_value=mv, extra=extra, stopped_reason=stopped,
+                    final_reading=final_reading)
+
+    def _forget(self, tx: OpenTransaction) -> None:
+        self.by_evse.pop(tx.evse, None)
+        self._save()
+
+    def _sample(self, energy_wh: float, at: float, context: str) -> list[dict[str, Any]]:
+        return [{"timestamp": timestamp(at), "sampledValue": [energy_value(energy_wh, context)]}]
+
+    def _event(self, tx: OpenTransaction, event_type: str, trigger: str, at: float, online: bool,
+               meter_value: list | None = None, extra: dict[str, Any] | None = None,
+               stopped_reason: str | None = None, final_reading: asyncio.Future | None = None) -> None:
+        info: dict[str, Any] = {"transactionId": tx.transaction_id, "chargingState": tx.charging_state}
+        if stopped_reason is not None:
+            info["stoppedReason"] = stopped_reason
+        if tx.remote_start_id is not None and (event_type == "Started" or trigger == "RemoteStart"):
+            info["remoteStartId"] = tx.remote_start_id
+        payload: dict[str, Any] = {
+            "eventType": event_type, "timestamp": timestamp(at), "triggerReason": trigger,
+            "seqNo": tx.seq_next, "transactionInfo": info,
+        }
+        if event_type == "Started":
+            payload["evse"] = {"id": tx.evse, "connectorId": 1}
+        if not online:
+            payload["offline"] = True
+        if meter_value:
+            payload["meterValue"] = meter_value
+        payload.update(extra or {})
+        tx.seq_next += 1
+        self.outbox.put(ACTION, payload, tx.local_id, final_reading=final_reading)
+        self._save()  # after the queue's commit: ``recover`` takes the larger seqNo of the two
+
+    def _save(self) -> None:
+        if self.store is not None:
+            self.store.save_document(OPEN_TRANSACTIONS, {str(e): asdict(tx) for e, tx in self.by_evse.items()})
+
+
+def energy_value(energy_wh: float, context: str) -> dict[str, Any]:
+    return {"value": round(energy_wh, 1), "context": context, "measurand": "Energy.Active.Import.Register",
+            "unitOfMeasure": {"unit": "Wh"}}
+
+
+def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[dict[str, Any]]:
+    """After a crash or a power cut: end every transaction that was open with stoppedReason
+    PowerLoss (Part 2 E.FR on power loss; OCTT TC_E_... "power loss"), the next seqNo, the meter's
+    count (``energy_now``, else the last saved reading) and the time it was last seen running.
+
+    The open transactions are the stored document's plus any whose events are queued without an
+    Ended (a crash between queueing and saving). The core's rows of those transactions are marked
+    stopped, so nothing else stops them again. Returns the Ended payloads queued."""
+    saved = store.load_document(OPEN_TRANSACTIONS) or {}
+    open_txs = {item["transaction_id"]: OpenTransaction(**item) for item in saved.values()}
+    ended: set[str] = set()
+    last_seq: dict[str, int] = {}
+    queued_evse: dict[str, int] = {}
+    last_at: dict[str, str] = {}
+    local_ids: dict[str, int] = {}
+    for message in store.outbox_entries():
+        if message.action != ACTION:
+            continue
+        info = message.payload.get("transactionInfo", {})
+        tid = info.get("transactionId")
+        last_seq[tid] = max(last_seq.get(tid, -1), message.payload.get("seqNo", -1))
+        last_at[tid] = message.payload.get("timestamp", "")
+        if message.local_id is not None:
+            local_ids[tid] = message.local_id
+        if "evse" in message.payload:
+            queued_evse[tid] = message.payload["evse"]["id"]
+        if message.payload.get("eventType") == "Ended":
+            ended.add(tid)
+    for tid, evse in queued_evse.items():
+        if tid not in open_txs and tid not in ended:
+            open_txs[tid] = OpenTransaction(tid, evse, started=True, local_id=local_ids.get(tid))
+    rows = {row.local_id: row for row in store.open_transactions()}
+    payloads = []
+    for tid, tx in open_txs.items():
+        if tx.local_id is not None and tx.local_id in rows:
+            store.transaction_stopped(tx.local_id)
+        if tid in ended or not tx.started:
+            continue
+        seq = max(tx.seq_next, last_seq.get(tid, -1) + 1)
+        row = rows.get(tx.local_id) if tx.local_id is not None else None
+        reading = store.last_reading(tx.evse)
+        energy = energy_now.get(tx.evse)
+        if energy is None:
+            energy = reading[0] if reading else None
+        seen_at = (row.last_reading_at or row.started_at) if row else (reading[1] if reading else None)
+        stamp = timestamp(seen_at) if seen_at is not None else last_at.get(tid) or timestamp(0)
+        payload: dict[str, Any] = {
+            "eventType": "Ended", "timestamp": stamp, "triggerReason": "AbnormalCondition", "seqNo": seq,
+            "offline": True,
+            "transactionInfo": {"transactionId": tid, "chargingState": "Idle", "stoppedReason": "PowerLoss"},
+        }
+        if energy is not None:
+            payload["meterValue"] = [{"timestamp": stamp, "sampledValue": [energy_value(energy, "Transaction.End")]}]
+        store.outbox_put(ACTION, payload, tx.local_id)
+        payloads.append(payload)
+        log.warning("EVSE %d: transaction %s was open when the station went down; ending it with PowerLoss "
+                    "(seqNo %d)", tx.evse, tid, seq)
+    store.save_document(OPEN_TRANSACTIONS, {})
+    return payloads

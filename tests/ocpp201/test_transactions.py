@@ -1,0 +1,197 @@
+"""TransactionEvents from the core's facts: start/stop points, seqNo, offline, PowerLoss recovery.
+Every payload is checked against the OCPP 2.0.1 TransactionEventRequest schema."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from ocpp.messages import Call, _validate_payload
+
+from evcp.core.model import StopReason
+from evcp.ocpp16.outbox import Outbox
+from evcp.ocpp201.transactions import (
+    ACTION,
+    OPEN_TRANSACTIONS,
+    Measurands,
+    Transactions,
+    id_token_for,
+    recover,
+)
+from evcp.storage import StateStore
+
+TOKEN = {"idToken": "04A1B2C3", "type": "ISO14443"}
+T0 = 1_800_000_000.0
+
+
+def valid(payload: dict) -> dict:
+    _validate_payload(Call("1", ACTION, payload), "2.0.1")
+    return payload
+
+
+def tracker(start="PowerPathClosed", stop="EVConnected,Authorized", store=None, outbox=None):
+    ids = (f"00000000-0000-4000-8000-{n:012d}" for n in itertools.count(1))
+    measurands = Measurands(["Energy.Active.Import.Register"], [], [], [])
+    return Transactions(outbox or Outbox(store), store, lambda: start.split(","), lambda: stop.split(","),
+                        lambda: measurands, new_id=lambda: next(ids))
+
+
+def queued(t: Transactions) -> list[dict]:
+    out = []
+    while (entry := t.outbox.head()) is not None:
+        out.append(valid(entry.payload))
+        t.outbox.done(entry)
+    return out
+
+
+def test_id_token_types():
+    assert id_token_for("04A1B2C3")["type"] == "ISO14443"
+    assert id_token_for("04A1B2C3D4E5F6")["type"] == "ISO14443"
+    assert id_token_for("driver-7")["type"] == "Local"
+    assert id_token_for("abc", "Central") == {"idToken": "abc", "type": "Central"}
+
+
+def test_power_path_closed_start_waits_for_charging_then_carries_the_id_token():
+    t = tracker()
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    assert queued(t) == []  # no transaction at the CSMS before the power path closes
+    t.charging_state(1, "Charging", T0 + 2, online=True, energy_wh=100.0)
+    started, = queued(t)
+    assert (started["eventType"], started["triggerReason"], started["seqNo"]) == ("Started", "ChargingStateChanged", 0)
+    assert started["idToken"] == TOKEN and started["evse"] == {"id": 1, "connectorId": 1}
+    assert started["meterValue"][0]["sampledValue"][0]["context"] == "Transaction.Begin"
+
+
+def test_ev_connected_start_point_then_authorized_update_then_ended_without_gaps():
+    t = tracker(start="EVConnected")
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    t.charging_state(1, "Charging", T0 + 2, online=True, energy_wh=100.0)
+    t.meter_values(1, "MeterValuePeriodic", {"timestamp": "2027-01-15T08:00:00Z", "sampledValue": [{"value": 1.0}]},
+                   T0 + 3, online=True)
+    t.core_stopped(1, 7, StopReason.LOCAL, TOKEN, 350, T0 + 4, online=True, plugged=True)
+    events = queued(t)
+    assert [(e["eventType"], e["triggerReason"]) for e in events] == [
+        ("Started", "CablePluggedIn"), ("Updated", "Authorized"), ("Updated", "ChargingStateChanged"),
+        ("Updated", "MeterValuePeriodic"), ("Ended", "StopAuthorized")]
+    assert [e["seqNo"] for e in events] == [0, 1, 2, 3, 4]
+    assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
+    ended = events[-1]
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
+    assert ended["meterValue"][0]["sampledValue"][0]["value"] == 350
+
+
+def test_unplug_before_any_card_ends_an_ev_connected_transaction():
+    t = tracker(start="EVConnected")
+    t.ev_connected(1, 5.0, T0, online=True)
+    t.ev_disconnected(1, 5.0, T0 + 9, online=True)
+    started, ended = queued(t)
+    assert (ended["eventType"], ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+        "Ended", "EVCommunicationLost", "EVDisconnected")
+    assert t.by_evse == {}
+
+
+def test_tx_stop_point_ev_connected_keeps_the_transaction_until_unplug_with_the_first_reason():
+    t = tracker(start="EVConnected", stop="EVConnected")
+    t.ev_connected(1, 0.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 0, T0 + 1, online=True)
+    t.core_stopped(1, 7, StopReason.REMOTE, None, 10, T0 + 2, online=True, plugged=True)
+    t.ev_disconnected(1, 10.0, T0 + 3, online=True)
+    events = queued(t)
+    assert [(e["eventType"], e["triggerReason"]) for e in events] == [
+        ("Started", "CablePluggedIn"), ("Updated", "Authorized"), ("Updated", "RemoteStop"),
+        ("Ended", "EVCommunicationLost")]
+    assert events[-1]["transactionInfo"]["stoppedReason"] == "Remote"
+
+
+def test_a_stop_before_the_start_point_sends_nothing():
+    t = tracker(start="PowerPathClosed")
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 0, T0, online=True)
+    t.core_stopped(1, 7, StopReason.LOCAL, TOKEN, 0, T0 + 1, online=True, plugged=True)
+    assert queued(t) == [] and t.by_evse == {}
+
+
+def test_events_made_offline_say_so_and_keep_their_time():
+    t = tracker(start="Authorized")
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 0, T0, online=False)
+    started, = queued(t)
+    assert started["offline"] is True and started["timestamp"] == "2027-01-15T08:00:00.000Z"
+
+
+def test_remote_start_id_in_the_started_event():
+    t = tracker(start="Authorized")
+    t.authorized(1, 7, {"idToken": "app-1", "type": "Central"}, "RemoteStart", 42, None, 0, T0, online=True)
+    started, = queued(t)
+    assert started["triggerReason"] == "RemoteStart" and started["transactionInfo"]["remoteStartId"] == 42
+
+
+def test_reset_ends_the_transaction_whatever_the_stop_point(tmp_path):
+    t = tracker(start="EVConnected", stop="EVConnected")
+    t.ev_connected(1, 0.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 0, T0, online=True)
+    t.core_stopped(1, 7, StopReason.SOFT_RESET, None, 0, T0 + 1, online=True, plugged=True)
+    ended = queued(t)[-1]
+    assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == ("ResetCommand", "ImmediateReset")
+
+
+def test_seq_no_survives_a_restart_and_power_loss_ends_with_the_next_one(tmp_path):
+    store = StateStore(tmp_path / "evcp.sqlite3")
+    store.transaction_started(7, 1, "04A1B2C3", 100, T0)
+    store.meter_reading(1, 180.0, T0 + 50)
+    t = tracker(start="Authorized", store=store)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0, online=True)
+    t.meter_values(1, "MeterValuePeriodic", {"timestamp": "2027-01-15T08:00:00Z", "sampledValue": [{"value": 1.0}]},
+                   T0 + 60, online=True)
+    tx_id = t.by_evse[1].transaction_id
+    delivered = t.outbox.head()
+    t.outbox.done(delivered)  # the Started reached the CSMS, the Updated is still queued
+    # the process dies here; at the next start:
+    ended, = recover(store, {1: 250.0})
+    valid(ended)
+    assert ended["seqNo"] == 2 and ended["transactionInfo"] == {
+        "transactionId": tx_id, "chargingState": "Idle", "stoppedReason": "PowerLoss"}
+    assert ended["meterValue"][0]["sampledValue"][0]["value"] == 250.0
+    assert store.open_transactions() == []  # the 1.6 recovery will not stop it a second time
+    assert store.load_document(OPEN_TRANSACTIONS) == {}
+    assert [m.payload["seqNo"] for m in store.outbox_entries()] == [1, 2]
+    assert recover(store, {}) == []  # once only
+    store.close()
+
+
+def test_recovery_finds_a_transaction_whose_event_was_queued_but_not_saved(tmp_path):
+    store = StateStore(tmp_path / "evcp.sqlite3")
+    store.outbox_put(ACTION, {"eventType": "Started", "timestamp": "2027-01-15T08:00:00.000Z",
+                              "triggerReason": "Authorized", "seqNo": 0, "evse": {"id": 1, "connectorId": 1},
+                              "transactionInfo": {"transactionId": "tx-a"}}, None)
+    ended, = recover(store, {})
+    assert (ended["seqNo"], ended["transactionInfo"]["transactionId"]) == (1, "tx-a")
+    store.close()
+
+
+def test_a_queued_ended_is_not_ended_twice(tmp_path):
+    store = StateStore(tmp_path / "evcp.sqlite3")
+    t = tracker(start="Authorized", store=store)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 0, T0, online=True)
+    tx = t.by_evse[1]
+    saved = store.load_document(OPEN_TRANSACTIONS)
+    t.core_stopped(1, 7, StopReason.LOCAL, None, 0, T0 + 1, online=True, plugged=False)
+    store.save_document(OPEN_TRANSACTIONS, saved)  # as if the process died before saving
+    assert recover(store, {}) == []
+    assert [m.payload["eventType"] for m in store.outbox_entries()] == ["Started", "Ended"]
+    assert tx.transaction_id
+    store.close()
+
+
+@pytest.mark.parametrize("reason, trigger, stopped", [
+    (StopReason.EV_DISCONNECTED, "EVCommunicationLost", "EVDisconnected"),
+    (StopReason.DEAUTHORIZED, "Deauthorized", "DeAuthorized"),
+    (StopReason.POWER_LOSS, "AbnormalCondition", "PowerLoss"),
+    (StopReason.OTHER, "AbnormalCondition", "Other"),
+])
+def test_stop_reasons(reason, trigger, stopped):
+    t = tracker(start="Authorized")
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 0, T0, online=True)
+    t.core_stopped(1, 7, reason, None, 0, T0 + 1, online=True, plugged=False)
+    ended = queued(t)[-1]
+    assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (trigger, stopped)
