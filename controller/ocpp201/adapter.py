@@ -535,13 +535,16 @@ class Ocpp201Adapter:
         remote = self._remote_starts.pop(a.id_tag, None)
         kind = remote[1] if remote else self._token_types.get(a.id_tag)
         token = id_token_for(a.id_tag, kind)
-        self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
-                                     remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at, online)
         if remote is not None and not self.controller.settings.authorize_remote_start:
             accepted_by = "its RequestStartTransaction"
         elif a.id_tag in self._accepted_tokens:
             accepted_by = "AuthorizeResponse"
         else:
+            accepted_by = None
+        self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
+                                     remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at, online,
+                                     needs_answer=accepted_by is None)
+        if accepted_by is None:
             self._awaiting[a.local_id] = a.connector
             log.info("EVSE %d: %s waits for the TransactionEventResponse idTokenInfo", a.connector, a.id_tag)
             return

@@ -148,8 +148,10 @@ class Transactions:
 
     def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
                    remote_start_id: int | None, reservation_id: int | None, meter_start_wh: float,
-                   at: float, online: bool) -> OpenTransaction:
-        """The core started its transaction: the id was accepted and the EV is plugged in."""
+                   at: float, online: bool, needs_answer: bool = False) -> OpenTransaction:
+        """The core started its transaction: the id was accepted and the EV is plugged in.
+        ``needs_answer``: the CSMS has not accepted the id token yet, so its event goes out now
+        whatever the start point (the TransactionEventResponse's idTokenInfo decides)."""
         tx = self.by_evse.get(evse)
         if tx is None:
             tx = self._open(evse)
@@ -164,7 +166,7 @@ class Transactions:
         points = self._start_points()
         if tx.started:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
-        elif "Authorized" in points or "EVConnected" in points:
+        elif needs_answer or "Authorized" in points or "EVConnected" in points:
             self._started(tx, trigger, at, online, meter_start_wh, extra)
         else:
             tx.pending = extra  # Started waits for the power path (PowerPathClosed, EnergyTransfer)

@@ -81,3 +81,234 @@ async def test_tc_c_rejected_id_token_never_closes_the_contactor(csms, start_sta
     await csms.wait_for(lambda: csms.messages("Authorize"))
     assert not await relay_closed(charger, timeout=1.5)
     assert not [e for e in events(csms) if "idToken" in e]
+
+
+async def charging_session(charger, csms: Csms, tag: str = "04A1B2C3") -> str:
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "C")
+    bench.present_tag(tag)
+    assert await relay_closed(charger)
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    return started[-1]["transactionInfo"]["transactionId"]
+
+
+async def test_tc_b_06_get_variables_statuses(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    answer = await csms.session.send("GetVariables", {"getVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "NoSuchVariable"}},
+        {"component": {"name": "NoSuchController"}, "variable": {"name": "Enabled"}},
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}, "attributeType": "MaxSet"},
+    ]})
+    results = answer["getVariableResult"]
+    assert [r["attributeStatus"] for r in results] == [
+        "Accepted", "UnknownVariable", "UnknownComponent", "NotSupportedAttributeType"]
+    assert results[0]["attributeValue"] == "300"  # the interval of the BootNotificationResponse
+
+
+async def test_tc_b_set_variables_persist_and_change_behaviour(csms, start_station, tmp_path):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}, "attributeValue": "EVConnected"},
+        {"component": {"name": "ChargingStation"}, "variable": {"name": "Model"}, "attributeValue": "x"},
+    ]})
+    assert [r["attributeStatus"] for r in answer["setVariableResult"]] == ["Accepted", "Rejected"]
+    charger.hardware.bench.set_pilot(1, "B")
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert started[0]["triggerReason"] == "CablePluggedIn" and "idToken" not in started[0]
+    variables = charger.controller.store.load_document("ocpp201-variables")
+    assert variables["TxCtrlr///TxStartPoint/"] == "EVConnected"
+
+
+async def test_tc_b_07_get_base_report_in_parts(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    answer = await csms.session.send("GetBaseReport", {"requestId": 5, "reportBase": "FullInventory"})
+    assert answer == {"status": "Accepted"}
+    reports = await csms.wait_for(lambda: [r for r in csms.messages("NotifyReport") if not r["tbc"]] and
+                                  csms.messages("NotifyReport"))
+    assert [r["seqNo"] for r in reports] == list(range(len(reports))) and len(reports) >= 2
+    assert all(r["requestId"] == 5 for r in reports)
+    count = sum(len(r["reportData"]) for r in reports)
+    assert count == len(charger.controller.adapter.device_model.variables)
+    assert (await csms.session.send("GetBaseReport", {"requestId": 6, "reportBase": "SummaryInventory"}))["status"] \
+        == "Accepted"
+
+
+async def test_tc_f_01_remote_start_then_remote_stop(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    charger.hardware.bench.set_pilot(1, "C")
+    answer = await csms.session.send("RequestStartTransaction", {
+        "idToken": {"idToken": "APP-USER-1", "type": "Central"}, "remoteStartId": 77, "evseId": 1})
+    assert answer["status"] == "Accepted"
+    assert await relay_closed(charger)
+    assert not csms.messages("Authorize")  # AuthorizeRemoteStart false: the CSMS's request is the acceptance
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert started[0]["transactionInfo"]["remoteStartId"] == 77
+    assert started[0]["idToken"] == {"idToken": "APP-USER-1", "type": "Central"}
+    tx_id = started[0]["transactionInfo"]["transactionId"]
+    assert (await csms.session.send("RequestStopTransaction", {"transactionId": "not-a-transaction"}))["status"] \
+        == "Rejected"
+    assert (await csms.session.send("RequestStopTransaction", {"transactionId": tx_id}))["status"] == "Accepted"
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert not charger.hardware.connectors[0].relay.is_closed
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("RemoteStop", "Remote")
+
+
+class Forgetful(set):
+    """An adapter memory of AuthorizeResponses that keeps nothing: every start must then wait
+    for the TransactionEventResponse's idTokenInfo."""
+
+    def add(self, item) -> None:
+        pass
+
+
+async def test_tc_e_without_an_accepted_authorize_the_transaction_event_response_decides_rejected(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    charger.controller.adapter._accepted_tokens = Forgetful()
+    csms.policy.transaction_id_token = "Invalid"
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    started = [e for e in events(csms) if e["eventType"] == "Started"][0]
+    assert started["idToken"]["idToken"] == "04A1B2C3"  # sent at once, though TxStartPoint is PowerPathClosed
+    assert ended[0]["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    assert not await relay_closed(charger, timeout=1.0)
+
+
+async def test_tc_e_without_an_accepted_authorize_the_transaction_event_response_decides_accepted(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    charger.controller.adapter._accepted_tokens = Forgetful()
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    assert await relay_closed(charger)
+    assert [e for e in events(csms) if e["eventType"] == "Started"]
+
+
+async def test_tc_b_11_reset_immediate_stops_transactions_and_boots_with_remote_reset(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await charging_session(charger, csms)
+    assert (await csms.session.send("Reset", {"type": "Immediate"}))["status"] == "Accepted"
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["stoppedReason"] == "ImmediateReset"
+    assert not charger.hardware.connectors[0].relay.is_closed
+    boots = await csms.wait_for(lambda: len(csms.messages("BootNotification")) >= 2 and csms.messages("BootNotification"))
+    assert boots[1]["reason"] == "RemoteReset"
+
+
+async def test_tc_b_reset_on_idle_is_scheduled_during_a_transaction(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await charging_session(charger, csms)
+    assert (await csms.session.send("Reset", {"type": "OnIdle"}))["status"] == "Scheduled"
+    await asyncio.sleep(1.5)
+    assert charger.hardware.connectors[0].relay.is_closed  # the session goes on
+    charger.hardware.bench.present_tag("04A1B2C3")  # the driver ends it
+    boots = await csms.wait_for(lambda: len(csms.messages("BootNotification")) >= 2 and csms.messages("BootNotification"))
+    assert boots[1]["reason"] == "RemoteReset"
+
+
+async def test_tc_f_06_trigger_message(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    send = csms.session.send
+    assert (await send("TriggerMessage", {"requestedMessage": "BootNotification"}))["status"] == "Rejected"
+    assert (await send("TriggerMessage", {"requestedMessage": "LogStatusNotification"}))["status"] == "NotImplemented"
+    assert (await send("TriggerMessage", {"requestedMessage": "StatusNotification", "evse": {"id": 9}}))["status"] \
+        == "Rejected"
+    before = len(csms.messages("StatusNotification"))
+    assert (await send("TriggerMessage", {"requestedMessage": "StatusNotification", "evse": {"id": 1}}))["status"] \
+        == "Accepted"
+    await csms.wait_for(lambda: len(csms.messages("StatusNotification")) > before)
+    assert (await send("TriggerMessage", {"requestedMessage": "Heartbeat"}))["status"] == "Accepted"
+    await csms.wait_for(lambda: csms.messages("Heartbeat"))
+    await charging_session(charger, csms)
+    assert (await send("TriggerMessage", {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}))["status"] \
+        == "Accepted"
+    triggered = await csms.wait_for(lambda: [e for e in events(csms) if e["triggerReason"] == "Trigger"])
+    assert triggered[0]["eventType"] == "Updated"
+
+
+async def test_tc_f_05_unlock_connector_answers(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    send = csms.session.send
+    assert (await send("UnlockConnector", {"evseId": 2, "connectorId": 1}))["status"] == "UnknownConnector"
+    await charging_session(charger, csms)
+    assert (await send("UnlockConnector", {"evseId": 1, "connectorId": 1}))["status"] == "OngoingAuthorizedTransaction"
+    assert charger.hardware.connectors[0].relay.is_closed
+
+
+async def test_tc_g_03_change_availability_of_an_evse(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    send = csms.session.send
+    assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}))["status"] \
+        == "Accepted"
+    await csms.wait_for(lambda: [s for s in csms.messages("StatusNotification") if s["connectorStatus"] == "Unavailable"])
+    assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 5}}))["status"] \
+        == "Rejected"
+    assert (await send("ChangeAvailability", {"operationalStatus": "Operative"}))["status"] == "Accepted"
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Available")
+
+
+async def test_tc_e_offline_events_are_delivered_in_order_with_their_time_and_offline_flag(start_station, tmp_path):
+    csms = Csms()
+    await csms.start()
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    await csms.stop()  # the CSMS goes away
+    await asyncio.sleep(0.5)
+    charger.hardware.bench.set_pilot(1, "A")  # the session ends offline
+    await asyncio.sleep(0.5)
+    assert not charger.hardware.connectors[0].relay.is_closed
+    port = int(csms.url.rsplit(":", 1)[1].split("/")[0])
+    again = Csms()
+    import websockets
+    again._server = await websockets.serve(again._serve, "127.0.0.1", port, subprotocols=again.subprotocols)
+    ended = await again.wait_for(lambda: [e for e in events(again) if e["eventType"] == "Ended"], timeout=30)
+    assert ended[0]["offline"] is True and ended[0]["transactionInfo"]["transactionId"] == tx_id
+    assert ended[0]["seqNo"] == max(e["seqNo"] for e in events(csms) if e["transactionInfo"]["transactionId"] == tx_id) + 1
+    await again.stop()
+
+
+async def test_tc_e_power_loss_after_a_crash_ends_the_transaction_at_the_next_start(csms, start_station, tmp_path):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    charger.task.cancel()  # the process goes without stopping anything (as a kill would)
+    await asyncio.gather(charger.task, return_exceptions=True)
+    assert not charger.hardware.connectors[0].relay.is_closed
+    await start_station(csms)
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"], timeout=20)
+    assert ended[0]["transactionInfo"]["transactionId"] == tx_id
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("AbnormalCondition", "PowerLoss")
+    mine = [e["seqNo"] for e in events(csms) if e["transactionInfo"]["transactionId"] == tx_id]
+    assert mine == list(range(len(mine)))
+
+
+async def test_auto_speaks_2_0_1_when_the_csms_picks_it(csms, start_station):
+    charger = await start_station(csms, version="auto")
+    await registered(charger, csms)
+    assert charger.controller.protocol == "auto"
+
+
+async def test_auto_hands_over_to_1_6_when_the_csms_picks_it(start_station):
+    from evcp.bench.csms import CentralSystem
+
+    central = CentralSystem(port=0, control_port=None)
+    await central.start()
+    central_as = Csms()
+    central_as._server = None
+    charger = await start_station(type("Url", (), {"url": central.url + "/ocpp"})(), version="auto")
+    async with asyncio.timeout(15):
+        while not (charger.controller.protocol == "1.6" and charger.controller.adapter.registration == "Accepted"):
+            await asyncio.sleep(0.05)
+    await central.stop()

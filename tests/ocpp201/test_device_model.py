@@ -1,0 +1,53 @@
+"""The 2.0.1 device model: GetVariables / SetVariables statuses, reports, persistence, settings."""
+
+from __future__ import annotations
+
+from evcp.core.model import Settings
+from evcp.ocpp201.device_model import DeviceModel, settings_from, station_variables
+
+
+def model() -> DeviceModel:
+    return DeviceModel(station_variables(2, "evcp", "bench", "SN1", "evcp 0.1"))
+
+
+def test_get_known_unknown_component_unknown_variable_and_attribute_types():
+    m = model()
+    assert m.get_variable({"name": "TxCtrlr"}, {"name": "StopTxOnInvalidId"}, None).status == "Accepted"
+    assert m.get_variable({"name": "TxCtrlr"}, {"name": "Nope"}, None).status == "UnknownVariable"
+    assert m.get_variable({"name": "Nope"}, {"name": "Enabled"}, None).status == "UnknownComponent"
+    assert m.get_variable({"name": "TxCtrlr"}, {"name": "TxStartPoint"}, "Target").status == "NotSupportedAttributeType"
+    assert m.get_variable({"name": "EVSE", "evse": {"id": 2}}, {"name": "AvailabilityState"}, None).value == "Available"
+    assert m.get_variable({"name": "EVSE", "evse": {"id": 3}}, {"name": "AvailabilityState"}, None).status \
+        == "UnknownComponent"
+
+
+def test_set_checks_mutability_type_and_range():
+    m = model()
+    assert m.set_variable({"name": "ChargingStation"}, {"name": "Model"}, "x", None).status == "Rejected"
+    assert m.set_variable({"name": "TxCtrlr"}, {"name": "StopTxOnInvalidId"}, "maybe", None).status == "Rejected"
+    assert m.set_variable({"name": "TxCtrlr"}, {"name": "EVConnectionTimeOut"}, "0", None).status == "Rejected"
+    assert m.set_variable({"name": "TxCtrlr"}, {"name": "TxStartPoint"}, "EVConnected,DataSigned", None).status \
+        == "Rejected"  # DataSigned is not supported
+    assert m.set_variable({"name": "TxCtrlr"}, {"name": "TxStartPoint"}, "EVConnected,Authorized", None).status \
+        == "Accepted"
+    assert m.members("TxCtrlr", "TxStartPoint") == ["EVConnected", "Authorized"]
+
+
+def test_values_set_survive_a_restart_and_drive_the_core():
+    m = model()
+    m.set_variable({"name": "SampledDataCtrlr"}, {"name": "TxUpdatedInterval"}, "15", None)
+    m.set_variable({"name": "TxCtrlr"}, {"name": "StopTxOnEVSideDisconnect"}, "false", None)
+    again = model()
+    assert again.restore(m.saved()) == []
+    settings = settings_from(again, Settings())
+    assert settings.meter_sample_interval_s == 15.0 and settings.stop_on_ev_disconnect is False
+    assert again.restore({"TxCtrlr///Gone/": "1"}) != []
+
+
+def test_reports():
+    m = model()
+    full = m.report("FullInventory")
+    assert len(full) == len(m.variables)
+    writable = m.report("ConfigurationInventory")
+    assert writable and all(item["variableAttribute"][0]["mutability"] == "ReadWrite" for item in writable)
+    assert m.report("CustomReport") is None
