@@ -47,7 +47,7 @@ import ssl
 import sys
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
@@ -855,14 +855,16 @@ def _client_common_name(connection: ServerConnection) -> str | None:
     return ""
 
 
-def _charge_point_preference(connection: ServerConnection, offered: list[str]) -> str | None:
-    """The first subprotocol the charge point offers that this central system speaks (a station
-    configured for "ocpp2.0.1, ocpp1.6" gets 2.0.1); none of them refuses the handshake (400)."""
-    for subprotocol in offered:
-        if subprotocol in (SUBPROTOCOL, SUBPROTOCOL_201):
-            return subprotocol
-    raise NegotiationError(f"no supported subprotocol in {list(offered)} (this central system speaks "
-                           f"{SUBPROTOCOL}, {SUBPROTOCOL_201})")
+def charge_point_preference(spoken: Sequence[str]):
+    """The handshake's choice: the first subprotocol the charge point offers that is ``spoken``
+    (a station configured for "ocpp2.0.1, ocpp1.6" gets 2.0.1); none of them refuses it (400)."""
+    def select(connection: ServerConnection, offered: list[str]) -> str | None:
+        for subprotocol in offered:
+            if subprotocol in spoken:
+                return subprotocol
+        raise NegotiationError(f"no supported subprotocol in {list(offered)} (this central system speaks "
+                               f"{', '.join(spoken)})")
+    return select
 
 
 def charge_point_id_from_path(path: str) -> str:
@@ -900,8 +902,10 @@ class CentralSystem:
         first_transaction_id: int = 1,
         tls: ssl.SSLContext | None = None,
         basic_auth: bool = False,
+        subprotocols: Sequence[str] = (SUBPROTOCOL, SUBPROTOCOL_201),
     ):
         """``tls``: serve wss:// with this context (see :func:`server_tls_context`).
+        ``subprotocols``: the OCPP versions spoken (a 1.6-only central system: ``(SUBPROTOCOL,)``).
         ``basic_auth``: check the HTTP Basic password of each charge point against
         ``policy.passwords``. With a context that verifies client certificates, a valid one
         whose CN is the charge point id also authenticates it; without ``basic_auth`` it is
@@ -909,6 +913,7 @@ class CentralSystem:
         self.host = host
         self.tls = tls
         self.basic_auth = basic_auth
+        self.subprotocols = list(subprotocols)
         self.control_host = control_host
         self._requested_port = port
         self._requested_control_port = control_port
@@ -955,7 +960,7 @@ class CentralSystem:
         try:
             self._server = await serve(
                 self._serve_charge_point, self.host, self._requested_port,
-                subprotocols=[SUBPROTOCOL, SUBPROTOCOL_201], select_subprotocol=_charge_point_preference,
+                subprotocols=self.subprotocols, select_subprotocol=charge_point_preference(self.subprotocols),
                 process_request=self._check_path,
                 logger=logging.getLogger("evcp.bench.csms.websocket"), ssl=self.tls,
             )

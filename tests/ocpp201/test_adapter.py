@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 
 from .csms import Csms
 
@@ -264,12 +265,12 @@ async def test_tc_e_offline_events_are_delivered_in_order_with_their_time_and_of
     charger = await start_station(csms)
     await registered(charger, csms)
     tx_id = await charging_session(charger, csms)
+    port = int(csms.url.rsplit(":", 1)[1].split("/")[0])
     await csms.stop()  # the CSMS goes away
     await asyncio.sleep(0.5)
     charger.hardware.bench.set_pilot(1, "A")  # the session ends offline
     await asyncio.sleep(0.5)
     assert not charger.hardware.connectors[0].relay.is_closed
-    port = int(csms.url.rsplit(":", 1)[1].split("/")[0])
     again = Csms()
     import websockets
     again._server = await websockets.serve(again._serve, "127.0.0.1", port, subprotocols=again.subprotocols)
@@ -301,13 +302,11 @@ async def test_auto_speaks_2_0_1_when_the_csms_picks_it(csms, start_station):
 
 
 async def test_auto_hands_over_to_1_6_when_the_csms_picks_it(start_station):
-    from evcp.bench.csms import CentralSystem
+    from evcp.bench.csms import SUBPROTOCOL, CentralSystem
 
-    central = CentralSystem(port=0, control_port=None)
+    central = CentralSystem(port=0, control_port=None, subprotocols=(SUBPROTOCOL,))
     await central.start()
-    central_as = Csms()
-    central_as._server = None
-    charger = await start_station(type("Url", (), {"url": central.url + "/ocpp"})(), version="auto")
+    charger = await start_station(SimpleNamespace(url=central.url + "/ocpp"), version="auto")
     async with asyncio.timeout(15):
         while not (charger.controller.protocol == "1.6" and charger.controller.adapter.registration == "Accepted"):
             await asyncio.sleep(0.05)
