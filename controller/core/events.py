@@ -163,6 +163,8 @@ class ChargingProfileRequested:
 
     connector: int
     profile: dict
+    replace_same_stack: bool = True
+    """False: only a profile of the same id is replaced (OCPP 2.0.1 K01; see ChargingProfiles.set)."""
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class ChargingSchedule:
     duration_s: int | None = None
     start: float | None = None
     min_rate: float | None = None
+    id: int | None = None
+    """The schedule's own id where the protocol gives one (OCPP 2.0.1 ChargingScheduleType.id)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class ChargingProfile:
     def to_ocpp(self) -> dict:
         """The csChargingProfiles object of SetChargingProfile.req, camelCase, absent fields left out."""
         schedule: dict[str, Any] = {}
+        if self.schedule.id is not None:
+            schedule["id"] = self.schedule.id
         if self.schedule.duration_s is not None:
             schedule["duration"] = self.schedule.duration_s
         if self.schedule.start is not None:
@@ -209,6 +213,7 @@ def profile_from_ocpp(connector: int, payload: Mapping[str, Any]) -> ChargingPro
         duration_s=_int(raw_schedule, "duration", "chargingSchedule.duration"),
         start=_time(raw_schedule, "start_schedule", "chargingSchedule.startSchedule"),
         min_rate=_number(raw_schedule, "min_charging_rate", "chargingSchedule.minChargingRate"),
+        id=_int(raw_schedule, "id", "chargingSchedule.id"),
     )
     profile = ChargingProfile(
         id=_int(payload, "charging_profile_id", "chargingProfileId", required=True),
@@ -293,25 +298,28 @@ class ChargingProfiles:
                 connector = _field(entry, "connector_id", "connectorId", required=True)
                 payload = _field(entry, "cs_charging_profiles", "csChargingProfiles", required=True)
                 profile = profile_from_ocpp(connector, payload)
-                problem = self._beyond_limits(profile, replacing=self._replaced_by(profile))
+                # A saved list is the result of earlier installs: only a repeated id replaces.
+                problem = self._beyond_limits(profile, replacing=self._replaced_by(profile, same_stack=False))
             except (ProfileError, TypeError, AttributeError) as exc:
                 problem = str(exc)
             if problem:
                 self.dropped.append(f"saved profile {i}: {problem}")
             else:
-                self._install(profile)
+                self._install(profile, same_stack=False)
 
     @property
     def profiles(self) -> tuple[ChargingProfile, ...]:
         """The installed profiles, oldest first."""
         return tuple(self._profiles)
 
-    def set(self, profile: ChargingProfile,
-            transactions: Mapping[int, Transaction] | None = None) -> tuple[bool, str]:
+    def set(self, profile: ChargingProfile, transactions: Mapping[int, Transaction] | None = None,
+            replace_same_stack: bool = True) -> tuple[bool, str]:
         """SetChargingProfile (§5.16): install ``profile``; ``(True, "")`` or ``(False, why)``.
 
-        A profile with the same id, or the same stackLevel and purpose on the same connector,
-        is replaced. A TxProfile is bound to the transaction running on its connector.
+        A profile with the same id is replaced, and with ``replace_same_stack`` (OCPP 1.6 §5.16)
+        also one of the same stackLevel and purpose on the same connector; without it (OCPP
+        2.0.1 K01, where the adapter refuses such a profile first) both stay. A TxProfile is
+        bound to the transaction running on its connector.
         """
         transactions = transactions or {}
         try:
@@ -335,10 +343,10 @@ class ChargingProfiles:
                 return False, (f"transactionId {profile.transaction_id} is not the transaction running "
                                f"on connector {profile.connector} ({running.transaction_id})")
             profile = replace(profile, transaction_id=running.transaction_id)
-        problem = self._beyond_limits(profile, replacing=self._replaced_by(profile))
+        problem = self._beyond_limits(profile, replacing=self._replaced_by(profile, replace_same_stack))
         if problem:
             return False, problem
-        self._install(profile)
+        self._install(profile, replace_same_stack)
         return True, ""
 
     def clear(self, *, profile_id: int | None = None, connector: int | None = None,
@@ -437,14 +445,15 @@ class ChargingProfiles:
 
     # --- inside ---
 
-    def _replaced_by(self, profile: ChargingProfile) -> list[ChargingProfile]:
+    def _replaced_by(self, profile: ChargingProfile, same_stack: bool = True) -> list[ChargingProfile]:
         # §5.16: same chargingProfileId, or same stackLevel/purpose (on the same connector), replaces.
         return [p for p in self._profiles
                 if p.id == profile.id
-                or (p.stack_level, p.purpose, p.connector) == (profile.stack_level, profile.purpose, profile.connector)]
+                or (same_stack and (p.stack_level, p.purpose, p.connector)
+                    == (profile.stack_level, profile.purpose, profile.connector))]
 
-    def _install(self, profile: ChargingProfile) -> None:
-        replaced = self._replaced_by(profile)
+    def _install(self, profile: ChargingProfile, same_stack: bool = True) -> None:
+        replaced = self._replaced_by(profile, same_stack)
         self._profiles = [p for p in self._profiles if p not in replaced] + [profile]
 
     def _beyond_limits(self, profile: ChargingProfile, replacing: list[ChargingProfile]) -> str:

@@ -684,7 +684,7 @@ class Station:
             out.append(act.Notice(f"SetChargingProfile refused: {error}"))
             out.append(act.Answer("Rejected"))
             return
-        accepted, why = self.charging.set(profile, self._charging_transactions())
+        accepted, why = self.charging.set(profile, self._charging_transactions(), e.replace_same_stack)
         if not accepted:
             out.append(act.Notice(f"SetChargingProfile {profile.id} refused: {why}"))
             out.append(act.Answer("Rejected"))

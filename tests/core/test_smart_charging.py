@@ -370,6 +370,45 @@ def test_same_stack_level_and_purpose_on_the_same_connector_replaces():
     assert store.limit_a(1, T0) == 8.0
 
 
+def test_without_replace_same_stack_only_the_same_id_replaces():
+    # OCPP 2.0.1 K01: two profiles of one stack level and purpose may coexist (valid at other times).
+    store = ChargingProfiles(THREE_PHASE)
+    install(store, profile_id=1, stack=2, periods=((0, 6.0),), valid_from=T0, valid_to=T0 + HOUR)
+    accepted, why = store.set(profile_from_ocpp(1, payload(profile_id=2, stack=2, periods=((0, 8.0),),
+                                                           valid_from=T0 + HOUR)), {}, replace_same_stack=False)
+    assert accepted, why
+    assert sorted(p.id for p in store.profiles) == [1, 2]
+    assert (store.limit_a(1, T0 + 10), store.limit_a(1, T0 + HOUR + 10)) == (6.0, 8.0)
+    accepted, _ = store.set(profile_from_ocpp(1, payload(profile_id=2, stack=2, periods=((0, 9.0),))), {},
+                            replace_same_stack=False)
+    assert accepted and [(p.id, p.schedule.periods[0].limit) for p in store.profiles] == [(1, 6.0), (2, 9.0)]
+
+
+def test_restoring_keeps_profiles_of_one_stack_level_with_other_ids():
+    store = ChargingProfiles(THREE_PHASE)
+    for profile_id, since in ((1, T0), (2, T0 + HOUR)):
+        store.set(profile_from_ocpp(1, payload(profile_id=profile_id, stack=2, valid_from=since,
+                                               valid_to=since + HOUR)), {}, replace_same_stack=False)
+    restored = ChargingProfiles(THREE_PHASE, saved=json.loads(json.dumps(store.to_saved())))
+    assert restored.profiles == store.profiles and len(restored.profiles) == 2
+
+
+def test_schedule_id_is_kept_and_absent_when_not_given():
+    with_id = payload(profile_id=4)
+    with_id["charging_schedule"]["id"] = 17
+    store = ChargingProfiles(THREE_PHASE)
+    store.set(profile_from_ocpp(1, with_id), {})
+    install(store, profile_id=5, stack=1)
+    first, second = store.to_saved()
+    assert first["csChargingProfiles"]["chargingSchedule"]["id"] == 17
+    assert "id" not in second["csChargingProfiles"]["chargingSchedule"]  # OCPP 1.6 has no schedule id
+    restored = ChargingProfiles(THREE_PHASE, saved=json.loads(json.dumps(store.to_saved())))
+    assert [p.schedule.id for p in restored.profiles] == [17, None]
+    with_id["charging_schedule"]["id"] = "x"
+    with pytest.raises(ProfileError, match="chargingSchedule.id"):
+        profile_from_ocpp(1, with_id)
+
+
 # --- ClearChargingProfile (§5.5) and the end of a transaction ------------------------------------
 
 
