@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import websockets
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.exceptions import OCPPError, OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v201 import call_result
@@ -40,6 +41,7 @@ from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connec
 from evcp.ocpp201.device_model import DeviceModel, settings_from, station_variables
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
+from evcp.ocpp201.smart_charging import Refused, SmartCharging
 from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, id_token_for
 from evcp.storage import StoreError
 from evcp.timestamps import timestamp
@@ -145,6 +147,35 @@ class CsmsRequests(StationLink):
     def _get_local_list_version(self, **_):
         return call_result.GetLocalListVersion(version_number=0)  # no local list (LocalAuthListCtrlr.Enabled false)
 
+    # Part 2 K, smart charging: evcp.ocpp201.smart_charging.
+
+    @on(Action.set_charging_profile)
+    def _set_charging_profile(self, evse_id: int, charging_profile: dict, **_):
+        answer = self.adapter.smart_charging.set_profile(evse_id, charging_profile)
+        return call_result.SetChargingProfile(status=answer.status, status_info=answer.status_info)
+
+    @on(Action.clear_charging_profile)
+    def _clear_charging_profile(self, charging_profile_id: int | None = None,
+                                charging_profile_criteria: dict | None = None, **_):
+        answer = self.adapter.smart_charging.clear(charging_profile_id, charging_profile_criteria)
+        return call_result.ClearChargingProfile(status=answer.status)
+
+    @on(Action.get_charging_profiles)
+    def _get_charging_profiles(self, request_id: int, charging_profile: dict, evse_id: int | None = None, **_):
+        answer, _ = self.adapter.smart_charging.get_profiles(request_id, evse_id, charging_profile)
+        return call_result.GetChargingProfiles(status=answer.status)
+
+    @after(Action.get_charging_profiles)
+    def _report_charging_profiles(self, request_id: int, charging_profile: dict, evse_id: int | None = None, **_):
+        _, reports = self.adapter.smart_charging.get_profiles(request_id, evse_id, charging_profile)
+        self.adapter.spawn(self.adapter.send_all("ReportChargingProfiles", reports))
+
+    @on(Action.get_composite_schedule)
+    def _get_composite_schedule(self, duration: int, evse_id: int, charging_rate_unit: str | None = None, **_):
+        answer, schedule = self.adapter.smart_charging.composite(duration, charging_rate_unit, evse_id)
+        return call_result.GetCompositeSchedule(status=answer.status, status_info=answer.status_info,
+                                                schedule=camel_to_snake_case(schedule) if schedule else None)
+
     @on(Action.data_transfer)
     def _data_transfer(self, vendor_id: str, **_):
         return call_result.DataTransfer(status="UnknownVendorId")
@@ -175,6 +206,7 @@ class Ocpp201Adapter:
         for problem in self.device_model.restore(self._load(VARIABLES)):
             log.warning("stored OCPP 2.0.1 variable not restored: %s", problem)
         self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
+        self.smart_charging = SmartCharging(controller, self.transactions, self.device_model)
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
         self._save(BOOT_REASON, None)
         self._accepted_tokens: set[str] = set()
@@ -262,6 +294,11 @@ class Ocpp201Adapter:
             if part:
                 payload["reportData"] = part
             await self._call("NotifyReport", payload)
+
+    async def send_all(self, action: str, payloads: list[dict[str, Any]]) -> None:
+        """Requests of one kind in order, each after the answer to the one before."""
+        for payload in payloads:
+            await self._call(action, payload)
 
     # ----------------------------------------------------------------- the connection
 
@@ -515,6 +552,8 @@ class Ocpp201Adapter:
             self._core_stopped(action, now_online)
         elif isinstance(action, act.ReportMeterValues):
             self._meter_values(action, now_online)
+        elif isinstance(action, act.OfferCurrent):
+            self.smart_charging.offer_changed(action.connector, action.amps, self.controller.clock(), now_online)
 
     def _plug_changes(self, change: act.StatusChanged) -> None:
         evse = change.connector
@@ -620,14 +659,18 @@ class Ocpp201Adapter:
         """RequestStartTransaction (Part 2 F01/F02)."""
         if evse_id is not None and not 1 <= evse_id <= self.connectors:
             return "Rejected", None
+        core_profile = None
         if charging_profile is not None:
-            log.warning("RequestStartTransaction: its chargingProfile is ignored (smart charging is not "
-                        "supported over OCPP 2.0.1 yet)")
+            try:
+                core_profile = self.smart_charging.start_profile(charging_profile)  # K05
+            except Refused as refused:
+                log.info("RequestStartTransaction refused: %s", refused.info)
+                return "Rejected", None
         tag, kind = id_token["id_token"], id_token["type"]
         self._token_types[tag] = kind
         self._remote_starts[tag] = (remote_start_id, kind)
         open_tx = self.transactions.by_evse.get(evse_id) if evse_id is not None else None
-        status = self.command(ev.RemoteStartRequested(evse_id, tag))
+        status = self.command(ev.RemoteStartRequested(evse_id, tag, core_profile))
         if status != "Accepted":
             self._remote_starts.pop(tag, None)
         return status, open_tx.transaction_id if open_tx and status == "Accepted" else None

@@ -13,6 +13,7 @@ SampledDataCtrlr, AlignedDataCtrlr and OCPPCommCtrlr drive the adapter and the c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
@@ -59,6 +60,18 @@ class Variable:
                 number = int(text)
             except ValueError:
                 return "must be an integer"
+            if self.min_value is not None and number < self.min_value:
+                return f"must be at least {self.min_value}"
+            if self.max_value is not None and number > self.max_value:
+                return f"must be at most {self.max_value}"
+            return None
+        if self.data_type == "decimal":
+            try:
+                number = float(text)
+            except ValueError:
+                return "must be a number"
+            if not math.isfinite(number):
+                return "must be a finite number"
             if self.min_value is not None and number < self.min_value:
                 return f"must be at least {self.min_value}"
             if self.max_value is not None and number > self.max_value:
@@ -134,6 +147,16 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
           values_list=MEASURANDS),
         v("AlignedDataCtrlr", "Interval", "integer", "0", unit="s", min_value=0, max_value=86400),
         v("AlignedDataCtrlr", "Measurands", "MemberList", "Energy.Active.Import.Register", values_list=MEASURANDS),
+        # Part 2 K (evcp.ocpp201.smart_charging): the profile memory of the core's store.
+        v("SmartChargingCtrlr", "Enabled", "boolean", "true", **ro),
+        v("SmartChargingCtrlr", "Available", "boolean", "true", **ro),
+        v("SmartChargingCtrlr", "ProfileStackLevel", "integer", "10", **ro),
+        v("SmartChargingCtrlr", "PeriodsPerSchedule", "integer", "24", **ro),
+        v("SmartChargingCtrlr", "Entries", "integer", "20", variable_instance="ChargingProfiles", **ro),
+        v("SmartChargingCtrlr", "RateUnit", "MemberList", "A,W", values_list=("A", "W"), **ro),
+        v("SmartChargingCtrlr", "LimitChangeSignificance", "decimal", "1.0", unit="Percent", min_value=0,
+          max_value=100),
+        v("SmartChargingCtrlr", "ExternalControlSignalsEnabled", "boolean", "false", **ro),
     ]
     for evse in range(1, connectors + 1):
         items.append(v("EVSE", "AvailabilityState", "OptionList", "Available", evse=evse, **ro,
@@ -291,4 +314,8 @@ def settings_from(model: DeviceModel, base: Settings) -> Settings:
         authorize_remote_start=model.flag("AuthCtrlr", "AuthorizeRemoteStart"),
         meter_sample_interval_s=float(model.number("SampledDataCtrlr", "TxUpdatedInterval")),
         clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
+        max_stack_level=model.number("SmartChargingCtrlr", "ProfileStackLevel"),
+        max_schedule_periods=model.number("SmartChargingCtrlr", "PeriodsPerSchedule"),
+        max_charging_profiles=model.number("SmartChargingCtrlr", "Entries", "ChargingProfiles"),
+        charging_rate_units=tuple(model.members("SmartChargingCtrlr", "RateUnit")),
     )

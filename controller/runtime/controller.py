@@ -172,6 +172,7 @@ class Controller:
             elif isinstance(a, act.OfferCurrent):
                 pilot = self.hardware.connectors[a.connector - 1].pilot
                 pilot.offer_current(a.amps) if a.amps is not None else pilot.stop_offer()
+                self.adapter.perform(a)  # OCPP 2.0.1 reports a changed rate (TransactionEvent ChargingRateChanged)
             elif isinstance(a, act.LockSocket):
                 self._move_lock(a.connector, to_locked=True, why="session starting")
             elif isinstance(a, act.UnlockSocket):
