@@ -82,6 +82,11 @@ class StationSession(ChargePoint):
         self._seen("NotifyReport", payload)
         return call_result.NotifyReport()
 
+    @on(Action.report_charging_profiles)
+    def report_charging_profiles(self, **payload):
+        self._seen("ReportChargingProfiles", payload)
+        return call_result.ReportChargingProfiles()
+
     async def send(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """A CALL from the CSMS with a camelCase payload; the camelCase answer (schema-checked)."""
         request = Call(unique_id=str(self._unique_id_generator()), action=action, payload=payload)
