@@ -317,6 +317,8 @@ class Charger:
     """OCPP 2.0.1 StatusNotification per "evseId/connectorId", the last one of each."""
     reports: list[dict[str, Any]] = field(default_factory=list)
     """OCPP 2.0.1 NotifyReport payloads (snake_case), oldest first."""
+    charging_profile_reports: list[dict[str, Any]] = field(default_factory=list)
+    """OCPP 2.0.1 ReportChargingProfiles payloads (snake_case, K09), oldest first."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """OCPP 2.0.1 NotifyEvent payloads (snake_case), oldest first."""
 

@@ -149,6 +149,9 @@ class Ledger201:
     def report(self, cp_id: str, details: dict[str, Any]) -> None:
         self.ledger.charger(cp_id).reports.append({"received_at": utc_now_iso(), **details})
 
+    def charging_profiles(self, cp_id: str, details: dict[str, Any]) -> None:
+        self.ledger.charger(cp_id).charging_profile_reports.append({"received_at": utc_now_iso(), **details})
+
     def transaction_event(self, cp_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
         """Record one TransactionEventRequest (snake_case); the idTokenInfo to answer, if any."""
         info = event["transaction_info"]
@@ -296,6 +299,11 @@ class CentralSystemStation(ChargePoint):
     def on_notify_report(self, **details):
         self._ledger201.report(self.id, details)
         return call_result.NotifyReport()
+
+    @on(Action.report_charging_profiles)
+    def on_report_charging_profiles(self, **details):
+        self._ledger201.charging_profiles(self.id, details)
+        return call_result.ReportChargingProfiles()
 
     @on(Action.security_event_notification)
     def on_security_event_notification(self, **details):

@@ -158,3 +158,19 @@ async def test_call_sends_201_requests_and_checks_them_against_the_201_schemas(s
             await system.call("CS-1", "RemoteStartTransaction", {"idTag": "CARD"})
         with pytest.raises(InvalidCall):
             await system.call("CS-1", "Reset", {"type": "Sometime"})
+
+
+async def test_report_charging_profiles_is_recorded(system):
+    profile = {"id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+               "chargingProfileKind": "Relative",
+               "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
+                                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}]}
+    async with station(system) as ws:
+        raw = RawStation(ws)
+        await raw.result("BootNotification", {"chargingStation": STATION, "reason": "PowerUp"})
+        await raw.result("ReportChargingProfiles", {"requestId": 4, "chargingLimitSource": "CSO", "evseId": 1,
+                                                    "chargingProfile": [profile], "tbc": False})
+    chargers = (await asyncio.to_thread(control_get, system, "/chargers"))["chargers"]
+    charger = next(c for c in chargers if c["id"] == "CS-1")
+    reports = charger["charging_profile_reports"]
+    assert [(r["request_id"], r["evse_id"], r["charging_profile"][0]["id"]) for r in reports] == [(4, 1, 1)]

@@ -214,7 +214,8 @@ async def test_tc_k_01_refusals_external_constraints_duplicates_stack_level(csms
     duplicate = await set_profile(csms, 1, profile(2, stack=1))
     assert (duplicate["status"], duplicate["statusInfo"]["reasonCode"]) == ("Rejected", "DuplicateProfile")
     later = time.time() + 3600
-    assert (await set_profile(csms, 1, profile(1, stack=1, valid_to=later)))["status"] == "Accepted"  # same id: replaces
+    same_id = await set_profile(csms, 1, profile(1, stack=1, valid_to=later))
+    assert same_id["status"] == "Accepted"  # it replaces profile 1
     assert (await set_profile(csms, 1, profile(2, stack=1, valid_from=later)))["status"] == "Accepted"  # no overlap
     too_high = await set_profile(csms, 1, profile(3, stack=11))
     assert (too_high["status"], too_high["statusInfo"]["reasonCode"]) == ("Rejected", "InvalidStackLevel")
@@ -326,9 +327,9 @@ async def test_smart_charging_ctrlr_variables(csms, start_station):
     await registered(charger, csms)
     names = ["Enabled", "Available", "ProfileStackLevel", "PeriodsPerSchedule", "RateUnit",
              "LimitChangeSignificance", "ExternalControlSignalsEnabled"]
+    wanted = [{"name": n} for n in names] + [{"name": "Entries", "instance": "ChargingProfiles"}]
     answer = await csms.session.send("GetVariables", {"getVariableData": [
-        {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": n}} for n in names] + [
-        {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": "Entries", "instance": "ChargingProfiles"}}]})
+        {"component": {"name": "SmartChargingCtrlr"}, "variable": variable} for variable in wanted]})
     values = [r.get("attributeValue") for r in answer["getVariableResult"]]
     assert values == ["true", "true", "10", "24", "A,W", "1.0", "false", "20"]
     results = (await csms.session.send("SetVariables", {"setVariableData": [
