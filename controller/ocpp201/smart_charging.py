@@ -65,7 +65,7 @@ class Refused(Exception):
 # --- translation ------------------------------------------------------------------------------
 
 
-def to_core(evse_id: int, profile: Mapping[str, Any], core_transaction_id: int | None = None) -> dict[str, Any]:
+def to_core(profile: Mapping[str, Any], core_transaction_id: int | None = None) -> dict[str, Any]:
     """A ChargingProfileType (snake_case, as the ocpp library hands it over) as the core's
     csChargingProfiles (camelCase). ``core_transaction_id`` stands for the 2.0.1 transactionId,
     which the caller resolved. Raises :class:`Refused` for what this station does not take."""
@@ -234,7 +234,7 @@ class SmartCharging:
             raise Refused("InvalidProfile", "the chargingProfile of RequestStartTransaction must be a TxProfile")
         if profile.get("transaction_id") is not None:
             raise Refused("InvalidProfile", "the chargingProfile of RequestStartTransaction has no transactionId")
-        core_payload = to_core(1, profile)
+        core_payload = to_core(profile)
         self._check_units(core_payload)
         try:
             sc.profile_from_ocpp(1, core_payload)
@@ -283,8 +283,8 @@ class SmartCharging:
         when a started transaction runs and the change is significant (LimitChangeSignificance)."""
         tx = self.transactions.by_evse.get(evse)
         before = self._reported_offer.get(evse)
-        if tx is None or not tx.started:
-            self._reported_offer[evse] = amps
+        if tx is None or not tx.started or tx.local_id is None:
+            self._reported_offer[evse] = amps  # no transaction charging: nothing to report
             return
         pct = float(self.device_model.get(CONTROLLER, "LimitChangeSignificance"))
         if not significant(before, amps, pct):
@@ -311,7 +311,7 @@ class SmartCharging:
             core_transaction_id = self._running_transaction(evse_id, profile.get("transaction_id"))
         elif isinstance(profile, Mapping) and profile.get("transaction_id") is not None:
             raise Refused("InvalidValue", f"transactionId: only a TxProfile names a transaction (this is {purpose})")
-        core_payload = to_core(evse_id, profile, core_transaction_id)
+        core_payload = to_core(profile, core_transaction_id)
         self._check_units(core_payload)
         try:
             new = sc.profile_from_ocpp(evse_id, core_payload)

@@ -62,7 +62,7 @@ def snake(payload):
 
 
 def test_station_max_profile_becomes_the_core_charge_point_maximum_with_its_schedule():
-    core = to_core(0, snake(profile(7, "ChargingStationMaxProfile", stack=2, start=T0, duration=3600,
+    core = to_core(snake(profile(7, "ChargingStationMaxProfile", stack=2, start=T0, duration=3600,
                                     schedule_id=70, numberPhases=1)))
     assert core == {"chargingProfileId": 7, "stackLevel": 2, "chargingProfilePurpose": "ChargePointMaxProfile",
                     "chargingProfileKind": "Absolute",
@@ -78,7 +78,7 @@ def test_tx_profile_carries_the_core_transaction_and_comes_back_with_the_2_0_1_i
     tx_id = str(uuid.uuid4())
     sent = profile(3, "TxProfile", kind="Relative", periods=((0, 16.0), (600, 8.0)), transaction_id=tx_id,
                    valid_from=T0, valid_to=T0 + 86400)
-    core = to_core(1, snake(sent), core_transaction_id=12)
+    core = to_core(snake(sent), core_transaction_id=12)
     assert core["transactionId"] == 12
     installed = sc.profile_from_ocpp(1, core)
     assert installed.transaction_id == 12
@@ -87,15 +87,15 @@ def test_tx_profile_carries_the_core_transaction_and_comes_back_with_the_2_0_1_i
 
 def test_what_the_core_cannot_take_is_refused_with_a_reason_code():
     with pytest.raises(Refused) as external:
-        to_core(0, snake(profile(purpose="ChargingStationExternalConstraints")))
+        to_core(snake(profile(purpose="ChargingStationExternalConstraints")))
     assert external.value.reason_code == "InvalidValue"
     two = profile()
     two["chargingSchedule"].append(dict(two["chargingSchedule"][0], id=2))
     with pytest.raises(Refused, match="ISO 15118") as many:
-        to_core(1, snake(two))
+        to_core(snake(two))
     assert many.value.reason_code == "UnsupportedParam"
     with pytest.raises(Refused, match="phaseToUse"):
-        to_core(1, snake(profile(numberPhases=1, phaseToUse=2)))
+        to_core(snake(profile(numberPhases=1, phaseToUse=2)))
     info = Refused("InvalidSchedule", "x" * 600).status_info
     assert info["reason_code"] == "InvalidSchedule" and len(info["additional_info"]) == 512
 
@@ -109,7 +109,7 @@ def test_composite_schedule_in_2_0_1_shape():
 
 
 def test_get_charging_profiles_criteria():
-    p = sc.profile_from_ocpp(1, to_core(1, snake(profile(5, stack=3))))
+    p = sc.profile_from_ocpp(1, to_core(snake(profile(5, stack=3))))
     assert matches(p, None, {}) and matches(p, 1, {}) and not matches(p, 0, {})
     assert matches(p, 1, {"charging_profile_purpose": "TxDefaultProfile", "stack_level": 3,
                           "charging_profile_id": [4, 5], "charging_limit_source": ["CSO"]})
@@ -135,7 +135,7 @@ def test_limit_change_significance():
 
 def test_validity_overlap():
     def valid(since, until):
-        return sc.profile_from_ocpp(1, to_core(1, snake(profile(valid_from=since, valid_to=until))))
+        return sc.profile_from_ocpp(1, to_core(snake(profile(valid_from=since, valid_to=until))))
     assert overlaps(valid(T0, T0 + 10), valid(T0 + 5, None))
     assert not overlaps(valid(T0, T0 + 10), valid(T0 + 10, T0 + 20))  # validTo is exclusive
     assert overlaps(valid(None, None), valid(T0, T0 + 1))
