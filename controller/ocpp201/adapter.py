@@ -37,6 +37,7 @@ from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
 from evcp.ocpp16.link import FrameTrace
 from evcp.ocpp16.outbox import Outbox
 from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connection_parameters
+from evcp.ocpp201.authorization import StationAuthorization
 from evcp.ocpp201.device_model import DeviceModel, settings_from, station_variables
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
@@ -139,11 +140,17 @@ class CsmsRequests(StationLink):
 
     @on(Action.clear_cache)
     def _clear_cache(self, **_):
-        return call_result.ClearCache(status="Rejected")  # no authorization cache (AuthCacheCtrlr.Enabled false)
+        return call_result.ClearCache(status=self.adapter.authorization.clear_cache())
 
     @on(Action.get_local_list_version)
     def _get_local_list_version(self, **_):
-        return call_result.GetLocalListVersion(version_number=0)  # no local list (LocalAuthListCtrlr.Enabled false)
+        return call_result.GetLocalListVersion(version_number=self.adapter.authorization.list_version())
+
+    @on(Action.send_local_list)
+    def _send_local_list(self, version_number: int, update_type: str, local_authorization_list: list | None = None,
+                         **_):
+        return call_result.SendLocalList(status=self.adapter.authorization.send_local_list(
+            version_number, update_type, local_authorization_list))
 
     @on(Action.data_transfer)
     def _data_transfer(self, vendor_id: str, **_):
@@ -177,8 +184,15 @@ class Ocpp201Adapter:
         self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
         self._save(BOOT_REASON, None)
+        self.authorization = StationAuthorization(self.device_model, store)
         self._accepted_tokens: set[str] = set()
         """Id tokens the CSMS accepted in an AuthorizeResponse, not yet used by a transaction."""
+        self._locally_accepted: set[str] = set()
+        """Id tokens accepted online from the local list or cache (LocalPreAuthorize, C12/C14)."""
+        self._confirmed_early: dict[int, int] = {}
+        """core local_id -> EVSE of transactions accepted before their TransactionEventResponse."""
+        self._deauthorized: set[int] = set()
+        """core local_ids stopped because a TransactionEventResponse refused their IdToken."""
         self._remote_starts: dict[str, tuple[int, str]] = {}
         """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction."""
         self._token_types: dict[str, str] = {}
@@ -470,18 +484,40 @@ class Ocpp201Adapter:
         return True
 
     def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
-        """The idTokenInfo of a TransactionEventResponse decides a start that waits for it."""
-        local_id = entry.local_id
-        if local_id is None or local_id not in self._awaiting or "idToken" not in entry.payload:
+        """The idTokenInfo of a TransactionEventResponse goes to the cache (C10), decides a start
+        that waits for it, and ends one accepted before it that it refuses."""
+        local_id, token, info = entry.local_id, entry.payload.get("idToken"), answer.get("idTokenInfo")
+        if token is not None and info is not None:
+            self.authorization.learn(token, info, time.time())
+        if local_id is None or token is None:
+            return
+        if local_id not in self._awaiting:
+            self._refused_late(local_id, entry.payload, info)
             return
         evse = self._awaiting.pop(local_id)
-        info = answer.get("idTokenInfo")
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
         if info is None:
             log.warning("EVSE %d: TransactionEventResponse without idTokenInfo for %s; not accepted",
                         evse, entry.payload["idToken"]["idToken"])
         self.controller.post(ev.TransactionStartConfirmed(evse, local_id, local_id, status,
                                                           _group(info)))
+
+    def _refused_late(self, local_id: int, payload: dict[str, Any], info: dict[str, Any] | None) -> None:
+        """A transaction accepted before its TransactionEventResponse (AuthorizeResponse, or the
+        local list or cache with LocalPreAuthorize) stops when that response refuses the IdToken
+        (E05, C12): stoppedReason DeAuthorized. The contactor opens also with StopTxOnInvalidId
+        false: the core cannot suspend an accepted transaction, and energy must not flow."""
+        evse = self._confirmed_early.pop(local_id, None)
+        if evse is None or info is None or info["status"] == "Accepted" or payload.get("eventType") == "Ended":
+            return
+        tx = self.controller.station.connectors[evse].transaction
+        if tx is None or tx.local_id != local_id:
+            return
+        log.warning("EVSE %d: the central system refused %s after the start (%s); stopping", evse,
+                    payload["idToken"]["idToken"], info["status"])
+        self._deauthorized.add(local_id)
+        if self.command(ev.RemoteStopRequested(local_id)) != "Accepted":
+            self._deauthorized.discard(local_id)
 
     def transaction_id(self, local_id: int | None) -> str | None:
         tx = self.transactions.of_local(local_id)
@@ -539,6 +575,8 @@ class Ocpp201Adapter:
             accepted_by = "its RequestStartTransaction"
         elif a.id_tag in self._accepted_tokens:
             accepted_by = "AuthorizeResponse"
+        elif a.id_tag in self._locally_accepted:
+            accepted_by = "local list or cache, LocalPreAuthorize"
         else:
             accepted_by = None
         self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
@@ -549,14 +587,20 @@ class Ocpp201Adapter:
             log.info("EVSE %d: %s waits for the TransactionEventResponse idTokenInfo", a.connector, a.id_tag)
             return
         self._accepted_tokens.discard(a.id_tag)
-        log.info("EVSE %d: %s accepted by the central system (%s)", a.connector, a.id_tag, accepted_by)
+        self._locally_accepted.discard(a.id_tag)
+        self._confirmed_early[a.local_id] = a.connector
+        log.info("EVSE %d: %s accepted (%s)", a.connector, a.id_tag, accepted_by)
         self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id, AuthStatus.ACCEPTED))
 
     def _core_stopped(self, a: act.StopTransaction, online: bool) -> None:
         if self._store is not None:
             self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
         self._awaiting.pop(a.local_id, None)
+        self._confirmed_early.pop(a.local_id, None)
         reason = a.reason
+        if a.local_id in self._deauthorized:
+            self._deauthorized.discard(a.local_id)
+            reason = StopReason.DEAUTHORIZED
         if a.connector in self._reset_evses:
             self._reset_evses.discard(a.connector)
             reason = StopReason.HARD_RESET
@@ -588,23 +632,45 @@ class Ocpp201Adapter:
                                                 "evseId": evse, "connectorId": CONNECTOR_ID})
 
     async def _authorize(self, id_tag: str) -> None:
-        """AuthorizeRequest (Part 2 C01); always answers the core, offline included (no answer:
-        the core gets status None, and no local list or cache decides instead)."""
+        """AuthorizeRequest (Part 2 C01), or the local list or cache where C12-C15 let them decide
+        (``evcp.ocpp201.authorization``); always answers the core, offline included (nothing known:
+        status None, and the core applies OfflineTxForUnknownIdEnabled)."""
         token = id_token_for(id_tag, self._token_types.get(id_tag))
+        self._accepted_tokens.discard(id_tag)
+        self._locally_accepted.discard(id_tag)
         try:
-            if not self.online:
-                raise ConnectionError("central system offline")
-            answer = await self._call("Authorize", {"idToken": token})
-        except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
-            log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+            online = self.online
+            decision = self.authorization.decide(token, time.time(), online=online)
+            if decision.ask_central_system:
+                try:
+                    answer = await self._call("Authorize", {"idToken": token})
+                except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
+                    log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+                    online = False
+                    decision = self.authorization.decide(token, time.time(), online=False)
+                else:
+                    info = answer["idTokenInfo"]
+                    self.authorization.learn(token, info, time.time())
+                    status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID)
+                    if status is AuthStatus.ACCEPTED:
+                        self._accepted_tokens.add(id_tag)
+                    log.info("Authorize %s (%s): %s", id_tag, token["type"], info["status"])
+                    self.controller.post(ev.AuthorizationResult(id_tag, status, _group(info)))
+                    return
+            if decision.info is not None:
+                status = AUTH_STATUS.get(decision.info.status, AuthStatus.INVALID)
+                if status is AuthStatus.ACCEPTED and online:
+                    self._locally_accepted.add(id_tag)
+                log.info("Authorize %s (%s): %s from the %s%s", id_tag, token["type"], decision.info.status,
+                         decision.source, "" if online else " (central system offline)")
+                self.controller.post(ev.AuthorizationResult(id_tag, status, decision.info.group_id,
+                                                            offline=not online))
+                return
+            log.info("Authorize %s: central system offline and nothing known locally", id_tag)
             self.controller.post(ev.AuthorizationResult(id_tag, None))
-            return
-        info = answer["idTokenInfo"]
-        status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID)
-        if status is AuthStatus.ACCEPTED:
-            self._accepted_tokens.add(id_tag)
-        log.info("Authorize %s (%s): %s", id_tag, token["type"], info["status"])
-        self.controller.post(ev.AuthorizationResult(id_tag, status, _group(info)))
+        except BaseException:
+            self.controller.post(ev.AuthorizationResult(id_tag, None))
+            raise
 
     # ----------------------------------------------------------------- requests from the CSMS
 
