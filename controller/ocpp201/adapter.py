@@ -10,7 +10,8 @@ durable outbox, and answers the CSMS's requests.
 The relay rule in 2.0.1 terms: the core closes the contactor only after TransactionStartConfirmed
 Accepted, and this adapter gives that only when the CSMS accepted the IdToken: an
 AuthorizeResponse Accepted for that token, a RequestStartTransaction of the CSMS itself (F01:
-AuthorizeRemoteStart false), or the idTokenInfo Accepted of the TransactionEventResponse.
+AuthorizeRemoteStart false), or the idTokenInfo Accepted of the TransactionEventResponse; or
+the local list or cache where Part 2 C12-C15 allow it (``evcp.ocpp201.authorization``).
 """
 
 from __future__ import annotations
