@@ -190,10 +190,6 @@ class Ocpp201Adapter:
         """Id tokens the CSMS accepted in an AuthorizeResponse, not yet used by a transaction."""
         self._locally_accepted: set[str] = set()
         """Id tokens accepted online from the local list or cache (LocalPreAuthorize, C12/C14)."""
-        self._confirmed_early: dict[int, int] = {}
-        """core local_id -> EVSE of transactions accepted before their TransactionEventResponse."""
-        self._deauthorized: set[int] = set()
-        """core local_ids stopped because a TransactionEventResponse refused their IdToken."""
         self._remote_starts: dict[str, tuple[int, str]] = {}
         """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction."""
         self._token_types: dict[str, str] = {}
@@ -486,14 +482,21 @@ class Ocpp201Adapter:
 
     def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
         """The idTokenInfo of a TransactionEventResponse goes to the cache (C10), decides a start
-        that waits for it, and ends one accepted before it that it refuses."""
-        local_id, token, info = entry.local_id, entry.payload.get("idToken"), answer.get("idTokenInfo")
-        if token is not None and info is not None:
-            self.authorization.learn(token, info, time.time())
-        if local_id is None or token is None:
+        that waits for it, and revokes one already accepted (by an AuthorizeResponse, or by the
+        local list or cache with LocalPreAuthorize) that it refuses (Part 2 E05: StopTxOnInvalidId)."""
+        local_id = entry.local_id
+        info = answer.get("idTokenInfo")
+        if "idToken" in entry.payload and info is not None:
+            self.authorization.learn(entry.payload["idToken"], info, time.time())
+        if local_id is None or "idToken" not in entry.payload:
             return
         if local_id not in self._awaiting:
-            self._refused_late(local_id, entry.payload, info)
+            tx = self.transactions.of_local(local_id)
+            status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.ACCEPTED
+            if tx is not None and tx.id_token == entry.payload["idToken"] and status is not AuthStatus.ACCEPTED:
+                log.warning("EVSE %d: the central system answered %s for %s in a running transaction",
+                            tx.evse, info["status"], entry.payload["idToken"]["idToken"])
+                self.controller.post(ev.TransactionAuthorizationRevoked(tx.evse, local_id, status))
             return
         evse = self._awaiting.pop(local_id)
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
@@ -502,23 +505,6 @@ class Ocpp201Adapter:
                         evse, entry.payload["idToken"]["idToken"])
         self.controller.post(ev.TransactionStartConfirmed(evse, local_id, local_id, status,
                                                           _group(info)))
-
-    def _refused_late(self, local_id: int, payload: dict[str, Any], info: dict[str, Any] | None) -> None:
-        """A transaction accepted before its TransactionEventResponse (AuthorizeResponse, or the
-        local list or cache with LocalPreAuthorize) stops when that response refuses the IdToken
-        (E05, C12): stoppedReason DeAuthorized. The contactor opens also with StopTxOnInvalidId
-        false: the core cannot suspend an accepted transaction, and energy must not flow."""
-        evse = self._confirmed_early.pop(local_id, None)
-        if evse is None or info is None or info["status"] == "Accepted" or payload.get("eventType") == "Ended":
-            return
-        tx = self.controller.station.connectors[evse].transaction
-        if tx is None or tx.local_id != local_id:
-            return
-        log.warning("EVSE %d: the central system refused %s after the start (%s); stopping", evse,
-                    payload["idToken"]["idToken"], info["status"])
-        self._deauthorized.add(local_id)
-        if self.command(ev.RemoteStopRequested(local_id)) != "Accepted":
-            self._deauthorized.discard(local_id)
 
     def transaction_id(self, local_id: int | None) -> str | None:
         tx = self.transactions.of_local(local_id)
@@ -589,7 +575,6 @@ class Ocpp201Adapter:
             return
         self._accepted_tokens.discard(a.id_tag)
         self._locally_accepted.discard(a.id_tag)
-        self._confirmed_early[a.local_id] = a.connector
         log.info("EVSE %d: %s accepted (%s)", a.connector, a.id_tag, accepted_by)
         self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id, AuthStatus.ACCEPTED))
 
@@ -597,11 +582,7 @@ class Ocpp201Adapter:
         if self._store is not None:
             self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
         self._awaiting.pop(a.local_id, None)
-        self._confirmed_early.pop(a.local_id, None)
         reason = a.reason
-        if a.local_id in self._deauthorized:
-            self._deauthorized.discard(a.local_id)
-            reason = StopReason.DEAUTHORIZED
         if a.connector in self._reset_evses:
             self._reset_evses.discard(a.connector)
             reason = StopReason.HARD_RESET
