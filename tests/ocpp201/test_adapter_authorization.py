@@ -196,6 +196,24 @@ async def test_tc_c_14_listed_token_refused_by_the_transaction_event_response_op
     assert "ISO14443:04A1B2C3" not in charger.controller.adapter.authorization.local.cache  # listed: never cached
 
 
+async def test_tc_c_14_listed_token_refused_later_with_stop_tx_on_invalid_id_false_keeps_no_energy(csms,
+                                                                                                   start_charger):
+    charger = await start_charger(csms)
+    await registered(charger, csms)
+    await set_variables(csms, AuthCtrlr__LocalPreAuthorize="true", TxCtrlr__StopTxOnInvalidId="false")
+    assert await send_list(csms, 1, "Full", entry(RFID)) == "Accepted"
+    csms.policy.transaction_id_token = "Blocked"
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "C")
+    bench.present_tag(TAG)
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    async with asyncio.timeout(5):
+        while closings(charger) == 0 or contactor_closed(charger):
+            await asyncio.sleep(0.02)
+    assert await contactor_stays_open(charger, 1.0, closings_before=1)
+    assert not [e for e in events(csms) if e["eventType"] == "Ended"]  # the transaction stays, without energy
+
+
 async def test_tc_c_12_cached_token_refused_by_the_transaction_event_response_is_cached_as_refused(csms,
                                                                                                    start_charger):
     charger = await start_charger(csms)
