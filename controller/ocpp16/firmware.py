@@ -41,10 +41,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
+from evcp.core import events as ev
 from evcp.ocpp16 import transfer
+
+if TYPE_CHECKING:
+    from evcp.runtime.controller import Controller
 
 logger = logging.getLogger("evcp.ocpp.firmware")
 
@@ -94,6 +98,24 @@ class ChargingGate(Protocol):
 
     async def wait_idle(self) -> None:
         """Return once no transaction runs."""
+
+
+class SessionGate:
+    """The controller as the firmware process's ChargingGate: no new sessions, and a way to wait
+    until the running ones have ended (they are never interrupted)."""
+
+    def __init__(self, controller: "Controller"):
+        self._controller = controller
+
+    def hold(self, reason: str) -> None:
+        self._controller.dispatch(ev.MaintenanceRequested(reason))
+
+    def release(self) -> None:
+        self._controller.dispatch(ev.MaintenanceRequested(None))
+
+    async def wait_idle(self) -> None:
+        while self._controller.station.transactions_running():
+            await asyncio.sleep(1.0)
 
 
 @dataclass(frozen=True)
