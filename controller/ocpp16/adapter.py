@@ -39,7 +39,7 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
 from evcp.ocpp16.certificates import CertificateStore
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
-from evcp.ocpp16.diagnostics import DIAGNOSTICS_LOG, LogUploads
+from evcp.ocpp16.diagnostics import LogUploads, log_files
 from evcp.ocpp16.firmware import FirmwareUpdater, SessionGate
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
@@ -962,11 +962,8 @@ class Ocpp16Adapter:
             info=info[:50] or None, timestamp=timestamp(at)))
 
     def _log_files(self, log_type: str) -> list[Path]:
-        """What GetDiagnostics / GetLog upload: the OCPP frame trace and the security log for
-        diagnostics, the security log alone for SecurityLog (the journal is added by ``collect``)."""
-        if log_type == DIAGNOSTICS_LOG:
-            return [self.config.trace_file, self.security_log_path]
-        return [self.security_log_path]
+        """What GetDiagnostics / GetLog upload (``diagnostics.log_files``)."""
+        return log_files(log_type, self.config.trace_file, self.security_log_path)
 
     async def _notify_firmware(self, status: str, request_id: int | None) -> None:
         if request_id is None:

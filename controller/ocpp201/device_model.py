@@ -14,7 +14,7 @@ SampledDataCtrlr, AlignedDataCtrlr and OCPPCommCtrlr drive the adapter and the c
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from evcp.core.model import Settings
 
@@ -49,9 +49,13 @@ class Variable:
     min_value: int | None = None
     max_value: int | None = None
     persistent: bool = True
+    rule: Callable[[str], str | None] | None = None
+    """A check of its own beyond the data type's (a password's length): why not, or None."""
 
     def check(self, text: str) -> str | None:
         """Why ``text`` cannot be this variable's value, or None."""
+        if self.rule is not None and (problem := self.rule(text)) is not None:
+            return problem
         if self.data_type == "boolean":
             return None if text in ("true", "false") else "must be true or false"
         if self.data_type == "integer":
@@ -140,6 +144,25 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
                        values_list=("Available", "Occupied", "Reserved", "Unavailable", "Faulted")))
         items.append(v("Connector", "ConnectorType", "string", "cType2", evse=evse, **ro))
     return items
+
+
+def security_variables(profile: int, identity: str, basic_auth_password: str, max_chain_size: int,
+                       password_rule: Callable[[str], str | None]) -> list[Variable]:
+    """SecurityCtrlr (Part 2 A, Appendix "Security related"): the profile in force (set by the
+    installer, ``ocpp.security_profile``), the Basic authentication identity (the station id of
+    the URL) and password (write-only; the CSMS changes it with SetVariables, A01), the O of the
+    certificate signing request (A02), and the installed certificates' count (kept current by
+    ``evcp.ocpp201.security``)."""
+    ro = {"mutability": "ReadOnly", "persistent": False}
+    return [
+        Variable(VariableKey("SecurityCtrlr", "SecurityProfile"), "integer", str(profile), **ro),
+        Variable(VariableKey("SecurityCtrlr", "Identity"), "string", identity, **ro),
+        Variable(VariableKey("SecurityCtrlr", "BasicAuthPassword"), "string", basic_auth_password,
+                 mutability="WriteOnly", rule=password_rule),
+        Variable(VariableKey("SecurityCtrlr", "OrganizationName"), "string", ""),
+        Variable(VariableKey("SecurityCtrlr", "CertificateEntries"), "integer", "0", **ro),
+        Variable(VariableKey("SecurityCtrlr", "MaxCertificateChainSize"), "integer", str(max_chain_size), **ro),
+    ]
 
 
 @dataclass
@@ -242,7 +265,7 @@ class DeviceModel:
             if variable is None or variable.mutability == "ReadOnly":
                 problems.append(f"{name}: no such writable variable any more")
                 continue
-            if (problem := variable.check(value)) is not None:
+            if value != variable.value and (problem := variable.check(value)) is not None:
                 problems.append(f"{name}: {problem} (got {value!r})")
                 continue
             variable.value = value
