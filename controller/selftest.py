@@ -536,6 +536,8 @@ class _Checker:
             return
         pin = self.config.hardware.power_fail_pin
         where = f"GPIO{pin}: " if pin is not None else ""
+        power_fail.failing  # a first reading starts the hold time of a level that just changed
+        await asyncio.sleep(power_fail.hold_s * 1.1)  # a level is believed once it held this long
         if power_fail.failing:
             self.fail(label, f"{where}asserted: it says the mains is failing; if the mains is on, check the "
                              "wiring and hardware.power_fail_active_high (the charger would stop every "

@@ -51,6 +51,17 @@ class TransactionStartConfirmed:
 
 
 @dataclass(frozen=True)
+class TransactionAuthorizationRevoked:
+    """The central system answered an already accepted, running transaction's token with another
+    status (e.g. an OCPP 2.0.1 TransactionEventResponse idTokenInfo Blocked after an Accepted
+    AuthorizeResponse)."""
+
+    connector: int
+    local_id: int
+    status: AuthStatus
+
+
+@dataclass(frozen=True)
 class MeterSampled:
     """A fresh reading of a connector's energy meter."""
 
@@ -188,6 +199,7 @@ Event = (
     | TagPresented
     | AuthorizationResult
     | TransactionStartConfirmed
+    | TransactionAuthorizationRevoked
     | MeterSampled
     | DeviceFault
     | CableChanged

@@ -520,15 +520,30 @@ class Station:
             tx.accepted = True
             out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} accepted for {tx.id_tag}"))
             return
+        self._not_accepted(c, tx, e.status, was_provisional, now, out)
+
+    def _on_TransactionAuthorizationRevoked(self, e: ev.TransactionAuthorizationRevoked, now: float,
+                                            out: list) -> None:
+        c = self._connector(e.connector)
+        tx = c.transaction if c else None
+        if c is None or tx is None or tx.local_id != e.local_id or not tx.accepted or e.status is AuthStatus.ACCEPTED:
+            return
+        self._not_accepted(c, tx, e.status, True, now, out)
+
+    def _not_accepted(self, c: Connector, tx: Transaction, status: AuthStatus, was_drawing: bool, now: float,
+                      out: list) -> None:
+        """The central system did not accept the token of a running transaction: stop it
+        (StopTransactionOnInvalidId / StopTxOnInvalidId true), or keep it open without energy,
+        except MaxEnergyOnInvalidId for a transaction that was already drawing on an earlier verdict."""
         tx.accepted = False
         if self.settings.stop_on_invalid_id:
             self._stop(c, StopReason.DEAUTHORIZED, now, out,
-                       why=f"central system answered {e.status.value} to the start")
+                       why=f"central system answered {status.value} for {tx.id_tag}")
             return
-        if was_provisional and self.settings.max_energy_on_invalid_wh > 0:
+        if was_drawing and self.settings.max_energy_on_invalid_wh > 0:
             tx.energy_limit_wh = self._energy_wh(c) + self.settings.max_energy_on_invalid_wh
-        out.append(act.Notice(f"connector {c.id}: transaction {e.transaction_id} answered {e.status.value}; "
-                              "kept open (StopTransactionOnInvalidId false), "
+        out.append(act.Notice(f"connector {c.id}: transaction {tx.transaction_id} answered {status.value}; "
+                              "kept open (stop on invalid id false), "
                               + (f"energy up to {tx.energy_limit_wh:.0f} Wh (MaxEnergyOnInvalidId)"
                                  if tx.energy_limit_wh else "no more energy")))
 
@@ -923,8 +938,10 @@ class Station:
         if wanted == c.offered_a:
             return
         by_limit = self._charging_allowed(c) and c.plugged
-        if by_limit and c.offer_changed_at is not None and now - c.offer_changed_at < PWM_CHANGE_INTERVAL_S:
-            return  # a stop or a fault is never held back: only limit changes wait
+        over_cable = c.senses_cable and c.offered_a is not None and (c.cable_a is None or c.offered_a > c.cable_a)
+        if (by_limit and not over_cable and c.offer_changed_at is not None
+                and now - c.offer_changed_at < PWM_CHANGE_INTERVAL_S):
+            return  # a stop, a fault or more than the cable's rating is never held back: only limit changes wait
         if by_limit and wanted is None and c.offered_a is not None:
             c.paused_since = now
             out.append(act.Notice(f"connector {c.id}: charging paused, the charging limit "

@@ -527,12 +527,21 @@ class Ocpp201Adapter:
         return True
 
     def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
-        """The idTokenInfo of a TransactionEventResponse decides a start that waits for it."""
+        """The idTokenInfo of a TransactionEventResponse decides a start that waits for it, and
+        revokes one already accepted by an AuthorizeResponse (Part 2 E05: StopTxOnInvalidId)."""
         local_id = entry.local_id
-        if local_id is None or local_id not in self._awaiting or "idToken" not in entry.payload:
+        if local_id is None or "idToken" not in entry.payload:
+            return
+        info = answer.get("idTokenInfo")
+        if local_id not in self._awaiting:
+            tx = self.transactions.of_local(local_id)
+            status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.ACCEPTED
+            if tx is not None and tx.id_token == entry.payload["idToken"] and status is not AuthStatus.ACCEPTED:
+                log.warning("EVSE %d: the central system answered %s for %s in a running transaction",
+                            tx.evse, info["status"], entry.payload["idToken"]["idToken"])
+                self.controller.post(ev.TransactionAuthorizationRevoked(tx.evse, local_id, status))
             return
         evse = self._awaiting.pop(local_id)
-        info = answer.get("idTokenInfo")
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
         if info is None:
             log.warning("EVSE %d: TransactionEventResponse without idTokenInfo for %s; not accepted",

@@ -146,6 +146,37 @@ def test_non_accepted_start_with_stop_on_invalid_id_false_keeps_transaction_with
     assert b.statuses()[-1] == "SuspendedEVSE"
 
 
+def test_a_running_transaction_whose_token_is_revoked_opens_and_stops_deauthorized():
+    b = Bench()
+    b.start_session()
+    assert b.relay_closed()
+    local_id = b.last(act.StartTransaction).local_id
+    out = b(ev.TransactionAuthorizationRevoked(1, local_id, AuthStatus.BLOCKED))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.last(act.StopTransaction).reason is StopReason.DEAUTHORIZED
+
+
+def test_a_revocation_without_stop_on_invalid_id_keeps_the_transaction_up_to_max_energy():
+    b = Bench(stop_on_invalid_id=False, max_energy_on_invalid_wh=100)
+    b(ev.MeterSampled(1, 1000.0, 7000.0))
+    b.start_session()
+    b(ev.TransactionAuthorizationRevoked(1, b.last(act.StartTransaction).local_id, AuthStatus.INVALID))
+    assert b.relay_closed(), "up to MaxEnergyOnInvalidId more"
+    out = b(ev.MeterSampled(1, 1100.0, 7000.0))
+    assert isinstance(out[0], act.OpenRelay)
+    assert b.last(act.StopTransaction) is None
+    assert b.statuses()[-1] == "SuspendedEVSE"
+
+
+@pytest.mark.parametrize("status, other_transaction", [(ACCEPTED, False), (AuthStatus.BLOCKED, True)])
+def test_a_revocation_that_is_accepted_or_for_another_transaction_changes_nothing(status, other_transaction):
+    b = Bench()
+    b.start_session()
+    local_id = b.last(act.StartTransaction).local_id + (1 if other_transaction else 0)
+    assert b(ev.TransactionAuthorizationRevoked(1, local_id, status)) == []
+    assert b.relay_closed() and b.last(act.StopTransaction) is None
+
+
 def test_tc_005_1_ev_side_disconnect_stops_and_opens_relay_in_the_same_step():
     b = Bench()
     b.start_session()

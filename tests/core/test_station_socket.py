@@ -211,6 +211,17 @@ def test_the_offer_never_exceeds_the_cable_rating(rating, offered):
     assert b.station.charging_limit_a(1, b.now) == offered
 
 
+def test_a_lower_cable_rating_read_mid_session_lowers_the_offer_at_once():
+    """The PWM's minimum time between limit changes never holds the offer above the cable's rating."""
+    b = socket_bench(max_current_a=32.0)
+    charge(b, rating=20.0)
+    out = b(ev.CableChanged(1, 13.0), after=0.5)
+    assert act.OfferCurrent(1, 13.0) in out
+    b(ev.PilotChanged(1, "B"))
+    b(ev.PilotChanged(1, "C"))
+    assert b.relay_closed() and b.station.connectors[1].offered_a == 13.0
+
+
 def test_an_out_of_band_proximity_pilot_means_no_charge_with_a_clear_status():
     b = socket_bench()
     b(ev.CableChanged(1, None, problem="PP reads 3.4 kOhm, no valid cable rating"))

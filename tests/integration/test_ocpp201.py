@@ -274,11 +274,6 @@ def test_tc_e_offline_events_are_delivered_in_order_with_their_original_time(csm
     assert seq_anomalies(csms) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evcp.ocpp201.adapter.Ocpp201Adapter._transaction_answered returns early when the start was "
-    "already accepted by an AuthorizeResponse (local_id not in _awaiting), so a TransactionEventResponse "
-    "idTokenInfo Blocked is ignored: the contactor stays closed and no Ended (DeAuthorized) follows, "
-    "although StopTxOnInvalidId is true (Part 2 E05)"))
 def test_tc_e_started_answered_blocked_after_an_accepted_authorize_ends_the_energy(csms, start_charger):
     """Authorize Accepted, then the TransactionEventResponse of Started says Blocked (the CSMS
     changed its mind): with StopTxOnInvalidId true (its default) the station stops the energy and
