@@ -559,16 +559,19 @@ async def test_tc_a_00_profile_2_tls_with_basic_auth(start_station, pki):
         await csms.stop()
 
 
-async def test_tc_a_00_profile_2_untrusted_csms_certificate_gets_no_credentials(start_station, pki):
-    csms = CheckingCsms(PASSWORD, tls=server_context(pki.self_cert, pki.self_key))
+async def test_tc_a_00_profile_2_untrusted_csms_gets_no_credentials_and_is_reported_once_trusted(start_station, pki):
+    tls = server_context(pki.self_cert, pki.self_key)
+    csms = CheckingCsms(PASSWORD, tls=tls)
     await csms.start()
     try:
         charger = await start_station(csms.url, security_profile=2, authorization_key=PASSWORD, ca_file=pki.ca)
         await asyncio.sleep(1.0)
         assert csms.attempts == [] and charger.controller.adapter.registration is None
-        pending = charger.controller.adapter.security._pending_failures
-        assert "InvalidCsmsCertificate" in {event for event in pending} | {
-            e for e in ("InvalidCsmsCertificate",) if "InvalidCentralSystemCertificate" in pending}
+        tls.load_cert_chain(pki.localhost_cert, pki.localhost_key)  # the CSMS gets a certificate the station trusts
+        await registered(charger, csms)
+        [event] = await csms.wait_for(lambda: security_events(csms, "InvalidCsmsCertificate"), timeout=20)
+        assert "self-signed certificate" in event["techInfo"]
+        assert csms.attempts[-1] == (STATION, PASSWORD.encode())
     finally:
         await csms.stop()
 
