@@ -349,9 +349,10 @@ class Ocpp201Adapter:
                     failures = 0
                     self.security.connected()
                     await self._serve(ws)
-            except (asyncio.CancelledError, ProtocolChosen, SecuritySettingsError):
+            except (asyncio.CancelledError, ProtocolChosen):
                 raise
-            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as error:
+            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError,
+                    SecuritySettingsError) as error:
                 if self.connected:
                     log.warning("connection to central system %s lost: %s", self.url, error or type(error).__name__)
                 elif self.security.connection_failed(error, settings.profile):

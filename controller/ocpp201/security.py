@@ -41,6 +41,7 @@ from evcp.ocpp16.outbox import SecurityEventQueue, SecurityEvents
 from evcp.ocpp16.security import (
     PROFILES_WITH_PASSWORD,
     SecuritySettings,
+    SecuritySettingsError,
     basic_auth_password_problem,
     classify_failure,
     restrict_to_owner,
@@ -190,12 +191,14 @@ class StationSecurity:
         if failure.event_type:
             since, attempts, _ = self._pending_failures.get(failure.event_type, (time.time(), 0, ""))
             self._pending_failures[failure.event_type] = (since, attempts + 1, failure.reason)
-            log.error("central system %s (security profile %d)", failure.reason, profile)
+        serious = failure.event_type is not None or isinstance(error, SecuritySettingsError)
+        if serious:
+            log.error("central system %s (security profile %d); retrying", failure.reason, profile)
         if self._password_on_trial:
             self._failed_on_trial += 1
             if self._failed_on_trial >= ATTEMPTS_BEFORE_FALLBACK:
                 self._fall_back(failure.reason)
-        return failure.event_type is not None
+        return serious
 
     def _fall_back(self, reason: str) -> None:
         self._password_on_trial, self._failed_on_trial = False, 0
