@@ -151,8 +151,8 @@ def security_variables(profile: int, identity: str, basic_auth_password: str, ma
     """SecurityCtrlr (Part 2 A, Appendix "Security related"): the profile in force (set by the
     installer, ``ocpp.security_profile``), the Basic authentication identity (the station id of
     the URL) and password (write-only; the CSMS changes it with SetVariables, A01), the O of the
-    certificate signing request (A02), and the installed certificates' count (kept current by
-    ``evcp.ocpp201.security``)."""
+    certificate signing request (A02) and how often it is sent again without an answer, and the
+    installed certificates' count (kept current by ``evcp.ocpp201.security``)."""
     ro = {"mutability": "ReadOnly", "persistent": False}
     return [
         Variable(VariableKey("SecurityCtrlr", "SecurityProfile"), "integer", str(profile), **ro),
@@ -162,6 +162,9 @@ def security_variables(profile: int, identity: str, basic_auth_password: str, ma
         Variable(VariableKey("SecurityCtrlr", "OrganizationName"), "string", ""),
         Variable(VariableKey("SecurityCtrlr", "CertificateEntries"), "integer", "0", **ro),
         Variable(VariableKey("SecurityCtrlr", "MaxCertificateChainSize"), "integer", str(max_chain_size), **ro),
+        Variable(VariableKey("SecurityCtrlr", "CertSigningWaitMinimum"), "integer", "60", unit="s", min_value=1,
+                 max_value=86400),
+        Variable(VariableKey("SecurityCtrlr", "CertSigningRepeatTimes"), "integer", "3", min_value=0, max_value=10),
     ]
 
 

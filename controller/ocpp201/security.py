@@ -124,6 +124,8 @@ class StationSecurity:
         """A new BasicAuthPassword has not connected yet (A01)."""
         self._failed_on_trial = 0
         self._pending_failures: dict[str, tuple[float, int, str]] = {}
+        self._certificate_arrived = asyncio.Event()
+        self._signing: asyncio.Task | None = None
         self._count_certificates()
         self._protect_secrets()
         self.report("StartupOfTheDevice", f"evcp {evcp.__version__} started")
@@ -134,6 +136,8 @@ class StationSecurity:
         """When the adapter stops: the firmware update or upload under way ends with it."""
         for work in (self.firmware, self.logs):
             asyncio.ensure_future(work.close())
+        if self._signing is not None:
+            self._signing.cancel()
         if len(self.events.queue) and self._store is None:
             log.warning("%d security event(s) not delivered, lost (no state database)", len(self.events.queue))
 
@@ -293,17 +297,42 @@ class StationSecurity:
             self.report("InvalidChargingStationCertificate", why)
             return "Rejected"
         log.info("new Charging Station certificate accepted: %s", why)
+        self._certificate_arrived.set()
         if self.device_model.number("SecurityCtrlr", "SecurityProfile") == 3:
             self.reconnect_wanted = True
         return "Accepted"
 
     async def sign_certificate(self) -> None:
-        """SignCertificateRequest with a new key's CSR (A02.FR.02)."""
+        """SignCertificateRequest with a new key's CSR (A02). Accepted, and no CertificateSigned
+        within SecurityCtrlr.CertSigningWaitMinimum, it is sent again with a new CSR, the wait
+        doubled each time, at most CertSigningRepeatTimes times."""
+        if self._signing is not None and not self._signing.done():
+            self._signing.cancel()
+        self._certificate_arrived.clear()
+        if await self._request_signature():
+            self._signing = asyncio.get_running_loop().create_task(self._repeat_signing_request(),
+                                                                   name="ocpp-sign-certificate")
+
+    async def _request_signature(self) -> bool:
         csr = self.certificates.create_signing_request(
             self.config.charge_point.id, self.device_model.get("SecurityCtrlr", "OrganizationName"),
             self.config.charge_point.serial_number)
         answer = await self._send("SignCertificate", {"csr": csr, "certificateType": "ChargingStationCertificate"})
         log.info("SignCertificate: %s", answer["status"])
+        return answer["status"] == "Accepted"
+
+    async def _repeat_signing_request(self) -> None:
+        wait = float(self.device_model.number("SecurityCtrlr", "CertSigningWaitMinimum"))
+        for _ in range(self.device_model.number("SecurityCtrlr", "CertSigningRepeatTimes")):
+            if await wait_event(self._certificate_arrived, wait):
+                return
+            log.warning("no CertificateSigned within %g s of the signing request; sending it again", wait)
+            try:
+                if not await self._request_signature():
+                    return
+            except (OCPPError, ConnectionError, asyncio.TimeoutError, websockets.ConnectionClosed) as error:
+                log.warning("SignCertificate not delivered: %s", error or type(error).__name__)
+            wait *= 2
 
     # ----------------------------------------------------------------- L01/L02 firmware
 

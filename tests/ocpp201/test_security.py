@@ -445,6 +445,34 @@ async def test_tc_a_02_triggered_signing_request_and_signed_certificate(csms, st
     assert charger.controller.adapter.security.settings().client_cert_file == client[0]
 
 
+async def test_tc_a_02_signing_request_without_answer_is_sent_again_with_a_doubled_wait(csms, start_station):
+    charger = await start_station(csms.url)
+    await registered(charger, csms)
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": "SecurityCtrlr"}, "variable": {"name": name}, "attributeValue": value}
+        for name, value in (("OrganizationName", "Example CPO"), ("CertSigningWaitMinimum", "1"),
+                            ("CertSigningRepeatTimes", "2"))]})
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+    loop = asyncio.get_running_loop()
+    arrivals = []
+
+    def requests():
+        while len(arrivals) < len(csms.messages("SignCertificate")):
+            arrivals.append(loop.time())
+        return len(arrivals) >= 3
+
+    assert (await csms.session.send("TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"})) \
+        == {"status": "Accepted"}
+    await csms.wait_for(requests, timeout=10)
+    await asyncio.sleep(4.5)  # no fourth one: CertSigningRepeatTimes is 2
+    requests()
+    assert len(arrivals) == 3
+    first, second = arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]
+    assert first >= 0.9 and second >= 1.9, (first, second)  # CertSigningWaitMinimum, then doubled
+    csrs = {m["csr"] for m in csms.messages("SignCertificate")}
+    assert len(csrs) == 3, "each one with a new key"
+
+
 # --- A00/A01 security profiles and the password -------------------------------------------------
 
 
