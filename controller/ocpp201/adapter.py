@@ -189,6 +189,11 @@ class CsmsRequests(StationLink):
         return call_result.UpdateFirmware(status=self.adapter.security.update_firmware(request_id, firmware, retries,
                                                                                        retry_interval))
 
+    @on(Action.set_network_profile)
+    def _set_network_profile(self, configuration_slot: int, connection_data: dict, **_):
+        return call_result.SetNetworkProfile(status=self.adapter.security.set_network_profile(configuration_slot,
+                                                                                             connection_data))
+
     @on(Action.get_log)
     def _get_log(self, log: dict, log_type: str, request_id: int, retries: int | None = None,
                  retry_interval: int | None = None, **_):
@@ -322,7 +327,7 @@ class Ocpp201Adapter:
 
     @property
     def url(self) -> str:
-        return self.config.ocpp.csms_url.rstrip("/") + "/" + self.config.charge_point.id
+        return self.security.csms_url.rstrip("/") + "/" + self.config.charge_point.id
 
     @property
     def online(self) -> bool:

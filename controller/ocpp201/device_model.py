@@ -152,7 +152,8 @@ def security_variables(profile: int, identity: str, basic_auth_password: str, ma
     installer, ``ocpp.security_profile``), the Basic authentication identity (the station id of
     the URL) and password (write-only; the CSMS changes it with SetVariables, A01), the O of the
     certificate signing request (A02) and how often it is sent again without an answer, and the
-    installed certificates' count (kept current by ``evcp.ocpp201.security``)."""
+    installed certificates' count (kept current by ``evcp.ocpp201.security``); the order in which
+    the NetworkConnectionProfiles are tried (B09/B10, A05: slot 0 is the installer's)."""
     ro = {"mutability": "ReadOnly", "persistent": False}
     return [
         Variable(VariableKey("SecurityCtrlr", "SecurityProfile"), "integer", str(profile), **ro),
@@ -165,6 +166,10 @@ def security_variables(profile: int, identity: str, basic_auth_password: str, ma
         Variable(VariableKey("SecurityCtrlr", "CertSigningWaitMinimum"), "integer", "60", unit="s", min_value=1,
                  max_value=86400),
         Variable(VariableKey("SecurityCtrlr", "CertSigningRepeatTimes"), "integer", "3", min_value=0, max_value=10),
+        Variable(VariableKey("OCPPCommCtrlr", "NetworkConfigurationPriority"), "SequenceList", "0"),
+        Variable(VariableKey("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"), "integer", "3", min_value=1,
+                 max_value=100),
+        Variable(VariableKey("OCPPCommCtrlr", "ActiveNetworkProfile"), "integer", "0", **ro),
     ]
 
 
@@ -191,6 +196,10 @@ class DeviceModel:
     def members(self, component: str, variable: str) -> list[str]:
         text = self.get(component, variable)
         return [m for m in text.split(",") if m]
+
+    def variable(self, component: str, variable: str) -> Variable:
+        """A station-wide variable itself (KeyError if there is none)."""
+        return self._index[VariableKey(component, variable)]
 
     def set_internal(self, component: str, variable: str, value: str) -> None:
         """The station itself sets a value (HeartbeatInterval from BootNotificationResponse)."""

@@ -8,6 +8,12 @@ The 1.6 machinery, spoken in 2.0.1:
   replaces the installer's client certificate, installed CSMSRootCertificates are trusted.
   A01: a new BasicAuthPassword from SetVariables is used from a reconnection right after the
   answer; when it cannot connect ``ATTEMPTS_BEFORE_FALLBACK`` times, the previous one comes back.
+- A05/B09/B10: SetNetworkProfile stores a NetworkConnectionProfile (CSMS URL and security
+  profile) in slot 1-3 (slot 0 is the installer's ``ocpp.csms_url`` and ``ocpp.security_profile``);
+  OCPPCommCtrlr.NetworkConfigurationPriority says in which order they are tried, from the next
+  (re)start. A profile that fails NetworkProfileConnectionAttempts times in a row gives way to the
+  next one in that order; once a profile connected, the ones with a lower security profile are
+  removed from the order (never downgrade), and a lower profile is Rejected by SetNetworkProfile.
 - A02/A03: SignCertificate with a new key's CSR (TriggerMessage SignChargingStationCertificate;
   O = SecurityCtrlr.OrganizationName), CertificateSigned installs the chain for profile 3.
 - A04 SecurityEventNotification: every event goes to the security log and the durable queue
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import websockets
@@ -44,6 +51,7 @@ from evcp.ocpp16.security import (
     SecuritySettingsError,
     basic_auth_password_problem,
     classify_failure,
+    connection_parameters,
     restrict_to_owner,
 )
 from evcp.ocpp16.transfer import redact_url, transfer_tls_context
@@ -76,6 +84,11 @@ EVENT_TYPES = {"InvalidCentralSystemCertificate": "InvalidCsmsCertificate",
                "InvalidChargePointCertificate": "InvalidChargingStationCertificate"}
 """The 1.6 whitepaper's security event names that 2.0.1 spells differently (Part 2 Appendix 1)."""
 PASSWORD = ("SecurityCtrlr", "BasicAuthPassword")
+PRIORITY = ("OCPPCommCtrlr", "NetworkConfigurationPriority")
+NETWORK_PROFILES = "ocpp201-network-profiles"
+"""The stored document of the NetworkConnectionProfiles the CSMS set (slot -> url, securityProfile)."""
+CSMS_SLOTS = range(1, 4)
+"""configurationSlot values SetNetworkProfile may use; 0 is the installer's."""
 STATE_DAMAGED_EVENT = "StateDatabaseDamaged"
 """This station's own security event (the list is open, as in 1.6): the state database's
 write-ahead log was damaged at start-up; techInfo says what was kept."""
@@ -126,6 +139,12 @@ class StationSecurity:
         self._pending_failures: dict[str, tuple[float, int, str]] = {}
         self._certificate_arrived = asyncio.Event()
         self._signing: asyncio.Task | None = None
+        self._network_profiles = {0: {"url": config.ocpp.csms_url, "securityProfile": config.ocpp.security_profile}}
+        stored = (store.load_document(NETWORK_PROFILES) if store is not None else None) or {}
+        self._network_profiles.update({int(slot): profile for slot, profile in stored.items()})
+        device_model.variable(*PRIORITY).rule = self._priority_problem
+        self._slot_failures = 0
+        self._use_slot(next(iter(self._priority()), 0))
         self._count_certificates()
         self._protect_secrets()
         self.report("StartupOfTheDevice", f"evcp {evcp.__version__} started")
@@ -171,14 +190,21 @@ class StationSecurity:
             extra_ca_file = self.certificates.central_system_ca_file()
         except OSError as error:
             log.error("certificate store %s unreadable: %s", self.certificates.directory, error)
-        return SecuritySettings(profile=self.device_model.number("SecurityCtrlr", "SecurityProfile"),
+        return SecuritySettings(profile=self._network_profiles[self._slot]["securityProfile"],
                                 authorization_key=self.device_model.get(*PASSWORD), ca_file=ocpp.ca_file,
                                 client_cert_file=cert_file, client_key_file=key_file, extra_ca_file=extra_ca_file,
                                 plain_password=True)
 
+    @property
+    def csms_url(self) -> str:
+        """The CSMS URL of the NetworkConnectionProfile in use, without the station's identity."""
+        return self._network_profiles[self._slot]["url"]
+
     def connected(self) -> None:
         """The websocket opened: a password on trial is confirmed, and the connection failures
         met since the last connection are reported (A04: once the CSMS can be reached)."""
+        self._slot_failures = 0
+        self._never_below(self._network_profiles[self._slot]["securityProfile"])
         if self._password_on_trial:
             log.info("the new BasicAuthPassword works")
         self._password_on_trial, self._failed_on_trial = False, 0
@@ -202,7 +228,82 @@ class StationSecurity:
             self._failed_on_trial += 1
             if self._failed_on_trial >= ATTEMPTS_BEFORE_FALLBACK:
                 self._fall_back(failure.reason)
+        self._slot_failures += 1
+        order = self._priority()
+        if len(order) > 1 and self._slot_failures >= self.device_model.number("OCPPCommCtrlr",
+                                                                               "NetworkProfileConnectionAttempts"):
+            following = order[(order.index(self._slot) + 1) % len(order)] if self._slot in order else order[0]
+            log.error("NetworkConnectionProfile %d failed %d connection attempts (last: %s); trying profile %d",
+                      self._slot, self._slot_failures, failure.reason, following)
+            self._use_slot(following)
         return serious
+
+    # ----------------------------------------------------------------- A05/B09/B10 network profiles
+
+    def set_network_profile(self, slot: int, data: dict) -> str:
+        """SetNetworkProfile (B09): Accepted once stored, Rejected for a slot that is not the CSMS's
+        or is in use, another protocol than OCPP 2.0.1 JSON, a lower security profile than the one
+        in use (A05), or settings that could not connect (profile 2/3 without wss://, profile 3
+        without a client certificate, profile 1/2 without a BasicAuthPassword)."""
+        profile = int(data["security_profile"])
+        url = data["ocpp_csms_url"]
+        problem = None
+        if slot not in CSMS_SLOTS:
+            problem = f"configurationSlot {slot} is not one of {CSMS_SLOTS.start}..{CSMS_SLOTS.stop - 1}"
+        elif slot == self._slot:
+            problem = f"configurationSlot {slot} is in use"
+        elif (data["ocpp_version"], data["ocpp_transport"]) != ("OCPP20", "JSON"):
+            problem = f"{data['ocpp_version']} over {data['ocpp_transport']} is not spoken here"
+        elif profile < self._network_profiles[self._slot]["securityProfile"]:
+            problem = f"security profile {profile} is lower than the one in use"
+        else:
+            settings = replace(self.settings(), profile=profile)
+            try:
+                connection_parameters(url.rstrip("/") + "/" + self.config.charge_point.id,
+                                      self.config.charge_point.id, settings)
+            except SecuritySettingsError as error:
+                problem = str(error)
+        if problem is not None:
+            log.warning("SetNetworkProfile slot %d refused: %s", slot, problem)
+            return "Rejected"
+        self._network_profiles[slot] = {"url": url, "securityProfile": profile}
+        if self._store is not None:
+            self._store.save_document(NETWORK_PROFILES, {str(k): v for k, v in self._network_profiles.items() if k})
+        log.info("NetworkConnectionProfile %d: %s, security profile %d", slot, redact_url(url), profile)
+        return "Accepted"
+
+    def _priority(self) -> list[int]:
+        return [int(slot) for slot in self.device_model.get(*PRIORITY).split(",") if slot.strip()]
+
+    def _priority_problem(self, text: str) -> str | None:
+        try:
+            slots = [int(slot) for slot in text.split(",")]
+        except ValueError:
+            return "expected configuration slots separated by commas"
+        unknown = [slot for slot in slots if slot not in self._network_profiles]
+        if unknown:
+            return f"no NetworkConnectionProfile in slot {unknown[0]}"
+        return "a slot twice" if len(set(slots)) != len(slots) else None
+
+    def _use_slot(self, slot: int) -> None:
+        if slot not in self._network_profiles:
+            slot = 0
+        self._slot, self._slot_failures = slot, 0
+        self.device_model.set_internal("OCPPCommCtrlr", "ActiveNetworkProfile", str(slot))
+        self.device_model.set_internal("SecurityCtrlr", "SecurityProfile",
+                                       str(self._network_profiles[slot]["securityProfile"]))
+
+    def _never_below(self, profile: int) -> None:
+        """A05: once connected with a security profile, the profiles below it are not tried again."""
+        order = self._priority()
+        kept = [slot for slot in order if self._network_profiles.get(slot, {}).get("securityProfile", 0) >= profile]
+        if kept != order and kept:
+            log.info("security profile %d in use: NetworkConfigurationPriority %s becomes %s", profile,
+                     ",".join(map(str, order)), ",".join(map(str, kept)))
+            self.device_model.set_internal(*PRIORITY, ",".join(map(str, kept)))
+            self._save_variables()
+            self.report("ReconfigurationOfSecurityParameters", f"security profile {profile} in use, lower ones removed")
+
 
     def _fall_back(self, reason: str) -> None:
         self._password_on_trial, self._failed_on_trial = False, 0
