@@ -621,3 +621,31 @@ def test_basic_auth_password_is_sent_as_text_never_as_hexadecimal():
     hex_looking = "4F43415F4F4354545F61646D696E5F74657374"
     header = basic_authorization(STATION, hex_looking, plain=True)
     assert parse_basic_authorization(header) == (STATION, hex_looking.encode())
+
+
+async def test_tc_b_09_set_network_profile_and_its_priority(csms, start_station):
+    charger = await start_station(csms.url, security_profile=1, authorization_key=PASSWORD)
+    await registered(charger, csms)
+    send = csms.session.send
+
+    def data(profile: int, url: str = csms.url) -> dict:
+        return {"ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": url, "messageTimeout": 30,
+                "securityProfile": profile, "ocppInterface": "Wired0"}
+
+    assert (await send("SetNetworkProfile", {"configurationSlot": 1, "connectionData": data(0)})) \
+        == {"status": "Rejected"}  # lower than the profile in use (A05)
+    assert (await send("SetNetworkProfile", {"configurationSlot": 0, "connectionData": data(1)})) \
+        == {"status": "Rejected"}  # the installer's slot
+    assert (await send("SetNetworkProfile", {"configurationSlot": 1, "connectionData": data(2)})) \
+        == {"status": "Rejected"}  # profile 2 needs wss://
+    assert (await send("SetNetworkProfile", {"configurationSlot": 1, "connectionData": data(1)})) \
+        == {"status": "Accepted"}
+
+    def priority(value: str) -> dict:
+        return {"setVariableData": [{"component": {"name": "OCPPCommCtrlr"},
+                                     "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": value}]}
+
+    assert (await send("SetVariables", priority("2,0")))["setVariableResult"][0]["attributeStatus"] == "Rejected"
+    assert (await send("SetVariables", priority("1,0")))["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    stored = charger.controller.store.load_document("ocpp201-network-profiles")
+    assert stored == {"1": {"url": csms.url, "securityProfile": 1}}
