@@ -378,6 +378,16 @@ class StateStore:
         return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
                 for seq, action, payload, local_id, attempts in rows]
 
+    def outbox_of(self, action: str, page: int = 256) -> Iterator[StoredMessage]:
+        """The queued messages of ``action``, by seq, read ``page`` rows at a time: memory stays
+        bounded however long the queue (an outage's backlog can be 100,000 messages)."""
+        after = 0
+        while rows := self._run("SELECT seq, action, payload, local_id, attempts FROM outbox"
+                                " WHERE action = ? AND seq > ? ORDER BY seq LIMIT ?", (action, after, page)).fetchall():
+            for seq, action_, payload, local_id, attempts in rows:
+                yield StoredMessage(seq, action_, json.loads(payload), local_id, attempts)
+            after = rows[-1][0]
+
     def outbox_stops(self) -> list[StoredMessage]:
         """The queued StopTransactions, by seq."""
         rows = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox"

@@ -594,6 +594,15 @@ def test_outbox_pages_counts_and_deletes_through_a_seq(store):
     assert store.outbox_count() == 5
 
 
+def test_the_messages_of_one_action_are_read_a_page_at_a_time_in_order(store):
+    for n in range(7):
+        store.outbox_put("TransactionEvent" if n % 2 else "MeterValues", {"n": n}, None)
+    reader = store.outbox_of("TransactionEvent", page=2)
+    assert next(reader).payload == {"n": 1}, "a generator: nothing is read before it is asked for"
+    assert [m.payload["n"] for m in reader] == [3, 5]
+    assert list(store.outbox_of("StopTransaction")) == []
+
+
 def test_a_start_confirmation_drops_the_start_and_stores_the_id_in_one_commit(store):
     start(store, 1)
     seq = store.outbox_put("StartTransaction", {"connectorId": 1}, 1)

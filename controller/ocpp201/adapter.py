@@ -10,7 +10,8 @@ durable outbox, and answers the CSMS's requests.
 The relay rule in 2.0.1 terms: the core closes the contactor only after TransactionStartConfirmed
 Accepted, and this adapter gives that only when the CSMS accepted the IdToken: an
 AuthorizeResponse Accepted for that token, a RequestStartTransaction of the CSMS itself (F01:
-AuthorizeRemoteStart false), or the idTokenInfo Accepted of the TransactionEventResponse.
+AuthorizeRemoteStart false), or the idTokenInfo Accepted of the TransactionEventResponse; or
+the local list or cache where Part 2 C12-C15 allow it (``evcp.ocpp201.authorization``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
 from evcp.ocpp16.link import FrameTrace
 from evcp.ocpp16.outbox import Outbox
 from evcp.ocpp16.security import SecuritySettingsError, connection_parameters
+from evcp.ocpp201.authorization import StationAuthorization
 from evcp.ocpp201.device_model import DeviceModel, security_variables, settings_from, station_variables
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
@@ -143,11 +145,17 @@ class CsmsRequests(StationLink):
 
     @on(Action.clear_cache)
     def _clear_cache(self, **_):
-        return call_result.ClearCache(status="Rejected")  # no authorization cache (AuthCacheCtrlr.Enabled false)
+        return call_result.ClearCache(status=self.adapter.authorization.clear_cache())
 
     @on(Action.get_local_list_version)
     def _get_local_list_version(self, **_):
-        return call_result.GetLocalListVersion(version_number=0)  # no local list (LocalAuthListCtrlr.Enabled false)
+        return call_result.GetLocalListVersion(version_number=self.adapter.authorization.list_version())
+
+    @on(Action.send_local_list)
+    def _send_local_list(self, version_number: int, update_type: str, local_authorization_list: list | None = None,
+                         **_):
+        return call_result.SendLocalList(status=self.adapter.authorization.send_local_list(
+            version_number, update_type, local_authorization_list))
 
     @on(Action.data_transfer)
     def _data_transfer(self, vendor_id: str, **_):
@@ -234,8 +242,11 @@ class Ocpp201Adapter:
         self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
         self._save(BOOT_REASON, None)
+        self.authorization = StationAuthorization(self.device_model, store)
         self._accepted_tokens: set[str] = set()
         """Id tokens the CSMS accepted in an AuthorizeResponse, not yet used by a transaction."""
+        self._locally_accepted: set[str] = set()
+        """Id tokens accepted online from the local list or cache (LocalPreAuthorize, C12/C14)."""
         self._remote_starts: dict[str, tuple[int, str]] = {}
         """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction."""
         self._token_types: dict[str, str] = {}
@@ -533,12 +544,15 @@ class Ocpp201Adapter:
         return True
 
     def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
-        """The idTokenInfo of a TransactionEventResponse decides a start that waits for it, and
-        revokes one already accepted by an AuthorizeResponse (Part 2 E05: StopTxOnInvalidId)."""
+        """The idTokenInfo of a TransactionEventResponse goes to the cache (C10), decides a start
+        that waits for it, and revokes one already accepted (by an AuthorizeResponse, or by the
+        local list or cache with LocalPreAuthorize) that it refuses (Part 2 E05: StopTxOnInvalidId)."""
         local_id = entry.local_id
+        info = answer.get("idTokenInfo")
+        if "idToken" in entry.payload and info is not None:
+            self.authorization.learn(entry.payload["idToken"], info, time.time())
         if local_id is None or "idToken" not in entry.payload:
             return
-        info = answer.get("idTokenInfo")
         if local_id not in self._awaiting:
             tx = self.transactions.of_local(local_id)
             status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.ACCEPTED
@@ -611,6 +625,8 @@ class Ocpp201Adapter:
             accepted_by = "its RequestStartTransaction"
         elif a.id_tag in self._accepted_tokens:
             accepted_by = "AuthorizeResponse"
+        elif a.id_tag in self._locally_accepted:
+            accepted_by = "local list or cache, LocalPreAuthorize"
         else:
             accepted_by = None
         self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
@@ -621,7 +637,8 @@ class Ocpp201Adapter:
             log.info("EVSE %d: %s waits for the TransactionEventResponse idTokenInfo", a.connector, a.id_tag)
             return
         self._accepted_tokens.discard(a.id_tag)
-        log.info("EVSE %d: %s accepted by the central system (%s)", a.connector, a.id_tag, accepted_by)
+        self._locally_accepted.discard(a.id_tag)
+        log.info("EVSE %d: %s accepted (%s)", a.connector, a.id_tag, accepted_by)
         self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id, AuthStatus.ACCEPTED))
 
     def _core_stopped(self, a: act.StopTransaction, online: bool) -> None:
@@ -660,23 +677,45 @@ class Ocpp201Adapter:
                                                 "evseId": evse, "connectorId": CONNECTOR_ID})
 
     async def _authorize(self, id_tag: str) -> None:
-        """AuthorizeRequest (Part 2 C01); always answers the core, offline included (no answer:
-        the core gets status None, and no local list or cache decides instead)."""
+        """AuthorizeRequest (Part 2 C01), or the local list or cache where C12-C15 let them decide
+        (``evcp.ocpp201.authorization``); always answers the core, offline included (nothing known:
+        status None, and the core applies OfflineTxForUnknownIdEnabled)."""
         token = id_token_for(id_tag, self._token_types.get(id_tag))
+        self._accepted_tokens.discard(id_tag)
+        self._locally_accepted.discard(id_tag)
         try:
-            if not self.online:
-                raise ConnectionError("central system offline")
-            answer = await self._call("Authorize", {"idToken": token})
-        except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
-            log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+            online = self.online
+            decision = self.authorization.decide(token, time.time(), online=online)
+            if decision.ask_central_system:
+                try:
+                    answer = await self._call("Authorize", {"idToken": token})
+                except Exception as error:  # noqa: BLE001 - a lost connection must not leave the card hanging
+                    log.warning("Authorize %s got no answer: %s", id_tag, error or type(error).__name__)
+                    online = False
+                    decision = self.authorization.decide(token, time.time(), online=False)
+                else:
+                    info = answer["idTokenInfo"]
+                    self.authorization.learn(token, info, time.time())
+                    status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID)
+                    if status is AuthStatus.ACCEPTED:
+                        self._accepted_tokens.add(id_tag)
+                    log.info("Authorize %s (%s): %s", id_tag, token["type"], info["status"])
+                    self.controller.post(ev.AuthorizationResult(id_tag, status, _group(info)))
+                    return
+            if decision.info is not None:
+                status = AUTH_STATUS.get(decision.info.status, AuthStatus.INVALID)
+                if status is AuthStatus.ACCEPTED and online:
+                    self._locally_accepted.add(id_tag)
+                log.info("Authorize %s (%s): %s from the %s%s", id_tag, token["type"], decision.info.status,
+                         decision.source, "" if online else " (central system offline)")
+                self.controller.post(ev.AuthorizationResult(id_tag, status, decision.info.group_id,
+                                                            offline=not online))
+                return
+            log.info("Authorize %s: central system offline and nothing known locally", id_tag)
             self.controller.post(ev.AuthorizationResult(id_tag, None))
-            return
-        info = answer["idTokenInfo"]
-        status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID)
-        if status is AuthStatus.ACCEPTED:
-            self._accepted_tokens.add(id_tag)
-        log.info("Authorize %s (%s): %s", id_tag, token["type"], info["status"])
-        self.controller.post(ev.AuthorizationResult(id_tag, status, _group(info)))
+        except BaseException:
+            self.controller.post(ev.AuthorizationResult(id_tag, None))
+            raise
 
     # ----------------------------------------------------------------- requests from the CSMS
 

@@ -6,7 +6,8 @@ MaxSet), of which this station keeps Actual only, a data type and a mutability. 
 SetVariables read and write it; GetBaseReport lists it in NotifyReport. Values set by the CSMS
 are persisted (the caller stores ``saved()``) and come back after a restart.
 
-Only variables this station acts on are listed: the ones in TxCtrlr, AuthCtrlr,
+Only variables this station acts on are listed: the ones in TxCtrlr, AuthCtrlr, AuthCacheCtrlr,
+LocalAuthListCtrlr,
 SampledDataCtrlr, AlignedDataCtrlr and OCPPCommCtrlr drive the adapter and the core
 (``settings_from``), the rest describe the station.
 """
@@ -24,6 +25,8 @@ SUPPORTED_TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTr
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
               "Current.Offered")
 """The measurands this station's meter and pilot give."""
+LOCAL_LIST_ENTRIES = 1000
+"""LocalAuthListCtrlr.Entries maxLimit: most tokens the local authorization list holds."""
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,22 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("TxCtrlr", "TxStopPoint", "MemberList", "EVConnected,Authorized", values_list=SUPPORTED_TX_POINTS),
         v("AuthCtrlr", "AuthorizeRemoteStart", "boolean", "false"),
         v("AuthCtrlr", "Enabled", "boolean", "true", **ro),
-        v("AuthCtrlr", "LocalPreAuthorize", "boolean", "false", **ro),
-        v("AuthCtrlr", "LocalAuthorizeOffline", "boolean", "false", **ro),
-        v("AuthCacheCtrlr", "Enabled", "boolean", "false", **ro),
-        v("LocalAuthListCtrlr", "Enabled", "boolean", "false", **ro),
+        # Part 2 C12-C15 and D01: local authorization (evcp.ocpp201.authorization).
+        v("AuthCtrlr", "LocalPreAuthorize", "boolean", "false"),
+        v("AuthCtrlr", "LocalAuthorizeOffline", "boolean", "false"),
+        v("AuthCtrlr", "OfflineTxForUnknownIdEnabled", "boolean", "false"),
+        v("AuthCacheCtrlr", "Enabled", "boolean", "true"),
+        v("AuthCacheCtrlr", "Available", "boolean", "true", **ro),
+        v("AuthCacheCtrlr", "LifeTime", "integer", "604800", unit="s", min_value=0, max_value=31536000),
+        v("AuthCacheCtrlr", "Storage", "integer", "0", unit="B", **ro),
+        v("AuthCacheCtrlr", "Policy", "OptionList", "LRU", values_list=("LRU",)),
+        v("AuthCacheCtrlr", "DisablePostAuthorize", "boolean", "false"),
+        v("LocalAuthListCtrlr", "Enabled", "boolean", "true"),
+        v("LocalAuthListCtrlr", "Available", "boolean", "true", **ro),
+        v("LocalAuthListCtrlr", "Entries", "integer", "0", max_value=LOCAL_LIST_ENTRIES, **ro),
+        v("LocalAuthListCtrlr", "ItemsPerMessage", "integer", "100", **ro),
+        v("LocalAuthListCtrlr", "BytesPerMessage", "integer", "16384", unit="B", **ro),
+        v("LocalAuthListCtrlr", "Storage", "integer", "0", unit="B", **ro),
         v("SampledDataCtrlr", "TxUpdatedInterval", "integer", "60", unit="s", min_value=0, max_value=86400),
         v("SampledDataCtrlr", "TxStartedMeasurands", "MemberList", "Energy.Active.Import.Register",
           values_list=MEASURANDS),
@@ -324,6 +339,7 @@ def settings_from(model: DeviceModel, base: Settings) -> Settings:
         stop_on_ev_disconnect=model.flag("TxCtrlr", "StopTxOnEVSideDisconnect"),
         stop_on_invalid_id=model.flag("TxCtrlr", "StopTxOnInvalidId"),
         authorize_remote_start=model.flag("AuthCtrlr", "AuthorizeRemoteStart"),
+        allow_offline_unknown=model.flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
         meter_sample_interval_s=float(model.number("SampledDataCtrlr", "TxUpdatedInterval")),
         clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
     )

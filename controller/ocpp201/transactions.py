@@ -312,9 +312,7 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
     queued_evse: dict[str, int] = {}
     last_at: dict[str, str] = {}
     local_ids: dict[str, int] = {}
-    for message in store.outbox_entries():
-        if message.action != ACTION:
-            continue
+    for message in store.outbox_of(ACTION):
         info = message.payload.get("transactionInfo", {})
         tid = info.get("transactionId")
         last_seq[tid] = max(last_seq.get(tid, -1), message.payload.get("seqNo", -1))
