@@ -39,14 +39,14 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
 from evcp.ocpp16.certificates import CertificateStore
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
-from evcp.ocpp16.diagnostics import DIAGNOSTICS_LOG, LogUploads
-from evcp.ocpp16.firmware import FirmwareUpdater
+from evcp.ocpp16.diagnostics import LogUploads, log_files
+from evcp.ocpp16.firmware import FirmwareUpdater, SessionGate
 from evcp.ocpp16.link import ChargePointLink, FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
 from evcp.timestamps import parse_timestamp, timestamp
-from evcp.ocpp16.transfer import redact_url
-from evcp.ocpp16.outbox import Outbox, SecurityEventQueue
+from evcp.ocpp16.transfer import redact_url, transfer_tls_context
+from evcp.ocpp16.outbox import Outbox, SecurityEventQueue, SecurityEvents
 from evcp.ocpp16.security import (
     ConnectionParameters,
     HandshakeFailure,
@@ -98,8 +98,6 @@ BOOT_RETRY_S = 30.0
 """BootNotification is sent again after this long when the central system gives no interval."""
 NOTIFICATION_WAIT_S = 60.0
 """How long a firmware or upload status notification waits for the connection to come back."""
-SECURITY_LOG_MAX_BYTES = 1_000_000
-"""The security log is rotated once past this size (one older file kept)."""
 LOCAL_LIST = "local-authorization-list"
 AUTHORIZATION_CACHE = "authorization-cache"
 """Names of the stored documents."""
@@ -345,6 +343,7 @@ class Ocpp16Adapter:
         self.security_profile_in_use: int | None = None
         self.security_events = SecurityEventQueue(store)
         """SecurityEventNotification payloads not yet delivered, oldest first."""
+        self._security_log = SecurityEvents(self.security_events, self.security_log_path)
         self.local_authorization = self._load_local_authorization()
         self.certificates = CertificateStore(config.storage.state_dir / "certificates",
                                              int(configuration.get("CertificateStoreMaxLength")),
@@ -593,51 +592,19 @@ class Ocpp16Adapter:
     def security_event(self, event_type: str, info: str | None = None, at: float | None = None) -> None:
         """Report a security event (whitepaper "Security events"): a SecurityEventNotification of
         ``event_type`` (e.g. SettingSystemTime, TamperDetectionActivated) with ``info`` as techInfo,
-        sent once the charger is registered. While it is offline events wait in the state
-        database, across restarts and power cuts; beyond ``MAX_QUEUED_SECURITY_EVENTS`` the
-        oldest is dropped (and logged); every one is in the security log."""
-        event = {"type": event_type[:50], "timestamp": _utc(at), "tech_info": info[:255] if info else None}
-        log.info("security event %s%s", event_type, f": {info}" if info else "")
-        self._record_security_event(event)
-        try:
-            self.security_events.put(event["type"], event["timestamp"], event["tech_info"])
-        except StoreError as error:
-            log.error("security event %s not queued, the state database refused it: %s", event_type, error)
+        sent once the charger is registered; it waits in the state database meanwhile and is in
+        the security log (``SecurityEvents.report``)."""
+        self._security_log.report(event_type, info, at)
 
     @property
     def security_log_path(self) -> Path:
         """The security log that GetLog (logType SecurityLog) uploads: one line per event."""
         return self.config.storage.state_dir / "security.log"
 
-    def _record_security_event(self, event: dict[str, Any]) -> None:
-        path = self.security_log_path
-        try:
-            if path.exists() and path.stat().st_size > SECURITY_LOG_MAX_BYTES:
-                path.replace(path.with_name(path.name + ".1"))
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(f"{event['timestamp']} {event['type']} {event['tech_info'] or ''}".rstrip() + "\n")
-        except OSError as error:
-            log.warning("cannot write the security log %s: %s", path, error)
-
     async def _deliver_security_events(self) -> None:
-        """Not a transaction message: a central system without the security extensions answers
-        with a CALLERROR, and the event is dropped rather than holding anything up."""
-        while True:
-            queued = self.security_events.head()
-            if queued is None:
-                await self.security_events.wait()
-                continue
-            event = queued.payload
-            try:
-                await self._call(call.SecurityEventNotification(**event))
-            except OCPPError as error:
-                log.warning("central system refused SecurityEventNotification %s (CALLERROR %s); dropped",
-                            event["type"], error.code)
-            except asyncio.TimeoutError:
-                log.warning("no answer to SecurityEventNotification %s; sending it again", event["type"])
-                await asyncio.sleep(float(self.configuration.get("TransactionMessageRetryInterval")))
-                continue
-            self.security_events.done(queued)
+        await self._security_log.deliver(
+            lambda event: self._call(call.SecurityEventNotification(**event)),
+            lambda: float(self.configuration.get("TransactionMessageRetryInterval")))
 
     def _protect_secrets(self) -> None:
         """The AuthorizationKey is stored in the state database: readable by the service only."""
@@ -995,11 +962,8 @@ class Ocpp16Adapter:
             info=info[:50] or None, timestamp=timestamp(at)))
 
     def _log_files(self, log_type: str) -> list[Path]:
-        """What GetDiagnostics / GetLog upload: the OCPP frame trace and the security log for
-        diagnostics, the security log alone for SecurityLog (the journal is added by ``collect``)."""
-        if log_type == DIAGNOSTICS_LOG:
-            return [self.config.trace_file, self.security_log_path]
-        return [self.security_log_path]
+        """What GetDiagnostics / GetLog upload (``diagnostics.log_files``)."""
+        return log_files(log_type, self.config.trace_file, self.security_log_path)
 
     async def _notify_firmware(self, status: str, request_id: int | None) -> None:
         if request_id is None:
@@ -1112,45 +1076,12 @@ class Ocpp16Adapter:
         self.controller.apply_settings(settings_from(self.configuration, self.controller.settings))
 
 
-class SessionGate:
-    """What a firmware installation needs from the charger: no new sessions, and a way to wait
-    until the running ones have ended (they are never interrupted)."""
-
-    def __init__(self, controller: "Controller"):
-        self._controller = controller
-
-    def hold(self, reason: str) -> None:
-        self._controller.dispatch(ev.MaintenanceRequested(reason))
-
-    def release(self) -> None:
-        self._controller.dispatch(ev.MaintenanceRequested(None))
-
-    async def wait_idle(self) -> None:
-        while self._controller.station.transactions_running():
-            await asyncio.sleep(1.0)
-
-
-def transfer_tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Trusted CAs of firmware and log servers: the system's, and the installer's ocpp.ca_file."""
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as error:
-            log.error("ocpp.ca_file %s not usable for file transfers: %s", ca_file, error)
-    return context
-
-
 def _parse_time(text: str, field: str) -> float:
     """A dateTime field of a request; a malformed one is the sender's FormationViolation (OCPP-J §4.2.3)."""
     try:
         return parse_timestamp(text)
     except ValueError as error:
         raise FormatViolationError(details={"cause": f"{field}: {error}"}) from None
-
-
-def _utc(at: float | None) -> str:
-    return timestamp(at if at is not None else time.time())
 
 
 def _log_failure(task: asyncio.Task) -> None:

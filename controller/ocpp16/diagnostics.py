@@ -89,6 +89,14 @@ def rotated_files(source: Path) -> list[Path]:
     return found
 
 
+def log_files(log_type: str, trace_file: Path, security_log: Path) -> list[Path]:
+    """What an upload of ``log_type`` holds (with the journal ``collect`` adds): the OCPP frame
+    trace and the security log for DiagnosticsLog, the security log alone for SecurityLog."""
+    if log_type == DIAGNOSTICS_LOG:
+        return [trace_file, security_log]
+    return [security_log]
+
+
 def _iso(at: float | None) -> str:
     if at is None:
         return "-"

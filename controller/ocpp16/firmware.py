@@ -1,6 +1,7 @@
 """The firmware update process: download, check, wait until no transaction runs, install.
 
-Two flows share one process, and one update runs at a time:
+Two flows share one process, and one update runs at a time (OCPP 2.0.1 UpdateFirmware, Part 2
+L01/L02, is the second one, the signature optional: ``update_by_request``):
 
 - OCPP 1.6 §5.19 UpdateFirmware (no answer status). FirmwareStatusNotification (§4.5):
   Downloading, Downloaded (or DownloadFailed), Installing, Installed (or InstallationFailed).
@@ -41,10 +42,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
+from evcp.core import events as ev
 from evcp.ocpp16 import transfer
+
+if TYPE_CHECKING:
+    from evcp.runtime.controller import Controller
 
 logger = logging.getLogger("evcp.ocpp.firmware")
 
@@ -96,6 +101,24 @@ class ChargingGate(Protocol):
         """Return once no transaction runs."""
 
 
+class SessionGate:
+    """The controller as the firmware process's ChargingGate: no new sessions, and a way to wait
+    until the running ones have ended (they are never interrupted)."""
+
+    def __init__(self, controller: "Controller"):
+        self._controller = controller
+
+    def hold(self, reason: str) -> None:
+        self._controller.dispatch(ev.MaintenanceRequested(reason))
+
+    def release(self) -> None:
+        self._controller.dispatch(ev.MaintenanceRequested(None))
+
+    async def wait_idle(self) -> None:
+        while self._controller.station.transactions_running():
+            await asyncio.sleep(1.0)
+
+
 @dataclass(frozen=True)
 class _Job:
     location: str
@@ -107,6 +130,8 @@ class _Job:
     install_at: float | None = None
     signing_certificate: str = ""
     signature: str = ""
+    check_signature: bool = False
+    """The signature is verified after the download (SignedUpdateFirmware, 2.0.1 L01)."""
 
     @property
     def signed(self) -> bool:
@@ -212,7 +237,35 @@ class FirmwareUpdater:
             return REJECTED
         replaced = self.busy
         self._start(_Job(location, retrieve_at, _retries(retries), _interval(retry_interval_s), request_id,
-                         install_at, signing_certificate, signature))
+                         install_at, signing_certificate, signature, check_signature=True))
+        return ACCEPTED_CANCELED if replaced else ACCEPTED
+
+    def update_by_request(self, request_id: int, location: str, retrieve_at: float, retries: int | None,
+                          retry_interval_s: float | None, install_at: float | None,
+                          signing_certificate: str | None, signature: str | None) -> str:
+        """OCPP 2.0.1 UpdateFirmware (Part 2 L01 secure, L02 non-secure): the response status.
+        With a signature and its signing certificate it is :meth:`signed_update`; without either
+        (L02) the firmware is installed unchecked, the statuses still carrying ``request_id``.
+        One without the other is Rejected: the signature could not be verified."""
+        if signing_certificate and signature:
+            return self.signed_update(request_id, location, retrieve_at, retries, retry_interval_s, install_at,
+                                      signing_certificate, signature)
+        if signing_certificate or signature:
+            logger.warning("UpdateFirmware %s rejected: a signature needs its signing certificate and the "
+                           "other way round", request_id)
+            return REJECTED
+        problem = transfer.location_problem(location)
+        if problem is not None:
+            logger.warning("UpdateFirmware %s rejected: %s", request_id, problem)
+            return REJECTED
+        if self._installing:
+            logger.warning("UpdateFirmware %s rejected: a firmware is being installed", request_id)
+            return REJECTED
+        logger.warning("UpdateFirmware %s carries no signature: the firmware will be installed unverified "
+                       "(OCPP 2.0.1 L02)", request_id)
+        replaced = self.busy
+        self._start(_Job(location, retrieve_at, _retries(retries), _interval(retry_interval_s), request_id,
+                         install_at))
         return ACCEPTED_CANCELED if replaced else ACCEPTED
 
     # -- what the charger asks -------------------------------------------------------------------
@@ -272,7 +325,7 @@ class FirmwareUpdater:
             if firmware is None:
                 return
             downloaded = True
-            if job.signed and not await self._signature_verified(job, firmware):
+            if job.check_signature and not await self._signature_verified(job, firmware):
                 return
             if job.install_at is not None and job.install_at > self._now():
                 await self._send(INSTALL_SCHEDULED, job)

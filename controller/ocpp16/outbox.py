@@ -27,7 +27,9 @@ Deletions of delivered messages are committed:
 
 The security events waiting for the central system (``SecurityEventQueue``)
 are kept the same way, in their own queue: they are not transaction messages
-and never hold those up.
+and never hold those up. ``SecurityEvents`` reports them for either protocol (OCPP 1.6
+security whitepaper "Security events", OCPP 2.0.1 Part 2 A04 SecurityEventNotification): into
+the security log and that queue, delivered in order by ``deliver``.
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
+
+from ocpp.exceptions import OCPPError
 
 from evcp.aio import wait_event
+from evcp.storage import StoreError
 from evcp.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
@@ -55,6 +62,8 @@ RETIME_PAGE = 500
 """Messages re-stamped per commit by ``retime``."""
 MAX_QUEUED_SECURITY_EVENTS = 1000
 """Security events kept while the central system is away; beyond, the oldest is dropped (and logged)."""
+SECURITY_LOG_MAX_BYTES = 1_000_000
+"""The security log is rotated once past this size (one older file kept)."""
 
 
 @dataclass
@@ -307,3 +316,61 @@ class SecurityEventQueue:
 
 def _event(event_type: str, at: str, tech_info: str | None) -> dict[str, Any]:
     return {"type": event_type, "timestamp": at, "tech_info": tech_info}
+
+
+class SecurityEvents:
+    """The charger's security events, whichever protocol reports them: each is written to the
+    security log (``log_path``, one line per event, the file GetLog SecurityLog uploads) and put
+    in ``queue`` for its SecurityEventNotification."""
+
+    def __init__(self, queue: SecurityEventQueue, log_path: Path):
+        self.queue = queue
+        self.log_path = log_path
+
+    def report(self, event_type: str, info: str | None = None, at: float | None = None) -> None:
+        """Record a security event of ``event_type`` (e.g. SettingSystemTime) with ``info`` as
+        techInfo, stamped ``at`` (default now). With a store it waits in the state database,
+        across restarts and power cuts; beyond ``MAX_QUEUED_SECURITY_EVENTS`` the oldest is
+        dropped (and logged)."""
+        event = _event(event_type[:50], timestamp(at if at is not None else time.time()),
+                       info[:255] if info else None)
+        log.info("security event %s%s", event_type, f": {info}" if info else "")
+        self._append_to_log(event)
+        try:
+            self.queue.put(event["type"], event["timestamp"], event["tech_info"])
+        except StoreError as error:
+            log.error("security event %s not queued, the state database refused it: %s", event_type, error)
+
+    def _append_to_log(self, event: dict[str, Any]) -> None:
+        path = self.log_path
+        try:
+            if path.exists() and path.stat().st_size > SECURITY_LOG_MAX_BYTES:
+                path.replace(path.with_name(path.name + ".1"))
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"{event['timestamp']} {event['type']} {event['tech_info'] or ''}".rstrip() + "\n")
+        except OSError as error:
+            log.warning("cannot write the security log %s: %s", path, error)
+
+    async def deliver(self, send: Callable[[dict[str, Any]], Awaitable[Any]],
+                      retry_interval_s: Callable[[], float]) -> None:
+        """Send the queued events oldest first with ``send(payload)`` (snake_case type, timestamp,
+        tech_info) until cancelled. Not a transaction message: an event the central system
+        refuses with a CALLERROR (one without the security extensions) is dropped rather than
+        holding the others up; one without an answer is sent again after ``retry_interval_s()``;
+        a lost connection raises, and the event waits for the next one."""
+        while True:
+            queued = self.queue.head()
+            if queued is None:
+                await self.queue.wait()
+                continue
+            event = queued.payload
+            try:
+                await send(event)
+            except OCPPError as error:
+                log.warning("central system refused SecurityEventNotification %s (CALLERROR %s); dropped",
+                            event["type"], error.code)
+            except asyncio.TimeoutError:
+                log.warning("no answer to SecurityEventNotification %s; sending it again", event["type"])
+                await asyncio.sleep(retry_interval_s())
+                continue
+            self.queue.done(queued)

@@ -26,6 +26,10 @@ database, with the Central System's other changes), is one of:
 The lengths do not overlap, so the form is never ambiguous. The same rule applies to the
 installer's ``ocpp.authorization_key``.
 
+OCPP 2.0.1 (Part 2 A00 "Security profiles", A01 "Update Charging Station Password") uses the
+same three profiles and the same connection code; its password, SecurityCtrlr.BasicAuthPassword,
+is the text itself, 16 to 40 characters, never a hexadecimal form (``plain_password``).
+
 A wss:// URL always means TLS with the central system's certificate verified against
 ``ocpp.ca_file`` (or the system's CA store), whatever the profile: there is no way to turn
 verification off. Profiles 2 and 3 require a wss:// URL.
@@ -73,6 +77,8 @@ TLS12_CIPHERS = ":".join((
 
 _HEX_PASSWORD = re.compile(r"(?:[0-9A-Fa-f]{2}){16,20}")
 PLAIN_PASSWORD_LENGTHS = range(16, 21)
+BASIC_AUTH_PASSWORD_LENGTHS = range(16, 41)
+"""OCPP 2.0.1 BasicAuthPassword: 16 to 40 characters (Part 2 A00, passwordString)."""
 
 #: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH.
 _HOSTNAME_MISMATCH = 62
@@ -97,6 +103,13 @@ def authorization_key_problem(text: str) -> str | None:
     return "expected 16 to 20 characters, or 32 to 40 hexadecimal digits (a password of 16 to 20 bytes)"
 
 
+def basic_auth_password_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an OCPP 2.0.1 BasicAuthPassword, or None."""
+    if len(text) in BASIC_AUTH_PASSWORD_LENGTHS and text.isprintable():
+        return None
+    return f"expected 16 to 40 printable characters (got {len(text)})"
+
+
 def basic_auth_password(authorization_key: str) -> bytes:
     """The HTTP Basic password an AuthorizationKey stands for: its bytes when it is the
     hexadecimal form, else its text."""
@@ -105,9 +118,11 @@ def basic_auth_password(authorization_key: str) -> bytes:
     return authorization_key.encode("utf-8")
 
 
-def basic_authorization(charge_point_id: str, authorization_key: str) -> str:
-    """The ``Authorization`` header value: ``Basic base64(<chargeBoxId>:<password>)`` (RFC 7617)."""
-    credentials = charge_point_id.encode("utf-8") + b":" + basic_auth_password(authorization_key)
+def basic_authorization(charge_point_id: str, authorization_key: str, plain: bool = False) -> str:
+    """The ``Authorization`` header value: ``Basic base64(<chargeBoxId>:<password>)`` (RFC 7617);
+    ``plain``: the key is the password's text (OCPP 2.0.1), never its hexadecimal form."""
+    password = authorization_key.encode("utf-8") if plain else basic_auth_password(authorization_key)
+    credentials = charge_point_id.encode("utf-8") + b":" + password
     return "Basic " + base64.b64encode(credentials).decode("ascii")
 
 
@@ -145,6 +160,8 @@ class SecuritySettings:
     extra_ca_file: Path | None = None
     """CentralSystemRootCertificates installed by the central system (InstallCertificate),
     trusted beside ``ca_file``."""
+    plain_password: bool = False
+    """OCPP 2.0.1: ``authorization_key`` is SecurityCtrlr.BasicAuthPassword, the text itself."""
 
     def credentials(self) -> tuple[int, str]:
         """What the connection depends on among the keys the central system may change."""
@@ -184,9 +201,13 @@ def connection_parameters(url: str, charge_point_id: str, settings: SecuritySett
             raise SecuritySettingsError(
                 f"security profile {profile} ({PROFILES[profile]}) needs a password: set "
                 "ocpp.authorization_key, or the central system sets the AuthorizationKey key")
-        if problem := authorization_key_problem(settings.authorization_key):
+        if settings.plain_password:
+            if problem := basic_auth_password_problem(settings.authorization_key):
+                raise SecuritySettingsError(f"BasicAuthPassword (ocpp.authorization_key): {problem}")
+        elif problem := authorization_key_problem(settings.authorization_key):
             raise SecuritySettingsError(f"AuthorizationKey (ocpp.authorization_key): {problem}")
-        headers["Authorization"] = basic_authorization(charge_point_id, settings.authorization_key)
+        headers["Authorization"] = basic_authorization(charge_point_id, settings.authorization_key,
+                                                       settings.plain_password)
     if profile == 3 and (settings.client_cert_file is None or settings.client_key_file is None):
         raise SecuritySettingsError(
             f"security profile 3 ({PROFILES[3]}) needs ocpp.client_cert_file and ocpp.client_key_file")

@@ -62,6 +62,17 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ftps": 21}
 _AUTHORITY_WITH_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
 
 
+def transfer_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Trusted CAs of firmware and log servers: the system's, and the installer's ocpp.ca_file."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as error:
+            logger.error("ocpp.ca_file %s not usable for file transfers: %s", ca_file, error)
+    return context
+
+
 class TransferError(Exception):
     """A download or upload failed; the message says where and why, without passwords.
 

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import websockets
-from ocpp.charge_point import camel_to_snake_case
+from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 from ocpp.exceptions import OCPPError, OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v201 import call_result
@@ -38,11 +38,13 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
 from evcp.ocpp16.link import FrameTrace
 from evcp.ocpp16.outbox import Outbox
-from evcp.ocpp16.security import SecuritySettings, SecuritySettingsError, connection_parameters
+from evcp.ocpp16.security import SecuritySettingsError, connection_parameters
 from evcp.ocpp201.authorization import StationAuthorization
-from evcp.ocpp201.device_model import DeviceModel, settings_from, station_variables
+from evcp.ocpp201.device_model import DeviceModel, security_variables, settings_from, station_variables
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
+from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
+from evcp.ocpp201.security import TRIGGERS as SECURITY_TRIGGERS
 from evcp.ocpp201.smart_charging import Refused, SmartCharging
 from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, id_token_for
 from evcp.storage import StoreError
@@ -58,7 +60,8 @@ SUBPROTOCOL_1_6 = "ocpp1.6"
 VARIABLES = "ocpp201-variables"
 BOOT_REASON = "ocpp201-boot-reason"
 """Names of the stored documents."""
-TRIGGERABLE = {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"}
+TRIGGERABLE = {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
+               *SECURITY_TRIGGERS}
 """TriggerMessage targets this station sends (Part 2 F06, MessageTriggerEnumType)."""
 CONNECTOR_STATUS = {
     # core status -> ConnectorStatusEnumType (Part 2 G01)
@@ -188,6 +191,53 @@ class CsmsRequests(StationLink):
     def _data_transfer(self, vendor_id: str, **_):
         return call_result.DataTransfer(status="UnknownVendorId")
 
+    # Blocks A, M, L, N: evcp.ocpp201.security does the work.
+
+    @after(Action.set_variables)
+    async def _maybe_reconnect(self, **_):
+        await self.adapter.security.reconnect_if_wanted(self.adapter.close_connection)
+
+    @on(Action.install_certificate)
+    def _install_certificate(self, certificate_type: str, certificate: str, **_):
+        return call_result.InstallCertificate(status=self.adapter.security.install_certificate(certificate_type,
+                                                                                               certificate))
+
+    @on(Action.get_installed_certificate_ids)
+    def _get_installed_certificate_ids(self, certificate_type: list[str] | None = None, **_):
+        status, chain = self.adapter.security.installed_certificate_ids(certificate_type)
+        return call_result.GetInstalledCertificateIds(status=status, certificate_hash_data_chain=chain or None)
+
+    @on(Action.delete_certificate)
+    def _delete_certificate(self, certificate_hash_data: dict, **_):
+        return call_result.DeleteCertificate(status=self.adapter.security.delete_certificate(
+            snake_to_camel_case(certificate_hash_data)))
+
+    @on(Action.certificate_signed)
+    def _certificate_signed(self, certificate_chain: str, certificate_type: str | None = None, **_):
+        return call_result.CertificateSigned(status=self.adapter.security.certificate_signed(certificate_chain,
+                                                                                             certificate_type))
+
+    @after(Action.certificate_signed)
+    async def _use_new_certificate(self, **_):
+        await self.adapter.security.reconnect_if_wanted(self.adapter.close_connection)
+
+    @on(Action.update_firmware)
+    def _update_firmware(self, request_id: int, firmware: dict, retries: int | None = None,
+                         retry_interval: int | None = None, **_):
+        return call_result.UpdateFirmware(status=self.adapter.security.update_firmware(request_id, firmware, retries,
+                                                                                       retry_interval))
+
+    @on(Action.set_network_profile)
+    def _set_network_profile(self, configuration_slot: int, connection_data: dict, **_):
+        return call_result.SetNetworkProfile(status=self.adapter.security.set_network_profile(configuration_slot,
+                                                                                             connection_data))
+
+    @on(Action.get_log)
+    def _get_log(self, log: dict, log_type: str, request_id: int, retries: int | None = None,
+                 retry_interval: int | None = None, **_):
+        status, filename = self.adapter.security.get_log(log_type, request_id, log, retries, retry_interval)
+        return call_result.GetLog(status=status, filename=filename)
+
 
 class Ocpp201Adapter:
     """Lives as long as the controller; ``run`` keeps the connection."""
@@ -210,9 +260,15 @@ class Ocpp201Adapter:
         self._tasks: set[asyncio.Task] = set()
         cp = config.charge_point
         self.device_model = DeviceModel(station_variables(self.connectors, cp.vendor, cp.model, cp.serial_number,
-                                                          f"evcp {evcp.__version__}"))
+                                                          f"evcp {evcp.__version__}")
+                                        + security_variables(config.ocpp.security_profile, cp.id,
+                                                             config.ocpp.authorization_key or "",
+                                                             MAX_CERTIFICATE_CHAIN_BYTES, password_rule))
         for problem in self.device_model.restore(self._load(VARIABLES)):
             log.warning("stored OCPP 2.0.1 variable not restored: %s", problem)
+        self.security = StationSecurity(config, controller, self.device_model, store, self._call, self._online,
+                                        lambda: self._save(VARIABLES, self.device_model.saved()),
+                                        lambda: self._save(BOOT_REASON, "FirmwareUpdate"))
         self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
         self.smart_charging = SmartCharging(controller, self.transactions, self.device_model)
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
@@ -234,6 +290,7 @@ class Ocpp201Adapter:
 
     def detach(self) -> None:
         self.outbox.commit_deletions()
+        self.security.close()
 
     # ----------------------------------------------------------------- device model
 
@@ -284,6 +341,8 @@ class Ocpp201Adapter:
             if result.reason:
                 answer["attribute_status_info"] = {"reason_code": result.reason[:20]}
             results.append(answer)
+            if result.status == "Accepted":
+                self.security.variable_set(item["component"]["name"], item["variable"]["name"])
             changed = changed or result.status == "Accepted"
         if changed:
             self._save(VARIABLES, self.device_model.saved())
@@ -315,7 +374,7 @@ class Ocpp201Adapter:
 
     @property
     def url(self) -> str:
-        return self.config.ocpp.csms_url.rstrip("/") + "/" + self.config.charge_point.id
+        return self.security.csms_url.rstrip("/") + "/" + self.config.charge_point.id
 
     @property
     def online(self) -> bool:
@@ -326,11 +385,9 @@ class Ocpp201Adapter:
 
     async def run(self) -> None:
         """Keep the connection up until cancelled (OCPP-J 2.0.1 §3: the station connects)."""
-        ocpp = self.config.ocpp
-        settings = SecuritySettings(ocpp.security_profile, ocpp.authorization_key or "", ocpp.ca_file,
-                                    ocpp.client_cert_file, ocpp.client_key_file)
         failures = 0
         while True:
+            settings = self.security.settings()
             try:
                 parameters = connection_parameters(self.url, self.config.charge_point.id, settings)
                 async with connect(parameters.url, subprotocols=self._subprotocols(), proxy=None, open_timeout=10,
@@ -342,12 +399,16 @@ class Ocpp201Adapter:
                     if ws.subprotocol != SUBPROTOCOL:
                         raise ConnectionError(f"central system did not agree to {SUBPROTOCOL} (got {ws.subprotocol})")
                     failures = 0
+                    self.security.connected()
                     await self._serve(ws)
-            except (asyncio.CancelledError, ProtocolChosen, SecuritySettingsError):
+            except (asyncio.CancelledError, ProtocolChosen):
                 raise
-            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError) as error:
+            except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError,
+                    SecuritySettingsError) as error:
                 if self.connected:
                     log.warning("connection to central system %s lost: %s", self.url, error or type(error).__name__)
+                elif self.security.connection_failed(error, settings.profile):
+                    failures = max(failures, 5)  # credentials and certificates do not fix themselves
                 elif failures == 0:
                     log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
             finally:
@@ -379,7 +440,8 @@ class Ocpp201Adapter:
             for task in done:
                 task.result()
             workers = [asyncio.create_task(self._heartbeats(), name="ocpp-heartbeat"),
-                       asyncio.create_task(self._drain_outbox(), name="ocpp-outbox")]
+                       asyncio.create_task(self._drain_outbox(), name="ocpp-outbox"),
+                       asyncio.create_task(self.security.deliver_events(), name="ocpp-security-events")]
             try:
                 done, _ = await asyncio.wait([receiver, *workers], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -550,7 +612,7 @@ class Ocpp201Adapter:
     async def flush(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(self.outbox) and loop.time() < deadline:
+        while (len(self.outbox) or (self.online and len(self.security.events.queue))) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         return not len(self.outbox)
 
@@ -786,6 +848,8 @@ class Ocpp201Adapter:
             return "Rejected"
         if message == "BootNotification" and self.registration == "Accepted":
             return "Rejected"  # F06.FR.17: no BootNotification once it was accepted
+        if message in SECURITY_TRIGGERS:
+            return self.security.trigger_answer(message)
         return "Accepted"
 
     def spawn_triggered(self, message: str, evse: dict | None) -> None:
@@ -811,6 +875,8 @@ class Ocpp201Adapter:
                 if report is not None:
                     value = meter_value(report, self._measurands().aligned, self.controller.offered_current(e))
                     await self._call("MeterValues", {"evseId": e, "meterValue": [value]})
+        elif message in SECURITY_TRIGGERS:
+            await self.security.send_triggered(message)
         elif message == "TransactionEvent":
             for e in evses:
                 report = self.controller.meter_report(e, "Trigger")
@@ -836,8 +902,14 @@ class Ocpp201Adapter:
     # The adapter interface the runtime calls on either protocol.
 
     def security_event(self, event_type: str, info: str | None = None, at: float | None = None) -> None:
-        """Security events are not reported over OCPP 2.0.1 yet (SecurityEventNotification): logged."""
-        log.info("security event %s%s", event_type, f": {info}" if info else "")
+        """A SecurityEventNotification (Part 2 A04), durable until delivered (``StationSecurity.report``)."""
+        self.security.report(event_type, info, at)
+
+    async def close_connection(self) -> None:
+        """Close the websocket; ``run`` reconnects with the settings then in force."""
+        link = self.link
+        if link is not None:
+            await link._connection.close(1000, "reconnecting with new security settings")
 
 
 def _group(info: dict | None) -> str | None:

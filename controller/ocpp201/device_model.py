@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from evcp.core.model import Settings
 
@@ -53,9 +53,13 @@ class Variable:
     min_value: int | None = None
     max_value: int | None = None
     persistent: bool = True
+    rule: Callable[[str], str | None] | None = None
+    """A check of its own beyond the data type's (a password's length): why not, or None."""
 
     def check(self, text: str) -> str | None:
         """Why ``text`` cannot be this variable's value, or None."""
+        if self.rule is not None and (problem := self.rule(text)) is not None:
+            return problem
         if self.data_type == "boolean":
             return None if text in ("true", "false") else "must be true or false"
         if self.data_type == "integer":
@@ -180,6 +184,33 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
     return items
 
 
+def security_variables(profile: int, identity: str, basic_auth_password: str, max_chain_size: int,
+                       password_rule: Callable[[str], str | None]) -> list[Variable]:
+    """SecurityCtrlr (Part 2 A, Appendix "Security related"): the profile in force (set by the
+    installer, ``ocpp.security_profile``), the Basic authentication identity (the station id of
+    the URL) and password (write-only; the CSMS changes it with SetVariables, A01), the O of the
+    certificate signing request (A02) and how often it is sent again without an answer, and the
+    installed certificates' count (kept current by ``evcp.ocpp201.security``); the order in which
+    the NetworkConnectionProfiles are tried (B09/B10, A05: slot 0 is the installer's)."""
+    ro = {"mutability": "ReadOnly", "persistent": False}
+    return [
+        Variable(VariableKey("SecurityCtrlr", "SecurityProfile"), "integer", str(profile), **ro),
+        Variable(VariableKey("SecurityCtrlr", "Identity"), "string", identity, **ro),
+        Variable(VariableKey("SecurityCtrlr", "BasicAuthPassword"), "string", basic_auth_password,
+                 mutability="WriteOnly", rule=password_rule),
+        Variable(VariableKey("SecurityCtrlr", "OrganizationName"), "string", ""),
+        Variable(VariableKey("SecurityCtrlr", "CertificateEntries"), "integer", "0", **ro),
+        Variable(VariableKey("SecurityCtrlr", "MaxCertificateChainSize"), "integer", str(max_chain_size), **ro),
+        Variable(VariableKey("SecurityCtrlr", "CertSigningWaitMinimum"), "integer", "60", unit="s", min_value=1,
+                 max_value=86400),
+        Variable(VariableKey("SecurityCtrlr", "CertSigningRepeatTimes"), "integer", "3", min_value=0, max_value=10),
+        Variable(VariableKey("OCPPCommCtrlr", "NetworkConfigurationPriority"), "SequenceList", "0"),
+        Variable(VariableKey("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"), "integer", "3", min_value=1,
+                 max_value=100),
+        Variable(VariableKey("OCPPCommCtrlr", "ActiveNetworkProfile"), "integer", "0", **ro),
+    ]
+
+
 @dataclass
 class DeviceModel:
     variables: list[Variable]
@@ -203,6 +234,10 @@ class DeviceModel:
     def members(self, component: str, variable: str) -> list[str]:
         text = self.get(component, variable)
         return [m for m in text.split(",") if m]
+
+    def variable(self, component: str, variable: str) -> Variable:
+        """A station-wide variable itself (KeyError if there is none)."""
+        return self._index[VariableKey(component, variable)]
 
     def set_internal(self, component: str, variable: str, value: str) -> None:
         """The station itself sets a value (HeartbeatInterval from BootNotificationResponse)."""
@@ -280,7 +315,7 @@ class DeviceModel:
             if variable is None or variable.mutability == "ReadOnly":
                 problems.append(f"{name}: no such writable variable any more")
                 continue
-            if (problem := variable.check(value)) is not None:
+            if value != variable.value and (problem := variable.check(value)) is not None:
                 problems.append(f"{name}: {problem} (got {value!r})")
                 continue
             variable.value = value

@@ -386,3 +386,41 @@ async def test_close_cancels_the_update_and_releases_the_gate(tmp_path, server):
     assert harness.gate.history == ["hold", "release"]
     assert not updater.busy and updater.status == "Idle"
     assert list(harness.work_dir.iterdir()) == []
+
+
+# --- OCPP 2.0.1 UpdateFirmware: the signature is optional (Part 2 L01 / L02) --------------------
+
+
+async def test_update_by_request_with_a_signature_is_the_signed_update(harness):
+    updater = harness.updater(verify_signature=harness.verifier(None), check_signing_certificate=lambda pem: None)
+    assert updater.update_by_request(5, f"{harness.server.http_url}/fw.bin", T0, 0, 0, None,
+                                     CERTIFICATE, SIGNATURE) == "Accepted"
+    await updater.join()
+    assert harness.statuses() == ["Downloading", "Downloaded", "SignatureVerified", "Installing", "Installed"]
+    assert harness.verified == [(True, SIGNATURE, CERTIFICATE)]
+
+
+async def test_update_by_request_without_a_signature_installs_unverified_with_the_request_id(harness):
+    updater = harness.updater(verify_signature=harness.verifier(None))
+    assert updater.update_by_request(6, f"{harness.server.http_url}/fw.bin", T0, 0, 0, None, None, None) \
+        == "Accepted"
+    await updater.join()
+    assert harness.sent == [(status, 6) for status in ("Downloading", "Downloaded", "Installing", "Installed")]
+    assert harness.verified == [] and harness.installed_copy.read_bytes() == FIRMWARE
+
+
+@pytest.mark.parametrize("certificate, signature", [(CERTIFICATE, None), (None, SIGNATURE)])
+async def test_update_by_request_with_half_a_signature_is_rejected(harness, certificate, signature):
+    updater = harness.updater(verify_signature=harness.verifier(None))
+    assert updater.update_by_request(7, f"{harness.server.http_url}/fw.bin", T0, 0, 0, None,
+                                     certificate, signature) == "Rejected"
+    assert not updater.busy and harness.sent == []
+
+
+async def test_signed_update_with_an_empty_signature_is_still_verified(harness):
+    updater = harness.updater(verify_signature=harness.verifier("the firmware signature is not base64"))
+    assert updater.signed_update(8, f"{harness.server.http_url}/fw.bin", T0, 0, 0, None, CERTIFICATE, "") \
+        == "Accepted"
+    await updater.join()
+    assert len(harness.verified) == 1, "an empty signature is checked, not skipped"
+    assert harness.statuses()[-1] == "InvalidSignature" and not harness.installed_copy.exists()

@@ -7,7 +7,9 @@ import logging
 import pytest
 
 from evcp.ocpp16 import outbox as outbox_module
-from evcp.ocpp16.outbox import DELETE_BATCH, WINDOW, Outbox, SecurityEventQueue
+from ocpp.exceptions import NotSupportedError
+
+from evcp.ocpp16.outbox import DELETE_BATCH, WINDOW, Outbox, SecurityEventQueue, SecurityEvents
 from evcp.storage import FILENAME, StateStore
 
 
@@ -214,3 +216,44 @@ async def test_waiting_for_a_security_event_returns_when_one_is_put(store):
     assert not waiter.done()
     queue.put("SettingSystemTime", "2020-01-01T00:00:00.000Z", None)
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_reported_security_event_is_logged_and_queued_truncated(store, tmp_path):
+    events = SecurityEvents(SecurityEventQueue(store), tmp_path / "security.log")
+    events.report("TamperDetectionActivated", "x" * 300, at=1_577_836_800.0)
+    [queued] = list(SecurityEventQueue(store))
+    assert queued == {"type": "TamperDetectionActivated", "timestamp": "2020-01-01T00:00:00.000Z",
+                      "tech_info": "x" * 255}
+    assert (tmp_path / "security.log").read_text() == f"2020-01-01T00:00:00.000Z TamperDetectionActivated {'x' * 255}\n"
+
+
+async def test_security_events_delivered_in_order_refused_dropped_unanswered_sent_again(store, tmp_path):
+    events = SecurityEvents(SecurityEventQueue(store), tmp_path / "security.log")
+    for kind in ("A", "B", "C"):
+        events.report(kind)
+    sent, answers = [], [None, NotSupportedError(), asyncio.TimeoutError(), None]
+
+    async def send(payload):
+        sent.append(payload["type"])
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+
+    delivering = asyncio.create_task(events.deliver(send, lambda: 0.0))
+    async with asyncio.timeout(5):
+        while len(events.queue):
+            await asyncio.sleep(0.01)
+    delivering.cancel()
+    assert sent == ["A", "B", "C", "C"]
+
+
+async def test_security_event_stays_queued_when_the_connection_is_lost(store, tmp_path):
+    events = SecurityEvents(SecurityEventQueue(store), tmp_path / "security.log")
+    events.report("A")
+
+    async def send(payload):
+        raise ConnectionError("not connected")
+
+    with pytest.raises(ConnectionError):
+        await events.deliver(send, lambda: 0.0)
+    assert [e["type"] for e in SecurityEventQueue(store)] == ["A"]

@@ -101,7 +101,8 @@ def test_profile_2_is_verified_tls_1_2_or_later_and_basic_auth():
 
 def test_certificate_verification_cannot_be_turned_off():
     names = {field.name for field in dataclasses.fields(SecuritySettings)}
-    assert names == {"profile", "authorization_key", "ca_file", "client_cert_file", "client_key_file", "extra_ca_file"}
+    assert names == {"profile", "authorization_key", "ca_file", "client_cert_file", "client_key_file", "extra_ca_file",
+                     "plain_password"}
     for profile in (0, 1, 2):
         context = connection_parameters(TLS_URL, "CP-1", SecuritySettings(profile, PLAIN_KEY)).ssl_context
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

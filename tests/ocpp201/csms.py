@@ -87,6 +87,26 @@ class StationSession(ChargePoint):
         self._seen("ReportChargingProfiles", payload)
         return call_result.ReportChargingProfiles()
 
+    @on(Action.security_event_notification)
+    def security_event(self, **payload):
+        self._seen("SecurityEventNotification", payload)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.firmware_status_notification)
+    def firmware_status(self, **payload):
+        self._seen("FirmwareStatusNotification", payload)
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.log_status_notification)
+    def log_status(self, **payload):
+        self._seen("LogStatusNotification", payload)
+        return call_result.LogStatusNotification()
+
+    @on(Action.sign_certificate)
+    def sign_certificate(self, **payload):
+        self._seen("SignCertificate", payload)
+        return call_result.SignCertificate(status="Accepted")
+
     async def send(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """A CALL from the CSMS with a camelCase payload; the camelCase answer (schema-checked)."""
         request = Call(unique_id=str(self._unique_id_generator()), action=action, payload=payload)

@@ -220,7 +220,7 @@ async def test_tc_f_06_trigger_message(csms, start_station):
     await registered(charger, csms)
     send = csms.session.send
     assert (await send("TriggerMessage", {"requestedMessage": "BootNotification"}))["status"] == "Rejected"
-    assert (await send("TriggerMessage", {"requestedMessage": "LogStatusNotification"}))["status"] == "NotImplemented"
+    assert (await send("TriggerMessage", {"requestedMessage": "SignV2GCertificate"}))["status"] == "NotImplemented"
     assert (await send("TriggerMessage", {"requestedMessage": "StatusNotification", "evse": {"id": 9}}))["status"] \
         == "Rejected"
     before = len(csms.messages("StatusNotification"))

@@ -51,3 +51,34 @@ def test_reports():
     writable = m.report("ConfigurationInventory")
     assert writable and all(item["variableAttribute"][0]["mutability"] == "ReadWrite" for item in writable)
     assert m.report("CustomReport") is None
+
+
+def secured(password: str = "") -> DeviceModel:
+    from evcp.ocpp201.security import password_rule
+    from evcp.ocpp201.device_model import security_variables
+
+    return DeviceModel(station_variables(1, "evcp", "bench", "SN1", "evcp 0.1")
+                       + security_variables(2, "CP-1", password, 10_000, password_rule))
+
+
+def test_basic_auth_password_is_write_only_checked_and_never_reported():
+    m = secured("installer-password-1")
+    password = ({"name": "SecurityCtrlr"}, {"name": "BasicAuthPassword"})
+    assert m.get_variable(*password, None).status == "Rejected"
+    short = m.set_variable(*password, "short", None)
+    assert short.status == "Rejected" and "16 to 40" in short.reason
+    assert m.set_variable(*password, "x" * 41, None).status == "Rejected"
+    assert m.set_variable(*password, "a-new-password-from-the-csms", None).status == "Accepted"
+    assert m.get("SecurityCtrlr", "BasicAuthPassword") == "a-new-password-from-the-csms"
+    [item] = [i for i in m.report("FullInventory") if i["variable"]["name"] == "BasicAuthPassword"]
+    assert "value" not in item["variableAttribute"][0]
+    assert m.set_variable({"name": "SecurityCtrlr"}, {"name": "SecurityProfile"}, "3", None).status == "Rejected"
+
+
+def test_password_set_by_the_csms_survives_a_restart_and_an_unset_one_restores_quietly():
+    m = secured()
+    assert m.restore(m.saved()) == []  # no password yet: nothing to complain about
+    m.set_variable({"name": "SecurityCtrlr"}, {"name": "BasicAuthPassword"}, "a-new-password-from-the-csms", None)
+    again = secured("installer-password-1")
+    assert again.restore(m.saved()) == []
+    assert again.get("SecurityCtrlr", "BasicAuthPassword") == "a-new-password-from-the-csms"
