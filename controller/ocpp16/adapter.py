@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from websockets.asyncio.client import connect
 import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
+from evcp.connection import CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, reconnect_delay
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
@@ -84,16 +84,6 @@ opposed to a network that does not answer."""
 RECONNECT_GRACE_S = 1.0
 """After accepting new security settings, requests the central system sends right away (OCTT
 TC_083 follows the change with a Reset) are still answered on the old connection this long."""
-MAX_FRAME_BYTES = 1 << 20
-"""Largest websocket message accepted from the central system (websockets max_size); a bigger one
-closes the connection (RFC 6455 §7.4.1, 1009). The largest OCPP 1.6 request this charger takes is
-a SendLocalList of SendLocalListMaxLength entries, well below."""
-MAX_QUEUED_FRAMES = 4
-"""Frames received and not yet read that the websocket buffers (websockets max_queue); beyond,
-it stops reading the socket (TCP back-pressure). With MAX_FRAME_BYTES this bounds what a central
-system flooding the charger can make it hold to a few MiB."""
-CLOSE_TIMEOUT_S = 1.0
-"""How long the websocket closing handshake may take before the TCP connection is dropped."""
 BOOT_RETRY_S = 30.0
 """BootNotification is sent again after this long when the central system gives no interval."""
 NOTIFICATION_WAIT_S = 60.0
@@ -615,19 +605,10 @@ class Ocpp16Adapter:
             log.warning("cannot restrict the state database to the evcp user: %s", problem)
 
     def _backoff(self, failures: int) -> float:
-        """Exponential backoff with jitter between ocpp.reconnect_min_s and ocpp.reconnect_max_s."""
-        low, high = self.config.ocpp.reconnect_min_s, self.config.ocpp.reconnect_max_s
-        delay = min(high, low * 2 ** min(failures - 1, 16))
-        return delay * random.uniform(0.5, 1.0)
+        return reconnect_delay(self.config.ocpp, failures)
 
     def _keepalive(self) -> tuple[float | None, float | None]:
-        """(ping interval, ping timeout) of the websocket: a ping every WebSocketPingInterval
-        (OCPP 1.6 §9.1.34; 0 = none), and a pong due within the same time. A link that went
-        half-open is then found within 2 x the interval + CLOSE_TIMEOUT_S: the next ping goes out
-        at most one interval after the last pong, its pong is missed one interval later, and the
-        closing handshake gets CLOSE_TIMEOUT_S."""
-        seconds = int(self.configuration.get("WebSocketPingInterval"))
-        return (seconds, seconds) if seconds > 0 else (None, None)
+        return keepalive(int(self.configuration.get("WebSocketPingInterval")))
 
     async def _serve(self, ws) -> None:
         link = CentralSystemLink(self.config.charge_point.id, ws, self.trace,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from websockets.asyncio.client import connect
 import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
+from evcp.connection import CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, reconnect_delay
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
@@ -390,8 +390,12 @@ class Ocpp201Adapter:
             settings = self.security.settings()
             try:
                 parameters = connection_parameters(self.url, self.config.charge_point.id, settings)
+                ping_interval, ping_timeout = keepalive(
+                    self.device_model.number("OCPPCommCtrlr", "WebSocketPingInterval"))
                 async with connect(parameters.url, subprotocols=self._subprotocols(), proxy=None, open_timeout=10,
-                                   ping_interval=self._ping_interval(), ping_timeout=20, close_timeout=2,
+                                   ping_interval=ping_interval, ping_timeout=ping_timeout,
+                                   close_timeout=CLOSE_TIMEOUT_S, max_size=MAX_FRAME_BYTES,
+                                   max_queue=MAX_QUEUED_FRAMES,
                                    ssl=parameters.ssl_context, additional_headers=parameters.headers) as ws:
                     if ws.subprotocol == SUBPROTOCOL_1_6 and self.offer_1_6:
                         log.info("central system %s chose OCPP 1.6 in the handshake", self.url)
@@ -417,12 +421,7 @@ class Ocpp201Adapter:
             await asyncio.sleep(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
-        low, high = self.config.ocpp.reconnect_min_s, self.config.ocpp.reconnect_max_s
-        return min(high, low * 2 ** min(failures - 1, 16)) * random.uniform(0.5, 1.0)
-
-    def _ping_interval(self) -> float | None:
-        seconds = self.device_model.number("OCPPCommCtrlr", "WebSocketPingInterval")
-        return seconds if seconds > 0 else None
+        return reconnect_delay(self.config.ocpp, failures)
 
     async def _serve(self, ws) -> None:
         link = CsmsRequests(self.config.charge_point.id, ws, self.trace,

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from evcp.ocpp16.adapter import CLOSE_TIMEOUT_S
+from evcp.connection import CLOSE_TIMEOUT_S
 
 pytestmark = pytest.mark.integration
 
