@@ -385,15 +385,8 @@ class Ocpp16Adapter:
         central system's request replaces the installer's (whitepaper "Update Charge Point
         Certificate"), and installed CentralSystemRootCertificates are trusted too."""
         ocpp = self.config.ocpp
-        cert_file, key_file = ocpp.client_cert_file, ocpp.client_key_file
-        extra_ca_file = None
-        try:
-            signed = self.certificates.client_certificate()
-            if signed is not None:
-                cert_file, key_file = signed
-            extra_ca_file = self.certificates.central_system_ca_file()
-        except OSError as error:
-            log.error("certificate store %s unreadable: %s", self.certificates.directory, error)
+        cert_file, key_file, extra_ca_file = self.certificates.connection_files(ocpp.client_cert_file,
+                                                                                ocpp.client_key_file)
         return SecuritySettings(profile=int(self.configuration.get("SecurityProfile")),
                                 authorization_key=str(self.configuration.get("AuthorizationKey")),
                                 ca_file=ocpp.ca_file, client_cert_file=cert_file,

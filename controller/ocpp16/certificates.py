@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 import os
 import time
 from pathlib import Path
@@ -46,6 +47,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("evcp.ocpp")
 
 CENTRAL_SYSTEM_ROOT = "CentralSystemRootCertificate"
 MANUFACTURER_ROOT = "ManufacturerRootCertificate"
@@ -285,6 +288,23 @@ class CertificateStore:
             old_chain.unlink(missing_ok=True)
             old_key.unlink(missing_ok=True)
         return chain_path, key_path
+
+    def connection_files(self, cert_file: Path | None, key_file: Path | None
+                         ) -> tuple[Path | None, Path | None, Path | None]:
+        """(client certificate, its key, extra CA bundle) of the next connection: a charge point
+        certificate signed at the central system's request replaces the installer's
+        ``cert_file`` / ``key_file`` (whitepaper "Update Charge Point Certificate", 2.0.1 A02),
+        and the installed central system roots are trusted too. An unreadable store is logged
+        and the installer's files are used."""
+        extra_ca_file = None
+        try:
+            signed = self.client_certificate()
+            if signed is not None:
+                cert_file, key_file = signed
+            extra_ca_file = self.central_system_ca_file()
+        except OSError as error:
+            log.error("certificate store %s unreadable: %s", self.directory, error)
+        return cert_file, key_file, extra_ca_file
 
     # ------------------------------------------------------------------------------------
     # Secure firmware update: SignedUpdateFirmware

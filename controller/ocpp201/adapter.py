@@ -582,27 +582,28 @@ class Ocpp201Adapter:
         """The idTokenInfo of a TransactionEventResponse goes to the cache (C10), decides a start
         that waits for it, and revokes one already accepted (by an AuthorizeResponse, or by the
         local list or cache with LocalPreAuthorize) that it refuses (Part 2 E05: StopTxOnInvalidId)."""
-        local_id = entry.local_id
+        token = entry.payload.get("idToken")
+        if token is None:
+            return
         info = answer.get("idTokenInfo")
-        if "idToken" in entry.payload and info is not None:
-            self.authorization.learn(entry.payload["idToken"], info, time.time())
-        if local_id is None or "idToken" not in entry.payload:
+        if info is not None:
+            self.authorization.learn(token, info, time.time())
+        local_id = entry.local_id
+        if local_id is None:
             return
-        if local_id not in self._awaiting:
-            tx = self.transactions.of_local(local_id)
-            status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.ACCEPTED
-            if tx is not None and tx.id_token == entry.payload["idToken"] and status is not AuthStatus.ACCEPTED:
-                log.warning("EVSE %d: the central system answered %s for %s in a running transaction",
-                            tx.evse, info["status"], entry.payload["idToken"]["idToken"])
-                self.controller.post(ev.TransactionAuthorizationRevoked(tx.evse, local_id, status))
-            return
-        evse = self._awaiting.pop(local_id)
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
-        if info is None:
-            log.warning("EVSE %d: TransactionEventResponse without idTokenInfo for %s; not accepted",
-                        evse, entry.payload["idToken"]["idToken"])
-        self.controller.post(ev.TransactionStartConfirmed(evse, local_id, local_id, status,
-                                                          _group(info)))
+        if local_id in self._awaiting:
+            evse = self._awaiting.pop(local_id)
+            if info is None:
+                log.warning("EVSE %d: TransactionEventResponse without idTokenInfo for %s; not accepted",
+                            evse, token["idToken"])
+            self.controller.post(ev.TransactionStartConfirmed(evse, local_id, local_id, status, _group(info)))
+            return
+        tx = self.transactions.of_local(local_id)
+        if info is not None and status is not AuthStatus.ACCEPTED and tx is not None and tx.id_token == token:
+            log.warning("EVSE %d: the central system answered %s for %s in a running transaction",
+                        tx.evse, info["status"], token["idToken"])
+            self.controller.post(ev.TransactionAuthorizationRevoked(tx.evse, local_id, status))
 
     def transaction_id(self, local_id: int | None) -> str | None:
         tx = self.transactions.of_local(local_id)

@@ -182,14 +182,8 @@ class StationSecurity:
     def settings(self) -> SecuritySettings:
         """The settings of the next connection (see the module docstring)."""
         ocpp = self.config.ocpp
-        cert_file, key_file, extra_ca_file = ocpp.client_cert_file, ocpp.client_key_file, None
-        try:
-            signed = self.certificates.client_certificate()
-            if signed is not None:
-                cert_file, key_file = signed
-            extra_ca_file = self.certificates.central_system_ca_file()
-        except OSError as error:
-            log.error("certificate store %s unreadable: %s", self.certificates.directory, error)
+        cert_file, key_file, extra_ca_file = self.certificates.connection_files(ocpp.client_cert_file,
+                                                                                ocpp.client_key_file)
         return SecuritySettings(profile=self._network_profiles[self._slot]["securityProfile"],
                                 authorization_key=self.device_model.get(*PASSWORD), ca_file=ocpp.ca_file,
                                 client_cert_file=cert_file, client_key_file=key_file, extra_ca_file=extra_ca_file,

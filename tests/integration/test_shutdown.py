@@ -32,6 +32,15 @@ def _lines(charger) -> list[str]:
     return charger.log_path.read_text().splitlines()
 
 
+def _stopped_in_time(charger, elapsed: float, status: int) -> list[str]:
+    """Asserts a clean exit within EXIT_WITHIN_S; the charger's log lines."""
+    lines = _lines(charger)
+    print(f"exit {status} after {elapsed:.2f} s of SIGTERM")
+    assert status == 0, "\n".join(lines[-30:])
+    assert elapsed < EXIT_WITHIN_S, f"took {elapsed:.1f} s:\n" + "\n".join(lines[-30:])
+    return lines
+
+
 def _first(lines: list[str], pattern: str) -> int:
     for number, line in enumerate(lines):
         if re.search(pattern, line):
@@ -53,10 +62,7 @@ def test_sigterm_while_charging_and_the_central_system_stopped_answering(csms, s
         elapsed, status = _stop_and_time(charger)
     finally:
         csms.process.send_signal(signal.SIGCONT)
-    lines = _lines(charger)
-    print(f"exit {status} after {elapsed:.2f} s of SIGTERM")
-    assert status == 0, "\n".join(lines[-30:])
-    assert elapsed < EXIT_WITHIN_S, f"took {elapsed:.1f} s:\n" + "\n".join(lines[-30:])
+    lines = _stopped_in_time(charger, elapsed, status)
     assert _first(lines, r"SIGTERM received") < _first(lines, r"SIGTERM: every contactor OPEN") \
         < _first(lines, r"shutting down with 1 transaction messages queued") < _first(lines, r"stopped; every contactor open")
 
@@ -70,10 +76,7 @@ def test_sigterm_while_charging_opens_the_contactor_before_anything_else(csms, s
         elapsed, status = _stop_and_time(charger)
     finally:
         csms.process.send_signal(signal.SIGCONT)
-    lines = _lines(charger)
-    print(f"exit {status} after {elapsed:.2f} s of SIGTERM")
-    assert status == 0, "\n".join(lines[-30:])
-    assert elapsed < EXIT_WITHIN_S, f"took {elapsed:.1f} s:\n" + "\n".join(lines[-30:])
+    lines = _stopped_in_time(charger, elapsed, status)
     signalled = _first(lines, r"SIGTERM")
     opened = _first(lines, r"every contactor OPEN")
     assert signalled < opened
@@ -94,10 +97,7 @@ def test_sigterm_during_a_connect_that_never_completes(tmp_path, start_charger):
         charger.tap("TAG-OFFLINE")
         time.sleep(0.5)
         elapsed, status = _stop_and_time(charger)
-    lines = _lines(charger)
-    print(f"exit {status} after {elapsed:.2f} s of SIGTERM")
-    assert status == 0, "\n".join(lines[-30:])
-    assert elapsed < EXIT_WITHIN_S, f"took {elapsed:.1f} s:\n" + "\n".join(lines[-30:])
+    lines = _stopped_in_time(charger, elapsed, status)
     assert _first(lines, r"SIGTERM: every contactor OPEN") < _first(lines, r"stopped; every contactor open")
 
 

@@ -21,13 +21,14 @@ async def csms():
 
 @pytest.fixture
 async def start_station(tmp_path):
-    """``await start_station(csms, version="2.0.1")``: a bench charger (simulated hardware, real
-    drivers, state in tmp_path) speaking to ``csms``; stopped at the end of the test."""
+    """``await start_station(csms, version="2.0.1", state_dir=None, **ocpp)``: a bench charger
+    (simulated hardware, real drivers, state in tmp_path) speaking to ``csms``; ``ocpp`` replaces
+    [ocpp] settings; stopped at the end of the test."""
     running: list[asyncio.Task] = []
 
-    async def start(server: Csms, version: str = "2.0.1", state_dir=None) -> Charger:
+    async def start(server: Csms, version: str = "2.0.1", state_dir=None, **ocpp) -> Charger:
         config = bench_config(state_dir or tmp_path, csms_url=server.url, api_port=0)
-        config = replace(config, ocpp=replace(config.ocpp, version=version))
+        config = replace(config, ocpp=replace(config.ocpp, version=version, **ocpp))
         charger = Charger(config)
         charger.task = asyncio.create_task(charger.run())
         running.append(charger.task)

@@ -7,13 +7,9 @@ the standard says, and never on an entry that is not Accepted."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import pytest
 import websockets
-
-from evcp.bench import bench_config
-from evcp.runtime.app import Charger
 
 from .csms import Csms
 from .test_adapter import events, registered, relay_closed
@@ -23,24 +19,13 @@ RFID = {"idToken": TAG, "type": "ISO14443"}
 
 
 @pytest.fixture
-async def start_charger(tmp_path):
+def start_charger(start_station):
     """``await start_charger(csms, allow_offline_start=..., state_dir=...)``: a bench charger speaking
     OCPP 2.0.1 to ``csms``; ``allow_offline_start`` is the installer's ocpp.allow_offline_start."""
-    running: list[asyncio.Task] = []
+    def start(server, allow_offline_start: bool = False, state_dir=None):
+        return start_station(server, state_dir=state_dir, allow_offline_start=allow_offline_start)
 
-    async def start(server, allow_offline_start: bool = False, state_dir=None) -> Charger:
-        config = bench_config(state_dir or tmp_path, csms_url=server.url, api_port=0)
-        config = replace(config, ocpp=replace(config.ocpp, version="2.0.1", allow_offline_start=allow_offline_start))
-        charger = Charger(config)
-        charger.task = asyncio.create_task(charger.run())
-        running.append(charger.task)
-        await asyncio.wait_for(charger.started.wait(), 10)
-        return charger
-
-    yield start
-    for task in running:
-        task.cancel()
-    await asyncio.gather(*running, return_exceptions=True)
+    return start
 
 
 async def set_variables(csms: Csms, **values: str) -> None:
@@ -312,7 +297,9 @@ async def test_tc_f_01_remote_start_with_authorize_remote_start_uses_the_local_l
 # ----------------------------------------------------------------------------- offline: C13, C15
 
 
-async def test_tc_c_15_offline_listed_token_closes_the_contactor_and_started_goes_out_offline(start_charger):
+async def charging_offline_on_a_listed_token(start_charger):
+    """Listed Accepted with LocalAuthorizeOffline; the CSMS goes away, the card is tapped, the
+    contactor closes, and the CSMS comes back: (charger, the CSMS come back)."""
     csms = Csms()
     await csms.start()
     charger = await start_charger(csms, allow_offline_start=True)
@@ -324,7 +311,11 @@ async def test_tc_c_15_offline_listed_token_closes_the_contactor_and_started_goe
     bench.set_pilot(1, "C")
     bench.present_tag(TAG)
     assert await relay_closed(charger)
-    again = await come_back(port)
+    return charger, await come_back(port)
+
+
+async def test_tc_c_15_offline_listed_token_closes_the_contactor_and_started_goes_out_offline(start_charger):
+    charger, again = await charging_offline_on_a_listed_token(start_charger)
     started = await again.wait_for(lambda: [e for e in events(again) if e["eventType"] == "Started"], timeout=30)
     assert started[0]["offline"] is True and started[0]["idToken"] == RFID
     await asyncio.sleep(0.5)
@@ -333,18 +324,7 @@ async def test_tc_c_15_offline_listed_token_closes_the_contactor_and_started_goe
 
 
 async def test_tc_c_15_offline_listed_token_refused_later_by_the_csms_opens_the_contactor(start_charger):
-    csms = Csms()
-    await csms.start()
-    charger = await start_charger(csms, allow_offline_start=True)
-    await registered(charger, csms)
-    await set_variables(csms, AuthCtrlr__LocalAuthorizeOffline="true")
-    assert await send_list(csms, 1, "Full", entry(RFID)) == "Accepted"
-    port = await go_offline(charger, csms)
-    bench = charger.hardware.bench
-    bench.set_pilot(1, "C")
-    bench.present_tag(TAG)
-    assert await relay_closed(charger)
-    again = await come_back(port)
+    charger, again = await charging_offline_on_a_listed_token(start_charger)
     again.policy.transaction_id_token = "Invalid"
     ended = await again.wait_for(lambda: [e for e in events(again) if e["eventType"] == "Ended"], timeout=30)
     assert ended[0]["transactionInfo"]["stoppedReason"] == "DeAuthorized"

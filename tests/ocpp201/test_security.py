@@ -11,19 +11,22 @@ import datetime
 import io
 import sys
 import tarfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 import websockets
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from evcp.bench import bench_config
 from evcp.bench.files import FileServer
 from evcp.ocpp16.security import basic_authorization, parse_basic_authorization
 from evcp.runtime.app import Charger
+
+from tests.ocpp16.test_certificates import Keyed
+from tests.ocpp16.test_certificates import make_certificate as make_certificate_at
 
 from .csms import Csms
 
@@ -36,31 +39,11 @@ NEW_PASSWORD = "a-new-password-from-the-csms"
 # --- certificates made for the tests (valid around the real clock: the station's is real) -----
 
 
-@dataclass
-class Keyed:
-    certificate: x509.Certificate
-    key: object
-
-    @property
-    def pem(self) -> str:
-        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def make_certificate(common_name: str, *, issuer: Keyed | None = None, key=None, public_key=None,
-                     ca: bool = True) -> Keyed:
-    key = key or ec.generate_private_key(ec.SECP256R1())
+def make_certificate(common_name: str, **options) -> Keyed:
+    """A certificate valid around the real clock (the station's clock is real)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    certificate = (x509.CertificateBuilder()
-                   .subject_name(subject)
-                   .issuer_name(issuer.certificate.subject if issuer else subject)
-                   .public_key(public_key or key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=30))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                   .sign(issuer.key if issuer else key, hashes.SHA256()))
-    return Keyed(certificate, key)
+    return make_certificate_at(common_name, not_before=now - datetime.timedelta(days=1),
+                               not_after=now + datetime.timedelta(days=30), **options)
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +59,6 @@ def signature(signer: Keyed, data: bytes) -> str:
 
 
 # --- the station, the CSMS and the file server ----------------------------------------------
-
-
-@pytest.fixture
-async def csms():
-    server = Csms()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
