@@ -9,13 +9,20 @@ from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
 from evcp.runtime.app import Charger
 
-async def charging(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
+
+async def started(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
+    """A bench charger started against its own central system, not yet registered."""
     csms = CentralSystem(port=0, control_port=None)
     await csms.start()
     config = bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0)
     charger = Charger(config)
     task = asyncio.create_task(charger.run())
     await charger.started.wait()
+    return charger, task, csms
+
+
+async def charging(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
+    charger, task, csms = await started(tmp_path)
     while charger.controller.adapter.registration != "Accepted":
         await asyncio.sleep(0.02)
     charger.hardware.bench.set_pilot(1, "C")
@@ -124,12 +131,7 @@ async def test_the_status_tells_the_session_the_card_the_link_and_the_version(tm
 
 async def test_the_pilot_hears_of_every_contactor_move_and_status_shows_its_diagnosis(tmp_path):
     # An ADC pilot blanks the switching spike after each move of the contactor.
-    csms = CentralSystem(port=0, control_port=None)
-    await csms.start()
-    config = bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0)
-    charger = Charger(config)
-    task = asyncio.create_task(charger.run())
-    await charger.started.wait()
+    charger, task, csms = await started(tmp_path)
     pilot = charger.hardware.connectors[0].pilot
     moves = []
     pilot.note_contactor_switched = lambda: moves.append(charger.hardware.connectors[0].relay.is_closed)
