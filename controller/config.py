@@ -840,7 +840,7 @@ def _listen(text: str) -> str | None:
 
 def _authorization_key(text: str) -> str | None:
     """OCPP 1.6 security whitepaper: 16-20 characters, or 32-40 hex digits for 16-20 bytes."""
-    from evcp.ocpp16.security import authorization_key_problem
+    from evcp.ocpp.security import authorization_key_problem
 
     return authorization_key_problem(text)
 
@@ -1006,7 +1006,7 @@ def _check_pilot(pilot: PilotConfig, backend: str, key: str, ctx: _Context) -> N
 def _check_security(config: Config, ctx: _Context) -> None:
     """The security profile's requirements, checked now rather than at every reconnect; each
     error names the key to fix (the URL, the key, the certificate), not the profile."""
-    from evcp.ocpp16.security import (PROFILES, PROFILES_WITH_PASSWORD, PROFILES_WITH_TLS, SecuritySettings,
+    from evcp.ocpp.security import (PROFILES, PROFILES_WITH_PASSWORD, PROFILES_WITH_TLS, SecuritySettings,
                                       SecuritySettingsError, connection_parameters)
 
     ocpp, cp_id = config.ocpp, config.charge_point.id

@@ -67,8 +67,8 @@ from aiohttp.web import Request, Response
 
 from evcp.api.http import HttpError, HttpServer, ListenError, json_response, read_json_object
 from evcp.cli import EX_UNAVAILABLE
-from evcp.ocpp16.link import MASK, redact
-from evcp.ocpp16.security import basic_auth_password, parse_basic_authorization
+from evcp.ocpp.trace import MASK, redact
+from evcp.ocpp.security import basic_auth_password, parse_basic_authorization
 
 logger = logging.getLogger("evcp.bench.csms")
 frame_logger = logging.getLogger("evcp.bench.csms.frames")

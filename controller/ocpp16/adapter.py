@@ -5,7 +5,7 @@ central system up (reconnecting with backoff), registers with BootNotification,
 sends heartbeats, drains the transaction outbox in order, and answers the
 central system's requests by asking the core.
 
-It connects with the security profile and password in force (``evcp.ocpp16.security``):
+It connects with the security profile and password in force (``evcp.ocpp.security``):
 when the central system changes either, the connection is closed once the answer is sent
 and opened again with the new settings; if those cannot connect, the previous ones come
 back. Security events (whitepaper "Security events") are sent once the charger is
@@ -37,22 +37,22 @@ from evcp.connection import CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES,
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
-from evcp.ocpp16.certificates import CertificateStore
-from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested
-from evcp.ocpp16.diagnostics import LogUploads, log_files
-from evcp.ocpp16.firmware import FirmwareUpdater, SessionGate
-from evcp.ocpp16.link import ChargePointLink, FrameTrace
+from evcp.ocpp.certificates import CertificateStore
+from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested, apply_installer_settings
+from evcp.ocpp.diagnostics import LogUploads, log_files
+from evcp.ocpp.firmware import FirmwareUpdater, SessionGate
+from evcp.ocpp16.link import ChargePointLink
+from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
 from evcp.timestamps import parse_timestamp, timestamp
-from evcp.ocpp16.transfer import redact_url, transfer_tls_context
-from evcp.ocpp16.outbox import Outbox, SecurityEventQueue, SecurityEvents
-from evcp.ocpp16.security import (
+from evcp.ocpp.transfer import redact_url, transfer_tls_context
+from evcp.ocpp.outbox import Outbox, SecurityEventQueue, SecurityEvents
+from evcp.ocpp.security import (
     ConnectionParameters,
     HandshakeFailure,
     SecuritySettings,
     SecuritySettingsError,
-    apply_installer_settings,
     classify_failure,
     connection_parameters,
     restrict_to_owner,

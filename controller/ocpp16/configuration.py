@@ -28,9 +28,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Literal, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol, Sequence
 
-from evcp.ocpp16.security import authorization_key_problem
+from evcp.ocpp.security import authorization_key_problem, world_readable
+from evcp.ocpp.transfer import SUPPORTED_PROTOCOLS as FILE_TRANSFER_PROTOCOLS
+
+if TYPE_CHECKING:
+    from evcp.config import OcppConfig
 
 #: ChangeConfiguration.conf status (OCPP 1.6 §5.3).
 ChangeStatus = Literal["Accepted", "Rejected", "RebootRequired", "NotSupported"]
@@ -73,7 +77,6 @@ FEATURE_PROFILES = (
 )
 
 #: Schemes of the file locations in UpdateFirmware, GetDiagnostics and GetLog (§9.1 SupportedFileTransferProtocols).
-FILE_TRANSFER_PROTOCOLS = ("FTP", "FTPS", "HTTP", "HTTPS")
 
 #: Values of §9.1 ConnectorPhaseRotation per connector.
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
@@ -240,7 +243,7 @@ def measurand_list(max_length_key: str) -> CommaSeparatedList:
 
 @dataclass(frozen=True)
 class AuthorizationKeyValue:
-    """The HTTP Basic password in its OCPP form (``evcp.ocpp16.security``): 16 to 20 characters
+    """The HTTP Basic password in its OCPP form (``evcp.ocpp.security``): 16 to 20 characters
     or 32 to 40 hexadecimal digits. Empty means none, which only security profile 0 allows."""
 
     def normalise(self, text: str, lookup: Lookup) -> str:
@@ -663,3 +666,34 @@ class Configuration:
                 failures.append(failure)
         if failures:
             raise ExceptionGroup(f"listeners of {spec.name} failed", failures)
+
+
+# ---------------------------------------------------------------------------
+# The installer's settings
+
+
+def apply_installer_settings(configuration: "Configuration", ocpp: "OcppConfig") -> list[str]:
+    """Put ``ocpp.security_profile`` and ``ocpp.authorization_key`` into the OCPP keys.
+
+    A value the central system set (restored from the state database) wins over the
+    installer's, except that the installer may raise the profile above it. Returns the
+    problems to log; nothing here raises.
+    """
+    problems = []
+    changed_by_central_system = configuration.snapshot()
+    if ocpp.authorization_key and "AuthorizationKey" not in changed_by_central_system:
+        try:
+            configuration.set_internal("AuthorizationKey", ocpp.authorization_key)
+        except ValueError as error:
+            problem = str(error).split(": ", 1)[-1]  # without the OCPP key name
+            problems.append(f"ocpp.authorization_key: {problem}; it is not used")
+    if ocpp.security_profile > int(configuration.get("SecurityProfile")):
+        configuration.set_internal("SecurityProfile", str(ocpp.security_profile))
+    installer_key_in_use = ocpp.authorization_key and configuration.get("AuthorizationKey")
+    if installer_key_in_use and int(configuration.get("SecurityProfile")) == 0:
+        problems.append("an AuthorizationKey is set but security profile 0 sends no credentials; "
+                        "set ocpp.security_profile = 1 or 2 to use it")
+    if ocpp.client_key_file is not None and world_readable(ocpp.client_key_file):
+        problems.append(f"ocpp.client_key_file: {ocpp.client_key_file} is readable by every user; "
+                        "make it readable by the evcp user only")
+    return problems

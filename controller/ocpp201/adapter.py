@@ -36,9 +36,9 @@ from evcp.connection import CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES,
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
-from evcp.ocpp16.link import FrameTrace
-from evcp.ocpp16.outbox import Outbox
-from evcp.ocpp16.security import SecuritySettingsError, connection_parameters
+from evcp.ocpp.trace import FrameTrace
+from evcp.ocpp.outbox import Outbox
+from evcp.ocpp.security import SecuritySettingsError, connection_parameters
 from evcp.ocpp201.authorization import StationAuthorization
 from evcp.ocpp201.device_model import DeviceModel, security_variables, settings_from, station_variables
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink

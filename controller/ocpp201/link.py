@@ -1,6 +1,6 @@
 """The OCPP-J 2.0.1 framing layer on top of the ``ocpp`` library's v201 messages.
 
-As for 1.6 (``evcp.ocpp16.link``), with the 2.0.1 spelling of things:
+As for 1.6 (``evcp.ocpp16.link``; the trace is the shared ``evcp.ocpp.trace``), with the 2.0.1 spelling of things:
 * an action OCPP 2.0.1 does not know is NotImplemented, one it knows but this station does not
   handle is NotSupported (OCPP-J 2.0.1 §4.3 "CALLERROR"; the library swaps them);
 * a frame that cannot be parsed is answered with a CALLERROR (RpcFrameworkError or
@@ -23,7 +23,7 @@ from ocpp.messages import Call, CallError, MessageType, _validate_payload, unpac
 from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
-from evcp.ocpp16.link import FrameTrace, RedactingLogger
+from evcp.ocpp.trace import FrameTrace, RedactingLogger
 
 OCPP_VERSION = "2.0.1"
 SUBPROTOCOL = "ocpp2.0.1"

@@ -2,7 +2,7 @@
 
 The 1.6 machinery, spoken in 2.0.1:
 
-- A00 security profiles 1-3: the connection is made by ``evcp.ocpp16.security`` with the
+- A00 security profiles 1-3: the connection is made by ``evcp.ocpp.security`` with the
   installer's profile (SecurityCtrlr.SecurityProfile) and SecurityCtrlr.BasicAuthPassword
   (the text itself, 16 to 40 characters); a Charging Station certificate signed by the CSMS
   replaces the installer's client certificate, installed CSMSRootCertificates are trusted.
@@ -41,11 +41,11 @@ from ocpp.exceptions import FormatViolationError, OCPPError
 
 import evcp
 from evcp.aio import wait_event
-from evcp.ocpp16.certificates import CENTRAL_SYSTEM_ROOT, MANUFACTURER_ROOT, CertificateStore
-from evcp.ocpp16.diagnostics import LogUploads, log_files
-from evcp.ocpp16.firmware import FirmwareUpdater, SessionGate
-from evcp.ocpp16.outbox import SecurityEventQueue, SecurityEvents
-from evcp.ocpp16.security import (
+from evcp.ocpp.certificates import CENTRAL_SYSTEM_ROOT, MANUFACTURER_ROOT, CertificateStore
+from evcp.ocpp.diagnostics import LogUploads, log_files
+from evcp.ocpp.firmware import FirmwareUpdater, SessionGate
+from evcp.ocpp.outbox import SecurityEventQueue, SecurityEvents
+from evcp.ocpp.security import (
     PROFILES_WITH_PASSWORD,
     SecuritySettings,
     SecuritySettingsError,
@@ -54,7 +54,7 @@ from evcp.ocpp16.security import (
     connection_parameters,
     restrict_to_owner,
 )
-from evcp.ocpp16.transfer import redact_url, transfer_tls_context
+from evcp.ocpp.transfer import redact_url, transfer_tls_context
 from evcp.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 The core decides when energy may flow; this module decides when a 2.0.1 transaction starts and
 ends, from the configured TxStartPoint / TxStopPoint (Part 2 §2.6, E01/E06), and turns each
-change into a TransactionEvent queued in the durable outbox (``evcp.ocpp16.outbox.Outbox``,
+change into a TransactionEvent queued in the durable outbox (``evcp.ocpp.outbox.Outbox``,
 shared with 1.6: delivered in order, kept across restarts):
 
 * a transactionId is a UUID made here; seqNo starts at 0 and grows by one per event of the
@@ -31,7 +31,7 @@ from evcp.core.model import StopReason
 from evcp.timestamps import timestamp
 
 if TYPE_CHECKING:
-    from evcp.ocpp16.outbox import Outbox
+    from evcp.ocpp.outbox import Outbox
     from evcp.storage import StateStore
 
 log = logging.getLogger("evcp.ocpp")

@@ -13,7 +13,7 @@ from pathlib import Path
 from evcp.api.http import HttpServer
 from evcp.api.routes import Api
 from evcp.config import Config
-from evcp.ocpp16.link import FrameTrace, trace_log
+from evcp.ocpp.trace import FrameTrace, trace_log
 from evcp.ocpp201 import transactions as transactions_201
 from evcp.ocpp201.adapter import ProtocolChosen
 from evcp.runtime.controller import Controller, RestartRequested, station_configuration

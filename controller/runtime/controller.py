@@ -26,7 +26,7 @@ from evcp.hal import HardwareError, MeterError, WatchableInputs
 from evcp.hal.proximity import ProximityReading
 from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
 from evcp.ocpp16.configuration import Configuration
-from evcp.ocpp16.link import FrameTrace
+from evcp.ocpp.trace import FrameTrace
 from evcp.runtime.clock import ChargerClock
 from evcp.runtime.deadman import Deadman
 from evcp.runtime.hardware import StationHardware

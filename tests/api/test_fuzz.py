@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from evcp.api.http import DEFAULT_MAX_BODY_BYTES, HttpServer
 from evcp.api.routes import Api
 from evcp.bench.csms import CentralSystem, control_routes
-from evcp.ocpp16.link import FrameTrace
+from evcp.ocpp.trace import FrameTrace
 
 CHARGER_PATHS = ["/", "/api/status", "/api/history", "/api/trace", "/metrics", "/api/bench/pilot",
                  "/api/bench/tag", "/api/bench/fault", "/api/bench/cable", "/api/events"]

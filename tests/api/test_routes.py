@@ -15,7 +15,7 @@ import pytest
 
 from evcp.api.http import HttpServer
 from evcp.api.routes import Api, SessionHistory, prometheus_text
-from evcp.ocpp16.link import FrameTrace
+from evcp.ocpp.trace import FrameTrace
 
 
 def status_document(**connector):

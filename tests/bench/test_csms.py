@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from evcp.bench.csms import CentralSystem, Policy, charge_point_id_from_path, parse_args
-from evcp.ocpp16.security import basic_authorization
+from evcp.ocpp.security import basic_authorization
 
 METER_SAMPLE = [{"timestamp": "2024-05-01T10:05:00Z",
                  "sampledValue": [{"value": "1500", "measurand": "Energy.Active.Import.Register",

@@ -22,7 +22,7 @@ from evcp.core import events as ev
 from evcp.core.model import AuthStatus
 from evcp.ocpp16 import adapter as adapter_module
 from evcp.ocpp16.adapter import CentralSystemLink
-from evcp.ocpp16.link import FrameTrace
+from evcp.ocpp.trace import FrameTrace
 from evcp.runtime.controller import Controller, station_configuration
 from evcp.runtime.hardware import ConnectorDevices, StationHardware
 

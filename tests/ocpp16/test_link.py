@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from evcp.ocpp16.link import ChargePointLink, FrameTrace, redact, to_1_6_callerror
+from evcp.ocpp.trace import FrameTrace, redact
+from evcp.ocpp16.link import ChargePointLink, to_1_6_callerror
 
 
 class Wire:

@@ -22,11 +22,11 @@ from cryptography.x509.oid import NameOID
 
 from evcp.bench import bench_config
 from evcp.bench.files import FileServer
-from evcp.ocpp16.security import basic_authorization, parse_basic_authorization
+from evcp.ocpp.security import basic_authorization, parse_basic_authorization
 from evcp.runtime.app import Charger
 
-from tests.ocpp16.test_certificates import Keyed
-from tests.ocpp16.test_certificates import make_certificate as make_certificate_at
+from tests.ocpp.test_certificates import Keyed
+from tests.ocpp.test_certificates import make_certificate as make_certificate_at
 
 from .csms import Csms
 

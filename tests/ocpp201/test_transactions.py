@@ -9,7 +9,7 @@ import pytest
 from ocpp.messages import Call, _validate_payload
 
 from evcp.core.model import StopReason
-from evcp.ocpp16.outbox import Outbox
+from evcp.ocpp.outbox import Outbox
 from evcp.ocpp201.transactions import (
     ACTION,
     OPEN_TRANSACTIONS,

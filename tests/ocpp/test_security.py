@@ -22,13 +22,12 @@ from evcp.config import loads
 from evcp.core.model import Settings
 from evcp.ocpp16 import adapter as adapter_module
 from evcp.ocpp16.adapter import Ocpp16Adapter
-from evcp.ocpp16.configuration import Configuration
-from evcp.ocpp16.link import FrameTrace, RedactingLogger, redact
-from evcp.ocpp16.outbox import MAX_QUEUED_SECURITY_EVENTS
-from evcp.ocpp16.security import (
+from evcp.ocpp16.configuration import Configuration, apply_installer_settings
+from evcp.ocpp.trace import FrameTrace, RedactingLogger, redact
+from evcp.ocpp.outbox import MAX_QUEUED_SECURITY_EVENTS
+from evcp.ocpp.security import (
     SecuritySettings,
     SecuritySettingsError,
-    apply_installer_settings,
     authorization_key_problem,
     basic_auth_password,
     basic_authorization,

@@ -48,13 +48,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from evcp.ocpp16.configuration import FILE_TRANSFER_PROTOCOLS
-from evcp.ocpp16.link import MASK
+from evcp.ocpp.trace import MASK
 
 logger = logging.getLogger("evcp.ocpp.transfer")
 
 #: What this module can move: the value of the OCPP key SupportedFileTransferProtocols (OCPP 1.6 §9).
-SUPPORTED_PROTOCOLS = FILE_TRANSFER_PROTOCOLS
+SUPPORTED_PROTOCOLS = ("FTP", "FTPS", "HTTP", "HTTPS")
 
 BLOCK_BYTES = 64 * 1024
 HTTP_CLIENT_NAME = "evcp"

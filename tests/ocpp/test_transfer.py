@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from evcp.bench.files import FileServer
-from evcp.ocpp16 import transfer
-from evcp.ocpp16.transfer import SUPPORTED_PROTOCOLS, TransferError, location_problem, redact_url
+from evcp.ocpp import transfer
+from evcp.ocpp.transfer import SUPPORTED_PROTOCOLS, TransferError, location_problem, redact_url
 
 #: Every byte value, CR LF pairs and a line that looks like a multipart boundary.
 FIRMWARE = bytes(range(256)) * 800 + b"\r\n--boundary\r\n\x00\xff" * 10

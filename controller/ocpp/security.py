@@ -47,14 +47,10 @@ import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 from urllib.parse import urlsplit
 
 import websockets
-
-if TYPE_CHECKING:
-    from evcp.config import OcppConfig
-    from evcp.ocpp16.configuration import Configuration
 
 PROFILES = {
     0: "no security",
@@ -337,34 +333,3 @@ def certificate_problem(error: ssl.SSLCertVerificationError) -> str:
         detail = message.split(",", 1)[1].strip() if "," in message else message
         return f"hostname mismatch ({detail})"
     return message
-
-
-# ---------------------------------------------------------------------------
-# The installer's settings
-
-
-def apply_installer_settings(configuration: "Configuration", ocpp: "OcppConfig") -> list[str]:
-    """Put ``ocpp.security_profile`` and ``ocpp.authorization_key`` into the OCPP keys.
-
-    A value the central system set (restored from the state database) wins over the
-    installer's, except that the installer may raise the profile above it. Returns the
-    problems to log; nothing here raises.
-    """
-    problems = []
-    changed_by_central_system = configuration.snapshot()
-    if ocpp.authorization_key and "AuthorizationKey" not in changed_by_central_system:
-        try:
-            configuration.set_internal("AuthorizationKey", ocpp.authorization_key)
-        except ValueError as error:
-            problem = str(error).split(": ", 1)[-1]  # without the OCPP key name
-            problems.append(f"ocpp.authorization_key: {problem}; it is not used")
-    if ocpp.security_profile > int(configuration.get("SecurityProfile")):
-        configuration.set_internal("SecurityProfile", str(ocpp.security_profile))
-    installer_key_in_use = ocpp.authorization_key and configuration.get("AuthorizationKey")
-    if installer_key_in_use and int(configuration.get("SecurityProfile")) == 0:
-        problems.append("an AuthorizationKey is set but security profile 0 sends no credentials; "
-                        "set ocpp.security_profile = 1 or 2 to use it")
-    if ocpp.client_key_file is not None and world_readable(ocpp.client_key_file):
-        problems.append(f"ocpp.client_key_file: {ocpp.client_key_file} is readable by every user; "
-                        "make it readable by the evcp user only")
-    return problems

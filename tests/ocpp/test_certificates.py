@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.ocsp import OCSPRequestBuilder
 from cryptography.x509.oid import NameOID
 
-from evcp.ocpp16.certificates import (
+from evcp.ocpp.certificates import (
     CENTRAL_SYSTEM_ROOT,
     MANUFACTURER_ROOT,
     CertificateStore,

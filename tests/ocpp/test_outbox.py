@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from evcp.ocpp16 import outbox as outbox_module
+from evcp.ocpp import outbox as outbox_module
 from ocpp.exceptions import NotSupportedError
 
-from evcp.ocpp16.outbox import DELETE_BATCH, WINDOW, Outbox, SecurityEventQueue, SecurityEvents
+from evcp.ocpp.outbox import DELETE_BATCH, WINDOW, Outbox, SecurityEventQueue, SecurityEvents
 from evcp.storage import FILENAME, StateStore
 
 

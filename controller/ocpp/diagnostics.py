@@ -12,7 +12,7 @@ The archive is a ``.tar.gz`` named ``<charge point id>-<log type>-<UTC yyyymmddT
 holding the log files that exist (with their rotated siblings ``name.1``, ``name.2``…,
 compressed or not), for diagnostics the service's journal over the requested period when
 ``journalctl`` is there, and a ``manifest.txt`` saying what is in it and what could not be read.
-Uploads go through :mod:`evcp.ocpp16.transfer`, ``1 + retries`` attempts ``retry_interval_s``
+Uploads go through :mod:`evcp.ocpp.transfer`, ``1 + retries`` attempts ``retry_interval_s``
 apart, in background tasks; the archive is deleted afterwards.
 """
 
@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from evcp.ocpp16 import transfer
+from evcp.ocpp import transfer
 
 logger = logging.getLogger("evcp.ocpp.diagnostics")
 

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from evcp.core import events as ev
-from evcp.ocpp16 import transfer
+from evcp.ocpp import transfer
 
 if TYPE_CHECKING:
     from evcp.runtime.controller import Controller

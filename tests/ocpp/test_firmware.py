@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from evcp.bench.files import FileServer
-from evcp.ocpp16.firmware import LONGEST_SLEEP_S, FirmwareUpdater, firmware_file_name
+from evcp.ocpp.firmware import LONGEST_SLEEP_S, FirmwareUpdater, firmware_file_name
 
 FIRMWARE = bytes(range(256)) * 400
 T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z

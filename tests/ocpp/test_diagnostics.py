@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from evcp.bench.files import FileServer
-from evcp.ocpp16.diagnostics import LogUploads, archive_name, collect, rotated_files
+from evcp.ocpp.diagnostics import LogUploads, archive_name, collect, rotated_files
 
 T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z
 
@@ -256,7 +256,7 @@ async def test_close_cancels_uploads(server, logs, tmp_path):
 
 
 def test_a_log_that_shrinks_while_archived_is_padded_to_its_announced_size():
-    from evcp.ocpp16.diagnostics import _ExactLength
+    from evcp.ocpp.diagnostics import _ExactLength
 
     reader = _ExactLength(io.BytesIO(b"12345"), 8)
     assert reader.read(6) + reader.read(6) + reader.read(6) == b"12345\0\0\0"
