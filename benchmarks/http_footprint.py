@@ -1,11 +1,12 @@
 """What the HTTP layer costs: the hand-written HTTP/1.1 server before, aiohttp now, side by side
 in one run. Prints numbers; asserts nothing.
 
-    python benchmarks/http_footprint.py [--baseline REV] [--rounds N] [--idle-seconds S]
+    python benchmarks/http_footprint.py [--baseline REV] [--candidate REV] [--rounds N] [--idle-seconds S]
 
-For each tree (``--baseline``: by default the last commit whose controller/api/http.py did not use
-aiohttp; and the working tree), ``evcp run`` with simulated hardware is started against a bench
-central system, alternating the two trees round by round:
+For each tree (``--baseline``: by default the parent of the commit that moved controller/api/http.py
+onto aiohttp; ``--candidate``: by default the working tree, or that commit itself to see the switch
+alone), ``evcp run`` with simulated hardware is started against a bench central system,
+alternating the two trees round by round:
   * start: process start -> GET /api/status answers 200
   * RSS (VmRSS) once the charger has been idle for --idle-seconds
   * GET /api/status latency, p50 and p99 of 200 sequential requests (a new connection each)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import site
 import statistics
@@ -40,11 +42,13 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
 
 
-def last_commit_without_aiohttp() -> str:
-    for rev in git("log", "--format=%H", "--", "controller/api/http.py").split():
-        if "aiohttp" not in git("show", f"{rev}:controller/api/http.py"):
-            return rev
-    raise SystemExit("no commit with the hand-written HTTP server found")
+def before_aiohttp() -> str:
+    """The parent of the commit that moved controller/api/http.py onto aiohttp: everything else as
+    it was then, so the comparison measures the HTTP layer and not the features added since."""
+    for rev in git("log", "--reverse", "--format=%H", "--", "controller/api/http.py").split():
+        if re.search(r"^\s*(import|from) aiohttp\b", git("show", f"{rev}:controller/api/http.py"), re.M):
+            return git("rev-parse", f"{rev}^").strip()
+    raise SystemExit("no commit moved controller/api/http.py onto aiohttp")
 
 
 def lay_out(source: Path, target: Path) -> Path:
@@ -129,11 +133,13 @@ def one_charger(tree: Path, csms_url: str, workdir: Path, idle_s: float) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", help="git revision with the hand-written server")
+    parser.add_argument("--baseline", help="git revision with the hand-written server "
+                                           "(default: the parent of the commit that moved it onto aiohttp)")
+    parser.add_argument("--candidate", help="git revision on aiohttp (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    baseline = args.baseline or last_commit_without_aiohttp()
+    baseline = args.baseline or before_aiohttp()
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
@@ -142,8 +148,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         (workdir / "old").mkdir()
+        (workdir / "new").mkdir()
         trees = {f"hand-written ({baseline[:7]})": tree_at(baseline, workdir / "old"),
-                 "aiohttp (working tree)": lay_out(ROOT, workdir / "new")}
+                 f"aiohttp ({args.candidate[:7]})" if args.candidate else "aiohttp (working tree)":
+                     tree_at(args.candidate, workdir / "new") if args.candidate else lay_out(ROOT, workdir / "new")}
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         floors: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
         for _ in range(args.rounds):
