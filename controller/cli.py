@@ -26,8 +26,8 @@ log = logging.getLogger("evcp")
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Lines on stderr with a timestamp; to journald (JOURNAL_STREAM set: systemd connected stderr
-    to the journal) with priority prefixes and no timestamp, since the journal adds its own."""
+    """Lines on stderr with a timestamp; to journald (stderr is the stream JOURNAL_STREAM names)
+    with priority prefixes and no timestamp, since the journal adds its own."""
     from evcp.runtime.systemd import JournalFormatter, under_journald
 
     handler = logging.StreamHandler(sys.stderr)

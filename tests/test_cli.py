@@ -229,15 +229,22 @@ def test_config_check_warns_about_the_example_id_but_passes(tmp_path):
 TIMESTAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR|CRITICAL) "
 
 
-@pytest.mark.parametrize("journal", [False, True])
-def test_log_lines_have_timestamps_unless_journald_adds_them(tmp_path, journal):
+@pytest.mark.parametrize("journal_stream", ["stderr", "inherited", "unset"])
+def test_log_lines_have_timestamps_unless_journald_adds_them(tmp_path, journal_stream):
+    """Journal lines only when stderr is the stream JOURNAL_STREAM names (systemd.exec(5)); a
+    terminal that inherited the variable (systemd user session) keeps its timestamps."""
     config = tmp_path / "evcp.toml"
     config.write_text((CONFIG_DIR / "evcp.example.toml").read_text())
-    env = {"JOURNAL_STREAM": "8:12345"} if journal else {"JOURNAL_STREAM": ""}
-    lines = evcp_command("run", "--config", str(config), env=env).stderr.strip().splitlines()
+    with open(tmp_path / "stderr", "w+") as stderr, open(tmp_path / "elsewhere", "w") as elsewhere:
+        named = os.fstat((stderr if journal_stream == "stderr" else elsewhere).fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{named.st_dev}:{named.st_ino}" if journal_stream != "unset" else ""}
+        subprocess.run([sys.executable, "-m", "evcp", "run", "--config", str(config)], stdout=subprocess.DEVNULL,
+                       stderr=stderr, env=env, timeout=60)
+        stderr.seek(0)
+        lines = stderr.read().strip().splitlines()
     assert lines
     for line in lines:
-        if journal:
+        if journal_stream == "stderr":
             assert re.match(r"^<[2-7]>evcp: ", line), line
         else:
             assert re.match(TIMESTAMP, line), line

@@ -28,9 +28,19 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
 
 
-def under_journald(environ: Mapping[str, str] = os.environ) -> bool:
-    """True when stderr goes to the journal (systemd sets JOURNAL_STREAM for the service)."""
-    return bool(environ.get("JOURNAL_STREAM"))
+def under_journald(environ: Mapping[str, str] = os.environ, stream_fd: int = 2) -> bool:
+    """True when ``stream_fd`` (stderr) is connected to the journal. systemd.exec(5): JOURNAL_STREAM
+    holds the "device:inode" of the stream systemd connected the service's output to, to be compared
+    with fstat(2) of stderr; a variable inherited by a process whose stderr is elsewhere (a terminal
+    in a systemd user session) names another stream."""
+    device, colon, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (colon and device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        stream = os.fstat(stream_fd)
+    except OSError:
+        return False
+    return (stream.st_dev, stream.st_ino) == (int(device), int(inode))
 
 
 class Notifier:

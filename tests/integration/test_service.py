@@ -25,11 +25,13 @@ def test_notify_protocol_ready_watchdog_status_and_stopping(tmp_path, csms):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(15)
+    journal = open(tmp_path / "journal", "w+")
+    stream = os.fstat(journal.fileno())
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000",
-           "JOURNAL_STREAM": "8:1"}
+           "JOURNAL_STREAM": f"{stream.st_dev}:{stream.st_ino}"}  # systemd.exec(5): stderr is that stream
     env.pop("WATCHDOG_PID", None)
     process = subprocess.Popen([sys.executable, "-m", "evcp", "run", "--config", str(config)],
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=journal, text=True, env=env)
     try:
         messages = []
         deadline = time.monotonic() + 15
@@ -41,11 +43,12 @@ def test_notify_protocol_ready_watchdog_status_and_stopping(tmp_path, csms):
         while not notify.recv(4096).decode().startswith("STOPPING=1"):
             pass
         assert process.wait(15) == 0
-        journal = process.stderr.read()
-        assert "<6>evcp.core: connector 1: Available" in journal
-        assert "<4>evcp: hardware backend is MOCK" in journal
+        lines = (tmp_path / "journal").read_text()
+        assert "<6>evcp.core: connector 1: Available" in lines
+        assert "<4>evcp: hardware backend is MOCK" in lines
     finally:
         notify.close()
+        journal.close()
         if process.poll() is None:
             process.kill()
 

@@ -41,7 +41,29 @@ def test_journal_lines_carry_syslog_priorities_and_no_timestamp():
     formatter = JournalFormatter("%(name)s: %(message)s")
     record = logging.LogRecord("evcp.core", logging.WARNING, __file__, 1, "contactor %s", ("OPEN",), None)
     assert formatter.format(record) == "<4>evcp.core: contactor OPEN"
-    assert under_journald({"JOURNAL_STREAM": "8:1234"}) and not under_journald({})
+
+
+def journal_stream_of(fd: int) -> str:
+    """JOURNAL_STREAM as systemd sets it for the stream it connects (systemd.exec(5))."""
+    status = os.fstat(fd)
+    return f"{status.st_dev}:{status.st_ino}"
+
+
+def test_stderr_is_the_journal_when_it_is_the_stream_journal_stream_names():
+    service_end, journald_end = socket.socketpair()  # journald hands the service one end of a stream socket
+    with service_end, journald_end:
+        environ = {"JOURNAL_STREAM": journal_stream_of(service_end.fileno())}
+        assert under_journald(environ, stream_fd=service_end.fileno())
+
+
+def test_an_inherited_journal_stream_with_stderr_elsewhere_is_not_the_journal(tmp_path):
+    """A terminal of a systemd user session inherits JOURNAL_STREAM from the session's manager."""
+    service_end, journald_end = socket.socketpair()
+    with service_end, journald_end, open(tmp_path / "terminal", "w") as terminal:
+        inherited = {"JOURNAL_STREAM": journal_stream_of(service_end.fileno())}
+        assert not under_journald(inherited, stream_fd=terminal.fileno())
+        assert not under_journald({"JOURNAL_STREAM": "not a stream"}, stream_fd=service_end.fileno())
+    assert not under_journald({}) and not under_journald({"JOURNAL_STREAM": ""})
 
 
 # --- evcp relays-off (the unit's ExecStopPost=+) ---
