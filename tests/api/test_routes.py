@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -91,12 +94,19 @@ def test_prometheus_text_shows_per_phase_values_and_feedback_when_the_status_has
     assert "evcp_connector_current_amperes" not in prometheus_text(STATUS)
 
 
+def promtool() -> str | None:
+    """promtool on PATH, or where ./dev.sh test puts it: beside the virtual environment's Python."""
+    beside_venv = Path(sys.prefix) / "promtool" / "promtool"
+    return shutil.which("promtool") or (str(beside_venv) if os.access(beside_venv, os.X_OK) else None)
+
+
 def test_promtool_accepts_the_metrics():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool_path = promtool()
+    if promtool_path is None:
+        pytest.skip("promtool is not installed: Debian package prometheus, or ./dev.sh test as root, which puts "
+                    f"it in {Path(sys.prefix) / 'promtool'}")
     text = prometheus_text(status_document(current_a=[10.0], voltage_v=[230.0], relay_feedback_closed=True))
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    result = subprocess.run([promtool_path, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
         result.stdout + result.stderr
 
