@@ -15,6 +15,38 @@ from evcp.bench import bench_config_path
 
 pytestmark = pytest.mark.integration
 
+FRAME = re.compile(r'\[[234],\s*"([^"]+)"')
+FRAME_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO evcp\.bench\.csms\.frames: (\S+) (<-|->) '
+                        r'\[([234]),"([^"]+)"')
+
+
+def assert_one_console_line_per_frame(output: str) -> None:
+    """The bench's console shows each OCPP-J frame once, from the central system's frame logger
+    at INFO (``<-`` from the charger, ``->`` to it): not again from the ocpp library or the
+    charger's own trace."""
+    seen: dict[tuple[str, str, str], int] = {}
+    for line in output.splitlines():
+        if not FRAME.search(line):
+            continue
+        match = FRAME_LINE.match(line)
+        assert match, f"a frame on the console from another logger: {line}"
+        _cp, direction, message_type, unique_id = match.groups()
+        key = (direction, message_type, unique_id)
+        seen[key] = seen.get(key, 0) + 1
+    assert seen, "no frame on the console"
+    assert {key: count for key, count in seen.items() if count != 1} == {}, "frames logged more than once"
+    for direction, message_type, unique_id in seen:
+        if message_type == "2":
+            answer = "->" if direction == "<-" else "<-"
+            assert (answer, "3", unique_id) in seen or (answer, "4", unique_id) in seen, \
+                f"the answer to {direction} CALL {unique_id} is not on the console"
+
+
+def assert_card_tap_logged(output: str, id_tag: str) -> None:
+    taps = [line for line in output.splitlines() if f"card {id_tag} presented" in line]
+    assert len(taps) == 1, taps
+    assert re.match(r"^\S+ \S+ INFO evcp\.api: bench: card " + id_tag + " presented at the reader$", taps[0]), taps
+
 
 def test_evcp_bench_runs_a_session_against_its_own_central_system(tmp_path, wait_until):
     from socket import socket
@@ -62,6 +94,9 @@ def test_evcp_bench_runs_a_session_against_its_own_central_system(tmp_path, wait
     assert re.search(r"stopped transaction \d+: \d+ Wh, reason Reboot", output)
     assert "received 1001 (going away)" in output and "1011" not in output
     assert output.index("reason Reboot") < output.index("every contactor open")
+    assert_one_console_line_per_frame(output)
+    assert re.search(r'INFO evcp\.bench\.csms\.frames: CP-BENCH-01 <- \[2,"[^"]+","StartTransaction"', output)
+    assert_card_tap_logged(output, "04A1B2C3")
 
 
 def test_evcp_bench_ports_from_the_command_line(tmp_path, wait_until):
@@ -92,3 +127,41 @@ def test_evcp_bench_ports_from_the_command_line(tmp_path, wait_until):
         output = process.communicate(timeout=15)[0]
     assert process.returncode == 0, output
     assert "DEBUG" not in output
+
+
+def test_evcp_bench_console_shows_each_ocpp_2_0_1_frame_once_and_the_card_tap(tmp_path, wait_until):
+    from socket import socket
+    from urllib.request import Request, urlopen
+
+    ports = []
+    for _ in range(3):
+        with socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    api, csms, control = ports
+    process = subprocess.Popen([sys.executable, "-m", "evcp", "bench", "--state-dir", str(tmp_path / "state"),
+                                "--ocpp", "2.0.1", "--listen", f"127.0.0.1:{api}",
+                                "--csms-listen", f"127.0.0.1:{csms}", "--control", f"127.0.0.1:{control}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{api}"
+
+    def status():
+        return json.loads(urlopen(base + "/api/status", timeout=5).read())
+
+    def post(path, body):
+        urlopen(Request(base + path, json.dumps(body).encode()), timeout=5).read()
+
+    try:
+        wait_until(lambda: status()["ocpp"]["registration"] == "Accepted", 20, "bench boot")
+        assert status()["ocpp"]["version"] == "2.0.1"
+        post("/api/bench/pilot", {"connector": 1, "state": "C"})
+        post("/api/bench/tag", {"id_tag": "DEADBEEF"})
+        wait_until(lambda: status()["connectors"][0]["status"] == "Charging", 10, "charging")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0]
+    assert process.returncode == 0, output
+    assert_one_console_line_per_frame(output)
+    assert re.search(r'INFO evcp\.bench\.csms\.frames: CP-BENCH-01 <- \[2,"[^"]+","TransactionEvent"', output)
+    assert_card_tap_logged(output, "DEADBEEF")
