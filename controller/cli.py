@@ -311,7 +311,7 @@ def cmd_csms(args) -> int:
 def parser() -> argparse.ArgumentParser:
     from evcp import __version__
 
-    p = argparse.ArgumentParser(prog="evcp", description="EV charge-point controller (OCPP 1.6J) for Raspberry Pi",
+    p = argparse.ArgumentParser(prog="evcp", description="EV charge-point controller (OCPP 1.6J and 2.0.1) for Raspberry Pi",
                                 epilog=f"Exit status: 0 stopped cleanly, 2 bad command line, {EX_CONFIG} bad "
                                        f"configuration, {EX_IOERR} state database unusable, {EX_UNAVAILABLE} "
                                        "an address to listen on is in use or not on this machine.")

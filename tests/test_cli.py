@@ -89,12 +89,21 @@ def test_version():
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["bench"], ["config", "check"], ["config", "show"],
-                                     ["check-hardware"], ["csms"]])
+                                     ["check-hardware"], ["relays-off"], ["csms"]])
 def test_help_of_every_command(command):
     result = evcp_command(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: evcp {' '.join(command)}".rstrip())
     assert "Traceback" not in result.stderr
+
+
+def test_help_and_package_name_both_protocols():
+    import tomllib
+
+    assert "OCPP 1.6J and 2.0.1" in evcp_command("--help").stdout
+    assert "OCPP 1.6J and 2.0.1" in evcp_command("csms", "--help").stdout
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"].endswith("OCPP 1.6J and 2.0.1")
 
 
 def test_help_names_the_options_the_readme_documents():

@@ -1,4 +1,4 @@
-"""An OCPP 1.6J central system for the bench and for integration tests.
+"""An OCPP 1.6J and 2.0.1 central system for the bench and for integration tests.
 
 It answers every charge-point-initiated 1.6 core message the way a real central system would,
 records everything it receives and sends, and lets a test script it and inspect it over a small
@@ -9,7 +9,7 @@ HTTP control API. Run it as its own process::
 or embed it: ``system = CentralSystem(port=0, control_port=0); await system.start()``.
 
 Charge points connect to ``ws://HOST:PORT/<any/prefix>/<charge point id>`` with the ``ocpp1.6``
-subprotocol. For the OCPP 1.6 security whitepaper's profiles it can also serve TLS (wss://,
+or the ``ocpp2.0.1`` subprotocol (answered by ``evcp.bench.csms201``). For the OCPP 1.6 security whitepaper's profiles it can also serve TLS (wss://,
 ``--tls-cert``/``--tls-key``), check client certificates (``--tls-client-ca``: a certificate
 signed by that CA whose subject CN is the charge point id authenticates it, profile 3) and
 check HTTP Basic passwords (``--basic-auth``, passwords per charge point set with
@@ -887,7 +887,7 @@ class _Session:
 
 
 class CentralSystem:
-    """An OCPP 1.6J central system on ``host:port`` with its control API on ``control_port``.
+    """An OCPP 1.6J and 2.0.1 central system on ``host:port`` with its control API on ``control_port``.
 
     Port 0 picks a free port (read :attr:`port` / :attr:`control_port` after :meth:`start`);
     ``control_port=None`` runs without the control API. State is in :attr:`ledger` (policy,
@@ -1281,7 +1281,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m evcp.bench.csms",
-        description="OCPP 1.6J central system for the bench and integration tests.",
+        description="OCPP 1.6J and 2.0.1 central system for the bench and integration tests.",
     )
     add_arguments(parser)
     return check_arguments(parser, parser.parse_args(None if argv is None else list(argv)))
