@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from evcp.bench import bench_config, bench_config_path
+from evcp.runtime.systemd import configure_logging
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. The systemd unit does not restart on it."""
@@ -23,24 +24,6 @@ EX_UNAVAILABLE = 69
 (whatever held the port may let go)."""
 
 log = logging.getLogger("evcp")
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Lines on stderr with a timestamp; to journald (stderr is the stream JOURNAL_STREAM names)
-    with priority prefixes and no timestamp, since the journal adds its own."""
-    from evcp.runtime.systemd import JournalFormatter, under_journald
-
-    handler = logging.StreamHandler(sys.stderr)
-    if under_journald():
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
-    for noisy in ("ocpp", "websockets", "pymodbus", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # aiohttp logs every malformed request a client sends as an ERROR with a traceback; the client
-    # gets its 400 and the charger has nothing to do about it. Handler failures are evcp.api's.
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def _load(path: str):

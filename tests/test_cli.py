@@ -238,6 +238,15 @@ def test_config_check_warns_about_the_example_id_but_passes(tmp_path):
 TIMESTAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR|CRITICAL) "
 
 
+def journal_stream_env(journal_stream: str, stderr, elsewhere) -> dict:
+    """JOURNAL_STREAM naming the process's ``stderr`` file ("stderr"), another stream as a terminal
+    of a systemd user session inherits it ("inherited"), or unset."""
+    if journal_stream == "unset":
+        return {**os.environ, "JOURNAL_STREAM": ""}
+    named = os.fstat((stderr if journal_stream == "stderr" else elsewhere).fileno())
+    return {**os.environ, "JOURNAL_STREAM": f"{named.st_dev}:{named.st_ino}"}
+
+
 @pytest.mark.parametrize("journal_stream", ["stderr", "inherited", "unset"])
 def test_log_lines_have_timestamps_unless_journald_adds_them(tmp_path, journal_stream):
     """Journal lines only when stderr is the stream JOURNAL_STREAM names (systemd.exec(5)); a
@@ -245,10 +254,8 @@ def test_log_lines_have_timestamps_unless_journald_adds_them(tmp_path, journal_s
     config = tmp_path / "evcp.toml"
     config.write_text((CONFIG_DIR / "evcp.example.toml").read_text())
     with open(tmp_path / "stderr", "w+") as stderr, open(tmp_path / "elsewhere", "w") as elsewhere:
-        named = os.fstat((stderr if journal_stream == "stderr" else elsewhere).fileno())
-        env = {**os.environ, "JOURNAL_STREAM": f"{named.st_dev}:{named.st_ino}" if journal_stream != "unset" else ""}
         subprocess.run([sys.executable, "-m", "evcp", "run", "--config", str(config)], stdout=subprocess.DEVNULL,
-                       stderr=stderr, env=env, timeout=60)
+                       stderr=stderr, env=journal_stream_env(journal_stream, stderr, elsewhere), timeout=60)
         stderr.seek(0)
         lines = stderr.read().strip().splitlines()
     assert lines
@@ -257,3 +264,25 @@ def test_log_lines_have_timestamps_unless_journald_adds_them(tmp_path, journal_s
             assert re.match(r"^<[2-7]>evcp: ", line), line
         else:
             assert re.match(TIMESTAMP, line), line
+
+
+@pytest.mark.parametrize("journal_stream", ["stderr", "unset"])
+def test_the_central_system_logs_as_the_charger_does(tmp_path, journal_stream):
+    with open(tmp_path / "stderr", "w+") as stderr, open(tmp_path / "elsewhere", "w") as elsewhere:
+        process = subprocess.Popen([sys.executable, "-m", "evcp", "csms", "--verbose", "--listen", "127.0.0.1:0",
+                                    "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env={**journal_stream_env(journal_stream, stderr, elsewhere), "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_for_line(process, r"csms listening on ")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=15)
+        stderr.seek(0)
+        lines = stderr.read().strip().splitlines()
+    assert process.returncode == 0
+    assert any("evcp.bench.csms: shutting down" in line for line in lines), lines
+    for line in lines:
+        if journal_stream == "stderr":
+            assert re.match(r"^<[2-7]>evcp\.bench\.csms[.\w]*: ", line), line
+        else:
+            assert re.match(TIMESTAMP + r"evcp\.bench\.csms[.\w]*: ", line), line

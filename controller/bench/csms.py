@@ -69,6 +69,7 @@ from evcp.api.http import HttpError, HttpServer, ListenError, json_response, rea
 from evcp.cli import EX_UNAVAILABLE
 from evcp.ocpp.trace import MASK, redact
 from evcp.ocpp.security import basic_auth_password, parse_basic_authorization
+from evcp.runtime.systemd import configure_logging
 
 logger = logging.getLogger("evcp.bench.csms")
 frame_logger = logging.getLogger("evcp.bench.csms.frames")
@@ -1287,22 +1288,6 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     return check_arguments(parser, parser.parse_args(None if argv is None else list(argv)))
 
 
-def configure_logging(log_file: str | None, verbose: bool) -> None:
-    """Warnings to stderr (everything with ``verbose``); everything to ``log_file`` if given."""
-    formatter = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setLevel(logging.INFO if verbose else logging.WARNING)
-    handlers: list[logging.Handler] = [stderr]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    root = logging.getLogger()
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.getLogger("websockets").setLevel(logging.WARNING)
-
-
 async def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly."""
     policy = Policy(heartbeat_interval=args.heartbeat_interval)
@@ -1347,7 +1332,8 @@ def run_command(args: argparse.Namespace) -> int:
     # thread (the library's default), whose two hand-offs per message cost more than the check and
     # would make a charger's backlog replay measure this central system's thread pool.
     ocpp.messages.ASYNC_VALIDATION = False
-    configure_logging(args.log, args.verbose)
+    # Warnings to stderr (everything with --verbose); everything to --log FILE if given.
+    configure_logging("INFO", stderr_level="INFO" if args.verbose else "WARNING", log_file=args.log)
     return asyncio.run(run(args))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -41,6 +42,30 @@ def under_journald(environ: Mapping[str, str] = os.environ, stream_fd: int = 2) 
     except OSError:
         return False
     return (stream.st_dev, stream.st_ino) == (int(device), int(inode))
+
+
+TIMESTAMPED = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO", *, stderr_level: str | None = None, log_file: str | None = None) -> None:
+    """The log of every evcp process (run, bench, csms): lines on stderr with a timestamp; to
+    journald (stderr is the stream JOURNAL_STREAM names) with priority prefixes and no timestamp,
+    since the journal adds its own. ``stderr_level`` raises the threshold of stderr alone;
+    ``log_file`` also gets every record from ``level`` up, timestamped."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(JournalFormatter("%(name)s: %(message)s") if under_journald() else logging.Formatter(TIMESTAMPED))
+    stderr.setLevel(stderr_level or level)
+    handlers: list[logging.Handler] = [stderr]
+    if log_file:
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(logging.Formatter(TIMESTAMPED))
+        handlers.append(to_file)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
+    for noisy in ("ocpp", "websockets", "pymodbus", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiohttp logs every malformed request a client sends as an ERROR with a traceback; the client
+    # gets its 400 and the charger has nothing to do about it. Handler failures are evcp.api's.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 class Notifier:

@@ -400,7 +400,7 @@ async def test_runs_as_a_process_and_stops_on_sigterm(tmp_path):
         assert await asyncio.wait_for(process.wait(), 10) == 0
         stderr = await process.stderr.read()
         assert b"Traceback" not in stderr
-        frames = [line for line in log_file.read_text().splitlines() if ".frames " in line]
+        frames = [line for line in log_file.read_text().splitlines() if ".frames: " in line]
         assert len(frames) == 6
         assert "CP-1 <- [2," in frames[0]
     finally:
