@@ -303,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the charger (production entry point)")
     run.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, parser=run)
 
     bench = sub.add_parser("bench", help="simulated charger + local central system + status page")
     bench.add_argument("--csms", metavar="URL", help="use this central system instead of the built-in one")
@@ -318,29 +318,29 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--ocpp", choices=("1.6", "2.0.1", "auto"),
                        help="the OCPP version the charger speaks (sets ocpp.version; the built-in central "
                             "system speaks both)")
-    bench.set_defaults(func=cmd_bench)
+    bench.set_defaults(func=cmd_bench, parser=bench)
 
     config = sub.add_parser("config", help="check or show an installer config")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate FILE; exit 78 on error")
     check.add_argument("file")
-    check.set_defaults(func=cmd_config_check)
+    check.set_defaults(func=cmd_config_check, parser=check)
     show = config_sub.add_parser("show", help="effective values of FILE, secrets masked")
     show.add_argument("file")
-    show.set_defaults(func=cmd_config_show)
+    show.set_defaults(func=cmd_config_show, parser=show)
 
     check_hw = sub.add_parser("check-hardware", help="test relay, pilot, PP, lock, reader, meter and power-fail input; exit 0 passed, "
                                    "1 failed, 2 not verified")
     check_hw.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML)")
     check_hw.add_argument("--yes", "-y", action="store_true", help="switch the contactors without asking")
     check_hw.add_argument("--only", metavar="LIST", help="comma-separated subset of relay,pilot,pp,lock,reader,meter,power")
-    check_hw.set_defaults(func=cmd_check_hardware)
+    check_hw.set_defaults(func=cmd_check_hardware, parser=check_hw)
 
     relays_off = sub.add_parser("relays-off", help="drive every configured relay pin to its off level and the pilot "
                                 "PWM to +12 V, without starting the charger (the unit's ExecStopPost; needs GPIO access)")
     relays_off.add_argument("--config", "-c", default="/etc/evcp/evcp.toml", help="installer config (TOML); "
                             "an invalid one is read leniently, a missing one means the default wiring")
-    relays_off.set_defaults(func=cmd_relays_off)
+    relays_off.set_defaults(func=cmd_relays_off, parser=relays_off)
 
     from evcp.bench.csms import add_arguments
 
@@ -353,7 +353,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:  # argparse would answer with the usage of `evcp`, not of the command given
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args.func(args)
 
 

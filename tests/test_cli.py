@@ -97,6 +97,16 @@ def test_help_of_every_command(command):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["run"], ["bench"], ["config", "check", "x.toml"], ["config", "show", "x.toml"],
+                                     ["check-hardware"], ["relays-off"], ["csms"]])
+def test_an_unknown_option_gets_the_usage_of_the_command_given(command):
+    name = " ".join(word for word in command if not word.endswith(".toml"))
+    result = evcp_command(*command, "--bogus")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"usage: evcp {name} "), result.stderr
+    assert result.stderr.rstrip().endswith(f"evcp {name}: error: unrecognized arguments: --bogus"), result.stderr
+
+
 def test_help_and_package_name_both_protocols():
     import tomllib
 
