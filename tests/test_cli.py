@@ -219,6 +219,21 @@ def test_csms_with_its_port_taken(busy_port):
     assert result.stderr.strip() == f"csms: central system: cannot listen on 127.0.0.1:{busy_port}: address already in use"
 
 
+def test_an_address_not_on_this_machine_is_one_short_line(tmp_path):
+    """192.0.2.1 (TEST-NET-1) is never assigned here: the system's reason, not asyncio's long text."""
+    config = tmp_path / "evcp.toml"
+    config.write_text(f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://127.0.0.1:1/ocpp"\n'
+                      f'[hardware]\nbackend = "mock"\n[api]\nlisten = "192.0.2.1:8080"\npassword = "a-long-api-password"\n'
+                      f'[storage]\nstate_dir = "{tmp_path / "state"}"\n')
+    result = evcp_command("run", "--config", str(config))
+    assert result.returncode == EX_UNAVAILABLE and "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "cannot listen" in line]
+    assert line.endswith("API (api.listen): cannot listen on 192.0.2.1:8080: cannot assign requested address"), line
+    result = evcp_command("csms", "--listen", "192.0.2.1:9000", "--control", "127.0.0.1:0")
+    assert result.returncode == EX_UNAVAILABLE
+    assert result.stderr.strip() == "csms: central system: cannot listen on 192.0.2.1:9000: cannot assign requested address"
+
+
 def test_config_check_of_the_unedited_example_says_what_to_change():
     result = evcp_command("config", "check", str(CONFIG_DIR / "evcp.example.toml"))
     assert result.returncode == EX_CONFIG

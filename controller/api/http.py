@@ -15,9 +15,9 @@ path, 405 known path with another method (with ``Allow``), 413 body over ``max_b
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -50,7 +50,10 @@ class ListenError(OSError):
     """The server cannot listen on its address (in use, not on this machine, not allowed)."""
 
     def __init__(self, what: str, host: str, port: int, error: OSError):
-        reason = "address already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        # The system's words for errno ("address already in use", "cannot assign requested
+        # address"), not asyncio's "error while attempting to bind on address (...)" around them.
+        known = isinstance(error.errno, int) and error.errno > 0
+        reason = os.strerror(error.errno).lower() if known else (error.strerror or str(error))
         super().__init__(error.errno, f"{what}: cannot listen on {_address(host, port)}: {reason}")
         self.host, self.port = host, port
 
