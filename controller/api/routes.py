@@ -352,8 +352,8 @@ def prometheus_text(status: dict[str, Any]) -> str:
 
     connectors = status["connectors"]
 
-    def per_connector(name: str, help_text: str, value: Callable[[dict], Any]) -> None:
-        family(name, "gauge", help_text, [({"connector": c["id"]}, value(c)) for c in connectors])
+    def per_connector(name: str, help_text: str, value: Callable[[dict], Any], kind: str = "gauge") -> None:
+        family(name, kind, help_text, [({"connector": c["id"]}, value(c)) for c in connectors])
 
     per_connector("evcp_connector_relay_closed", "1 while the contactor is commanded closed.",
                   lambda c: int(bool(c["relay_closed"])))
@@ -365,7 +365,10 @@ def prometheus_text(status: dict[str, Any]) -> str:
     per_connector("evcp_connector_locked", "1 while the socket's lock holds the plug.",
                   lambda c: None if c.get("lock") is None else int(c["lock"] == "locked"))
     per_connector("evcp_connector_power_watts", "Active power drawn through the connector.", lambda c: c["power_w"])
-    per_connector("evcp_connector_energy_joules", "Energy meter register (1 Wh = 3600 J).",
+    per_connector("evcp_connector_energy_joules_total", "Energy meter register, counting up (1 Wh = 3600 J).",
+                  lambda c: c["energy_wh"] * JOULES_PER_WH, kind="counter")
+    per_connector("evcp_connector_energy_joules",
+                  "Deprecated: evcp_connector_energy_joules_total as a gauge, kept for existing dashboards.",
                   lambda c: c["energy_wh"] * JOULES_PER_WH)
     per_connector("evcp_connector_session_energy_joules", "Energy of the running transaction (1 Wh = 3600 J).",
                   lambda c: c["session_energy_wh"] * JOULES_PER_WH)

@@ -74,7 +74,10 @@ def test_prometheus_text_uses_base_units_and_names_counters_total():
     assert 'evcp_connector_cable_rating_amperes{connector="1"} 20.0\n' in text
     assert 'evcp_connector_locked{connector="1"} 1\n' in text
     assert 'evcp_connector_power_watts{connector="1"} 7400.0\n' in text
-    assert 'evcp_connector_energy_joules{connector="1"} 4444200.0\n' in text  # 1234.5 Wh
+    assert 'evcp_connector_energy_joules_total{connector="1"} 4444200.0\n' in text  # 1234.5 Wh
+    assert "# TYPE evcp_connector_energy_joules_total counter\n" in text, "a register counting up is a counter"
+    assert 'evcp_connector_energy_joules{connector="1"} 4444200.0\n' in text, "the gauge of earlier versions stays"
+    assert "# HELP evcp_connector_energy_joules Deprecated: " in text
     assert 'evcp_connector_session_energy_joules{connector="1"} 360000.0\n' in text
     assert 'evcp_connector_status{connector="1",status="Charging",error_code="NoError"} 1\n' in text
     assert "hours" not in text
