@@ -3,6 +3,8 @@ keepalive and the reconnect back-off."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 
 from evcp.config import OcppConfig
@@ -26,6 +28,16 @@ def keepalive(ping_interval_s: float) -> tuple[float | None, float | None]:
     ping goes out at most one interval after the last pong, its pong is missed one interval
     later, and the closing handshake gets CLOSE_TIMEOUT_S."""
     return (ping_interval_s, ping_interval_s) if ping_interval_s > 0 else (None, None)
+
+
+def log_disconnected(log: logging.Logger) -> None:
+    """The connection's end, from the task that kept it: a WARNING when it was lost, INFO when the
+    charger closed it because it is stopping (that task is being cancelled)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        log.info("disconnected from central system: the charger is stopping")
+    else:
+        log.warning("disconnected from central system")
 
 
 def reconnect_delay(ocpp: OcppConfig, failures: int) -> float:

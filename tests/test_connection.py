@@ -18,3 +18,28 @@ def test_the_reconnect_delay_doubles_with_jitter_up_to_the_maximum():
     for failures, full in [(1, 1.0), (2, 2.0), (4, 8.0), (7, 60.0), (40, 60.0)]:
         delays = [reconnect_delay(ocpp, failures) for _ in range(50)]
         assert all(full * 0.5 <= d <= full for d in delays), (failures, min(delays), max(delays))
+
+
+async def test_a_connection_ended_by_stopping_is_info_and_a_lost_one_a_warning(caplog):
+    import asyncio
+    import logging
+
+    from evcp.connection import log_disconnected
+
+    log = logging.getLogger("evcp.ocpp")
+    caplog.set_level(logging.INFO, "evcp.ocpp")
+    log_disconnected(log)  # the link dropped under a running charger
+
+    async def connection_kept_until_cancelled() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            log_disconnected(log)
+
+    task = asyncio.create_task(connection_kept_until_cancelled())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "disconnected from central system"),
+        ("INFO", "disconnected from central system: the charger is stopping")]

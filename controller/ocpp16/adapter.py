@@ -33,7 +33,8 @@ from websockets.asyncio.client import connect
 import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
-from evcp.connection import CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, reconnect_delay
+from evcp.connection import (CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, log_disconnected,
+                             reconnect_delay)
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
@@ -629,7 +630,7 @@ class Ocpp16Adapter:
 
     def _went_offline(self) -> None:
         if self.connected:
-            log.warning("disconnected from central system")
+            log_disconnected(log)
         self.connected = False
         self.link = None
         self._online.clear()

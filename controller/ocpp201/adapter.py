@@ -32,7 +32,8 @@ from websockets.asyncio.client import connect
 import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
-from evcp.connection import CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, reconnect_delay
+from evcp.connection import (CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, log_disconnected,
+                             reconnect_delay)
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
@@ -455,7 +456,7 @@ class Ocpp201Adapter:
 
     def _went_offline(self) -> None:
         if self.connected:
-            log.warning("disconnected from central system")
+            log_disconnected(log)
         self.connected = False
         self.link = None
         self._online.clear()

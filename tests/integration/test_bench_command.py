@@ -42,6 +42,13 @@ def assert_one_console_line_per_frame(output: str) -> None:
                 f"the answer to {direction} CALL {unique_id} is not on the console"
 
 
+def assert_a_stop_asked_for_is_no_warning(output: str) -> None:
+    """The charger closes the link because it was told to stop: INFO, not the WARNING of a lost link."""
+    assert re.search(r"^\S+ \S+ INFO evcp\.ocpp: disconnected from central system: the charger is stopping$", output,
+                     re.M), output
+    assert "WARNING evcp.ocpp: disconnected" not in output
+
+
 def assert_card_tap_logged(output: str, id_tag: str) -> None:
     taps = [line for line in output.splitlines() if f"card {id_tag} presented" in line]
     assert len(taps) == 1, taps
@@ -97,6 +104,7 @@ def test_evcp_bench_runs_a_session_against_its_own_central_system(tmp_path, wait
     assert_one_console_line_per_frame(output)
     assert re.search(r'INFO evcp\.bench\.csms\.frames: CP-BENCH-01 <- \[2,"[^"]+","StartTransaction"', output)
     assert_card_tap_logged(output, "04A1B2C3")
+    assert_a_stop_asked_for_is_no_warning(output)
 
 
 def test_evcp_bench_ports_from_the_command_line(tmp_path, wait_until):
@@ -165,3 +173,4 @@ def test_evcp_bench_console_shows_each_ocpp_2_0_1_frame_once_and_the_card_tap(tm
     assert_one_console_line_per_frame(output)
     assert re.search(r'INFO evcp\.bench\.csms\.frames: CP-BENCH-01 <- \[2,"[^"]+","TransactionEvent"', output)
     assert_card_tap_logged(output, "DEADBEEF")
+    assert_a_stop_asked_for_is_no_warning(output)
