@@ -30,6 +30,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECONDS = 1000  # Playwright waits in milliseconds
+DURATION = re.compile(r"^(\d+ d )?\d\d:\d\d:\d\d$")
+
+
+def seconds_of(duration: str) -> int:
+    """The page's session duration, "[D d ]HH:MM:SS", in seconds."""
+    days, _, clock = duration.rpartition(" d ")
+    hours, minutes, secs = (int(part) for part in clock.split(":"))
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
 
 
 def free_port() -> int:
@@ -105,6 +113,11 @@ def test_a_person_charges_through_the_status_page(browser, bench, tmp_path):
     expect(card.locator("[data-f=st]")).to_have_text("Available")
     expect(card.locator("[data-f=rb]")).to_have_text("OPEN")
     expect(card.locator("[data-f=meas]")).to_have_text("measured open")
+    # The bench is a socket outlet: the cable (PP) and lock rows are shown.
+    expect(card.locator("dd[data-row=cable]")).to_be_visible()
+    expect(card.locator("[data-f=cable]")).to_have_text("no cable")
+    expect(card.locator("dd[data-row=lock]")).to_be_visible()
+    expect(card.locator("[data-f=lock]")).to_have_text("unlocked")
 
     # A blocked card: the page says Blocked, not "ok".
     bench.control("/policy", {"authorize_overrides": {"DEADBEEF": "Blocked"}})
@@ -123,7 +136,14 @@ def test_a_person_charges_through_the_status_page(browser, bench, tmp_path):
     expect(card.locator("[data-f=meas]")).to_have_text("measured closed")
     expect(card.locator("[data-f=pw]")).to_have_text("7.4 kW", timeout=10 * SECONDS)
     expect(card.locator("[data-f=ph]")).to_have_text(re.compile(r"^L1 \d+\.\d A \d+ V · L2 "), timeout=10 * SECONDS)
-    expect(card.locator("[data-f=dur]")).to_have_text(re.compile(r"^00:00:0[1-9]$"), timeout=10 * SECONDS)
+    duration = card.locator("[data-f=dur]")
+    expect(duration).to_have_text(DURATION, timeout=10 * SECONDS)
+    started_at = duration.text_content()
+    expect(duration).not_to_have_text(started_at, timeout=5 * SECONDS)  # it counts on by itself
+    expect(duration).to_have_text(DURATION)
+    assert seconds_of(duration.text_content()) > seconds_of(started_at)
+    expect(card.locator("[data-f=cable]")).to_have_text("32 A cable")  # the simulated EV's cable, by its PP
+    expect(card.locator("[data-f=lock]")).to_have_text("locked")
     [transaction] = bench.transactions()
     expect(card.locator("[data-f=tx]")).to_have_text(str(transaction["transaction_id"]))
 
