@@ -286,7 +286,7 @@ class Ocpp201Adapter:
         self._reset_evses: set[int] = set()
         self._status_sent: dict[int, str] = {}
         self._plugged: dict[int, bool] = {}
-        self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
+        self.controller.apply_settings(settings_from(self.device_model, self.controller.installer_settings))
 
     def detach(self) -> None:
         self.outbox.commit_deletions()
@@ -346,7 +346,7 @@ class Ocpp201Adapter:
             changed = changed or result.status == "Accepted"
         if changed:
             self._save(VARIABLES, self.device_model.saved())
-            self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
+            self.controller.apply_settings(settings_from(self.device_model, self.controller.installer_settings))
             self._heartbeat_changed.set()
         return results
 

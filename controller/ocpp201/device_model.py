@@ -7,9 +7,9 @@ SetVariables read and write it; GetBaseReport lists it in NotifyReport. Values s
 are persisted (the caller stores ``saved()``) and come back after a restart.
 
 Only variables this station acts on are listed: the ones in TxCtrlr, AuthCtrlr, AuthCacheCtrlr,
-LocalAuthListCtrlr,
-SampledDataCtrlr, AlignedDataCtrlr and OCPPCommCtrlr drive the adapter and the core
-(``settings_from``), the rest describe the station.
+LocalAuthListCtrlr, SampledDataCtrlr, AlignedDataCtrlr, SmartChargingCtrlr and OCPPCommCtrlr drive
+the adapter and the core (``settings_from``: every core setting that is not the installer's comes
+from here under 2.0.1), the rest describe the station.
 """
 
 from __future__ import annotations
@@ -130,6 +130,8 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("OCPPCommCtrlr", "MessageAttemptInterval", "integer", "60", unit="s",
           variable_instance="TransactionEvent", min_value=1, max_value=3600),
         v("OCPPCommCtrlr", "WebSocketPingInterval", "integer", "0", unit="s", min_value=0, max_value=3600),
+        # Part 2 E10: a socket outlet's plug is released when the cable is pulled at the EV side.
+        v("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", "boolean", "true"),
         v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="GetReport", **ro),
         v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="GetVariables", **ro),
         v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="SetVariables", **ro),
@@ -137,6 +139,9 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("TxCtrlr", "EVConnectionTimeOut", "integer", "60", unit="s", min_value=1, max_value=3600),
         v("TxCtrlr", "StopTxOnEVSideDisconnect", "boolean", "true"),
         v("TxCtrlr", "StopTxOnInvalidId", "boolean", "true"),
+        # Part 2 E05: with StopTxOnInvalidId false, the energy still delivered after the CSMS refused
+        # the IdToken of a running transaction; 0: none (the contactor opens at once).
+        v("TxCtrlr", "MaxEnergyOnInvalidId", "integer", "0", unit="Wh", min_value=0),
         v("TxCtrlr", "TxStartPoint", "MemberList", "PowerPathClosed", values_list=SUPPORTED_TX_POINTS),
         v("TxCtrlr", "TxStopPoint", "MemberList", "EVConnected,Authorized", values_list=SUPPORTED_TX_POINTS),
         v("AuthCtrlr", "AuthorizeRemoteStart", "boolean", "false"),
@@ -353,18 +358,24 @@ def _report_item(v: Variable) -> dict[str, Any]:
             "variableCharacteristics": characteristics}
 
 
-def settings_from(model: DeviceModel, base: Settings) -> Settings:
-    """The core's settings from the device model's variables (Part 2 Appendix "Referenced
-    Components and Variables")."""
+def settings_from(model: DeviceModel, installer: Settings) -> Settings:
+    """The core's settings when the station speaks OCPP 2.0.1: ``installer`` (what the installer's
+    file and the hardware decide) with every setting of the protocol from the device model's
+    variables (Part 2 Appendix "Referenced Components and Variables"), never from the OCPP 1.6
+    configuration keys."""
     return replace(
-        base,
+        installer,
         connection_timeout_s=float(model.number("TxCtrlr", "EVConnectionTimeOut")),
         stop_on_ev_disconnect=model.flag("TxCtrlr", "StopTxOnEVSideDisconnect"),
         stop_on_invalid_id=model.flag("TxCtrlr", "StopTxOnInvalidId"),
+        max_energy_on_invalid_wh=float(model.number("TxCtrlr", "MaxEnergyOnInvalidId")),
+        unlock_on_ev_disconnect=model.flag("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"),
         authorize_remote_start=model.flag("AuthCtrlr", "AuthorizeRemoteStart"),
         allow_offline_unknown=model.flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
         meter_sample_interval_s=float(model.number("SampledDataCtrlr", "TxUpdatedInterval")),
         clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
+        # No ReserveNow over 2.0.1 here (Part 2 H is not implemented): nothing reserves the station.
+        reserve_connector_zero=False,
         max_stack_level=model.number("SmartChargingCtrlr", "ProfileStackLevel"),
         max_schedule_periods=model.number("SmartChargingCtrlr", "PeriodsPerSchedule"),
         max_charging_profiles=model.number("SmartChargingCtrlr", "Entries", "ChargingProfiles"),

@@ -298,19 +298,42 @@ async def test_tc_e_power_loss_after_a_crash_ends_the_transaction_at_the_next_st
     assert sorted(first_of) == list(range(len(first_of)))
 
 
-async def test_auto_speaks_2_0_1_when_the_csms_picks_it(csms, start_station):
-    charger = await start_station(csms, version="auto")
+KEY_OF_1_6 = {"MaxEnergyOnInvalidId": "5000"}
+"""Under "auto" an OCPP 1.6 key applies only when the CSMS picks 1.6."""
+
+
+async def test_auto_speaks_2_0_1_when_the_csms_picks_it_with_the_device_models_settings(csms, start_station):
+    charger = await start_station(csms, version="auto", keys=KEY_OF_1_6)
     await registered(charger, csms)
     assert charger.controller.protocol == "auto"
+    assert charger.controller.settings.max_energy_on_invalid_wh == 0  # TxCtrlr.MaxEnergyOnInvalidId
 
 
-async def test_auto_hands_over_to_1_6_when_the_csms_picks_it(start_station):
+async def test_auto_hands_over_to_1_6_when_the_csms_picks_it_with_the_1_6_keys_settings(start_station):
     from evcp.bench.csms import SUBPROTOCOL, CentralSystem
 
     central = CentralSystem(port=0, control_port=None, subprotocols=(SUBPROTOCOL,))
     await central.start()
-    charger = await start_station(SimpleNamespace(url=central.url + "/ocpp"), version="auto")
+    charger = await start_station(SimpleNamespace(url=central.url + "/ocpp"), version="auto", keys=KEY_OF_1_6)
     async with asyncio.timeout(15):
         while not (charger.controller.protocol == "1.6" and charger.controller.adapter.registration == "Accepted"):
             await asyncio.sleep(0.05)
+    assert charger.controller.settings.max_energy_on_invalid_wh == 5000
     await central.stop()
+
+
+async def test_a_reservation_left_by_1_6_does_not_hold_the_2_0_1_station(csms, start_station, tmp_path):
+    """ReserveNow came over OCPP 1.6; a 2.0.1 station takes no reservation (Part 2 H) and could
+    neither report nor cancel one, so a stored one does not keep its EVSE from other cards."""
+    import time
+
+    from evcp.storage import FILENAME, StateStore
+
+    store = StateStore(tmp_path / FILENAME)
+    store.save_document("reservations", [{"id": 7, "connector": 1, "id_tag": "SOMEONE",
+                                          "expires_at": time.time() + 3600}])
+    store.close()
+    charger = await start_station(csms, state_dir=tmp_path)
+    await registered(charger, csms)
+    assert csms.messages("StatusNotification")[0]["connectorStatus"] == "Available"
+    assert charger.controller.station.reservation_on(1) is None
