@@ -40,7 +40,7 @@ from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp.outbox import Outbox
 from evcp.ocpp.security import SecuritySettingsError, connection_parameters
 from evcp.ocpp201.authorization import StationAuthorization
-from evcp.ocpp201.device_model import DeviceModel, security_variables, settings_from, station_variables
+from evcp.ocpp201.device_model import settings_from, station_device_model
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
 from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
@@ -258,12 +258,8 @@ class Ocpp201Adapter:
         self._online = asyncio.Event()
         self._heartbeat_changed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        cp = config.charge_point
-        self.device_model = DeviceModel(station_variables(self.connectors, cp.vendor, cp.model, cp.serial_number,
-                                                          f"evcp {evcp.__version__}")
-                                        + security_variables(config.ocpp.security_profile, cp.id,
-                                                             config.ocpp.authorization_key or "",
-                                                             MAX_CERTIFICATE_CHAIN_BYTES, password_rule))
+        self.device_model = station_device_model(config, MAX_CERTIFICATE_CHAIN_BYTES, password_rule)
+        self.device_model.set_initial(config.ocpp.variables)
         for problem in self.device_model.restore(self._load(VARIABLES)):
             log.warning("stored OCPP 2.0.1 variable not restored: %s", problem)
         self.security = StationSecurity(config, controller, self.device_model, store, self._call, self._online,

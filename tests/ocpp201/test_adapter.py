@@ -337,3 +337,24 @@ async def test_a_reservation_left_by_1_6_does_not_hold_the_2_0_1_station(csms, s
     await registered(charger, csms)
     assert csms.messages("StatusNotification")[0]["connectorStatus"] == "Available"
     assert charger.controller.station.reservation_on(1) is None
+
+
+async def test_the_installers_ocpp_variables_are_the_stations_values_and_drive_the_core(csms, start_station):
+    charger = await start_station(csms, variables={"SampledDataCtrlr.TxUpdatedInterval": "15",
+                                                   "TxCtrlr.MaxEnergyOnInvalidId": "700",
+                                                   "OCPPCommCtrlr.UnlockOnEVSideDisconnect": "false"})
+    await registered(charger, csms)
+    settings = charger.controller.settings
+    assert (settings.meter_sample_interval_s, settings.max_energy_on_invalid_wh,
+            settings.unlock_on_ev_disconnect) == (15, 700, False)
+    answer = await csms.session.send("GetVariables", {"getVariableData": [
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "MaxEnergyOnInvalidId"}}]})
+    assert answer["getVariableResult"][0]["attributeValue"] == "700"
+
+
+async def test_the_bench_at_2_0_1_keeps_the_cadence_of_its_1_6_keys(csms, start_station):
+    """bench.toml's MeterValueSampleInterval = 10 is SampledDataCtrlr.TxUpdatedInterval under
+    ``evcp bench --ocpp 2.0.1`` (``bench_config(version=...)``), not the device model's default 60."""
+    charger = await start_station(csms)
+    assert charger.controller.settings.meter_sample_interval_s == 10
+    assert charger.controller.adapter.device_model.get("SampledDataCtrlr", "TxUpdatedInterval") == "10"

@@ -122,3 +122,21 @@ def test_tx_ctrlr_max_energy_on_invalid_id_and_unlock_on_ev_side_disconnect_driv
     assert item["variableAttribute"] == [{"type": "Actual", "mutability": "ReadWrite", "persistent": True,
                                           "constant": False, "value": "2500"}]
     assert item["variableCharacteristics"]["unit"] == "Wh"
+
+
+def test_the_installers_values_are_checked_then_the_csms_changes_them_and_only_its_changes_are_saved():
+    m = model()
+    for name, problem in [("TxCtrlr.Nope", "no such variable"), ("ChargingStation.Model", "charge_point.model"),
+                          ("SmartChargingCtrlr.ProfileStackLevel", "read-only"),
+                          ("TxCtrlr.MaxEnergyOnInvalidId", "at least 0")]:
+        assert problem in m.installer_value_problem(name, "-1")
+    m.set_initial({"TxCtrlr.MaxEnergyOnInvalidId": "500", "OCPPCommCtrlr.MessageAttempts.TransactionEvent": "5"})
+    assert m.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent") == 5
+    assert m.saved() == {}  # nothing the CSMS changed: a restart takes the file's values again
+    m.set_variable({"name": "TxCtrlr"}, {"name": "MaxEnergyOnInvalidId"}, "800", None)
+    assert m.saved() == {"TxCtrlr///MaxEnergyOnInvalidId/": "800"}
+    edited = model()
+    edited.set_initial({"TxCtrlr.MaxEnergyOnInvalidId": "100", "OCPPCommCtrlr.MessageAttempts.TransactionEvent": "7"})
+    assert edited.restore(m.saved()) == []
+    assert edited.get("TxCtrlr", "MaxEnergyOnInvalidId") == "800"  # the CSMS's change wins
+    assert edited.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent") == 7  # the file's edit applies
