@@ -944,13 +944,6 @@ def _listen(text: str) -> str | None:
     return None
 
 
-def _authorization_key(text: str) -> str | None:
-    """OCPP 1.6 security whitepaper: 16-20 characters, or 32-40 hex digits for 16-20 bytes."""
-    from evcp.ocpp.security import authorization_key_problem
-
-    return authorization_key_problem(text)
-
-
 _SECONDS = _more_than(0, " s")
 _POLL_INTERVAL = _at_least(0.05, " s")
 
@@ -969,7 +962,6 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (OcppConfig, "call_timeout_s"): _SECONDS,
     (OcppConfig, "reconnect_min_s"): _SECONDS,
     (OcppConfig, "reconnect_max_s"): _SECONDS,
-    (OcppConfig, "authorization_key"): _authorization_key,
     (OcppConfig, "security_profile"): _between(0, 3),
     (ApiConfig, "password"): _length(8, 128),
     (RelayConfig, "pin"): _gpio,
@@ -1039,6 +1031,11 @@ def _check_whole(config: Config, ctx: _Context) -> None:
             "ocpp.csms_url",
             f"ends with charge_point.id; the id is appended to the URL, remove it (got {_show(ocpp.csms_url)})",
         )
+    if ocpp.authorization_key is not None:
+        from evcp.ocpp.security import installer_password_problem
+
+        if (problem := installer_password_problem(ocpp.authorization_key, ocpp.version)) is not None:
+            raise ctx.error("ocpp.authorization_key", problem)
     if ocpp.security_profile:
         _check_security(config, ctx)
     if not _loopback(config.api.host) and not config.api.password:
@@ -1150,7 +1147,7 @@ def _check_security(config: Config, ctx: _Context) -> None:
             if getattr(ocpp, name) is None:
                 raise ctx.error(f"ocpp.{name}", f"required {named}")
     settings = SecuritySettings(profile, ocpp.authorization_key or "", ocpp.ca_file,
-                                ocpp.client_cert_file, ocpp.client_key_file)
+                                ocpp.client_cert_file, ocpp.client_key_file, plain_password=ocpp.version == "2.0.1")
     try:
         connection_parameters(ocpp.csms_url.rstrip("/") + "/" + cp_id, cp_id, settings)
     except SecuritySettingsError as error:

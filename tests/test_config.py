@@ -801,3 +801,39 @@ def test_an_active_low_relay_driver_is_warned_about(tmp_path):
     assert "ENERGISES an active-low relay driver" in problem.problem and not problem.refuses_to_run
     assert not [p for p in cfg.setup_problems(load_text(tmp_path, toml(pi, PI_CONNECTOR)))
                 if p.key.endswith("relay.active_high")]
+
+
+def _with_password(tmp_path, version: str, authorization_key: str, security_profile: int = 1) -> Path:
+    return write(tmp_path, f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\nversion = "{version}"\n'
+                           f'security_profile = {security_profile}\nauthorization_key = "{authorization_key}"\n'
+                           '[hardware]\nbackend = "mock"\n')
+
+
+@pytest.mark.parametrize("security_profile", [0, 1])
+@pytest.mark.parametrize("authorization_key", ["a-2.0.1-basic-auth-password-30", "x" * 16, "x" * 40,
+                                               "0123456789abcdef" * 2])
+def test_a_2_0_1_basic_auth_password_of_16_to_40_characters_loads(tmp_path, security_profile, authorization_key):
+    """Part 2 A00: SecurityCtrlr.BasicAuthPassword, 16 to 40 characters, sent as its text."""
+    config = load(_with_password(tmp_path, "2.0.1", authorization_key, security_profile))
+    assert config.ocpp.authorization_key == authorization_key
+
+
+@pytest.mark.parametrize("version, authorization_key, words", [
+    ("2.0.1", "x" * 15, ["16 to 40 printable characters", "got 15"]),
+    ("2.0.1", "x" * 41, ["16 to 40 printable characters", "got 41"]),
+    ("2.0.1", "tab\\tinside-the-password", ["16 to 40 printable characters"]),
+    ("1.6", "a-2.0.1-basic-auth-password-30", ["16 to 20 characters"]),
+    ("auto", "a-2.0.1-basic-auth-password-30", ['"auto"', "OCPP 1.6 and 2.0.1 alike", "16 to 20", "got 30"]),
+    ("auto", "0123456789abcdef" * 2, ['"auto"', "hex"]),
+])
+def test_the_authorization_key_is_checked_for_the_protocol_it_is_sent_in_never_shown(
+        tmp_path, version, authorization_key, words):
+    with pytest.raises(ConfigError) as error:
+        load(_with_password(tmp_path, version, authorization_key))
+    assert error.value.key == "ocpp.authorization_key"
+    assert all(word in error.value.problem for word in words), str(error.value)
+    assert authorization_key.replace("\\t", "\t") not in str(error.value)
+
+
+def test_with_auto_a_password_of_16_to_20_printable_characters_is_the_same_in_both_protocols(tmp_path):
+    assert load(_with_password(tmp_path, "auto", "auto-password-18ch")).ocpp.authorization_key == "auto-password-18ch"
