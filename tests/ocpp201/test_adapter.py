@@ -51,6 +51,26 @@ async def test_tc_b_02_pending_then_accepted_nothing_else_before(csms, start_sta
     assert "StatusNotification" in names[2:]
 
 
+async def test_tc_b_03_rejected_nothing_but_boot_notification_until_accepted_after_the_interval(csms, start_station):
+    """Part 2 B03: after a Rejected BootNotificationResponse the station sends nothing until the
+    interval has passed, then BootNotification again; a card and a plugged EV meanwhile change nothing."""
+    csms.policy.boot = ["Rejected", "Rejected", "Accepted"]
+    csms.policy.interval = 1
+    charger = await start_station(csms)
+    async with asyncio.timeout(5):
+        while charger.controller.adapter.registration != "Rejected":
+            await asyncio.sleep(0.01)
+    charger.hardware.bench.set_pilot(1, "B")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    await registered(charger, csms)
+    names = [name for name, _ in csms.received]
+    assert names[:3] == ["BootNotification"] * 3
+    first, second, third = csms.arrived[:3]
+    assert second - first >= 0.95 and third - second >= 0.95  # not before the interval (1 s)
+    assert csms.messages("BootNotification")[2]["reason"] == "PowerUp"
+    assert not await relay_closed(charger, timeout=0.5)
+
+
 async def test_tc_e_relay_closes_only_after_authorize_accepted_and_events_are_ordered(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)
@@ -257,6 +277,77 @@ async def test_tc_g_03_change_availability_of_an_evse(csms, start_station):
         == "Rejected"
     assert (await send("ChangeAvailability", {"operationalStatus": "Operative"}))["status"] == "Accepted"
     await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Available")
+
+
+async def locked_after_the_ev_left(charger, csms: Csms) -> None:
+    """A session on the socket outlet ends by unplugging at the EV side while
+    OCPPCommCtrlr.UnlockOnEVSideDisconnect is false: the plug stays locked in the socket (Part 2 E10)."""
+    await charging_session(charger, csms)
+    assert charger.controller.station.lock_state(1) == "locked"
+    charger.hardware.bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    await asyncio.sleep(0.5)
+    assert charger.controller.station.lock_state(1) == "locked"
+    assert not charger.hardware.connectors[0].relay.is_closed
+
+
+async def test_tc_f_05_unlock_connector_unlocked_by_the_lock_feedback(csms, start_station):
+    charger = await start_station(csms, variables={"OCPPCommCtrlr.UnlockOnEVSideDisconnect": "false"})
+    await registered(charger, csms)
+    await locked_after_the_ev_left(charger, csms)
+    answer = await csms.session.send("UnlockConnector", {"evseId": 1, "connectorId": 1})
+    assert answer["status"] == "Unlocked"
+    assert charger.controller.station.lock_state(1) == "unlocked"
+    assert not charger.hardware.bench.simulated[0].lock.locked  # the simulated bolt itself
+
+
+async def test_tc_f_05_unlock_connector_unlock_failed_when_the_lock_does_not_confirm(csms, start_station):
+    charger = await start_station(csms, variables={"OCPPCommCtrlr.UnlockOnEVSideDisconnect": "false"})
+    await registered(charger, csms)
+    await locked_after_the_ev_left(charger, csms)
+    charger.hardware.bench.set_fault("lock", True)  # jammed: the feedback keeps saying locked
+    answer = await csms.session.send("UnlockConnector", {"evseId": 1, "connectorId": 1})
+    assert answer["status"] == "UnlockFailed"
+    assert not charger.hardware.connectors[0].relay.is_closed
+
+
+async def test_tc_g_03_change_availability_of_a_connector(csms, start_station):
+    """Part 2 G03 with evse.connectorId: the EVSE's one connector goes Unavailable and back; a
+    connector the EVSE does not have is Rejected."""
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    send = csms.session.send
+    inoperative = {"operationalStatus": "Inoperative", "evse": {"id": 1, "connectorId": 1}}
+    assert (await send("ChangeAvailability", inoperative))["status"] == "Accepted"
+    unavailable = await csms.wait_for(lambda: [s for s in csms.messages("StatusNotification")
+                                               if s["connectorStatus"] == "Unavailable"])
+    assert (unavailable[0]["evseId"], unavailable[0]["connectorId"]) == (1, 1)
+    assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1, "connectorId": 2}})
+            )["status"] == "Rejected"
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    assert not await relay_closed(charger, timeout=1.0)  # no session on an unavailable connector
+    assert (await send("ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1, "connectorId": 1}})
+            )["status"] == "Accepted"
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] != "Unavailable")
+
+
+async def test_tc_g_03_inoperative_during_a_transaction_is_scheduled_and_applied_when_it_ends(csms, start_station):
+    """Part 2 G03.FR.05-like: an EVSE with a transaction answers Scheduled; the session goes on with
+    its energy, and the EVSE becomes Unavailable once the transaction ended."""
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    answer = await csms.session.send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}})
+    assert answer["status"] == "Scheduled"
+    await asyncio.sleep(1.0)
+    assert charger.hardware.connectors[0].relay.is_closed
+    assert not [s for s in csms.messages("StatusNotification") if s["connectorStatus"] == "Unavailable"]
+    charger.hardware.bench.set_pilot(1, "A")
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["transactionId"] == tx_id
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Unavailable")
+    assert not charger.hardware.connectors[0].relay.is_closed
 
 
 async def test_tc_e_offline_events_are_delivered_in_order_with_their_time_and_offline_flag(start_station, tmp_path):
