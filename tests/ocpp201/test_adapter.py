@@ -350,6 +350,44 @@ async def test_tc_g_03_inoperative_during_a_transaction_is_scheduled_and_applied
     assert not charger.hardware.connectors[0].relay.is_closed
 
 
+async def ev_connected_transaction(charger, csms: Csms) -> None:
+    """TxStartPoint EVConnected: plugging in starts a transaction the core does not run (no card yet)."""
+    charger.hardware.bench.set_pilot(1, "B")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert charger.controller.station.connectors[1].transaction is None
+
+
+async def test_tc_g_03_inoperative_during_a_transaction_started_at_ev_connected_is_scheduled_too(csms,
+                                                                                                 start_station):
+    charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
+    await registered(charger, csms)
+    await ev_connected_transaction(charger, csms)
+    answer = await csms.session.send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}})
+    assert answer["status"] == "Scheduled"
+    await asyncio.sleep(1.0)
+    assert "Unavailable" not in [s["connectorStatus"] for s in csms.messages("StatusNotification")]
+    charger.hardware.bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Unavailable")
+
+
+async def test_tc_g_03_a_later_change_availability_replaces_a_scheduled_one(csms, start_station):
+    charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
+    await registered(charger, csms)
+    await ev_connected_transaction(charger, csms)
+    send = csms.session.send
+    assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}))["status"] \
+        == "Scheduled"
+    assert (await send("ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1}}))["status"] \
+        == "Accepted"
+    charger.hardware.bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Available")
+    await asyncio.sleep(1.5)
+    assert csms.messages("StatusNotification")[-1]["connectorStatus"] == "Available"
+    assert charger.controller.station.connectors[1].operative
+
+
 async def test_tc_e_offline_events_are_delivered_in_order_with_their_time_and_offline_flag(start_station, tmp_path):
     csms = Csms()
     await csms.start()
