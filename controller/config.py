@@ -397,9 +397,9 @@ def with_version(config: Config, version: str) -> Config:
     """``config`` with ocpp.version ``version`` (``evcp bench --ocpp``), behaving as the file says in
     either protocol: each [ocpp.keys] entry carries over to its OCPP 2.0.1 equivalent in
     [ocpp.variables] and back (``evcp.ocpp201.device_model.OCPP16_EQUIVALENTS``), unless the file
-    sets that one itself. With "1.6" or "2.0.1" the other protocol's section is then dropped;
-    an entry without an equivalent is a ConfigError naming it. "auto" keeps both."""
-    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS, station_device_model
+    sets that one itself. With "1.6" or "2.0.1" the other protocol's section is then dropped, and
+    an entry without an equivalent is a ConfigError naming it; "auto" keeps both."""
+    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS, OCPP16_KEY_OF, station_device_model
 
     ctx = _Context(str(config.source), config.source.parent)
     ocpp = config.ocpp
@@ -408,31 +408,27 @@ def with_version(config: Config, version: str) -> Config:
         model = station_device_model(config)
         for name, text in ocpp.keys.items():
             target = OCPP16_EQUIVALENTS.get(name)
-            if target is None or target in variables:
-                if target is None and version == "2.0.1":
-                    raise ctx.error(f"ocpp.keys.{name}", "an OCPP 1.6 key without an OCPP 2.0.1 equivalent here; "
-                                    f'ocpp.version "{version}" cannot use it')
+            if target is None and version == "2.0.1":
+                raise ctx.error(f"ocpp.keys.{name}", "an OCPP 1.6 key without an OCPP 2.0.1 equivalent here; "
+                                f'ocpp.version "{version}" cannot use it')
+            if target is None or target in ocpp.variables:
                 continue
             if (problem := model.installer_value_problem(target, text)) is not None:
                 raise ctx.error(f"ocpp.keys.{name}", f'as {target} for ocpp.version "{version}": {problem}')
             variables[target] = text
     if version != "2.0.1":
-        key_of = {target: key for key, target in OCPP16_EQUIVALENTS.items()}
         given = {name.lower() for name in ocpp.keys}
         for name, text in ocpp.variables.items():
-            key = key_of.get(name)
+            key = OCPP16_KEY_OF.get(name)
             if key is None and version == "1.6":
                 raise ctx.error(f"ocpp.variables.{name}", "an OCPP 2.0.1 variable without an OCPP 1.6 "
                                 f'equivalent; ocpp.version "{version}" cannot use it')
             if key is not None and key.lower() not in given:
                 keys[key] = text
-    if version == "1.6":
-        variables = {}
-    elif version == "2.0.1":
-        keys = {}
-    config = replace(config, ocpp=replace(ocpp, version=version, keys=keys, variables=variables))
-    config = replace(config, ocpp=replace(config.ocpp, keys=_ocpp_key_values(keys, config.charge_point.connectors,
-                                                                             ctx)))
+    ocpp = replace(ocpp, version=version, keys=_ocpp_key_values(keys if version != "2.0.1" else {},
+                                                                config.charge_point.connectors, ctx),
+                   variables=variables if version != "1.6" else {})
+    config = replace(config, ocpp=ocpp)
     _check_protocol_sections(config, ctx)
     _check_ocpp_variables(config, ctx)
     _check_whole(config, ctx)
@@ -1059,7 +1055,7 @@ def _check_whole(config: Config, ctx: _Context) -> None:
 def _check_protocol_sections(config: Config, ctx: _Context) -> None:
     """[ocpp.keys] are OCPP 1.6 configuration keys, [ocpp.variables] OCPP 2.0.1 variables: each
     only with an ocpp.version that may speak its protocol, never silently unused."""
-    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS
+    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS, OCPP16_KEY_OF
 
     ocpp = config.ocpp
     if ocpp.version == "2.0.1" and ocpp.keys:
@@ -1071,7 +1067,7 @@ def _check_protocol_sections(config: Config, ctx: _Context) -> None:
         raise ctx.error(f"ocpp.keys.{name}", f'an OCPP 1.6 configuration key, but ocpp.version is "2.0.1": {hint}')
     if ocpp.version == "1.6" and ocpp.variables:
         name, text = next(iter(ocpp.variables.items()))
-        key = {target: key for key, target in OCPP16_EQUIVALENTS.items()}.get(name)
+        key = OCPP16_KEY_OF.get(name)
         hint = f"write its OCPP 1.6 equivalent in [ocpp.keys]: {key} = {_ocpp_key_value(key, text)}, or" if key \
             else "OCPP 1.6 has no equivalent; remove it, or"
         raise ctx.error(f"ocpp.variables.{name}", f'an OCPP 2.0.1 variable, but ocpp.version is "1.6": {hint} '

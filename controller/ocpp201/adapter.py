@@ -839,7 +839,9 @@ class Ocpp201Adapter:
         if request.operative or not any(self.controller.station.connectors[e].transaction is None
                                         for e in self._open_transactions_on(target)):
             return self.command(request)
-        self._availability_waits[target] = asyncio.get_running_loop().create_task(self._apply_once_ended(request))
+        held = self._availability_waits[target] = asyncio.get_running_loop().create_task(
+            self._apply_once_ended(request))
+        held.add_done_callback(_log_failure)
         return "Scheduled"
 
     def _open_transactions_on(self, target: int) -> list[int]:

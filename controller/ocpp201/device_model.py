@@ -65,6 +65,7 @@ OCPP16_EQUIVALENTS = {
 }
 """OCPP 1.6 configuration key -> the variable of this device model that means the same (by
 ``name_of``), with the same value text (seconds, true/false, comma-separated measurands)."""
+OCPP16_KEY_OF = {variable: key for key, variable in OCPP16_EQUIVALENTS.items()}
 SET_ELSEWHERE = {
     "SecurityCtrlr.BasicAuthPassword": "ocpp.authorization_key",
     "SecurityCtrlr.SecurityProfile": "ocpp.security_profile",
