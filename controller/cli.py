@@ -140,9 +140,13 @@ def cmd_bench(args) -> int:
               file=sys.stderr)
         return EX_CONFIG
     state_dir = Path(args.state_dir).resolve() if args.state_dir else Path.cwd() / ".bench-state"
-    config = bench_config(state_dir, csms_url=args.csms, config=config)
-    if args.ocpp is not None:
-        config = replace(config, ocpp=replace(config.ocpp, version=args.ocpp))
+    from evcp.config import ConfigError
+
+    try:
+        config = bench_config(state_dir, csms_url=args.csms, config=config, version=args.ocpp)
+    except ConfigError as error:
+        print(f"evcp: {error} (evcp bench --ocpp {args.ocpp})", file=sys.stderr)
+        return EX_CONFIG
     if args.listen is not None:
         host, port = args.listen
         config = replace(config, api=replace(config.api, host=host, port=port, listen=f"{host}:{port}"))
@@ -316,7 +320,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--control", type=_address_argument, metavar="HOST:PORT",
                        help="the built-in central system's control API (default: the port after --csms-listen)")
     bench.add_argument("--ocpp", choices=("1.6", "2.0.1", "auto"),
-                       help="the OCPP version the charger speaks (sets ocpp.version; the built-in central "
+                       help="the OCPP version the charger speaks (sets ocpp.version; [ocpp.keys] carry over "
+                            "to their 2.0.1 equivalents in [ocpp.variables] and back; the built-in central "
                             "system speaks both)")
     bench.set_defaults(func=cmd_bench, parser=bench)
 

@@ -22,7 +22,12 @@ The rules of the file (``config/evcp.example.toml`` shows every key):
   from ``mock_defaults`` (a block of pins per connector).
 - A GPIO pin, PWM output or ADC input has one user across all connectors.
 - ``[ocpp.keys]`` is checked against the controller's OCPP key table
-  (``evcp.ocpp16.configuration``) and stored as GetConfiguration shows it.
+  (``evcp.ocpp16.configuration``) and stored as GetConfiguration shows it;
+  ``[ocpp.variables]`` against the OCPP 2.0.1 device model
+  (``evcp.ocpp201.device_model``). Each belongs to its protocol: [ocpp.keys]
+  with ocpp.version "1.6", [ocpp.variables] with "2.0.1", both with "auto"
+  (each applies when its protocol is spoken); the other one is an error that
+  names its equivalent.
 
 ``render(config)`` writes the effective configuration back as TOML, secrets masked.
 """
@@ -88,7 +93,10 @@ class OcppConfig:
     authorization_key: str | None = field(default=None, repr=False)
     """Secret (HTTP Basic password); masked by ``evcp config show``."""
     keys: Mapping[str, str] = field(default_factory=dict)
-    """Initial values of OCPP configuration keys (GetConfiguration names), as strings."""
+    """Initial values of OCPP 1.6 configuration keys (GetConfiguration names), as strings."""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Initial values of OCPP 2.0.1 device model variables ("Component.Variable" or
+    "Component.Variable.Instance"), as strings."""
     allow_offline_start: bool = False
     """Opt-in: start sessions while the central system is unreachable, before its answer.
     OCPP's AllowOfflineTxForUnknownId then decides; a later rejection stops the session."""
@@ -379,6 +387,50 @@ def loads(text: str, path: str | Path) -> Config:
     config = replace(config, hardware=replace(config.hardware, connectors=connectors))
     keys = _ocpp_key_values(config.ocpp.keys, config.charge_point.connectors, ctx)
     config = replace(config, ocpp=replace(config.ocpp, keys=keys))
+    _check_protocol_sections(config, ctx)
+    _check_ocpp_variables(config, ctx)
+    _check_whole(config, ctx)
+    return config
+
+
+def with_version(config: Config, version: str) -> Config:
+    """``config`` with ocpp.version ``version`` (``evcp bench --ocpp``), behaving as the file says in
+    either protocol: each [ocpp.keys] entry carries over to its OCPP 2.0.1 equivalent in
+    [ocpp.variables] and back (``evcp.ocpp201.device_model.OCPP16_EQUIVALENTS``), unless the file
+    sets that one itself. With "1.6" or "2.0.1" the other protocol's section is then dropped, and
+    an entry without an equivalent is a ConfigError naming it; "auto" keeps both."""
+    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS, OCPP16_KEY_OF, station_device_model
+
+    ctx = _Context(str(config.source), config.source.parent)
+    ocpp = config.ocpp
+    keys, variables = dict(ocpp.keys), dict(ocpp.variables)
+    if version != "1.6":
+        model = station_device_model(config)
+        for name, text in ocpp.keys.items():
+            target = OCPP16_EQUIVALENTS.get(name)
+            if target is None and version == "2.0.1":
+                raise ctx.error(f"ocpp.keys.{name}", "an OCPP 1.6 key without an OCPP 2.0.1 equivalent here; "
+                                f'ocpp.version "{version}" cannot use it')
+            if target is None or target in ocpp.variables:
+                continue
+            if (problem := model.installer_value_problem(target, text)) is not None:
+                raise ctx.error(f"ocpp.keys.{name}", f'as {target} for ocpp.version "{version}": {problem}')
+            variables[target] = text
+    if version != "2.0.1":
+        given = {name.lower() for name in ocpp.keys}
+        for name, text in ocpp.variables.items():
+            key = OCPP16_KEY_OF.get(name)
+            if key is None and version == "1.6":
+                raise ctx.error(f"ocpp.variables.{name}", "an OCPP 2.0.1 variable without an OCPP 1.6 "
+                                f'equivalent; ocpp.version "{version}" cannot use it')
+            if key is not None and key.lower() not in given:
+                keys[key] = text
+    ocpp = replace(ocpp, version=version, keys=_ocpp_key_values(keys if version != "2.0.1" else {},
+                                                                config.charge_point.connectors, ctx),
+                   variables=variables if version != "1.6" else {})
+    config = replace(config, ocpp=ocpp)
+    _check_protocol_sections(config, ctx)
+    _check_ocpp_variables(config, ctx)
     _check_whole(config, ctx)
     return config
 
@@ -677,6 +729,55 @@ def _ocpp_keys(raw: object, key: str, ctx: _Context) -> dict[str, str]:
     return result
 
 
+def _ocpp_variables(raw: object, key: str, ctx: _Context) -> dict[str, str]:
+    """[ocpp.variables]: "Component.Variable[.Instance]" -> its value as text. The name may be
+    quoted ("TxCtrlr.StopTxOnInvalidId" = false) or written as dotted keys, which TOML makes
+    tables of (TxCtrlr.StopTxOnInvalidId = false, or a [ocpp.variables.TxCtrlr] table); a list
+    of strings is a MemberList or SequenceList. Checked against the device model once the rest
+    of the file is known (``_check_ocpp_variables``)."""
+    if not isinstance(raw, dict):
+        raise ctx.error(key, f"expected a table, got {_show(raw)}")
+    result: dict[str, str] = {}
+
+    def collect(table: dict, prefix: str) -> None:
+        for name, value in table.items():
+            path = f"{prefix}.{name}" if prefix else name
+            if isinstance(value, dict):
+                collect(value, path)
+            elif isinstance(value, bool):
+                result[path] = "true" if value else "false"
+            elif isinstance(value, (int, float, str)):
+                result[path] = str(value)
+            elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+                result[path] = ",".join(value)
+            else:
+                raise ctx.error(f"{key}.{path}", "expected a number, true/false, a string or a list of strings, "
+                                f"got {_show(value)}")
+
+    collect(raw, "")
+    return result
+
+
+def _check_ocpp_variables(config: Config, ctx: _Context) -> None:
+    """Each [ocpp.variables] entry names a writable variable of this station's device model and
+    gives it a value it accepts, as SetVariables would."""
+    if not config.ocpp.variables:
+        return
+    from evcp.ocpp201.device_model import SET_ELSEWHERE, station_device_model
+
+    model = station_device_model(config)
+    for name, text in config.ocpp.variables.items():
+        problem = model.installer_value_problem(name, text)
+        if problem is None:
+            continue
+        variable = model.named(name)
+        if variable is None and (close := _closest(name, model.names())):
+            problem += f'; did you mean "{close}"?'
+        elif variable is not None and variable.mutability == "ReadWrite" and name not in SET_ELSEWHERE:
+            problem += f" (got {_show(text)})"
+        raise ctx.error(f"ocpp.variables.{name}", problem)
+
+
 def _ocpp_key_values(keys: Mapping[str, str], connectors: int, ctx: _Context) -> dict[str, str]:
     """``keys`` with names and values as GetConfiguration shows them ("heartbeatinterval" ->
     "HeartbeatInterval", "Voltage, Current.Import" -> "Voltage,Current.Import"), each
@@ -737,6 +838,7 @@ def _api_address(api: ApiConfig) -> ApiConfig:
 #: Fields with a converter of their own instead of their type hint.
 _SPECIAL: dict[tuple[type, str], Callable[[object, str, _Context], Any]] = {
     (OcppConfig, "keys"): _ocpp_keys,
+    (OcppConfig, "variables"): _ocpp_variables,
     (MeterConfig, "registers"): _registers,
     (PilotConfig, "pwm_chip"): _int_or_auto,
     (PilotConfig, "pwm_channel"): _int_or_auto,
@@ -838,13 +940,6 @@ def _listen(text: str) -> str | None:
     return None
 
 
-def _authorization_key(text: str) -> str | None:
-    """OCPP 1.6 security whitepaper: 16-20 characters, or 32-40 hex digits for 16-20 bytes."""
-    from evcp.ocpp.security import authorization_key_problem
-
-    return authorization_key_problem(text)
-
-
 _SECONDS = _more_than(0, " s")
 _POLL_INTERVAL = _at_least(0.05, " s")
 
@@ -863,7 +958,6 @@ _CHECKS: dict[tuple[type, str], _Check] = {
     (OcppConfig, "call_timeout_s"): _SECONDS,
     (OcppConfig, "reconnect_min_s"): _SECONDS,
     (OcppConfig, "reconnect_max_s"): _SECONDS,
-    (OcppConfig, "authorization_key"): _authorization_key,
     (OcppConfig, "security_profile"): _between(0, 3),
     (ApiConfig, "password"): _length(8, 128),
     (RelayConfig, "pin"): _gpio,
@@ -933,6 +1027,11 @@ def _check_whole(config: Config, ctx: _Context) -> None:
             "ocpp.csms_url",
             f"ends with charge_point.id; the id is appended to the URL, remove it (got {_show(ocpp.csms_url)})",
         )
+    if ocpp.authorization_key is not None:
+        from evcp.ocpp.security import installer_password_problem
+
+        if (problem := installer_password_problem(ocpp.authorization_key, ocpp.version)) is not None:
+            raise ctx.error("ocpp.authorization_key", problem)
     if ocpp.security_profile:
         _check_security(config, ctx)
     if not _loopback(config.api.host) and not config.api.password:
@@ -951,6 +1050,28 @@ def _check_whole(config: Config, ctx: _Context) -> None:
         owners[resource] = owner
     for n, connector in enumerate(config.hardware.connectors, 1):
         _check_socket_outlet(config, connector, f"hardware.connectors[{n}]", ctx)
+
+
+def _check_protocol_sections(config: Config, ctx: _Context) -> None:
+    """[ocpp.keys] are OCPP 1.6 configuration keys, [ocpp.variables] OCPP 2.0.1 variables: each
+    only with an ocpp.version that may speak its protocol, never silently unused."""
+    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS, OCPP16_KEY_OF
+
+    ocpp = config.ocpp
+    if ocpp.version == "2.0.1" and ocpp.keys:
+        name, text = next(iter(ocpp.keys.items()))
+        target = OCPP16_EQUIVALENTS.get(name)
+        hint = (f'write its OCPP 2.0.1 equivalent in [ocpp.variables]: "{target}" = {_ocpp_key_value(name, text)}'
+                if target else 'OCPP 2.0.1 has no equivalent here; remove it, or set ocpp.version = "auto" to use '
+                'it when the central system speaks 1.6')
+        raise ctx.error(f"ocpp.keys.{name}", f'an OCPP 1.6 configuration key, but ocpp.version is "2.0.1": {hint}')
+    if ocpp.version == "1.6" and ocpp.variables:
+        name, text = next(iter(ocpp.variables.items()))
+        key = OCPP16_KEY_OF.get(name)
+        hint = f"write its OCPP 1.6 equivalent in [ocpp.keys]: {key} = {_ocpp_key_value(key, text)}, or" if key \
+            else "OCPP 1.6 has no equivalent; remove it, or"
+        raise ctx.error(f"ocpp.variables.{name}", f'an OCPP 2.0.1 variable, but ocpp.version is "1.6": {hint} '
+                        'set ocpp.version = "2.0.1" or "auto"')
 
 
 def _check_socket_outlet(config: Config, connector: ConnectorHardware, key: str, ctx: _Context) -> None:
@@ -1022,7 +1143,7 @@ def _check_security(config: Config, ctx: _Context) -> None:
             if getattr(ocpp, name) is None:
                 raise ctx.error(f"ocpp.{name}", f"required {named}")
     settings = SecuritySettings(profile, ocpp.authorization_key or "", ocpp.ca_file,
-                                ocpp.client_cert_file, ocpp.client_key_file)
+                                ocpp.client_cert_file, ocpp.client_key_file, plain_password=ocpp.version == "2.0.1")
     try:
         connection_parameters(ocpp.csms_url.rstrip("/") + "/" + cp_id, cp_id, settings)
     except SecuritySettingsError as error:
@@ -1217,7 +1338,8 @@ def _toml_value(value: object) -> str:
 
 
 def _ocpp_key_value(name: str, text: str) -> str:
-    """An [ocpp.keys] value: integers and booleans bare, like an installer writes them."""
+    """An [ocpp.keys] or [ocpp.variables] value: integers and booleans bare, like an installer
+    writes them."""
     if _is_secret(name):
         return _toml_string(MASK)
     return text if re.fullmatch(r"true|false|-?(0|[1-9][0-9]*)", text) else _toml_string(text)
@@ -1245,7 +1367,7 @@ def _render_table(obj: Any, header: str, key: str, lines: list[str]) -> None:
         if isinstance(value, Mapping):
             lines += ["", sub_header]
             for name, item in value.items():
-                text = _ocpp_key_value(name, item) if sub == "ocpp.keys" else _toml_value(item)
+                text = _ocpp_key_value(name, item) if sub in ("ocpp.keys", "ocpp.variables") else _toml_value(item)
                 lines.append(f"{_toml_key(name)} = {text}")
         else:
             _render_table(value, sub_header, sub, lines)

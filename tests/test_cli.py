@@ -311,3 +311,24 @@ def test_the_central_system_logs_as_the_charger_does(tmp_path, journal_stream):
             assert re.match(r"^<[2-7]>evcp\.bench\.csms[.\w]*: ", line), line
         else:
             assert re.match(TIMESTAMP + r"evcp\.bench\.csms[.\w]*: ", line), line
+
+
+def test_bench_ocpp_2_0_1_with_a_1_6_key_without_an_equivalent_is_exit_78_naming_it(tmp_path):
+    config = bench_config_file(tmp_path, 8080)
+    config.write_text(config.read_text().replace("MeterValueSampleInterval = 10", "ResetRetries = 2"))
+    result = evcp_command("bench", "--config", str(config), "--state-dir", str(tmp_path / "state"),
+                          "--ocpp", "2.0.1")
+    assert result.returncode == 78 and "Traceback" not in result.stderr
+    assert f"{config}: ocpp.keys.ResetRetries: an OCPP 1.6 key without an OCPP 2.0.1 equivalent" in result.stderr
+    assert "--ocpp 2.0.1" in result.stderr
+
+
+def test_config_check_names_a_1_6_key_under_2_0_1_and_its_equivalent(tmp_path):
+    config = tmp_path / "evcp.toml"
+    config.write_text('[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://127.0.0.1:1/ocpp"\nversion = "2.0.1"\n'
+                      '[ocpp.keys]\nMeterValueSampleInterval = 10\n[hardware]\nbackend = "mock"\n')
+    result = evcp_command("config", "check", str(config))
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        f'evcp: {config}: ocpp.keys.MeterValueSampleInterval: an OCPP 1.6 configuration key, but ocpp.version is '
+        '"2.0.1": write its OCPP 2.0.1 equivalent in [ocpp.variables]: "SampledDataCtrlr.TxUpdatedInterval" = 10')

@@ -176,6 +176,38 @@ ERRORS = [
      ["read-only; set charge_point.connectors instead"]),
     ("ocpp authorization key", {"ocpp.keys.AuthorizationKey": '"x"'}, "", "ocpp.keys.AuthorizationKey",
      ["set ocpp.authorization_key instead"]),
+    # each protocol's section with its protocol only, never silently unused
+    ("1.6 key under 2.0.1", {"ocpp.version": '"2.0.1"', "ocpp.keys.HeartbeatInterval": "60"}, "",
+     "ocpp.keys.HeartbeatInterval", ['ocpp.version is "2.0.1"', '"OCPPCommCtrlr.HeartbeatInterval" = 60']),
+    ("1.6 sample interval under 2.0.1", {"ocpp.version": '"2.0.1"', "ocpp.keys.MeterValueSampleInterval": "10"},
+     "", "ocpp.keys.MeterValueSampleInterval", ['[ocpp.variables]: "SampledDataCtrlr.TxUpdatedInterval" = 10']),
+    ("1.6 key without a 2.0.1 equivalent", {"ocpp.version": '"2.0.1"', "ocpp.keys.ResetRetries": "2"}, "",
+     "ocpp.keys.ResetRetries", ["no equivalent", 'ocpp.version = "auto"']),
+    ("2.0.1 variable under 1.6", {"ocpp.variables.TxCtrlr.StopTxOnInvalidId": "false"}, "",
+     "ocpp.variables.TxCtrlr.StopTxOnInvalidId",
+     ['ocpp.version is "1.6"', "[ocpp.keys]: StopTransactionOnInvalidId = false", '"2.0.1" or "auto"']),
+    ("2.0.1 variable without a 1.6 equivalent", {"ocpp.variables.AuthCacheCtrlr.LifeTime": "60"}, "",
+     "ocpp.variables.AuthCacheCtrlr.LifeTime", ["OCPP 1.6 has no equivalent"]),
+    # [ocpp.variables], checked as SetVariables would
+    ("variable unknown", {"ocpp.version": '"2.0.1"', "ocpp.variables.OCPPCommCtrlr.HeartbeatIntervall": "60"}, "",
+     "ocpp.variables.OCPPCommCtrlr.HeartbeatIntervall",
+     ["no such variable", 'did you mean "OCPPCommCtrlr.HeartbeatInterval"?']),
+    ("variable without its instance", {"ocpp.version": '"2.0.1"', "ocpp.variables.OCPPCommCtrlr.MessageTimeout": "5"},
+     "", "ocpp.variables.OCPPCommCtrlr.MessageTimeout", ['did you mean "OCPPCommCtrlr.MessageTimeout.Default"?']),
+    ("variable unknown component", {"ocpp.version": '"2.0.1"', "ocpp.variables.NoCtrlr.Enabled": "true"}, "",
+     "ocpp.variables.NoCtrlr.Enabled", ["no such variable"]),
+    ("variable range", {"ocpp.version": '"2.0.1"', "ocpp.variables.TxCtrlr.MaxEnergyOnInvalidId": "-1"}, "",
+     "ocpp.variables.TxCtrlr.MaxEnergyOnInvalidId", ["must be at least 0", 'got "-1"']),
+    ("variable boolean", {"ocpp.version": '"2.0.1"', "ocpp.variables.TxCtrlr.StopTxOnInvalidId": '"no"'}, "",
+     "ocpp.variables.TxCtrlr.StopTxOnInvalidId", ["must be true or false"]),
+    ("variable member", {"ocpp.version": '"2.0.1"', "ocpp.variables.TxCtrlr.TxStartPoint": '["DataSigned"]'}, "",
+     "ocpp.variables.TxCtrlr.TxStartPoint", ["unknown member DataSigned"]),
+    ("variable type", {"ocpp.version": '"2.0.1"', "ocpp.variables.TxCtrlr.TxStartPoint": "[1]"}, "",
+     "ocpp.variables.TxCtrlr.TxStartPoint", ["a list of strings", "got [1]"]),
+    ("variable read-only", {"ocpp.version": '"2.0.1"', "ocpp.variables.SmartChargingCtrlr.ProfileStackLevel": "3"},
+     "", "ocpp.variables.SmartChargingCtrlr.ProfileStackLevel", ["read-only", "(10)"]),
+    ("variable set elsewhere", {"ocpp.version": '"2.0.1"', "ocpp.variables.ChargingStation.Model": '"x"'}, "",
+     "ocpp.variables.ChargingStation.Model", ["set charge_point.model instead"]),
 ]
 
 
@@ -464,6 +496,81 @@ def test_ocpp_keys_are_strings_as_get_configuration_shows_them(tmp_path):
     }
 
 
+def test_ocpp_variables_are_text_by_their_names_however_the_toml_writes_them(tmp_path):
+    text = toml({"ocpp.version": '"2.0.1"'}, """
+[ocpp.variables]
+"OCPPCommCtrlr.HeartbeatInterval" = 60
+SampledDataCtrlr.TxUpdatedInterval = 10
+OCPPCommCtrlr.MessageAttempts.TransactionEvent = 5
+SmartChargingCtrlr.LimitChangeSignificance = 2.5
+[ocpp.variables.TxCtrlr]
+StopTxOnInvalidId = false
+TxStartPoint = ["EVConnected", "Authorized"]
+""")
+    assert load_text(tmp_path, text).ocpp.variables == {
+        "OCPPCommCtrlr.HeartbeatInterval": "60",
+        "SampledDataCtrlr.TxUpdatedInterval": "10",
+        "OCPPCommCtrlr.MessageAttempts.TransactionEvent": "5",
+        "SmartChargingCtrlr.LimitChangeSignificance": "2.5",
+        "TxCtrlr.StopTxOnInvalidId": "false",
+        "TxCtrlr.TxStartPoint": "EVConnected,Authorized",
+    }
+
+
+def test_auto_takes_both_sections_each_for_its_protocol(tmp_path):
+    config = load_text(tmp_path, toml({"ocpp.version": '"auto"', "ocpp.keys.HeartbeatInterval": "60",
+                                       "ocpp.variables.OCPPCommCtrlr.HeartbeatInterval": "30"}))
+    assert (config.ocpp.keys, config.ocpp.variables) == ({"HeartbeatInterval": "60"},
+                                                         {"OCPPCommCtrlr.HeartbeatInterval": "30"})
+
+
+def test_the_1_6_equivalents_name_variables_of_the_device_model_and_keys_of_the_1_6_table():
+    from evcp.ocpp16.configuration import KEYS
+    from evcp.ocpp201.device_model import OCPP16_EQUIVALENTS, station_device_model
+
+    model = station_device_model(load(BENCH))
+    assert {spec.name for spec in KEYS} >= set(OCPP16_EQUIVALENTS)
+    assert set(model.names()) >= set(OCPP16_EQUIVALENTS.values())
+
+
+@pytest.mark.parametrize("version, keys, variables", [
+    ("1.6", {"HeartbeatInterval": "60", "MeterValueSampleInterval": "10"}, {}),
+    ("2.0.1", {}, {"OCPPCommCtrlr.HeartbeatInterval": "60", "SampledDataCtrlr.TxUpdatedInterval": "10"}),
+    ("auto", {"HeartbeatInterval": "60", "MeterValueSampleInterval": "10"},
+     {"OCPPCommCtrlr.HeartbeatInterval": "60", "SampledDataCtrlr.TxUpdatedInterval": "10"}),
+])
+def test_with_version_keeps_the_benchs_cadence_in_either_protocol(version, keys, variables):
+    """``evcp bench --ocpp``: bench.toml's [ocpp.keys] carry over to their 2.0.1 equivalents."""
+    config = cfg.with_version(load(BENCH), version)
+    assert (config.ocpp.version, config.ocpp.keys, config.ocpp.variables) == (version, keys, variables)
+
+
+def test_with_version_carries_variables_back_to_1_6_and_keeps_what_the_file_sets_itself(tmp_path):
+    config = load_text(tmp_path, toml({"ocpp.version": '"auto"', "ocpp.keys.HeartbeatInterval": "60",
+                                       "ocpp.variables.OCPPCommCtrlr.HeartbeatInterval": "30",
+                                       "ocpp.variables.TxCtrlr.StopTxOnInvalidId": "false"}))
+    as_1_6 = cfg.with_version(config, "1.6")
+    assert (as_1_6.ocpp.keys, as_1_6.ocpp.variables) == (
+        {"HeartbeatInterval": "60", "StopTransactionOnInvalidId": "false"}, {})
+    as_2_0_1 = cfg.with_version(config, "2.0.1")
+    assert (as_2_0_1.ocpp.keys, as_2_0_1.ocpp.variables) == (
+        {}, {"OCPPCommCtrlr.HeartbeatInterval": "30", "TxCtrlr.StopTxOnInvalidId": "false"})
+
+
+@pytest.mark.parametrize("patch, version, key, words", [
+    ({"ocpp.keys.ResetRetries": "2"}, "2.0.1", "ocpp.keys.ResetRetries", ["without an OCPP 2.0.1 equivalent"]),
+    ({"ocpp.keys.WebSocketPingInterval": "7200"}, "2.0.1", "ocpp.keys.WebSocketPingInterval",
+     ["as OCPPCommCtrlr.WebSocketPingInterval", "must be at most 3600"]),
+    ({"ocpp.version": '"2.0.1"', "ocpp.variables.AuthCacheCtrlr.LifeTime": "60"}, "1.6",
+     "ocpp.variables.AuthCacheCtrlr.LifeTime", ["without an OCPP 1.6 equivalent"]),
+])
+def test_with_version_names_what_cannot_carry_over(tmp_path, patch, version, key, words):
+    config = load_text(tmp_path, toml(patch))
+    with pytest.raises(ConfigError) as error:
+        cfg.with_version(config, version)
+    assert error.value.key == key and all(word in error.value.problem for word in words), str(error.value)
+
+
 CUSTOM_METER = """
 [[hardware.connectors]]
 [hardware.connectors.relay]
@@ -490,6 +597,9 @@ FULL_PATCH = {
     "ocpp.keys.HeartbeatInterval": "120",
     "ocpp.keys.StopTransactionOnInvalidId": "true",
     "ocpp.keys.MeterValuesSampledData": '"Voltage.L1,Current.Import.L1"',
+    "ocpp.version": '"auto"',
+    "ocpp.variables.OCPPCommCtrlr.HeartbeatInterval": "90",
+    "ocpp.variables.TxCtrlr.TxStopPoint": '["EVConnected", "Authorized"]',
     "hardware.backend": '"pi"',
     "hardware.reader.backend": '"mfrc522"',
     "api.listen": '"[::1]:8081"',
@@ -537,9 +647,12 @@ def test_render_masks_secrets_and_shows_every_key(tmp_path):
     assert f'authorization_key = "{cfg.MASK}"' in text
     assert "HeartbeatInterval = 120" in text and "StopTransactionOnInvalidId = true" in text
     assert 'MeterValuesSampledData = "Voltage.L1,Current.Import.L1"' in text
+    assert '[ocpp.variables]\n"OCPPCommCtrlr.HeartbeatInterval" = 90\n"TxCtrlr.TxStopPoint" = "EVConnected,Authorized"' \
+        in text
     for key in cfg._all_keys():
         section, _, leaf = key.rpartition(".")
-        if key == "ocpp.authorization_key" or leaf in ("relay", "pilot", "meter", "reader", "mock", "keys"):
+        if key == "ocpp.authorization_key" or leaf in ("relay", "pilot", "meter", "reader", "mock", "keys",
+                                                        "variables"):
             continue
         if dataclasses.is_dataclass(getattr(config, key, None)):
             continue
@@ -688,3 +801,39 @@ def test_an_active_low_relay_driver_is_warned_about(tmp_path):
     assert "ENERGISES an active-low relay driver" in problem.problem and not problem.refuses_to_run
     assert not [p for p in cfg.setup_problems(load_text(tmp_path, toml(pi, PI_CONNECTOR)))
                 if p.key.endswith("relay.active_high")]
+
+
+def _with_password(tmp_path, version: str, authorization_key: str, security_profile: int = 1) -> Path:
+    return write(tmp_path, f'[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://h/ocpp"\nversion = "{version}"\n'
+                           f'security_profile = {security_profile}\nauthorization_key = "{authorization_key}"\n'
+                           '[hardware]\nbackend = "mock"\n')
+
+
+@pytest.mark.parametrize("security_profile", [0, 1])
+@pytest.mark.parametrize("authorization_key", ["a-2.0.1-basic-auth-password-30", "x" * 16, "x" * 40,
+                                               "0123456789abcdef" * 2])
+def test_a_2_0_1_basic_auth_password_of_16_to_40_characters_loads(tmp_path, security_profile, authorization_key):
+    """Part 2 A00: SecurityCtrlr.BasicAuthPassword, 16 to 40 characters, sent as its text."""
+    config = load(_with_password(tmp_path, "2.0.1", authorization_key, security_profile))
+    assert config.ocpp.authorization_key == authorization_key
+
+
+@pytest.mark.parametrize("version, authorization_key, words", [
+    ("2.0.1", "x" * 15, ["16 to 40 printable characters", "got 15"]),
+    ("2.0.1", "x" * 41, ["16 to 40 printable characters", "got 41"]),
+    ("2.0.1", "tab\\tinside-the-password", ["16 to 40 printable characters"]),
+    ("1.6", "a-2.0.1-basic-auth-password-30", ["16 to 20 characters"]),
+    ("auto", "a-2.0.1-basic-auth-password-30", ['"auto"', "OCPP 1.6 and 2.0.1 alike", "16 to 20", "got 30"]),
+    ("auto", "0123456789abcdef" * 2, ['"auto"', "hex"]),
+])
+def test_the_authorization_key_is_checked_for_the_protocol_it_is_sent_in_never_shown(
+        tmp_path, version, authorization_key, words):
+    with pytest.raises(ConfigError) as error:
+        load(_with_password(tmp_path, version, authorization_key))
+    assert error.value.key == "ocpp.authorization_key"
+    assert all(word in error.value.problem for word in words), str(error.value)
+    assert authorization_key.replace("\\t", "\t") not in str(error.value)
+
+
+def test_with_auto_a_password_of_16_to_20_printable_characters_is_the_same_in_both_protocols(tmp_path):
+    assert load(_with_password(tmp_path, "auto", "auto-password-18ch")).ocpp.authorization_key == "auto-password-18ch"

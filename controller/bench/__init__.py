@@ -6,7 +6,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from evcp.config import Config, load
+from evcp.config import Config, load, with_version
 
 
 def bench_config_path() -> Path:
@@ -15,10 +15,14 @@ def bench_config_path() -> Path:
 
 
 def bench_config(state_dir: Path, *, csms_url: str | None = None, api_port: int | None = None,
-                 config: Config | None = None) -> Config:
+                 config: Config | None = None, version: str | None = None) -> Config:
     """``config`` (default: the packaged bench config) with what a bench run chooses itself:
-    where state goes, which central system, which API port (0: any free one)."""
+    where state goes, which central system, which API port (0: any free one), which OCPP version
+    (``evcp.config.with_version``: the config's [ocpp.keys] carry over to their 2.0.1 equivalents
+    and back, so the bench keeps its cadence in either protocol; ConfigError for one without)."""
     config = config or load(bench_config_path())
+    if version is not None:
+        config = with_version(config, version)
     config = replace(config, storage=replace(config.storage, state_dir=state_dir))
     if csms_url is not None:
         config = replace(config, ocpp=replace(config.ocpp, csms_url=csms_url))

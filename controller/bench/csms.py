@@ -4,12 +4,14 @@ It answers every charge-point-initiated 1.6 core message the way a real central 
 records everything it receives and sends, and lets a test script it and inspect it over a small
 HTTP control API. Run it as its own process::
 
-    python -m evcp.bench.csms --listen 127.0.0.1:9000 --control 127.0.0.1:9001 [--tags A,B]
+    python -m evcp.bench.csms --listen 127.0.0.1:9000 --control 127.0.0.1:9001 [--tags A,B] [--ocpp-versions 1.6]
 
 or embed it: ``system = CentralSystem(port=0, control_port=0); await system.start()``.
 
 Charge points connect to ``ws://HOST:PORT/<any/prefix>/<charge point id>`` with the ``ocpp1.6``
-or the ``ocpp2.0.1`` subprotocol (answered by ``evcp.bench.csms201``). For the OCPP 1.6 security whitepaper's profiles it can also serve TLS (wss://,
+subprotocol (or ``ocpp2.0.1``: ``evcp.bench.csms201``; ``--ocpp-versions 1.6`` makes a central
+system that speaks 1.6 only, and each charger's record keeps the ``subprotocols_offered`` of its
+handshakes). For the OCPP 1.6 security whitepaper's profiles it can also serve TLS (wss://,
 ``--tls-cert``/``--tls-key``), check client certificates (``--tls-client-ca``: a certificate
 signed by that CA whose subject CN is the charge point id authenticates it, profile 3) and
 check HTTP Basic passwords (``--basic-auth``, passwords per charge point set with
@@ -314,6 +316,9 @@ class Charger:
     """Handshakes refused for their credentials: {"at", "status", "reason"}."""
     ocpp_version: str = "1.6"
     """The protocol of the last connection: "1.6" or "2.0.1" (``evcp.bench.csms201``)."""
+    subprotocols_offered: list[str | None] = field(default_factory=list)
+    """The Sec-WebSocket-Protocol header of each accepted handshake as the charge point sent it
+    (its offer, in its order of preference, e.g. "ocpp2.0.1, ocpp1.6"), oldest first."""
     evse_connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     """OCPP 2.0.1 StatusNotification per "evseId/connectorId", the last one of each."""
     reports: list[dict[str, Any]] = field(default_factory=list)
@@ -1099,6 +1104,8 @@ class CentralSystem:
             self.ledger.request_received(cp_id, frame.action)
 
         connection = RecordingConnection(websocket, cp_id, self.log, on_request)
+        offered = websocket.request.headers.get_all("Sec-WebSocket-Protocol")
+        self.ledger.charger(cp_id).subprotocols_offered.append(", ".join(offered) if offered else None)
         if websocket.subprotocol == SUBPROTOCOL_201:
             from evcp.bench.csms201 import CentralSystemStation
 
@@ -1238,6 +1245,18 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_VERSIONS = {"1.6": SUBPROTOCOL, "2.0.1": SUBPROTOCOL_201}
+
+
+def _versions(text: str) -> tuple[str, ...]:
+    """"1.6,2.0.1" -> the websocket subprotocols ("ocpp1.6", "ocpp2.0.1")."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _VERSIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected OCPP versions out of {', '.join(_VERSIONS)} (got {text!r})")
+    return tuple(_VERSIONS[name] for name in names)
+
+
 def _tag_list(text: str) -> set[str]:
     return {tag.strip() for tag in text.split(",") if tag.strip()}
 
@@ -1257,6 +1276,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL_S,
                         metavar="S", help="interval in an Accepted BootNotification answer")
     parser.add_argument("--first-transaction-id", type=int, default=1, metavar="N")
+    parser.add_argument("--ocpp-versions", type=_versions, default=(SUBPROTOCOL, SUBPROTOCOL_201), metavar="LIST",
+                        help="the OCPP versions spoken, e.g. 1.6 for a central system that only speaks 1.6 "
+                             "(default 1.6,2.0.1; the charge point's order of preference picks one)")
     parser.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this PEM certificate (chain)")
     parser.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", metavar="FILE",
@@ -1303,7 +1325,7 @@ async def run(args: argparse.Namespace) -> int:
         host=args.listen[0], port=args.listen[1],
         control_host=args.control[0], control_port=args.control[1],
         policy=policy, first_transaction_id=args.first_transaction_id,
-        tls=tls, basic_auth=args.basic_auth,
+        tls=tls, basic_auth=args.basic_auth, subprotocols=args.ocpp_versions,
     )
     try:
         await system.start()

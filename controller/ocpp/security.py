@@ -24,7 +24,7 @@ database, with the Central System's other changes), is one of:
 - 16 to 20 printable characters: the password itself (the form OCTT also accepts, TC_085).
 
 The lengths do not overlap, so the form is never ambiguous. The same rule applies to the
-installer's ``ocpp.authorization_key``.
+installer's ``ocpp.authorization_key`` under OCPP 1.6 (``installer_password_problem``).
 
 OCPP 2.0.1 (Part 2 A00 "Security profiles", A01 "Update Charging Station Password") uses the
 same three profiles and the same connection code; its password, SecurityCtrlr.BasicAuthPassword,
@@ -104,6 +104,23 @@ def basic_auth_password_problem(text: str) -> str | None:
     if len(text) in BASIC_AUTH_PASSWORD_LENGTHS and text.isprintable():
         return None
     return f"expected 16 to 40 printable characters (got {len(text)})"
+
+
+def installer_password_problem(text: str, version: str) -> str | None:
+    """Why ``ocpp.authorization_key`` cannot be the password under ocpp.version ``version``, or
+    None: 1.6 reads it as an AuthorizationKey, 2.0.1 as a BasicAuthPassword; "auto" sends it in
+    whichever protocol the central system picks, so it must be the same password in both: 16 to
+    20 printable characters (32 to 40 hex digits would be decoded by 1.6, sent as text by 2.0.1).
+    The problem never shows the text, only its length."""
+    if version == "1.6":
+        return authorization_key_problem(text)
+    if version == "2.0.1":
+        return basic_auth_password_problem(text)
+    if len(text) in PLAIN_PASSWORD_LENGTHS and text.isprintable():
+        return None
+    return (f'with ocpp.version "auto" it is the password of OCPP 1.6 and 2.0.1 alike: expected 16 to 20 '
+            f"printable characters (got {len(text)}); 2.0.1 alone takes up to 40, and 1.6 would hex-decode 32 to 40 "
+            "hex digits that 2.0.1 sends as text")
 
 
 def basic_auth_password(authorization_key: str) -> bytes:

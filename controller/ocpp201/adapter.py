@@ -41,7 +41,7 @@ from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp.outbox import Outbox
 from evcp.ocpp.security import SecuritySettingsError, connection_parameters
 from evcp.ocpp201.authorization import StationAuthorization
-from evcp.ocpp201.device_model import DeviceModel, security_variables, settings_from, station_variables
+from evcp.ocpp201.device_model import settings_from, station_device_model
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
 from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
@@ -259,12 +259,8 @@ class Ocpp201Adapter:
         self._online = asyncio.Event()
         self._heartbeat_changed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        cp = config.charge_point
-        self.device_model = DeviceModel(station_variables(self.connectors, cp.vendor, cp.model, cp.serial_number,
-                                                          f"evcp {evcp.__version__}")
-                                        + security_variables(config.ocpp.security_profile, cp.id,
-                                                             config.ocpp.authorization_key or "",
-                                                             MAX_CERTIFICATE_CHAIN_BYTES, password_rule))
+        self.device_model = station_device_model(config, MAX_CERTIFICATE_CHAIN_BYTES, password_rule)
+        self.device_model.set_initial(config.ocpp.variables)
         for problem in self.device_model.restore(self._load(VARIABLES)):
             log.warning("stored OCPP 2.0.1 variable not restored: %s", problem)
         self.security = StationSecurity(config, controller, self.device_model, store, self._call, self._online,
@@ -285,13 +281,18 @@ class Ocpp201Adapter:
         self._awaiting: dict[int, int] = {}
         """core local_id -> EVSE of transactions whose start waits for the TransactionEventResponse."""
         self._reset_evses: set[int] = set()
+        self._availability_waits: dict[int, asyncio.Task] = {}
+        """ChangeAvailability Inoperative (by target, 0: the station) waiting for transactions of
+        this adapter's own that the core does not run (started at EVConnected, before any card)."""
         self._status_sent: dict[int, str] = {}
         self._plugged: dict[int, bool] = {}
-        self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
+        self.controller.apply_settings(settings_from(self.device_model, self.controller.installer_settings))
 
     def detach(self) -> None:
         self.outbox.commit_deletions()
         self.security.close()
+        for held in self._availability_waits.values():
+            held.cancel()
 
     # ----------------------------------------------------------------- device model
 
@@ -347,7 +348,7 @@ class Ocpp201Adapter:
             changed = changed or result.status == "Accepted"
         if changed:
             self._save(VARIABLES, self.device_model.saved())
-            self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
+            self.controller.apply_settings(settings_from(self.device_model, self.controller.installer_settings))
             self._heartbeat_changed.set()
         return results
 
@@ -823,13 +824,37 @@ class Ocpp201Adapter:
         self.controller.dispatch(ev.ResetRequested(hard=False))
 
     def change_availability(self, operational_status: str, evse: dict | None) -> str:
-        """ChangeAvailability (Part 2 G03/G04) of the station, an EVSE or its connector."""
+        """ChangeAvailability (Part 2 G03/G04) of the station, an EVSE or its connector. Inoperative
+        during a transaction is Scheduled and applied once it ended: the core holds it for its own
+        transactions, this adapter for a transaction the core does not run (TxStartPoint EVConnected,
+        no card yet). A later request for the same target replaces a held one."""
         target = 0
         if evse is not None:
             target = evse["id"]
             if evse.get("connector_id") not in (None, CONNECTOR_ID) or not 0 <= target <= self.connectors:
                 return "Rejected"
-        return self.command(ev.AvailabilityRequested(target, operational_status == "Operative"))
+        held = self._availability_waits.pop(target, None)
+        if held is not None:
+            held.cancel()
+        request = ev.AvailabilityRequested(target, operational_status == "Operative")
+        if request.operative or not any(self.controller.station.connectors[e].transaction is None
+                                        for e in self._open_transactions_on(target)):
+            return self.command(request)
+        held = self._availability_waits[target] = asyncio.get_running_loop().create_task(
+            self._apply_once_ended(request))
+        held.add_done_callback(_log_failure)
+        return "Scheduled"
+
+    def _open_transactions_on(self, target: int) -> list[int]:
+        """The EVSEs of ``target`` (0: all) with an open 2.0.1 transaction."""
+        return [e for e in (range(1, self.connectors + 1) if target == 0 else (target,))
+                if e in self.transactions.by_evse]
+
+    async def _apply_once_ended(self, request: ev.AvailabilityRequested) -> None:
+        while self._open_transactions_on(request.connector):
+            await asyncio.sleep(1.0)
+        self._availability_waits.pop(request.connector, None)
+        self.controller.dispatch(request)
 
     async def unlock(self, evse_id: int, connector_id: int) -> str:
         """UnlockConnector (Part 2 F05): never during an authorized transaction; the answer is the

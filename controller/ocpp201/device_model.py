@@ -7,18 +7,23 @@ SetVariables read and write it; GetBaseReport lists it in NotifyReport. Values s
 are persisted (the caller stores ``saved()``) and come back after a restart.
 
 Only variables this station acts on are listed: the ones in TxCtrlr, AuthCtrlr, AuthCacheCtrlr,
-LocalAuthListCtrlr,
-SampledDataCtrlr, AlignedDataCtrlr and OCPPCommCtrlr drive the adapter and the core
-(``settings_from``), the rest describe the station.
+LocalAuthListCtrlr, SampledDataCtrlr, AlignedDataCtrlr, SmartChargingCtrlr and OCPPCommCtrlr drive
+the adapter and the core (``settings_from``: every core setting that is not the installer's comes
+from here under 2.0.1), the rest describe the station.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+import evcp
 from evcp.core.model import Settings
+from evcp.ocpp.security import basic_auth_password_problem
+
+if TYPE_CHECKING:
+    from evcp.config import Config
 
 TX_POINTS = ("ParkingBayOccupancy", "EVConnected", "Authorized", "DataSigned", "PowerPathClosed", "EnergyTransfer")
 """TxStartPoint / TxStopPoint values (Part 2 §2.6 "Flexible transaction start/stop")."""
@@ -28,6 +33,50 @@ MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.I
 """The measurands this station's meter and pilot give."""
 LOCAL_LIST_ENTRIES = 1000
 """LocalAuthListCtrlr.Entries maxLimit: most tokens the local authorization list holds."""
+OCPP16_EQUIVALENTS = {
+    "HeartbeatInterval": "OCPPCommCtrlr.HeartbeatInterval",
+    "WebSocketPingInterval": "OCPPCommCtrlr.WebSocketPingInterval",
+    "TransactionMessageAttempts": "OCPPCommCtrlr.MessageAttempts.TransactionEvent",
+    "TransactionMessageRetryInterval": "OCPPCommCtrlr.MessageAttemptInterval.TransactionEvent",
+    "UnlockConnectorOnEVSideDisconnect": "OCPPCommCtrlr.UnlockOnEVSideDisconnect",
+    "ConnectionTimeOut": "TxCtrlr.EVConnectionTimeOut",
+    "StopTransactionOnEVSideDisconnect": "TxCtrlr.StopTxOnEVSideDisconnect",
+    "StopTransactionOnInvalidId": "TxCtrlr.StopTxOnInvalidId",
+    "MaxEnergyOnInvalidId": "TxCtrlr.MaxEnergyOnInvalidId",
+    "AuthorizeRemoteTxRequests": "AuthCtrlr.AuthorizeRemoteStart",
+    "LocalPreAuthorize": "AuthCtrlr.LocalPreAuthorize",
+    "LocalAuthorizeOffline": "AuthCtrlr.LocalAuthorizeOffline",
+    "AllowOfflineTxForUnknownId": "AuthCtrlr.OfflineTxForUnknownIdEnabled",
+    "AuthorizationCacheEnabled": "AuthCacheCtrlr.Enabled",
+    "LocalAuthListEnabled": "LocalAuthListCtrlr.Enabled",
+    "LocalAuthListMaxLength": "LocalAuthListCtrlr.Entries",
+    "SendLocalListMaxLength": "LocalAuthListCtrlr.ItemsPerMessage",
+    "MeterValueSampleInterval": "SampledDataCtrlr.TxUpdatedInterval",
+    "MeterValuesSampledData": "SampledDataCtrlr.TxUpdatedMeasurands",
+    "StopTxnSampledData": "SampledDataCtrlr.TxEndedMeasurands",
+    "ClockAlignedDataInterval": "AlignedDataCtrlr.Interval",
+    "MeterValuesAlignedData": "AlignedDataCtrlr.Measurands",
+    "ChargeProfileMaxStackLevel": "SmartChargingCtrlr.ProfileStackLevel",
+    "ChargingScheduleMaxPeriods": "SmartChargingCtrlr.PeriodsPerSchedule",
+    "MaxChargingProfilesInstalled": "SmartChargingCtrlr.Entries.ChargingProfiles",
+    "GetConfigurationMaxKeys": "DeviceDataCtrlr.ItemsPerMessage.GetVariables",
+    "CpoName": "SecurityCtrlr.OrganizationName",
+    "CertificateSignedMaxChainSize": "SecurityCtrlr.MaxCertificateChainSize",
+}
+"""OCPP 1.6 configuration key -> the variable of this device model that means the same (by
+``name_of``), with the same value text (seconds, true/false, comma-separated measurands)."""
+OCPP16_KEY_OF = {variable: key for key, variable in OCPP16_EQUIVALENTS.items()}
+SET_ELSEWHERE = {
+    "SecurityCtrlr.BasicAuthPassword": "ocpp.authorization_key",
+    "SecurityCtrlr.SecurityProfile": "ocpp.security_profile",
+    "SecurityCtrlr.Identity": "charge_point.id",
+    "ChargingStation.VendorName": "charge_point.vendor",
+    "ChargingStation.Model": "charge_point.model",
+    "ChargingStation.SerialNumber": "charge_point.serial_number",
+    "OCPPCommCtrlr.NetworkConfigurationPriority": "ocpp.csms_url (slot 0; the CSMS adds others with "
+                                                  "SetNetworkProfile)",
+}
+"""Variables whose value the installer gives elsewhere in the config file."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +179,8 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("OCPPCommCtrlr", "MessageAttemptInterval", "integer", "60", unit="s",
           variable_instance="TransactionEvent", min_value=1, max_value=3600),
         v("OCPPCommCtrlr", "WebSocketPingInterval", "integer", "0", unit="s", min_value=0, max_value=3600),
+        # Part 2 E10: a socket outlet's plug is released when the cable is pulled at the EV side.
+        v("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", "boolean", "true"),
         v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="GetReport", **ro),
         v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="GetVariables", **ro),
         v("DeviceDataCtrlr", "ItemsPerMessage", "integer", "20", variable_instance="SetVariables", **ro),
@@ -137,6 +188,9 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("TxCtrlr", "EVConnectionTimeOut", "integer", "60", unit="s", min_value=1, max_value=3600),
         v("TxCtrlr", "StopTxOnEVSideDisconnect", "boolean", "true"),
         v("TxCtrlr", "StopTxOnInvalidId", "boolean", "true"),
+        # Part 2 E05: with StopTxOnInvalidId false, the energy still delivered after the CSMS refused
+        # the IdToken of a running transaction; 0: none (the contactor opens at once).
+        v("TxCtrlr", "MaxEnergyOnInvalidId", "integer", "0", unit="Wh", min_value=0),
         v("TxCtrlr", "TxStartPoint", "MemberList", "PowerPathClosed", values_list=SUPPORTED_TX_POINTS),
         v("TxCtrlr", "TxStopPoint", "MemberList", "EVConnected,Authorized", values_list=SUPPORTED_TX_POINTS),
         v("AuthCtrlr", "AuthorizeRemoteStart", "boolean", "false"),
@@ -211,13 +265,67 @@ def security_variables(profile: int, identity: str, basic_auth_password: str, ma
     ]
 
 
+def name_of(key: VariableKey) -> str:
+    """A station-wide variable's name in the config file's ``[ocpp.variables]``:
+    ``Component.Variable``, or ``Component.Variable.Instance`` for a variable with an instance."""
+    return ".".join(part for part in (key.component, key.variable, key.variable_instance) if part)
+
+
+def station_device_model(config: "Config", max_chain_size: int = 0,
+                         password_rule: Callable[[str], str | None] = basic_auth_password_problem) -> DeviceModel:
+    """Every variable of the station ``config`` describes, with its default value (the installer's
+    ``ocpp.variables`` are for ``DeviceModel.set_initial``)."""
+    cp, ocpp = config.charge_point, config.ocpp
+    return DeviceModel(station_variables(cp.connectors, cp.vendor, cp.model, cp.serial_number,
+                                         f"evcp {evcp.__version__}")
+                       + security_variables(ocpp.security_profile, cp.id, ocpp.authorization_key or "",
+                                            max_chain_size, password_rule))
+
+
 @dataclass
 class DeviceModel:
     variables: list[Variable]
     _index: dict[VariableKey, Variable] = field(default_factory=dict)
+    _named: dict[str, Variable] = field(default_factory=dict)
+    _initial: dict[VariableKey, str] = field(default_factory=dict)
+    """The values before the CSMS changed any: the defaults and the installer's."""
 
     def __post_init__(self) -> None:
         self._index = {variable.key: variable for variable in self.variables}
+        self._named = {name_of(v.key): v for v in self.variables
+                       if v.key.evse is None and v.key.component_instance is None}
+        self._initial = {v.key: v.value for v in self.variables}
+
+    # ----------------------------------------------------------------- the installer's values
+
+    def names(self) -> list[str]:
+        """The names ``[ocpp.variables]`` may use (``name_of``)."""
+        return list(self._named)
+
+    def named(self, name: str) -> Variable | None:
+        """The station-wide variable ``name`` (``name_of``), or None."""
+        return self._named.get(name)
+
+    def installer_value_problem(self, name: str, text: str) -> str | None:
+        """Why the installer's ``[ocpp.variables]`` cannot give the variable ``name`` the value
+        ``text``, or None: no such variable, read-only, set by another key, or a bad value."""
+        if name in SET_ELSEWHERE:
+            return f"set {SET_ELSEWHERE[name]} instead"
+        variable = self._named.get(name)
+        if variable is None:
+            return "no such variable in this charging station's device model"
+        if variable.mutability == "ReadOnly":
+            return f"read-only, this charging station's own value ({variable.value or 'empty'})"
+        return variable.check(text)
+
+    def set_initial(self, values: Mapping[str, str]) -> None:
+        """The installer's ``[ocpp.variables]`` (checked by the config; ValueError "name: problem"
+        otherwise). They are the values a restart comes back to unless the CSMS changed them."""
+        for name, text in values.items():
+            if (problem := self.installer_value_problem(name, text)) is not None:
+                raise ValueError(f"{name}: {problem}")
+            self._named[name].value = text
+        self._initial = {v.key: v.value for v in self.variables}
 
     # ----------------------------------------------------------------- lookups
 
@@ -303,8 +411,11 @@ class DeviceModel:
     # ----------------------------------------------------------------- persistence
 
     def saved(self) -> dict[str, str]:
-        """The values worth keeping across a restart (the writable ones), by a stable name."""
-        return {_name(v.key): v.value for v in self.variables if v.persistent and v.mutability != "ReadOnly"}
+        """The values worth keeping across a restart, by a stable name: the writable ones changed
+        since the start (by the CSMS, or the station itself). The others come from the defaults
+        and the installer's file again, which may have changed meanwhile."""
+        return {_name(v.key): v.value for v in self.variables
+                if v.persistent and v.mutability != "ReadOnly" and v.value != self._initial.get(v.key)}
 
     def restore(self, saved: dict[str, str] | None) -> list[str]:
         """Values as they were before a restart; returns what could not be restored, with why."""
@@ -353,18 +464,24 @@ def _report_item(v: Variable) -> dict[str, Any]:
             "variableCharacteristics": characteristics}
 
 
-def settings_from(model: DeviceModel, base: Settings) -> Settings:
-    """The core's settings from the device model's variables (Part 2 Appendix "Referenced
-    Components and Variables")."""
+def settings_from(model: DeviceModel, installer: Settings) -> Settings:
+    """The core's settings when the station speaks OCPP 2.0.1: ``installer`` (what the installer's
+    file and the hardware decide) with every setting of the protocol from the device model's
+    variables (Part 2 Appendix "Referenced Components and Variables"), never from the OCPP 1.6
+    configuration keys."""
     return replace(
-        base,
+        installer,
         connection_timeout_s=float(model.number("TxCtrlr", "EVConnectionTimeOut")),
         stop_on_ev_disconnect=model.flag("TxCtrlr", "StopTxOnEVSideDisconnect"),
         stop_on_invalid_id=model.flag("TxCtrlr", "StopTxOnInvalidId"),
+        max_energy_on_invalid_wh=float(model.number("TxCtrlr", "MaxEnergyOnInvalidId")),
+        unlock_on_ev_disconnect=model.flag("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"),
         authorize_remote_start=model.flag("AuthCtrlr", "AuthorizeRemoteStart"),
         allow_offline_unknown=model.flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
         meter_sample_interval_s=float(model.number("SampledDataCtrlr", "TxUpdatedInterval")),
         clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
+        # No ReserveNow over 2.0.1 here (Part 2 H is not implemented): nothing reserves the station.
+        reserve_connector_zero=False,
         max_stack_level=model.number("SmartChargingCtrlr", "ProfileStackLevel"),
         max_schedule_periods=model.number("SmartChargingCtrlr", "PeriodsPerSchedule"),
         max_charging_profiles=model.number("SmartChargingCtrlr", "Entries", "ChargingProfiles"),

@@ -87,25 +87,33 @@ class Controller:
         self.clock = clock or self.wall_clock.now
         self.configuration = configuration
         self.store = store
-        base = Settings(max_current_a=config.charge_point.max_current_a,
-                        tethered_cable=config.charge_point.cable == "tethered",
-                        cable_sensing=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.cable is not None),
-                        socket_locks=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.lock is not None),
-                        offline_start=config.ocpp.allow_offline_start,
-                        require_meter=config.charge_point.require_meter,
-                        phases=config.charge_point.phases,
-                        voltage_v=config.charge_point.voltage_v)
-        self.station = Station(config.charge_point.connectors, settings_from(configuration, base),
+        self.protocol = protocol or config.ocpp.version
+        """The OCPP version spoken: "1.6", "2.0.1", or "auto" (2.0.1 offered first, see ``Ocpp201Adapter``)."""
+        self.installer_settings = Settings(
+            max_current_a=config.charge_point.max_current_a,
+            tethered_cable=config.charge_point.cable == "tethered",
+            cable_sensing=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.cable is not None),
+            socket_locks=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.lock is not None),
+            offline_start=config.ocpp.allow_offline_start,
+            require_meter=config.charge_point.require_meter,
+            phases=config.charge_point.phases,
+            voltage_v=config.charge_point.voltage_v)
+        """The core's settings that the installer's file and the hardware decide; the protocol spoken
+        decides the others: the OCPP 1.6 keys under 1.6, the 2.0.1 device model otherwise ("auto"
+        included, until the central system picks 1.6), which the 2.0.1 adapter applies."""
+        speaks_1_6 = self.protocol == "1.6"
+        self.station = Station(config.charge_point.connectors,
+                               settings_from(configuration, self.installer_settings) if speaks_1_6
+                               else self.installer_settings,
                                first_local_id=store.next_local_id() if store else 1)
         if store is not None:
             self.station.restore_availability(store.load_availability())
-            self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
+            if speaks_1_6:  # from 1.6's ReserveNow; the 2.0.1 station takes none (Part 2 H), nor cancels one
+                self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
             for dropped in self.station.restore_charging_profiles(store.load_document(CHARGING_PROFILES) or []):
                 log.error("stored charging profile not restored: %s", dropped)
         self._persisted_reading_at: dict[int, float] = {}
-        self.protocol = protocol or config.ocpp.version
-        """The OCPP version spoken: "1.6", "2.0.1", or "auto" (2.0.1 offered first, see ``Ocpp201Adapter``)."""
-        if self.protocol == "1.6":
+        if speaks_1_6:
             self.adapter = Ocpp16Adapter(config, self, configuration, trace, store)
         else:
             from evcp.ocpp201.adapter import Ocpp201Adapter

@@ -67,6 +67,27 @@ async def test_the_station_s_preference_picks_the_protocol_and_an_unknown_one_is
     assert refused.value.response.status_code == 400
     assert system.ledger.chargers["CS-both"].ocpp_version == "2.0.1"
     assert system.ledger.chargers["CS-16"].ocpp_version == "1.6"
+    assert system.ledger.chargers["CS-both"].subprotocols_offered == ["ocpp2.0.1, ocpp1.6"]
+    listed = {c["id"]: c for c in (await asyncio.to_thread(control_get, system, "/chargers"))["chargers"]}
+    assert listed["CS-16"]["subprotocols_offered"] == ["ocpp1.6, ocpp2.0.1"]
+
+
+async def test_a_central_system_of_1_6_only_hands_a_station_offering_both_1_6():
+    from evcp.bench.csms import parse_args
+
+    assert parse_args(["--ocpp-versions", "1.6"]).ocpp_versions == ("ocpp1.6",)
+    assert parse_args([]).ocpp_versions == ("ocpp1.6", "ocpp2.0.1")
+    with pytest.raises(SystemExit):
+        parse_args(["--ocpp-versions", "2.1"])
+    only_1_6 = parse_args(["--ocpp-versions", "1.6"]).ocpp_versions
+    central = CentralSystem(port=0, control_port=None, subprotocols=only_1_6)
+    await central.start()
+    try:
+        async with station(central, "CS-auto", ("ocpp2.0.1", "ocpp1.6")) as ws:
+            assert ws.subprotocol == "ocpp1.6"
+    finally:
+        await central.stop()
+    assert central.ledger.chargers["CS-auto"].subprotocols_offered == ["ocpp2.0.1, ocpp1.6"]
 
 
 async def test_boot_follows_the_policy_then_status_per_evse_and_connector_is_recorded(system):

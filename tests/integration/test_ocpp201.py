@@ -83,6 +83,25 @@ def test_tc_b_02_cs_pending_then_accepted_nothing_but_boot_before(csms, start_ch
     assert len(boots) >= 2 and boots[:2] == [0, 1]
 
 
+def test_tc_b_03_cs_rejected_nothing_but_boot_until_accepted_after_the_interval(csms, start_charger):
+    """TC_B_03_CS: after BootNotification Rejected the station sends nothing (no StatusNotification,
+    no Authorize for a card tapped meanwhile) until the interval has passed, then BootNotification
+    again (Part 2 B03); the central system saw no request while it was Rejected."""
+    csms.post("/policy", {"boot_responses": [{"status": "Rejected", "interval": 2}]})
+    charger = start_201(start_charger, wait_online=False)
+    wait_until(lambda: charger.status()["ocpp"]["registration"] == "Rejected", 10, "Rejected")
+    charger.pilot("C")
+    charger.tap("04A1B2C3")
+    wait_until(lambda: charger.status()["ocpp"]["registration"] == "Accepted", 10, "Accepted after the interval")
+    wait_until(lambda: csms.sent_by_charger("StatusNotification"), 10, "StatusNotification once Accepted")
+    calls = [m for m in csms.messages() if m["direction"] == "received" and m["message_type"] == "CALL"]
+    assert [m["action"] for m in calls[:2]] == ["BootNotification", "BootNotification"]
+    first, second = (datetime.fromisoformat(m["time"].replace("Z", "+00:00")) for m in calls[:2])
+    assert (second - first).total_seconds() >= 1.9
+    assert not [a for a in csms.get("/anomalies")["anomalies"] if a["kind"] == "request_while_rejected"]
+    assert not charger.connector()["relay_closed"]
+
+
 def test_tc_b_06_cs_get_variables_known_unknown_component_and_variable(csms, start_charger):
     start_201(start_charger)
     answer = csms.call("GetVariables", {"getVariableData": [

@@ -27,8 +27,8 @@ async def start_station(tmp_path):
     running: list[asyncio.Task] = []
 
     async def start(server: Csms, version: str = "2.0.1", state_dir=None, **ocpp) -> Charger:
-        config = bench_config(state_dir or tmp_path, csms_url=server.url, api_port=0)
-        config = replace(config, ocpp=replace(config.ocpp, version=version, **ocpp))
+        config = bench_config(state_dir or tmp_path, csms_url=server.url, api_port=0, version=version)
+        config = replace(config, ocpp=replace(config.ocpp, **ocpp))
         charger = Charger(config)
         charger.task = asyncio.create_task(charger.run())
         running.append(charger.task)

@@ -7,6 +7,7 @@ is answered with a CALLERROR and recorded in ``errors``). ``policy`` sets its an
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -40,6 +41,7 @@ class StationSession(ChargePoint):
 
     def _seen(self, action: str, payload: dict) -> None:
         self.csms.received.append((action, snake_to_camel_case(payload)))
+        self.csms.arrived.append(time.monotonic())
         self.csms.changed.set()
 
     @on(Action.boot_notification)
@@ -125,6 +127,8 @@ class Csms:
         self.subprotocols = list(subprotocols)
         self.policy = Policy()
         self.received: list[tuple[str, dict]] = []
+        self.arrived: list[float] = []
+        """When each of ``received`` arrived (monotonic seconds)."""
         self.changed = asyncio.Event()
         self.session: StationSession | None = None
         self.connections = 0

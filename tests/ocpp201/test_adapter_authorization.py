@@ -410,3 +410,49 @@ async def test_the_local_list_cache_and_their_variables_survive_a_restart(csms, 
     bench.present_tag(TAG)
     assert await relay_closed(again)  # LocalPreAuthorize (persisted) with the list (persisted)
     assert len(csms.messages("Authorize")) == before
+
+
+# ----------------------------------------------------------------------------- E05, TxCtrlr.MaxEnergyOnInvalidId
+
+
+async def refused_while_charging(charger, csms: Csms):
+    """An AuthorizeResponse Accepted closes the contactor; the TransactionEventResponse of the
+    Started event then refuses the token (Blocked). Returns the core's transaction once refused."""
+    csms.policy.transaction_id_token = "Blocked"
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "C")
+    bench.present_tag(TAG)
+    connector = charger.controller.station.connectors[1]
+    async with asyncio.timeout(5):
+        while connector.transaction is None or connector.transaction.accepted or not closings(charger):
+            await asyncio.sleep(0.02)
+    return connector.transaction
+
+
+async def test_tc_e_05_refused_token_without_stop_tx_on_invalid_id_gets_no_energy_whatever_the_1_6_key_says(
+        csms, start_station):
+    """Part 2 E05 with TxCtrlr.StopTxOnInvalidId false: the energy after a refusal is TxCtrlr.MaxEnergyOnInvalidId
+    (0: none); an OCPP 1.6 MaxEnergyOnInvalidId of 5 kWh left in the config never applies to 2.0.1."""
+    charger = await start_station(csms, keys={"MaxEnergyOnInvalidId": "5000"})
+    await registered(charger, csms)
+    await set_variables(csms, TxCtrlr__StopTxOnInvalidId="false")
+    answer = await csms.session.send("GetVariables", {"getVariableData": [
+        {"component": {"name": "TxCtrlr"}, "variable": {"name": "MaxEnergyOnInvalidId"}}]})
+    assert answer["getVariableResult"][0]["attributeValue"] == "0"
+    await refused_while_charging(charger, csms)
+    async with asyncio.timeout(5):
+        while contactor_closed(charger):
+            await asyncio.sleep(0.02)
+    assert await contactor_stays_open(charger, 1.0, closings_before=1)
+    assert not [e for e in events(csms) if e["eventType"] == "Ended"]  # the transaction stays, without energy
+
+
+async def test_tc_e_05_max_energy_on_invalid_id_set_by_the_csms_keeps_the_contactor_closed_up_to_it(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, TxCtrlr__StopTxOnInvalidId="false", TxCtrlr__MaxEnergyOnInvalidId="100000")
+    tx = await refused_while_charging(charger, csms)
+    assert tx.energy_limit_wh is not None and tx.energy_limit_wh >= 100000
+    await asyncio.sleep(1.0)
+    assert contactor_closed(charger) and closings(charger) == 1

@@ -82,3 +82,61 @@ def test_password_set_by_the_csms_survives_a_restart_and_an_unset_one_restores_q
     again = secured("installer-password-1")
     assert again.restore(m.saved()) == []
     assert again.get("SecurityCtrlr", "BasicAuthPassword") == "a-new-password-from-the-csms"
+
+
+INSTALLER_FIELDS = {"max_current_a", "tethered_cable", "cable_sensing", "socket_locks", "require_meter",
+                    "offline_start", "phases", "voltage_v"}
+"""What the installer's file and the hardware decide (``Controller.installer_settings``)."""
+
+
+def test_every_protocol_setting_of_the_core_comes_from_the_device_model_never_from_what_was_there():
+    """Under 2.0.1 no core setting may keep a value from elsewhere (the OCPP 1.6 keys): each one
+    that is not the installer's is overwritten from the device model."""
+    from dataclasses import fields, replace
+
+    def other(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, (int, float)):
+            return value + 4321
+        return ("from-elsewhere",)
+
+    clean = Settings()
+    poisoned = replace(clean, **{f.name: other(getattr(clean, f.name)) for f in fields(Settings)
+                                 if f.name not in INSTALLER_FIELDS})
+    assert settings_from(model(), poisoned) == settings_from(model(), clean)
+
+
+def test_tx_ctrlr_max_energy_on_invalid_id_and_unlock_on_ev_side_disconnect_drive_the_core():
+    m = model()
+    defaults = settings_from(m, Settings(max_energy_on_invalid_wh=5000.0, unlock_on_ev_disconnect=False))
+    assert (defaults.max_energy_on_invalid_wh, defaults.unlock_on_ev_disconnect) == (0.0, True)
+    assert m.set_variable({"name": "TxCtrlr"}, {"name": "MaxEnergyOnInvalidId"}, "-1", None).status == "Rejected"
+    assert m.set_variable({"name": "TxCtrlr"}, {"name": "MaxEnergyOnInvalidId"}, "2500", None).status == "Accepted"
+    assert m.set_variable({"name": "OCPPCommCtrlr"}, {"name": "UnlockOnEVSideDisconnect"}, "false",
+                          None).status == "Accepted"
+    changed = settings_from(m, Settings())
+    assert (changed.max_energy_on_invalid_wh, changed.unlock_on_ev_disconnect) == (2500.0, False)
+    [item] = [i for i in m.report("FullInventory") if i["variable"]["name"] == "MaxEnergyOnInvalidId"]
+    assert item["component"] == {"name": "TxCtrlr"}
+    assert item["variableAttribute"] == [{"type": "Actual", "mutability": "ReadWrite", "persistent": True,
+                                          "constant": False, "value": "2500"}]
+    assert item["variableCharacteristics"]["unit"] == "Wh"
+
+
+def test_the_installers_values_are_checked_then_the_csms_changes_them_and_only_its_changes_are_saved():
+    m = model()
+    for name, problem in [("TxCtrlr.Nope", "no such variable"), ("ChargingStation.Model", "charge_point.model"),
+                          ("SmartChargingCtrlr.ProfileStackLevel", "read-only"),
+                          ("TxCtrlr.MaxEnergyOnInvalidId", "at least 0")]:
+        assert problem in m.installer_value_problem(name, "-1")
+    m.set_initial({"TxCtrlr.MaxEnergyOnInvalidId": "500", "OCPPCommCtrlr.MessageAttempts.TransactionEvent": "5"})
+    assert m.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent") == 5
+    assert m.saved() == {}  # nothing the CSMS changed: a restart takes the file's values again
+    m.set_variable({"name": "TxCtrlr"}, {"name": "MaxEnergyOnInvalidId"}, "800", None)
+    assert m.saved() == {"TxCtrlr///MaxEnergyOnInvalidId/": "800"}
+    edited = model()
+    edited.set_initial({"TxCtrlr.MaxEnergyOnInvalidId": "100", "OCPPCommCtrlr.MessageAttempts.TransactionEvent": "7"})
+    assert edited.restore(m.saved()) == []
+    assert edited.get("TxCtrlr", "MaxEnergyOnInvalidId") == "800"  # the CSMS's change wins
+    assert edited.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent") == 7  # the file's edit applies

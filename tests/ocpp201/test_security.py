@@ -81,8 +81,8 @@ async def start_station(tmp_path):
     copy = "import shutil, sys; shutil.copyfile(sys.argv[2], sys.argv[1])"
 
     async def start(url: str, **ocpp) -> Charger:
-        config = bench_config(tmp_path / "state", csms_url=url, api_port=0)
-        config = replace(config, ocpp=replace(config.ocpp, version="2.0.1", reconnect_min_s=0.2,
+        config = bench_config(tmp_path / "state", csms_url=url, api_port=0, version="2.0.1")
+        config = replace(config, ocpp=replace(config.ocpp, reconnect_min_s=0.2,
                                               reconnect_max_s=1.0, **ocpp),
                          firmware=replace(config.firmware,
                                           install_command=(sys.executable, "-c", copy, str(installed))))
