@@ -107,6 +107,10 @@ class Connector:
     """A socket outlet whose proximity pilot gives the cable's rating (IEC 61851-1 Annex B)."""
     cable_a: float | None = None
     """The rating of the cable in the socket; None while there is none (or it is not read)."""
+    has_mirror_contact: bool = False
+    contacts_closed: bool | None = None
+    """What the contactor's mirror contact last said (True = main contacts closed); None before
+    its first reading or without one."""
     has_lock: bool = False
     lock: LockState = LockState.UNLOCKED
     lock_engage_failed: bool = False
@@ -257,6 +261,7 @@ class Station:
         for cid, c in self.connectors.items():
             c.senses_cable = not tethered and cid in self.settings.cable_sensing
             c.has_lock = not tethered and cid in self.settings.socket_locks
+            c.has_mirror_contact = cid in self.settings.mirror_contacts
 
     def restore_charging_profiles(self, saved: list[dict]) -> list:
         """Charging profiles as they were before a reboot (OCPP 1.6 §3.13); returns those that
@@ -369,9 +374,10 @@ class Station:
             c.lock_engage_failed = True
             out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
             self._fault_appeared(c, now, out)
-            # A plug pushed in halfway may hold the pin half out: release it so it can be taken out.
-            c.lock = LockState.UNLOCKING
-            out.append(act.UnlockSocket(c.id, "release after a failed lock"))
+            if self._contacts_proven_open(c):
+                # A plug pushed in halfway may hold the pin half out: release it so it can be taken out.
+                c.lock = LockState.UNLOCKING
+                out.append(act.UnlockSocket(c.id, "release after a failed lock"))
         elif moving is LockState.UNLOCKING and e.locked:
             c.faults[Device.LOCK] = f"the plug could not be unlocked{': ' + e.detail if e.detail else ''}"
             c.lock_engage_failed = False
@@ -382,6 +388,11 @@ class Station:
             out.append(act.Notice(f"connector {c.id}: socket unlocked again"))
         if c.lock is LockState.LOCKED and c.phase is Phase.AUTHORIZED and c.plugged:
             self._begin_transaction(c, now, out)
+
+    def _on_ContactorMeasured(self, e: ev.ContactorMeasured, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is not None and c.has_mirror_contact:
+            c.contacts_closed = e.closed
 
     def _on_Tick(self, e: ev.Tick, now: float, out: list) -> None:
         expired = [r for r in self.reservations.values() if now >= r.expires_at]
@@ -637,6 +648,10 @@ class Station:
         if c is None or not c.has_lock:
             # No such connector, a tethered cable or no lock actuator (TC_031, TC_017_2).
             out.append(act.Answer("NotSupported"))
+            return
+        if (welded := self._contacts_maybe_live(c)) is not None:
+            out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {welded}"))
+            out.append(act.Answer("UnlockFailed"))
             return
         if c.transaction is not None:
             self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
@@ -986,16 +1001,38 @@ class Station:
             return c.plugged or not self.settings.unlock_on_ev_disconnect
         return c.phase is Phase.AUTHORIZED and c.plugged and not c.hard_fault
 
+    def _contacts_proven_open(self, c: Connector) -> bool:
+        """The plug may be released: the contactor is commanded open and, where a mirror contact
+        tells, measured open with no contactor fault latched. A socket outlet holds the plug while
+        it may be live (IEC 61851-1 mode 3 case B: the plug is locked while energised); a welded
+        contactor keeps it locked, as EVerest and Tarragon do."""
+        if c.relay_closed:
+            return False
+        return not c.has_mirror_contact or (c.contacts_closed is False and Device.RELAY not in c.faults)
+
+    def _contacts_maybe_live(self, c: Connector) -> str | None:
+        """Why the contacts must be taken as live for good (a latched contactor fault with a mirror
+        contact), or None while they are open or only on their way to open."""
+        if c.has_mirror_contact and Device.RELAY in c.faults:
+            return f"contactor fault: {c.faults[Device.RELAY] or 'feedback disagrees'}"
+        return None
+
     def _reconcile_lock(self, c: Connector, out: list) -> None:
-        """Lock the plug for a session, release it after (never while the contactor is closed: an
-        UnlockSocket comes after the OpenRelay of the same step). After a failure nothing moves on
-        its own again; only UnlockConnector or an unplug does."""
+        """Lock the plug for a session, release it after, once the contacts are proven open (an
+        UnlockSocket comes after the OpenRelay of the same step, or with the mirror contact's
+        reading). After a failure nothing moves on its own again; only UnlockConnector or an
+        unplug does."""
         if not c.has_lock or c.lock in (LockState.LOCKING, LockState.UNLOCKING):
             return
         if c.unlock_requested:
-            c.unlock_requested = False
-            c.lock = LockState.UNLOCKING
-            out.append(act.UnlockSocket(c.id, "unlock requested by the central system", requested=True))
+            if self._contacts_proven_open(c):
+                c.unlock_requested = False
+                c.lock = LockState.UNLOCKING
+                out.append(act.UnlockSocket(c.id, "unlock requested by the central system", requested=True))
+            elif (welded := self._contacts_maybe_live(c)) is not None:
+                c.unlock_requested = False
+                out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {welded}"))
+                out.append(act.UnlockRefused(c.id, welded))
             return
         if Device.LOCK in c.faults:
             return
@@ -1003,7 +1040,7 @@ class Station:
         if wanted and c.lock is LockState.UNLOCKED and not c.relay_closed:
             c.lock = LockState.LOCKING
             out.append(act.LockSocket(c.id))
-        elif not wanted and c.lock is LockState.LOCKED and not c.relay_closed:
+        elif not wanted and c.lock is LockState.LOCKED and self._contacts_proven_open(c):
             c.lock = LockState.UNLOCKING
             out.append(act.UnlockSocket(c.id, "session over" if c.transaction is None else "cable pulled at the EV"))
 

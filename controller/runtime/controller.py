@@ -91,6 +91,8 @@ class Controller:
                         tethered_cable=config.charge_point.cable == "tethered",
                         cable_sensing=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.cable is not None),
                         socket_locks=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.lock is not None),
+                        mirror_contacts=tuple(n for n, c in enumerate(config.hardware.connectors, 1)
+                                              if c.relay.feedback_pin is not None),
                         offline_start=config.ocpp.allow_offline_start,
                         require_meter=config.charge_point.require_meter,
                         phases=config.charge_point.phases,
@@ -127,6 +129,8 @@ class Controller:
         self._cable_candidate: dict[int, tuple[float | None, str]] = {}
         self._cable_read_at: dict[int, float] = {}
         self._welded: set[int] = set()
+        self._contacts_reported: dict[int, bool] = {}
+        """What the core last heard from each mirror contact (ContactorMeasured)."""
         """Connectors whose contactor was seen welded: latched until the controller restarts."""
         self._unlock_answers: dict[int, list[asyncio.Future]] = {}
         self._lock_moves: set[asyncio.Task] = set()
@@ -177,6 +181,12 @@ class Controller:
                 self._move_lock(a.connector, to_locked=True, why="session starting")
             elif isinstance(a, act.UnlockSocket):
                 self._move_lock(a.connector, to_locked=False, why=a.why, requested=a.requested)
+            elif isinstance(a, act.UnlockRefused):
+                log.error("connector %d: UnlockConnector answered UnlockFailed, the plug stays locked (%s)",
+                          a.connector, a.why)
+                for answer in self._unlock_answers.pop(a.connector, []):
+                    if not answer.done():
+                        answer.set_result("UnlockFailed")
             elif isinstance(a, act.Notice):
                 log.info("%s", a.text)
             elif isinstance(a, act.Restart):
@@ -425,6 +435,7 @@ class Controller:
         try:
             self._perform(self.station.start(self.clock()))
             for cid, devices in enumerate(self.hardware.connectors, start=1):
+                self._report_contacts(cid, self._feedback_of(cid))
                 if devices.lock is not None:
                     try:
                         self.dispatch(ev.LockReported(cid, devices.lock.is_locked))
@@ -559,10 +570,18 @@ class Controller:
                 stopped = False
             await wait_event_until(edge, next_multiple(PILOT_BACKSTOP_S))
 
+    def _report_contacts(self, cid: int, measured: bool | None) -> None:
+        """Tell the core what the mirror contact says, when that changed: the socket is released
+        only once the contacts are measured open."""
+        if measured is not None and self._contacts_reported.get(cid) != measured:
+            self._contacts_reported[cid] = measured
+            self.dispatch(ev.ContactorMeasured(cid, measured))
+
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
         feedback = relay.feedback_closed()
         if feedback is None:
             return
+        self._report_contacts(cid, feedback)
         faulted = Device.RELAY in self.station.connectors[cid].faults
         if feedback != relay.is_closed:
             since = disagree_since.setdefault(cid, now)

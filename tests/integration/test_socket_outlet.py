@@ -4,6 +4,7 @@ the OCTT runs them on a charge point without a fixed cable."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -53,6 +54,53 @@ def test_tc_030_cs_unlock_connector_unlock_failure(csms, start_charger, wait_unt
     assert answer["payload"]["status"] == "UnlockFailed"
     connector = charger.connector()
     assert not connector["relay_closed"], "the contactor is open whatever the lock does"
+
+
+def locks_until_welded(charger) -> list[tuple[str, bool]]:
+    """(lock in the status, the simulated actuator holds the plug) at every look until the contactor
+    reads welded: the whole stretch in which commanded open and measured closed disagree."""
+    seen = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status = charger.status()
+        connector, simulated = status["connectors"][0], status["bench"]["ev"][0]
+        seen.append((connector["lock"], simulated["locked"]))
+        if connector["contactor"] == "welded":
+            return seen
+        time.sleep(0.02)
+    raise AssertionError(f"the contactor never read welded: {charger.connector()}")
+
+
+def test_a_contactor_welded_while_charging_keeps_the_plug_locked(csms, start_charger, wait_until):
+    """IEC 61851-1: the plug stays locked while the contacts may be live; commanded open is not open."""
+    charger = start_charger()
+    charger.start_charging("WELD0001")
+    charger.fault("relay", True)  # the main contacts weld under load
+    charger.tap("WELD0001")
+    seen = locks_until_welded(charger)
+    assert seen and all(lock == ("locked", True) for lock in seen), seen
+    faulted = wait_until(lambda: [s for s in status_notifications(csms) if s["status"] == "Faulted"], 10,
+                         "StatusNotification Faulted")[0]
+    assert faulted["errorCode"] == "PowerSwitchFailure"
+    answer = csms.call("UnlockConnector", {"connectorId": 1})
+    assert answer["payload"]["status"] == "UnlockFailed"
+    charger.pilot("A")  # the EV side unplugged: the socket end still may not come out
+    connector = charger.wait_status("Faulted")
+    assert (connector["lock"], connector["contactor"]) == ("locked", "welded")
+    assert charger.status()["bench"]["ev"][0]["locked"] is True
+
+
+def test_tc_018_1_cs_unlock_connector_on_a_welded_contactor_fails(csms, start_charger, wait_until):
+    charger = start_charger()
+    charger.start_charging("WELD0002")
+    charger.fault("relay", True)
+    answer = csms.call("UnlockConnector", {"connectorId": 1}, timeout=20)
+    assert answer["payload"]["status"] == "UnlockFailed"
+    stop = wait_until(lambda: csms.sent_by_charger("StopTransaction"), 10, "StopTransaction")[0]
+    assert stop["reason"] == "UnlockCommand"
+    connector = charger.connector()
+    assert (connector["lock"], connector["contactor"], connector["relay_closed"]) == ("locked", "welded", False)
+    assert charger.status()["bench"]["ev"][0]["locked"] is True
 
 
 def test_tc_031_cs_unlock_connector_unknown_connector(csms, start_charger):
