@@ -113,8 +113,9 @@ class Connector:
     its first reading or without one."""
     has_lock: bool = False
     lock: LockState = LockState.UNLOCKED
-    lock_engage_failed: bool = False
-    """The last lock fault came from a plug that would not lock (cleared when it is unplugged)."""
+    lock_fault_until_unplug: bool = False
+    """The last lock fault came from a plug the lock did not hold (it would not lock, or the lock
+    opened by itself): it clears when the plug is taken out."""
     unlock_requested: bool = False
     """UnlockConnector asked for the plug to be released; done as soon as the lock is not moving."""
     locked_for: str | None = None
@@ -309,9 +310,7 @@ class Station:
         if c.cable_fault is not None:
             self._fault_appeared(c, now, out)
         if e.state == "A":
-            if c.lock_engage_failed and c.lock is LockState.UNLOCKED:
-                c.faults.pop(Device.LOCK, None)  # the half-inserted plug was taken out (OCTT TC_024)
-                c.lock_engage_failed = False
+            self._plug_taken_out(c)
             if c.phase in (Phase.TRANSACTION, Phase.STARTING):
                 if self.settings.stop_on_ev_disconnect or not self._transaction_accepted(c):
                     self._stop(c, StopReason.EV_DISCONNECTED, now, out, why="EV unplugged")
@@ -360,9 +359,18 @@ class Station:
         if (c.cable_a, c.faults.get(Device.CABLE)) != before:
             seen = e.problem or (f"{e.rating_a:g} A cable" if e.rating_a else "no cable")
             out.append(act.Notice(f"connector {c.id}: proximity pilot: {seen}"))
+        if e.rating_a is None and not e.problem:
+            self._plug_taken_out(c)
         self._fault_appeared(c, now, out)
         if c.phase is Phase.AUTHORIZED and c.plugged:
             self._begin_transaction(c, now, out)
+
+    def _plug_taken_out(self, c: Connector) -> None:
+        """The EV was unplugged or the cable left the socket: a lock fault of a plug the lock did
+        not hold goes with it (OCTT TC_024)."""
+        if c.lock_fault_until_unplug and c.lock is LockState.UNLOCKED:
+            c.faults.pop(Device.LOCK, None)
+            c.lock_fault_until_unplug = False
 
     def _on_LockReported(self, e: ev.LockReported, now: float, out: list) -> None:
         c = self._connector(e.connector)
@@ -371,7 +379,7 @@ class Station:
         moving, c.lock = c.lock, LockState.LOCKED if e.locked else LockState.UNLOCKED
         if moving is LockState.LOCKING and not e.locked:
             c.faults[Device.LOCK] = f"the plug could not be locked{': ' + e.detail if e.detail else ''}"
-            c.lock_engage_failed = True
+            c.lock_fault_until_unplug = True
             out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
             self._fault_appeared(c, now, out)
             if self._contacts_proven_open(c):
@@ -380,10 +388,17 @@ class Station:
                 out.append(act.UnlockSocket(c.id, "release after a failed lock"))
         elif moving is LockState.UNLOCKING and e.locked:
             c.faults[Device.LOCK] = f"the plug could not be unlocked{': ' + e.detail if e.detail else ''}"
-            c.lock_engage_failed = False
+            c.lock_fault_until_unplug = False
             out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}"))
             self._fault_appeared(c, now, out)
-        elif not e.locked and Device.LOCK in c.faults and not c.lock_engage_failed:
+        elif moving is LockState.LOCKED and not e.locked and Device.LOCK not in c.faults:
+            # Nothing asked it to move: the plug is no longer held, so no energy may flow into it
+            # (IEC 61851-1 mode 3 case B); OCPP 1.6 ConnectorLockFailure.
+            c.faults[Device.LOCK] = f"the lock opened by itself{': ' + e.detail if e.detail else ''}"
+            c.lock_fault_until_unplug, c.locked_for = True, None
+            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
+            self._fault_appeared(c, now, out)
+        elif not e.locked and Device.LOCK in c.faults and not c.lock_fault_until_unplug:
             c.faults.pop(Device.LOCK)
             out.append(act.Notice(f"connector {c.id}: socket unlocked again"))
         if c.lock is LockState.LOCKED and c.phase is Phase.AUTHORIZED and c.plugged:

@@ -21,7 +21,7 @@ from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings, StopReason
 from evcp.core.pilot import PilotFilter
-from evcp.core.station import PLUGGED, Station
+from evcp.core.station import PLUGGED, LockState, Station
 from evcp.hal import HardwareError, MeterError, WatchableInputs
 from evcp.hal.proximity import ProximityReading
 from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
@@ -497,17 +497,19 @@ class Controller:
         asyncio.get_running_loop().create_task(flush_then_restart())
 
     async def _watch_pilots(self) -> None:
-        """Read every pilot (and contactor feedback) when an input edge arrives, and every
-        10 ms while a reading settles; boards without edges (ADC) are read every 10 ms."""
+        """Read every pilot (and the contactor's and the lock's feedback) when an input edge
+        arrives, and every 10 ms while a reading settles; boards without edges (ADC) are read
+        every 10 ms."""
         loop = asyncio.get_running_loop()
         edge = self._pilot_wakeup = asyncio.Event()
         connectors = self.hardware.connectors
         for devices in connectors:
-            for device in (devices.pilot, devices.relay):
+            for device in (devices.pilot, devices.relay, devices.lock):
                 if isinstance(device, WatchableInputs):
                     device.watch(lambda: loop.call_soon_threadsafe(edge.set))
         edge_driven = all(isinstance(d.pilot, WatchableInputs) for d in connectors)
         disagree_since: dict[int, float] = {}
+        lock_opening: set[int] = set()
         while True:
             edge.clear()
             now = self.clock()
@@ -529,7 +531,9 @@ class Controller:
                 if state is not None:
                     self.dispatch(ev.PilotChanged(cid, state, getattr(devices.pilot, "diagnosis", None) or ""))
                 self._check_feedback(cid, devices.relay, now, disagree_since)
-                settling = settling or pilot_filter.settling or cid in disagree_since
+                if devices.lock is not None:
+                    self._check_lock(cid, devices.lock, lock_opening)
+                settling = settling or pilot_filter.settling or cid in disagree_since or cid in lock_opening
             if settling or not edge_driven:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
@@ -598,6 +602,25 @@ class Controller:
             if faulted and not relay.is_closed and cid not in self._welded:
                 hw_log.warning("connector %d: contactor feedback agrees again", cid)
                 self.dispatch(ev.DeviceFault(cid, Device.RELAY, False))
+
+    def _check_lock(self, cid: int, lock, opening: set[int]) -> None:
+        """A lock at rest that the core holds locked: a feedback that reads unlocked (or cannot be
+        read) twice in a row, one settling poll apart, is a lock that opened by itself."""
+        if self.station.connectors[cid].lock is not LockState.LOCKED:
+            opening.discard(cid)
+            return
+        try:
+            locked, detail = lock.is_locked, "the feedback reads unlocked"
+        except HardwareError as error:
+            locked, detail = False, f"the feedback is unreadable: {error}"
+        if locked:
+            opening.discard(cid)
+        elif cid not in opening:
+            opening.add(cid)
+        else:
+            opening.discard(cid)
+            hw_log.error("connector %d: socket lock: %s while the plug should be held", cid, detail)
+            self.dispatch(ev.LockReported(cid, False, detail))
 
     async def _ticks(self) -> None:
         while True:

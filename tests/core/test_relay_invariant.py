@@ -34,6 +34,8 @@ answer_authorization = st.builds(lambda i, s, p: ("authorize", i, s, p), st.inte
 confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), verdicts)
 # The lock's feedback answers a LockSocket / UnlockSocket the station really asked for: moved or not.
 answer_lock = st.builds(lambda i, moved: ("lock", i, moved), st.integers(0, 3), st.sampled_from([True, True, True, False]))
+# The lock's feedback opens while nothing moves it (a broken actuator, a plug forced out).
+lock_gives_way = st.builds(lambda c: ("lock gives way", c), st.integers(1, CONNECTORS))
 cable = st.builds(ev.CableChanged, st.integers(1, CONNECTORS), st.sampled_from([None, 13.0, 20.0, 32.0, 63.0, 32.0]),
                   st.sampled_from(["", "", "", "", "", "", "PP out of band"]))
 
@@ -73,6 +75,7 @@ EVENT_KINDS = {
     "cancel reservation": (st.builds(ev.CancelReservationRequested, st.integers(1, 3)), 1),
     "maintenance": (st.builds(ev.MaintenanceRequested, st.sampled_from([None, "firmware installation"])), 1),
     "lock answer": (answer_lock, 3),
+    "lock gives way": (lock_gives_way, 1),
     "cable": (cable, 1),
     "mirror contact": (st.builds(ev.ContactorMeasured, st.integers(1, CONNECTORS), st.booleans()), 2),
 }
@@ -143,6 +146,12 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         locked = to_locked if moved else not to_locked
         model.locked[connector] = locked
         event = ev.LockReported(connector, locked)
+    elif isinstance(event, tuple) and event[0] == "lock gives way":
+        connector = event[1]
+        if not model.socket or any(c == connector for c, _ in model.lock_moves):
+            return  # the shell reports an opening only while the lock is at rest
+        model.locked[connector] = False
+        event = ev.LockReported(connector, False, "feedback opened")
     elif isinstance(event, tuple):
         _, index, status = event
         if not model.unconfirmed:

@@ -360,3 +360,36 @@ def test_a_plug_found_locked_at_start_up_waits_for_the_first_mirror_reading():
     b = socket_bench(mirror_contacts=(1,))
     assert lock_requests(b(ev.LockReported(1, locked=True))) == [], "no reading yet: not proven open"
     assert lock_requests(b(ev.ContactorMeasured(1, closed=False))) == [act.UnlockSocket]
+
+
+def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_and_faults():
+    b = socket_bench()
+    charge(b)
+    out = b(ev.LockReported(1, locked=False, detail="feedback opened while the plug was held"))
+    assert isinstance(out[0], act.OpenRelay), "the contactor opens first, in the same step"
+    assert not b.relay_closed()
+    change = b.last(act.StatusChanged)
+    assert (change.status, change.error_code) == (ConnectorStatus.FAULTED, ErrorCode.CONNECTOR_LOCK_FAILURE)
+    assert "opened by itself" in change.info
+    assert b.last(act.StopTransaction).reason is StopReason.OTHER
+    assert b.station.lock_state(1) == "failed"
+    assert lock_requests(out) == [], "nothing moves the lock on its own after a failure"
+    for event in (ev.Tick(), ev.PilotChanged(1, "C"), ev.TagPresented(TAG)):
+        assert lock_requests(b(event)) == [] and not b.relay_closed()
+    # The plug is taken out: the fault goes with it, the connector is usable again.
+    b(ev.PilotChanged(1, "A"))
+    b(ev.CableChanged(1, None))
+    assert b.statuses()[-1] == "Available"
+    assert b.station.lock_state(1) == "unlocked"
+
+
+def test_a_lock_that_opens_by_itself_with_no_session_is_a_lock_fault():
+    b = socket_bench(unlock_on_ev_disconnect=False)
+    charge(b)
+    b(ev.PilotChanged(1, "A"))  # the EV side unplugged: the cable stays locked (TC_005_2)
+    assert b.station.lock_state(1) == "locked"
+    b(ev.LockReported(1, locked=False))
+    assert b.last(act.StatusChanged).error_code is ErrorCode.CONNECTOR_LOCK_FAILURE
+    out = b(ev.CableChanged(1, None))  # the cable taken out of the socket
+    assert b.statuses()[-1] == "Available"
+    assert lock_requests(out) == [], "no cable left to hold for the card"

@@ -156,3 +156,30 @@ async def test_the_pilot_hears_of_every_contactor_move_and_status_shows_its_diag
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await csms.stop()
+
+
+async def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_and_reports_the_fault(tmp_path):
+    """The lock's feedback is watched during the session, not only at start-up: an edge to "unlocked"
+    opens the contactor and reports ConnectorLockFailure."""
+    charger, task, csms = await charging(tmp_path)
+    try:
+        relay, simulated = charger.hardware.connectors[0].relay, charger.hardware.bench.simulated[0]
+        simulated.lock.give_way()  # nothing drove it: the actuator lets the plug go
+        for _ in range(100):
+            if not relay.is_closed:
+                break
+            await asyncio.sleep(0.01)
+        assert not relay.is_closed and not simulated.contactor.coil_energised
+        status, error, info = charger.controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure") and "opened by itself" in info
+        station = csms.ledger.charger("CP-BENCH-01")
+        for _ in range(100):
+            if station.connectors.get(1, {}).get("error_code") == "ConnectorLockFailure":
+                break
+            await asyncio.sleep(0.05)
+        assert station.connectors[1]["error_code"] == "ConnectorLockFailure"
+        assert charger.controller.status()["connectors"][0]["lock"] == "failed"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
