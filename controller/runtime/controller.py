@@ -260,14 +260,11 @@ class Controller:
         """Read the proximity pilot and tell the core what changed. ``settle``: report at once (the
         pilot just left or reached A, so the core must know the cable before the pilot state);
         otherwise a new reading must repeat before it counts."""
-        try:
-            reading = devices.cable.read()
-        except HardwareError as error:
-            reading = ProximityReading(None, None, f"proximity pilot unreadable: {error}")
+        reading = self._read_proximity(devices.cable)
         if settle:
-            again = devices.cable.read() if not reading.problem else reading
+            again = self._read_proximity(devices.cable) if not reading.problem else reading
             if (again.rating_a, again.problem) != (reading.rating_a, reading.problem):
-                reading = devices.cable.read()
+                reading = self._read_proximity(devices.cable)
         seen = (reading.rating_a, reading.problem)
         self._cable_read_at[cid] = now
         if seen == self._cable_reported.get(cid):
@@ -281,6 +278,15 @@ class Controller:
         if reading.problem:
             hw_log.error("connector %d: %s", cid, reading.problem)
         self.dispatch(ev.CableChanged(cid, reading.rating_a, reading.problem))
+
+    @staticmethod
+    def _read_proximity(cable) -> ProximityReading:
+        """One reading of the proximity pilot; one that cannot be read is a PP fault (no charge,
+        said in the status), never an exception that would end the pilot task."""
+        try:
+            return cable.read()
+        except HardwareError as error:
+            return ProximityReading(None, None, f"proximity pilot unreadable: {error}")
 
     def _persist_reading(self, cid: int, energy_wh: float, at: float, reported: bool) -> None:
         """The last reading survives a power cut: written at every reported sample, and during a

@@ -183,3 +183,47 @@ async def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_an
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await csms.stop()
+
+
+async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fault_not_a_crash(tmp_path):
+    """Plugging in reads PP, then again to let it settle: any of those reads may fail."""
+    from evcp.hal import HardwareError
+
+    charger, task, csms = await started(tmp_path)
+    try:
+        while charger.controller.adapter.registration != "Accepted":
+            await asyncio.sleep(0.02)
+        sensor = charger.hardware.connectors[0].cable
+        real_read, reads, broken = sensor.read, [], [True]
+
+        def flaky():
+            reads.append(True)
+            if len(reads) >= 2 and broken[0]:  # from the settling re-read on
+                raise HardwareError("proximity pilot ADC cannot be read: SPI transfer failed")
+            return real_read()
+
+        sensor.read = flaky
+        charger.hardware.bench.set_pilot(1, "B")
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value == "Faulted" or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not task.done(), "the charger runs on"
+        status, _, info = charger.controller.status_of(1)
+        assert status.value == "Faulted" and "proximity pilot unreadable" in info
+        assert charger.controller.status()["connectors"][0]["cable"] == "fault"
+        charger.hardware.bench.present_tag("PPFAIL01")
+        await asyncio.sleep(0.3)
+        assert not charger.hardware.connectors[0].relay.is_closed, "no charge without a readable cable rating"
+        # The sensor reads again: the rating repeats on the next polls and the fault clears.
+        broken[0] = False
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value != "Faulted":
+                break
+            await asyncio.sleep(0.05)
+        assert charger.controller.status()["connectors"][0]["cable"] == "32A"
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
