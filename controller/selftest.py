@@ -8,13 +8,15 @@ simulated charger), runs one short check per device and prints ``ok``,
 - relay: the contactor closes for 1 s; with a mirror contact, its feedback must
   follow within 250 ms each way (the time the charger itself allows before it
   calls a contactor welded). It is switched only after the installer confirmed
-  and only while the pilot shows no EV.
+  and only while the pilot reads state A (no EV); a pilot that cannot be read,
+  or reads E or F, proves nothing, and the check is skipped.
 - pilot: the CP state now, with what it means; 6 A offered through the PWM and
   the duty read back, then constant +12 V again.
 - reader: the RC522's version register.
 - meter: one reading of every register the charger uses, with units.
 - power: the level of the UPS / supply-monitor input.
-- pp: the proximity pilot of a socket outlet: the cable in it and its rating.
+- pp: the proximity pilot of a socket outlet: the cable in it and its rating (with no cable
+  in the socket nothing is verified: an unwired PP reads open too).
 - lock: the socket's lock actuator moves to locked and back, as its feedback confirms.
 
 On a real charger each device is set up on its own: one that cannot be opened fails its
@@ -71,6 +73,8 @@ PILOT_STATE_MEANINGS = {
 }
 #: States in which an EV is plugged in: the contactor is then not switched by this check.
 EV_CONNECTED_STATES = ("B", "C", "D")
+#: The one state that shows no EV is connected: only then is the contactor switched.
+NO_EV_STATE = "A"
 
 
 def confirmation_question(connector: int) -> str:
@@ -154,6 +158,8 @@ async def _build_each_device(config: Config, failures: dict[str, str]) -> Statio
             cable=built(f"connector {number} PP", factory.cable_sensor_for, wiring),
             lock=built(f"connector {number} lock", factory.lock_for, wiring),
         ))
+    for number, problem in factory.shared_pwm_channels([d.pilot for d in hardware.connectors]).items():
+        failures[f"connector {number} pilot"] = problem
     hardware.reader = built("reader", factory.reader_for, config.hardware)
     hardware.power_fail = built("power-fail input", factory.power_fail_for, config.hardware)
     return hardware
@@ -328,6 +334,12 @@ class _Checker:
             self.fail(label, f"not switched: the pilot reads state {pilot_state}: "
                              f"{PILOT_STATE_MEANINGS[pilot_state]}; unplug the EV and check again")
             return
+        if pilot_state != NO_EV_STATE:
+            seen = ("the pilot could not be read" if pilot_state is None
+                    else f"the pilot reads state {pilot_state}: {PILOT_STATE_MEANINGS[pilot_state]}")
+            self.skip(label, f"not verified: {seen}, so nothing shows that no EV is connected; the contactor "
+                             f"was not switched (it is only while the pilot reads state {NO_EV_STATE})")
+            return
         mirror = f"the mirror contact on GPIO{wiring.relay.feedback_pin}"
         relay.open()
         if relay.feedback_closed():
@@ -501,7 +513,9 @@ class _Checker:
         if reading.problem:
             self.fail(label, f"{where}: {reading.problem} (check the PP pull-up, pp.pullup_ohm and the cable)")
         elif reading.rating_a is None:
-            self.ok(label, f"{where}: open, no cable in the socket; plug a cable in to read its rating")
+            # An unwired or broken PP reads open as well: only a cable's resistor proves the input.
+            self.skip(label, f"not verified: no cable in the socket; {where} reads open, as an unwired PP "
+                             "would: plug a cable in to read its rating")
         else:
             self.ok(label, f"{where}: a {reading.rating_a:g} A cable (Rc {reading.ohms:.0f} Ohm)")
 
@@ -547,8 +561,8 @@ class _Checker:
 
 
 async def _quiet_pilot_state(devices: ConnectorDevices) -> str | None:
-    """The CP state at constant +12 V, or None when it cannot be read (the relay check then
-    relies on the installer's confirmation alone)."""
+    """The CP state at constant +12 V, or None when it cannot be read (the relay check is then
+    skipped)."""
     try:
         devices.pilot.stop_offer()
         await asyncio.sleep(PILOT_SETTLE_S)

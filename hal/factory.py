@@ -32,20 +32,30 @@ def pilot_for(wiring: ConnectorHardware) -> Pilot:
     return GpioPilot(wiring.pilot, pwm)
 
 
-def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
-    """Raises HardwareError when two pilots drive one PWM channel: "auto" finds the channel once
-    the board is known, and on a Pi 4 GPIO12 and GPIO18 share channel 0 (GPIO13 and GPIO19 channel 1)."""
+def shared_pwm_channels(pilots: list[Pilot | None]) -> dict[int, str]:
+    """Connector number -> why its pilot may not drive its PWM channel: an earlier connector's pilot
+    drives it already. "auto" finds the channel once the board is known, and on a Pi 4 GPIO12 and
+    GPIO18 share channel 0 (GPIO13 and GPIO19 channel 1). None stands for a pilot not built."""
     users: dict[tuple[int, int], int] = {}
+    problems: dict[int, str] = {}
     for number, pilot in enumerate(pilots, 1):
         location = getattr(getattr(pilot, "pwm", None), "location", None)
         if location is None:
             continue
         where = (location.chip, location.channel)
         if where in users:
-            raise HardwareError(
+            problems[number] = (
                 f"hardware.connectors[{number}].pilot.pwm_pin: GPIO{location.pin} is channel {location.channel} "
                 f"of pwmchip{location.chip}, the channel of connector {users[where]}'s pilot: choose another pin")
-        users[where] = number
+        else:
+            users[where] = number
+    return problems
+
+
+def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
+    """Raises HardwareError when two pilots drive one PWM channel (see ``shared_pwm_channels``)."""
+    for problem in shared_pwm_channels(pilots).values():
+        raise HardwareError(problem)
 
 
 def meter_for(wiring: ConnectorHardware) -> EnergyMeter | None:
