@@ -120,6 +120,7 @@ def test_the_cable_rating_caps_the_offer_and_the_ev_draws_what_is_offered(csms, 
     assert connector["current_limit_a"] == rating_a
     ev = charger.status()["bench"]["ev"][0]
     assert ev["offered_a"] == pytest.approx(rating_a, abs=0.1)
+    assert ev["current_a"] == pytest.approx(rating_a, abs=0.1), "the EV draws what the pilot offers, per phase"
     assert connector["power_w"] == pytest.approx(rating_a * 230 * 3, rel=0.03), "3 phases at 230 V, not 22 kW"
 
 
