@@ -944,6 +944,7 @@ def _check_whole(config: Config, ctx: _Context) -> None:
     for n, connector in enumerate(config.hardware.connectors, 1):
         _check_pilot(connector.pilot, config.hardware.backend, f"hardware.connectors[{n}].pilot", ctx)
         _check_meter(connector.meter, f"hardware.connectors[{n}].meter", ctx)
+    _check_shared_meter_links(config, ctx)
     owners: dict[str, str] = {}
     for resource, key, owner in _claims(config):
         if resource in owners:
@@ -1065,6 +1066,37 @@ def _check_meter(meter: MeterConfig, key: str, ctx: _Context) -> None:
         register_map.energy_quantity(meter.energy)
     except ValueError as exc:
         raise ctx.error(f"{key}.energy", f"{exc} (got {_show(meter.energy)})") from None
+
+
+#: What every meter on one RS-485 port must share: the port is opened once, with these.
+_BUS_SETTINGS = ("baudrate", "parity", "stopbits", "timeout_s")
+
+
+def _check_shared_meter_links(config: Config, ctx: _Context) -> None:
+    """Meters on one serial port are one RS-485 bus: the same serial settings, and a Modbus device
+    id each; meters behind one Modbus TCP gateway (host and port) need a device id each too."""
+    first_on: dict[tuple, tuple[str, MeterConfig]] = {}
+    ids_on: dict[tuple, dict[int, str]] = {}
+    for n, connector in enumerate(config.hardware.connectors, 1):
+        meter, key = connector.meter, f"hardware.connectors[{n}].meter"
+        if meter.backend == "none":
+            continue
+        rtu = meter.backend == "modbus-rtu"
+        link = (meter.serial_port,) if rtu else (meter.host, meter.port)
+        where = f"serial_port {_show(meter.serial_port)}" if rtu else f"{meter.host}:{meter.port}"
+        other_key, other = first_on.setdefault(link, (key, meter))
+        if rtu and other is not meter:
+            for name in _BUS_SETTINGS:
+                if getattr(meter, name) != getattr(other, name):
+                    raise ctx.error(f"{key}.{name}", f"{other_key} on the same {where} has {name} = "
+                                                     f"{_show(getattr(other, name))}: the meters of one RS-485 bus "
+                                                     f"share its settings (got {_show(getattr(meter, name))})")
+        ids = ids_on.setdefault(link, {})
+        if meter.device_id in ids:
+            raise ctx.error(f"{key}.device_id", f"{ids[meter.device_id]} on the same {where} has this Modbus device "
+                                                f"id: give each meter on one bus an id of its own (set it on the meter "
+                                                f"too) (got {meter.device_id})")
+        ids[meter.device_id] = key
 
 
 def _claims(config: Config) -> Iterator[tuple[str, str, str]]:

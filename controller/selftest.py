@@ -150,11 +150,12 @@ async def _build_each_device(config: Config, failures: dict[str, str]) -> Statio
             return None
 
     hardware = StationHardware(connectors=[], reader=None)
+    serial_links: dict = {}  # serial port -> its ModbusLink: meters on one RS-485 bus share it
     for number, wiring in enumerate(config.hardware.connectors, start=1):
         hardware.connectors.append(ConnectorDevices(
             relay=built(f"connector {number} relay", factory.relay_for, wiring),
             pilot=built(f"connector {number} pilot", factory.pilot_for, wiring),
-            meter=built(f"connector {number} meter", factory.meter_for, wiring),
+            meter=built(f"connector {number} meter", factory.meter_for, wiring, serial_links),
             cable=built(f"connector {number} PP", factory.cable_sensor_for, wiring),
             lock=built(f"connector {number} lock", factory.lock_for, wiring),
         ))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from evcp.config import Config, ConnectorHardware, HardwareConfig
 from evcp.hal import CableSensor, EnergyMeter, HardwareError, Pilot, Relay, SocketLock, TagReader
 from evcp.hal.lock import GpioLock
-from evcp.hal.meter import ModbusMeter
+from evcp.hal.meter import ModbusLink, ModbusMeter
 from evcp.hal.pilot import AdcPilot, GpioPilot, SysfsPwm
 from evcp.hal.power import PowerFailInput
 from evcp.hal.proximity import AdcProximity
@@ -58,8 +58,16 @@ def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
         raise HardwareError(problem)
 
 
-def meter_for(wiring: ConnectorHardware) -> EnergyMeter | None:
-    return ModbusMeter(wiring.meter) if wiring.meter.backend != "none" else None
+def meter_for(wiring: ConnectorHardware, serial_links: dict[str, ModbusLink] | None = None) -> EnergyMeter | None:
+    """The connector's meter; meters on one RS-485 port share its link in ``serial_links`` (port ->
+    link), as pymodbus opens a serial port exclusively."""
+    meter = wiring.meter
+    if meter.backend == "none":
+        return None
+    if meter.backend != "modbus-rtu" or serial_links is None:
+        return ModbusMeter(meter)
+    link = serial_links.setdefault(meter.serial_port, ModbusLink(meter))
+    return ModbusMeter(meter, link)
 
 
 def cable_sensor_for(wiring: ConnectorHardware) -> CableSensor | None:
@@ -87,7 +95,7 @@ def heartbeat_for(hardware: HardwareConfig) -> RelayHeartbeat | None:
     return RelayHeartbeat(hardware.relay_heartbeat_pin)
 
 
-def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
+def connector_devices(wiring: ConnectorHardware, serial_links: dict[str, ModbusLink]) -> ConnectorDevices:
     """Every device of one connector; the relay (built first) is freed again if another fails."""
     devices = ConnectorDevices(relay=relay_for(wiring), pilot=None, meter=None,  # type: ignore[arg-type]
                                meter_poll_s=wiring.meter.poll_interval_s,
@@ -96,7 +104,7 @@ def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
         devices.pilot = pilot_for(wiring)
         devices.cable = cable_sensor_for(wiring)
         devices.lock = lock_for(wiring)
-        devices.meter = meter_for(wiring)
+        devices.meter = meter_for(wiring, serial_links)
     except Exception:
         for device in (devices.lock, devices.cable, devices.pilot, devices.relay):
             if device is not None:
@@ -107,9 +115,10 @@ def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
 
 async def build_pi_hardware(config: Config) -> StationHardware:
     hardware = StationHardware(connectors=[], reader=None)
+    serial_links: dict[str, ModbusLink] = {}
     try:
         for wiring in config.hardware.connectors:
-            hardware.connectors.append(connector_devices(wiring))
+            hardware.connectors.append(connector_devices(wiring, serial_links))
         hardware.reader = reader_for(config.hardware)
         hardware.power_fail = power_fail_for(config.hardware)
         hardware.heartbeat = heartbeat_for(config.hardware)

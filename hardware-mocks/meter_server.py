@@ -9,6 +9,9 @@ Test verbs: ``fail()`` makes the meter go silent like a dead RS-485 device
 (requests time out; no exception responses), ``recover()`` brings it back,
 ``set_energy_wh()`` moves the counter. ``requests_answered`` and
 ``requests_ignored`` count what the server did.
+
+``SimulatedBus`` puts several simulated meters on one RS-485 bus: one RTU server on
+one pty answers each meter's device id.
 """
 
 from __future__ import annotations
@@ -367,3 +370,59 @@ class SimulatedMeter:
         if self._pty is not None:
             self._pty.close()
             self._pty = None
+
+
+class SimulatedBus:
+    """Meters daisy-chained on one RS-485 pair: one RTU server on one pty pair answers each meter
+    by its ``device_id`` (each keeps its own registers, ``fail()`` and counters). The meters are
+    served here, not started on their own."""
+
+    def __init__(self, meters: list[SimulatedMeter], baudrate: int = 9600):
+        ids = [meter.device_id for meter in meters]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"each meter on one bus needs its own device id (got {ids})")
+        self.meters = {meter.device_id: meter for meter in meters}
+        self.baudrate = baudrate
+        self._pty: _PtyLink | None = None
+        self._server: ModbusSerialServer | None = None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("simulated bus already started")
+        self._pty = _PtyLink(asyncio.get_running_loop())
+        server = ModbusSerialServer(
+            [meter._build_device() for meter in self.meters.values()],
+            framer=FramerType.RTU,
+            port=self._pty.server_path,
+            baudrate=self.baudrate,
+            trace_packet=self._trace_packet,
+        )
+        await server.serve_forever(background=True)
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop serving and free the pty. Idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()
+        if self._pty is not None:
+            self._pty.close()
+            self._pty = None
+
+    @property
+    def serial_port(self) -> str:
+        """The charger's end of the bus. Raises RuntimeError before ``start()``."""
+        if self._pty is None:
+            raise RuntimeError("no serial port (not started)")
+        return self._pty.client_path
+
+    def meter_config(self, meter: SimulatedMeter, **overrides: object) -> MeterConfig:
+        """A ``MeterConfig`` that points ``ModbusMeter`` at ``meter`` on this bus."""
+        config = MeterConfig(backend="modbus-rtu", model=meter.model, serial_port=self.serial_port,
+                             baudrate=self.baudrate, device_id=meter.device_id)
+        return dataclasses.replace(config, **overrides)
+
+    def _trace_packet(self, sending: bool, packet: bytes) -> bytes:
+        """An RTU frame starts with the device id: the meter it is for decides (a failed one is silent)."""
+        meter = self.meters.get(packet[0]) if packet else None
+        return meter._trace_packet(sending, packet) if meter is not None else packet
