@@ -145,7 +145,9 @@ class PilotConfig:
 @dataclass(frozen=True)
 class MeterConfig:
     backend: Literal["modbus-tcp", "modbus-rtu", "none"] = "none"
-    model: Literal["sdm630", "sdm120", "sdm72", "abb-b23", "custom"] = "sdm630"
+    model: Literal["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23", "custom"] = "sdm630"
+    """"sdm72" is the original SDM72D-M (power and energy only; a v2 set to it reads the same),
+    "sdm72v2" the SDM72D-M v2 with voltage and current per phase."""
     host: str = "127.0.0.1"
     port: int = 502
     serial_port: str = "/dev/ttyUSB0"
@@ -216,7 +218,7 @@ class MockConfig:
     ev_power_w: float = 7400.0
     cable_a: float = 32.0
     """The rating of the simulated cable in each socket (13, 20, 32 or 63 A)."""
-    meter_model: Literal["sdm630", "sdm120", "sdm72", "abb-b23"] = "sdm630"
+    meter_model: Literal["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23"] = "sdm630"
     initial_energy_wh: float = 0.0
 
 

@@ -101,11 +101,15 @@ class SimulatedMeter:
     ``transport="tcp"`` listens on ``host:port`` (port 0 picks a free one, see
     ``port`` after ``start()``); ``transport="rtu"`` serves RTU frames on a pty
     pair whose client end is ``serial_port``.
+
+    ``device_registers``: the registers the simulated device really has, when they are not
+    evcp's map of ``model`` (a meter variant whose registers differ from what a map asks for);
+    a read of any other register gets an exception response, as from a real meter.
     """
 
     def __init__(
         self,
-        model: Literal["sdm630", "sdm120", "sdm72", "abb-b23"] = "sdm630",
+        model: Literal["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23"] = "sdm630",
         power_source: Callable[[], float] = lambda: 0.0,
         *,
         transport: Literal["tcp", "rtu"] = "tcp",
@@ -117,13 +121,14 @@ class SimulatedMeter:
         voltage_v: float = 230.0,
         clock: Callable[[], float] = time.monotonic,
         register_file: str | os.PathLike | None = None,
+        device_registers: RegisterMap | None = None,
     ):
         if model not in MODELS:
             raise ValueError(f"unknown meter model {model!r}; known are " + ", ".join(MODELS))
         if transport not in ("tcp", "rtu"):
             raise ValueError(f'transport must be "tcp" or "rtu" (got {transport!r})')
         self.model = model
-        self.register_map: RegisterMap = MODELS[model]
+        self.register_map: RegisterMap = device_registers or MODELS[model]
         self.power_source = power_source
         self.transport = transport
         self.host = host

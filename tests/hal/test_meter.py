@@ -13,12 +13,21 @@ import pytest
 from evcp.config import MeterConfig
 from evcp.hal import EnergyMeter, MeterError
 from evcp.hal.meter import ModbusMeter
+from evcp.hal.meter_registers import custom_map
 from evcp.mocks.meter_server import SimulatedMeter
 
 TIMEOUT_S = 0.2
 #: Energy resolution of each model's register (ABB counts in 0.01 kWh).
-ENERGY_RESOLUTION_WH = {"sdm630": 0.01, "sdm72": 0.01, "sdm120": 0.01, "abb-b23": 10.0}
-PHASES = {"sdm630": 3, "sdm72": 3, "sdm120": 1, "abb-b23": 3}
+ENERGY_RESOLUTION_WH = {"sdm630": 0.01, "sdm72": 0.01, "sdm72v2": 0.01, "sdm120": 0.01, "abb-b23": 10.0}
+#: Phases whose voltage and current the map reads (the original SDM72D-M has none).
+PHASES = {"sdm630": 3, "sdm72": 0, "sdm72v2": 3, "sdm120": 1, "abb-b23": 3}
+#: The registers of an original SDM72D-M (v1), written out from its manual, not from evcp's maps:
+#: total system power 30053, import 30073, total 30343. It has no voltage or current registers.
+SDM72_V1_DEVICE = custom_map({
+    "power_w": {"address": 0x0034, "type": "float32", "function": 4},
+    "energy_import_wh": {"address": 0x0048, "type": "float32", "function": 4, "scale": 1000.0},
+    "energy_total_wh": {"address": 0x0156, "type": "float32", "function": 4, "scale": 1000.0},
+}, model="sdm72")
 
 
 class FakeClock:
@@ -68,9 +77,9 @@ def test_modbus_meter_is_an_energy_meter():
     assert isinstance(ModbusMeter(MeterConfig(backend="modbus-tcp")), EnergyMeter)
 
 
-@pytest.mark.parametrize("model", ["sdm630", "sdm120", "sdm72", "abb-b23"])
+@pytest.mark.parametrize("model", ["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23"])
 async def test_sample_round_trip(served, clock, model):
-    power_w = 7400.0 if PHASES[model] == 3 else 3680.0
+    power_w = 7400.0 if PHASES[model] != 1 else 3680.0
     simulator, meter = await served(model, power_w, initial_energy_wh=123_456.0, clock=clock)
 
     sample = await meter.read()
@@ -78,8 +87,24 @@ async def test_sample_round_trip(served, clock, model):
     assert sample.energy_wh == pytest.approx(123_456.0, abs=ENERGY_RESOLUTION_WH[model])
     assert sample.power_w == pytest.approx(power_w, abs=0.01)
     assert sample.voltage_v == pytest.approx((230.0,) * PHASES[model], abs=0.1)
-    expected_current = power_w / (230.0 * PHASES[model])
+    expected_current = power_w / (230.0 * PHASES[model]) if PHASES[model] else None
     assert sample.current_a == pytest.approx((expected_current,) * PHASES[model], abs=0.01)
+
+
+async def test_an_original_sdm72_is_read_without_asking_for_voltage_or_current(served):
+    """hal-realism #13: a v1 answers an exception for 0x0000..0x000B, so a map that asks for them
+    fails every read; "sdm72" asks for power and energy only."""
+    simulator, meter = await served("sdm72", 5000.0, device_registers=SDM72_V1_DEVICE,
+                                    initial_energy_wh=2000.0)
+    sample = await meter.read()
+    assert (sample.power_w, sample.voltage_v, sample.current_a) == (pytest.approx(5000.0), (), ())
+    assert sample.energy_wh == pytest.approx(2000.0, abs=1)
+    full_map = ModbusMeter(dataclasses.replace(meter.config, model="sdm72v2"))
+    try:
+        with pytest.raises(MeterError, match=r"input registers 0x0000\.\.0x000b \(FC04\): exception response 2"):
+            await full_map.read()
+    finally:
+        await full_map.close()
 
 
 async def test_sample_round_trip_over_rtu(served, clock):
