@@ -109,6 +109,17 @@ class RelayConfig:
     active_high: bool = True
     feedback_pin: int | None = None
     feedback_active_high: bool = True
+    feedback_pull: Literal["up", "down", "none"] | None = None
+    """The Pi's pull resistor on the feedback input; left out: towards "closed" (up with
+    feedback_active_high, else down), so a broken wire to the NC mirror contact reads "not proven
+    open" (welded) instead of hiding a weld (hal-realism #8)."""
+
+    @property
+    def feedback_pull_resistor(self) -> Literal["up", "down", "none"]:
+        """The pull the feedback input gets (see ``feedback_pull``)."""
+        if self.feedback_pull is not None:
+            return self.feedback_pull
+        return "up" if self.feedback_active_high else "down"
 
 
 @dataclass(frozen=True)
@@ -482,7 +493,17 @@ def setup_problems(config: Config) -> list[SetupProblem]:
             "knows this charger by"))
     if config.hardware.backend == "pi":
         for n, connector in enumerate(config.hardware.connectors, 1):
-            if not connector.relay.active_high:
+            relay = connector.relay
+            if relay.feedback_pin is not None and relay.feedback_pull is None:
+                towards = relay.feedback_pull_resistor
+                problems.append(SetupProblem(
+                    str(config.source), f"hardware.connectors[{n}].relay.feedback_pull",
+                    f"not set: GPIO{relay.feedback_pin} is pulled {towards}, towards \"closed\", so a broken wire "
+                    "to the normally closed mirror contact reads closed (welded: no charging) instead of hiding a "
+                    "weld (docs/wiring.md). A normally open contact that relied on the pull towards \"open\" now "
+                    "reads closed at start: wire the mirror contact as documented, or set feedback_pull "
+                    f"(\"{towards}\" keeps this default and silences this note)"))
+            if not relay.active_high:
                 problems.append(SetupProblem(
                     str(config.source), f"hardware.connectors[{n}].relay.active_high",
                     f"false: GPIO{connector.relay.pin} is an input with a pull-down from power-on until evcp "
@@ -612,6 +633,8 @@ def _convert(hint: Any, raw: object, key: str, ctx: _Context, base: Any = None) 
         (inner,) = [a for a in args if a is not type(None)]
         if raw is False and inner is int:
             return None
+        if get_origin(inner) is Literal:
+            return _convert(inner, raw, key, ctx)
         fits, what = _SCALARS[inner]
         if not fits(raw):
             what += " or false (not wired)" if inner is int else ""

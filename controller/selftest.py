@@ -345,7 +345,8 @@ class _Checker:
         relay.open()
         if relay.feedback_closed():
             self.fail(label, f"welded contactor: {mirror} says closed while the coil is off; not switched "
-                             "(if the contactor is really open, check relay.feedback_active_high)")
+                             "(if the contactor is really open, check the mirror contact's wiring, "
+                             "relay.feedback_active_high and relay.feedback_pull: a broken wire reads closed)")
             return
         has_feedback = relay.feedback_closed() is not None
         closed_after = None

@@ -715,6 +715,28 @@ def test_relay_heartbeat_pin_is_optional_range_checked_and_claimed(tmp_path):
     assert "GPIO17 is already used by hardware.connectors[1].relay.pin" in str(err)
 
 
+def test_the_mirror_contact_pull_defaults_towards_closed_and_is_noted_until_set(tmp_path):
+    pi = {"hardware.backend": '"pi"'}
+    mirror = PI_CONNECTOR + "feedback_pin = 27\n"
+    relay = load_text(tmp_path, toml(pi, mirror)).hardware.connectors[0].relay
+    assert (relay.feedback_pull, relay.feedback_pull_resistor) == (None, "up")
+    (problem,) = [p for p in cfg.setup_problems(load_text(tmp_path, toml(pi, mirror)))
+                  if p.key.endswith("feedback_pull")]
+    assert problem.key == "hardware.connectors[1].relay.feedback_pull" and not problem.refuses_to_run
+    assert "GPIO27 is pulled up" in problem.problem and "broken wire" in problem.problem
+    active_low = load_text(tmp_path, toml(pi, mirror + "feedback_active_high = false\n")).hardware.connectors[0]
+    assert active_low.relay.feedback_pull_resistor == "down"
+    explicit = load_text(tmp_path, toml(pi, mirror + 'feedback_pull = "down"\n'))
+    assert explicit.hardware.connectors[0].relay.feedback_pull_resistor == "down"
+    assert not [p for p in cfg.setup_problems(explicit) if p.key.endswith("feedback_pull")]
+
+
+def test_a_mirror_contact_pull_must_be_up_down_or_none(tmp_path):
+    err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, PI_CONNECTOR + 'feedback_pull = "pullup"\n'))
+    assert err.key == "hardware.connectors[1].relay.feedback_pull"
+    assert 'expected one of "up", "down", "none", got "pullup"' in err.problem
+
+
 def test_an_active_low_relay_driver_is_warned_about(tmp_path):
     pi = {"hardware.backend": '"pi"'}
     active_low = PI_CONNECTOR + "active_high = false\n"
