@@ -59,6 +59,9 @@ PILOT_SETTLE_S = 0.05
 """Time for the CP line and the pilot board to settle after the PWM output changed."""
 TEST_CURRENT_A = iec61851.MIN_CURRENT_A
 """The current offered to check the PWM: 6 A, the lowest IEC 61851-1 allows (duty 10 %)."""
+PWM_BURSTS = 5
+"""Bursts of ADC samples taken to see the CP toggle: at 10 % duty the high plateau lasts 100 µs,
+and one burst may hold too few samples of it; a CP that does not toggle fails every one."""
 METER_READ_MARGIN_S = 1.0
 """Added to the meter's own read deadline, in case a driver does not keep it."""
 
@@ -414,11 +417,18 @@ class _Checker:
             try:
                 pilot.offer_current(TEST_CURRENT_A)
                 await asyncio.sleep(PILOT_SETTLE_S)
-                running = await asyncio.to_thread(measure)
+                running = None
+                for _ in range(PWM_BURSTS):
+                    burst = await asyncio.to_thread(measure)
+                    if running is None or (burst.high_v is not None and burst.low_v is not None):
+                        running = burst  # the one to judge: the last that saw both plateaus
+                    low_ok = (running.low_v is not None
+                              and abs(running.low_v - iec61851.NOMINAL_LOW_V) <= iec61851.WINDOW_V)
+                    high_ok = running.high_v is not None and abs(running.high_v - idle.high_v) <= iec61851.WINDOW_V
+                    if low_ok and high_ok:
+                        break
             finally:
                 pilot.stop_offer()
-            low_ok = running.low_v is not None and abs(running.low_v - iec61851.NOMINAL_LOW_V) <= iec61851.WINDOW_V
-            high_ok = running.high_v is not None and abs(running.high_v - idle.high_v) <= iec61851.WINDOW_V
             if low_ok and high_ok:
                 pwm_result += f"; the CP toggles between {running.high_v:+.1f} V and {running.low_v:+.1f} V"
             else:
