@@ -588,11 +588,19 @@ class Controller:
             self.dispatch(ev.ContactorMeasured(cid, measured))
 
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
-        feedback = relay.feedback_closed()
+        faulted = Device.RELAY in self.station.connectors[cid].faults
+        try:
+            feedback = relay.feedback_closed()
+        except HardwareError as error:
+            # Nothing proves the contacts open: a contactor fault (no charge, the plug stays locked),
+            # which clears once the mirror contact reads open again.
+            if not faulted:
+                hw_log.error("connector %d: %s", cid, error)
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, True, f"mirror contact unreadable: {error}"))
+            return
         if feedback is None:
             return
         self._report_contacts(cid, feedback)
-        faulted = Device.RELAY in self.station.connectors[cid].faults
         if feedback != relay.is_closed:
             since = disagree_since.setdefault(cid, now)
             if not faulted and now - since >= FEEDBACK_SETTLE_S:

@@ -227,3 +227,39 @@ async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fa
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await csms.stop()
+
+
+async def test_a_mirror_contact_that_cannot_be_read_is_a_contactor_fault_not_a_crash(tmp_path):
+    from evcp.hal import HardwareError
+
+    charger, task, csms = await charging(tmp_path)
+    try:
+        relay = charger.hardware.connectors[0].relay
+        real_feedback, broken = relay.feedback_closed, [True]
+
+        def unreadable():
+            if broken[0]:
+                raise HardwareError("relay: cannot read feedback GPIO5: lgpio error")
+            return real_feedback()
+
+        relay.feedback_closed = unreadable
+        charger.hardware.bench.set_pilot(1, "B")  # an edge wakes the pilot task, which reads the mirror contact
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value == "Faulted" or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not task.done(), "the charger runs on"
+        status, error, info = charger.controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "PowerSwitchFailure") and "unreadable" in info
+        assert not relay.is_closed and charger.controller.station.lock_state(1) == "locked"
+        broken[0] = False
+        charger.hardware.bench.set_pilot(1, "C")  # another edge: the contact reads open, the fault clears
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value != "Faulted":
+                break
+            await asyncio.sleep(0.02)
+        assert charger.controller.status_of(1)[0].value != "Faulted"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
