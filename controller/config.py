@@ -117,6 +117,17 @@ class RelayConfig:
     active_high: bool = True
     feedback_pin: int | None = None
     feedback_active_high: bool = True
+    feedback_pull: Literal["up", "down", "none"] | None = None
+    """The Pi's pull resistor on the feedback input; left out: towards "closed" (up with
+    feedback_active_high, else down), so a broken wire to the NC mirror contact reads "not proven
+    open" (welded) instead of hiding a weld (hal-realism #8)."""
+
+    @property
+    def feedback_pull_resistor(self) -> Literal["up", "down", "none"]:
+        """The pull the feedback input gets (see ``feedback_pull``)."""
+        if self.feedback_pull is not None:
+            return self.feedback_pull
+        return "up" if self.feedback_active_high else "down"
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,9 @@ class PilotConfig:
 @dataclass(frozen=True)
 class MeterConfig:
     backend: Literal["modbus-tcp", "modbus-rtu", "none"] = "none"
-    model: Literal["sdm630", "sdm120", "sdm72", "abb-b23", "custom"] = "sdm630"
+    model: Literal["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23", "custom"] = "sdm630"
+    """"sdm72" is the original SDM72D-M (power and energy only; a v2 set to it reads the same),
+    "sdm72v2" the SDM72D-M v2 with voltage and current per phase."""
     host: str = "127.0.0.1"
     port: int = 502
     serial_port: str = "/dev/ttyUSB0"
@@ -224,7 +237,7 @@ class MockConfig:
     ev_power_w: float = 7400.0
     cable_a: float = 32.0
     """The rating of the simulated cable in each socket (13, 20, 32 or 63 A)."""
-    meter_model: Literal["sdm630", "sdm120", "sdm72", "abb-b23"] = "sdm630"
+    meter_model: Literal["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23"] = "sdm630"
     initial_energy_wh: float = 0.0
 
 
@@ -532,7 +545,17 @@ def setup_problems(config: Config) -> list[SetupProblem]:
             "knows this charger by"))
     if config.hardware.backend == "pi":
         for n, connector in enumerate(config.hardware.connectors, 1):
-            if not connector.relay.active_high:
+            relay = connector.relay
+            if relay.feedback_pin is not None and relay.feedback_pull is None:
+                towards = relay.feedback_pull_resistor
+                problems.append(SetupProblem(
+                    str(config.source), f"hardware.connectors[{n}].relay.feedback_pull",
+                    f"not set: GPIO{relay.feedback_pin} is pulled {towards}, towards \"closed\", so a broken wire "
+                    "to the normally closed mirror contact reads closed (welded: no charging) instead of hiding a "
+                    "weld (docs/wiring.md). A normally open contact that relied on the pull towards \"open\" now "
+                    "reads closed at start: wire the mirror contact as documented, or set feedback_pull "
+                    f"(\"{towards}\" keeps this default and silences this note)"))
+            if not relay.active_high:
                 problems.append(SetupProblem(
                     str(config.source), f"hardware.connectors[{n}].relay.active_high",
                     f"false: GPIO{connector.relay.pin} is an input with a pull-down from power-on until evcp "
@@ -662,6 +685,8 @@ def _convert(hint: Any, raw: object, key: str, ctx: _Context, base: Any = None) 
         (inner,) = [a for a in args if a is not type(None)]
         if raw is False and inner is int:
             return None
+        if get_origin(inner) is Literal:
+            return _convert(inner, raw, key, ctx)
         fits, what = _SCALARS[inner]
         if not fits(raw):
             what += " or false (not wired)" if inner is int else ""
@@ -1043,6 +1068,7 @@ def _check_whole(config: Config, ctx: _Context) -> None:
     for n, connector in enumerate(config.hardware.connectors, 1):
         _check_pilot(connector.pilot, config.hardware.backend, f"hardware.connectors[{n}].pilot", ctx)
         _check_meter(connector.meter, f"hardware.connectors[{n}].meter", ctx)
+    _check_shared_meter_links(config, ctx)
     owners: dict[str, str] = {}
     for resource, key, owner in _claims(config):
         if resource in owners:
@@ -1186,6 +1212,37 @@ def _check_meter(meter: MeterConfig, key: str, ctx: _Context) -> None:
         register_map.energy_quantity(meter.energy)
     except ValueError as exc:
         raise ctx.error(f"{key}.energy", f"{exc} (got {_show(meter.energy)})") from None
+
+
+#: What every meter on one RS-485 port must share: the port is opened once, with these.
+_BUS_SETTINGS = ("baudrate", "parity", "stopbits", "timeout_s")
+
+
+def _check_shared_meter_links(config: Config, ctx: _Context) -> None:
+    """Meters on one serial port are one RS-485 bus: the same serial settings, and a Modbus device
+    id each; meters behind one Modbus TCP gateway (host and port) need a device id each too."""
+    first_on: dict[tuple, tuple[str, MeterConfig]] = {}
+    ids_on: dict[tuple, dict[int, str]] = {}
+    for n, connector in enumerate(config.hardware.connectors, 1):
+        meter, key = connector.meter, f"hardware.connectors[{n}].meter"
+        if meter.backend == "none":
+            continue
+        rtu = meter.backend == "modbus-rtu"
+        link = (meter.serial_port,) if rtu else (meter.host, meter.port)
+        where = f"serial_port {_show(meter.serial_port)}" if rtu else f"{meter.host}:{meter.port}"
+        other_key, other = first_on.setdefault(link, (key, meter))
+        if rtu and other is not meter:
+            for name in _BUS_SETTINGS:
+                if getattr(meter, name) != getattr(other, name):
+                    raise ctx.error(f"{key}.{name}", f"{other_key} on the same {where} has {name} = "
+                                                     f"{_show(getattr(other, name))}: the meters of one RS-485 bus "
+                                                     f"share its settings (got {_show(getattr(meter, name))})")
+        ids = ids_on.setdefault(link, {})
+        if meter.device_id in ids:
+            raise ctx.error(f"{key}.device_id", f"{ids[meter.device_id]} on the same {where} has this Modbus device "
+                                                f"id: give each meter on one bus an id of its own (set it on the meter "
+                                                f"too) (got {meter.device_id})")
+        ids[meter.device_id] = key
 
 
 def _claims(config: Config) -> Iterator[tuple[str, str, str]]:

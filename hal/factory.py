@@ -9,7 +9,7 @@ from __future__ import annotations
 from evcp.config import Config, ConnectorHardware, HardwareConfig
 from evcp.hal import CableSensor, EnergyMeter, HardwareError, Pilot, Relay, SocketLock, TagReader
 from evcp.hal.lock import GpioLock
-from evcp.hal.meter import ModbusMeter
+from evcp.hal.meter import ModbusLink, ModbusMeter
 from evcp.hal.pilot import AdcPilot, GpioPilot, SysfsPwm
 from evcp.hal.power import PowerFailInput
 from evcp.hal.proximity import AdcProximity
@@ -32,24 +32,42 @@ def pilot_for(wiring: ConnectorHardware) -> Pilot:
     return GpioPilot(wiring.pilot, pwm)
 
 
-def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
-    """Raises HardwareError when two pilots drive one PWM channel: "auto" finds the channel once
-    the board is known, and on a Pi 4 GPIO12 and GPIO18 share channel 0 (GPIO13 and GPIO19 channel 1)."""
+def shared_pwm_channels(pilots: list[Pilot | None]) -> dict[int, str]:
+    """Connector number -> why its pilot may not drive its PWM channel: an earlier connector's pilot
+    drives it already. "auto" finds the channel once the board is known, and on a Pi 4 GPIO12 and
+    GPIO18 share channel 0 (GPIO13 and GPIO19 channel 1). None stands for a pilot not built."""
     users: dict[tuple[int, int], int] = {}
+    problems: dict[int, str] = {}
     for number, pilot in enumerate(pilots, 1):
         location = getattr(getattr(pilot, "pwm", None), "location", None)
         if location is None:
             continue
         where = (location.chip, location.channel)
         if where in users:
-            raise HardwareError(
+            problems[number] = (
                 f"hardware.connectors[{number}].pilot.pwm_pin: GPIO{location.pin} is channel {location.channel} "
                 f"of pwmchip{location.chip}, the channel of connector {users[where]}'s pilot: choose another pin")
-        users[where] = number
+        else:
+            users[where] = number
+    return problems
 
 
-def meter_for(wiring: ConnectorHardware) -> EnergyMeter | None:
-    return ModbusMeter(wiring.meter) if wiring.meter.backend != "none" else None
+def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
+    """Raises HardwareError when two pilots drive one PWM channel (see ``shared_pwm_channels``)."""
+    for problem in shared_pwm_channels(pilots).values():
+        raise HardwareError(problem)
+
+
+def meter_for(wiring: ConnectorHardware, serial_links: dict[str, ModbusLink] | None = None) -> EnergyMeter | None:
+    """The connector's meter; meters on one RS-485 port share its link in ``serial_links`` (port ->
+    link), as pymodbus opens a serial port exclusively."""
+    meter = wiring.meter
+    if meter.backend == "none":
+        return None
+    if meter.backend != "modbus-rtu" or serial_links is None:
+        return ModbusMeter(meter)
+    link = serial_links.setdefault(meter.serial_port, ModbusLink(meter))
+    return ModbusMeter(meter, link)
 
 
 def cable_sensor_for(wiring: ConnectorHardware) -> CableSensor | None:
@@ -77,7 +95,7 @@ def heartbeat_for(hardware: HardwareConfig) -> RelayHeartbeat | None:
     return RelayHeartbeat(hardware.relay_heartbeat_pin)
 
 
-def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
+def connector_devices(wiring: ConnectorHardware, serial_links: dict[str, ModbusLink]) -> ConnectorDevices:
     """Every device of one connector; the relay (built first) is freed again if another fails."""
     devices = ConnectorDevices(relay=relay_for(wiring), pilot=None, meter=None,  # type: ignore[arg-type]
                                meter_poll_s=wiring.meter.poll_interval_s,
@@ -86,7 +104,7 @@ def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
         devices.pilot = pilot_for(wiring)
         devices.cable = cable_sensor_for(wiring)
         devices.lock = lock_for(wiring)
-        devices.meter = meter_for(wiring)
+        devices.meter = meter_for(wiring, serial_links)
     except Exception:
         for device in (devices.lock, devices.cable, devices.pilot, devices.relay):
             if device is not None:
@@ -97,9 +115,10 @@ def connector_devices(wiring: ConnectorHardware) -> ConnectorDevices:
 
 async def build_pi_hardware(config: Config) -> StationHardware:
     hardware = StationHardware(connectors=[], reader=None)
+    serial_links: dict[str, ModbusLink] = {}
     try:
         for wiring in config.hardware.connectors:
-            hardware.connectors.append(connector_devices(wiring))
+            hardware.connectors.append(connector_devices(wiring, serial_links))
         hardware.reader = reader_for(config.hardware)
         hardware.power_fail = power_fail_for(config.hardware)
         hardware.heartbeat = heartbeat_for(config.hardware)

@@ -65,6 +65,10 @@ class GpioLock:
         except Exception as exc:
             raise HardwareError(f"socket lock: cannot read feedback GPIO{self._config.feedback_pin}: {exc}") from exc
 
+    def watch(self, on_change) -> None:
+        """Call ``on_change`` (from gpiozero's callback thread) on every edge of the feedback contact."""
+        self._feedback.when_activated = self._feedback.when_deactivated = lambda *_: on_change()
+
     def lock(self) -> bool:
         """Move the pin to locked; returns the measured position (True = locked)."""
         return self._go(locked=True)

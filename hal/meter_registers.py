@@ -286,7 +286,8 @@ def plan_reads(
 
 
 def _eastron(*, phases: int, power_address: int) -> dict[str, Register]:
-    """Eastron SDM layout: FC04 float32, most significant register first, energy in kWh."""
+    """Eastron SDM layout: FC04 float32, most significant register first, energy in kWh; ``phases``
+    0 for a meter without voltage and current registers."""
     registers = {
         "energy_import_wh": Register(0x0048, "float32", 1000.0),
         "energy_total_wh": Register(0x0156, "float32", 1000.0),
@@ -314,7 +315,11 @@ def _abb_b23() -> dict[str, Register]:
 #: The built-in models, by their ``MeterConfig.model`` name.
 MODELS: Mapping[str, RegisterMap] = MappingProxyType({
     "sdm630": RegisterMap("sdm630", _eastron(phases=3, power_address=0x0034)),
-    "sdm72": RegisterMap("sdm72", _eastron(phases=3, power_address=0x0034)),
+    # The original SDM72D-M has only total power and the energy counters (its manual; volkszaehler/mbmd
+    # sdm72.go: "does not provide voltage data"); the SDM72D-M v2 adds voltage and current per phase.
+    # A v2 set to "sdm72" still reads: power and energy only.
+    "sdm72": RegisterMap("sdm72", _eastron(phases=0, power_address=0x0034)),
+    "sdm72v2": RegisterMap("sdm72v2", _eastron(phases=3, power_address=0x0034)),
     "sdm120": RegisterMap("sdm120", _eastron(phases=1, power_address=0x000C)),
     "abb-b23": RegisterMap("abb-b23", _abb_b23()),
 })

@@ -57,8 +57,10 @@ class GpioRelay:
     ``config.active_high`` says which level energises the coil. With
     ``config.feedback_pin`` set, a mirror contact is read through a
     ``DigitalInputDevice``; ``config.feedback_active_high`` says which level
-    means "main contacts closed". The input's pull resistor pulls towards
-    "open", so a broken feedback wire reads as open contacts.
+    means "main contacts closed". The input's pull resistor is
+    ``config.feedback_pull_resistor``: by default towards "closed", so a broken
+    wire to the normally closed mirror contact (IEC 60947-4-1 Annex F) reads
+    "not proven open", which the charger takes for a welded contactor.
     """
 
     def __init__(self, config: RelayConfig, pin_factory=None):
@@ -77,16 +79,25 @@ class GpioRelay:
         self._feedback: DigitalInputDevice | None = None
         if config.feedback_pin is not None:
             try:
+                # The pull and the active level are set apart: gpiozero ties them together otherwise.
                 self._feedback = DigitalInputDevice(
                     config.feedback_pin,
-                    pull_up=not config.feedback_active_high,
+                    pull_up=None,
+                    active_state=config.feedback_active_high,
                     pin_factory=pin_factory,
                 )
+                pull = config.feedback_pull_resistor
+                if pull != "none":
+                    self._feedback.pin.pull = pull
             except Exception as exc:
+                if self._feedback is not None:
+                    self._feedback.close()
+                    self._feedback = None
                 self._coil.close()
                 self._coil = None
                 raise HardwareError(
-                    f"relay: cannot read feedback GPIO{config.feedback_pin}: {exc}"
+                    f"relay: cannot read feedback GPIO{config.feedback_pin} "
+                    f"(pull {config.feedback_pull_resistor}): {exc}"
                 ) from exc
         _live_relays.add(self)
 

@@ -39,7 +39,7 @@ class SimulatedEv:
     shows C only while the PWM offers a current (B2 -> C2) and B otherwise;
     without, it shows C at once (tests of the pilot board's lines). ``power_w`` is what it
     draws: min(``max_power_w``, offered A x ``voltage_v`` x ``phases``) in C
-    with the relay energised, else 0.
+    with the relay energised, else 0; ``current_a`` the same per phase in A.
     """
 
     def __init__(
@@ -205,6 +205,12 @@ class SimulatedEv:
             if self._offered_a is None:
                 return self.max_power_w if not self.waits_for_pwm else 0.0
             return min(self.max_power_w, self._offered_a * self.voltage_v * self.phases)
+
+    @property
+    def current_a(self) -> float:
+        """The current drawn on each phase now (A): ``power_w`` spread over the phases at
+        ``voltage_v``, so never more than the PWM offers."""
+        return self.power_w / (self.voltage_v * self.phases)
 
     def _apply(self, event: str) -> None:
         state = self.state

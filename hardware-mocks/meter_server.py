@@ -9,6 +9,9 @@ Test verbs: ``fail()`` makes the meter go silent like a dead RS-485 device
 (requests time out; no exception responses), ``recover()`` brings it back,
 ``set_energy_wh()`` moves the counter. ``requests_answered`` and
 ``requests_ignored`` count what the server did.
+
+``SimulatedBus`` puts several simulated meters on one RS-485 bus: one RTU server on
+one pty answers each meter's device id.
 """
 
 from __future__ import annotations
@@ -98,11 +101,15 @@ class SimulatedMeter:
     ``transport="tcp"`` listens on ``host:port`` (port 0 picks a free one, see
     ``port`` after ``start()``); ``transport="rtu"`` serves RTU frames on a pty
     pair whose client end is ``serial_port``.
+
+    ``device_registers``: the registers the simulated device really has, when they are not
+    evcp's map of ``model`` (a meter variant whose registers differ from what a map asks for);
+    a read of any other register gets an exception response, as from a real meter.
     """
 
     def __init__(
         self,
-        model: Literal["sdm630", "sdm120", "sdm72", "abb-b23"] = "sdm630",
+        model: Literal["sdm630", "sdm120", "sdm72", "sdm72v2", "abb-b23"] = "sdm630",
         power_source: Callable[[], float] = lambda: 0.0,
         *,
         transport: Literal["tcp", "rtu"] = "tcp",
@@ -114,13 +121,14 @@ class SimulatedMeter:
         voltage_v: float = 230.0,
         clock: Callable[[], float] = time.monotonic,
         register_file: str | os.PathLike | None = None,
+        device_registers: RegisterMap | None = None,
     ):
         if model not in MODELS:
             raise ValueError(f"unknown meter model {model!r}; known are " + ", ".join(MODELS))
         if transport not in ("tcp", "rtu"):
             raise ValueError(f'transport must be "tcp" or "rtu" (got {transport!r})')
         self.model = model
-        self.register_map: RegisterMap = MODELS[model]
+        self.register_map: RegisterMap = device_registers or MODELS[model]
         self.power_source = power_source
         self.transport = transport
         self.host = host
@@ -367,3 +375,59 @@ class SimulatedMeter:
         if self._pty is not None:
             self._pty.close()
             self._pty = None
+
+
+class SimulatedBus:
+    """Meters daisy-chained on one RS-485 pair: one RTU server on one pty pair answers each meter
+    by its ``device_id`` (each keeps its own registers, ``fail()`` and counters). The meters are
+    served here, not started on their own."""
+
+    def __init__(self, meters: list[SimulatedMeter], baudrate: int = 9600):
+        ids = [meter.device_id for meter in meters]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"each meter on one bus needs its own device id (got {ids})")
+        self.meters = {meter.device_id: meter for meter in meters}
+        self.baudrate = baudrate
+        self._pty: _PtyLink | None = None
+        self._server: ModbusSerialServer | None = None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("simulated bus already started")
+        self._pty = _PtyLink(asyncio.get_running_loop())
+        server = ModbusSerialServer(
+            [meter._build_device() for meter in self.meters.values()],
+            framer=FramerType.RTU,
+            port=self._pty.server_path,
+            baudrate=self.baudrate,
+            trace_packet=self._trace_packet,
+        )
+        await server.serve_forever(background=True)
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop serving and free the pty. Idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()
+        if self._pty is not None:
+            self._pty.close()
+            self._pty = None
+
+    @property
+    def serial_port(self) -> str:
+        """The charger's end of the bus. Raises RuntimeError before ``start()``."""
+        if self._pty is None:
+            raise RuntimeError("no serial port (not started)")
+        return self._pty.client_path
+
+    def meter_config(self, meter: SimulatedMeter, **overrides: object) -> MeterConfig:
+        """A ``MeterConfig`` that points ``ModbusMeter`` at ``meter`` on this bus."""
+        config = MeterConfig(backend="modbus-rtu", model=meter.model, serial_port=self.serial_port,
+                             baudrate=self.baudrate, device_id=meter.device_id)
+        return dataclasses.replace(config, **overrides)
+
+    def _trace_packet(self, sending: bool, packet: bytes) -> bytes:
+        """An RTU frame starts with the device id: the meter it is for decides (a failed one is silent)."""
+        meter = self.meters.get(packet[0]) if packet else None
+        return meter._trace_packet(sending, packet) if meter is not None else packet

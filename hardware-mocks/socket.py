@@ -151,6 +151,18 @@ class SimulatedLockActuator:
             if not jammed:
                 self._driven()
 
+    def give_way(self) -> None:
+        """The pin falls back to unlocked with nothing driving it (a worn actuator, a plug forced
+        out): the feedback reads unlocked while the outputs still say locked."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._locked = False
+            self.history.append((time.monotonic(), "gave way"))
+            self._show()
+        if self._on_move is not None:
+            self._on_move(False)
+
     def detach(self) -> None:
         """Stop following the outputs. Idempotent."""
         for pin in (self._lock_out, self._unlock_out):

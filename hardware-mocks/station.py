@@ -82,7 +82,7 @@ class BenchHardware:
     def ev_state(self) -> list[dict]:
         """What each simulated EV and socket does now, for the status page."""
         return [{"connector": n, "pilot": sim.ev.state, "requesting": sim.ev.requesting,
-                 "offered_a": sim.ev.offered_a, "power_w": sim.ev.power_w,
+                 "offered_a": sim.ev.offered_a, "current_a": round(sim.ev.current_a, 2), "power_w": sim.ev.power_w,
                  "cable_a": sim.cable.rating_a, "cable_in_socket": sim.cable.in_socket,
                  "locked": sim.lock.locked if sim.lock is not None else None}
                 for n, sim in enumerate(self.simulated, 1)]

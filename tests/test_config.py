@@ -749,6 +749,42 @@ def test_pp_and_pilot_adc_channels_may_not_collide(tmp_path):
     assert "ADC channel 0 on SPI0 CE0 is already used" in str(err)
 
 
+def two_meters_on_one_bus(second: str = "", second_id: int = 2) -> str:
+    """Two tethered mock connectors whose RS-485 meters share /dev/ttyUSB0 (ids 1 and ``second_id``)."""
+    meter = '[hardware.connectors.meter]\nbackend = "modbus-rtu"\nserial_port = "/dev/ttyUSB0"\n'
+    return toml({"charge_point.connectors": "2"}, f"[[hardware.connectors]]\n{meter}device_id = 1\n"
+                                                  f"[[hardware.connectors]]\n{meter}device_id = {second_id}\n{second}")
+
+
+def test_two_meters_on_one_rs485_bus_load(tmp_path):
+    connectors = load_text(tmp_path, two_meters_on_one_bus()).hardware.connectors
+    assert [(c.meter.serial_port, c.meter.device_id) for c in connectors] == [("/dev/ttyUSB0", 1), ("/dev/ttyUSB0", 2)]
+
+
+@pytest.mark.parametrize("setting, value, shown", [("baudrate", "19200", "9600"), ("parity", '"E"', '"N"'),
+                                                    ("stopbits", "2", "1"), ("timeout_s", "1.0", "0.5")])
+def test_meters_on_one_rs485_bus_share_its_serial_settings(tmp_path, setting, value, shown):
+    err = error_of(tmp_path, two_meters_on_one_bus(second=f"{setting} = {value}\n"))
+    assert err.key == f"hardware.connectors[2].meter.{setting}"
+    assert f'hardware.connectors[1].meter on the same serial_port "/dev/ttyUSB0" has {setting} = {shown}' in err.problem
+    assert "share its settings" in err.problem and str(tmp_path / "evcp.toml") in str(err)
+
+
+def test_meters_on_one_bus_need_a_device_id_each(tmp_path):
+    err = error_of(tmp_path, two_meters_on_one_bus(second_id=1))
+    assert err.key == "hardware.connectors[2].meter.device_id"
+    assert "hardware.connectors[1].meter on the same serial_port" in err.problem and "(got 1)" in err.problem
+
+
+def test_meters_behind_one_modbus_tcp_gateway_need_a_device_id_each(tmp_path):
+    meter = '[hardware.connectors.meter]\nbackend = "modbus-tcp"\nhost = "10.0.0.9"\n'
+    text = toml({"charge_point.connectors": "2"}, f"[[hardware.connectors]]\n{meter}[[hardware.connectors]]\n{meter}")
+    assert error_of(tmp_path, text).key == "hardware.connectors[2].meter.device_id"
+    loaded = load_text(tmp_path, toml({"charge_point.connectors": "2"},
+                                      f"[[hardware.connectors]]\n{meter}[[hardware.connectors]]\n{meter}device_id = 2\n"))
+    assert [c.meter.device_id for c in loaded.hardware.connectors] == [1, 2]
+
+
 
 
 @pytest.mark.parametrize("security_profile", [0, 1])
@@ -790,6 +826,28 @@ def test_relay_heartbeat_pin_is_optional_range_checked_and_claimed(tmp_path):
     err = error_of(tmp_path, toml({**pi, "hardware.relay_heartbeat_pin": "17"}, PI_CONNECTOR))
     assert err.key == "hardware.relay_heartbeat_pin"
     assert "GPIO17 is already used by hardware.connectors[1].relay.pin" in str(err)
+
+
+def test_the_mirror_contact_pull_defaults_towards_closed_and_is_noted_until_set(tmp_path):
+    pi = {"hardware.backend": '"pi"'}
+    mirror = PI_CONNECTOR + "feedback_pin = 27\n"
+    relay = load_text(tmp_path, toml(pi, mirror)).hardware.connectors[0].relay
+    assert (relay.feedback_pull, relay.feedback_pull_resistor) == (None, "up")
+    (problem,) = [p for p in cfg.setup_problems(load_text(tmp_path, toml(pi, mirror)))
+                  if p.key.endswith("feedback_pull")]
+    assert problem.key == "hardware.connectors[1].relay.feedback_pull" and not problem.refuses_to_run
+    assert "GPIO27 is pulled up" in problem.problem and "broken wire" in problem.problem
+    active_low = load_text(tmp_path, toml(pi, mirror + "feedback_active_high = false\n")).hardware.connectors[0]
+    assert active_low.relay.feedback_pull_resistor == "down"
+    explicit = load_text(tmp_path, toml(pi, mirror + 'feedback_pull = "down"\n'))
+    assert explicit.hardware.connectors[0].relay.feedback_pull_resistor == "down"
+    assert not [p for p in cfg.setup_problems(explicit) if p.key.endswith("feedback_pull")]
+
+
+def test_a_mirror_contact_pull_must_be_up_down_or_none(tmp_path):
+    err = error_of(tmp_path, toml({"hardware.backend": '"pi"'}, PI_CONNECTOR + 'feedback_pull = "pullup"\n'))
+    assert err.key == "hardware.connectors[1].relay.feedback_pull"
+    assert 'expected one of "up", "down", "none", got "pullup"' in err.problem
 
 
 def test_an_active_low_relay_driver_is_warned_about(tmp_path):

@@ -1327,17 +1327,18 @@ async def run(args: argparse.Namespace) -> int:
         policy=policy, first_transaction_id=args.first_transaction_id,
         tls=tls, basic_auth=args.basic_auth, subprotocols=args.ocpp_versions,
     )
+    # The stop signals are ours before anyone can be told where we listen: a SIGTERM right after
+    # that line still stops the central system cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
     try:
         await system.start()
     except OSError as error:
         print(f"csms: {error}", file=sys.stderr)
         return EX_UNAVAILABLE
     print(f"csms listening on {system.url} control {system.control_url}", flush=True)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stop.set)
     await stop.wait()
     logger.info("shutting down")
     await system.stop()

@@ -50,6 +50,15 @@ class UnlockSocket:
 
 
 @dataclass(frozen=True)
+class UnlockRefused:
+    """A waiting UnlockConnector cannot be done: the contacts may be live (a welded contactor);
+    its answer is UnlockFailed and the plug stays locked."""
+
+    connector: int
+    why: str
+
+
+@dataclass(frozen=True)
 class StatusChanged:
     connector: int
     status: ConnectorStatus
@@ -152,6 +161,7 @@ Action = (
     | OfferCurrent
     | LockSocket
     | UnlockSocket
+    | UnlockRefused
     | StatusChanged
     | RequestAuthorization
     | StartTransaction

@@ -108,6 +108,15 @@ class LockReported:
 
 
 @dataclass(frozen=True)
+class ContactorMeasured:
+    """What the contactor's mirror contact says (``closed`` True = main contacts closed), for the
+    connectors of ``Settings.mirror_contacts``: sent at start-up and whenever the reading changes."""
+
+    connector: int
+    closed: bool
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed. The shell sends it about once a second; timers are checked against it."""
 
@@ -206,6 +215,7 @@ Event = (
     | DeviceFault
     | CableChanged
     | LockReported
+    | ContactorMeasured
     | Tick
     | RemoteStartRequested
     | RemoteStopRequested

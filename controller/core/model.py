@@ -97,6 +97,9 @@ class Settings:
     socket_locks: tuple[int, ...] = ()
     """Socket outlets with a lock actuator and feedback: the plug is locked before the contactor
     may close and unlocked once the session is over."""
+    mirror_contacts: tuple[int, ...] = ()
+    """Connectors whose contactor has a mirror contact (relay.feedback_pin): their socket is
+    unlocked only once it reads the contacts open and no contactor fault (welded) is latched."""
     unlock_on_ev_disconnect: bool = True
     """UnlockConnectorOnEVSideDisconnect: unlock the socket when the cable is pulled at the EV;
     when false it stays locked until the session's card is presented again or UnlockConnector."""

@@ -107,10 +107,15 @@ class Connector:
     """A socket outlet whose proximity pilot gives the cable's rating (IEC 61851-1 Annex B)."""
     cable_a: float | None = None
     """The rating of the cable in the socket; None while there is none (or it is not read)."""
+    has_mirror_contact: bool = False
+    contacts_closed: bool | None = None
+    """What the contactor's mirror contact last said (True = main contacts closed); None before
+    its first reading or without one."""
     has_lock: bool = False
     lock: LockState = LockState.UNLOCKED
-    lock_engage_failed: bool = False
-    """The last lock fault came from a plug that would not lock (cleared when it is unplugged)."""
+    lock_fault_until_unplug: bool = False
+    """The last lock fault came from a plug the lock did not hold (it would not lock, or the lock
+    opened by itself): it clears when the plug is taken out."""
     unlock_requested: bool = False
     """UnlockConnector asked for the plug to be released; done as soon as the lock is not moving."""
     locked_for: str | None = None
@@ -257,6 +262,7 @@ class Station:
         for cid, c in self.connectors.items():
             c.senses_cable = not tethered and cid in self.settings.cable_sensing
             c.has_lock = not tethered and cid in self.settings.socket_locks
+            c.has_mirror_contact = cid in self.settings.mirror_contacts
 
     def restore_charging_profiles(self, saved: list[dict]) -> list:
         """Charging profiles as they were before a reboot (OCPP 1.6 §3.13); returns those that
@@ -304,9 +310,7 @@ class Station:
         if c.cable_fault is not None:
             self._fault_appeared(c, now, out)
         if e.state == "A":
-            if c.lock_engage_failed and c.lock is LockState.UNLOCKED:
-                c.faults.pop(Device.LOCK, None)  # the half-inserted plug was taken out (OCTT TC_024)
-                c.lock_engage_failed = False
+            self._plug_taken_out(c)
             if c.phase in (Phase.TRANSACTION, Phase.STARTING):
                 if self.settings.stop_on_ev_disconnect or not self._transaction_accepted(c):
                     self._stop(c, StopReason.EV_DISCONNECTED, now, out, why="EV unplugged")
@@ -355,9 +359,18 @@ class Station:
         if (c.cable_a, c.faults.get(Device.CABLE)) != before:
             seen = e.problem or (f"{e.rating_a:g} A cable" if e.rating_a else "no cable")
             out.append(act.Notice(f"connector {c.id}: proximity pilot: {seen}"))
+        if e.rating_a is None and not e.problem:
+            self._plug_taken_out(c)
         self._fault_appeared(c, now, out)
         if c.phase is Phase.AUTHORIZED and c.plugged:
             self._begin_transaction(c, now, out)
+
+    def _plug_taken_out(self, c: Connector) -> None:
+        """The EV was unplugged or the cable left the socket: a lock fault of a plug the lock did
+        not hold goes with it (OCTT TC_024)."""
+        if c.lock_fault_until_unplug and c.lock is LockState.UNLOCKED:
+            c.faults.pop(Device.LOCK, None)
+            c.lock_fault_until_unplug = False
 
     def _on_LockReported(self, e: ev.LockReported, now: float, out: list) -> None:
         c = self._connector(e.connector)
@@ -366,22 +379,35 @@ class Station:
         moving, c.lock = c.lock, LockState.LOCKED if e.locked else LockState.UNLOCKED
         if moving is LockState.LOCKING and not e.locked:
             c.faults[Device.LOCK] = f"the plug could not be locked{': ' + e.detail if e.detail else ''}"
-            c.lock_engage_failed = True
+            c.lock_fault_until_unplug = True
             out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
             self._fault_appeared(c, now, out)
-            # A plug pushed in halfway may hold the pin half out: release it so it can be taken out.
-            c.lock = LockState.UNLOCKING
-            out.append(act.UnlockSocket(c.id, "release after a failed lock"))
+            if self._contacts_proven_open(c):
+                # A plug pushed in halfway may hold the pin half out: release it so it can be taken out.
+                c.lock = LockState.UNLOCKING
+                out.append(act.UnlockSocket(c.id, "release after a failed lock"))
         elif moving is LockState.UNLOCKING and e.locked:
             c.faults[Device.LOCK] = f"the plug could not be unlocked{': ' + e.detail if e.detail else ''}"
-            c.lock_engage_failed = False
+            c.lock_fault_until_unplug = False
             out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}"))
             self._fault_appeared(c, now, out)
-        elif not e.locked and Device.LOCK in c.faults and not c.lock_engage_failed:
+        elif moving is LockState.LOCKED and not e.locked and Device.LOCK not in c.faults:
+            # Nothing asked it to move: the plug is no longer held, so no energy may flow into it
+            # (IEC 61851-1 mode 3 case B); OCPP 1.6 ConnectorLockFailure.
+            c.faults[Device.LOCK] = f"the lock opened by itself{': ' + e.detail if e.detail else ''}"
+            c.lock_fault_until_unplug, c.locked_for = True, None
+            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
+            self._fault_appeared(c, now, out)
+        elif not e.locked and Device.LOCK in c.faults and not c.lock_fault_until_unplug:
             c.faults.pop(Device.LOCK)
             out.append(act.Notice(f"connector {c.id}: socket unlocked again"))
         if c.lock is LockState.LOCKED and c.phase is Phase.AUTHORIZED and c.plugged:
             self._begin_transaction(c, now, out)
+
+    def _on_ContactorMeasured(self, e: ev.ContactorMeasured, now: float, out: list) -> None:
+        c = self._connector(e.connector)
+        if c is not None and c.has_mirror_contact:
+            c.contacts_closed = e.closed
 
     def _on_Tick(self, e: ev.Tick, now: float, out: list) -> None:
         expired = [r for r in self.reservations.values() if now >= r.expires_at]
@@ -637,6 +663,10 @@ class Station:
         if c is None or not c.has_lock:
             # No such connector, a tethered cable or no lock actuator (TC_031, TC_017_2).
             out.append(act.Answer("NotSupported"))
+            return
+        if (welded := self._contacts_maybe_live(c)) is not None:
+            out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {welded}"))
+            out.append(act.Answer("UnlockFailed"))
             return
         if c.transaction is not None:
             self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
@@ -986,16 +1016,38 @@ class Station:
             return c.plugged or not self.settings.unlock_on_ev_disconnect
         return c.phase is Phase.AUTHORIZED and c.plugged and not c.hard_fault
 
+    def _contacts_proven_open(self, c: Connector) -> bool:
+        """The plug may be released: the contactor is commanded open and, where a mirror contact
+        tells, measured open with no contactor fault latched. A socket outlet holds the plug while
+        it may be live (IEC 61851-1 mode 3 case B: the plug is locked while energised); a welded
+        contactor keeps it locked, as EVerest and Tarragon do."""
+        if c.relay_closed:
+            return False
+        return not c.has_mirror_contact or (c.contacts_closed is False and Device.RELAY not in c.faults)
+
+    def _contacts_maybe_live(self, c: Connector) -> str | None:
+        """Why the contacts must be taken as live for good (a latched contactor fault with a mirror
+        contact), or None while they are open or only on their way to open."""
+        if c.has_mirror_contact and Device.RELAY in c.faults:
+            return f"contactor fault: {c.faults[Device.RELAY] or 'feedback disagrees'}"
+        return None
+
     def _reconcile_lock(self, c: Connector, out: list) -> None:
-        """Lock the plug for a session, release it after (never while the contactor is closed: an
-        UnlockSocket comes after the OpenRelay of the same step). After a failure nothing moves on
-        its own again; only UnlockConnector or an unplug does."""
+        """Lock the plug for a session, release it after, once the contacts are proven open (an
+        UnlockSocket comes after the OpenRelay of the same step, or with the mirror contact's
+        reading). After a failure nothing moves on its own again; only UnlockConnector or an
+        unplug does."""
         if not c.has_lock or c.lock in (LockState.LOCKING, LockState.UNLOCKING):
             return
         if c.unlock_requested:
-            c.unlock_requested = False
-            c.lock = LockState.UNLOCKING
-            out.append(act.UnlockSocket(c.id, "unlock requested by the central system", requested=True))
+            if self._contacts_proven_open(c):
+                c.unlock_requested = False
+                c.lock = LockState.UNLOCKING
+                out.append(act.UnlockSocket(c.id, "unlock requested by the central system", requested=True))
+            elif (welded := self._contacts_maybe_live(c)) is not None:
+                c.unlock_requested = False
+                out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {welded}"))
+                out.append(act.UnlockRefused(c.id, welded))
             return
         if Device.LOCK in c.faults:
             return
@@ -1003,7 +1055,7 @@ class Station:
         if wanted and c.lock is LockState.UNLOCKED and not c.relay_closed:
             c.lock = LockState.LOCKING
             out.append(act.LockSocket(c.id))
-        elif not wanted and c.lock is LockState.LOCKED and not c.relay_closed:
+        elif not wanted and c.lock is LockState.LOCKED and self._contacts_proven_open(c):
             c.lock = LockState.UNLOCKING
             out.append(act.UnlockSocket(c.id, "session over" if c.transaction is None else "cable pulled at the EV"))
 

@@ -21,7 +21,7 @@ from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import ConnectorStatus, Device, ErrorCode, Settings, StopReason
 from evcp.core.pilot import PilotFilter
-from evcp.core.station import PLUGGED, Station
+from evcp.core.station import PLUGGED, LockState, Station
 from evcp.hal import HardwareError, MeterError, WatchableInputs
 from evcp.hal.proximity import ProximityReading
 from evcp.ocpp16.adapter import Ocpp16Adapter, settings_from
@@ -94,6 +94,8 @@ class Controller:
             tethered_cable=config.charge_point.cable == "tethered",
             cable_sensing=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.cable is not None),
             socket_locks=tuple(n for n, d in enumerate(hardware.connectors, 1) if d.lock is not None),
+            mirror_contacts=tuple(n for n, c in enumerate(config.hardware.connectors, 1)
+                                  if c.relay.feedback_pin is not None),
             offline_start=config.ocpp.allow_offline_start,
             require_meter=config.charge_point.require_meter,
             phases=config.charge_point.phases,
@@ -135,6 +137,8 @@ class Controller:
         self._cable_candidate: dict[int, tuple[float | None, str]] = {}
         self._cable_read_at: dict[int, float] = {}
         self._welded: set[int] = set()
+        self._contacts_reported: dict[int, bool] = {}
+        """What the core last heard from each mirror contact (ContactorMeasured)."""
         """Connectors whose contactor was seen welded: latched until the controller restarts."""
         self._unlock_answers: dict[int, list[asyncio.Future]] = {}
         self._lock_moves: set[asyncio.Task] = set()
@@ -185,6 +189,12 @@ class Controller:
                 self._move_lock(a.connector, to_locked=True, why="session starting")
             elif isinstance(a, act.UnlockSocket):
                 self._move_lock(a.connector, to_locked=False, why=a.why, requested=a.requested)
+            elif isinstance(a, act.UnlockRefused):
+                log.error("connector %d: UnlockConnector answered UnlockFailed, the plug stays locked (%s)",
+                          a.connector, a.why)
+                for answer in self._unlock_answers.pop(a.connector, []):
+                    if not answer.done():
+                        answer.set_result("UnlockFailed")
             elif isinstance(a, act.Notice):
                 log.info("%s", a.text)
             elif isinstance(a, act.Restart):
@@ -258,14 +268,11 @@ class Controller:
         """Read the proximity pilot and tell the core what changed. ``settle``: report at once (the
         pilot just left or reached A, so the core must know the cable before the pilot state);
         otherwise a new reading must repeat before it counts."""
-        try:
-            reading = devices.cable.read()
-        except HardwareError as error:
-            reading = ProximityReading(None, None, f"proximity pilot unreadable: {error}")
+        reading = self._read_proximity(devices.cable)
         if settle:
-            again = devices.cable.read() if not reading.problem else reading
+            again = self._read_proximity(devices.cable) if not reading.problem else reading
             if (again.rating_a, again.problem) != (reading.rating_a, reading.problem):
-                reading = devices.cable.read()
+                reading = self._read_proximity(devices.cable)
         seen = (reading.rating_a, reading.problem)
         self._cable_read_at[cid] = now
         if seen == self._cable_reported.get(cid):
@@ -279,6 +286,15 @@ class Controller:
         if reading.problem:
             hw_log.error("connector %d: %s", cid, reading.problem)
         self.dispatch(ev.CableChanged(cid, reading.rating_a, reading.problem))
+
+    @staticmethod
+    def _read_proximity(cable) -> ProximityReading:
+        """One reading of the proximity pilot; one that cannot be read is a PP fault (no charge,
+        said in the status), never an exception that would end the pilot task."""
+        try:
+            return cable.read()
+        except HardwareError as error:
+            return ProximityReading(None, None, f"proximity pilot unreadable: {error}")
 
     def _persist_reading(self, cid: int, energy_wh: float, at: float, reported: bool) -> None:
         """The last reading survives a power cut: written at every reported sample, and during a
@@ -433,6 +449,7 @@ class Controller:
         try:
             self._perform(self.station.start(self.clock()))
             for cid, devices in enumerate(self.hardware.connectors, start=1):
+                self._report_contacts(cid, self._feedback_of(cid))
                 if devices.lock is not None:
                     try:
                         self.dispatch(ev.LockReported(cid, devices.lock.is_locked))
@@ -494,17 +511,19 @@ class Controller:
         asyncio.get_running_loop().create_task(flush_then_restart())
 
     async def _watch_pilots(self) -> None:
-        """Read every pilot (and contactor feedback) when an input edge arrives, and every
-        10 ms while a reading settles; boards without edges (ADC) are read every 10 ms."""
+        """Read every pilot (and the contactor's and the lock's feedback) when an input edge
+        arrives, and every 10 ms while a reading settles; boards without edges (ADC) are read
+        every 10 ms."""
         loop = asyncio.get_running_loop()
         edge = self._pilot_wakeup = asyncio.Event()
         connectors = self.hardware.connectors
         for devices in connectors:
-            for device in (devices.pilot, devices.relay):
+            for device in (devices.pilot, devices.relay, devices.lock):
                 if isinstance(device, WatchableInputs):
                     device.watch(lambda: loop.call_soon_threadsafe(edge.set))
         edge_driven = all(isinstance(d.pilot, WatchableInputs) for d in connectors)
         disagree_since: dict[int, float] = {}
+        lock_opening: set[int] = set()
         while True:
             edge.clear()
             now = self.clock()
@@ -526,7 +545,9 @@ class Controller:
                 if state is not None:
                     self.dispatch(ev.PilotChanged(cid, state, getattr(devices.pilot, "diagnosis", None) or ""))
                 self._check_feedback(cid, devices.relay, now, disagree_since)
-                settling = settling or pilot_filter.settling or cid in disagree_since
+                if devices.lock is not None:
+                    self._check_lock(cid, devices.lock, lock_opening)
+                settling = settling or pilot_filter.settling or cid in disagree_since or cid in lock_opening
             if settling or not edge_driven:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
@@ -567,11 +588,27 @@ class Controller:
                 stopped = False
             await wait_event_until(edge, next_multiple(PILOT_BACKSTOP_S))
 
+    def _report_contacts(self, cid: int, measured: bool | None) -> None:
+        """Tell the core what the mirror contact says, when that changed: the socket is released
+        only once the contacts are measured open."""
+        if measured is not None and self._contacts_reported.get(cid) != measured:
+            self._contacts_reported[cid] = measured
+            self.dispatch(ev.ContactorMeasured(cid, measured))
+
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:
-        feedback = relay.feedback_closed()
+        faulted = Device.RELAY in self.station.connectors[cid].faults
+        try:
+            feedback = relay.feedback_closed()
+        except HardwareError as error:
+            # Nothing proves the contacts open: a contactor fault (no charge, the plug stays locked),
+            # which clears once the mirror contact reads open again.
+            if not faulted:
+                hw_log.error("connector %d: %s", cid, error)
+                self.dispatch(ev.DeviceFault(cid, Device.RELAY, True, f"mirror contact unreadable: {error}"))
+            return
         if feedback is None:
             return
-        faulted = Device.RELAY in self.station.connectors[cid].faults
+        self._report_contacts(cid, feedback)
         if feedback != relay.is_closed:
             since = disagree_since.setdefault(cid, now)
             if not faulted and now - since >= FEEDBACK_SETTLE_S:
@@ -587,6 +624,25 @@ class Controller:
             if faulted and not relay.is_closed and cid not in self._welded:
                 hw_log.warning("connector %d: contactor feedback agrees again", cid)
                 self.dispatch(ev.DeviceFault(cid, Device.RELAY, False))
+
+    def _check_lock(self, cid: int, lock, opening: set[int]) -> None:
+        """A lock at rest that the core holds locked: a feedback that reads unlocked (or cannot be
+        read) twice in a row, one settling poll apart, is a lock that opened by itself."""
+        if self.station.connectors[cid].lock is not LockState.LOCKED:
+            opening.discard(cid)
+            return
+        try:
+            locked, detail = lock.is_locked, "the feedback reads unlocked"
+        except HardwareError as error:
+            locked, detail = False, f"the feedback is unreadable: {error}"
+        if locked:
+            opening.discard(cid)
+        elif cid not in opening:
+            opening.add(cid)
+        else:
+            opening.discard(cid)
+            hw_log.error("connector %d: socket lock: %s while the plug should be held", cid, detail)
+            self.dispatch(ev.LockReported(cid, False, detail))
 
     async def _ticks(self) -> None:
         while True:

@@ -34,6 +34,8 @@ answer_authorization = st.builds(lambda i, s, p: ("authorize", i, s, p), st.inte
 confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), verdicts)
 # The lock's feedback answers a LockSocket / UnlockSocket the station really asked for: moved or not.
 answer_lock = st.builds(lambda i, moved: ("lock", i, moved), st.integers(0, 3), st.sampled_from([True, True, True, False]))
+# The lock's feedback opens while nothing moves it (a broken actuator, a plug forced out).
+lock_gives_way = st.builds(lambda c: ("lock gives way", c), st.integers(1, CONNECTORS))
 cable = st.builds(ev.CableChanged, st.integers(1, CONNECTORS), st.sampled_from([None, 13.0, 20.0, 32.0, 63.0, 32.0]),
                   st.sampled_from(["", "", "", "", "", "", "PP out of band"]))
 
@@ -73,7 +75,9 @@ EVENT_KINDS = {
     "cancel reservation": (st.builds(ev.CancelReservationRequested, st.integers(1, 3)), 1),
     "maintenance": (st.builds(ev.MaintenanceRequested, st.sampled_from([None, "firmware installation"])), 1),
     "lock answer": (answer_lock, 3),
+    "lock gives way": (lock_gives_way, 1),
     "cable": (cable, 1),
+    "mirror contact": (st.builds(ev.ContactorMeasured, st.integers(1, CONNECTORS), st.booleans()), 2),
 }
 KIND_NAMES = [name for name, (_, weight) in EVENT_KINDS.items() for _ in range(weight)]
 
@@ -91,9 +95,12 @@ def event_sequences(draw, resets: bool):
 
 
 class Model:
-    def __init__(self, offline_start: bool = False, socket: bool = False):
+    def __init__(self, offline_start: bool = False, socket: bool = False, mirror: bool = False):
         self.offline_start = offline_start
         self.socket = socket
+        self.mirror = mirror
+        self.contacts_closed: dict[int, bool | None] = {c: None for c in range(1, CONNECTORS + 1)}
+        """What the mirror contacts last said (with ``mirror``)."""
         self.locked = {c: False for c in range(1, CONNECTORS + 1)}
         """What the lock's feedback last said (socket outlets)."""
         self.lock_moves: list[tuple[int, bool]] = []
@@ -139,6 +146,12 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         locked = to_locked if moved else not to_locked
         model.locked[connector] = locked
         event = ev.LockReported(connector, locked)
+    elif isinstance(event, tuple) and event[0] == "lock gives way":
+        connector = event[1]
+        if not model.socket or any(c == connector for c, _ in model.lock_moves):
+            return  # the shell reports an opening only while the lock is at rest
+        model.locked[connector] = False
+        event = ev.LockReported(connector, False, "feedback opened")
     elif isinstance(event, tuple):
         _, index, status = event
         if not model.unconfirmed:
@@ -154,6 +167,8 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         model.pilot[event.connector] = event.state
     if isinstance(event, ev.CableChanged):
         model.cable_a[event.connector] = None if event.problem else event.rating_a
+    if isinstance(event, ev.ContactorMeasured):
+        model.contacts_closed[event.connector] = event.closed
     if isinstance(event, ev.DeviceFault) and event.connector and event.device in (Device.RELAY, Device.PILOT):
         faults = model.hard_fault[event.connector]
         (faults.add if event.active else faults.discard)(event.device)
@@ -188,6 +203,9 @@ def apply(station: Station, model: Model, event, now: float) -> None:
             assert model.socket
             assert not model.relay[a.connector], "the lock moves only with the contactor open"
             assert all(c != a.connector for c, _ in model.lock_moves), "one lock move at a time"
+            if model.mirror and isinstance(a, act.UnlockSocket):
+                assert model.contacts_closed[a.connector] is False, "released before the contacts read open"
+                assert Device.RELAY not in model.hard_fault[a.connector], "released with a contactor fault"
             model.lock_moves.append((a.connector, isinstance(a, act.LockSocket)))
 
     for c in model.relay:
@@ -243,3 +261,18 @@ def test_a_socket_outlet_energises_only_locked_within_the_cable_rating(cables, s
     run(Station(CONNECTORS, Settings(stop_on_ev_disconnect=stop_on_ev, unlock_on_ev_disconnect=unlock_on_ev,
                                      cable_sensing=both, socket_locks=both)),
         Model(socket=True), sequence)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_sequences(resets=True), st.sampled_from([True, True, False]))
+def test_a_socket_outlet_with_a_mirror_contact_releases_the_plug_only_on_contacts_measured_open(sequence, unlock_on_ev):
+    """With a mirror contact, commanded open is not enough: the plug is released only while the contact
+    last read open and no contactor fault (welded) is active (IEC 61851-1: locked while it may be live)."""
+    both = tuple(range(1, CONNECTORS + 1))
+    charging = [ev.PilotChanged(1, "B"), ev.RemoteStartRequested(1, "T1"), ("lock", 0, True),
+                ("confirm", 0, AuthStatus.ACCEPTED), ev.PilotChanged(1, "C"), ev.ContactorMeasured(1, True)]
+    sequence = ([ev.ContactorMeasured(c, False) for c in both] + [ev.CableChanged(c, 32.0) for c in both]
+                + charging + sequence)
+    run(Station(CONNECTORS, Settings(unlock_on_ev_disconnect=unlock_on_ev, cable_sensing=both, socket_locks=both,
+                                     mirror_contacts=both)),
+        Model(socket=True, mirror=True), sequence)

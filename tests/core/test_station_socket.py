@@ -277,3 +277,119 @@ def test_lock_faults_are_reported_per_device():
     plug_and_authorize(b)
     b(ev.LockReported(1, locked=False))
     assert Device.LOCK in b.station.connectors[1].faults
+
+
+# A mirror contact on the contactor (IEC 60947-4-1 Annex F): the plug is released only once the
+# contacts are measured open, never while a contactor fault (welded) is latched.
+
+
+def mirrored_socket_bench(**settings) -> Bench:
+    b = socket_bench(mirror_contacts=(1,), **settings)
+    b(ev.ContactorMeasured(1, closed=False))  # the shell reports the contact at start-up
+    return b
+
+
+def charge_measured(b: Bench) -> None:
+    charge(b)
+    b(ev.ContactorMeasured(1, closed=True))
+
+
+def test_with_a_mirror_contact_the_plug_is_released_once_the_contacts_read_open():
+    b = mirrored_socket_bench()
+    charge_measured(b)
+    out = b(ev.TagPresented(TAG))
+    assert act.OpenRelay in [type(a) for a in out]
+    assert lock_requests(out) == [], "commanded open is not yet open: the contacts may still carry current"
+    assert b.station.lock_state(1) == "locked"
+    out = b(ev.ContactorMeasured(1, closed=False))
+    assert lock_requests(out) == [act.UnlockSocket]
+
+
+def test_a_contactor_that_welds_keeps_the_plug_locked_for_good():
+    b = mirrored_socket_bench()
+    charge_measured(b)
+    b(ev.TagPresented(TAG))  # the stop: commanded open, the contacts stay closed
+    out = b(ev.DeviceFault(1, Device.RELAY, True, "welded: closed while commanded open"))
+    assert lock_requests(out) == []
+    change = b.last(act.StatusChanged)
+    assert (change.status, change.error_code) == (ConnectorStatus.FAULTED, ErrorCode.POWER_SWITCH_FAILURE)
+    for event in (ev.PilotChanged(1, "A"), ev.Tick(), ev.TagPresented(TAG), ev.ContactorMeasured(1, closed=False)):
+        assert lock_requests(b(event)) == [], f"released after {event}"
+    assert b.station.lock_state(1) == "locked"
+    assert not any(isinstance(a, act.UnlockSocket) for a in b.log)
+
+
+def test_unlock_connector_with_a_welded_contactor_answers_unlock_failed():
+    b = mirrored_socket_bench()
+    charge_measured(b)
+    b(ev.TagPresented(TAG))
+    b(ev.DeviceFault(1, Device.RELAY, True, "welded: closed while commanded open"))
+    out = b(ev.UnlockRequested(1))
+    assert answer(out) == "UnlockFailed"
+    assert lock_requests(out) == [] and b.station.lock_state(1) == "locked"
+
+
+def test_tc_018_1_unlock_connector_that_finds_the_contactor_welded_answers_unlock_failed():
+    b = mirrored_socket_bench()
+    charge_measured(b)
+    out = b(ev.UnlockRequested(1))
+    assert act.OpenRelay in [type(a) for a in out] and lock_requests(out) == []
+    assert not any(isinstance(a, (act.Answer, act.UnlockRefused)) for a in out), "waits for the mirror contact"
+    out = b(ev.DeviceFault(1, Device.RELAY, True, "welded: closed while commanded open"))
+    refused = [a for a in out if isinstance(a, act.UnlockRefused)]
+    assert len(refused) == 1 and "welded" in refused[0].why
+    assert lock_requests(out) == [] and b.station.lock_state(1) == "locked"
+
+
+def test_tc_018_1_unlock_connector_unlocks_once_the_mirror_contact_reads_open():
+    b = mirrored_socket_bench()
+    charge_measured(b)
+    assert lock_requests(b(ev.UnlockRequested(1))) == []
+    out = b(ev.ContactorMeasured(1, closed=False))
+    assert act.UnlockSocket(1, "unlock requested by the central system", requested=True) in out
+
+
+def test_a_plug_found_locked_at_start_up_on_welded_contacts_stays_locked():
+    b = socket_bench(mirror_contacts=(1,))
+    b(ev.ContactorMeasured(1, closed=True))
+    assert lock_requests(b(ev.LockReported(1, locked=True))) == []
+    assert lock_requests(b(ev.DeviceFault(1, Device.RELAY, True, "welded: closed while commanded open"))) == []
+
+
+def test_a_plug_found_locked_at_start_up_waits_for_the_first_mirror_reading():
+    b = socket_bench(mirror_contacts=(1,))
+    assert lock_requests(b(ev.LockReported(1, locked=True))) == [], "no reading yet: not proven open"
+    assert lock_requests(b(ev.ContactorMeasured(1, closed=False))) == [act.UnlockSocket]
+
+
+def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_and_faults():
+    b = socket_bench()
+    charge(b)
+    out = b(ev.LockReported(1, locked=False, detail="feedback opened while the plug was held"))
+    assert isinstance(out[0], act.OpenRelay), "the contactor opens first, in the same step"
+    assert not b.relay_closed()
+    change = b.last(act.StatusChanged)
+    assert (change.status, change.error_code) == (ConnectorStatus.FAULTED, ErrorCode.CONNECTOR_LOCK_FAILURE)
+    assert "opened by itself" in change.info
+    assert b.last(act.StopTransaction).reason is StopReason.OTHER
+    assert b.station.lock_state(1) == "failed"
+    assert lock_requests(out) == [], "nothing moves the lock on its own after a failure"
+    for event in (ev.Tick(), ev.PilotChanged(1, "C"), ev.TagPresented(TAG)):
+        assert lock_requests(b(event)) == [] and not b.relay_closed()
+    # The plug is taken out: the fault goes with it, the connector is usable again.
+    b(ev.PilotChanged(1, "A"))
+    b(ev.CableChanged(1, None))
+    assert b.statuses()[-1] == "Available"
+    assert b.station.lock_state(1) == "unlocked"
+
+
+def test_a_lock_that_opens_by_itself_with_no_session_is_a_lock_fault():
+    b = socket_bench(unlock_on_ev_disconnect=False)
+    charge(b)
+    b(ev.PilotChanged(1, "A"))  # the EV side unplugged: the cable stays locked (TC_005_2)
+    assert b.station.lock_state(1) == "locked"
+    b(ev.LockReported(1, locked=False))
+    assert b.last(act.StatusChanged).error_code is ErrorCode.CONNECTOR_LOCK_FAILURE
+    out = b(ev.CableChanged(1, None))  # the cable taken out of the socket
+    assert b.statuses()[-1] == "Available"
+    assert lock_requests(out) == [], "no cable left to hold for the card"

@@ -56,6 +56,18 @@ def test_a_jammed_lock_is_reported_after_the_timeout(pins):
     assert lock.unlock() is True, "jammed locked: the unlock fails (OCTT TC_030)"
 
 
+def test_every_edge_of_the_feedback_is_watched(pins):
+    """The runtime hears a lock that opens by itself without polling it."""
+    actuator = SimulatedLockActuator(SOLENOID, pins, travel_s=0.01)
+    lock = GpioLock(SOLENOID, pin_factory=pins)
+    edges = []
+    lock.watch(lambda: edges.append(lock.is_locked))
+    assert lock.lock() is True
+    actuator.give_way()
+    assert edges == [True, False] and lock.is_locked is False
+    lock.release()
+
+
 def test_a_broken_feedback_wire_reads_unlocked(pins):
     """The input is pulled towards "not locked" (no simulator drives it here)."""
     for active_high in (True, False):

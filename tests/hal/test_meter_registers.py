@@ -123,7 +123,7 @@ def test_encode_nan_gives_the_not_available_pattern():
 # -- built-in maps -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["sdm630", "sdm72"])
+@pytest.mark.parametrize("model", ["sdm630", "sdm72v2"])
 def test_three_phase_eastron_layout(model):
     registers = MODELS[model].registers
     assert registers["energy_import_wh"].address == 0x0048
@@ -134,6 +134,22 @@ def test_three_phase_eastron_layout(model):
     assert {r.function for r in registers.values()} == {4}
     assert {r.data_type for r in registers.values()} == {"float32"}
     assert {r.word_order for r in registers.values()} == {"big"}
+
+
+def test_the_original_sdm72_has_power_and_energy_only():
+    """SDM72D-M (v1) manual: total system power 30053, import 30073, total 30343; no voltage or
+    current registers (the v2 added them at 30001..30012)."""
+    sdm72 = MODELS["sdm72"]
+    assert {q: r.address for q, r in sdm72.registers.items()} == {
+        "power_w": 0x0034, "energy_import_wh": 0x0048, "energy_total_wh": 0x0156}
+    assert sdm72.phase_quantities("voltage") == () and sdm72.phase_quantities("current") == ()
+    assert [(b.address, b.count) for b in plan_reads(sdm72, ("energy_import_wh", "power_w"))] == [(0x34, 2), (0x48, 2)]
+
+
+def test_the_sdm72_v1_map_only_asks_what_a_v2_also_has():
+    """A v2 set to "sdm72" still reads (power and energy), it only lacks the per-phase values."""
+    v1, v2 = MODELS["sdm72"].registers, MODELS["sdm72v2"].registers
+    assert all(v2[q] == register for q, register in v1.items())
 
 
 def test_sdm120_is_single_phase_with_power_at_0x0c():

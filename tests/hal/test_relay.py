@@ -164,10 +164,54 @@ def test_a_welded_contactor_reads_closed_while_commanded_open(pins, feedback_act
     assert relay.feedback_closed() is False
 
 
-@pytest.mark.parametrize("feedback_active_high", [True, False])
-def test_an_unconnected_feedback_input_reads_open(pins, feedback_active_high):
+@pytest.mark.parametrize("feedback_active_high, pull", [(True, "up"), (False, "down")])
+def test_a_broken_wire_to_the_mirror_contact_reads_not_proven_open(pins, feedback_active_high, pull):
+    """hal-realism #8: nothing drives the input, so its pull decides; by default towards "closed"."""
     config = RelayConfig(pin=COIL, feedback_pin=FEEDBACK, feedback_active_high=feedback_active_high)
-    assert GpioRelay(config).feedback_closed() is False
+    relay = GpioRelay(config)
+    assert pins.pin(FEEDBACK).pull == pull
+    assert relay.feedback_closed() is True, "a broken wire must not read as open contacts"
+
+
+class NormallyClosedMirror:
+    """The documented wiring (docs/wiring.md): an NC mirror contact between the input and GND.
+    Closed (contactor open) it holds the line low; open (contactor closed) it leaves the line to
+    the pull resistor."""
+
+    def __init__(self, pin):
+        self.pin = pin
+
+    def contactor(self, closed: bool) -> None:
+        if not closed:
+            self.pin.drive_low()
+        elif self.pin.pull == "up":
+            self.pin.drive_high()
+        else:
+            self.pin.drive_low()
+
+
+def test_the_documented_nc_mirror_contact_needs_no_external_pull_up(pins):
+    relay = GpioRelay(RelayConfig(pin=COIL, feedback_pin=FEEDBACK, feedback_active_high=True))
+    mirror = NormallyClosedMirror(pins.pin(FEEDBACK))
+    mirror.contactor(closed=False)
+    assert relay.feedback_closed() is False
+    mirror.contactor(closed=True)
+    assert relay.feedback_closed() is True
+
+
+@pytest.mark.parametrize("pull, level", [("down", False), ("up", True)])
+def test_an_explicit_feedback_pull_is_used_as_given(pins, pull, level):
+    """E.g. a normally open auxiliary contact to 3.3 V needs the pull down (a broken wire then reads
+    open: the installer's choice, which ``evcp config check`` does not hide)."""
+    config = RelayConfig(pin=COIL, feedback_pin=FEEDBACK, feedback_active_high=True, feedback_pull=pull)
+    relay = GpioRelay(config)
+    assert pins.pin(FEEDBACK).pull == pull and relay.feedback_closed() is level
+
+
+def test_without_a_pull_the_input_floats(pins):
+    config = RelayConfig(pin=COIL, feedback_pin=FEEDBACK, feedback_pull="none")
+    GpioRelay(config)
+    assert pins.pin(FEEDBACK).pull == "floating"
 
 
 # --- evcp relays-off and the relay heartbeat ---

@@ -161,6 +161,13 @@ class ChargerProcess(Http):
     def tap(self, id_tag: str) -> dict:
         return self.post("/api/bench/tag", {"id_tag": id_tag})
 
+    def tap_taken_in(self, id_tag: str) -> dict:
+        """Tap a card and wait until the charger has read it (its status names the card): what the
+        core decides about a tap it decides at once, so a check that nothing happened is then due."""
+        self.tap(id_tag)
+        return wait_until(lambda: (a := self.status()["authorization"]) and a["id_tag"] == id_tag and a, 10,
+                          f"the charger reads {id_tag}")
+
     def fault(self, device: str, active: bool) -> dict:
         return self.post("/api/bench/fault", {"device": device, "active": active})
 

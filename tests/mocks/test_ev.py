@@ -257,6 +257,8 @@ def test_its_power_follows_the_offered_current_up_to_its_own_maximum(pins, amps,
     ev, _ = charging_ev(pins, max_power_w=22000.0, phases=phases)
     ev.pwm_changed(duty_for_current(amps))
     assert ev.power_w == pytest.approx(expected_w, rel=1e-6)
+    assert ev.current_a == pytest.approx(expected_w / 230 / phases, rel=1e-6)
+    assert ev.current_a <= ev.offered_a + 1e-9, "never more per phase than the pilot offers"
 
 
 def test_below_6_a_it_stops_drawing(pins):
@@ -273,4 +275,4 @@ def test_it_draws_nothing_while_the_contactor_is_open_whatever_is_offered(pins):
     ev, relay = charging_ev(pins)
     ev.pwm_changed(duty_for_current(32))
     relay.open()
-    assert ev.state == "C" and ev.power_w == 0
+    assert ev.state == "C" and ev.power_w == 0 and ev.current_a == 0

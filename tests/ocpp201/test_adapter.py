@@ -266,6 +266,21 @@ async def test_tc_f_05_unlock_connector_answers(csms, start_station):
     assert charger.hardware.connectors[0].relay.is_closed
 
 
+async def test_tc_f_05_unlock_connector_on_a_welded_contactor_is_unlock_failed(csms, start_station):
+    """The plug stays locked while the contacts may be live (IEC 61851-1): UnlockStatusEnumType UnlockFailed."""
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await charging_session(charger, csms)
+    bench = charger.hardware.bench
+    bench.set_fault("relay", True)  # the main contacts weld under load
+    bench.present_tag("04A1B2C3")  # the stop: commanded open, still closed
+    await csms.wait_for(lambda: [s for s in csms.messages("StatusNotification") if s["connectorStatus"] == "Faulted"])
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    answer = await csms.session.send("UnlockConnector", {"evseId": 1, "connectorId": 1})
+    assert answer["status"] == "UnlockFailed"
+    assert charger.controller.station.lock_state(1) == "locked" and bench.simulated[0].lock.locked
+
+
 async def test_tc_g_03_change_availability_of_an_evse(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)

@@ -84,7 +84,7 @@ def test_password_set_by_the_csms_survives_a_restart_and_an_unset_one_restores_q
     assert again.get("SecurityCtrlr", "BasicAuthPassword") == "a-new-password-from-the-csms"
 
 
-INSTALLER_FIELDS = {"max_current_a", "tethered_cable", "cable_sensing", "socket_locks", "require_meter",
+INSTALLER_FIELDS = {"max_current_a", "tethered_cable", "cable_sensing", "socket_locks", "mirror_contacts", "require_meter",
                     "offline_start", "phases", "voltage_v"}
 """What the installer's file and the hardware decide (``Controller.installer_settings``)."""
 

@@ -156,3 +156,110 @@ async def test_the_pilot_hears_of_every_contactor_move_and_status_shows_its_diag
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await csms.stop()
+
+
+async def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_and_reports_the_fault(tmp_path):
+    """The lock's feedback is watched during the session, not only at start-up: an edge to "unlocked"
+    opens the contactor and reports ConnectorLockFailure."""
+    charger, task, csms = await charging(tmp_path)
+    try:
+        relay, simulated = charger.hardware.connectors[0].relay, charger.hardware.bench.simulated[0]
+        simulated.lock.give_way()  # nothing drove it: the actuator lets the plug go
+        for _ in range(100):
+            if not relay.is_closed:
+                break
+            await asyncio.sleep(0.01)
+        assert not relay.is_closed and not simulated.contactor.coil_energised
+        status, error, info = charger.controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure") and "opened by itself" in info
+        station = csms.ledger.charger("CP-BENCH-01")
+        for _ in range(100):
+            if station.connectors.get(1, {}).get("error_code") == "ConnectorLockFailure":
+                break
+            await asyncio.sleep(0.05)
+        assert station.connectors[1]["error_code"] == "ConnectorLockFailure"
+        assert charger.controller.status()["connectors"][0]["lock"] == "failed"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
+async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fault_not_a_crash(tmp_path):
+    """Plugging in reads PP, then again to let it settle: any of those reads may fail."""
+    from evcp.hal import HardwareError
+
+    charger, task, csms = await started(tmp_path)
+    try:
+        while charger.controller.adapter.registration != "Accepted":
+            await asyncio.sleep(0.02)
+        sensor = charger.hardware.connectors[0].cable
+        real_read, reads, broken = sensor.read, [], [True]
+
+        def flaky():
+            reads.append(True)
+            if len(reads) >= 2 and broken[0]:  # from the settling re-read on
+                raise HardwareError("proximity pilot ADC cannot be read: SPI transfer failed")
+            return real_read()
+
+        sensor.read = flaky
+        charger.hardware.bench.set_pilot(1, "B")
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value == "Faulted" or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not task.done(), "the charger runs on"
+        status, _, info = charger.controller.status_of(1)
+        assert status.value == "Faulted" and "proximity pilot unreadable" in info
+        assert charger.controller.status()["connectors"][0]["cable"] == "fault"
+        charger.hardware.bench.present_tag("PPFAIL01")
+        await asyncio.sleep(0.3)
+        assert not charger.hardware.connectors[0].relay.is_closed, "no charge without a readable cable rating"
+        # The sensor reads again: the rating repeats on the next polls and the fault clears.
+        broken[0] = False
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value != "Faulted":
+                break
+            await asyncio.sleep(0.05)
+        assert charger.controller.status()["connectors"][0]["cable"] == "32A"
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
+async def test_a_mirror_contact_that_cannot_be_read_is_a_contactor_fault_not_a_crash(tmp_path):
+    from evcp.hal import HardwareError
+
+    charger, task, csms = await charging(tmp_path)
+    try:
+        relay = charger.hardware.connectors[0].relay
+        real_feedback, broken = relay.feedback_closed, [True]
+
+        def unreadable():
+            if broken[0]:
+                raise HardwareError("relay: cannot read feedback GPIO5: lgpio error")
+            return real_feedback()
+
+        relay.feedback_closed = unreadable
+        charger.hardware.bench.set_pilot(1, "B")  # an edge wakes the pilot task, which reads the mirror contact
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value == "Faulted" or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not task.done(), "the charger runs on"
+        status, error, info = charger.controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "PowerSwitchFailure") and "unreadable" in info
+        assert not relay.is_closed and charger.controller.station.lock_state(1) == "locked"
+        broken[0] = False
+        charger.hardware.bench.set_pilot(1, "C")  # another edge: the contact reads open, the fault clears
+        for _ in range(100):
+            if charger.controller.status_of(1)[0].value != "Faulted":
+                break
+            await asyncio.sleep(0.02)
+        assert charger.controller.status_of(1)[0].value != "Faulted"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
