@@ -1,14 +1,18 @@
-"""The charger with a long outage's backlog, side by side in one run. Prints numbers; asserts nothing.
+"""The charger idle and with a long outage's backlog, side by side in one run. Prints numbers; asserts nothing.
 
-    python benchmarks/backlog.py [--messages 10000] [--large 100000] [--settle 5]
+    python benchmarks/backlog.py [--messages 10000] [--large 100000] [--settle 5] [--idle 30]
 
 Machines are shared and noisy: compare the figures of one run with each other (ratios), not
 with another run's. Printed, each measured on a fresh `evcp run` (mock hardware) with its own
 state directory, against the bench central system (`python -m evcp.bench.csms`):
 
-  * import floor: RSS of a Python that only imported evcp.runtime.app (what any evcp costs);
-  * RSS idle: the charger with an empty queue, offline (the central system refusing
-    connections) and online;
+  * import floor: a Python that imported what `evcp run` with mock hardware loads and idles in
+    an asyncio loop (`benchmarks/idle.py`'s floor): RSS, and its CPU share and wakeups/s over
+    the same --idle window as the idle charger;
+  * idle: the charger with an empty queue, offline (the central system refusing connections):
+    RSS; then online, registered and idle for --idle seconds: RSS, CPU share of one core and
+    wakeups/s (voluntary context switches, all threads; `benchmarks/idle.py`'s measurement),
+    and its CPU above the floor's (target <= 0.5 % of a core);
   * RSS with --messages and with --large messages queued (written as `benchmarks/replay.py`
     writes them: one transaction, its StartTransaction, MeterValues, StopTransaction), offline so
     that the queue stays; each after --settle seconds;
@@ -22,40 +26,25 @@ state directory, against the bench central system (`python -m evcp.bench.csms`):
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from idle import AFTER_REGISTRATION_S, cpu_seconds, measure, start_floor, wait_registered  # noqa: E402
 from replay import CP_ID, follow_replay, free_port, get, prefill, proc_kb  # noqa: E402
-
-import json  # noqa: E402
-import urllib.request  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def post(base: str, path: str, body: dict) -> dict:
     request = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def import_floor_kb() -> int:
-    code = ("import evcp.runtime.app\n"
-            "for line in open('/proc/self/status'):\n"
-            "    if line.startswith('VmRSS:'): print(line.split()[1])")
-    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
 ECHO = """
@@ -156,22 +145,30 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000, help="queued messages replayed, at least 3")
     parser.add_argument("--large", type=int, default=100_000, help="queued messages for the RSS figure only")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after start before reading RSS")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of the idle CPU and wakeups window")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up the replay after this long")
     args = parser.parse_args()
     bench = Bench()
     rows: list[tuple[str, str]] = []
+    floor = start_floor()
     try:
-        floor = import_floor_kb()
-        rows.append(("import floor (python + import evcp.runtime.app)", f"{floor / 1024:7.1f} MB"))
-
         bench.accept(False)
-        process, _ = bench.charger(bench.work / "idle")
+        process, api = bench.charger(bench.work / "idle")
         idle_offline = bench.settled_rss_kb(process, args.settle)
         bench.accept(True)
-        idle_online = bench.settled_rss_kb(process, args.settle)
+        wait_registered(api, process)
+        time.sleep(AFTER_REGISTRATION_S)
+        idle, floor_idle = measure([process.pid, floor.pid], args.idle)
         bench.stop(process)
+        floor.terminate()
+        floor.wait(10)
+        rows.append(("import floor (imports of evcp run, idle asyncio loop)", f"{floor_idle.rss_kb / 1024:7.1f} MB   "
+                     f"CPU {floor_idle.cpu_percent:.2f} % of a core, {floor_idle.wakeups_per_s:.1f} wakeups/s"))
         rows.append(("RSS idle, offline, nothing queued", f"{idle_offline / 1024:7.1f} MB"))
-        rows.append(("RSS idle, online, nothing queued", f"{idle_online / 1024:7.1f} MB"))
+        rows.append((f"idle, online, nothing queued, over {args.idle:.0f} s", f"{idle.rss_kb / 1024:7.1f} MB   "
+                     f"CPU {idle.cpu_percent:.2f} % of a core, {idle.wakeups_per_s:.1f} wakeups/s"))
+        rows.append(("  CPU above the import floor (target <= 0.5 %)",
+                     f"{idle.cpu_percent - floor_idle.cpu_percent:7.2f} % of a core"))
 
         queued: dict[int, int] = {}
         for count in (args.messages, args.large):
@@ -188,12 +185,12 @@ def main() -> None:
             if count != args.messages:
                 bench.stop(process)
                 continue
-            charger_cpu0, csms_cpu0 = cpu_s(process.pid), cpu_s(bench.csms.pid)
+            charger_cpu0, csms_cpu0 = cpu_seconds(process.pid), cpu_seconds(bench.csms.pid)
             seq = get(bench.control, f"/messages?cp={CP_ID}&since=0")["last_seq"]
             bench.accept(True)
             accepted = time.time()
             first_at, stop_at, _ = follow_replay(bench.control, seq, accepted + args.timeout, process)
-            charger_cpu, csms_cpu = cpu_s(process.pid) - charger_cpu0, cpu_s(bench.csms.pid) - csms_cpu0
+            charger_cpu, csms_cpu = cpu_seconds(process.pid) - charger_cpu0, cpu_seconds(bench.csms.pid) - csms_cpu0
             peak = proc_kb(process.pid, "VmHWM")
             bench.stop(process)
             if stop_at is None or first_at is None:
@@ -213,6 +210,8 @@ def main() -> None:
         rows.append(("websocket round trip floor (bare echo, two processes)",
                      f"{websocket_round_trip_ms():7.3f} ms"))
     finally:
+        if floor.poll() is None:
+            floor.terminate()
         bench.close()
     width = max(len(label) for label, _ in rows)
     print(f"backlog ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}):")

@@ -10,7 +10,8 @@ Three processes run side by side over the same window:
 Printed per process: CPU share of one core, voluntary context switches per second (each
 one is a wakeup of the process: a timer that fired, a frame, a thread) and RSS.
 Target: `evcp run` idle at <= 0.5 % of a core. Machines are shared and noisy: compare the two
-lines of one run, not figures across runs.
+lines of one run, not figures across runs. `benchmarks/backlog.py` prints the same measurement
+(``measure``, ``start_floor``) beside its backlog figures.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
+
+from replay import free_port
 
 FLOOR = """
 import asyncio, sys
@@ -33,14 +37,8 @@ import evcp.runtime.app, evcp.mocks.station, evcp.bench.csms  # what `evcp run` 
 print("ready", flush=True)
 asyncio.run(asyncio.Event().wait())
 """
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+AFTER_REGISTRATION_S = 3.0
+"""Not idle yet: the start-up StatusNotifications and the first meter reading."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -69,11 +67,37 @@ class Sample:
         self.at = time.monotonic()
 
 
-def report(name: str, start: Sample, end: Sample) -> str:
-    elapsed = end.at - start.at
-    share = (end.cpu - start.cpu) / elapsed * 100
-    wakeups = (end.wakeups - start.wakeups) / elapsed
-    return f"  {name:<34} CPU {share:5.2f} % of a core   {wakeups:6.1f} wakeups/s   RSS {end.rss_kb / 1024:5.1f} MB"
+@dataclass(frozen=True)
+class Usage:
+    """One process over a window."""
+
+    cpu_percent: float
+    """CPU time (user + system) over the window, in % of one core."""
+    wakeups_per_s: float
+    """Voluntary context switches per second, all threads: each a wakeup (a timer, a frame, a thread)."""
+    rss_kb: int
+    """At the end of the window."""
+
+    def __str__(self) -> str:
+        return (f"CPU {self.cpu_percent:5.2f} % of a core   {self.wakeups_per_s:6.1f} wakeups/s   "
+                f"RSS {self.rss_kb / 1024:5.1f} MB")
+
+
+def measure(pids: Sequence[int], seconds: float) -> list[Usage]:
+    """The usage of each process over the same window of ``seconds``."""
+    before = [Sample(pid) for pid in pids]
+    time.sleep(seconds)
+    after = [Sample(pid) for pid in pids]
+    return [Usage((end.cpu - start.cpu) / (end.at - start.at) * 100,
+                  (end.wakeups - start.wakeups) / (end.at - start.at), end.rss_kb)
+            for start, end in zip(before, after)]
+
+
+def start_floor() -> subprocess.Popen:
+    """The floor process (``FLOOR``), once it has imported everything and idles."""
+    floor = subprocess.Popen([sys.executable, "-c", FLOOR], stdout=subprocess.PIPE, text=True)
+    floor.stdout.readline()
+    return floor
 
 
 def start_csms() -> tuple[subprocess.Popen, str, str]:
@@ -84,7 +108,7 @@ def start_csms() -> tuple[subprocess.Popen, str, str]:
 
 
 def start_charger(ws_url: str, work: Path, keys: str) -> tuple[subprocess.Popen, str]:
-    api = f"127.0.0.1:{_free_port()}"
+    api = f"127.0.0.1:{free_port()}"
     config = work / "evcp.toml"
     config.write_text(f'[charge_point]\nid = "CP-IDLE"\n[ocpp]\ncsms_url = "{ws_url}/ocpp"\n'
                       f'[ocpp.keys]\n{keys}\n'
@@ -118,20 +142,16 @@ def main() -> None:
     csms, ws_url, _ = start_csms()
     work = Path(tempfile.mkdtemp(prefix="evcp-idle-"))
     charger, api = start_charger(ws_url, work, args.keys)
-    floor = subprocess.Popen([sys.executable, "-c", FLOOR], stdout=subprocess.PIPE, text=True)
+    floor = start_floor()
     try:
-        floor.stdout.readline()
         wait_registered(api, charger)
-        time.sleep(3)  # the start-up StatusNotifications and the first meter reading are not idle
-        before = Sample(charger.pid), Sample(floor.pid)
-        time.sleep(args.seconds)
-        after = Sample(charger.pid), Sample(floor.pid)
+        time.sleep(AFTER_REGISTRATION_S)
+        evcp_run, floor_usage = measure([charger.pid, floor.pid], args.seconds)
         print(f"idle for {args.seconds:.0f} s (mock hardware, connected to the bench central system, "
               "nothing plugged in):")
-        print(report("evcp run", before[0], after[0]))
-        print(report("floor (imports + idle asyncio loop)", before[1], after[1]))
-        net = ((after[0].cpu - before[0].cpu) - (after[1].cpu - before[1].cpu)) / (after[0].at - before[0].at) * 100
-        print(f"  evcp run above the floor: {net:.2f} % of a core")
+        print(f"  {'evcp run':<34} {evcp_run}")
+        print(f"  {'floor (imports + idle asyncio loop)':<34} {floor_usage}")
+        print(f"  evcp run above the floor: {evcp_run.cpu_percent - floor_usage.cpu_percent:.2f} % of a core")
     finally:
         for process in (charger, floor, csms):
             process.terminate()

@@ -17,6 +17,17 @@ Promises:
   covers every earlier WAL frame. Call it just before the ``outbox_put`` of the
   MeterValues that reports the sample, and one fsync covers both.
 - A write touching several rows is one sqlite transaction: all or nothing.
+- What a damaged or lost write-ahead log must never take is in the main file when its
+  method returns: every write but the frequent ones (meter readings, queued MeterValues,
+  2.0.1 Updated events, rewritten payloads, security events, deletions of delivered
+  MeterValues) ends with ``PRAGMA wal_checkpoint(TRUNCATE)``: a transaction started,
+  confirmed or stopped, its start or end queued or delivered, a setting or a document
+  saved. Those are a few per session, never one per meter sample. TRUNCATE, not PASSIVE,
+  and sqlite's automatic (passive) checkpoint is replaced by a truncating one past
+  ``CHECKPOINT_WAL_BYTES``: a passive checkpoint leaves the checkpointed frames in the log
+  until the next write, and a log cut short in that moment makes sqlite read their older
+  pages over the main file's, taking the database back in time. The log so only ever
+  holds what was written since the last checkpoint, and a damaged one loses at most that.
 - A new file is built under a temporary name and renamed into place once its
   schema is complete, so an existing ``evcp.sqlite3`` always holds evcp's
   schema: one of zero bytes, without the schema, or missing while its
@@ -28,7 +39,8 @@ Promises:
   transaction up to the last complete one, which is also what a power cut in
   the middle of a write leaves. The damage is described in ``wal_damage``
   and the log copied aside first (``<file>-wal.damaged-<UTC time>``, the
-  newest ``KEEP_DAMAGED_COPIES`` kept), for the caller to report.
+  newest ``KEEP_DAMAGED_COPIES`` kept), for the caller to report. Opening
+  then checkpoints what was kept into the main file and empties the log.
 - Every sqlite failure is a ``StoreError`` naming the file, what is wrong and
   what to do. A call that breaks this API's rules (a local_id used twice, an
   unknown seq) is a ``ValueError`` or ``KeyError``.
@@ -109,6 +121,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
 
 KEEP_DAMAGED_COPIES = 3
 """Copies of damaged write-ahead logs kept as evidence; older ones are deleted."""
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+"""A write-ahead log grown past this is checkpointed (sqlite's own default is 1000 pages of 4 KiB)."""
+LOST_WITH_THE_LOG = "lost: at most the meter values recorded since the last checkpoint"
+"""What a damaged write-ahead log can take: transactions are checkpointed as they happen (module docstring)."""
 
 
 class StoreError(Exception):
@@ -162,6 +178,9 @@ class StateStore:
         self.wal_damage: str | None = None
         """What was wrong with the write-ahead log at opening, and where its copy is; None if nothing."""
         self._wal_damage_untold = False
+        self._wal = _sidecar(self.path, "-wal")
+        self._checkpoint_due = False
+        """A write asked for a checkpoint inside a transaction not committed yet."""
         self._db: sqlite3.Connection | None = None
         self._prepare_directory()
         try:
@@ -182,9 +201,11 @@ class StateStore:
                 raise StoreError(f"{self.path} cannot use a write-ahead log (journal mode stays {mode!r}); "
                                  "put storage.state_dir on a local filesystem such as ext4")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")  # replaced by _written's truncating checkpoint
             self.wal_damage = self._inspect_wal()
             self._wal_damage_untold = self.wal_damage is not None
             self._migrate()
+            self._checkpoint()
         except sqlite3.Error as e:
             self.close()
             raise self._error(e) from None
@@ -257,16 +278,19 @@ class StateStore:
             if isinstance(e.__cause__, sqlite3.IntegrityError):
                 raise ValueError(f"transaction {local_id} is already stored") from None
             raise
+        self._written(checkpoint=True)
 
     def transaction_confirmed(self, local_id: int, transaction_id: int) -> None:
         """Record the central system's transactionId. KeyError if local_id is unknown."""
         self._update_one("UPDATE transactions SET transaction_id = ? WHERE local_id = ?",
                          (transaction_id, local_id), f"transaction {local_id}")
+        self._written(checkpoint=True)
 
     def transaction_stopped(self, local_id: int) -> None:
         """Mark the transaction stopped (again is harmless). KeyError if local_id is unknown."""
         self._update_one("UPDATE transactions SET stopped = 1 WHERE local_id = ?",
                          (local_id,), f"transaction {local_id}")
+        self._written(checkpoint=True)
 
     def open_transactions(self) -> list[StoredTransaction]:
         """Transactions not stopped, by local_id."""
@@ -319,15 +343,19 @@ class StateStore:
     # Outbox: OCPP 1.6 "Transaction-related messages": they are delivered in the order
     # they were made, and kept until the central system has answered.
 
-    def outbox_put(self, action: str, payload: dict[str, Any], local_id: int | None) -> int:
+    def outbox_put(self, action: str, payload: dict[str, Any], local_id: int | None, *,
+                   checkpoint: bool = True) -> int:
         """Append a message; returns its seq, larger than every seq handed out before.
 
         The payload is stored as JSON (tuples come back as lists, keys as
         strings); ValueError if it is not JSON or holds NaN or infinity, which
-        the central system would refuse for ever.
+        the central system would refuse for ever. ``checkpoint=False`` for a
+        frequent message a damaged write-ahead log may take (a MeterValues).
         """
-        return self._run("INSERT INTO outbox (action, payload, local_id) VALUES (?, ?, ?)",
-                         (action, _json(payload), local_id)).lastrowid
+        seq = self._run("INSERT INTO outbox (action, payload, local_id) VALUES (?, ?, ?)",
+                        (action, _json(payload), local_id)).lastrowid
+        self._written(checkpoint)
+        return seq
 
     def outbox_put_stop(self, payload: dict[str, Any], local_id: int) -> int:
         """Queue a transaction's StopTransaction and mark it stopped, in one commit: a power
@@ -341,6 +369,7 @@ class StateStore:
         """Replace a queued message's payload and attempt count. KeyError if seq is not queued."""
         self._update_one("UPDATE outbox SET payload = ?, attempts = ? WHERE seq = ?",
                          (_json(payload), attempts, seq), f"outbox message {seq}")
+        self._written(checkpoint=False)
 
     def outbox_update_many(self, updates: Iterable[tuple[int, dict[str, Any]]]) -> None:
         """Replace the payloads of queued messages, (seq, payload) pairs, in one commit; a seq no
@@ -352,11 +381,15 @@ class StateStore:
     def outbox_done(self, seq: int) -> None:
         """Drop a delivered message (again is harmless)."""
         self._run("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self._written(checkpoint=True)
 
-    def outbox_done_through(self, seq: int) -> None:
+    def outbox_done_through(self, seq: int, *, checkpoint: bool = True) -> None:
         """Drop every message up to ``seq`` included, in one commit: delivered in order, they are
-        the oldest. One fsync for many messages (a replay after an outage)."""
+        the oldest. One fsync for many messages (a replay after an outage). ``checkpoint=False``
+        when they are all frequent messages (MeterValues), which a damaged write-ahead log may
+        bring back to be sent again."""
         self._run("DELETE FROM outbox WHERE seq <= ?", (seq,))
+        self._written(checkpoint)
 
     def outbox_start_confirmed(self, seq: int, local_id: int, transaction_id: int) -> None:
         """A StartTransaction.conf: the messages up to ``seq`` (the StartTransaction) are dropped
@@ -428,6 +461,7 @@ class StateStore:
     def security_event_done(self, seq: int) -> None:
         """Drop a delivered (or refused) security event (again is harmless)."""
         self._run("DELETE FROM security_events WHERE seq = ?", (seq,))
+        self._written(checkpoint=False)
 
     # OCPP configuration keys changed by ChangeConfiguration, and availability
     # changed by ChangeAvailability (which must survive a reboot, OCPP 1.6 §5.2).
@@ -437,6 +471,7 @@ class StateStore:
         with self._transaction():
             self._run("DELETE FROM configuration")
             self._run_many("INSERT INTO configuration (key, value) VALUES (?, ?)", values.items())
+            self._written(checkpoint=True)
 
     def load_configuration(self) -> dict[str, str]:
         """The configuration last saved; empty on a new file."""
@@ -447,6 +482,7 @@ class StateStore:
         self._run("INSERT INTO availability (connector, operative) VALUES (?, ?)"
                   " ON CONFLICT (connector) DO UPDATE SET operative = excluded.operative",
                   (connector, int(operative)))
+        self._written(checkpoint=True)
 
     def load_availability(self) -> dict[int, bool]:
         """connector → operative, for the connectors ever saved."""
@@ -455,10 +491,12 @@ class StateStore:
     # Documents: state saved as one JSON value per name (OCPP 1.6 requires the local
     # authorization list, reservations and charging profiles to survive a reboot).
 
-    def save_document(self, name: str, body: Any) -> None:
-        """Replace the document ``name`` with ``body`` (JSON-able), durably."""
+    def save_document(self, name: str, body: Any, *, checkpoint: bool = True) -> None:
+        """Replace the document ``name`` with ``body`` (JSON-able), durably. ``checkpoint=False``
+        for a document saved as often as meter values, whose checkpointed facts are elsewhere."""
         self._run("INSERT INTO documents (name, body) VALUES (?, ?)"
                   " ON CONFLICT (name) DO UPDATE SET body = excluded.body", (name, json.dumps(body)))
+        self._written(checkpoint)
 
     def load_document(self, name: str) -> Any:
         """The document last saved under ``name``, or None."""
@@ -476,11 +514,13 @@ class StateStore:
         """
         if keep_stopped < 0:
             raise ValueError(f"keep_stopped must be 0 or more, got {keep_stopped}")
-        return self._run(
+        deleted = self._run(
             "DELETE FROM transactions WHERE local_id IN"
             " (SELECT local_id FROM transactions WHERE stopped ORDER BY local_id DESC LIMIT -1 OFFSET ?)"
             " AND local_id NOT IN (SELECT local_id FROM outbox WHERE local_id IS NOT NULL)",
             (keep_stopped,)).rowcount
+        self._written(checkpoint=False)
+        return deleted
 
     def close(self) -> None:
         """Close the file; closing again does nothing."""
@@ -527,6 +567,29 @@ class StateStore:
             if self._db is not None and self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._written(checkpoint=False)
+
+    def _written(self, checkpoint: bool) -> None:
+        """After a write: checkpoint if it asked for it (at the commit of the transaction it is
+        part of) or the log has grown past CHECKPOINT_WAL_BYTES (module docstring)."""
+        self._checkpoint_due = self._checkpoint_due or checkpoint
+        if self._db.in_transaction:
+            return
+        if self._checkpoint_due or self._wal_bytes() > CHECKPOINT_WAL_BYTES:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Everything committed into the main file, and the log emptied. Another process reading
+        the file (an operator's sqlite3) can keep it from completing: the facts then wait in the
+        log, as durable as ever against a power cut, for the next checkpoint."""
+        self._checkpoint_due = False
+        self._run("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._wal.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def _check(self) -> None:
         rows = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
@@ -552,20 +615,19 @@ class StateStore:
     def _inspect_wal(self) -> str | None:
         """Compare the write-ahead log's frames with those sqlite found valid when it read the
         file (the quick_check above); on a difference, copy the log aside and describe it."""
-        wal = _sidecar(self.path, "-wal")
+        wal = self._wal
         layout = read_wal_layout(wal)
         if layout is None:
             return None
+        # PASSIVE only counts the valid frames here: the TRUNCATE checkpoint that ends the opening
+        # follows once the log is copied.
         valid = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
         if layout.header_problem is not None:
-            what = (f"is not a write-ahead log ({layout.header_problem}, {layout.size} bytes): sqlite ignored "
-                    "it, so whatever was written since the last checkpoint is lost")
+            what = f"is not a write-ahead log ({layout.header_problem}, {layout.size} bytes), ignored"
         elif layout.frames > valid or layout.partial_bytes:
             ignored = layout.frames - valid
-            what = (f"ends with {ignored} page(s) and {layout.partial_bytes} bytes after its last complete "
-                    f"transaction ({valid} pages kept): a write cut short by a power cut or a kill, which "
-                    "loses nothing confirmed, or a damaged or truncated file, which loses what was written "
-                    "after it")
+            what = (f"has {ignored} page(s) and {layout.partial_bytes} bytes past its last complete commit, "
+                    "ignored (a write cut short, or damage)")
         else:
             return None
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -580,7 +642,7 @@ class StateStore:
         copies = sorted(wal.parent.glob(f"{wal.name}.damaged-*"), key=lambda p: p.stat().st_mtime_ns)
         for old in copies[:-KEEP_DAMAGED_COPIES]:
             old.unlink(missing_ok=True)
-        return f"{wal} {what}; a copy is kept as {copy.name}"
+        return f"{wal.name} {what}; {LOST_WITH_THE_LOG}; copy kept as {copy.name}"
 
     def _migrate(self) -> None:
         # BEGIN IMMEDIATE, then read the version: no other opener can migrate in between.

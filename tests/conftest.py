@@ -24,6 +24,19 @@ def pins():
         yield factory
 
 
+@pytest.fixture
+def frames_in_log() -> Callable:
+    """``frames_in_log(store)``: the frames of a StateStore's write-ahead log not yet checkpointed
+    into its main file (what a damaged log could take)."""
+    from evcp.storage import read_wal_layout
+
+    def frames(store) -> int:
+        layout = read_wal_layout(store.path.with_name(store.path.name + "-wal"))
+        return layout.frames if layout is not None else 0
+
+    return frames
+
+
 @pytest.fixture(scope="session")
 def make_pki(tmp_path_factory) -> Callable[[str], SimpleNamespace]:
     """``make_pki(charger_id)``: a test CA, certificates it signed for localhost, for another

@@ -32,6 +32,20 @@ def test_run_with_a_bad_config_exits_78_with_file_and_key(tmp_path):
     assert str(bad) in line and "charge_point.connectors" in line
 
 
+def test_run_with_a_read_only_ocpp_key_exits_78_with_file_and_key_before_anything_starts(tmp_path):
+    config, state = tmp_path / "evcp.toml", tmp_path / "state"
+    config.write_text('[charge_point]\nid = "X"\n[ocpp]\ncsms_url = "ws://127.0.0.1:1/ocpp"\n'
+                      '[ocpp.keys]\nLocalAuthListMaxLength = 5000\n[hardware]\nbackend = "mock"\n'
+                      f'[storage]\nstate_dir = "{state}"\n')
+    result = subprocess.run([sys.executable, "-m", "evcp", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == EX_CONFIG == 78
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"{config}: ocpp.keys.LocalAuthListMaxLength: read-only, a limit of this charge point (1000)" in line
+    assert not state.exists(), "refused before the state database or any device"
+
+
 def test_config_check_and_show(capsys):
     assert main(["config", "check", str(CONFIG_DIR / "bench.toml")]) == 0
     assert "ok" in capsys.readouterr().out

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
+import json
 from pathlib import Path
 
 import pytest
 
 from evcp import config as cfg
+from evcp.ocpp16 import configuration as ocpp_configuration
 from evcp.config import ConfigError, load, loads, mock_defaults, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,6 +211,16 @@ ERRORS = [
     ("variable set elsewhere", {"ocpp.version": '"2.0.1"', "ocpp.variables.ChargingStation.Model": '"x"'}, "",
      "ocpp.variables.ChargingStation.Model", ["set charge_point.model instead"]),
 ]
+
+
+@pytest.mark.parametrize("spec", [spec for spec in ocpp_configuration.KEYS if spec.access.readonly],
+                         ids=lambda spec: spec.name)
+def test_every_read_only_ocpp_key_is_refused_even_with_its_own_value(tmp_path, spec):
+    # OCPP 1.6 §9: what GetConfiguration reports as readonly is the charger's, never the installer's.
+    own_value = spec.default_for(1)
+    err = error_of(tmp_path, toml({f"ocpp.keys.{spec.name}": json.dumps(own_value)}))
+    assert err.key == f"ocpp.keys.{spec.name}"
+    assert err.problem.startswith("read-only"), err.problem
 
 
 # Errors about connector tables, pins and meters: full files after MINIMAL's sections.

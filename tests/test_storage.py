@@ -517,64 +517,177 @@ def test_a_creation_cut_short_leaves_no_file_and_starts_again(path):
     assert not path.with_name(FILENAME + ".new").exists()
 
 
-def killed_writer(path, transactions: int) -> None:
-    """A process that commits ``transactions`` transactions and dies without closing: the
-    write-ahead log holds them (the main file holds only the schema)."""
+def killed_writer(path, *steps: str) -> None:
+    """A process that opens the store as ``s``, runs the code ``steps`` and dies without closing:
+    a kill or a power cut."""
     code = textwrap.dedent(f"""
         import os
         from pathlib import Path
         from evcp.storage import StateStore
         s = StateStore(Path({str(path)!r}))
-        for local_id in range(1, {transactions} + 1):
-            s.transaction_started(local_id, 1, "T" * 40, 100, 1000.0)
-        os._exit(0)
-    """)
+    """) + "".join(textwrap.dedent(step) + "\n" for step in steps) + "os._exit(0)\n"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def samples(count: int) -> str:
+    """Code for ``count`` meter samples, a reading and its queued MeterValues: what a charging
+    session writes most."""
+    return textwrap.dedent(f"""
+        for n in range({count}):
+            s.meter_reading(1, 100.0 + n, 1000.0 + n)
+            s.outbox_put("MeterValues", {{"n": n, "padding": "x" * 2000}}, None, checkpoint=False)
+    """)
 
 
 def damaged_copies(path):
     return sorted(path.parent.glob(FILENAME + "-wal.damaged-*"))
 
 
-def test_an_intact_write_ahead_log_after_a_kill_is_no_damage(path):
-    killed_writer(path, 20)
+def damage(path, how: str) -> bytes:
+    """Damage the write-ahead log as a failing SD card does; returns what it held."""
+    wal = path.with_name(FILENAME + "-wal")
+    original = wal.read_bytes()
+    if how == "cut in half":
+        wal.write_bytes(original[:len(original) // 2])
+    elif how == "garbage":
+        wal.write_bytes(os.urandom(max(len(original), 9000)))
+    else:
+        wal.unlink()
+    return original
+
+
+def queued_facts(s) -> list[str]:
+    """The queued messages but the samples (which a damaged log may take or keep)."""
+    return [m.action for m in s.outbox_entries() if m.action != "MeterValues"]
+
+
+START = 's.transaction_started(1, 1, "TAG", 100, 1000.0)\n'
+STOP = ('seq = s.outbox_put_stop({"transactionId": 4711, "meterStop": 150, "timestamp": "t", "reason": "Local"}, 1)'
+        '\n')
+
+# What a damaged or lost write-ahead log must never take: (what was written, how to see it).
+FACTS = {
+    "a transaction started": (START, lambda s: [t.local_id for t in s.open_transactions()] == [1]
+                              and s.next_local_id() == 2),
+    "its transactionId": (START + "s.transaction_confirmed(1, 4711)", lambda s: s.transaction_ids() == {1: 4711}),
+    "its StartTransaction queued": (START + 's.outbox_put("StartTransaction", {"connectorId": 1}, 1)',
+                                    lambda s: queued_facts(s) == ["StartTransaction"]),
+    "its StartTransaction confirmed": (START + 'seq = s.outbox_put("StartTransaction", {}, 1)\n'
+                                       "s.outbox_start_confirmed(seq, 1, 4711)",
+                                       lambda s: s.transaction_ids() == {1: 4711} and queued_facts(s) == []),
+    "its StopTransaction queued": (START + STOP, lambda s: s.open_transactions() == []
+                                   and queued_facts(s) == ["StopTransaction"]),
+    "its StopTransaction delivered": (START + STOP + "s.outbox_done_through(seq)",
+                                      lambda s: s.open_transactions() == [] and queued_facts(s) == []),
+    "a 2.0.1 TransactionEvent Started": ('s.outbox_put("TransactionEvent", {"eventType": "Started"}, None)',
+                                         lambda s: queued_facts(s) == ["TransactionEvent"]),
+    "a configuration key": ('s.save_configuration({"HeartbeatInterval": "90"})',
+                            lambda s: s.load_configuration() == {"HeartbeatInterval": "90"}),
+    "an availability": ("s.save_availability(1, False)", lambda s: s.load_availability() == {1: False}),
+    "a document": ('s.save_document("reservations", [{"id": 7}])',
+                   lambda s: s.load_document("reservations") == [{"id": 7}]),
+}
+
+
+@pytest.mark.parametrize("how", ["cut in half", "garbage", "deleted"])
+@pytest.mark.parametrize("fact", FACTS)
+def test_what_a_damaged_log_must_never_take_is_in_the_main_file(path, fact, how):
+    body, present = FACTS[fact]
+    killed_writer(path, body, samples(10))
+    damage(path, how)
+    with StateStore(path) as s:
+        assert present(s), f"{fact} survives a write-ahead log {how}"
+        assert s.outbox_count() <= 11 and all(m.action != "MeterValues" or m.payload["n"] < 10
+                                              for m in s.outbox_entries())
+
+
+def test_a_log_cut_right_after_a_checkpoint_does_not_take_the_database_back(path):
+    # A passive checkpoint leaves its frames in the log until the next write: cut short then,
+    # the log's older pages would be read over the main file's newer ones.
+    killed_writer(path, samples(200), START)
+    damage(path, "cut in half")
+    with StateStore(path) as s:
+        assert [t.local_id for t in s.open_transactions()] == [1]
+        assert s.outbox_count() == 200, "what the checkpoint moved into the main file stays"
+        assert s.last_reading(1) == (299.0, 1199.0), "the last reading before it too"
+
+
+def test_frequent_writes_stay_in_the_log_until_it_grows_past_its_bound(store, frames_in_log, monkeypatch):
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0, "sqlite's passive one is off"
+    start(store, 1)
+    assert frames_in_log(store) == 0
+    written = []
+    for write in (lambda: store.meter_reading(1, 150.0, 1010.0),
+                  lambda: store.outbox_put("MeterValues", {"n": 1}, 1, checkpoint=False),
+                  lambda: store.outbox_update(store.outbox_entries()[0].seq, {"n": 2}, 1),
+                  lambda: store.outbox_done_through(store.outbox_entries()[0].seq, checkpoint=False),
+                  lambda: store.security_event_put("SettingSystemTime", "t", None, keep=10),
+                  lambda: store.save_document("ocpp201-transactions", {}, checkpoint=False)):
+        write()
+        written.append(frames_in_log(store))
+    assert written == sorted(written) and written[0] > 0, f"none checkpointed: {written}"
+    monkeypatch.setattr(storage, "CHECKPOINT_WAL_BYTES", 1000)
+    store.meter_reading(1, 160.0, 1020.0)
+    assert frames_in_log(store) == 0, "a log past its bound is checkpointed, and emptied"
+
+
+def test_a_write_made_of_several_is_checkpointed_once_after_its_commit(store):
+    start(store, 1)
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    store.outbox_put_stop({"transactionId": 1, "meterStop": 1}, 1)
+    store._db.set_trace_callback(None)
+    checkpoints = [n for n, sql in enumerate(statements) if sql.startswith("PRAGMA wal_checkpoint")]
+    assert checkpoints == [statements.index("COMMIT") + 1], statements
+
+
+def test_an_intact_write_ahead_log_after_a_kill_is_no_damage(path, frames_in_log):
+    killed_writer(path, START, samples(20))
     with StateStore(path) as s:
         assert s.wal_damage is None and s.take_wal_damage() is None
-        assert len(s.open_transactions()) == 20
+        assert len(s.open_transactions()) == 1 and s.outbox_count() == 20
+        assert frames_in_log(s) == 0, "opening checkpoints what the log held"
     assert damaged_copies(path) == []
 
 
-def test_a_truncated_write_ahead_log_is_said_and_kept_as_evidence(path):
-    killed_writer(path, 20)
+def test_a_truncated_write_ahead_log_is_said_and_kept_as_evidence(path, frames_in_log):
+    killed_writer(path, START, samples(20))
     wal = path.with_name(FILENAME + "-wal")
     original = wal.read_bytes()
     wal.write_bytes(original[:len(original) // 2 + 100])
     with StateStore(path) as s:
-        assert s.wal_damage.startswith(f"{wal} ends with ")
-        assert "after its last complete transaction" in s.wal_damage
+        assert s.wal_damage.startswith(f"{wal.name} has ")
+        assert "past its last complete commit, ignored" in s.wal_damage
+        assert storage.LOST_WITH_THE_LOG in s.wal_damage, "what is lost is said"
         [copy] = damaged_copies(path)
-        assert copy.name in s.wal_damage
+        assert s.wal_damage.endswith(f"copy kept as {copy.name}")
+        assert len(s.wal_damage) <= 255, "whole in a security event's techInfo"
         assert copy.read_bytes() == original[:len(original) // 2 + 100], "the evidence as it was found"
         assert copy.stat().st_mode & 0o077 == 0, "readable by the service alone, like the database"
-        assert 0 < len(s.open_transactions()) < 20, "what was complete is kept"
+        assert [t.local_id for t in s.open_transactions()] == [1], "the transaction is never lost"
+        assert 0 < s.outbox_count() < 20, "the samples up to the damage are kept"
         assert s.take_wal_damage() == s.wal_damage and s.take_wal_damage() is None, "reported once"
+        assert frames_in_log(s) == 0
+    with StateStore(path) as s:
+        assert s.wal_damage is None, "said once: the opening checkpointed what was kept"
 
 
 def test_a_garbage_write_ahead_log_is_said_and_kept_as_evidence(path):
-    killed_writer(path, 5)
+    killed_writer(path, START, samples(5))
     wal = path.with_name(FILENAME + "-wal")
     wal.write_bytes(os.urandom(9000))
     with StateStore(path) as s:
-        assert s.wal_damage.startswith(f"{wal} is not a write-ahead log (no write-ahead log header, 9000 bytes)")
-        assert s.open_transactions() == [], "only what the main file held"
-        assert s.next_local_id() == 1
-        start(s, 1)
+        assert s.wal_damage.startswith(f"{wal.name} is not a write-ahead log (no write-ahead log header, "
+                                       "9000 bytes), ignored; " + storage.LOST_WITH_THE_LOG)
+        assert [t.local_id for t in s.open_transactions()] == [1], "the transaction is never lost"
+        assert s.outbox_count() == 0, "the samples since the checkpoint are"
+        assert s.next_local_id() == 2, "no local id handed out twice"
     assert len(damaged_copies(path)) == 1
 
 
 def test_only_the_newest_damaged_copies_are_kept(path):
-    for _ in range(storage.KEEP_DAMAGED_COPIES + 2):
-        killed_writer(path, 2)
+    for n in range(storage.KEEP_DAMAGED_COPIES + 2):
+        killed_writer(path, samples(2))
         path.with_name(FILENAME + "-wal").write_bytes(b"garbage")
         with StateStore(path) as s:
             assert s.wal_damage

@@ -25,6 +25,10 @@ Deletions of delivered messages are committed:
   per message (milliseconds on an SD card), which bounds a replay at a few
   hundred messages a second and wears the card.
 
+A transaction's start and end, queued or delivered, are also checkpointed into the state
+database's main file (``checkpoint`` of ``StateStore.outbox_put``): a damaged write-ahead log
+can take queued or delivered MeterValues (and 2.0.1 Updated events), never a start or an end.
+
 The security events waiting for the central system (``SecurityEventQueue``)
 are kept the same way, in their own queue: they are not transaction messages
 and never hold those up. ``SecurityEvents`` reports them for either protocol (OCPP 1.6
@@ -92,6 +96,8 @@ class Outbox:
     _delivered_through: int | None = None
     """Delivered MeterValues up to this seq whose deletion is not committed yet."""
     _delivered_pending: int = 0
+    _delivered_ends: bool = False
+    """A start or end (``is_start_or_end``) is among the delivered messages not committed yet."""
     _final_readings: dict[int, asyncio.Future] = field(default_factory=dict)
     """seq -> the fresh meter reading of a StopTransaction not in the window yet."""
     _untrusted: list[list[int]] = field(default_factory=list)
@@ -118,7 +124,7 @@ class Outbox:
         elif action == "StopTransaction" and local_id is not None:
             seq = self.store.outbox_put_stop(payload, local_id)
         else:
-            seq = self.store.outbox_put(action, payload, local_id)
+            seq = self.store.outbox_put(action, payload, local_id, checkpoint=is_start_or_end(action, payload))
         if not self.clock_trusted():
             if self._untrusted and self._untrusted[-1][1] == self._last_put:
                 self._untrusted[-1][1] = seq
@@ -195,14 +201,15 @@ class Outbox:
             return
         self._delivered_through = entry.seq
         self._delivered_pending += 1
+        self._delivered_ends = self._delivered_ends or is_start_or_end(entry.action, entry.payload)
         if entry.action != "MeterValues" or self._delivered_pending >= DELETE_BATCH or not len(self):
             self.commit_deletions()
 
     def commit_deletions(self) -> None:
         """Commit the deletion of every message delivered so far (one fsync)."""
         if self._delivered_through is not None and self.store is not None:
-            self.store.outbox_done_through(self._delivered_through)
-        self._delivered_through, self._delivered_pending = None, 0
+            self.store.outbox_done_through(self._delivered_through, checkpoint=self._delivered_ends)
+        self._delivered_through, self._delivered_pending, self._delivered_ends = None, 0, False
 
     def confirm_start(self, entry: Entry, transaction_id: int) -> None:
         """The StartTransaction ``entry`` was answered with ``transaction_id``: it leaves the queue
@@ -213,7 +220,7 @@ class Outbox:
         self._transaction_ids[entry.local_id] = transaction_id
         if self.store is not None:
             self.store.outbox_start_confirmed(entry.seq, entry.local_id, transaction_id)
-            self._delivered_through, self._delivered_pending = None, 0
+            self._delivered_through, self._delivered_pending, self._delivered_ends = None, 0, False
 
     def transaction_id(self, local_id: int | None) -> int | None:
         return self._transaction_ids.get(local_id) if local_id is not None else None
@@ -237,6 +244,15 @@ class Outbox:
         self.commit_deletions()
         self._wakeup.clear()
         await wait_event(self._wakeup, timeout)
+
+
+def is_start_or_end(action: str, payload: dict[str, Any]) -> bool:
+    """A message that starts or ends a transaction at the central system, whose loss would leave
+    it open for ever and whose resending would bill it twice: every queued message but the
+    samples of a running transaction (1.6 MeterValues, 2.0.1 TransactionEvent Updated)."""
+    if action == "MeterValues":
+        return False
+    return not (action == "TransactionEvent" and payload.get("eventType") == "Updated")
 
 
 def _shifted(payload: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class Transactions:
         for item in (saved or {}).values():
             tx = OpenTransaction(**item)
             self.by_evse[tx.evse] = tx
+        self._saved_links = self._links()
 
     # ----------------------------------------------------------------- queries
 
@@ -288,8 +289,18 @@ class Transactions:
         self._save()  # after the queue's commit: ``recover`` takes the larger seqNo of the two
 
     def _save(self) -> None:
+        """Saved at every event, meter samples included, but checkpointed (kept by a damaged
+        write-ahead log) only when a transaction opens, starts, ends or is tied to the core's.
+        A damaged log may so take back the seqNo of Updated events delivered since; the
+        PowerLoss Ended of ``recover`` may then repeat one."""
         if self.store is not None:
-            self.store.save_document(OPEN_TRANSACTIONS, {str(e): asdict(tx) for e, tx in self.by_evse.items()})
+            links = self._links()
+            self.store.save_document(OPEN_TRANSACTIONS, {str(e): asdict(tx) for e, tx in self.by_evse.items()},
+                                     checkpoint=links != self._saved_links)
+            self._saved_links = links
+
+    def _links(self) -> set[tuple[str, int | None, bool]]:
+        return {(tx.transaction_id, tx.local_id, tx.started) for tx in self.by_evse.values()}
 
 
 def energy_value(energy_wh: float, context: str) -> dict[str, Any]:

@@ -198,8 +198,8 @@ class Charger:
         config = self.config
         store = StateStore(config.storage.state_dir / FILENAME)
         if store.wal_damage:
-            log.error("state database damaged: %s; starting from what it kept (a security event tells the "
-                      "central system)", store.wal_damage)
+            log.error("state database damaged: %s (in %s); starting from what it kept, and a security event "
+                      "tells the central system", store.wal_damage, store.path.parent)
         try:
             open_trace_file(config.trace_file)
         except BaseException:

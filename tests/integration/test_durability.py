@@ -6,6 +6,7 @@ meterStart, meterStop equal to the simulated meter's count, the contactor open.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from evcp.storage import LOST_WITH_THE_LOG
+
+from .test_ocpp201 import ended, events, seq_anomalies, start_201, started_transaction
 
 pytestmark = pytest.mark.integration
 
@@ -231,6 +236,65 @@ def test_a_garbage_write_ahead_log_is_reported_and_its_copy_kept(csms, start_cha
     events = wait_until(lambda: [e for e in csms.get("/chargers")["chargers"][0]["security_events"]
                                  if e["type"] == "StateDatabaseDamaged"], 10, "the security event")
     assert "is not a write-ahead log" in events[0]["tech_info"]
+
+
+def write_ahead_log(charger) -> Path:
+    return state_file(charger).with_name("evcp.sqlite3-wal")
+
+
+def damage_write_ahead_log(charger, how: str) -> None:
+    """What a failing SD card does to the write-ahead log of a killed charger."""
+    held = write_ahead_log(charger).read_bytes()
+    write_ahead_log(charger).write_bytes(held[:len(held) // 2] if how == "cut in half" else os.urandom(len(held)))
+
+
+def damage_events(csms) -> list[dict]:
+    return [e for e in csms.get("/chargers")["chargers"][0]["security_events"] if e["type"] == "StateDatabaseDamaged"]
+
+
+@pytest.mark.parametrize("how", ["cut in half", "garbage"])
+def test_tc_032_2_power_cut_while_charging_then_a_damaged_write_ahead_log_still_stops_with_power_loss(
+        csms, start_charger, wait_until, how):
+    charger = start_charger(keys={"MeterValueSampleInterval": 1})
+    charger.start_charging("WALDAMAG")
+    wait_until(lambda: charger.connector()["session_energy_wh"] >= 1, 10, "energy flowing")
+    wait_until(lambda: write_ahead_log(charger).stat().st_size, 10, "a sample written since the last checkpoint")
+    kill(charger)
+    damage_write_ahead_log(charger, how)
+
+    charger = start_charger(keys={"MeterValueSampleInterval": 1})
+    [tx] = wait_until(lambda: closed(csms), 15, "the PowerLoss stop")
+    assert tx["stop"]["reason"] == "PowerLoss"
+    assert_billed_once(csms, tx)
+    assert abs(tx["stop"]["meter_stop"] - charger.connector()["energy_wh"]) <= 1, "the meter's count at the cut"
+    assert charger.connector()["relay_closed"] is False
+    assert charger.connector()["status"] == "Available"
+    log = charger.log_path.read_text()
+    assert "state database damaged" in log and LOST_WITH_THE_LOG in log
+    [event] = wait_until(lambda: damage_events(csms), 10, "the StateDatabaseDamaged security event")
+    assert LOST_WITH_THE_LOG in event["tech_info"] and "copy kept as evcp.sqlite3-wal.damaged-" in event["tech_info"]
+    assert len(csms.sent_by_charger("StartTransaction")) == 1
+
+
+@pytest.mark.parametrize("how", ["cut in half", "garbage"])
+def test_e_power_loss_then_a_damaged_write_ahead_log_still_ends_the_transaction_once_ocpp201(
+        csms, start_charger, wait_until, how):
+    charger = start_201(start_charger)
+    charger.start_charging("04A1B2C3")
+    tx_id = started_transaction(csms)
+    wait_until(lambda: charger.connector()["session_energy_wh"] >= 1, 10, "energy flowing")
+    wait_until(lambda: write_ahead_log(charger).stat().st_size, 10, "a sample written since the last checkpoint")
+    kill(charger)
+    damage_write_ahead_log(charger, how)
+
+    charger = start_201(start_charger)
+    end = ended(csms, tx_id)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    assert [e["eventType"] for e in events(csms)] == ["Started", "Ended"], "one transaction, ended once"
+    assert end["seqNo"] == 1 and seq_anomalies(csms) == [] and csms.get("/anomalies")["anomalies"] == []
+    assert charger.connector()["relay_closed"] is False
+    [event] = wait_until(lambda: damage_events(csms), 10, "the StateDatabaseDamaged security event")
+    assert LOST_WITH_THE_LOG in event["tech_info"]
 
 
 def test_security_events_raised_offline_survive_a_power_cut_and_arrive_in_order(csms, start_charger, wait_until):

@@ -138,6 +138,42 @@ async def test_after_a_crash_delivered_meter_values_come_again_never_a_start_or_
     assert [e.action for e in iter_all(Outbox(store))] == ["MeterValues"]
 
 
+async def test_starts_and_ends_are_checkpointed_at_once_meter_values_never(store, frames_in_log):
+    # A damaged write-ahead log may take what is not checkpointed: samples, never a start or an end.
+    box = Outbox(store)
+    assert frames_in_log(store) == 0
+    frames = []
+
+    def put(action, payload):
+        box.put(action, payload, 1)
+        frames.append((action, payload.get("eventType"), "queued", frames_in_log(store)))
+
+    def deliver():
+        entry = box.head()
+        box.done(entry) if entry.action != "StartTransaction" else box.confirm_start(entry, 4711)
+        frames.append((entry.action, entry.payload.get("eventType"), "delivered", frames_in_log(store)))
+
+    put("MeterValues", meter_value(1))
+    put("StartTransaction", {"connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": "t"})
+    put("MeterValues", meter_value(2))
+    deliver()  # the MeterValues queued before the start: the queue is not empty, not committed yet
+    deliver()
+    deliver()  # the queue is empty: the deletion is committed
+    put("TransactionEvent", {"eventType": "Updated"})
+    deliver()
+    for kind in ("Started", "Ended"):
+        put("TransactionEvent", {"eventType": kind})
+        deliver()
+    put("StopTransaction", {"transactionId": None, "meterStop": 5, "timestamp": "t", "reason": "Local"})
+    deliver()
+    checkpointed = [(action, kind, what) for action, kind, what, left in frames if left == 0]
+    assert checkpointed == [
+        ("StartTransaction", None, "queued"), ("StartTransaction", None, "delivered"),
+        ("TransactionEvent", "Started", "queued"), ("TransactionEvent", "Started", "delivered"),
+        ("TransactionEvent", "Ended", "queued"), ("TransactionEvent", "Ended", "delivered"),
+        ("StopTransaction", None, "queued"), ("StopTransaction", None, "delivered")], frames
+
+
 def iter_all(box):
     """Every queued entry, without delivering any."""
     entries = list(box._window)

@@ -159,6 +159,25 @@ def test_seq_no_survives_a_restart_and_power_loss_ends_with_the_next_one(tmp_pat
     store.close()
 
 
+def test_the_open_transactions_are_checkpointed_when_one_opens_is_tied_or_ends_never_per_sample(
+        tmp_path, frames_in_log):
+    # What a damaged write-ahead log can take (frames not checkpointed): a seqNo, never a transaction.
+    store = StateStore(tmp_path / "evcp.sqlite3")
+    store.transaction_started(7, 1, "04A1B2C3", 100, T0)
+    t = tracker(start="EVConnected", store=store)
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.outbox.done(t.outbox.head())
+    assert frames_in_log(store) == 0, "Started: queued, delivered and saved"
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    assert frames_in_log(store) == 0, "tied to the core's transaction 7: recovery stops that one with it"
+    t.meter_values(1, "MeterValuePeriodic", {"timestamp": "2027-01-15T08:00:00Z", "sampledValue": [{"value": 1.0}]},
+                   T0 + 60, online=True)
+    assert frames_in_log(store) > 0, "a sample is not checkpointed"
+    t.core_stopped(1, 7, StopReason.LOCAL, None, 150, T0 + 90, online=True, plugged=False)
+    assert frames_in_log(store) == 0, "Ended"
+    store.close()
+
+
 def test_recovery_finds_a_transaction_whose_event_was_queued_but_not_saved(tmp_path):
     store = StateStore(tmp_path / "evcp.sqlite3")
     store.outbox_put(ACTION, {"eventType": "Started", "timestamp": "2027-01-15T08:00:00.000Z",

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator
+
 import pytest
 
 from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
 from evcp.runtime.app import Charger
+from evcp.runtime.controller import PILOT_BACKSTOP_S
 
 
 async def started(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
@@ -263,3 +268,51 @@ async def test_a_mirror_contact_that_cannot_be_read_is_a_contactor_fault_not_a_c
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await csms.stop()
+
+
+@contextmanager
+def loop_wakeups(loop: asyncio.AbstractEventLoop) -> Iterator[list[str]]:
+    """Each time the event loop sleeps and is woken (a ``select`` of its selector that may
+    block: the process is woken by a timer or by I/O), what woke it: "I/O" or the callback of
+    the timer that fell due."""
+    selector = loop._selector
+    select = selector.select
+    woken: list[str] = []
+
+    def counting(timeout=None):
+        events = select(timeout)
+        if timeout != 0:
+            due = loop._scheduled[0]._callback if loop._scheduled else None
+            woken.append("I/O" if events else getattr(due, "__qualname__", repr(due)))
+        return events
+
+    selector.select = counting
+    try:
+        yield woken
+    finally:
+        del selector.select
+
+
+IDLE_WINDOW_S = 4.0
+
+
+async def test_idle_the_loop_wakes_on_the_shared_grid_and_no_more(tmp_path):
+    """Idle CPU (target <= 0.5 % of a core) comes from waking rarely: the pilot backstop, the
+    tick and the meter poll share one grid (evcp.aio.next_multiple), twice a second. Besides it:
+    the systemd supervisor every 5 s, heartbeats and websocket keepalives of both ends of the
+    link, this test's own timer. The ceiling of 4 a second leaves room for those; a 10 Hz poll
+    adds 10."""
+    charger, task, csms = await started(tmp_path)
+    while charger.controller.adapter.registration != "Accepted":
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.0)  # the start-up StatusNotifications are not idle
+    with loop_wakeups(asyncio.get_running_loop()) as woken:
+        await asyncio.sleep(IDLE_WINDOW_S)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await csms.stop()
+    grid = IDLE_WINDOW_S / PILOT_BACKSTOP_S
+    # At least half of the grid's: the counting works (timers due while a loaded machine held
+    # the process back fall due together).
+    assert len(woken) >= grid / 2, f"the counting sees the grid's wakeups: {Counter(woken)}"
+    assert len(woken) <= 4 * IDLE_WINDOW_S, f"{len(woken)} wakeups in {IDLE_WINDOW_S} s idle: {Counter(woken)}"
