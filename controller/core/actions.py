@@ -64,6 +64,32 @@ class RequestAuthorization:
 
 
 @dataclass(frozen=True)
+class Authorized:
+    """The connector is authorized for ``id_tag``, but its transaction has not begun: it waits for
+    the EV (the plug, the cable's rating or the plug's lock), for at most ConnectionTimeOut.
+    ``remote``: the central system asked for it (RemoteStartRequested)."""
+
+    connector: int
+    id_tag: str
+    remote: bool
+    at: float
+
+
+@dataclass(frozen=True)
+class AuthorizationEnded:
+    """An authorization of the connector, asked for or granted, ended without a transaction:
+    ``reason`` says why (TIMEOUT: no answer or no EV within ConnectionTimeOut; LOCAL: the card was
+    presented again; DEAUTHORIZED: not accepted; resets, shutdowns, unlocks; OTHER: a fault, the
+    connector made unavailable)."""
+
+    connector: int
+    id_tag: str
+    remote: bool
+    reason: StopReason
+    at: float
+
+
+@dataclass(frozen=True)
 class StartTransaction:
     """Ask the central system to open a transaction; answered by TransactionStartConfirmed."""
 
@@ -73,6 +99,8 @@ class StartTransaction:
     meter_start_wh: int
     at: float
     reservation_id: int | None = None
+    remote: bool = False
+    """Started by the central system's request (RemoteStartRequested)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,8 @@ Action = (
     | UnlockSocket
     | StatusChanged
     | RequestAuthorization
+    | Authorized
+    | AuthorizationEnded
     | StartTransaction
     | StopTransaction
     | ReportMeterValues

@@ -38,6 +38,9 @@ class StopReason(str, Enum):
     UNLOCK_COMMAND = "UnlockCommand"
     EMERGENCY_STOP = "EmergencyStop"
     OTHER = "Other"
+    TIMEOUT = "Timeout"
+    """Only an authorization ends for it (no EV, or no answer, within ConnectionTimeOut), never a
+    transaction; OCPP 2.0.1 ReasonEnumType Timeout."""
 
 
 class AuthStatus(str, Enum):

@@ -338,7 +338,7 @@ class Station:
     def _fault_appeared(self, c: Connector, now: float, out: list) -> None:
         """A hard fault may have appeared: no session may go on."""
         if c.hard_fault:
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             if c.transaction is not None:
                 self._stop(c, StopReason.OTHER, now, out, why=c.hard_fault)
 
@@ -394,11 +394,11 @@ class Station:
             if c.phase is Phase.AUTHORIZED and c.auth_deadline is not None and now >= c.auth_deadline:
                 out.append(act.Notice(f"connector {c.id}: no cable within ConnectionTimeOut, "
                                       f"authorization of {c.auth_tag} dropped"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.TIMEOUT, now, out)
             elif c.phase is Phase.AUTHORIZING and c.auth_deadline is not None and now >= c.auth_deadline:
                 out.append(act.Notice(f"connector {c.id}: no answer about {c.auth_tag} within "
                                       "ConnectionTimeOut; the connector is free again"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.TIMEOUT, now, out)
             tx = c.transaction
             interval = self.settings.meter_sample_interval_s
             if c.phase is Phase.TRANSACTION and tx and tx.accepted and interval > 0:
@@ -440,7 +440,7 @@ class Station:
                 return
             if c.phase is Phase.AUTHORIZED and c.auth_tag == e.id_tag:
                 out.append(act.Notice(f"connector {c.id}: {e.id_tag} presented again, authorization withdrawn"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.LOCAL, now, out)
                 return
         target = self._connector_for_new_session(e.id_tag)
         if target is None and self._reserved_away():
@@ -482,7 +482,7 @@ class Station:
             if not self.settings.offline_start:
                 out.append(act.Notice(f"connector {c.id}: {e.id_tag} is authorized locally, but the central "
                                       "system is unreachable and offline starts are off (ocpp.allow_offline_start)"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.DEAUTHORIZED, now, out)
                 return
             out.append(act.Notice(f"connector {c.id}: central system unreachable, {e.id_tag} authorized "
                                   "locally (LocalAuthorizeOffline)"))
@@ -490,22 +490,20 @@ class Station:
         if not accepted:
             verdict = e.status.value if e.status else "no answer from the central system"
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} not authorized ({verdict})"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.DEAUTHORIZED, now, out)
             return
         if not self._can_start(c):
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector "
                                   "can no longer start a session"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             return
         if self._reservation_blocks(c, e.id_tag, e.parent_id_tag):
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector is reserved "
                                   "for another card"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             return
-        c.phase, c.auth_parent = Phase.AUTHORIZED, e.parent_id_tag
-        c.auth_deadline = now + self.settings.connection_timeout_s
-        if c.plugged:
-            self._begin_transaction(c, now, out)
+        c.auth_parent = e.parent_id_tag
+        self._authorized(c, now, out)
 
     def _on_TransactionStartConfirmed(self, e: ev.TransactionStartConfirmed, now: float, out: list) -> None:
         c = self._connector(e.connector)
@@ -577,10 +575,8 @@ class Station:
             c.phase = Phase.AUTHORIZING
             self._request_authorization(e.id_tag, c.id, out, now)
             return
-        c.phase, c.auth_parent = Phase.AUTHORIZED, None
-        c.auth_deadline = now + self.settings.connection_timeout_s
-        if c.plugged:
-            self._begin_transaction(c, now, out)
+        c.auth_parent = None
+        self._authorized(c, now, out)
 
     def _on_RemoteStopRequested(self, e: ev.RemoteStopRequested, now: float, out: list) -> None:
         for c in self.connectors.values():
@@ -606,7 +602,7 @@ class Station:
                 continue
             c.operative, c.pending_operative = e.operative, None
             if not e.operative:
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.OTHER, now, out)
         out.append(act.Answer("Scheduled" if scheduled else "Accepted"))
 
     def _on_ResetRequested(self, e: ev.ResetRequested, now: float, out: list) -> None:
@@ -614,7 +610,7 @@ class Station:
         self.going_down = "hard reset" if e.hard else "soft reset"
         reason = StopReason.HARD_RESET if e.hard else StopReason.SOFT_RESET
         for c in self.connectors.values():
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, reason, now, out)
             if c.transaction is not None:
                 self._stop(c, reason, now, out, why=f"{'hard' if e.hard else 'soft'} reset requested")
         self._pending_auth.clear()
@@ -624,7 +620,7 @@ class Station:
         """Stop every transaction before the power goes (OCTT TC_032_1) or the service stops."""
         self.going_down = f"shutting down ({e.reason.value})"
         for c in self.connectors.values():
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, e.reason, now, out)
             if c.transaction is not None:
                 self._stop(c, e.reason, now, out, why=self.going_down)
         self._pending_auth.clear()
@@ -640,7 +636,7 @@ class Station:
             return
         if c.transaction is not None:
             self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
-        self._cancel_authorization(c)
+        self._cancel_authorization(c, StopReason.UNLOCK_COMMAND, now, out)
         c.unlock_requested, c.locked_for = True, None
 
     def _on_ReserveNowRequested(self, e: ev.ReserveNowRequested, now: float, out: list) -> None:
@@ -722,16 +718,26 @@ class Station:
             out.append(act.Notice(f"no new sessions: {e.reason}"))
             for c in self.connectors.values():
                 if c.transaction is None:
-                    self._cancel_authorization(c)
+                    self._cancel_authorization(c, StopReason.OTHER, now, out)
         else:
             out.append(act.Notice("new sessions allowed again"))
 
     # ----------------------------------------------------------------- transitions
 
+    def _authorized(self, c: Connector, now: float, out: list) -> None:
+        """``c.auth_tag`` may start a session on ``c``: its transaction begins at once if the EV is
+        plugged in (and its cable and lock are ready), else it waits for the EV until ConnectionTimeOut."""
+        c.phase = Phase.AUTHORIZED
+        c.auth_deadline = now + self.settings.connection_timeout_s
+        if c.plugged:
+            self._begin_transaction(c, now, out)
+        if c.phase is Phase.AUTHORIZED and c.auth_tag is not None:
+            out.append(act.Authorized(c.id, c.auth_tag, c.auth_remote, now))
+
     def _begin_transaction(self, c: Connector, now: float, out: list) -> None:
         if not self._can_start(c):
             out.append(act.Notice(f"connector {c.id}: cannot start a transaction ({self._why_not(c)})"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             return
         if c.senses_cable and c.cable_a is None:
             return  # begins once the proximity pilot gave the cable's rating
@@ -768,7 +774,7 @@ class Station:
             if accepted:
                 self._charging_profiles_changed(out)
         out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now,
-                                        reservation.id if reservation else None))
+                                        reservation.id if reservation else None, tx.remote))
 
     def _stop(self, c: Connector, reason: StopReason, now: float, out: list,
               id_tag: str | None = None, why: str = "") -> None:
@@ -790,11 +796,14 @@ class Station:
         if c.pending_operative is not None:
             c.operative, c.pending_operative = c.pending_operative, None
 
-    def _cancel_authorization(self, c: Connector) -> None:
+    def _cancel_authorization(self, c: Connector, reason: StopReason, now: float, out: list) -> None:
+        """Drop the connector's authorization (asked for or granted) that has not become a
+        transaction; the protocol hears why (``AuthorizationEnded``)."""
         c.pending_profile = None
         if c.phase in (Phase.AUTHORIZING, Phase.AUTHORIZED):
             if c.auth_tag is not None:
                 self._pending_auth.pop(c.auth_tag, None)
+                out.append(act.AuthorizationEnded(c.id, c.auth_tag, c.auth_remote, reason, now))
             c.phase = Phase.IDLE
         c.auth_tag = c.auth_parent = c.auth_deadline = None
         c.auth_remote = c.auth_offline = False

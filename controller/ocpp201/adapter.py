@@ -46,7 +46,7 @@ from evcp.ocpp201.meter_values import meter_value
 from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
 from evcp.ocpp201.security import TRIGGERS as SECURITY_TRIGGERS
 from evcp.ocpp201.smart_charging import Refused, SmartCharging
-from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, id_token_for
+from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, charging_state_of, id_token_for
 from evcp.storage import StoreError
 from evcp.timestamps import timestamp
 
@@ -589,9 +589,12 @@ class Ocpp201Adapter:
         if info is not None:
             self.authorization.learn(token, info, time.time())
         local_id = entry.local_id
-        if local_id is None:
-            return
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
+        if local_id is None:
+            waiting = self.transactions.of_token(token)
+            if info is not None and status is not AuthStatus.ACCEPTED and waiting is not None:
+                waiting.refused = info["status"]  # E05: the core's transaction is refused when the EV comes
+            return
         if local_id in self._awaiting:
             evse = self._awaiting.pop(local_id)
             if info is None:
@@ -621,16 +624,24 @@ class Ocpp201Adapter:
     def perform(self, action: act.Action) -> None:
         """Take one protocol action from the core; never blocks (sending happens in tasks)."""
         now_online = self.online
+        evse = getattr(action, "connector", 0)
+        if evse:
+            self._plug_changes(evse, getattr(action, "at", None) or self.controller.clock())
         if isinstance(action, act.StatusChanged):
-            if action.connector == 0:
+            if evse == 0:
                 return
-            self._plug_changes(action)
-            self.transactions.charging_state(action.connector, action.status.value, action.at, now_online,
-                                             self._energy(action.connector))
+            plugged = self.controller.station.connectors[evse].plugged
+            self.transactions.charging_state(evse, charging_state_of(action.status.value, plugged), action.at,
+                                             now_online, self._energy(evse))
             if now_online:
-                self._spawn(self._send_status(action.connector, action.at))
+                self._spawn(self._send_status(evse, action.at))
         elif isinstance(action, act.RequestAuthorization):
             self._spawn(self._authorize(action.id_tag))
+        elif isinstance(action, act.Authorized):
+            self._authorization_granted(action, now_online)
+        elif isinstance(action, act.AuthorizationEnded):
+            self.transactions.authorization_ended(evse, action.id_tag, action.reason, self._energy(evse), action.at,
+                                                  now_online, self.controller.station.connectors[evse].plugged)
         elif isinstance(action, act.StartTransaction):
             self._core_started(action, now_online)
         elif isinstance(action, act.StopTransaction):
@@ -640,20 +651,28 @@ class Ocpp201Adapter:
         elif isinstance(action, act.OfferCurrent):
             self.smart_charging.offer_changed(action.connector, action.amps, self.controller.clock(), now_online)
 
-    def _plug_changes(self, change: act.StatusChanged) -> None:
-        evse = change.connector
+    def _plug_changes(self, evse: int, at: float) -> None:
+        """The core's connector says whether the EV is plugged in; any of its actions may be the
+        first to show a change (after an authorization its status stays the same at the plug)."""
         plugged = self.controller.station.connectors[evse].plugged
         if plugged == self._plugged.get(evse, False):
             return
         self._plugged[evse] = plugged
         if plugged:
-            self.transactions.ev_connected(evse, self._energy(evse), change.at, self.online)
+            self.transactions.ev_connected(evse, self._energy(evse), at, self.online)
         else:
-            self.transactions.ev_disconnected(evse, self._energy(evse), change.at, self.online)
+            self.transactions.ev_disconnected(evse, self._energy(evse), at, self.online)
 
     def _energy(self, evse: int) -> float | None:
         sample = self.controller.station.connectors[evse].last_sample
         return sample.energy_wh if sample else None
+
+    def _authorization_granted(self, a: act.Authorized, online: bool) -> None:
+        remote = self._remote_starts.get(a.id_tag) if a.remote else None
+        token = id_token_for(a.id_tag, remote[1] if remote else self._token_types.get(a.id_tag))
+        self.transactions.authorization_granted(a.connector, token, "RemoteStart" if remote else "Authorized",
+                                                remote[0] if remote else None, self._energy(a.connector), a.at,
+                                                online, self.controller.station.connectors[a.connector].plugged)
 
     def _core_started(self, a: act.StartTransaction, online: bool) -> None:
         remote = self._remote_starts.pop(a.id_tag, None)
@@ -667,9 +686,17 @@ class Ocpp201Adapter:
             accepted_by = "local list or cache, LocalPreAuthorize"
         else:
             accepted_by = None
-        self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
-                                     remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at, online,
-                                     needs_answer=accepted_by is None)
+        tx = self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
+                                          remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at,
+                                          online, needs_answer=accepted_by is None)
+        if tx.refused is not None:
+            log.warning("EVSE %d: the central system answered %s for %s before the EV came; not accepted",
+                        a.connector, tx.refused, a.id_tag)
+            self._accepted_tokens.discard(a.id_tag)
+            self._locally_accepted.discard(a.id_tag)
+            self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id,
+                                                              AUTH_STATUS.get(tx.refused, AuthStatus.INVALID)))
+            return
         if accepted_by is None:
             self._awaiting[a.local_id] = a.connector
             log.info("EVSE %d: %s waits for the TransactionEventResponse idTokenInfo", a.connector, a.id_tag)

@@ -9,10 +9,11 @@ shared with 1.6: delivered in order, kept across restarts):
   transaction, without gaps, across restarts (E.FR: seqNo);
 * each event keeps the time it happened (``timestamp``) and ``offline`` when the CSMS could not
   be reached at that moment;
-* start points: EVConnected (the plug), Authorized (the core's transaction start: the card or
-  remote start accepted and the EV plugged), PowerPathClosed / EnergyTransfer (the contactor
-  closed and the EV charging). Stop points: the transaction ends when one of them stops being
-  true; with TxStopPoint EVConnected alone it lasts until the cable is unplugged.
+* start points (the first one reached starts it): EVConnected (the plug), Authorized (the card
+  or remote start accepted, before the plug too: E01/E02, then an Updated CablePluggedIn when the
+  cable comes), PowerPathClosed / EnergyTransfer (the contactor closed and the EV charging).
+  Stop points: the transaction ends when one of them stops being true; with TxStopPoint
+  EVConnected alone it lasts until the cable is unplugged.
 
 The open transactions are a stored document, written after each event is queued (the queue is
 committed first): after a crash ``recover`` sees them, and the queued events, and ends each one
@@ -53,6 +54,7 @@ STOP_REASONS: dict[StopReason, tuple[str, str]] = {
     StopReason.UNLOCK_COMMAND: ("UnlockCommand", "Other"),
     StopReason.EMERGENCY_STOP: ("AbnormalCondition", "EmergencyStop"),
     StopReason.OTHER: ("AbnormalCondition", "Other"),
+    StopReason.TIMEOUT: ("EVConnectTimeout", "Timeout"),
 }
 ALWAYS_ENDS = {StopReason.HARD_RESET, StopReason.SOFT_RESET, StopReason.POWER_LOSS, StopReason.REBOOT,
                StopReason.EV_DISCONNECTED}
@@ -60,6 +62,11 @@ ALWAYS_ENDS = {StopReason.HARD_RESET, StopReason.SOFT_RESET, StopReason.POWER_LO
 
 CHARGING_STATES = {"Charging": "Charging", "SuspendedEV": "SuspendedEV", "SuspendedEVSE": "SuspendedEVSE"}
 """Core connector status -> ChargingStateEnumType; any other plugged status is EVConnected."""
+
+
+def charging_state_of(status: str, plugged: bool) -> str:
+    """ChargingStateEnumType of an EVSE from the core's connector status: Idle without an EV."""
+    return CHARGING_STATES.get(status, "EVConnected") if plugged else "Idle"
 
 
 def id_token_for(id_tag: str, kind: str | None = None) -> dict[str, str]:
@@ -89,6 +96,9 @@ class OpenTransaction:
     meter_start_wh: float | None = None
     pending: dict[str, Any] = field(default_factory=dict)
     """Fields for the Started event: the idToken of an authorization made before the start point."""
+    refused: str | None = None
+    """The idTokenInfo status the CSMS answered for an id token authorized before the EV came
+    (Part 2 E05): the core's transaction, when it begins, is refused with it."""
 
 
 @dataclass
@@ -122,14 +132,30 @@ class Transactions:
     def of_local(self, local_id: int | None) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if local_id is not None and tx.local_id == local_id), None)
 
+    def of_token(self, id_token: dict[str, str]) -> OpenTransaction | None:
+        """The transaction authorized with ``id_token`` whose core transaction has not begun."""
+        return next((tx for tx in self.by_evse.values() if tx.local_id is None and tx.id_token == id_token), None)
+
     def find(self, transaction_id: str) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if tx.transaction_id == transaction_id), None)
 
     # ----------------------------------------------------------------- facts
 
     def ev_connected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
-        """The cable was plugged in (TxStartPoint EVConnected: the transaction starts)."""
-        if evse in self.by_evse or "EVConnected" not in self._start_points():
+        """The cable was plugged in (TxStartPoint EVConnected: the transaction starts); after an
+        authorization the transaction hears of it (E02: Updated CablePluggedIn)."""
+        tx = self.by_evse.get(evse)
+        if tx is not None:
+            tx.charging_state = "EVConnected"
+            if tx.started:
+                self._event(tx, "Updated", "CablePluggedIn", at, online)
+            elif "EVConnected" in self._start_points():
+                pending, tx.pending = tx.pending, {}
+                self._started(tx, "CablePluggedIn", at, online, energy_wh, pending)
+            else:
+                self._save()
+            return
+        if "EVConnected" not in self._start_points():
             return
         tx = self._open(evse)
         tx.meter_start_wh = energy_wh
@@ -146,6 +172,40 @@ class Transactions:
         tx.charging_state = "Idle"
         self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online, energy_wh)
 
+    def authorization_granted(self, evse: int, id_token: dict[str, str], trigger: str,
+                              remote_start_id: int | None, energy_wh: float | None, at: float,
+                              online: bool, plugged: bool) -> None:
+        """The id token was accepted for the EVSE, but the core's transaction waits for the EV
+        (TxStartPoint Authorized: the transaction starts now, E01/E02; F01 RemoteStart)."""
+        tx = self.by_evse.get(evse)
+        if tx is None:
+            tx = self._open(evse)
+            tx.meter_start_wh = energy_wh
+            tx.charging_state = "EVConnected" if plugged else "Idle"
+        tx.id_token, tx.refused = id_token, None
+        tx.remote_start_id = remote_start_id or tx.remote_start_id
+        extra: dict[str, Any] = {"idToken": id_token}
+        if tx.started:
+            self._event(tx, "Updated", trigger, at, online, extra=extra)
+        elif "Authorized" in self._start_points():
+            self._started(tx, trigger, at, online, energy_wh, extra)
+        else:
+            tx.pending = extra
+            self._save()
+
+    def authorization_ended(self, evse: int, id_tag: str, reason: StopReason, energy_wh: float | None, at: float,
+                            online: bool, plugged: bool) -> None:
+        """An authorization of the EVSE ended before the core's transaction began (no EV within
+        EVConnectionTimeOut, the card presented again, ...): a transaction it started ends, as
+        ``core_stopped`` would end it."""
+        tx = self.by_evse.get(evse)
+        if tx is None or tx.local_id is not None or tx.id_token is None or tx.id_token["idToken"] != id_tag:
+            return
+        if not tx.started:
+            self._forget(tx)
+            return
+        self._stop(tx, reason, None, energy_wh, at, online, plugged)
+
     def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
                    remote_start_id: int | None, reservation_id: int | None, meter_start_wh: float,
                    at: float, online: bool, needs_answer: bool = False) -> OpenTransaction:
@@ -156,6 +216,7 @@ class Transactions:
         if tx is None:
             tx = self._open(evse)
             tx.meter_start_wh = meter_start_wh
+        reported = tx.started and tx.id_token == id_token  # by ``authorization_granted``, before the plug
         tx.local_id, tx.id_token = local_id, id_token
         tx.remote_start_id = remote_start_id or tx.remote_start_id
         tx.reservation_id = reservation_id
@@ -164,7 +225,9 @@ class Transactions:
         if reservation_id is not None:
             extra["reservationId"] = reservation_id
         points = self._start_points()
-        if tx.started:
+        if reported and not needs_answer:
+            self._save()
+        elif tx.started:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
         elif needs_answer or "Authorized" in points or "EVConnected" in points:
             self._started(tx, trigger, at, online, meter_start_wh, extra)
@@ -173,12 +236,11 @@ class Transactions:
             self._save()
         return tx
 
-    def charging_state(self, evse: int, status: str, at: float, online: bool, energy_wh: float | None) -> None:
-        """The core's connector status changed; ``status`` is its value (Charging, SuspendedEV, ...)."""
+    def charging_state(self, evse: int, state: str, at: float, online: bool, energy_wh: float | None) -> None:
+        """The EVSE's ChargingStateEnumType changed (``charging_state_of`` the core's status)."""
         tx = self.by_evse.get(evse)
         if tx is None:
             return
-        state = CHARGING_STATES.get(status, "EVConnected")
         if state == tx.charging_state:
             return
         tx.charging_state = state
@@ -213,20 +275,11 @@ class Transactions:
         tx = self.by_evse.get(evse)
         if tx is None or tx.local_id != local_id:
             return
-        trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
         tx.local_id = None
-        extra = {"idToken": id_token} if id_token else {}
         if not tx.started:
             self._forget(tx)  # the start point was never reached: no transaction at the CSMS
             return
-        points = set(self._stop_points())
-        if reason not in ALWAYS_ENDS and plugged and points and points <= {"EVConnected"}:
-            tx.stopped_reason = stopped
-            tx.charging_state = "EVConnected"
-            self._event(tx, "Updated", trigger, at, online, extra=extra)
-            return
-        tx.charging_state = "EVConnected" if plugged else "Idle"
-        self._ended(tx, trigger, stopped, at, online, energy_wh, extra, final_reading)
+        self._stop(tx, reason, id_token, energy_wh, at, online, plugged, final_reading)
 
     def remote_stop(self, tx: OpenTransaction, energy_wh: float | None, at: float, online: bool) -> None:
         """RequestStopTransaction of a transaction the core does not run (before the card, or
@@ -237,6 +290,22 @@ class Transactions:
         self._ended(tx, "RemoteStop", tx.stopped_reason or "Remote", at, online, energy_wh)
 
     # ----------------------------------------------------------------- events
+
+    def _stop(self, tx: OpenTransaction, reason: StopReason, id_token: dict[str, str] | None,
+              energy_wh: float | None, at: float, online: bool, plugged: bool,
+              final_reading: asyncio.Future | None = None) -> None:
+        """The authorization of a started transaction ended: Ended, unless TxStopPoint is
+        EVConnected alone and the cable is still in (then an Updated, and it ends at unplug)."""
+        trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
+        extra = {"idToken": id_token} if id_token else {}
+        points = set(self._stop_points())
+        if reason not in ALWAYS_ENDS and plugged and points and points <= {"EVConnected"}:
+            tx.stopped_reason = stopped
+            tx.charging_state = "EVConnected"
+            self._event(tx, "Updated", trigger, at, online, extra=extra)
+            return
+        tx.charging_state = "EVConnected" if plugged else "Idle"
+        self._ended(tx, trigger, stopped, at, online, energy_wh, extra, final_reading)
 
     def _open(self, evse: int) -> OpenTransaction:
         tx = OpenTransaction(self._new_id(), evse)

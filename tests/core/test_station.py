@@ -102,6 +102,56 @@ def test_tc_004_2_identification_first_connection_timeout():
     assert b.last(act.StartTransaction) is None
 
 
+def test_an_authorization_before_the_plug_is_reported_and_so_is_its_timeout():
+    b = Bench(connection_timeout_s=30)
+    b(ev.TagPresented("TAG1"))
+    out = b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    assert act.Authorized(1, "TAG1", False, b.now) in out
+    out = b(ev.Tick(), after=31)
+    assert act.AuthorizationEnded(1, "TAG1", False, StopReason.TIMEOUT, b.now) in out
+
+
+def test_an_authorization_that_becomes_a_transaction_is_neither_waiting_nor_ended():
+    b = Bench()
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    out = b(ev.PilotChanged(1, "B"))
+    assert any(isinstance(a, act.StartTransaction) for a in out)
+    assert not any(isinstance(a, act.AuthorizationEnded) for a in b.log)
+    b2 = Bench()
+    b2(ev.PilotChanged(1, "B"))
+    b2(ev.TagPresented("TAG1"))
+    out = b2(ev.AuthorizationResult("TAG1", ACCEPTED))
+    assert not any(isinstance(a, act.Authorized) for a in out), "plugged in: the transaction begins at once"
+
+
+def test_a_withdrawn_or_refused_authorization_says_why():
+    b = Bench()
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    out = b(ev.TagPresented("TAG1"))
+    assert act.AuthorizationEnded(1, "TAG1", False, StopReason.LOCAL, b.now) in out
+    b(ev.TagPresented("BAD"))
+    out = b(ev.AuthorizationResult("BAD", AuthStatus.INVALID))
+    assert act.AuthorizationEnded(1, "BAD", False, StopReason.DEAUTHORIZED, b.now) in out
+
+
+def test_a_remote_start_says_it_is_one_while_waiting_when_it_times_out_and_when_it_starts():
+    b = Bench(connection_timeout_s=10)
+    out = b(ev.RemoteStartRequested(1, "APP1"))
+    assert act.Authorized(1, "APP1", True, b.now) in out
+    out = b(ev.Tick(), after=11)
+    assert act.AuthorizationEnded(1, "APP1", True, StopReason.TIMEOUT, b.now) in out
+    b(ev.RemoteStartRequested(1, "APP1"))
+    out = b(ev.PilotChanged(1, "B"))
+    assert next(a for a in out if isinstance(a, act.StartTransaction)).remote
+    b(ev.PilotChanged(1, "A"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    out = b(ev.PilotChanged(1, "B"))
+    assert not next(a for a in out if isinstance(a, act.StartTransaction)).remote
+
+
 def test_tc_023_authorize_invalid_never_starts():
     b = Bench()
     b(ev.TagPresented("BAD"))

@@ -84,6 +84,55 @@ async def test_tc_c_rejected_id_token_never_closes_the_contactor(csms, start_sta
     assert not [e for e in events(csms) if "idToken" in e]
 
 
+async def set_variables(csms: Csms, component: str, **values: str) -> None:
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": component}, "variable": {"name": name}, "attributeValue": value}
+        for name, value in values.items()]})
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}, answer
+
+
+async def test_tc_e_authorized_start_point_card_before_the_cable_starts_at_once_then_cable_plugged_in(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="Authorized")
+    bench = charger.hardware.bench
+    bench.present_tag("04A1B2C3")
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert (started[0]["triggerReason"], started[0]["transactionInfo"]["chargingState"]) == ("Authorized", "Idle")
+    assert started[0]["idToken"] == {"idToken": "04A1B2C3", "type": "ISO14443"}
+    assert not charger.hardware.connectors[0].relay.is_closed
+    bench.set_pilot(1, "B")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["triggerReason"] == "CablePluggedIn"])
+    bench.set_pilot(1, "C")
+    assert await relay_closed(charger)
+    charging = await csms.wait_for(lambda: [e for e in events(csms)
+                                            if e["transactionInfo"].get("chargingState") == "Charging"])
+    mine = events(csms)[:events(csms).index(charging[0]) + 1]
+    assert [(e["eventType"], e["triggerReason"]) for e in mine[:2]] == [
+        ("Started", "Authorized"), ("Updated", "CablePluggedIn")]
+    assert mine[1]["transactionInfo"]["chargingState"] == "EVConnected"
+    assert [e["seqNo"] for e in mine] == list(range(len(mine)))
+    assert len({e["transactionInfo"]["transactionId"] for e in events(csms)}) == 1
+
+
+async def test_tc_e_authorized_start_point_started_answered_blocked_before_the_cable_never_gives_energy(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="Authorized")
+    csms.policy.transaction_id_token = "Blocked"  # Authorize Accepted, then the CSMS changes its mind (E05)
+    bench = charger.hardware.bench
+    bench.present_tag("04A1B2C3")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    await asyncio.sleep(0.3)  # the TransactionEventResponse is in
+    bench.set_pilot(1, "C")
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
+                                                                                          "DeAuthorized")
+    assert not await relay_closed(charger, timeout=1.0)
+
+
 async def charging_session(charger, csms: Csms, tag: str = "04A1B2C3") -> str:
     bench = charger.hardware.bench
     bench.set_pilot(1, "C")

@@ -63,6 +63,52 @@ def test_power_path_closed_start_waits_for_charging_then_carries_the_id_token():
     assert started["meterValue"][0]["sampledValue"][0]["context"] == "Transaction.Begin"
 
 
+def test_tc_e_authorized_start_point_card_before_the_plug_starts_at_once_then_cable_plugged_in():
+    t = tracker(start="Authorized")
+    t.authorization_granted(1, TOKEN, "Authorized", None, 100.0, T0, online=True, plugged=False)
+    started, = queued(t)
+    assert (started["eventType"], started["triggerReason"], started["seqNo"]) == ("Started", "Authorized", 0)
+    assert started["idToken"] == TOKEN and started["transactionInfo"]["chargingState"] == "Idle"
+    t.ev_connected(1, 100.0, T0 + 5, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 5, online=True)
+    t.charging_state(1, "Charging", T0 + 6, online=True, energy_wh=100.0)
+    t.core_stopped(1, 7, StopReason.LOCAL, TOKEN, 300, T0 + 9, online=True, plugged=True)
+    events = queued(t)
+    assert [(e["eventType"], e["triggerReason"], e["transactionInfo"]["chargingState"]) for e in events] == [
+        ("Updated", "CablePluggedIn", "EVConnected"), ("Updated", "ChargingStateChanged", "Charging"),
+        ("Ended", "StopAuthorized", "EVConnected")]
+    assert [e["seqNo"] for e in events] == [1, 2, 3]
+    assert {e["transactionInfo"]["transactionId"] for e in events} == {started["transactionInfo"]["transactionId"]}
+
+
+def test_tc_e_authorized_start_point_no_ev_within_the_timeout_ends_with_timeout():
+    t = tracker(start="Authorized")
+    t.authorization_granted(1, TOKEN, "Authorized", None, 100.0, T0, online=True, plugged=False)
+    t.authorization_ended(1, TOKEN["idToken"], StopReason.TIMEOUT, 100.0, T0 + 60, online=True, plugged=False)
+    started, ended = queued(t)
+    assert (ended["eventType"], ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+        "Ended", "EVConnectTimeout", "Timeout")
+    assert ended["transactionInfo"]["chargingState"] == "Idle" and t.by_evse == {}
+
+
+def test_tc_f_remote_start_before_the_plug_with_authorized_start_point_carries_its_remote_start_id():
+    t = tracker(start="Authorized")
+    app = {"idToken": "app-1", "type": "Central"}
+    t.authorization_granted(1, app, "RemoteStart", 42, 0.0, T0, online=True, plugged=False)
+    started, = queued(t)
+    assert started["triggerReason"] == "RemoteStart" and started["transactionInfo"]["remoteStartId"] == 42
+
+
+def test_power_path_closed_start_point_card_before_the_plug_then_timeout_sends_nothing():
+    t = tracker(start="PowerPathClosed")
+    t.authorization_granted(1, TOKEN, "Authorized", None, 100.0, T0, online=True, plugged=False)
+    t.ev_connected(1, 100.0, T0 + 1, online=True)
+    t.ev_disconnected(1, 100.0, T0 + 2, online=True)
+    t.authorization_granted(1, TOKEN, "Authorized", None, 100.0, T0 + 3, online=True, plugged=False)
+    t.authorization_ended(1, TOKEN["idToken"], StopReason.TIMEOUT, 100.0, T0 + 60, online=True, plugged=False)
+    assert queued(t) == [] and t.by_evse == {}
+
+
 def test_ev_connected_start_point_then_authorized_update_then_ended_without_gaps():
     t = tracker(start="EVConnected")
     t.ev_connected(1, 100.0, T0, online=True)
