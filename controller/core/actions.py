@@ -59,6 +59,19 @@ class StatusChanged:
 
 
 @dataclass(frozen=True)
+class PowerDeliveryChanged:
+    """What reaches the EV, for the protocols that report it (OCPP 2.0.1 TxStartPoint /
+    TxStopPoint PowerPathClosed and EnergyTransfer): whether the contactor is closed, and whether
+    energy flows through it (a reading since it closed showed the EV drawing; without any meter
+    reading the closed contactor is all there is to go by)."""
+
+    connector: int
+    power_path_closed: bool
+    energy_flowing: bool
+    at: float
+
+
+@dataclass(frozen=True)
 class RequestAuthorization:
     id_tag: str
 
@@ -181,6 +194,7 @@ Action = (
     | LockSocket
     | UnlockSocket
     | StatusChanged
+    | PowerDeliveryChanged
     | RequestAuthorization
     | Authorized
     | AuthorizationEnded

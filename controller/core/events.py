@@ -126,6 +126,11 @@ class RemoteStartRequested:
 @dataclass(frozen=True)
 class RemoteStopRequested:
     transaction_id: int
+    reason: StopReason = StopReason.REMOTE
+    """REMOTE for a stop request (OCPP 1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction);
+    the central system's protocol may end a transaction for reasons of its own too (OCPP 2.0.1: a
+    reset of its EVSE, B12; a TxStopPoint reached)."""
+    why: str = "stop requested by the central system"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ below it pauses charging."""
 PWM_CHANGE_INTERVAL_S = 5.0
 """A charging limit changes the pilot duty at most this often: the EV has 5 s to follow a change
 (IEC 61851-1 Table A.6 seq. 9.2; EVerest IEC_PWM_MAX_UPDATE_INTERVAL)."""
+ENERGY_FLOW_MIN_W = 100.0
+"""The EV draws energy when the meter shows at least this much: well above a meter's reading at
+no load, far below the least an EV charges with (6 A, IEC 61851-1 Table A.8: about 1.4 kW on one
+phase)."""
 C1_POWER_OFF_S = 6.0
 """After the PWM stops, an EV still in state C is disconnected after this long (IEC 61851-1
 Table A.6 seq. 10.2)."""
@@ -100,7 +104,10 @@ class Connector:
     pending_profile: sc.ChargingProfile | None = None
     """The TxProfile of a RemoteStartTransaction, installed when its transaction starts."""
     last_sample: ev.MeterSampled | None = None
+    drawing: bool = False
+    """A reading since the contactor last closed showed the EV drawing (ENERGY_FLOW_MIN_W)."""
     reported: tuple[ConnectorStatus, ErrorCode, str] | None = None
+    reported_delivery: tuple[bool, bool] = (False, False)
     pilot_detail: str = ""
     """Why the pilot reads E, F or D, as the pilot hardware explains it (e.g. a missing EV diode)."""
     senses_cable: bool = False
@@ -322,6 +329,7 @@ class Station:
         c = self._connector(e.connector)
         if c is not None:
             c.last_sample = e
+            c.drawing = c.relay_closed and e.power_w >= ENERGY_FLOW_MIN_W
 
     def _on_DeviceFault(self, e: ev.DeviceFault, now: float, out: list) -> None:
         faults = self.station_faults if e.connector == 0 else self._connector_faults(e.connector)
@@ -582,7 +590,7 @@ class Station:
         for c in self.connectors.values():
             if c.transaction is not None and c.transaction.transaction_id == e.transaction_id:
                 out.append(act.Answer("Accepted"))
-                self._stop(c, StopReason.REMOTE, now, out, why="stop requested by the central system")
+                self._stop(c, e.reason, now, out, why=e.why)
                 return
         out.append(act.Answer("Rejected"))
 
@@ -969,8 +977,12 @@ class Station:
                 c.relay_closed = False
                 out.append(act.OpenRelay(c.id, self._why_open(c)))
             if energise and not c.relay_closed:
-                c.relay_closed = True
+                c.relay_closed, c.drawing = True, False
                 out.append(act.CloseRelay(c.id))
+            delivery = (c.relay_closed, c.relay_closed and (c.drawing or c.last_sample is None))
+            if delivery != c.reported_delivery:
+                c.reported_delivery = delivery
+                out.append(act.PowerDeliveryChanged(c.id, *delivery, now))
             self._reconcile_lock(c, out)
             status = self._status(c)
             if status != c.reported:

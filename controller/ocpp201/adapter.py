@@ -637,6 +637,8 @@ class Ocpp201Adapter:
                 self._spawn(self._send_status(evse, action.at))
         elif isinstance(action, act.RequestAuthorization):
             self._spawn(self._authorize(action.id_tag))
+        elif isinstance(action, act.PowerDeliveryChanged):
+            self._power_delivery(action, now_online)
         elif isinstance(action, act.Authorized):
             self._authorization_granted(action, now_online)
         elif isinstance(action, act.AuthorizationEnded):
@@ -666,6 +668,19 @@ class Ocpp201Adapter:
     def _energy(self, evse: int) -> float | None:
         sample = self.controller.station.connectors[evse].last_sample
         return sample.energy_wh if sample else None
+
+    def _power_delivery(self, a: act.PowerDeliveryChanged, online: bool) -> None:
+        c = self.controller.station.connectors[a.connector]
+        state = charging_state_of(self.controller.status_of(a.connector)[0].value, c.plugged)
+        by_ev = c.pilot != "C" or a.power_path_closed  # S2 opened, or the EV takes nothing through the contactor
+        local_id = self.transactions.power_delivery(
+            a.connector, a.power_path_closed, a.energy_flowing, state, by_ev, a.at, online, self._energy(a.connector),
+            lambda: asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector)))
+        if local_id is not None:
+            why = "the contactor opened" if not a.power_path_closed else "the EV stopped drawing energy"
+            log.info("EVSE %d: OCPP 2.0.1 TxStopPoint reached (%s): the transaction ends", a.connector, why)
+            self.controller.post(ev.RemoteStopRequested(local_id, StopReason.OTHER,
+                                                        why=f"OCPP 2.0.1 TxStopPoint reached: {why}"))
 
     def _authorization_granted(self, a: act.Authorized, online: bool) -> None:
         remote = self._remote_starts.get(a.id_tag) if a.remote else None

@@ -11,9 +11,11 @@ shared with 1.6: delivered in order, kept across restarts):
   be reached at that moment;
 * start points (the first one reached starts it): EVConnected (the plug), Authorized (the card
   or remote start accepted, before the plug too: E01/E02, then an Updated CablePluggedIn when the
-  cable comes), PowerPathClosed / EnergyTransfer (the contactor closed and the EV charging).
-  Stop points: the transaction ends when one of them stops being true; with TxStopPoint
-  EVConnected alone it lasts until the cable is unplugged.
+  cable comes), PowerPathClosed (the contactor closed), EnergyTransfer (energy flows: the EV
+  draws through the closed contactor). Stop points: the transaction ends when one of them stops
+  being true (PowerPathClosed: the contactor opens; EnergyTransfer: the EV stops drawing; the
+  core's transaction then ends too); with TxStopPoint EVConnected alone it lasts until the cable
+  is unplugged.
 
 The open transactions are a stored document, written after each event is queued (the queue is
 committed first): after a crash ``recover`` sees them, and the queued events, and ends each one
@@ -96,6 +98,8 @@ class OpenTransaction:
     meter_start_wh: float | None = None
     pending: dict[str, Any] = field(default_factory=dict)
     """Fields for the Started event: the idToken of an authorization made before the start point."""
+    power_path_closed: bool = False
+    energy_flowing: bool = False
     refused: str | None = None
     """The idTokenInfo status the CSMS answered for an id token authorized before the EV came
     (Part 2 E05): the core's transaction, when it begins, is refused with it."""
@@ -239,19 +243,46 @@ class Transactions:
     def charging_state(self, evse: int, state: str, at: float, online: bool, energy_wh: float | None) -> None:
         """The EVSE's ChargingStateEnumType changed (``charging_state_of`` the core's status)."""
         tx = self.by_evse.get(evse)
-        if tx is None:
-            return
-        if state == tx.charging_state:
+        if tx is None or state == tx.charging_state:
             return
         tx.charging_state = state
+        if tx.started:
+            self._event(tx, "Updated", "ChargingStateChanged", at, online)
+        else:
+            self._save()
+
+    def power_delivery(self, evse: int, path_closed: bool, flowing: bool, state: str, by_ev: bool, at: float,
+                       online: bool, energy_wh: float | None,
+                       final_reading: Callable[[], asyncio.Future] | None = None) -> int | None:
+        """The contactor closed or opened, energy started or stopped flowing (``state``: the
+        chargingState now). TxStartPoint PowerPathClosed / EnergyTransfer: the transaction starts
+        (E01). TxStopPoint PowerPathClosed / EnergyTransfer: it ends when what was true stops being
+        so while the core's transaction runs (``by_ev``: the EV stopped it, stoppedReason
+        StoppedByEV; ``final_reading`` starts the reading its Ended waits for); returns that core
+        transaction's local id, which must end too."""
+        tx = self.by_evse.get(evse)
+        if tx is None:
+            return None
+        now = {"PowerPathClosed": path_closed, "EnergyTransfer": flowing}
+        before = {"PowerPathClosed": tx.power_path_closed, "EnergyTransfer": tx.energy_flowing}
+        tx.power_path_closed, tx.energy_flowing = path_closed, flowing
         if not tx.started:
-            if state == "Charging":  # PowerPathClosed / EnergyTransfer: the contactor closed, energy flows
+            if any(now[point] for point in self._start_points() if point in now):
+                tx.charging_state = state
                 pending, tx.pending = tx.pending, {}
                 self._started(tx, "ChargingStateChanged", at, online, energy_wh, pending)
             else:
                 self._save()
-            return
-        self._event(tx, "Updated", "ChargingStateChanged", at, online)
+            return None
+        lost = [point for point in self._stop_points() if point in now and before[point] and not now[point]]
+        if not lost or tx.local_id is None:
+            self._save()
+            return None
+        local_id = tx.local_id
+        tx.charging_state = state
+        self._ended(tx, "ChargingStateChanged", "StoppedByEV" if by_ev else "Other", at, online, energy_wh,
+                    final_reading=final_reading() if final_reading else None)
+        return local_id
 
     def meter_values(self, evse: int, trigger: str, sample: dict[str, Any], at: float, online: bool) -> bool:
         """A periodic or clock-aligned reading of a running transaction; False if none runs."""

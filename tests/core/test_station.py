@@ -152,6 +152,42 @@ def test_a_remote_start_says_it_is_one_while_waiting_when_it_times_out_and_when_
     assert not next(a for a in out if isinstance(a, act.StartTransaction)).remote
 
 
+def deliveries(b: Bench) -> list[tuple[bool, bool]]:
+    return [(a.power_path_closed, a.energy_flowing) for a in b.log if isinstance(a, act.PowerDeliveryChanged)]
+
+
+def test_the_power_path_closes_with_the_contactor_and_energy_flows_once_a_reading_shows_the_ev_drawing():
+    b = Bench()
+    b(ev.MeterSampled(1, 1000.0, 7000.0))  # a reading from before the contactor closed does not count
+    b.start_session()
+    assert b.relay_closed() and deliveries(b) == [(True, False)]
+    b(ev.MeterSampled(1, 1000.0, 50.0))
+    assert deliveries(b) == [(True, False)], "below ENERGY_FLOW_MIN_W the EV is not drawing"
+    b(ev.MeterSampled(1, 1001.0, 7000.0))
+    assert deliveries(b) == [(True, False), (True, True)]
+    b(ev.MeterSampled(1, 1002.0, 0.0))
+    assert deliveries(b)[-1] == (True, False), "the EV stopped drawing, the contactor is still closed"
+    b(ev.PilotChanged(1, "B"))
+    assert not b.relay_closed() and deliveries(b)[-1] == (False, False)
+
+
+def test_without_any_meter_reading_the_closed_contactor_counts_as_energy_flowing():
+    b = Bench()
+    b.start_session()
+    assert deliveries(b) == [(True, True)]
+    b(ev.RemoteStopRequested(42))
+    assert deliveries(b)[-1] == (False, False)
+
+
+def test_the_protocol_may_end_a_transaction_for_a_reason_of_its_own():
+    b = Bench()
+    b.start_session(tx_id=9)
+    b(ev.RemoteStopRequested(9, StopReason.OTHER, why="OCPP 2.0.1 TxStopPoint reached"))
+    assert b.last(act.StopTransaction).reason is StopReason.OTHER and not b.relay_closed()
+    b(ev.PilotChanged(1, "C"))
+    assert not b.relay_closed(), "the EV still plugged in asks again: no energy without a new session"
+
+
 def test_tc_023_authorize_invalid_never_starts():
     b = Bench()
     b(ev.TagPresented("BAD"))

@@ -142,6 +142,49 @@ async def charging_session(charger, csms: Csms, tag: str = "04A1B2C3") -> str:
     return started[-1]["transactionInfo"]["transactionId"]
 
 
+async def test_tc_e_tx_stop_point_power_path_closed_ends_the_transaction_when_the_ev_stops_charging(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStopPoint="PowerPathClosed")
+    tx_id = await charging_session(charger, csms)
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "B")  # the EV opens S2: the contactor opens
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["transactionId"] == tx_id
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("ChargingStateChanged",
+                                                                                          "StoppedByEV")
+    await asyncio.sleep(0.3)
+    assert charger.controller.station.connectors[1].transaction is None, "the core's transaction ended too"
+    bench.set_pilot(1, "C")  # the EV, still plugged in, asks again
+    assert not await relay_closed(charger, timeout=1.5)
+    assert len([e for e in events(csms) if e["eventType"] == "Started"]) == 1, "no new transaction by itself"
+    assert csms.messages("StatusNotification")[-1]["connectorStatus"] == "Occupied"
+
+
+async def test_tc_e_energy_transfer_start_and_stop_points_follow_what_the_ev_draws(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="EnergyTransfer", TxStopPoint="EnergyTransfer")
+    ev = charger.hardware.bench.simulated[0].ev
+    ev.max_power_w = 0.0  # in state C, but drawing nothing yet
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    assert await relay_closed(charger)
+    await asyncio.sleep(2.5)  # more than two meter readings
+    assert not events(csms), "the contactor closed, but no energy flows: no transaction yet"
+    ev.max_power_w = 7400.0
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert started[0]["idToken"]["idToken"] == "04A1B2C3"
+    ev.max_power_w = 0.0  # full: the EV stops drawing, still in state C
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["stoppedReason"] == "StoppedByEV"
+    relay = charger.hardware.connectors[0].relay
+    async with asyncio.timeout(5):
+        while relay.is_closed:
+            await asyncio.sleep(0.02)
+
+
 async def test_tc_b_06_get_variables_statuses(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)

@@ -51,16 +51,70 @@ def test_id_token_types():
     assert id_token_for("abc", "Central") == {"idToken": "abc", "type": "Central"}
 
 
-def test_power_path_closed_start_waits_for_charging_then_carries_the_id_token():
+def test_tc_e_power_path_closed_start_point_starts_when_the_contactor_closes_with_the_id_token():
     t = tracker()
     t.ev_connected(1, 100.0, T0, online=True)
     t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    t.charging_state(1, "SuspendedEV", T0 + 2, online=True, energy_wh=100.0)
     assert queued(t) == []  # no transaction at the CSMS before the power path closes
-    t.charging_state(1, "Charging", T0 + 2, online=True, energy_wh=100.0)
+    t.power_delivery(1, True, False, "Charging", False, T0 + 3, online=True, energy_wh=100.0)
     started, = queued(t)
     assert (started["eventType"], started["triggerReason"], started["seqNo"]) == ("Started", "ChargingStateChanged", 0)
     assert started["idToken"] == TOKEN and started["evse"] == {"id": 1, "connectorId": 1}
+    assert started["transactionInfo"]["chargingState"] == "Charging"
     assert started["meterValue"][0]["sampledValue"][0]["context"] == "Transaction.Begin"
+    t.charging_state(1, "Charging", T0 + 3, online=True, energy_wh=100.0)
+    assert queued(t) == [], "the Started said Charging already"
+
+
+def test_tc_e_energy_transfer_start_point_waits_for_energy_to_flow_not_for_the_contactor():
+    t = tracker(start="EnergyTransfer")
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    t.power_delivery(1, True, False, "Charging", False, T0 + 2, online=True, energy_wh=100.0)
+    assert queued(t) == [], "the contactor closed, but the EV draws nothing yet"
+    t.power_delivery(1, True, True, "Charging", False, T0 + 4, online=True, energy_wh=101.0)
+    started, = queued(t)
+    assert (started["eventType"], started["idToken"], started["timestamp"]) == (
+        "Started", TOKEN, "2027-01-15T08:00:04.000Z")
+
+
+def test_tc_e_tx_stop_point_power_path_closed_ends_when_the_contactor_opens_and_ends_the_core_transaction():
+    t = tracker(start="PowerPathClosed", stop="PowerPathClosed")
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    assert t.power_delivery(1, True, True, "Charging", False, T0 + 2, online=True, energy_wh=100.0) is None
+    ended_core = t.power_delivery(1, False, False, "SuspendedEV", True, T0 + 9, online=True, energy_wh=250.0)
+    assert ended_core == 7
+    started, ended = queued(t)
+    assert (ended["eventType"], ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == (
+        "Ended", "ChargingStateChanged", "StoppedByEV")
+    assert ended["meterValue"][0]["sampledValue"][0]["value"] == 250.0 and t.by_evse == {}
+    t.core_stopped(1, 7, StopReason.OTHER, None, 250, T0 + 9, online=True, plugged=True)
+    t.ev_connected(1, 250.0, T0 + 10, online=True)
+    assert queued(t) == [], "the core's stop that follows sends nothing, and nothing starts again"
+
+
+def test_tc_e_tx_stop_point_energy_transfer_ends_when_the_ev_stops_drawing_not_before_it_drew():
+    t = tracker(start="PowerPathClosed", stop="EnergyTransfer")
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    assert t.power_delivery(1, True, False, "Charging", False, T0 + 2, online=True, energy_wh=100.0) is None
+    assert t.power_delivery(1, True, True, "Charging", False, T0 + 4, online=True, energy_wh=100.0) is None
+    assert t.power_delivery(1, True, False, "Charging", True, T0 + 9, online=True, energy_wh=900.0) == 7
+    ended = queued(t)[-1]
+    assert (ended["eventType"], ended["transactionInfo"]["stoppedReason"]) == ("Ended", "StoppedByEV")
+
+
+def test_the_contactor_opening_ends_nothing_with_the_default_stop_points():
+    t = tracker()
+    t.ev_connected(1, 100.0, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, 100, T0 + 1, online=True)
+    t.power_delivery(1, True, True, "Charging", False, T0 + 2, online=True, energy_wh=100.0)
+    assert t.power_delivery(1, False, False, "SuspendedEV", True, T0 + 3, online=True, energy_wh=200.0) is None
+    t.charging_state(1, "SuspendedEV", T0 + 3, online=True, energy_wh=200.0)
+    assert [(e["eventType"], e["transactionInfo"]["chargingState"]) for e in queued(t)] == [
+        ("Started", "Charging"), ("Updated", "SuspendedEV")]
 
 
 def test_tc_e_authorized_start_point_card_before_the_plug_starts_at_once_then_cable_plugged_in():
