@@ -141,6 +141,9 @@ class ReportMeterValues:
     at: float
     context: str
     """"Sample.Periodic", "Sample.Clock", "Transaction.Begin", "Transaction.End" or "Trigger"."""
+    for_transaction_end: bool = False
+    """Sampled to be reported with the end of its transaction, not on its own (OCPP 2.0.1
+    SampledDataCtrlr.TxEndedInterval, AlignedDataCtrlr.TxEndedInterval)."""
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,10 @@ class Settings:
     """0 = no periodic meter values during transactions."""
     clock_aligned_interval_s: float = 0.0
     """0 = no clock-aligned meter values."""
+    end_sample_interval_s: float = 0.0
+    end_clock_aligned_interval_s: float = 0.0
+    """Readings during a transaction kept for its end, every interval from its start and on the
+    clock's interval boundaries (OCPP 2.0.1 TxEndedInterval); 0 = none."""
     max_current_a: float = 32.0
     tethered_cable: bool = False
     cable_sensing: tuple[int, ...] = ()

@@ -14,7 +14,7 @@ and emits OpenRelay / CloseRelay, so no handler can forget to open a relay.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
 from evcp.core import actions as act
@@ -79,6 +79,7 @@ class Transaction:
     energy_limit_wh: float | None = None
     """After a late non-Accepted answer: the meter reading at which energy stops."""
     next_sample_at: float | None = None
+    next_end_sample_at: float | None = None
 
 
 @dataclass
@@ -208,6 +209,7 @@ class Station:
         self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
         self._reported_availability = self._availability()
         self._last_aligned: float | None = None
+        self._last_end_aligned: float | None = None
 
     # ----------------------------------------------------------------- entry points
 
@@ -408,28 +410,42 @@ class Station:
                                       "ConnectionTimeOut; the connector is free again"))
                 self._cancel_authorization(c, StopReason.TIMEOUT, now, out)
             tx = c.transaction
-            interval = self.settings.meter_sample_interval_s
-            if c.phase is Phase.TRANSACTION and tx and tx.accepted and interval > 0:
-                if tx.next_sample_at is None:
-                    tx.next_sample_at = now + interval
-                elif now >= tx.next_sample_at:
-                    # Stamped with the scheduled time so reports are exactly one interval apart.
-                    self._report_meter(c, tx.next_sample_at, "Sample.Periodic", out)
-                    while tx.next_sample_at <= now:
-                        tx.next_sample_at += interval
-        self._clock_aligned(now, out)
+            if c.phase is Phase.TRANSACTION and tx and tx.accepted:
+                tx.next_sample_at = self._periodic(c, tx.next_sample_at, self.settings.meter_sample_interval_s,
+                                                   now, False, out)
+                tx.next_end_sample_at = self._periodic(c, tx.next_end_sample_at,
+                                                       self.settings.end_sample_interval_s, now, True, out)
+        self._last_aligned = self._clock_aligned(self._last_aligned, self.settings.clock_aligned_interval_s,
+                                                 now, False, out)
+        self._last_end_aligned = self._clock_aligned(self._last_end_aligned,
+                                                     self.settings.end_clock_aligned_interval_s, now, True, out)
 
-    def _clock_aligned(self, now: float, out: list) -> None:
-        """Meter values on the clock's interval boundaries (OCPP 1.6 "Clock-Aligned Data", ClockAlignedDataInterval)."""
-        interval = self.settings.clock_aligned_interval_s
+    def _periodic(self, c: Connector, due: float | None, interval: float, now: float, for_end: bool,
+                  out: list) -> float | None:
+        """A transaction's reading every ``interval`` from its start (0 = none); the next time due."""
         if interval <= 0:
-            self._last_aligned = None
-            return
+            return due
+        if due is None:
+            return now + interval
+        if now >= due:
+            # Stamped with the scheduled time so reports are exactly one interval apart.
+            self._report_meter(c, due, "Sample.Periodic", out, for_end)
+            while due <= now:
+                due += interval
+        return due
+
+    def _clock_aligned(self, last: float | None, interval: float, now: float, for_end: bool,
+                       out: list) -> float | None:
+        """Meter values on the clock's interval boundaries (OCPP 1.6 "Clock-Aligned Data",
+        ClockAlignedDataInterval); ``for_end``: of the running transactions only. The boundary passed."""
+        if interval <= 0:
+            return None
         boundary = math.floor(now / interval) * interval
-        if self._last_aligned is not None and boundary > self._last_aligned:
+        if last is not None and boundary > last:
             for c in self.connectors.values():
-                self._report_meter(c, boundary, "Sample.Clock", out)
-        self._last_aligned = boundary
+                if not for_end or (c.phase is Phase.TRANSACTION and c.transaction and c.transaction.accepted):
+                    self._report_meter(c, boundary, "Sample.Clock", out, for_end)
+        return boundary
 
     # ----------------------------------------------------------------- driver events
 
@@ -822,10 +838,10 @@ class Station:
             self.connectors[connector].auth_deadline = now + self.settings.connection_timeout_s
         out.append(act.RequestAuthorization(id_tag))
 
-    def _report_meter(self, c: Connector, at: float, context: str, out: list) -> None:
+    def _report_meter(self, c: Connector, at: float, context: str, out: list, for_end: bool = False) -> None:
         report = self.meter_report(c.id, at, context)
         if report is not None:
-            out.append(report)
+            out.append(replace(report, for_transaction_end=True) if for_end else report)
 
     def _charging_profiles_changed(self, out: list) -> None:
         out.append(act.ChargingProfilesChanged(tuple(self.charging.to_saved())))

@@ -269,7 +269,8 @@ class Ocpp201Adapter:
         self.security = StationSecurity(config, controller, self.device_model, store, self._call, self._online,
                                         lambda: self._save(VARIABLES, self.device_model.saved()),
                                         lambda: self._save(BOOT_REASON, "FirmwareUpdate"))
-        self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
+        self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands,
+                                         self._read_meter)
         self.smart_charging = SmartCharging(controller, self.transactions, self.device_model)
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
         self._save(BOOT_REASON, None)
@@ -303,7 +304,8 @@ class Ocpp201Adapter:
     def _measurands(self) -> Measurands:
         m = self.device_model.members
         return Measurands(m("SampledDataCtrlr", "TxStartedMeasurands"), m("SampledDataCtrlr", "TxUpdatedMeasurands"),
-                          m("SampledDataCtrlr", "TxEndedMeasurands"), m("AlignedDataCtrlr", "Measurands"))
+                          m("SampledDataCtrlr", "TxEndedMeasurands"), m("AlignedDataCtrlr", "Measurands"),
+                          m("AlignedDataCtrlr", "TxEndedMeasurands"))
 
     @property
     def heartbeat_interval(self) -> float:
@@ -632,7 +634,7 @@ class Ocpp201Adapter:
                 return
             plugged = self.controller.station.connectors[evse].plugged
             self.transactions.charging_state(evse, charging_state_of(action.status.value, plugged), action.at,
-                                             now_online, self._energy(evse))
+                                             now_online)
             if now_online:
                 self._spawn(self._send_status(evse, action.at))
         elif isinstance(action, act.RequestAuthorization):
@@ -642,8 +644,8 @@ class Ocpp201Adapter:
         elif isinstance(action, act.Authorized):
             self._authorization_granted(action, now_online)
         elif isinstance(action, act.AuthorizationEnded):
-            self.transactions.authorization_ended(evse, action.id_tag, action.reason, self._energy(evse), action.at,
-                                                  now_online, self.controller.station.connectors[evse].plugged)
+            self.transactions.authorization_ended(evse, action.id_tag, action.reason, action.at, now_online,
+                                                  self.controller.station.connectors[evse].plugged)
         elif isinstance(action, act.StartTransaction):
             self._core_started(action, now_online)
         elif isinstance(action, act.StopTransaction):
@@ -661,20 +663,21 @@ class Ocpp201Adapter:
             return
         self._plugged[evse] = plugged
         if plugged:
-            self.transactions.ev_connected(evse, self._energy(evse), at, self.online)
+            self.transactions.ev_connected(evse, at, self.online)
         else:
-            self.transactions.ev_disconnected(evse, self._energy(evse), at, self.online)
+            self.transactions.ev_disconnected(evse, at, self.online)
 
-    def _energy(self, evse: int) -> float | None:
-        sample = self.controller.station.connectors[evse].last_sample
-        return sample.energy_wh if sample else None
+    def _read_meter(self, evse: int, measurands: list[str], context: str, at: float) -> dict[str, Any] | None:
+        """The EVSE's last meter reading as a MeterValueType of ``measurands`` (None before the first)."""
+        report = self.controller.station.meter_report(evse, at, context)
+        return meter_value(report, measurands, self.controller.offered_current(evse)) if report else None
 
     def _power_delivery(self, a: act.PowerDeliveryChanged, online: bool) -> None:
         c = self.controller.station.connectors[a.connector]
         state = charging_state_of(self.controller.status_of(a.connector)[0].value, c.plugged)
         by_ev = c.pilot != "C" or a.power_path_closed  # S2 opened, or the EV takes nothing through the contactor
         local_id = self.transactions.power_delivery(
-            a.connector, a.power_path_closed, a.energy_flowing, state, by_ev, a.at, online, self._energy(a.connector),
+            a.connector, a.power_path_closed, a.energy_flowing, state, by_ev, a.at, online,
             lambda: asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector)))
         if local_id is not None:
             why = "the contactor opened" if not a.power_path_closed else "the EV stopped drawing energy"
@@ -686,8 +689,7 @@ class Ocpp201Adapter:
         remote = self._remote_starts.get(a.id_tag) if a.remote else None
         token = id_token_for(a.id_tag, remote[1] if remote else self._token_types.get(a.id_tag))
         self.transactions.authorization_granted(a.connector, token, "RemoteStart" if remote else "Authorized",
-                                                remote[0] if remote else None, self._energy(a.connector), a.at,
-                                                online, self.controller.station.connectors[a.connector].plugged)
+                                                remote[0] if remote else None, a.at, online, self.controller.station.connectors[a.connector].plugged)
 
     def _core_started(self, a: act.StartTransaction, online: bool) -> None:
         remote = self._remote_starts.pop(a.id_tag, None)
@@ -702,8 +704,8 @@ class Ocpp201Adapter:
         else:
             accepted_by = None
         tx = self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
-                                          remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at,
-                                          online, needs_answer=accepted_by is None)
+                                          remote[0] if remote else None, a.reservation_id, a.at, online,
+                                          needs_answer=accepted_by is None)
         if tx.refused is not None:
             log.warning("EVSE %d: the central system answered %s for %s before the EV came; not accepted",
                         a.connector, tx.refused, a.id_tag)
@@ -731,14 +733,21 @@ class Ocpp201Adapter:
             reason = StopReason.HARD_RESET
         token = id_token_for(a.id_tag, self._token_types.get(a.id_tag)) if a.id_tag else None
         final = asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector))
-        self.transactions.core_stopped(a.connector, a.local_id, reason, token, a.meter_stop_wh, a.at, online,
+        self.transactions.core_stopped(a.connector, a.local_id, reason, token, a.at, online,
                                        plugged=self.controller.station.connectors[a.connector].plugged,
                                        final_reading=final)
 
     def _meter_values(self, report: act.ReportMeterValues, online: bool) -> None:
+        """Periodic and clock-aligned readings (Part 2 J01/J02): an Updated of the running
+        transaction (MeterValuePeriodic, MeterValueClock) or MeterValues without one; those taken
+        for the transaction's end are kept for its Ended."""
         aligned = report.context == "Sample.Clock"
         measurands = self._measurands()
         offered = self.controller.offered_current(report.connector)
+        if report.for_transaction_end:
+            self.transactions.end_sample(report.connector, meter_value(
+                report, measurands.aligned_ended if aligned else measurands.ended, offered))
+            return
         value = meter_value(report, measurands.aligned if aligned else measurands.updated, offered)
         trigger = "MeterValueClock" if aligned else "MeterValuePeriodic"
         if report.local_id is not None and self.transactions.meter_values(report.connector, trigger, value,
@@ -835,7 +844,7 @@ class Ocpp201Adapter:
             return "Rejected"
         if tx.local_id is not None:
             return self.command(ev.RemoteStopRequested(tx.local_id))
-        self.transactions.remote_stop(tx, self._energy(tx.evse), self.controller.clock(), self.online)
+        self.transactions.remote_stop(tx, self.controller.clock(), self.online)
         return "Accepted"
 
     def reset(self, kind: str, evse_id: int | None) -> str:

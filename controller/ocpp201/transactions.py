@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 from evcp.core.model import StopReason
@@ -95,7 +95,6 @@ class OpenTransaction:
     charging_state: str = "EVConnected"
     stopped_reason: str | None = None
     """The first reason the transaction was stopped for, while it waits for its stop point."""
-    meter_start_wh: float | None = None
     pending: dict[str, Any] = field(default_factory=dict)
     """Fields for the Started event: the idToken of an authorization made before the start point."""
     power_path_closed: bool = False
@@ -103,14 +102,38 @@ class OpenTransaction:
     refused: str | None = None
     """The idTokenInfo status the CSMS answered for an id token authorized before the EV came
     (Part 2 E05): the core's transaction, when it begins, is refused with it."""
+    end_samples: list[dict[str, Any]] = field(default_factory=list)
+    """MeterValueType readings taken for the Ended event (TxEndedInterval, Sample.Periodic, and
+    AlignedDataCtrlr.TxEndedInterval, Sample.Clock: Part 2 J02), oldest first."""
+    end_samples_dropped: int = 0
+
+    @classmethod
+    def from_saved(cls, item: dict[str, Any]) -> "OpenTransaction":
+        """A stored transaction; fields this version no longer keeps are left out."""
+        return cls(**{name: value for name, value in item.items() if name in _FIELDS})
+
+
+_FIELDS = {f.name for f in fields(OpenTransaction)}
+MAX_END_SAMPLES = 100
+"""Most readings kept for one Ended event (each is one MeterValueType); later ones are dropped,
+so that a long transaction with a short TxEndedInterval cannot outgrow the message and the store."""
 
 
 @dataclass
 class Measurands:
+    """The configured measurands (Part 2 J02): SampledDataCtrlr.TxStartedMeasurands,
+    TxUpdatedMeasurands, TxEndedMeasurands; AlignedDataCtrlr.Measurands, TxEndedMeasurands."""
+
     started: list[str]
     updated: list[str]
     ended: list[str]
     aligned: list[str]
+    aligned_ended: list[str]
+
+
+MeterReader = Callable[[int, list[str], str, float], "dict[str, Any] | None"]
+"""(evse, measurands, context, at) -> the MeterValueType of the EVSE's meter now, None before its
+first reading."""
 
 
 class Transactions:
@@ -118,17 +141,19 @@ class Transactions:
 
     def __init__(self, outbox: "Outbox", store: "StateStore | None",
                  start_points: Callable[[], list[str]], stop_points: Callable[[], list[str]],
-                 measurands: Callable[[], Measurands], new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+                 measurands: Callable[[], Measurands], read_meter: MeterReader,
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
         self.outbox = outbox
         self.store = store
         self._start_points = start_points
         self._stop_points = stop_points
         self._measurands = measurands
+        self._read_meter = read_meter
         self._new_id = new_id
         self.by_evse: dict[int, OpenTransaction] = {}
         saved = store.load_document(OPEN_TRANSACTIONS) if store is not None else None
         for item in (saved or {}).values():
-            tx = OpenTransaction(**item)
+            tx = OpenTransaction.from_saved(item)
             self.by_evse[tx.evse] = tx
 
     # ----------------------------------------------------------------- queries
@@ -145,7 +170,7 @@ class Transactions:
 
     # ----------------------------------------------------------------- facts
 
-    def ev_connected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
+    def ev_connected(self, evse: int, at: float, online: bool) -> None:
         """The cable was plugged in (TxStartPoint EVConnected: the transaction starts); after an
         authorization the transaction hears of it (E02: Updated CablePluggedIn)."""
         tx = self.by_evse.get(evse)
@@ -155,17 +180,15 @@ class Transactions:
                 self._event(tx, "Updated", "CablePluggedIn", at, online)
             elif "EVConnected" in self._start_points():
                 pending, tx.pending = tx.pending, {}
-                self._started(tx, "CablePluggedIn", at, online, energy_wh, pending)
+                self._started(tx, "CablePluggedIn", at, online, pending)
             else:
                 self._save()
             return
         if "EVConnected" not in self._start_points():
             return
-        tx = self._open(evse)
-        tx.meter_start_wh = energy_wh
-        self._started(tx, "CablePluggedIn", at, online, energy_wh)
+        self._started(self._open(evse), "CablePluggedIn", at, online)
 
-    def ev_disconnected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
+    def ev_disconnected(self, evse: int, at: float, online: bool) -> None:
         """The cable was unplugged: the transaction ends if the core's has ended already."""
         tx = self.by_evse.get(evse)
         if tx is None or tx.local_id is not None:
@@ -174,17 +197,15 @@ class Transactions:
             self._forget(tx)
             return
         tx.charging_state = "Idle"
-        self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online, energy_wh)
+        self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online)
 
     def authorization_granted(self, evse: int, id_token: dict[str, str], trigger: str,
-                              remote_start_id: int | None, energy_wh: float | None, at: float,
-                              online: bool, plugged: bool) -> None:
+                              remote_start_id: int | None, at: float, online: bool, plugged: bool) -> None:
         """The id token was accepted for the EVSE, but the core's transaction waits for the EV
         (TxStartPoint Authorized: the transaction starts now, E01/E02; F01 RemoteStart)."""
         tx = self.by_evse.get(evse)
         if tx is None:
             tx = self._open(evse)
-            tx.meter_start_wh = energy_wh
             tx.charging_state = "EVConnected" if plugged else "Idle"
         tx.id_token, tx.refused = id_token, None
         tx.remote_start_id = remote_start_id or tx.remote_start_id
@@ -192,13 +213,13 @@ class Transactions:
         if tx.started:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
         elif "Authorized" in self._start_points():
-            self._started(tx, trigger, at, online, energy_wh, extra)
+            self._started(tx, trigger, at, online, extra)
         else:
             tx.pending = extra
             self._save()
 
-    def authorization_ended(self, evse: int, id_tag: str, reason: StopReason, energy_wh: float | None, at: float,
-                            online: bool, plugged: bool) -> None:
+    def authorization_ended(self, evse: int, id_tag: str, reason: StopReason, at: float, online: bool,
+                            plugged: bool) -> None:
         """An authorization of the EVSE ended before the core's transaction began (no EV within
         EVConnectionTimeOut, the card presented again, ...): a transaction it started ends, as
         ``core_stopped`` would end it."""
@@ -208,18 +229,15 @@ class Transactions:
         if not tx.started:
             self._forget(tx)
             return
-        self._stop(tx, reason, None, energy_wh, at, online, plugged)
+        self._stop(tx, reason, None, at, online, plugged)
 
     def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
-                   remote_start_id: int | None, reservation_id: int | None, meter_start_wh: float,
-                   at: float, online: bool, needs_answer: bool = False) -> OpenTransaction:
+                   remote_start_id: int | None, reservation_id: int | None, at: float, online: bool,
+                   needs_answer: bool = False) -> OpenTransaction:
         """The core started its transaction: the id was accepted and the EV is plugged in.
         ``needs_answer``: the CSMS has not accepted the id token yet, so its event goes out now
         whatever the start point (the TransactionEventResponse's idTokenInfo decides)."""
-        tx = self.by_evse.get(evse)
-        if tx is None:
-            tx = self._open(evse)
-            tx.meter_start_wh = meter_start_wh
+        tx = self.by_evse.get(evse) or self._open(evse)
         reported = tx.started and tx.id_token == id_token  # by ``authorization_granted``, before the plug
         tx.local_id, tx.id_token = local_id, id_token
         tx.remote_start_id = remote_start_id or tx.remote_start_id
@@ -234,13 +252,13 @@ class Transactions:
         elif tx.started:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
         elif needs_answer or "Authorized" in points or "EVConnected" in points:
-            self._started(tx, trigger, at, online, meter_start_wh, extra)
+            self._started(tx, trigger, at, online, extra)
         else:
             tx.pending = extra  # Started waits for the power path (PowerPathClosed, EnergyTransfer)
             self._save()
         return tx
 
-    def charging_state(self, evse: int, state: str, at: float, online: bool, energy_wh: float | None) -> None:
+    def charging_state(self, evse: int, state: str, at: float, online: bool) -> None:
         """The EVSE's ChargingStateEnumType changed (``charging_state_of`` the core's status)."""
         tx = self.by_evse.get(evse)
         if tx is None or state == tx.charging_state:
@@ -252,8 +270,7 @@ class Transactions:
             self._save()
 
     def power_delivery(self, evse: int, path_closed: bool, flowing: bool, state: str, by_ev: bool, at: float,
-                       online: bool, energy_wh: float | None,
-                       final_reading: Callable[[], asyncio.Future] | None = None) -> int | None:
+                       online: bool, final_reading: Callable[[], asyncio.Future] | None = None) -> int | None:
         """The contactor closed or opened, energy started or stopped flowing (``state``: the
         chargingState now). TxStartPoint PowerPathClosed / EnergyTransfer: the transaction starts
         (E01). TxStopPoint PowerPathClosed / EnergyTransfer: it ends when what was true stops being
@@ -270,7 +287,7 @@ class Transactions:
             if any(now[point] for point in self._start_points() if point in now):
                 tx.charging_state = state
                 pending, tx.pending = tx.pending, {}
-                self._started(tx, "ChargingStateChanged", at, online, energy_wh, pending)
+                self._started(tx, "ChargingStateChanged", at, online, pending)
             else:
                 self._save()
             return None
@@ -280,7 +297,7 @@ class Transactions:
             return None
         local_id = tx.local_id
         tx.charging_state = state
-        self._ended(tx, "ChargingStateChanged", "StoppedByEV" if by_ev else "Other", at, online, energy_wh,
+        self._ended(tx, "ChargingStateChanged", "StoppedByEV" if by_ev else "Other", at, online,
                     final_reading=final_reading() if final_reading else None)
         return local_id
 
@@ -292,6 +309,20 @@ class Transactions:
         self._event(tx, "Updated", trigger, at, online, meter_value=[sample])
         return True
 
+    def end_sample(self, evse: int, sample: dict[str, Any]) -> None:
+        """A reading for the Ended event of the EVSE's running transaction (Part 2 J02)."""
+        tx = self.by_evse.get(evse)
+        if tx is None or not tx.started:
+            return
+        if len(tx.end_samples) >= MAX_END_SAMPLES:
+            if not tx.end_samples_dropped:
+                log.warning("EVSE %d: transaction %s keeps %d readings for its Ended event; later ones are dropped",
+                            evse, tx.transaction_id, MAX_END_SAMPLES)
+            tx.end_samples_dropped += 1
+            return
+        tx.end_samples.append(sample)
+        self._save()
+
     def trigger(self, evse: int, sample: dict[str, Any] | None, at: float, online: bool) -> None:
         """TriggerMessage TransactionEvent (Part 2 F06): an Updated with triggerReason Trigger."""
         tx = self.by_evse.get(evse)
@@ -299,8 +330,7 @@ class Transactions:
             self._event(tx, "Updated", "Trigger", at, online, meter_value=[sample] if sample else None)
 
     def core_stopped(self, evse: int, local_id: int, reason: StopReason, id_token: dict[str, str] | None,
-                     energy_wh: float, at: float, online: bool, plugged: bool,
-                     final_reading: asyncio.Future | None = None) -> None:
+                     at: float, online: bool, plugged: bool, final_reading: asyncio.Future | None = None) -> None:
         """The core ended its transaction (the contactor is open): the 2.0.1 transaction ends
         unless TxStopPoint is EVConnected alone and the cable is still in (then it ends at unplug)."""
         tx = self.by_evse.get(evse)
@@ -310,21 +340,20 @@ class Transactions:
         if not tx.started:
             self._forget(tx)  # the start point was never reached: no transaction at the CSMS
             return
-        self._stop(tx, reason, id_token, energy_wh, at, online, plugged, final_reading)
+        self._stop(tx, reason, id_token, at, online, plugged, final_reading)
 
-    def remote_stop(self, tx: OpenTransaction, energy_wh: float | None, at: float, online: bool) -> None:
+    def remote_stop(self, tx: OpenTransaction, at: float, online: bool) -> None:
         """RequestStopTransaction of a transaction the core does not run (before the card, or
         after it when the cable keeps it open)."""
         if not tx.started:
             self._forget(tx)
             return
-        self._ended(tx, "RemoteStop", tx.stopped_reason or "Remote", at, online, energy_wh)
+        self._ended(tx, "RemoteStop", tx.stopped_reason or "Remote", at, online)
 
     # ----------------------------------------------------------------- events
 
-    def _stop(self, tx: OpenTransaction, reason: StopReason, id_token: dict[str, str] | None,
-              energy_wh: float | None, at: float, online: bool, plugged: bool,
-              final_reading: asyncio.Future | None = None) -> None:
+    def _stop(self, tx: OpenTransaction, reason: StopReason, id_token: dict[str, str] | None, at: float,
+              online: bool, plugged: bool, final_reading: asyncio.Future | None = None) -> None:
         """The authorization of a started transaction ended: Ended, unless TxStopPoint is
         EVConnected alone and the cable is still in (then an Updated, and it ends at unplug)."""
         trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
@@ -336,33 +365,33 @@ class Transactions:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
             return
         tx.charging_state = "EVConnected" if plugged else "Idle"
-        self._ended(tx, trigger, stopped, at, online, energy_wh, extra, final_reading)
+        self._ended(tx, trigger, stopped, at, online, extra, final_reading)
 
     def _open(self, evse: int) -> OpenTransaction:
         tx = OpenTransaction(self._new_id(), evse)
         self.by_evse[evse] = tx
         return tx
 
-    def _started(self, tx: OpenTransaction, trigger: str, at: float, online: bool, energy_wh: float | None,
+    def _started(self, tx: OpenTransaction, trigger: str, at: float, online: bool,
                  extra: dict[str, Any] | None = None) -> None:
+        """Started with the TxStartedMeasurands at this moment (context Transaction.Begin, J02)."""
         tx.started = True
-        mv = self._sample(energy_wh, at, "Transaction.Begin") if energy_wh is not None else None
-        self._event(tx, "Started", trigger, at, online, meter_value=mv, extra=extra)
+        begin = self._read_meter(tx.evse, self._measurands().started, "Transaction.Begin", at)
+        self._event(tx, "Started", trigger, at, online, meter_value=[begin] if begin else None, extra=extra)
 
     def _ended(self, tx: OpenTransaction, trigger: str, stopped: str, at: float, online: bool,
-               energy_wh: float | None, extra: dict[str, Any] | None = None,
-               final_reading: asyncio.Future | None = None) -> None:
-        mv = self._sample(energy_wh, at, "Transaction.End") if energy_wh is not None else None
+               extra: dict[str, Any] | None = None, final_reading: asyncio.Future | None = None) -> None:
+        """Ended with the readings kept for it and the TxEndedMeasurands at this moment (context
+        Transaction.End, J02)."""
+        end = self._read_meter(tx.evse, self._measurands().ended, "Transaction.End", at)
+        readings = tx.end_samples + ([end] if end else [])
         del self.by_evse[tx.evse]
-        self._event(tx, "Ended", trigger, at, online, meter_value=mv, extra=extra, stopped_reason=stopped,
+        self._event(tx, "Ended", trigger, at, online, meter_value=readings, extra=extra, stopped_reason=stopped,
                     final_reading=final_reading)
 
     def _forget(self, tx: OpenTransaction) -> None:
         self.by_evse.pop(tx.evse, None)
         self._save()
-
-    def _sample(self, energy_wh: float, at: float, context: str) -> list[dict[str, Any]]:
-        return [{"timestamp": timestamp(at), "sampledValue": [energy_value(energy_wh, context)]}]
 
     def _event(self, tx: OpenTransaction, event_type: str, trigger: str, at: float, online: bool,
                meter_value: list | None = None, extra: dict[str, Any] | None = None,
@@ -406,7 +435,7 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
     Ended (a crash between queueing and saving). The core's rows of those transactions are marked
     stopped, so nothing else stops them again. Returns the Ended payloads queued."""
     saved = store.load_document(OPEN_TRANSACTIONS) or {}
-    open_txs = {item["transaction_id"]: OpenTransaction(**item) for item in saved.values()}
+    open_txs = {item["transaction_id"]: OpenTransaction.from_saved(item) for item in saved.values()}
     ended: set[str] = set()
     last_seq: dict[str, int] = {}
     queued_evse: dict[str, int] = {}
@@ -446,8 +475,11 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
             "offline": True,
             "transactionInfo": {"transactionId": tid, "chargingState": "Idle", "stoppedReason": "PowerLoss"},
         }
+        readings = list(tx.end_samples)
         if energy is not None:
-            payload["meterValue"] = [{"timestamp": stamp, "sampledValue": [energy_value(energy, "Transaction.End")]}]
+            readings.append({"timestamp": stamp, "sampledValue": [energy_value(energy, "Transaction.End")]})
+        if readings:
+            payload["meterValue"] = readings
         store.outbox_put(ACTION, payload, tx.local_id)
         payloads.append(payload)
         log.warning("EVSE %d: transaction %s was open when the station went down; ending it with PowerLoss "

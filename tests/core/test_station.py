@@ -520,6 +520,26 @@ def test_tc_071_clock_aligned_meter_values_on_boundaries():
     assert {r.context for r in reports} == {"Sample.Clock"}
 
 
+def test_readings_kept_for_the_transaction_end_follow_their_own_intervals_and_only_during_transactions():
+    b = Bench(meter_sample_interval_s=10, end_sample_interval_s=15, end_clock_aligned_interval_s=20)
+    b.now = 1_000_003.0
+    b(ev.MeterSampled(1, 0.0, 0.0))
+    for _ in range(30):
+        assert not [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)
+                    and a.for_transaction_end], "no transaction, nothing kept for its end"
+    b.start_session()
+    reports = []
+    for _ in range(45):
+        reports += [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)]
+    periodic = [r for r in reports if r.context == "Sample.Periodic" and not r.for_transaction_end]
+    kept = [r for r in reports if r.for_transaction_end]
+    assert len(periodic) == 4, "TxUpdatedInterval goes on as before"
+    kept_periodic = [r.at for r in kept if r.context == "Sample.Periodic"]
+    kept_aligned = [r.at for r in kept if r.context == "Sample.Clock"]
+    assert [round(b - a) for a, b in zip(kept_periodic, kept_periodic[1:])] == [15] and len(kept_periodic) == 2
+    assert [at % 20 for at in kept_aligned] == [0, 0] and all(r.local_id is not None for r in kept)
+
+
 def test_new_session_from_finishing_with_a_new_card():
     b = Bench()
     b.start_session(tag="FIRST")

@@ -185,6 +185,38 @@ async def test_tc_e_energy_transfer_start_and_stop_points_follow_what_the_ev_dra
             await asyncio.sleep(0.02)
 
 
+def contexts(meter_value: dict) -> set[tuple[str, str]]:
+    return {(v["context"], v["measurand"]) for v in meter_value["sampledValue"]}
+
+
+async def test_tc_j_02_configured_measurands_in_started_updated_and_ended(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    energy, power, current = "Energy.Active.Import.Register", "Power.Active.Import", "Current.Import"
+    await set_variables(csms, "SampledDataCtrlr", TxStartedMeasurands=f"{energy},{power}", TxUpdatedInterval="1",
+                        TxUpdatedMeasurands=power, TxEndedMeasurands=f"{energy},{current}", TxEndedInterval="1")
+    await set_variables(csms, "AlignedDataCtrlr", Interval="1", Measurands=energy, TxEndedInterval="1",
+                        TxEndedMeasurands=power)
+    tx_id = await charging_session(charger, csms)
+    started = next(e for e in events(csms) if e["eventType"] == "Started")
+    assert contexts(started["meterValue"][0]) == {("Transaction.Begin", energy), ("Transaction.Begin", power)}
+    await csms.wait_for(lambda: {"MeterValuePeriodic", "MeterValueClock"} <= {e["triggerReason"] for e in events(csms)}
+                        and len(events(csms)) >= 8, timeout=15)
+    charger.hardware.bench.present_tag("04A1B2C3")
+    ended = (await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"]))[0]
+    updated = [e for e in events(csms) if e["eventType"] == "Updated"]
+    periodic = [e for e in updated if e["triggerReason"] == "MeterValuePeriodic"]
+    clock = [e for e in updated if e["triggerReason"] == "MeterValueClock"]
+    assert periodic and all(contexts(e["meterValue"][0]) == {("Sample.Periodic", power)} for e in periodic)
+    assert clock and all(contexts(e["meterValue"][0]) == {("Sample.Clock", energy)} for e in clock)
+    readings = ended["meterValue"]
+    assert contexts(readings[-1]) == {("Transaction.End", energy), ("Transaction.End", current)}
+    kept = [contexts(mv) for mv in readings[:-1]]
+    assert {("Sample.Periodic", energy), ("Sample.Periodic", current)} in kept
+    assert {("Sample.Clock", power)} in kept
+    assert all(e["transactionInfo"]["transactionId"] == tx_id for e in events(csms))
+
+
 async def test_tc_b_06_get_variables_statuses(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)
