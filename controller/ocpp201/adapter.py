@@ -127,6 +127,10 @@ class CsmsRequests(StationLink):
     def _reset(self, type: str, evse_id: int | None = None, **_):
         return call_result.Reset(status=self.adapter.reset(type, evse_id))
 
+    @after(Action.reset)
+    def _reset_idle_evses(self, **_):
+        self.adapter.reset_idle_evses()
+
     @on(Action.change_availability)
     def _change_availability(self, operational_status: str, evse: dict | None = None, **_):
         return call_result.ChangeAvailability(status=self.adapter.change_availability(operational_status, evse))
@@ -284,7 +288,8 @@ class Ocpp201Adapter:
         self._token_types: dict[str, str] = {}
         self._awaiting: dict[int, int] = {}
         """core local_id -> EVSE of transactions whose start waits for the TransactionEventResponse."""
-        self._reset_evses: set[int] = set()
+        self._evse_resets: set[int] = set()
+        """EVSEs to reset once they have no transaction (Part 2 B12)."""
         self._status_sent: dict[int, str] = {}
         self._plugged: dict[int, bool] = {}
         self.controller.apply_settings(settings_from(self.device_model, self.controller.settings))
@@ -636,7 +641,7 @@ class Ocpp201Adapter:
             self.transactions.charging_state(evse, charging_state_of(action.status.value, plugged), action.at,
                                              now_online)
             if now_online:
-                self._spawn(self._send_status(evse, action.at))
+                self._spawn(self._send_status(evse, action.at, status=CONNECTOR_STATUS[action.status]))
         elif isinstance(action, act.RequestAuthorization):
             self._spawn(self._authorize(action.id_tag))
         elif isinstance(action, act.PowerDeliveryChanged):
@@ -654,6 +659,8 @@ class Ocpp201Adapter:
             self._meter_values(action, now_online)
         elif isinstance(action, act.OfferCurrent):
             self.smart_charging.offer_changed(action.connector, action.amps, self.controller.clock(), now_online)
+        if self._evse_resets:
+            self.reset_idle_evses()
 
     def _plug_changes(self, evse: int, at: float) -> None:
         """The core's connector says whether the EV is plugged in; any of its actions may be the
@@ -727,13 +734,9 @@ class Ocpp201Adapter:
         if self._store is not None:
             self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
         self._awaiting.pop(a.local_id, None)
-        reason = a.reason
-        if a.connector in self._reset_evses:
-            self._reset_evses.discard(a.connector)
-            reason = StopReason.HARD_RESET
         token = id_token_for(a.id_tag, self._token_types.get(a.id_tag)) if a.id_tag else None
         final = asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector))
-        self.transactions.core_stopped(a.connector, a.local_id, reason, token, a.at, online,
+        self.transactions.core_stopped(a.connector, a.local_id, a.reason, token, a.at, online,
                                        plugged=self.controller.station.connectors[a.connector].plugged,
                                        final_reading=final)
 
@@ -756,9 +759,11 @@ class Ocpp201Adapter:
         if online:
             self._spawn(self._call("MeterValues", {"evseId": report.connector, "meterValue": [value]}))
 
-    async def _send_status(self, evse: int, at: float | None = None, force: bool = False) -> None:
-        """StatusNotification of the EVSE's connector (Part 2 G01), when its 2.0.1 status changed."""
-        status = CONNECTOR_STATUS[self.controller.status_of(evse)[0]]
+    async def _send_status(self, evse: int, at: float | None = None, force: bool = False,
+                           status: str | None = None) -> None:
+        """StatusNotification of the EVSE's connector (Part 2 G01), when its 2.0.1 status changed;
+        ``status`` as the core reported it at ``at``, else as it is now."""
+        status = status or CONNECTOR_STATUS[self.controller.status_of(evse)[0]]
         if not force and self._status_sent.get(evse) == status:
             return
         self._status_sent[evse] = status
@@ -844,28 +849,55 @@ class Ocpp201Adapter:
             return "Rejected"
         if tx.local_id is not None:
             return self.command(ev.RemoteStopRequested(tx.local_id))
-        self.transactions.remote_stop(tx, self.controller.clock(), self.online)
+        self.transactions.end(tx, StopReason.REMOTE, self.controller.clock(), self.online)
         return "Accepted"
 
     def reset(self, kind: str, evse_id: int | None) -> str:
         """Reset (Part 2 B11/B12): Immediate stops the transactions (stoppedReason ImmediateReset)
-        and restarts; OnIdle waits until none runs (Scheduled). An EVSE alone: its transaction
-        stops, nothing else restarts."""
+        and restarts; OnIdle waits until none runs (Scheduled). An EVSE alone (B12): Immediate
+        stops its transaction the same way, OnIdle waits for it to end (Scheduled); then the EVSE
+        alone is reset (``reset_idle_evses``), nothing else restarts."""
         if evse_id is not None:
             if not 1 <= evse_id <= self.connectors:
                 return "Rejected"
-            tx = self.controller.station.connectors[evse_id].transaction
-            if tx is None:
-                return "Accepted"
-            if kind == "OnIdle":
-                return "Scheduled"  # the EVSE has nothing to reset once its transaction ends
-            self._reset_evses.add(evse_id)
-            return self.command(ev.RemoteStopRequested(tx.local_id))
+            core_tx = self.controller.station.connectors[evse_id].transaction
+            tx = self.transactions.by_evse.get(evse_id)
+            busy = not self._idle(evse_id)
+            if busy and kind == "Immediate":
+                if core_tx is not None:
+                    self.command(ev.RemoteStopRequested(core_tx.local_id, StopReason.HARD_RESET,
+                                                        why=f"reset of EVSE {evse_id} requested by the central system"))
+                elif tx is not None:
+                    self.transactions.end(tx, StopReason.HARD_RESET, self.controller.clock(), self.online)
+            self._evse_resets.add(evse_id)  # after the stop: reset once the Reset response went out
+            return "Scheduled" if busy and kind == "OnIdle" else "Accepted"
         self._save(BOOT_REASON, "RemoteReset")
         if kind == "OnIdle" and self.controller.station.transactions_running():
             self._spawn(self._reset_when_idle())
             return "Scheduled"
         return self.command(ev.ResetRequested(hard=False))
+
+    def reset_idle_evses(self) -> None:
+        """Reset each EVSE waiting for it that has no transaction any more (B12)."""
+        for evse in sorted(self._evse_resets):
+            if self._idle(evse):
+                self._evse_resets.discard(evse)
+                self._spawn(self._reset_evse(evse))
+
+    def _idle(self, evse: int) -> bool:
+        """No transaction on the EVSE: neither the core's nor one the CSMS knows of."""
+        tx = self.transactions.by_evse.get(evse)
+        return self.controller.station.connectors[evse].transaction is None and (tx is None or not tx.started)
+
+    async def _reset_evse(self, evse: int) -> None:
+        """B12: the EVSE goes Unavailable and is initialised again: its authorization dropped, the
+        contactor open, the pilot without PWM; then it is as available as it was before."""
+        c = self.controller.station.connectors[evse]
+        operative = c.operative if c.pending_operative is None else c.pending_operative
+        log.info("EVSE %d: reset", evse)
+        self.controller.dispatch(ev.AvailabilityRequested(evse, False))
+        if operative:
+            self.controller.dispatch(ev.AvailabilityRequested(evse, True))
 
     async def _reset_when_idle(self) -> None:
         while self.controller.station.transactions_running() or self.transactions.by_evse:

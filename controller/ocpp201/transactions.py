@@ -342,13 +342,14 @@ class Transactions:
             return
         self._stop(tx, reason, id_token, at, online, plugged, final_reading)
 
-    def remote_stop(self, tx: OpenTransaction, at: float, online: bool) -> None:
-        """RequestStopTransaction of a transaction the core does not run (before the card, or
-        after it when the cable keeps it open)."""
+    def end(self, tx: OpenTransaction, reason: StopReason, at: float, online: bool) -> None:
+        """The CSMS ends a transaction the core does not run (before the card, or after it when the
+        cable keeps it open): RequestStopTransaction (Remote), a reset (ImmediateReset)."""
         if not tx.started:
             self._forget(tx)
             return
-        self._ended(tx, "RemoteStop", tx.stopped_reason or "Remote", at, online)
+        trigger, stopped = STOP_REASONS[reason]
+        self._ended(tx, trigger, tx.stopped_reason or stopped, at, online)
 
     # ----------------------------------------------------------------- events
 

@@ -339,6 +339,68 @@ async def test_tc_b_reset_on_idle_is_scheduled_during_a_transaction(csms, start_
     assert boots[1]["reason"] == "RemoteReset"
 
 
+def statuses(csms: Csms, evse: int = 1) -> list[str]:
+    return [s["connectorStatus"] for s in csms.messages("StatusNotification") if s["evseId"] == evse]
+
+
+async def evse_reset_done(csms: Csms, before: int) -> list[str]:
+    """The statuses of EVSE 1 reported since ``before``, once Unavailable was followed by another."""
+    def done():
+        since = statuses(csms)[before:]
+        return "Unavailable" in since and since[-1] != "Unavailable" and since
+    return await csms.wait_for(done)
+
+
+async def test_tc_b_12_reset_on_idle_of_an_evse_waits_for_its_transaction_then_resets_that_evse_alone(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    before = len(statuses(csms))
+    answer = await csms.session.send("Reset", {"type": "OnIdle", "evseId": 1})
+    assert answer["status"] == "Scheduled"
+    await asyncio.sleep(1.5)
+    assert charger.hardware.connectors[0].relay.is_closed, "the session goes on"
+    assert "Unavailable" not in statuses(csms)[before:]
+    charger.hardware.bench.present_tag("04A1B2C3")  # the driver ends it
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert (ended[0]["transactionInfo"]["transactionId"], ended[0]["transactionInfo"]["stoppedReason"]) == (
+        tx_id, "Local")
+    since = await evse_reset_done(csms, before)
+    assert since[-1] == "Occupied", "the EV is still plugged in"
+    assert not charger.hardware.connectors[0].relay.is_closed
+    assert len(csms.messages("BootNotification")) == 1, "the station itself did not restart"
+
+
+async def test_tc_b_12_reset_immediate_of_an_evse_ends_its_transaction_with_immediate_reset_then_resets_it(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    before = len(statuses(csms))
+    assert (await csms.session.send("Reset", {"type": "Immediate", "evseId": 1}))["status"] == "Accepted"
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert (ended[0]["transactionInfo"]["transactionId"], ended[0]["triggerReason"],
+            ended[0]["transactionInfo"]["stoppedReason"]) == (tx_id, "ResetCommand", "ImmediateReset")
+    assert not charger.hardware.connectors[0].relay.is_closed
+    await evse_reset_done(csms, before)
+    charger.hardware.bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: statuses(csms)[-1] == "Available")
+    assert len(csms.messages("BootNotification")) == 1
+
+
+async def test_tc_b_12_reset_of_an_idle_evse_is_accepted_and_done_at_once(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    for kind in ("OnIdle", "Immediate"):
+        before = len(statuses(csms))
+        assert (await csms.session.send("Reset", {"type": kind, "evseId": 1}))["status"] == "Accepted"
+        assert await evse_reset_done(csms, before) == ["Unavailable", "Available"]
+    assert (await csms.session.send("Reset", {"type": "Immediate", "evseId": 3}))["status"] == "Rejected"
+    assert charger.controller.station.connectors[1].operative
+    assert charger.controller.store.load_availability().get(1) is not False, "not kept Unavailable across a restart"
+
+
 async def test_tc_f_06_trigger_message(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)
