@@ -41,12 +41,13 @@ class AuthorizationResult:
 
 @dataclass(frozen=True)
 class TransactionStartConfirmed:
-    """The central system answered the start of a transaction."""
+    """The central system answered the start of a transaction; status None: it never answered
+    (every attempt to ask it failed), like an AuthorizationResult without status."""
 
     connector: int
     local_id: int
     transaction_id: int
-    status: AuthStatus
+    status: AuthStatus | None
     parent_id_tag: str | None = None
 
 

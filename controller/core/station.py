@@ -534,6 +534,17 @@ class Station:
         tx = c.transaction if c else None
         if c is None or tx is None or tx.local_id != e.local_id or tx.transaction_id is not None:
             return
+        if e.status is None:
+            # No answer, as for an Authorize without one: only a start the offline rules allowed
+            # (provisional, already drawing) goes on; any other ends here, before any energy.
+            if tx.provisional:
+                tx.transaction_id = e.transaction_id
+                out.append(act.Notice(f"connector {c.id}: the start of transaction {e.transaction_id} was never "
+                                      "answered; it goes on as it was started offline"))
+                return
+            self._stop(c, StopReason.DEAUTHORIZED, now, out,
+                       why=f"the central system never answered the start for {tx.id_tag}")
+            return
         tx.transaction_id = e.transaction_id
         tx.parent_id_tag = e.parent_id_tag or tx.parent_id_tag
         c.phase = Phase.TRANSACTION

@@ -549,11 +549,11 @@ class Ocpp201Adapter:
                 answer = await self._call(ACTION, entry.payload)
             except OCPPError as error:
                 if not self._retry(entry, f"CALLERROR {error.code}"):
-                    self.outbox.done(entry)
+                    self._given_up(entry)
                 continue
             except asyncio.TimeoutError:
                 if not self._retry(entry, "no answer"):
-                    self.outbox.done(entry)
+                    self._given_up(entry)
                 continue
             self.outbox.done(entry)
             self._transaction_answered(entry, answer)
@@ -584,6 +584,18 @@ class Ocpp201Adapter:
         self.outbox.update(entry)
         log.warning("TransactionEvent failed (%s); attempt %d of %d in %ss", why, entry.attempts + 1, attempts, delay)
         return True
+
+    def _given_up(self, entry) -> None:
+        """A TransactionEvent that failed its MessageAttempts is dropped (E13); a start waiting
+        for its idTokenInfo will get none, and the core hears so (as the 1.6 adapter answers an
+        Authorize that got no answer): it ends the attempt without energy."""
+        self.outbox.done(entry)
+        token = entry.payload.get("idToken")
+        evse = self._awaiting.pop(entry.local_id, None) if token and entry.local_id is not None else None
+        if evse is not None:
+            log.warning("EVSE %d: the central system never answered about %s; no transaction for it",
+                        evse, token["idToken"])
+            self.controller.post(ev.TransactionStartConfirmed(evse, entry.local_id, entry.local_id, None))
 
     def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
         """The idTokenInfo of a TransactionEventResponse goes to the cache (C10), decides a start

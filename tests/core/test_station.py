@@ -188,6 +188,34 @@ def test_the_protocol_may_end_a_transaction_for_a_reason_of_its_own():
     assert not b.relay_closed(), "the EV still plugged in asks again: no energy without a new session"
 
 
+def test_a_start_never_answered_ends_without_energy_and_frees_the_connector():
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    start = b.last(act.StartTransaction)
+    out = b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
+    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    assert (stop.local_id, stop.reason) == (start.local_id, StopReason.DEAUTHORIZED)
+    assert not b.relay_closed() and b.statuses()[-1] == "Finishing"
+    b(ev.PilotChanged(1, "A"))
+    assert b.statuses()[-1] == "Available"
+    assert not any(isinstance(a, act.CloseRelay) for a in b.log)
+
+
+def test_an_offline_start_never_answered_goes_on_as_it_was_allowed():
+    b = Bench(offline_start=True, allow_offline_unknown=True)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", None))
+    start = b.last(act.StartTransaction)
+    assert b.relay_closed()
+    b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
+    assert b.relay_closed() and b.last(act.StopTransaction) is None
+    b(ev.RemoteStopRequested(start.local_id))
+    assert b.last(act.StopTransaction).reason is StopReason.REMOTE, "it has its transaction id now"
+
+
 def test_tc_023_authorize_invalid_never_starts():
     b = Bench()
     b(ev.TagPresented("BAD"))

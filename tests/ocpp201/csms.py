@@ -13,6 +13,7 @@ from typing import Any
 
 import websockets
 from ocpp.charge_point import remove_nones, snake_to_camel_case
+from ocpp.exceptions import InternalError
 from ocpp.messages import Call, CallResult, _validate_payload
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
@@ -31,6 +32,8 @@ class Policy:
     authorize: str = "Accepted"
     transaction_id_token: str | None = "Accepted"
     """idTokenInfo status in TransactionEventResponses with an idToken; None = no idTokenInfo."""
+    transaction_event_errors: int = 0
+    """So many TransactionEventRequests are answered with a CALLERROR InternalError first."""
 
 
 class StationSession(ChargePoint):
@@ -67,6 +70,9 @@ class StationSession(ChargePoint):
     @on(Action.transaction_event)
     def transaction_event(self, **payload):
         self._seen("TransactionEvent", payload)
+        if self.csms.policy.transaction_event_errors > 0:
+            self.csms.policy.transaction_event_errors -= 1
+            raise InternalError(description="scripted failure of TransactionEvent")
         status = self.csms.policy.transaction_id_token
         if payload.get("id_token") and status is not None:
             return call_result.TransactionEvent(id_token_info={"status": status})

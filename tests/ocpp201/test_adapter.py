@@ -315,6 +315,32 @@ async def test_tc_e_without_an_accepted_authorize_the_transaction_event_response
     assert [e for e in events(csms) if e["eventType"] == "Started"]
 
 
+async def test_tc_e_a_started_whose_id_token_is_never_answered_ends_the_attempt_without_energy(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": name, "instance": "TransactionEvent"},
+         "attributeValue": value} for name, value in (("MessageAttempts", "2"), ("MessageAttemptInterval", "1"))]})
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+    charger.controller.adapter._accepted_tokens = Forgetful()  # the start waits for the idTokenInfo
+    csms.policy.transaction_event_errors = 2  # E13: every attempt of the Started fails
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "C")
+    bench.present_tag("04A1B2C3")
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"], timeout=15)
+    attempts = [e for e in events(csms) if e["eventType"] == "Started"]
+    assert len(attempts) == 2 and attempts[0]["transactionInfo"]["transactionId"] == \
+        ended[0]["transactionInfo"]["transactionId"]
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
+                                                                                          "DeAuthorized")
+    assert charger.controller.station.connectors[1].transaction is None, "the core is not left starting"
+    contactor = charger.hardware.bench.simulated[0].contactor
+    assert contactor is not None and "closed" not in [event for _, event in contactor.history], "never any energy"
+    assert statuses(csms)[-1] == "Occupied"
+    bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: statuses(csms)[-1] == "Available")
+
+
 async def test_tc_b_11_reset_immediate_stops_transactions_and_boots_with_remote_reset(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)
