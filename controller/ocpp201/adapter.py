@@ -284,7 +284,8 @@ class Ocpp201Adapter:
         self._locally_accepted: set[str] = set()
         """Id tokens accepted online from the local list or cache (LocalPreAuthorize, C12/C14)."""
         self._remote_starts: dict[str, tuple[int, str]] = {}
-        """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction."""
+        """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction, until
+        its transaction begins or its authorization ends (EVConnectionTimeOut, ...)."""
         self._token_types: dict[str, str] = {}
         self._awaiting: dict[int, int] = {}
         """core local_id -> EVSE of transactions whose start waits for the TransactionEventResponse."""
@@ -661,6 +662,8 @@ class Ocpp201Adapter:
         elif isinstance(action, act.Authorized):
             self._authorization_granted(action, now_online)
         elif isinstance(action, act.AuthorizationEnded):
+            if action.remote:
+                self._remote_starts.pop(action.id_tag, None)  # F01/F02: no EV in time, refused, ...
             self.transactions.authorization_ended(evse, action.id_tag, action.reason, action.at, now_online,
                                                   self.controller.station.connectors[evse].plugged)
         elif isinstance(action, act.StartTransaction):
@@ -711,7 +714,7 @@ class Ocpp201Adapter:
                                                 remote[0] if remote else None, a.at, online, self.controller.station.connectors[a.connector].plugged)
 
     def _core_started(self, a: act.StartTransaction, online: bool) -> None:
-        remote = self._remote_starts.pop(a.id_tag, None)
+        remote = self._remote_starts.pop(a.id_tag, None) if a.remote else None
         kind = remote[1] if remote else self._token_types.get(a.id_tag)
         token = id_token_for(a.id_tag, kind)
         if remote is not None and not self.controller.settings.authorize_remote_start:

@@ -283,6 +283,21 @@ async def test_tc_f_01_remote_start_then_remote_stop(csms, start_station):
     assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("RemoteStop", "Remote")
 
 
+async def test_tc_f_a_remote_start_that_timed_out_leaves_nothing_behind_for_a_later_local_start(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", EVConnectionTimeOut="1")
+    token = {"idToken": "04A1B2C3", "type": "ISO14443"}
+    answer = await csms.session.send("RequestStartTransaction", {"idToken": token, "remoteStartId": 5, "evseId": 1})
+    assert answer["status"] == "Accepted"
+    await csms.wait_for(lambda: statuses(csms)[-2:] == ["Occupied", "Available"])  # no EV within the timeout
+    assert not events(csms), "TxStartPoint PowerPathClosed: no transaction was started for it"
+    await charging_session(charger, csms, "04A1B2C3")  # the same card, at the station, later
+    started, = [e for e in events(csms) if e["eventType"] == "Started"]
+    assert "remoteStartId" not in started["transactionInfo"] and started["idToken"] == token
+    assert not [e for e in events(csms) if e["triggerReason"] == "RemoteStart"]
+
+
 class Forgetful(set):
     """An adapter memory of AuthorizeResponses that keeps nothing: every start must then wait
     for the TransactionEventResponse's idTokenInfo."""
