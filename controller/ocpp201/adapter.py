@@ -611,7 +611,7 @@ class Ocpp201Adapter:
         local_id = entry.local_id
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
         if local_id is None:
-            waiting = self.transactions.of_token(token)
+            waiting = self.transactions.waiting_for_ev(token)
             if info is not None and status is not AuthStatus.ACCEPTED and waiting is not None:
                 waiting.refused = info["status"]  # E05: the core's transaction is refused when the EV comes
             return

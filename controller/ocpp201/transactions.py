@@ -99,9 +99,11 @@ class OpenTransaction:
     """Fields for the Started event: the idToken of an authorization made before the start point."""
     power_path_closed: bool = False
     energy_flowing: bool = False
+    granted: bool = False
+    """``id_token`` was authorized and the core's transaction waits for the EV (``authorization_granted``)."""
     refused: str | None = None
-    """The idTokenInfo status the CSMS answered for an id token authorized before the EV came
-    (Part 2 E05): the core's transaction, when it begins, is refused with it."""
+    """The idTokenInfo status the CSMS answered for the id token while it waited for the EV (Part 2
+    E05): the core's transaction, when it begins, is refused with it."""
     end_samples: list[dict[str, Any]] = field(default_factory=list)
     """MeterValueType readings taken for the Ended event (TxEndedInterval, Sample.Periodic, and
     AlignedDataCtrlr.TxEndedInterval, Sample.Clock: Part 2 J02), oldest first."""
@@ -161,9 +163,9 @@ class Transactions:
     def of_local(self, local_id: int | None) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if local_id is not None and tx.local_id == local_id), None)
 
-    def of_token(self, id_token: dict[str, str]) -> OpenTransaction | None:
-        """The transaction authorized with ``id_token`` whose core transaction has not begun."""
-        return next((tx for tx in self.by_evse.values() if tx.local_id is None and tx.id_token == id_token), None)
+    def waiting_for_ev(self, id_token: dict[str, str]) -> OpenTransaction | None:
+        """The transaction authorized with ``id_token`` whose core transaction waits for the EV."""
+        return next((tx for tx in self.by_evse.values() if tx.granted and tx.id_token == id_token), None)
 
     def find(self, transaction_id: str) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if tx.transaction_id == transaction_id), None)
@@ -207,7 +209,7 @@ class Transactions:
         if tx is None:
             tx = self._open(evse)
             tx.charging_state = "EVConnected" if plugged else "Idle"
-        tx.id_token, tx.refused = id_token, None
+        tx.id_token, tx.granted, tx.refused = id_token, True, None
         tx.remote_start_id = remote_start_id or tx.remote_start_id
         extra: dict[str, Any] = {"idToken": id_token}
         if tx.started:
@@ -224,8 +226,9 @@ class Transactions:
         EVConnectionTimeOut, the card presented again, ...): a transaction it started ends, as
         ``core_stopped`` would end it."""
         tx = self.by_evse.get(evse)
-        if tx is None or tx.local_id is not None or tx.id_token is None or tx.id_token["idToken"] != id_tag:
+        if tx is None or not tx.granted or tx.id_token is None or tx.id_token["idToken"] != id_tag:
             return
+        tx.granted = False
         if not tx.started:
             self._forget(tx)
             return
@@ -238,7 +241,10 @@ class Transactions:
         ``needs_answer``: the CSMS has not accepted the id token yet, so its event goes out now
         whatever the start point (the TransactionEventResponse's idTokenInfo decides)."""
         tx = self.by_evse.get(evse) or self._open(evse)
-        reported = tx.started and tx.id_token == id_token  # by ``authorization_granted``, before the plug
+        reported = tx.granted and tx.started and tx.id_token == id_token  # by ``authorization_granted``
+        if not (tx.granted and tx.id_token == id_token):
+            tx.refused = None  # a verdict on another authorization
+        tx.granted = False
         tx.local_id, tx.id_token = local_id, id_token
         tx.remote_start_id = remote_start_id or tx.remote_start_id
         tx.reservation_id = reservation_id
@@ -361,7 +367,7 @@ class Transactions:
         extra = {"idToken": id_token} if id_token else {}
         points = set(self._stop_points())
         if reason not in ALWAYS_ENDS and plugged and points and points <= {"EVConnected"}:
-            tx.stopped_reason = stopped
+            tx.stopped_reason = tx.stopped_reason or stopped
             tx.charging_state = "EVConnected"
             self._event(tx, "Updated", trigger, at, online, extra=extra)
             return

@@ -238,6 +238,24 @@ def test_tx_stop_point_ev_connected_keeps_the_transaction_until_unplug_with_the_
     assert events[-1]["transactionInfo"]["stoppedReason"] == "Remote"
 
 
+def test_a_second_authorization_in_a_transaction_kept_by_the_cable_is_reported_again_with_the_first_reason_kept():
+    t = tracker(start="EVConnected", stop="EVConnected")
+    t.ev_connected(1, T0, online=True)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, T0 + 1, online=True)
+    t.core_stopped(1, 7, StopReason.LOCAL, TOKEN, T0 + 2, online=True, plugged=True)
+    t.authorized(1, 8, TOKEN, "Authorized", None, None, T0 + 3, online=True)
+    t.core_stopped(1, 8, StopReason.REMOTE, None, T0 + 4, online=True, plugged=True)
+    t.authorization_granted(1, TOKEN, "Authorized", None, T0 + 5, online=True, plugged=True)
+    t.authorization_ended(1, TOKEN["idToken"], StopReason.OTHER, T0 + 6, online=True, plugged=True)
+    t.ev_disconnected(1, T0 + 7, online=True)
+    events = queued(t)
+    assert [(e["eventType"], e["triggerReason"]) for e in events] == [
+        ("Started", "CablePluggedIn"), ("Updated", "Authorized"), ("Updated", "StopAuthorized"),
+        ("Updated", "Authorized"), ("Updated", "RemoteStop"), ("Updated", "Authorized"),
+        ("Updated", "AbnormalCondition"), ("Ended", "EVCommunicationLost")]
+    assert events[-1]["transactionInfo"]["stoppedReason"] == "Remote", "the reason of the last session's stop"
+
+
 def test_a_stop_before_the_start_point_sends_nothing():
     t = tracker(start="PowerPathClosed")
     t.authorized(1, 7, TOKEN, "Authorized", None, None, T0, online=True)
