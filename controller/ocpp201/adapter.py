@@ -711,7 +711,8 @@ class Ocpp201Adapter:
         remote = self._remote_starts.get(a.id_tag) if a.remote else None
         token = id_token_for(a.id_tag, remote[1] if remote else self._token_types.get(a.id_tag))
         self.transactions.authorization_granted(a.connector, token, "RemoteStart" if remote else "Authorized",
-                                                remote[0] if remote else None, a.at, online, self.controller.station.connectors[a.connector].plugged)
+                                                remote[0] if remote else None, a.at, online,
+                                                self.controller.station.connectors[a.connector].plugged)
 
     def _core_started(self, a: act.StartTransaction, online: bool) -> None:
         remote = self._remote_starts.pop(a.id_tag, None) if a.remote else None
@@ -897,22 +898,23 @@ class Ocpp201Adapter:
         for evse in sorted(self._evse_resets):
             if self._idle(evse):
                 self._evse_resets.discard(evse)
-                self._spawn(self._reset_evse(evse))
+                self._reset_evse(evse)
 
     def _idle(self, evse: int) -> bool:
         """No transaction on the EVSE: neither the core's nor one the CSMS knows of."""
         tx = self.transactions.by_evse.get(evse)
         return self.controller.station.connectors[evse].transaction is None and (tx is None or not tx.started)
 
-    async def _reset_evse(self, evse: int) -> None:
+    def _reset_evse(self, evse: int) -> None:
         """B12: the EVSE goes Unavailable and is initialised again: its authorization dropped, the
-        contactor open, the pilot without PWM; then it is as available as it was before."""
+        contactor open, the pilot without PWM; then it is as available as it was before (posted:
+        this may run within a dispatch)."""
         c = self.controller.station.connectors[evse]
         operative = c.operative if c.pending_operative is None else c.pending_operative
         log.info("EVSE %d: reset", evse)
-        self.controller.dispatch(ev.AvailabilityRequested(evse, False))
+        self.controller.post(ev.AvailabilityRequested(evse, False))
         if operative:
-            self.controller.dispatch(ev.AvailabilityRequested(evse, True))
+            self.controller.post(ev.AvailabilityRequested(evse, True))
 
     async def _reset_when_idle(self) -> None:
         while self.controller.station.transactions_running() or self.transactions.by_evse:

@@ -15,7 +15,9 @@ shared with 1.6: delivered in order, kept across restarts):
   draws through the closed contactor). Stop points: the transaction ends when one of them stops
   being true (PowerPathClosed: the contactor opens; EnergyTransfer: the EV stops drawing; the
   core's transaction then ends too); with TxStopPoint EVConnected alone it lasts until the cable
-  is unplugged.
+  is unplugged;
+* meter values (J02): the Started carries the TxStartedMeasurands (Transaction.Begin), the Ended
+  the readings kept for it during the transaction, then the TxEndedMeasurands (Transaction.End).
 
 The open transactions are a stored document, written after each event is queued (the queue is
 committed first): after a crash ``recover`` sees them, and the queued events, and ends each one
