@@ -611,10 +611,15 @@ class Ocpp201Adapter:
         local_id = entry.local_id
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
         if local_id is None:
-            waiting = self.transactions.waiting_for_ev(token)
-            if info is not None and status is not AuthStatus.ACCEPTED and waiting is not None:
-                waiting.refused = info["status"]  # E05: the core's transaction is refused when the EV comes
-            return
+            # Sent while the authorization waited for the EV (TxStartPoint Authorized, E02).
+            tx = self.transactions.with_token(token)
+            if tx is None or info is None or status is AuthStatus.ACCEPTED:
+                return
+            if tx.local_id is None:
+                if tx.granted:
+                    tx.refused = info["status"]  # E05: the core's transaction is refused when the EV comes
+                return
+            local_id = tx.local_id  # the EV came meanwhile: that transaction is revoked (below)
         if local_id in self._awaiting:
             evse = self._awaiting.pop(local_id)
             if info is None:

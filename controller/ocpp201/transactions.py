@@ -165,9 +165,9 @@ class Transactions:
     def of_local(self, local_id: int | None) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if local_id is not None and tx.local_id == local_id), None)
 
-    def waiting_for_ev(self, id_token: dict[str, str]) -> OpenTransaction | None:
-        """The transaction authorized with ``id_token`` whose core transaction waits for the EV."""
-        return next((tx for tx in self.by_evse.values() if tx.granted and tx.id_token == id_token), None)
+    def with_token(self, id_token: dict[str, str]) -> OpenTransaction | None:
+        """The open transaction authorized with ``id_token``."""
+        return next((tx for tx in self.by_evse.values() if tx.id_token == id_token), None)
 
     def find(self, transaction_id: str) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if tx.transaction_id == transaction_id), None)

@@ -34,6 +34,8 @@ class Policy:
     """idTokenInfo status in TransactionEventResponses with an idToken; None = no idTokenInfo."""
     transaction_event_errors: int = 0
     """So many TransactionEventRequests are answered with a CALLERROR InternalError first."""
+    transaction_event_delay_s: float = 0.0
+    """How long each TransactionEventResponse takes."""
 
 
 class StationSession(ChargePoint):
@@ -68,8 +70,9 @@ class StationSession(ChargePoint):
         return call_result.Authorize(id_token_info={"status": self.csms.policy.authorize})
 
     @on(Action.transaction_event)
-    def transaction_event(self, **payload):
+    async def transaction_event(self, **payload):
         self._seen("TransactionEvent", payload)
+        await asyncio.sleep(self.csms.policy.transaction_event_delay_s)
         if self.csms.policy.transaction_event_errors > 0:
             self.csms.policy.transaction_event_errors -= 1
             raise InternalError(description="scripted failure of TransactionEvent")
