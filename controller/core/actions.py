@@ -68,8 +68,47 @@ class StatusChanged:
 
 
 @dataclass(frozen=True)
+class PowerDeliveryChanged:
+    """What reaches the EV, for the protocols that report it (OCPP 2.0.1 TxStartPoint /
+    TxStopPoint PowerPathClosed and EnergyTransfer): whether the contactor is closed, and whether
+    energy flows through it (a reading since it closed showed the EV drawing; without any meter
+    reading the closed contactor is all there is to go by)."""
+
+    connector: int
+    power_path_closed: bool
+    energy_flowing: bool
+    at: float
+
+
+@dataclass(frozen=True)
 class RequestAuthorization:
     id_tag: str
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """The connector is authorized for ``id_tag``, but its transaction has not begun: it waits for
+    the EV (the plug, the cable's rating or the plug's lock), for at most ConnectionTimeOut.
+    ``remote``: the central system asked for it (RemoteStartRequested)."""
+
+    connector: int
+    id_tag: str
+    remote: bool
+    at: float
+
+
+@dataclass(frozen=True)
+class AuthorizationEnded:
+    """An authorization of the connector, asked for or granted, ended without a transaction:
+    ``reason`` says why (TIMEOUT: no answer or no EV within ConnectionTimeOut; LOCAL: the card was
+    presented again; DEAUTHORIZED: not accepted; resets, shutdowns, unlocks; OTHER: a fault, the
+    connector made unavailable)."""
+
+    connector: int
+    id_tag: str
+    remote: bool
+    reason: StopReason
+    at: float
 
 
 @dataclass(frozen=True)
@@ -82,6 +121,8 @@ class StartTransaction:
     meter_start_wh: int
     at: float
     reservation_id: int | None = None
+    remote: bool = False
+    """Started by the central system's request (RemoteStartRequested)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +150,9 @@ class ReportMeterValues:
     at: float
     context: str
     """"Sample.Periodic", "Sample.Clock", "Transaction.Begin", "Transaction.End" or "Trigger"."""
+    for_transaction_end: bool = False
+    """Sampled to be reported with the end of its transaction, not on its own (OCPP 2.0.1
+    SampledDataCtrlr.TxEndedInterval, AlignedDataCtrlr.TxEndedInterval)."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +207,10 @@ Action = (
     | UnlockSocket
     | UnlockRefused
     | StatusChanged
+    | PowerDeliveryChanged
     | RequestAuthorization
+    | Authorized
+    | AuthorizationEnded
     | StartTransaction
     | StopTransaction
     | ReportMeterValues

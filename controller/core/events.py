@@ -41,12 +41,13 @@ class AuthorizationResult:
 
 @dataclass(frozen=True)
 class TransactionStartConfirmed:
-    """The central system answered the start of a transaction."""
+    """The central system answered the start of a transaction; status None: it never answered
+    (every attempt to ask it failed), like an AuthorizationResult without status."""
 
     connector: int
     local_id: int
     transaction_id: int
-    status: AuthStatus
+    status: AuthStatus | None
     parent_id_tag: str | None = None
 
 
@@ -135,6 +136,11 @@ class RemoteStartRequested:
 @dataclass(frozen=True)
 class RemoteStopRequested:
     transaction_id: int
+    reason: StopReason = StopReason.REMOTE
+    """REMOTE for a stop request (OCPP 1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction);
+    the central system's protocol may end a transaction for reasons of its own too (OCPP 2.0.1: a
+    reset of its EVSE, B12; a TxStopPoint reached)."""
+    why: str = "stop requested by the central system"
 
 
 @dataclass(frozen=True)

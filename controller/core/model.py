@@ -38,6 +38,9 @@ class StopReason(str, Enum):
     UNLOCK_COMMAND = "UnlockCommand"
     EMERGENCY_STOP = "EmergencyStop"
     OTHER = "Other"
+    TIMEOUT = "Timeout"
+    """Only an authorization ends for it (no EV, or no answer, within ConnectionTimeOut), never a
+    transaction; OCPP 2.0.1 ReasonEnumType Timeout."""
 
 
 class AuthStatus(str, Enum):
@@ -89,6 +92,10 @@ class Settings:
     """0 = no periodic meter values during transactions."""
     clock_aligned_interval_s: float = 0.0
     """0 = no clock-aligned meter values."""
+    end_sample_interval_s: float = 0.0
+    end_clock_aligned_interval_s: float = 0.0
+    """Readings during a transaction kept for its end, every interval from its start and on the
+    clock's interval boundaries (OCPP 2.0.1 TxEndedInterval); 0 = none."""
     max_current_a: float = 32.0
     tethered_cable: bool = False
     cable_sensing: tuple[int, ...] = ()

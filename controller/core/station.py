@@ -14,7 +14,7 @@ and emits OpenRelay / CloseRelay, so no handler can forget to open a relay.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
 from evcp.core import actions as act
@@ -37,6 +37,10 @@ below it pauses charging."""
 PWM_CHANGE_INTERVAL_S = 5.0
 """A charging limit changes the pilot duty at most this often: the EV has 5 s to follow a change
 (IEC 61851-1 Table A.6 seq. 9.2; EVerest IEC_PWM_MAX_UPDATE_INTERVAL)."""
+ENERGY_FLOW_MIN_W = 100.0
+"""The EV draws energy when the meter shows at least this much: well above a meter's reading at
+no load, far below the least an EV charges with (6 A, IEC 61851-1 Table A.8: about 1.4 kW on one
+phase)."""
 C1_POWER_OFF_S = 6.0
 """After the PWM stops, an EV still in state C is disconnected after this long (IEC 61851-1
 Table A.6 seq. 10.2)."""
@@ -75,6 +79,7 @@ class Transaction:
     energy_limit_wh: float | None = None
     """After a late non-Accepted answer: the meter reading at which energy stops."""
     next_sample_at: float | None = None
+    next_end_sample_at: float | None = None
 
 
 @dataclass
@@ -100,7 +105,10 @@ class Connector:
     pending_profile: sc.ChargingProfile | None = None
     """The TxProfile of a RemoteStartTransaction, installed when its transaction starts."""
     last_sample: ev.MeterSampled | None = None
+    drawing: bool = False
+    """A reading since the contactor last closed showed the EV drawing (ENERGY_FLOW_MIN_W)."""
     reported: tuple[ConnectorStatus, ErrorCode, str] | None = None
+    reported_delivery: tuple[bool, bool] = (False, False)
     pilot_detail: str = ""
     """Why the pilot reads E, F or D, as the pilot hardware explains it (e.g. a missing EV diode)."""
     senses_cable: bool = False
@@ -206,6 +214,7 @@ class Station:
         self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
         self._reported_availability = self._availability()
         self._last_aligned: float | None = None
+        self._last_end_aligned: float | None = None
 
     # ----------------------------------------------------------------- entry points
 
@@ -326,6 +335,7 @@ class Station:
         c = self._connector(e.connector)
         if c is not None:
             c.last_sample = e
+            c.drawing = c.relay_closed and e.power_w >= ENERGY_FLOW_MIN_W
 
     def _on_DeviceFault(self, e: ev.DeviceFault, now: float, out: list) -> None:
         faults = self.station_faults if e.connector == 0 else self._connector_faults(e.connector)
@@ -342,7 +352,7 @@ class Station:
     def _fault_appeared(self, c: Connector, now: float, out: list) -> None:
         """A hard fault may have appeared: no session may go on."""
         if c.hard_fault:
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             if c.transaction is not None:
                 self._stop(c, StopReason.OTHER, now, out, why=c.hard_fault)
 
@@ -420,34 +430,48 @@ class Station:
             if c.phase is Phase.AUTHORIZED and c.auth_deadline is not None and now >= c.auth_deadline:
                 out.append(act.Notice(f"connector {c.id}: no cable within ConnectionTimeOut, "
                                       f"authorization of {c.auth_tag} dropped"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.TIMEOUT, now, out)
             elif c.phase is Phase.AUTHORIZING and c.auth_deadline is not None and now >= c.auth_deadline:
                 out.append(act.Notice(f"connector {c.id}: no answer about {c.auth_tag} within "
                                       "ConnectionTimeOut; the connector is free again"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.TIMEOUT, now, out)
             tx = c.transaction
-            interval = self.settings.meter_sample_interval_s
-            if c.phase is Phase.TRANSACTION and tx and tx.accepted and interval > 0:
-                if tx.next_sample_at is None:
-                    tx.next_sample_at = now + interval
-                elif now >= tx.next_sample_at:
-                    # Stamped with the scheduled time so reports are exactly one interval apart.
-                    self._report_meter(c, tx.next_sample_at, "Sample.Periodic", out)
-                    while tx.next_sample_at <= now:
-                        tx.next_sample_at += interval
-        self._clock_aligned(now, out)
+            if c.phase is Phase.TRANSACTION and tx and tx.accepted:
+                tx.next_sample_at = self._periodic(c, tx.next_sample_at, self.settings.meter_sample_interval_s,
+                                                   now, False, out)
+                tx.next_end_sample_at = self._periodic(c, tx.next_end_sample_at,
+                                                       self.settings.end_sample_interval_s, now, True, out)
+        self._last_aligned = self._clock_aligned(self._last_aligned, self.settings.clock_aligned_interval_s,
+                                                 now, False, out)
+        self._last_end_aligned = self._clock_aligned(self._last_end_aligned,
+                                                     self.settings.end_clock_aligned_interval_s, now, True, out)
 
-    def _clock_aligned(self, now: float, out: list) -> None:
-        """Meter values on the clock's interval boundaries (OCPP 1.6 "Clock-Aligned Data", ClockAlignedDataInterval)."""
-        interval = self.settings.clock_aligned_interval_s
+    def _periodic(self, c: Connector, due: float | None, interval: float, now: float, for_end: bool,
+                  out: list) -> float | None:
+        """A transaction's reading every ``interval`` from its start (0 = none); the next time due."""
         if interval <= 0:
-            self._last_aligned = None
-            return
+            return due
+        if due is None:
+            return now + interval
+        if now >= due:
+            # Stamped with the scheduled time so reports are exactly one interval apart.
+            self._report_meter(c, due, "Sample.Periodic", out, for_end)
+            while due <= now:
+                due += interval
+        return due
+
+    def _clock_aligned(self, last: float | None, interval: float, now: float, for_end: bool,
+                       out: list) -> float | None:
+        """Meter values on the clock's interval boundaries (OCPP 1.6 "Clock-Aligned Data",
+        ClockAlignedDataInterval); ``for_end``: of the running transactions only. The boundary passed."""
+        if interval <= 0:
+            return None
         boundary = math.floor(now / interval) * interval
-        if self._last_aligned is not None and boundary > self._last_aligned:
+        if last is not None and boundary > last:
             for c in self.connectors.values():
-                self._report_meter(c, boundary, "Sample.Clock", out)
-        self._last_aligned = boundary
+                if not for_end or (c.phase is Phase.TRANSACTION and c.transaction and c.transaction.accepted):
+                    self._report_meter(c, boundary, "Sample.Clock", out, for_end)
+        return boundary
 
     # ----------------------------------------------------------------- driver events
 
@@ -466,7 +490,7 @@ class Station:
                 return
             if c.phase is Phase.AUTHORIZED and c.auth_tag == e.id_tag:
                 out.append(act.Notice(f"connector {c.id}: {e.id_tag} presented again, authorization withdrawn"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.LOCAL, now, out)
                 return
         target = self._connector_for_new_session(e.id_tag)
         if target is None and self._reserved_away():
@@ -508,7 +532,7 @@ class Station:
             if not self.settings.offline_start:
                 out.append(act.Notice(f"connector {c.id}: {e.id_tag} is authorized locally, but the central "
                                       "system is unreachable and offline starts are off (ocpp.allow_offline_start)"))
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.DEAUTHORIZED, now, out)
                 return
             out.append(act.Notice(f"connector {c.id}: central system unreachable, {e.id_tag} authorized "
                                   "locally (LocalAuthorizeOffline)"))
@@ -516,27 +540,36 @@ class Station:
         if not accepted:
             verdict = e.status.value if e.status else "no answer from the central system"
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} not authorized ({verdict})"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.DEAUTHORIZED, now, out)
             return
         if not self._can_start(c):
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector "
                                   "can no longer start a session"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             return
         if self._reservation_blocks(c, e.id_tag, e.parent_id_tag):
             out.append(act.Notice(f"connector {c.id}: {e.id_tag} authorized, but the connector is reserved "
                                   "for another card"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             return
-        c.phase, c.auth_parent = Phase.AUTHORIZED, e.parent_id_tag
-        c.auth_deadline = now + self.settings.connection_timeout_s
-        if c.plugged:
-            self._begin_transaction(c, now, out)
+        c.auth_parent = e.parent_id_tag
+        self._authorized(c, now, out)
 
     def _on_TransactionStartConfirmed(self, e: ev.TransactionStartConfirmed, now: float, out: list) -> None:
         c = self._connector(e.connector)
         tx = c.transaction if c else None
         if c is None or tx is None or tx.local_id != e.local_id or tx.transaction_id is not None:
+            return
+        if e.status is None:
+            # No answer, as for an Authorize without one: only a start the offline rules allowed
+            # (provisional, already drawing) goes on; any other ends here, before any energy.
+            if tx.provisional:
+                tx.transaction_id = e.transaction_id
+                out.append(act.Notice(f"connector {c.id}: the start of transaction {e.transaction_id} was never "
+                                      "answered; it goes on as it was started offline"))
+                return
+            self._stop(c, StopReason.DEAUTHORIZED, now, out,
+                       why=f"the central system never answered the start for {tx.id_tag}")
             return
         tx.transaction_id = e.transaction_id
         tx.parent_id_tag = e.parent_id_tag or tx.parent_id_tag
@@ -603,16 +636,14 @@ class Station:
             c.phase = Phase.AUTHORIZING
             self._request_authorization(e.id_tag, c.id, out, now)
             return
-        c.phase, c.auth_parent = Phase.AUTHORIZED, None
-        c.auth_deadline = now + self.settings.connection_timeout_s
-        if c.plugged:
-            self._begin_transaction(c, now, out)
+        c.auth_parent = None
+        self._authorized(c, now, out)
 
     def _on_RemoteStopRequested(self, e: ev.RemoteStopRequested, now: float, out: list) -> None:
         for c in self.connectors.values():
             if c.transaction is not None and c.transaction.transaction_id == e.transaction_id:
                 out.append(act.Answer("Accepted"))
-                self._stop(c, StopReason.REMOTE, now, out, why="stop requested by the central system")
+                self._stop(c, e.reason, now, out, why=e.why)
                 return
         out.append(act.Answer("Rejected"))
 
@@ -632,7 +663,7 @@ class Station:
                 continue
             c.operative, c.pending_operative = e.operative, None
             if not e.operative:
-                self._cancel_authorization(c)
+                self._cancel_authorization(c, StopReason.OTHER, now, out)
         out.append(act.Answer("Scheduled" if scheduled else "Accepted"))
 
     def _on_ResetRequested(self, e: ev.ResetRequested, now: float, out: list) -> None:
@@ -640,7 +671,7 @@ class Station:
         self.going_down = "hard reset" if e.hard else "soft reset"
         reason = StopReason.HARD_RESET if e.hard else StopReason.SOFT_RESET
         for c in self.connectors.values():
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, reason, now, out)
             if c.transaction is not None:
                 self._stop(c, reason, now, out, why=f"{'hard' if e.hard else 'soft'} reset requested")
         self._pending_auth.clear()
@@ -650,7 +681,7 @@ class Station:
         """Stop every transaction before the power goes (OCTT TC_032_1) or the service stops."""
         self.going_down = f"shutting down ({e.reason.value})"
         for c in self.connectors.values():
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, e.reason, now, out)
             if c.transaction is not None:
                 self._stop(c, e.reason, now, out, why=self.going_down)
         self._pending_auth.clear()
@@ -670,7 +701,7 @@ class Station:
             return
         if c.transaction is not None:
             self._stop(c, StopReason.UNLOCK_COMMAND, now, out, why="unlock requested by the central system")
-        self._cancel_authorization(c)
+        self._cancel_authorization(c, StopReason.UNLOCK_COMMAND, now, out)
         c.unlock_requested, c.locked_for = True, None
 
     def _on_ReserveNowRequested(self, e: ev.ReserveNowRequested, now: float, out: list) -> None:
@@ -752,16 +783,26 @@ class Station:
             out.append(act.Notice(f"no new sessions: {e.reason}"))
             for c in self.connectors.values():
                 if c.transaction is None:
-                    self._cancel_authorization(c)
+                    self._cancel_authorization(c, StopReason.OTHER, now, out)
         else:
             out.append(act.Notice("new sessions allowed again"))
 
     # ----------------------------------------------------------------- transitions
 
+    def _authorized(self, c: Connector, now: float, out: list) -> None:
+        """``c.auth_tag`` may start a session on ``c``: its transaction begins at once if the EV is
+        plugged in (and its cable and lock are ready), else it waits for the EV until ConnectionTimeOut."""
+        c.phase = Phase.AUTHORIZED
+        c.auth_deadline = now + self.settings.connection_timeout_s
+        if c.plugged:
+            self._begin_transaction(c, now, out)
+        if c.phase is Phase.AUTHORIZED and c.auth_tag is not None:
+            out.append(act.Authorized(c.id, c.auth_tag, c.auth_remote, now))
+
     def _begin_transaction(self, c: Connector, now: float, out: list) -> None:
         if not self._can_start(c):
             out.append(act.Notice(f"connector {c.id}: cannot start a transaction ({self._why_not(c)})"))
-            self._cancel_authorization(c)
+            self._cancel_authorization(c, StopReason.OTHER, now, out)
             return
         if c.senses_cable and c.cable_a is None:
             return  # begins once the proximity pilot gave the cable's rating
@@ -798,7 +839,7 @@ class Station:
             if accepted:
                 self._charging_profiles_changed(out)
         out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now,
-                                        reservation.id if reservation else None))
+                                        reservation.id if reservation else None, tx.remote))
 
     def _stop(self, c: Connector, reason: StopReason, now: float, out: list,
               id_tag: str | None = None, why: str = "") -> None:
@@ -820,11 +861,14 @@ class Station:
         if c.pending_operative is not None:
             c.operative, c.pending_operative = c.pending_operative, None
 
-    def _cancel_authorization(self, c: Connector) -> None:
+    def _cancel_authorization(self, c: Connector, reason: StopReason, now: float, out: list) -> None:
+        """Drop the connector's authorization (asked for or granted) that has not become a
+        transaction; the protocol hears why (``AuthorizationEnded``)."""
         c.pending_profile = None
         if c.phase in (Phase.AUTHORIZING, Phase.AUTHORIZED):
             if c.auth_tag is not None:
                 self._pending_auth.pop(c.auth_tag, None)
+                out.append(act.AuthorizationEnded(c.id, c.auth_tag, c.auth_remote, reason, now))
             c.phase = Phase.IDLE
         c.auth_tag = c.auth_parent = c.auth_deadline = None
         c.auth_remote = c.auth_offline = False
@@ -835,10 +879,10 @@ class Station:
             self.connectors[connector].auth_deadline = now + self.settings.connection_timeout_s
         out.append(act.RequestAuthorization(id_tag))
 
-    def _report_meter(self, c: Connector, at: float, context: str, out: list) -> None:
+    def _report_meter(self, c: Connector, at: float, context: str, out: list, for_end: bool = False) -> None:
         report = self.meter_report(c.id, at, context)
         if report is not None:
-            out.append(report)
+            out.append(replace(report, for_transaction_end=True) if for_end else report)
 
     def _charging_profiles_changed(self, out: list) -> None:
         out.append(act.ChargingProfilesChanged(tuple(self.charging.to_saved())))
@@ -990,8 +1034,12 @@ class Station:
                 c.relay_closed = False
                 out.append(act.OpenRelay(c.id, self._why_open(c)))
             if energise and not c.relay_closed:
-                c.relay_closed = True
+                c.relay_closed, c.drawing = True, False
                 out.append(act.CloseRelay(c.id))
+            delivery = (c.relay_closed, c.relay_closed and (c.drawing or c.last_sample is None))
+            if delivery != c.reported_delivery:
+                c.reported_delivery = delivery
+                out.append(act.PowerDeliveryChanged(c.id, *delivery, now))
             self._reconcile_lock(c, out)
             status = self._status(c)
             if status != c.reported:

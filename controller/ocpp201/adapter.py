@@ -47,7 +47,7 @@ from evcp.ocpp201.meter_values import meter_value
 from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
 from evcp.ocpp201.security import TRIGGERS as SECURITY_TRIGGERS
 from evcp.ocpp201.smart_charging import Refused, SmartCharging
-from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, id_token_for
+from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, charging_state_of, id_token_for
 from evcp.storage import StoreError
 from evcp.timestamps import timestamp
 
@@ -127,6 +127,10 @@ class CsmsRequests(StationLink):
     @on(Action.reset)
     def _reset(self, type: str, evse_id: int | None = None, **_):
         return call_result.Reset(status=self.adapter.reset(type, evse_id))
+
+    @after(Action.reset)
+    def _reset_idle_evses(self, **_):
+        self.adapter.reset_idle_evses()
 
     @on(Action.change_availability)
     def _change_availability(self, operational_status: str, evse: dict | None = None, **_):
@@ -266,7 +270,8 @@ class Ocpp201Adapter:
         self.security = StationSecurity(config, controller, self.device_model, store, self._call, self._online,
                                         lambda: self._save(VARIABLES, self.device_model.saved()),
                                         lambda: self._save(BOOT_REASON, "FirmwareUpdate"))
-        self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands)
+        self.transactions = Transactions(self.outbox, store, self._start_points, self._stop_points, self._measurands,
+                                         self._read_meter)
         self.smart_charging = SmartCharging(controller, self.transactions, self.device_model)
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
         self._save(BOOT_REASON, None)
@@ -276,11 +281,13 @@ class Ocpp201Adapter:
         self._locally_accepted: set[str] = set()
         """Id tokens accepted online from the local list or cache (LocalPreAuthorize, C12/C14)."""
         self._remote_starts: dict[str, tuple[int, str]] = {}
-        """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction."""
+        """id token -> (remoteStartId, IdTokenType) of an accepted RequestStartTransaction, until
+        its transaction begins or its authorization ends (EVConnectionTimeOut, ...)."""
         self._token_types: dict[str, str] = {}
         self._awaiting: dict[int, int] = {}
         """core local_id -> EVSE of transactions whose start waits for the TransactionEventResponse."""
-        self._reset_evses: set[int] = set()
+        self._evse_resets: set[int] = set()
+        """EVSEs to reset once they have no transaction (Part 2 B12)."""
         self._availability_waits: dict[int, asyncio.Task] = {}
         """ChangeAvailability Inoperative (by target, 0: the station) waiting for transactions of
         this adapter's own that the core does not run (started at EVConnected, before any card)."""
@@ -305,7 +312,8 @@ class Ocpp201Adapter:
     def _measurands(self) -> Measurands:
         m = self.device_model.members
         return Measurands(m("SampledDataCtrlr", "TxStartedMeasurands"), m("SampledDataCtrlr", "TxUpdatedMeasurands"),
-                          m("SampledDataCtrlr", "TxEndedMeasurands"), m("AlignedDataCtrlr", "Measurands"))
+                          m("SampledDataCtrlr", "TxEndedMeasurands"), m("AlignedDataCtrlr", "Measurands"),
+                          m("AlignedDataCtrlr", "TxEndedMeasurands"))
 
     @property
     def heartbeat_interval(self) -> float:
@@ -544,11 +552,11 @@ class Ocpp201Adapter:
                 answer = await self._call(ACTION, entry.payload)
             except OCPPError as error:
                 if not self._retry(entry, f"CALLERROR {error.code}"):
-                    self.outbox.done(entry)
+                    self._given_up(entry)
                 continue
             except asyncio.TimeoutError:
                 if not self._retry(entry, "no answer"):
-                    self.outbox.done(entry)
+                    self._given_up(entry)
                 continue
             self.outbox.done(entry)
             self._transaction_answered(entry, answer)
@@ -580,6 +588,18 @@ class Ocpp201Adapter:
         log.warning("TransactionEvent failed (%s); attempt %d of %d in %ss", why, entry.attempts + 1, attempts, delay)
         return True
 
+    def _given_up(self, entry) -> None:
+        """A TransactionEvent that failed its MessageAttempts is dropped (E13); a start waiting
+        for its idTokenInfo will get none, and the core hears so (as the 1.6 adapter answers an
+        Authorize that got no answer): it ends the attempt without energy."""
+        self.outbox.done(entry)
+        token = entry.payload.get("idToken")
+        evse = self._awaiting.pop(entry.local_id, None) if token and entry.local_id is not None else None
+        if evse is not None:
+            log.warning("EVSE %d: the central system never answered about %s; no transaction for it",
+                        evse, token["idToken"])
+            self.controller.post(ev.TransactionStartConfirmed(evse, entry.local_id, entry.local_id, None))
+
     def _transaction_answered(self, entry, answer: dict[str, Any]) -> None:
         """The idTokenInfo of a TransactionEventResponse goes to the cache (C10), decides a start
         that waits for it, and revokes one already accepted (by an AuthorizeResponse, or by the
@@ -591,9 +611,17 @@ class Ocpp201Adapter:
         if info is not None:
             self.authorization.learn(token, info, time.time())
         local_id = entry.local_id
-        if local_id is None:
-            return
         status = AUTH_STATUS.get(info["status"], AuthStatus.INVALID) if info else AuthStatus.INVALID
+        if local_id is None:
+            # Sent while the authorization waited for the EV (TxStartPoint Authorized, E02).
+            tx = self.transactions.with_token(token)
+            if tx is None or info is None or status is AuthStatus.ACCEPTED:
+                return
+            if tx.local_id is None:
+                if tx.granted:
+                    tx.refused = info["status"]  # E05: the core's transaction is refused when the EV comes
+                return
+            local_id = tx.local_id  # the EV came meanwhile: that transaction is revoked (below)
         if local_id in self._awaiting:
             evse = self._awaiting.pop(local_id)
             if info is None:
@@ -623,16 +651,28 @@ class Ocpp201Adapter:
     def perform(self, action: act.Action) -> None:
         """Take one protocol action from the core; never blocks (sending happens in tasks)."""
         now_online = self.online
+        evse = getattr(action, "connector", 0)
+        if evse:
+            self._plug_changes(evse, getattr(action, "at", None) or self.controller.clock())
         if isinstance(action, act.StatusChanged):
-            if action.connector == 0:
+            if evse == 0:
                 return
-            self._plug_changes(action)
-            self.transactions.charging_state(action.connector, action.status.value, action.at, now_online,
-                                             self._energy(action.connector))
+            plugged = self.controller.station.connectors[evse].plugged
+            self.transactions.charging_state(evse, charging_state_of(action.status.value, plugged), action.at,
+                                             now_online)
             if now_online:
-                self._spawn(self._send_status(action.connector, action.at))
+                self._spawn(self._send_status(evse, action.at, status=CONNECTOR_STATUS[action.status]))
         elif isinstance(action, act.RequestAuthorization):
             self._spawn(self._authorize(action.id_tag))
+        elif isinstance(action, act.PowerDeliveryChanged):
+            self._power_delivery(action, now_online)
+        elif isinstance(action, act.Authorized):
+            self._authorization_granted(action, now_online)
+        elif isinstance(action, act.AuthorizationEnded):
+            if action.remote:
+                self._remote_starts.pop(action.id_tag, None)  # F01/F02: no EV in time, refused, ...
+            self.transactions.authorization_ended(evse, action.id_tag, action.reason, action.at, now_online,
+                                                  self.controller.station.connectors[evse].plugged)
         elif isinstance(action, act.StartTransaction):
             self._core_started(action, now_online)
         elif isinstance(action, act.StopTransaction):
@@ -641,24 +681,48 @@ class Ocpp201Adapter:
             self._meter_values(action, now_online)
         elif isinstance(action, act.OfferCurrent):
             self.smart_charging.offer_changed(action.connector, action.amps, self.controller.clock(), now_online)
+        if self._evse_resets:
+            self.reset_idle_evses()
 
-    def _plug_changes(self, change: act.StatusChanged) -> None:
-        evse = change.connector
+    def _plug_changes(self, evse: int, at: float) -> None:
+        """The core's connector says whether the EV is plugged in; any of its actions may be the
+        first to show a change (after an authorization its status stays the same at the plug)."""
         plugged = self.controller.station.connectors[evse].plugged
         if plugged == self._plugged.get(evse, False):
             return
         self._plugged[evse] = plugged
         if plugged:
-            self.transactions.ev_connected(evse, self._energy(evse), change.at, self.online)
+            self.transactions.ev_connected(evse, at, self.online)
         else:
-            self.transactions.ev_disconnected(evse, self._energy(evse), change.at, self.online)
+            self.transactions.ev_disconnected(evse, at, self.online)
 
-    def _energy(self, evse: int) -> float | None:
-        sample = self.controller.station.connectors[evse].last_sample
-        return sample.energy_wh if sample else None
+    def _read_meter(self, evse: int, measurands: list[str], context: str, at: float) -> dict[str, Any] | None:
+        """The EVSE's last meter reading as a MeterValueType of ``measurands`` (None before the first)."""
+        report = self.controller.station.meter_report(evse, at, context)
+        return meter_value(report, measurands, self.controller.offered_current(evse)) if report else None
+
+    def _power_delivery(self, a: act.PowerDeliveryChanged, online: bool) -> None:
+        c = self.controller.station.connectors[a.connector]
+        state = charging_state_of(self.controller.status_of(a.connector)[0].value, c.plugged)
+        by_ev = c.pilot != "C" or a.power_path_closed  # S2 opened, or the EV takes nothing through the contactor
+        local_id = self.transactions.power_delivery(
+            a.connector, a.power_path_closed, a.energy_flowing, state, by_ev, a.at, online,
+            lambda: asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector)))
+        if local_id is not None:
+            why = "the contactor opened" if not a.power_path_closed else "the EV stopped drawing energy"
+            log.info("EVSE %d: OCPP 2.0.1 TxStopPoint reached (%s): the transaction ends", a.connector, why)
+            self.controller.post(ev.RemoteStopRequested(local_id, StopReason.OTHER,
+                                                        why=f"OCPP 2.0.1 TxStopPoint reached: {why}"))
+
+    def _authorization_granted(self, a: act.Authorized, online: bool) -> None:
+        remote = self._remote_starts.get(a.id_tag) if a.remote else None
+        token = id_token_for(a.id_tag, remote[1] if remote else self._token_types.get(a.id_tag))
+        self.transactions.authorization_granted(a.connector, token, "RemoteStart" if remote else "Authorized",
+                                                remote[0] if remote else None, a.at, online,
+                                                self.controller.station.connectors[a.connector].plugged)
 
     def _core_started(self, a: act.StartTransaction, online: bool) -> None:
-        remote = self._remote_starts.pop(a.id_tag, None)
+        remote = self._remote_starts.pop(a.id_tag, None) if a.remote else None
         kind = remote[1] if remote else self._token_types.get(a.id_tag)
         token = id_token_for(a.id_tag, kind)
         if remote is not None and not self.controller.settings.authorize_remote_start:
@@ -669,9 +733,17 @@ class Ocpp201Adapter:
             accepted_by = "local list or cache, LocalPreAuthorize"
         else:
             accepted_by = None
-        self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
-                                     remote[0] if remote else None, a.reservation_id, a.meter_start_wh, a.at, online,
-                                     needs_answer=accepted_by is None)
+        tx = self.transactions.authorized(a.connector, a.local_id, token, "RemoteStart" if remote else "Authorized",
+                                          remote[0] if remote else None, a.reservation_id, a.at, online,
+                                          needs_answer=accepted_by is None)
+        if tx.refused is not None:
+            log.warning("EVSE %d: the central system answered %s for %s before the EV came; not accepted",
+                        a.connector, tx.refused, a.id_tag)
+            self._accepted_tokens.discard(a.id_tag)
+            self._locally_accepted.discard(a.id_tag)
+            self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id,
+                                                              AUTH_STATUS.get(tx.refused, AuthStatus.INVALID)))
+            return
         if accepted_by is None:
             self._awaiting[a.local_id] = a.connector
             log.info("EVSE %d: %s waits for the TransactionEventResponse idTokenInfo", a.connector, a.id_tag)
@@ -685,20 +757,23 @@ class Ocpp201Adapter:
         if self._store is not None:
             self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
         self._awaiting.pop(a.local_id, None)
-        reason = a.reason
-        if a.connector in self._reset_evses:
-            self._reset_evses.discard(a.connector)
-            reason = StopReason.HARD_RESET
         token = id_token_for(a.id_tag, self._token_types.get(a.id_tag)) if a.id_tag else None
         final = asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector))
-        self.transactions.core_stopped(a.connector, a.local_id, reason, token, a.meter_stop_wh, a.at, online,
+        self.transactions.core_stopped(a.connector, a.local_id, a.reason, token, a.at, online,
                                        plugged=self.controller.station.connectors[a.connector].plugged,
                                        final_reading=final)
 
     def _meter_values(self, report: act.ReportMeterValues, online: bool) -> None:
+        """Periodic and clock-aligned readings (Part 2 J01/J02): an Updated of the running
+        transaction (MeterValuePeriodic, MeterValueClock) or MeterValues without one; those taken
+        for the transaction's end are kept for its Ended."""
         aligned = report.context == "Sample.Clock"
         measurands = self._measurands()
         offered = self.controller.offered_current(report.connector)
+        if report.for_transaction_end:
+            self.transactions.end_sample(report.connector, meter_value(
+                report, measurands.aligned_ended if aligned else measurands.ended, offered))
+            return
         value = meter_value(report, measurands.aligned if aligned else measurands.updated, offered)
         trigger = "MeterValueClock" if aligned else "MeterValuePeriodic"
         if report.local_id is not None and self.transactions.meter_values(report.connector, trigger, value,
@@ -707,9 +782,11 @@ class Ocpp201Adapter:
         if online:
             self._spawn(self._call("MeterValues", {"evseId": report.connector, "meterValue": [value]}))
 
-    async def _send_status(self, evse: int, at: float | None = None, force: bool = False) -> None:
-        """StatusNotification of the EVSE's connector (Part 2 G01), when its 2.0.1 status changed."""
-        status = CONNECTOR_STATUS[self.controller.status_of(evse)[0]]
+    async def _send_status(self, evse: int, at: float | None = None, force: bool = False,
+                           status: str | None = None) -> None:
+        """StatusNotification of the EVSE's connector (Part 2 G01), when its 2.0.1 status changed;
+        ``status`` as the core reported it at ``at``, else as it is now."""
+        status = status or CONNECTOR_STATUS[self.controller.status_of(evse)[0]]
         if not force and self._status_sent.get(evse) == status:
             return
         self._status_sent[evse] = status
@@ -795,28 +872,56 @@ class Ocpp201Adapter:
             return "Rejected"
         if tx.local_id is not None:
             return self.command(ev.RemoteStopRequested(tx.local_id))
-        self.transactions.remote_stop(tx, self._energy(tx.evse), self.controller.clock(), self.online)
+        self.transactions.end(tx, StopReason.REMOTE, self.controller.clock(), self.online)
         return "Accepted"
 
     def reset(self, kind: str, evse_id: int | None) -> str:
         """Reset (Part 2 B11/B12): Immediate stops the transactions (stoppedReason ImmediateReset)
-        and restarts; OnIdle waits until none runs (Scheduled). An EVSE alone: its transaction
-        stops, nothing else restarts."""
+        and restarts; OnIdle waits until none runs (Scheduled). An EVSE alone (B12): Immediate
+        stops its transaction the same way, OnIdle waits for it to end (Scheduled); then the EVSE
+        alone is reset (``reset_idle_evses``), nothing else restarts."""
         if evse_id is not None:
             if not 1 <= evse_id <= self.connectors:
                 return "Rejected"
-            tx = self.controller.station.connectors[evse_id].transaction
-            if tx is None:
-                return "Accepted"
-            if kind == "OnIdle":
-                return "Scheduled"  # the EVSE has nothing to reset once its transaction ends
-            self._reset_evses.add(evse_id)
-            return self.command(ev.RemoteStopRequested(tx.local_id))
+            core_tx = self.controller.station.connectors[evse_id].transaction
+            tx = self.transactions.by_evse.get(evse_id)
+            busy = not self._idle(evse_id)
+            if busy and kind == "Immediate":
+                if core_tx is not None:
+                    self.command(ev.RemoteStopRequested(core_tx.local_id, StopReason.HARD_RESET,
+                                                        why=f"reset of EVSE {evse_id} requested by the central system"))
+                elif tx is not None:
+                    self.transactions.end(tx, StopReason.HARD_RESET, self.controller.clock(), self.online)
+            self._evse_resets.add(evse_id)  # after the stop: reset once the Reset response went out
+            return "Scheduled" if busy and kind == "OnIdle" else "Accepted"
         self._save(BOOT_REASON, "RemoteReset")
         if kind == "OnIdle" and self.controller.station.transactions_running():
             self._spawn(self._reset_when_idle())
             return "Scheduled"
         return self.command(ev.ResetRequested(hard=False))
+
+    def reset_idle_evses(self) -> None:
+        """Reset each EVSE waiting for it that has no transaction any more (B12)."""
+        for evse in sorted(self._evse_resets):
+            if self._idle(evse):
+                self._evse_resets.discard(evse)
+                self._reset_evse(evse)
+
+    def _idle(self, evse: int) -> bool:
+        """No transaction on the EVSE: neither the core's nor one the CSMS knows of."""
+        tx = self.transactions.by_evse.get(evse)
+        return self.controller.station.connectors[evse].transaction is None and (tx is None or not tx.started)
+
+    def _reset_evse(self, evse: int) -> None:
+        """B12: the EVSE goes Unavailable and is initialised again: its authorization dropped, the
+        contactor open, the pilot without PWM; then it is as available as it was before (posted:
+        this may run within a dispatch)."""
+        c = self.controller.station.connectors[evse]
+        operative = c.operative if c.pending_operative is None else c.pending_operative
+        log.info("EVSE %d: reset", evse)
+        self.controller.post(ev.AvailabilityRequested(evse, False))
+        if operative:
+            self.controller.post(ev.AvailabilityRequested(evse, True))
 
     async def _reset_when_idle(self) -> None:
         while self.controller.station.transactions_running() or self.transactions.by_evse:

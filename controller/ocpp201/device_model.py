@@ -218,8 +218,13 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
           values_list=MEASURANDS),
         v("SampledDataCtrlr", "TxEndedMeasurands", "MemberList", "Energy.Active.Import.Register",
           values_list=MEASURANDS),
+        # Part 2 J02: readings every TxEndedInterval of the transaction (0 = none), sent with its Ended.
+        v("SampledDataCtrlr", "TxEndedInterval", "integer", "0", unit="s", min_value=0, max_value=86400),
         v("AlignedDataCtrlr", "Interval", "integer", "0", unit="s", min_value=0, max_value=86400),
         v("AlignedDataCtrlr", "Measurands", "MemberList", "Energy.Active.Import.Register", values_list=MEASURANDS),
+        v("AlignedDataCtrlr", "TxEndedMeasurands", "MemberList", "Energy.Active.Import.Register",
+          values_list=MEASURANDS),
+        v("AlignedDataCtrlr", "TxEndedInterval", "integer", "0", unit="s", min_value=0, max_value=86400),
         # Part 2 K (evcp.ocpp201.smart_charging): the profile memory of the core's store.
         v("SmartChargingCtrlr", "Enabled", "boolean", "true", **ro),
         v("SmartChargingCtrlr", "Available", "boolean", "true", **ro),
@@ -480,6 +485,8 @@ def settings_from(model: DeviceModel, installer: Settings) -> Settings:
         allow_offline_unknown=model.flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
         meter_sample_interval_s=float(model.number("SampledDataCtrlr", "TxUpdatedInterval")),
         clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
+        end_sample_interval_s=float(model.number("SampledDataCtrlr", "TxEndedInterval")),
+        end_clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "TxEndedInterval")),
         # No ReserveNow over 2.0.1 here (Part 2 H is not implemented): nothing reserves the station.
         reserve_connector_zero=False,
         max_stack_level=model.number("SmartChargingCtrlr", "ProfileStackLevel"),

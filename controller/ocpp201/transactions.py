@@ -9,10 +9,15 @@ shared with 1.6: delivered in order, kept across restarts):
   transaction, without gaps, across restarts (E.FR: seqNo);
 * each event keeps the time it happened (``timestamp``) and ``offline`` when the CSMS could not
   be reached at that moment;
-* start points: EVConnected (the plug), Authorized (the core's transaction start: the card or
-  remote start accepted and the EV plugged), PowerPathClosed / EnergyTransfer (the contactor
-  closed and the EV charging). Stop points: the transaction ends when one of them stops being
-  true; with TxStopPoint EVConnected alone it lasts until the cable is unplugged.
+* start points (the first one reached starts it): EVConnected (the plug), Authorized (the card
+  or remote start accepted, before the plug too: E01/E02, then an Updated CablePluggedIn when the
+  cable comes), PowerPathClosed (the contactor closed), EnergyTransfer (energy flows: the EV
+  draws through the closed contactor). Stop points: the transaction ends when one of them stops
+  being true (PowerPathClosed: the contactor opens; EnergyTransfer: the EV stops drawing; the
+  core's transaction then ends too); with TxStopPoint EVConnected alone it lasts until the cable
+  is unplugged;
+* meter values (J02): the Started carries the TxStartedMeasurands (Transaction.Begin), the Ended
+  the readings kept for it during the transaction, then the TxEndedMeasurands (Transaction.End).
 
 The open transactions are a stored document, written after each event is queued (the queue is
 committed first): after a crash ``recover`` sees them, and the queued events, and ends each one
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 from evcp.core.model import StopReason
@@ -53,6 +58,7 @@ STOP_REASONS: dict[StopReason, tuple[str, str]] = {
     StopReason.UNLOCK_COMMAND: ("UnlockCommand", "Other"),
     StopReason.EMERGENCY_STOP: ("AbnormalCondition", "EmergencyStop"),
     StopReason.OTHER: ("AbnormalCondition", "Other"),
+    StopReason.TIMEOUT: ("EVConnectTimeout", "Timeout"),
 }
 ALWAYS_ENDS = {StopReason.HARD_RESET, StopReason.SOFT_RESET, StopReason.POWER_LOSS, StopReason.REBOOT,
                StopReason.EV_DISCONNECTED}
@@ -60,6 +66,11 @@ ALWAYS_ENDS = {StopReason.HARD_RESET, StopReason.SOFT_RESET, StopReason.POWER_LO
 
 CHARGING_STATES = {"Charging": "Charging", "SuspendedEV": "SuspendedEV", "SuspendedEVSE": "SuspendedEVSE"}
 """Core connector status -> ChargingStateEnumType; any other plugged status is EVConnected."""
+
+
+def charging_state_of(status: str, plugged: bool) -> str:
+    """ChargingStateEnumType of an EVSE from the core's connector status: Idle without an EV."""
+    return CHARGING_STATES.get(status, "EVConnected") if plugged else "Idle"
 
 
 def id_token_for(id_tag: str, kind: str | None = None) -> dict[str, str]:
@@ -86,17 +97,47 @@ class OpenTransaction:
     charging_state: str = "EVConnected"
     stopped_reason: str | None = None
     """The first reason the transaction was stopped for, while it waits for its stop point."""
-    meter_start_wh: float | None = None
     pending: dict[str, Any] = field(default_factory=dict)
     """Fields for the Started event: the idToken of an authorization made before the start point."""
+    power_path_closed: bool = False
+    energy_flowing: bool = False
+    granted: bool = False
+    """``id_token`` was authorized and the core's transaction waits for the EV (``authorization_granted``)."""
+    refused: str | None = None
+    """The idTokenInfo status the CSMS answered for the id token while it waited for the EV (Part 2
+    E05): the core's transaction, when it begins, is refused with it."""
+    end_samples: list[dict[str, Any]] = field(default_factory=list)
+    """MeterValueType readings taken for the Ended event (TxEndedInterval, Sample.Periodic, and
+    AlignedDataCtrlr.TxEndedInterval, Sample.Clock: Part 2 J02), oldest first."""
+    end_samples_dropped: int = 0
+
+    @classmethod
+    def from_saved(cls, item: dict[str, Any]) -> "OpenTransaction":
+        """A stored transaction; fields this version no longer keeps are left out."""
+        return cls(**{name: value for name, value in item.items() if name in _FIELDS})
+
+
+_FIELDS = {f.name for f in fields(OpenTransaction)}
+MAX_END_SAMPLES = 100
+"""Most readings kept for one Ended event (each is one MeterValueType); later ones are dropped,
+so that a long transaction with a short TxEndedInterval cannot outgrow the message and the store."""
 
 
 @dataclass
 class Measurands:
+    """The configured measurands (Part 2 J02): SampledDataCtrlr.TxStartedMeasurands,
+    TxUpdatedMeasurands, TxEndedMeasurands; AlignedDataCtrlr.Measurands, TxEndedMeasurands."""
+
     started: list[str]
     updated: list[str]
     ended: list[str]
     aligned: list[str]
+    aligned_ended: list[str]
+
+
+MeterReader = Callable[[int, list[str], str, float], "dict[str, Any] | None"]
+"""(evse, measurands, context, at) -> the MeterValueType of the EVSE's meter now, None before its
+first reading."""
 
 
 class Transactions:
@@ -104,17 +145,19 @@ class Transactions:
 
     def __init__(self, outbox: "Outbox", store: "StateStore | None",
                  start_points: Callable[[], list[str]], stop_points: Callable[[], list[str]],
-                 measurands: Callable[[], Measurands], new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+                 measurands: Callable[[], Measurands], read_meter: MeterReader,
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
         self.outbox = outbox
         self.store = store
         self._start_points = start_points
         self._stop_points = stop_points
         self._measurands = measurands
+        self._read_meter = read_meter
         self._new_id = new_id
         self.by_evse: dict[int, OpenTransaction] = {}
         saved = store.load_document(OPEN_TRANSACTIONS) if store is not None else None
         for item in (saved or {}).values():
-            tx = OpenTransaction(**item)
+            tx = OpenTransaction.from_saved(item)
             self.by_evse[tx.evse] = tx
         self._saved_links = self._links()
 
@@ -123,20 +166,34 @@ class Transactions:
     def of_local(self, local_id: int | None) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if local_id is not None and tx.local_id == local_id), None)
 
+    def with_token(self, id_token: dict[str, str]) -> OpenTransaction | None:
+        """The open transaction authorized with ``id_token``."""
+        return next((tx for tx in self.by_evse.values() if tx.id_token == id_token), None)
+
     def find(self, transaction_id: str) -> OpenTransaction | None:
         return next((tx for tx in self.by_evse.values() if tx.transaction_id == transaction_id), None)
 
     # ----------------------------------------------------------------- facts
 
-    def ev_connected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
-        """The cable was plugged in (TxStartPoint EVConnected: the transaction starts)."""
-        if evse in self.by_evse or "EVConnected" not in self._start_points():
+    def ev_connected(self, evse: int, at: float, online: bool) -> None:
+        """The cable was plugged in (TxStartPoint EVConnected: the transaction starts); after an
+        authorization the transaction hears of it (E02: Updated CablePluggedIn)."""
+        tx = self.by_evse.get(evse)
+        if tx is not None:
+            tx.charging_state = "EVConnected"
+            if tx.started:
+                self._event(tx, "Updated", "CablePluggedIn", at, online)
+            elif "EVConnected" in self._start_points():
+                pending, tx.pending = tx.pending, {}
+                self._started(tx, "CablePluggedIn", at, online, pending)
+            else:
+                self._save()
             return
-        tx = self._open(evse)
-        tx.meter_start_wh = energy_wh
-        self._started(tx, "CablePluggedIn", at, online, energy_wh)
+        if "EVConnected" not in self._start_points():
+            return
+        self._started(self._open(evse), "CablePluggedIn", at, online)
 
-    def ev_disconnected(self, evse: int, energy_wh: float | None, at: float, online: bool) -> None:
+    def ev_disconnected(self, evse: int, at: float, online: bool) -> None:
         """The cable was unplugged: the transaction ends if the core's has ended already."""
         tx = self.by_evse.get(evse)
         if tx is None or tx.local_id is not None:
@@ -145,18 +202,52 @@ class Transactions:
             self._forget(tx)
             return
         tx.charging_state = "Idle"
-        self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online, energy_wh)
+        self._ended(tx, "EVCommunicationLost", tx.stopped_reason or "EVDisconnected", at, online)
 
-    def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
-                   remote_start_id: int | None, reservation_id: int | None, meter_start_wh: float,
-                   at: float, online: bool, needs_answer: bool = False) -> OpenTransaction:
-        """The core started its transaction: the id was accepted and the EV is plugged in.
-        ``needs_answer``: the CSMS has not accepted the id token yet, so its event goes out now
-        whatever the start point (the TransactionEventResponse's idTokenInfo decides)."""
+    def authorization_granted(self, evse: int, id_token: dict[str, str], trigger: str,
+                              remote_start_id: int | None, at: float, online: bool, plugged: bool) -> None:
+        """The id token was accepted for the EVSE, but the core's transaction waits for the EV
+        (TxStartPoint Authorized: the transaction starts now, E01/E02; F01 RemoteStart)."""
         tx = self.by_evse.get(evse)
         if tx is None:
             tx = self._open(evse)
-            tx.meter_start_wh = meter_start_wh
+            tx.charging_state = "EVConnected" if plugged else "Idle"
+        tx.id_token, tx.granted, tx.refused = id_token, True, None
+        tx.remote_start_id = remote_start_id or tx.remote_start_id
+        extra: dict[str, Any] = {"idToken": id_token}
+        if tx.started:
+            self._event(tx, "Updated", trigger, at, online, extra=extra)
+        elif "Authorized" in self._start_points():
+            self._started(tx, trigger, at, online, extra)
+        else:
+            tx.pending = extra
+            self._save()
+
+    def authorization_ended(self, evse: int, id_tag: str, reason: StopReason, at: float, online: bool,
+                            plugged: bool) -> None:
+        """An authorization of the EVSE ended before the core's transaction began (no EV within
+        EVConnectionTimeOut, the card presented again, ...): a transaction it started ends, as
+        ``core_stopped`` would end it."""
+        tx = self.by_evse.get(evse)
+        if tx is None or not tx.granted or tx.id_token is None or tx.id_token["idToken"] != id_tag:
+            return
+        tx.granted = False
+        if not tx.started:
+            self._forget(tx)
+            return
+        self._stop(tx, reason, None, at, online, plugged)
+
+    def authorized(self, evse: int, local_id: int, id_token: dict[str, str], trigger: str,
+                   remote_start_id: int | None, reservation_id: int | None, at: float, online: bool,
+                   needs_answer: bool = False) -> OpenTransaction:
+        """The core started its transaction: the id was accepted and the EV is plugged in.
+        ``needs_answer``: the CSMS has not accepted the id token yet, so its event goes out now
+        whatever the start point (the TransactionEventResponse's idTokenInfo decides)."""
+        tx = self.by_evse.get(evse) or self._open(evse)
+        reported = tx.granted and tx.started and tx.id_token == id_token  # by ``authorization_granted``
+        if not (tx.granted and tx.id_token == id_token):
+            tx.refused = None  # a verdict on another authorization
+        tx.granted = False
         tx.local_id, tx.id_token = local_id, id_token
         tx.remote_start_id = remote_start_id or tx.remote_start_id
         tx.reservation_id = reservation_id
@@ -165,32 +256,59 @@ class Transactions:
         if reservation_id is not None:
             extra["reservationId"] = reservation_id
         points = self._start_points()
-        if tx.started:
+        if reported and not needs_answer:
+            self._save()
+        elif tx.started:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
         elif needs_answer or "Authorized" in points or "EVConnected" in points:
-            self._started(tx, trigger, at, online, meter_start_wh, extra)
+            self._started(tx, trigger, at, online, extra)
         else:
             tx.pending = extra  # Started waits for the power path (PowerPathClosed, EnergyTransfer)
             self._save()
         return tx
 
-    def charging_state(self, evse: int, status: str, at: float, online: bool, energy_wh: float | None) -> None:
-        """The core's connector status changed; ``status`` is its value (Charging, SuspendedEV, ...)."""
+    def charging_state(self, evse: int, state: str, at: float, online: bool) -> None:
+        """The EVSE's ChargingStateEnumType changed (``charging_state_of`` the core's status)."""
         tx = self.by_evse.get(evse)
-        if tx is None:
-            return
-        state = CHARGING_STATES.get(status, "EVConnected")
-        if state == tx.charging_state:
+        if tx is None or state == tx.charging_state:
             return
         tx.charging_state = state
+        if tx.started:
+            self._event(tx, "Updated", "ChargingStateChanged", at, online)
+        else:
+            self._save()
+
+    def power_delivery(self, evse: int, path_closed: bool, flowing: bool, state: str, by_ev: bool, at: float,
+                       online: bool, final_reading: Callable[[], asyncio.Future] | None = None) -> int | None:
+        """The contactor closed or opened, energy started or stopped flowing (``state``: the
+        chargingState now). TxStartPoint PowerPathClosed / EnergyTransfer: the transaction starts
+        (E01). TxStopPoint PowerPathClosed / EnergyTransfer: it ends when what was true stops being
+        so while the core's transaction runs (``by_ev``: the EV stopped it, stoppedReason
+        StoppedByEV; ``final_reading`` starts the reading its Ended waits for); returns that core
+        transaction's local id, which must end too."""
+        tx = self.by_evse.get(evse)
+        if tx is None:
+            return None
+        now = {"PowerPathClosed": path_closed, "EnergyTransfer": flowing}
+        before = {"PowerPathClosed": tx.power_path_closed, "EnergyTransfer": tx.energy_flowing}
+        tx.power_path_closed, tx.energy_flowing = path_closed, flowing
         if not tx.started:
-            if state == "Charging":  # PowerPathClosed / EnergyTransfer: the contactor closed, energy flows
+            if any(now[point] for point in self._start_points() if point in now):
+                tx.charging_state = state
                 pending, tx.pending = tx.pending, {}
-                self._started(tx, "ChargingStateChanged", at, online, energy_wh, pending)
+                self._started(tx, "ChargingStateChanged", at, online, pending)
             else:
                 self._save()
-            return
-        self._event(tx, "Updated", "ChargingStateChanged", at, online)
+            return None
+        lost = [point for point in self._stop_points() if point in now and before[point] and not now[point]]
+        if not lost or tx.local_id is None:
+            self._save()
+            return None
+        local_id = tx.local_id
+        tx.charging_state = state
+        self._ended(tx, "ChargingStateChanged", "StoppedByEV" if by_ev else "Other", at, online,
+                    final_reading=final_reading() if final_reading else None)
+        return local_id
 
     def meter_values(self, evse: int, trigger: str, sample: dict[str, Any], at: float, online: bool) -> bool:
         """A periodic or clock-aligned reading of a running transaction; False if none runs."""
@@ -200,6 +318,20 @@ class Transactions:
         self._event(tx, "Updated", trigger, at, online, meter_value=[sample])
         return True
 
+    def end_sample(self, evse: int, sample: dict[str, Any]) -> None:
+        """A reading for the Ended event of the EVSE's running transaction (Part 2 J02)."""
+        tx = self.by_evse.get(evse)
+        if tx is None or not tx.started:
+            return
+        if len(tx.end_samples) >= MAX_END_SAMPLES:
+            if not tx.end_samples_dropped:
+                log.warning("EVSE %d: transaction %s keeps %d readings for its Ended event; later ones are dropped",
+                            evse, tx.transaction_id, MAX_END_SAMPLES)
+            tx.end_samples_dropped += 1
+            return
+        tx.end_samples.append(sample)
+        self._save()
+
     def trigger(self, evse: int, sample: dict[str, Any] | None, at: float, online: bool) -> None:
         """TriggerMessage TransactionEvent (Part 2 F06): an Updated with triggerReason Trigger."""
         tx = self.by_evse.get(evse)
@@ -207,63 +339,69 @@ class Transactions:
             self._event(tx, "Updated", "Trigger", at, online, meter_value=[sample] if sample else None)
 
     def core_stopped(self, evse: int, local_id: int, reason: StopReason, id_token: dict[str, str] | None,
-                     energy_wh: float, at: float, online: bool, plugged: bool,
-                     final_reading: asyncio.Future | None = None) -> None:
+                     at: float, online: bool, plugged: bool, final_reading: asyncio.Future | None = None) -> None:
         """The core ended its transaction (the contactor is open): the 2.0.1 transaction ends
         unless TxStopPoint is EVConnected alone and the cable is still in (then it ends at unplug)."""
         tx = self.by_evse.get(evse)
         if tx is None or tx.local_id != local_id:
             return
-        trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
         tx.local_id = None
-        extra = {"idToken": id_token} if id_token else {}
         if not tx.started:
             self._forget(tx)  # the start point was never reached: no transaction at the CSMS
             return
+        self._stop(tx, reason, id_token, at, online, plugged, final_reading)
+
+    def end(self, tx: OpenTransaction, reason: StopReason, at: float, online: bool) -> None:
+        """The CSMS ends a transaction the core does not run (before the card, or after it when the
+        cable keeps it open): RequestStopTransaction (Remote), a reset (ImmediateReset)."""
+        if not tx.started:
+            self._forget(tx)
+            return
+        trigger, stopped = STOP_REASONS[reason]
+        self._ended(tx, trigger, tx.stopped_reason or stopped, at, online)
+
+    # ----------------------------------------------------------------- events
+
+    def _stop(self, tx: OpenTransaction, reason: StopReason, id_token: dict[str, str] | None, at: float,
+              online: bool, plugged: bool, final_reading: asyncio.Future | None = None) -> None:
+        """The authorization of a started transaction ended: Ended, unless TxStopPoint is
+        EVConnected alone and the cable is still in (then an Updated, and it ends at unplug)."""
+        trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
+        extra = {"idToken": id_token} if id_token else {}
         points = set(self._stop_points())
         if reason not in ALWAYS_ENDS and plugged and points and points <= {"EVConnected"}:
-            tx.stopped_reason = stopped
+            tx.stopped_reason = tx.stopped_reason or stopped
             tx.charging_state = "EVConnected"
             self._event(tx, "Updated", trigger, at, online, extra=extra)
             return
         tx.charging_state = "EVConnected" if plugged else "Idle"
-        self._ended(tx, trigger, stopped, at, online, energy_wh, extra, final_reading)
-
-    def remote_stop(self, tx: OpenTransaction, energy_wh: float | None, at: float, online: bool) -> None:
-        """RequestStopTransaction of a transaction the core does not run (before the card, or
-        after it when the cable keeps it open)."""
-        if not tx.started:
-            self._forget(tx)
-            return
-        self._ended(tx, "RemoteStop", tx.stopped_reason or "Remote", at, online, energy_wh)
-
-    # ----------------------------------------------------------------- events
+        self._ended(tx, trigger, stopped, at, online, extra, final_reading)
 
     def _open(self, evse: int) -> OpenTransaction:
         tx = OpenTransaction(self._new_id(), evse)
         self.by_evse[evse] = tx
         return tx
 
-    def _started(self, tx: OpenTransaction, trigger: str, at: float, online: bool, energy_wh: float | None,
+    def _started(self, tx: OpenTransaction, trigger: str, at: float, online: bool,
                  extra: dict[str, Any] | None = None) -> None:
+        """Started with the TxStartedMeasurands at this moment (context Transaction.Begin, J02)."""
         tx.started = True
-        mv = self._sample(energy_wh, at, "Transaction.Begin") if energy_wh is not None else None
-        self._event(tx, "Started", trigger, at, online, meter_value=mv, extra=extra)
+        begin = self._read_meter(tx.evse, self._measurands().started, "Transaction.Begin", at)
+        self._event(tx, "Started", trigger, at, online, meter_value=[begin] if begin else None, extra=extra)
 
     def _ended(self, tx: OpenTransaction, trigger: str, stopped: str, at: float, online: bool,
-               energy_wh: float | None, extra: dict[str, Any] | None = None,
-               final_reading: asyncio.Future | None = None) -> None:
-        mv = self._sample(energy_wh, at, "Transaction.End") if energy_wh is not None else None
+               extra: dict[str, Any] | None = None, final_reading: asyncio.Future | None = None) -> None:
+        """Ended with the readings kept for it and the TxEndedMeasurands at this moment (context
+        Transaction.End, J02)."""
+        end = self._read_meter(tx.evse, self._measurands().ended, "Transaction.End", at)
+        readings = tx.end_samples + ([end] if end else [])
         del self.by_evse[tx.evse]
-        self._event(tx, "Ended", trigger, at, online, meter_value=mv, extra=extra, stopped_reason=stopped,
+        self._event(tx, "Ended", trigger, at, online, meter_value=readings, extra=extra, stopped_reason=stopped,
                     final_reading=final_reading)
 
     def _forget(self, tx: OpenTransaction) -> None:
         self.by_evse.pop(tx.evse, None)
         self._save()
-
-    def _sample(self, energy_wh: float, at: float, context: str) -> list[dict[str, Any]]:
-        return [{"timestamp": timestamp(at), "sampledValue": [energy_value(energy_wh, context)]}]
 
     def _event(self, tx: OpenTransaction, event_type: str, trigger: str, at: float, online: bool,
                meter_value: list | None = None, extra: dict[str, Any] | None = None,
@@ -317,7 +455,7 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
     Ended (a crash between queueing and saving). The core's rows of those transactions are marked
     stopped, so nothing else stops them again. Returns the Ended payloads queued."""
     saved = store.load_document(OPEN_TRANSACTIONS) or {}
-    open_txs = {item["transaction_id"]: OpenTransaction(**item) for item in saved.values()}
+    open_txs = {item["transaction_id"]: OpenTransaction.from_saved(item) for item in saved.values()}
     ended: set[str] = set()
     last_seq: dict[str, int] = {}
     queued_evse: dict[str, int] = {}
@@ -357,8 +495,11 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
             "offline": True,
             "transactionInfo": {"transactionId": tid, "chargingState": "Idle", "stoppedReason": "PowerLoss"},
         }
+        readings = list(tx.end_samples)
         if energy is not None:
-            payload["meterValue"] = [{"timestamp": stamp, "sampledValue": [energy_value(energy, "Transaction.End")]}]
+            readings.append({"timestamp": stamp, "sampledValue": [energy_value(energy, "Transaction.End")]})
+        if readings:
+            payload["meterValue"] = readings
         store.outbox_put(ACTION, payload, tx.local_id)
         payloads.append(payload)
         log.warning("EVSE %d: transaction %s was open when the station went down; ending it with PowerLoss "

@@ -56,7 +56,8 @@ class AuthorizationObserver:
             self.last = {"id_tag": event.id_tag, "status": status, "at": now,
                          "source": "local" if event.offline else "central system"}
         elif isinstance(event, ev.TransactionStartConfirmed) and self.last is not None:
-            self.last = {**self.last, "status": event.status.value, "at": now,
+            status = event.status.value if event.status is not None else "NoAnswer"
+            self.last = {**self.last, "status": status, "at": now,
                          "source": "StartTransaction"}
 
 

@@ -31,7 +31,8 @@ pilot = st.builds(ev.PilotChanged, st.integers(1, CONNECTORS), st.sampled_from("
 # Answers and confirmations are drawn from what the station really asked for (see apply):
 answer_authorization = st.builds(lambda i, s, p: ("authorize", i, s, p), st.integers(0, 5),
                                  st.one_of(st.none(), verdicts), st.sampled_from([None, "P1", "P2"]))
-confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), verdicts)
+confirm_start = st.builds(lambda i, s: ("confirm", i, s), st.integers(0, 5), st.one_of(st.none(), verdicts))
+"""None: the central system never answered (the start message failed all its attempts)."""
 # The lock's feedback answers a LockSocket / UnlockSocket the station really asked for: moved or not.
 answer_lock = st.builds(lambda i, moved: ("lock", i, moved), st.integers(0, 3), st.sampled_from([True, True, True, False]))
 # The lock's feedback opens while nothing moves it (a broken actuator, a plug forced out).
@@ -161,7 +162,7 @@ def apply(station: Station, model: Model, event, now: float) -> None:
         model.next_tx_id += 1
         if status is AuthStatus.ACCEPTED:
             model.accepted.add(local_id)
-        else:
+        elif status is not None:
             model.rejected.add(local_id)
     if isinstance(event, ev.PilotChanged):
         model.pilot[event.connector] = event.state

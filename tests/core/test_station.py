@@ -102,6 +102,120 @@ def test_tc_004_2_identification_first_connection_timeout():
     assert b.last(act.StartTransaction) is None
 
 
+def test_an_authorization_before_the_plug_is_reported_and_so_is_its_timeout():
+    b = Bench(connection_timeout_s=30)
+    b(ev.TagPresented("TAG1"))
+    out = b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    assert act.Authorized(1, "TAG1", False, b.now) in out
+    out = b(ev.Tick(), after=31)
+    assert act.AuthorizationEnded(1, "TAG1", False, StopReason.TIMEOUT, b.now) in out
+
+
+def test_an_authorization_that_becomes_a_transaction_is_neither_waiting_nor_ended():
+    b = Bench()
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    out = b(ev.PilotChanged(1, "B"))
+    assert any(isinstance(a, act.StartTransaction) for a in out)
+    assert not any(isinstance(a, act.AuthorizationEnded) for a in b.log)
+    b2 = Bench()
+    b2(ev.PilotChanged(1, "B"))
+    b2(ev.TagPresented("TAG1"))
+    out = b2(ev.AuthorizationResult("TAG1", ACCEPTED))
+    assert not any(isinstance(a, act.Authorized) for a in out), "plugged in: the transaction begins at once"
+
+
+def test_a_withdrawn_or_refused_authorization_says_why():
+    b = Bench()
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    out = b(ev.TagPresented("TAG1"))
+    assert act.AuthorizationEnded(1, "TAG1", False, StopReason.LOCAL, b.now) in out
+    b(ev.TagPresented("BAD"))
+    out = b(ev.AuthorizationResult("BAD", AuthStatus.INVALID))
+    assert act.AuthorizationEnded(1, "BAD", False, StopReason.DEAUTHORIZED, b.now) in out
+
+
+def test_a_remote_start_says_it_is_one_while_waiting_when_it_times_out_and_when_it_starts():
+    b = Bench(connection_timeout_s=10)
+    out = b(ev.RemoteStartRequested(1, "APP1"))
+    assert act.Authorized(1, "APP1", True, b.now) in out
+    out = b(ev.Tick(), after=11)
+    assert act.AuthorizationEnded(1, "APP1", True, StopReason.TIMEOUT, b.now) in out
+    b(ev.RemoteStartRequested(1, "APP1"))
+    out = b(ev.PilotChanged(1, "B"))
+    assert next(a for a in out if isinstance(a, act.StartTransaction)).remote
+    b(ev.PilotChanged(1, "A"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    out = b(ev.PilotChanged(1, "B"))
+    assert not next(a for a in out if isinstance(a, act.StartTransaction)).remote
+
+
+def deliveries(b: Bench) -> list[tuple[bool, bool]]:
+    return [(a.power_path_closed, a.energy_flowing) for a in b.log if isinstance(a, act.PowerDeliveryChanged)]
+
+
+def test_the_power_path_closes_with_the_contactor_and_energy_flows_once_a_reading_shows_the_ev_drawing():
+    b = Bench()
+    b(ev.MeterSampled(1, 1000.0, 7000.0))  # a reading from before the contactor closed does not count
+    b.start_session()
+    assert b.relay_closed() and deliveries(b) == [(True, False)]
+    b(ev.MeterSampled(1, 1000.0, 50.0))
+    assert deliveries(b) == [(True, False)], "below ENERGY_FLOW_MIN_W the EV is not drawing"
+    b(ev.MeterSampled(1, 1001.0, 7000.0))
+    assert deliveries(b) == [(True, False), (True, True)]
+    b(ev.MeterSampled(1, 1002.0, 0.0))
+    assert deliveries(b)[-1] == (True, False), "the EV stopped drawing, the contactor is still closed"
+    b(ev.PilotChanged(1, "B"))
+    assert not b.relay_closed() and deliveries(b)[-1] == (False, False)
+
+
+def test_without_any_meter_reading_the_closed_contactor_counts_as_energy_flowing():
+    b = Bench()
+    b.start_session()
+    assert deliveries(b) == [(True, True)]
+    b(ev.RemoteStopRequested(42))
+    assert deliveries(b)[-1] == (False, False)
+
+
+def test_the_protocol_may_end_a_transaction_for_a_reason_of_its_own():
+    b = Bench()
+    b.start_session(tx_id=9)
+    b(ev.RemoteStopRequested(9, StopReason.OTHER, why="OCPP 2.0.1 TxStopPoint reached"))
+    assert b.last(act.StopTransaction).reason is StopReason.OTHER and not b.relay_closed()
+    b(ev.PilotChanged(1, "C"))
+    assert not b.relay_closed(), "the EV still plugged in asks again: no energy without a new session"
+
+
+def test_a_start_never_answered_ends_without_energy_and_frees_the_connector():
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    start = b.last(act.StartTransaction)
+    out = b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
+    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    assert (stop.local_id, stop.reason) == (start.local_id, StopReason.DEAUTHORIZED)
+    assert not b.relay_closed() and b.statuses()[-1] == "Finishing"
+    b(ev.PilotChanged(1, "A"))
+    assert b.statuses()[-1] == "Available"
+    assert not any(isinstance(a, act.CloseRelay) for a in b.log)
+
+
+def test_an_offline_start_never_answered_goes_on_as_it_was_allowed():
+    b = Bench(offline_start=True, allow_offline_unknown=True)
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", None))
+    start = b.last(act.StartTransaction)
+    assert b.relay_closed()
+    b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
+    assert b.relay_closed() and b.last(act.StopTransaction) is None
+    b(ev.RemoteStopRequested(start.local_id))
+    assert b.last(act.StopTransaction).reason is StopReason.REMOTE, "it has its transaction id now"
+
+
 def test_tc_023_authorize_invalid_never_starts():
     b = Bench()
     b(ev.TagPresented("BAD"))
@@ -432,6 +546,26 @@ def test_tc_071_clock_aligned_meter_values_on_boundaries():
         reports += [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)]
     assert [r.at % 20 for r in reports] == [0, 0, 0]
     assert {r.context for r in reports} == {"Sample.Clock"}
+
+
+def test_readings_kept_for_the_transaction_end_follow_their_own_intervals_and_only_during_transactions():
+    b = Bench(meter_sample_interval_s=10, end_sample_interval_s=15, end_clock_aligned_interval_s=20)
+    b.now = 1_000_003.0
+    b(ev.MeterSampled(1, 0.0, 0.0))
+    for _ in range(30):
+        assert not [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)
+                    and a.for_transaction_end], "no transaction, nothing kept for its end"
+    b.start_session()
+    reports = []
+    for _ in range(45):
+        reports += [a for a in b(ev.Tick(), after=1.0) if isinstance(a, act.ReportMeterValues)]
+    periodic = [r for r in reports if r.context == "Sample.Periodic" and not r.for_transaction_end]
+    kept = [r for r in reports if r.for_transaction_end]
+    assert len(periodic) == 4, "TxUpdatedInterval goes on as before"
+    kept_periodic = [r.at for r in kept if r.context == "Sample.Periodic"]
+    kept_aligned = [r.at for r in kept if r.context == "Sample.Clock"]
+    assert [round(b - a) for a, b in zip(kept_periodic, kept_periodic[1:])] == [15] and len(kept_periodic) == 2
+    assert [at % 20 for at in kept_aligned] == [0, 0] and all(r.local_id is not None for r in kept)
 
 
 def test_new_session_from_finishing_with_a_new_card():

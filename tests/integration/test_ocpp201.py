@@ -303,7 +303,7 @@ def test_tc_e_started_answered_blocked_after_an_accepted_authorize_ends_the_ener
     charger.tap("04A1B2C3")
     tx_id = started_transaction(csms)
     end = ended(csms, tx_id)
-    assert end["transactionInfo"]["stoppedReason"] in ("DeAuthorized", "Local")
+    assert (end["triggerReason"], end["transactionInfo"]["stoppedReason"]) == ("Deauthorized", "DeAuthorized")
     wait_until(lambda: not charger.connector()["relay_closed"], 5, "contactor open")
     assert transaction(csms, tx_id)["id_token_status"] == "Blocked"
 

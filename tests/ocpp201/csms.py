@@ -14,6 +14,7 @@ from typing import Any
 
 import websockets
 from ocpp.charge_point import remove_nones, snake_to_camel_case
+from ocpp.exceptions import InternalError
 from ocpp.messages import Call, CallResult, _validate_payload
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
@@ -32,6 +33,10 @@ class Policy:
     authorize: str = "Accepted"
     transaction_id_token: str | None = "Accepted"
     """idTokenInfo status in TransactionEventResponses with an idToken; None = no idTokenInfo."""
+    transaction_event_errors: int = 0
+    """So many TransactionEventRequests are answered with a CALLERROR InternalError first."""
+    transaction_event_delay_s: float = 0.0
+    """How long each TransactionEventResponse takes."""
 
 
 class StationSession(ChargePoint):
@@ -67,8 +72,12 @@ class StationSession(ChargePoint):
         return call_result.Authorize(id_token_info={"status": self.csms.policy.authorize})
 
     @on(Action.transaction_event)
-    def transaction_event(self, **payload):
+    async def transaction_event(self, **payload):
         self._seen("TransactionEvent", payload)
+        await asyncio.sleep(self.csms.policy.transaction_event_delay_s)
+        if self.csms.policy.transaction_event_errors > 0:
+            self.csms.policy.transaction_event_errors -= 1
+            raise InternalError(description="scripted failure of TransactionEvent")
         status = self.csms.policy.transaction_id_token
         if payload.get("id_token") and status is not None:
             return call_result.TransactionEvent(id_token_info={"status": status})

@@ -104,6 +104,76 @@ async def test_tc_c_rejected_id_token_never_closes_the_contactor(csms, start_sta
     assert not [e for e in events(csms) if "idToken" in e]
 
 
+async def set_variables(csms: Csms, component: str, **values: str) -> None:
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": component}, "variable": {"name": name}, "attributeValue": value}
+        for name, value in values.items()]})
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}, answer
+
+
+async def test_tc_e_authorized_start_point_card_before_the_cable_starts_at_once_then_cable_plugged_in(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="Authorized")
+    bench = charger.hardware.bench
+    bench.present_tag("04A1B2C3")
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert (started[0]["triggerReason"], started[0]["transactionInfo"]["chargingState"]) == ("Authorized", "Idle")
+    assert started[0]["idToken"] == {"idToken": "04A1B2C3", "type": "ISO14443"}
+    assert not charger.hardware.connectors[0].relay.is_closed
+    bench.set_pilot(1, "B")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["triggerReason"] == "CablePluggedIn"])
+    bench.set_pilot(1, "C")
+    assert await relay_closed(charger)
+    charging = await csms.wait_for(lambda: [e for e in events(csms)
+                                            if e["transactionInfo"].get("chargingState") == "Charging"])
+    mine = events(csms)[:events(csms).index(charging[0]) + 1]
+    assert [(e["eventType"], e["triggerReason"]) for e in mine[:2]] == [
+        ("Started", "Authorized"), ("Updated", "CablePluggedIn")]
+    assert mine[1]["transactionInfo"]["chargingState"] == "EVConnected"
+    assert [e["seqNo"] for e in mine] == list(range(len(mine)))
+    assert len({e["transactionInfo"]["transactionId"] for e in events(csms)}) == 1
+
+
+async def test_tc_e_authorized_start_point_started_answered_blocked_before_the_cable_never_gives_energy(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="Authorized")
+    csms.policy.transaction_id_token = "Blocked"  # Authorize Accepted, then the CSMS changes its mind (E05)
+    bench = charger.hardware.bench
+    bench.present_tag("04A1B2C3")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    transactions = charger.controller.adapter.transactions
+    async with asyncio.timeout(5):
+        while transactions.by_evse[1].refused is None:  # the TransactionEventResponse is in
+            await asyncio.sleep(0.02)
+    bench.set_pilot(1, "C")
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
+                                                                                          "DeAuthorized")
+    contactor = charger.hardware.bench.simulated[0].contactor
+    assert "closed" not in [event for _, event in contactor.history], "never any energy"
+
+
+async def test_tc_e_authorized_start_point_started_answered_blocked_after_the_cable_came_opens_the_contactor(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="Authorized")
+    csms.policy.transaction_id_token = "Blocked"
+    csms.policy.transaction_event_delay_s = 1.5  # the EV comes, and charges, before the answer
+    bench = charger.hardware.bench
+    bench.present_tag("04A1B2C3")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    bench.set_pilot(1, "C")
+    assert await relay_closed(charger)  # accepted by its AuthorizeResponse
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    assert not charger.hardware.connectors[0].relay.is_closed
+
+
 async def charging_session(charger, csms: Csms, tag: str = "04A1B2C3") -> str:
     bench = charger.hardware.bench
     bench.set_pilot(1, "C")
@@ -111,6 +181,82 @@ async def charging_session(charger, csms: Csms, tag: str = "04A1B2C3") -> str:
     assert await relay_closed(charger)
     started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
     return started[-1]["transactionInfo"]["transactionId"]
+
+
+async def test_tc_e_tx_stop_point_power_path_closed_ends_the_transaction_when_the_ev_stops_charging(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStopPoint="PowerPathClosed")
+    tx_id = await charging_session(charger, csms)
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "B")  # the EV opens S2: the contactor opens
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["transactionId"] == tx_id
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("ChargingStateChanged",
+                                                                                          "StoppedByEV")
+    async with asyncio.timeout(5):
+        while charger.controller.station.connectors[1].transaction is not None:  # the core's ends too
+            await asyncio.sleep(0.02)
+    bench.set_pilot(1, "C")  # the EV, still plugged in, asks again
+    assert not await relay_closed(charger, timeout=1.5)
+    assert len([e for e in events(csms) if e["eventType"] == "Started"]) == 1, "no new transaction by itself"
+    await csms.wait_for(lambda: statuses(csms)[-1] == "Occupied")
+
+
+async def test_tc_e_energy_transfer_start_and_stop_points_follow_what_the_ev_draws(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", TxStartPoint="EnergyTransfer", TxStopPoint="EnergyTransfer")
+    ev = charger.hardware.bench.simulated[0].ev
+    ev.max_power_w = 0.0  # in state C, but drawing nothing yet
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    assert await relay_closed(charger)
+    await asyncio.sleep(2.5)  # more than two meter readings
+    assert not events(csms), "the contactor closed, but no energy flows: no transaction yet"
+    ev.max_power_w = 7400.0
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert started[0]["idToken"]["idToken"] == "04A1B2C3"
+    ev.max_power_w = 0.0  # full: the EV stops drawing, still in state C
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert ended[0]["transactionInfo"]["stoppedReason"] == "StoppedByEV"
+    relay = charger.hardware.connectors[0].relay
+    async with asyncio.timeout(5):
+        while relay.is_closed:
+            await asyncio.sleep(0.02)
+
+
+def contexts(meter_value: dict) -> set[tuple[str, str]]:
+    return {(v["context"], v["measurand"]) for v in meter_value["sampledValue"]}
+
+
+async def test_tc_j_02_configured_measurands_in_started_updated_and_ended(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    energy, power, current = "Energy.Active.Import.Register", "Power.Active.Import", "Current.Import"
+    await set_variables(csms, "SampledDataCtrlr", TxStartedMeasurands=f"{energy},{power}", TxUpdatedInterval="1",
+                        TxUpdatedMeasurands=power, TxEndedMeasurands=f"{energy},{current}", TxEndedInterval="1")
+    await set_variables(csms, "AlignedDataCtrlr", Interval="1", Measurands=energy, TxEndedInterval="1",
+                        TxEndedMeasurands=power)
+    tx_id = await charging_session(charger, csms)
+    started = next(e for e in events(csms) if e["eventType"] == "Started")
+    assert contexts(started["meterValue"][0]) == {("Transaction.Begin", energy), ("Transaction.Begin", power)}
+    await csms.wait_for(lambda: {"MeterValuePeriodic", "MeterValueClock"} <= {e["triggerReason"] for e in events(csms)}
+                        and len(events(csms)) >= 8, timeout=15)
+    charger.hardware.bench.present_tag("04A1B2C3")
+    ended = (await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"]))[0]
+    updated = [e for e in events(csms) if e["eventType"] == "Updated"]
+    periodic = [e for e in updated if e["triggerReason"] == "MeterValuePeriodic"]
+    clock = [e for e in updated if e["triggerReason"] == "MeterValueClock"]
+    assert periodic and all(contexts(e["meterValue"][0]) == {("Sample.Periodic", power)} for e in periodic)
+    assert clock and all(contexts(e["meterValue"][0]) == {("Sample.Clock", energy)} for e in clock)
+    readings = ended["meterValue"]
+    assert contexts(readings[-1]) == {("Transaction.End", energy), ("Transaction.End", current)}
+    kept = [contexts(mv) for mv in readings[:-1]]
+    assert {("Sample.Periodic", energy), ("Sample.Periodic", current)} in kept
+    assert {("Sample.Clock", power)} in kept
+    assert all(e["transactionInfo"]["transactionId"] == tx_id for e in events(csms))
 
 
 async def test_tc_b_06_get_variables_statuses(csms, start_station):
@@ -179,6 +325,21 @@ async def test_tc_f_01_remote_start_then_remote_stop(csms, start_station):
     assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("RemoteStop", "Remote")
 
 
+async def test_tc_f_a_remote_start_that_timed_out_leaves_nothing_behind_for_a_later_local_start(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    await set_variables(csms, "TxCtrlr", EVConnectionTimeOut="1")
+    token = {"idToken": "04A1B2C3", "type": "ISO14443"}
+    answer = await csms.session.send("RequestStartTransaction", {"idToken": token, "remoteStartId": 5, "evseId": 1})
+    assert answer["status"] == "Accepted"
+    await csms.wait_for(lambda: statuses(csms)[-2:] == ["Occupied", "Available"])  # no EV within the timeout
+    assert not events(csms), "TxStartPoint PowerPathClosed: no transaction was started for it"
+    await charging_session(charger, csms, "04A1B2C3")  # the same card, at the station, later
+    started, = [e for e in events(csms) if e["eventType"] == "Started"]
+    assert "remoteStartId" not in started["transactionInfo"] and started["idToken"] == token
+    assert not [e for e in events(csms) if e["triggerReason"] == "RemoteStart"]
+
+
 class Forgetful(set):
     """An adapter memory of AuthorizeResponses that keeps nothing: every start must then wait
     for the TransactionEventResponse's idTokenInfo."""
@@ -211,6 +372,32 @@ async def test_tc_e_without_an_accepted_authorize_the_transaction_event_response
     assert [e for e in events(csms) if e["eventType"] == "Started"]
 
 
+async def test_tc_e_a_started_whose_id_token_is_never_answered_ends_the_attempt_without_energy(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": name, "instance": "TransactionEvent"},
+         "attributeValue": value} for name, value in (("MessageAttempts", "2"), ("MessageAttemptInterval", "1"))]})
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+    charger.controller.adapter._accepted_tokens = Forgetful()  # the start waits for the idTokenInfo
+    csms.policy.transaction_event_errors = 2  # E13: every attempt of the Started fails
+    bench = charger.hardware.bench
+    bench.set_pilot(1, "C")
+    bench.present_tag("04A1B2C3")
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"], timeout=15)
+    attempts = [e for e in events(csms) if e["eventType"] == "Started"]
+    assert len(attempts) == 2 and attempts[0]["transactionInfo"]["transactionId"] == \
+        ended[0]["transactionInfo"]["transactionId"]
+    assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
+                                                                                          "DeAuthorized")
+    assert charger.controller.station.connectors[1].transaction is None, "the core is not left starting"
+    contactor = charger.hardware.bench.simulated[0].contactor
+    assert contactor is not None and "closed" not in [event for _, event in contactor.history], "never any energy"
+    assert statuses(csms)[-1] == "Occupied"
+    bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: statuses(csms)[-1] == "Available")
+
+
 async def test_tc_b_11_reset_immediate_stops_transactions_and_boots_with_remote_reset(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)
@@ -233,6 +420,68 @@ async def test_tc_b_reset_on_idle_is_scheduled_during_a_transaction(csms, start_
     charger.hardware.bench.present_tag("04A1B2C3")  # the driver ends it
     boots = await csms.wait_for(lambda: len(csms.messages("BootNotification")) >= 2 and csms.messages("BootNotification"))
     assert boots[1]["reason"] == "RemoteReset"
+
+
+def statuses(csms: Csms, evse: int = 1) -> list[str]:
+    return [s["connectorStatus"] for s in csms.messages("StatusNotification") if s["evseId"] == evse]
+
+
+async def evse_reset_done(csms: Csms, before: int) -> list[str]:
+    """The statuses of EVSE 1 reported since ``before``, once Unavailable was followed by another."""
+    def done():
+        since = statuses(csms)[before:]
+        return "Unavailable" in since and since[-1] != "Unavailable" and since
+    return await csms.wait_for(done)
+
+
+async def test_tc_b_12_reset_on_idle_of_an_evse_waits_for_its_transaction_then_resets_that_evse_alone(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    before = len(statuses(csms))
+    answer = await csms.session.send("Reset", {"type": "OnIdle", "evseId": 1})
+    assert answer["status"] == "Scheduled"
+    await asyncio.sleep(1.5)
+    assert charger.hardware.connectors[0].relay.is_closed, "the session goes on"
+    assert "Unavailable" not in statuses(csms)[before:]
+    charger.hardware.bench.present_tag("04A1B2C3")  # the driver ends it
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert (ended[0]["transactionInfo"]["transactionId"], ended[0]["transactionInfo"]["stoppedReason"]) == (
+        tx_id, "Local")
+    since = await evse_reset_done(csms, before)
+    assert since[-1] == "Occupied", "the EV is still plugged in"
+    assert not charger.hardware.connectors[0].relay.is_closed
+    assert len(csms.messages("BootNotification")) == 1, "the station itself did not restart"
+
+
+async def test_tc_b_12_reset_immediate_of_an_evse_ends_its_transaction_with_immediate_reset_then_resets_it(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await charging_session(charger, csms)
+    before = len(statuses(csms))
+    assert (await csms.session.send("Reset", {"type": "Immediate", "evseId": 1}))["status"] == "Accepted"
+    ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert (ended[0]["transactionInfo"]["transactionId"], ended[0]["triggerReason"],
+            ended[0]["transactionInfo"]["stoppedReason"]) == (tx_id, "ResetCommand", "ImmediateReset")
+    assert not charger.hardware.connectors[0].relay.is_closed
+    await evse_reset_done(csms, before)
+    charger.hardware.bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: statuses(csms)[-1] == "Available")
+    assert len(csms.messages("BootNotification")) == 1
+
+
+async def test_tc_b_12_reset_of_an_idle_evse_is_accepted_and_done_at_once(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    for kind in ("OnIdle", "Immediate"):
+        before = len(statuses(csms))
+        assert (await csms.session.send("Reset", {"type": kind, "evseId": 1}))["status"] == "Accepted"
+        assert await evse_reset_done(csms, before) == ["Unavailable", "Available"]
+    assert (await csms.session.send("Reset", {"type": "Immediate", "evseId": 3}))["status"] == "Rejected"
+    assert charger.controller.station.connectors[1].operative
+    assert charger.controller.store.load_availability().get(1) is not False, "not kept Unavailable across a restart"
 
 
 async def test_tc_f_06_trigger_message(csms, start_station):

@@ -44,6 +44,27 @@ def test_values_set_survive_a_restart_and_drive_the_core():
     assert again.restore({"TxCtrlr///Gone/": "1"}) != []
 
 
+def test_tx_ended_intervals_and_aligned_ended_measurands_are_writable_persisted_reported_and_drive_the_core():
+    m = model()
+    names = {(i["component"]["name"], i["variable"]["name"]): i for i in m.report("FullInventory")}
+    for key in [("SampledDataCtrlr", "TxEndedInterval"), ("AlignedDataCtrlr", "TxEndedMeasurands"),
+                ("AlignedDataCtrlr", "TxEndedInterval")]:
+        attribute = names[key]["variableAttribute"][0]
+        assert (attribute["mutability"], attribute["persistent"]) == ("ReadWrite", True), key
+    assert names[("SampledDataCtrlr", "TxEndedInterval")]["variableCharacteristics"]["unit"] == "s"
+    assert m.set_variable({"name": "AlignedDataCtrlr"}, {"name": "TxEndedMeasurands"}, "Voltage,Nope", None).status \
+        == "Rejected"
+    for component, name, value in [("SampledDataCtrlr", "TxEndedInterval", "60"),
+                                   ("AlignedDataCtrlr", "TxEndedInterval", "900"),
+                                   ("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register,Voltage")]:
+        assert m.set_variable({"name": component}, {"name": name}, value, None).status == "Accepted"
+    again = model()
+    assert again.restore(m.saved()) == []
+    assert again.members("AlignedDataCtrlr", "TxEndedMeasurands") == ["Energy.Active.Import.Register", "Voltage"]
+    settings = settings_from(again, Settings())
+    assert (settings.end_sample_interval_s, settings.end_clock_aligned_interval_s) == (60.0, 900.0)
+
+
 def test_reports():
     m = model()
     full = m.report("FullInventory")
