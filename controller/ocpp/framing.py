@@ -384,19 +384,19 @@ class OcppJLink:
         for a connection that closed."""
         message = None
         try:
+            message = parse_frame(raw_msg, self.ocpp_j)
+            self._unanswered = message.unique_id if isinstance(message, Call) \
+                else message.reply_to if isinstance(message, Unusable) else None
             self._trace.record("in", raw_msg)
             if self._on_frame:
                 self._on_frame()
-            message = parse_frame(raw_msg, self.ocpp_j)
             if isinstance(message, Call):
-                self._unanswered = message.unique_id
                 await self._answer(message)
             elif isinstance(message, Unusable):
                 if message.answers is not None:
                     self._settle(message.answers, self.ocpp_j.error_of(CallError(
                         message.answers, message.code, message.description, {"cause": "the central system's answer"})))
                 if message.reply_to is not None:
-                    self._unanswered = message.reply_to
                     await self._send(CallError(message.reply_to, message.code, message.description, {}).to_json())
             else:
                 self._settle(message.unique_id, message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from dataclasses import replace
 
@@ -161,3 +162,58 @@ def test_the_examples_sent_as_they_are_leave_the_transaction_charging_but_reset(
         assert receiver.relay.is_closed == (action != "Reset"), action
         if action == "Reset":
             receiver.build()
+
+
+# --- over a real websocket: the station goes on, and closes cleanly ----------------------------------
+
+
+async def _registered(charger, csms) -> None:
+    await csms.wait_for(lambda: charger.controller and charger.controller.adapter.registration == "Accepted"
+                        or None)
+
+
+async def test_a_bug_while_receiving_is_answered_internal_error_and_the_link_goes_on(csms, start_station, caplog):
+    charger = await start_station(csms)
+    await _registered(charger, csms)
+    link = charger.controller.adapter.link
+    touch = link._on_frame
+
+    def fails_once():
+        link._on_frame = touch
+        raise RuntimeError("a bug while receiving")
+
+    link._on_frame = fails_once
+    request = {"getVariableData": [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}
+    with caplog.at_level(logging.ERROR, "evcp.ocpp"):
+        assert await csms.session.send("GetVariables", request) == {"error": "InternalError"}
+    assert "from the central system not handled" in caplog.text
+    answer = await csms.session.send("GetVariables", request)
+    assert answer["getVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert csms.connections == 1 and charger.controller.adapter.link is link, "the same link goes on"
+    assert not charger.task.done()
+
+
+async def test_a_clean_stop_closes_the_websocket_with_1001_going_away(csms, start_station):
+    """RFC 6455 §7.4.1: 1001 "going away", not 1011 (internal error)."""
+    charger = await start_station(csms)
+    await _registered(charger, csms)
+    charger.task.cancel()
+    await asyncio.gather(charger.task, return_exceptions=True)
+    await csms.wait_for(lambda: csms.close_codes)
+    assert csms.close_codes == [1001]
+
+
+async def test_the_hand_over_to_ocpp_1_6_closes_the_websocket_with_1000(start_station):
+    """ocpp.version "auto" and a CSMS that picks ocpp1.6: the 2.0.1 connection ends normally
+    (1000), and the 1.6 adapter connects anew."""
+    from .csms import Csms
+
+    csms = Csms(subprotocols=("ocpp1.6",))
+    await csms.start()
+    try:
+        charger = await start_station(csms, version="auto")
+        await csms.wait_for(lambda: csms.connections >= 2)
+        assert charger.controller.protocol == "1.6"
+        assert csms.close_codes[0] == 1000
+    finally:
+        await csms.stop()
