@@ -64,6 +64,7 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, GenericStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.frames import CloseCode
 
 from aiohttp.web import Request, Response
 
@@ -81,6 +82,8 @@ SUBPROTOCOL_201 = "ocpp2.0.1"
 """Spoken by ``evcp.bench.csms201``; the charge point's order of preference decides."""
 DEFAULT_HEARTBEAT_INTERVAL_S = 300
 DEFAULT_CALL_TIMEOUT_S = 10.0
+REPLACED_CLOSE_TIMEOUT_S = 1.0
+"""How long the closing handshake of a connection replaced by a new one of its charge point may take."""
 MAX_CALL_TIMEOUT_S = 300.0
 CONTROL_MAX_BODY_BYTES = 8 * 1024 * 1024
 """Room for ``POST /raw`` to carry frames up to the websocket's 1 MiB and beyond."""
@@ -314,6 +317,10 @@ class Charger:
     """How the last accepted handshake authenticated: "basic", "client-certificate" or None."""
     refused_handshakes: list[dict[str, Any]] = field(default_factory=list)
     """Handshakes refused for their credentials: {"at", "status", "reason"}."""
+    closes: list[dict[str, Any]] = field(default_factory=list)
+    """How each connection ended, oldest first: {"at", "code", "reason"} of the close frame the
+    charge point sent (its own closing or its echo of ours; code 1006: none came, the connection
+    dropped)."""
     ocpp_version: str = "1.6"
     """The protocol of the last connection: "1.6" or "2.0.1" (``evcp.bench.csms201``)."""
     subprotocols_offered: list[str | None] = field(default_factory=list)
@@ -406,6 +413,9 @@ class Ledger:
         charger = self.charger(cp_id)
         charger.connected = False
         charger.disconnected_at = utc_now_iso()
+
+    def connection_closed(self, cp_id: str, code: int, reason: str) -> None:
+        self.charger(cp_id).closes.append({"at": utc_now_iso(), "code": code, "reason": reason})
 
     def request_received(self, cp_id: str, action: str) -> None:
         """Note a request before it is handled; OCPP 1.6 §4.2 forbids any while Rejected."""
@@ -666,7 +676,18 @@ class _DemoteInfo(logging.LoggerAdapter):
 _library_logger = _DemoteInfo(logging.getLogger("evcp.bench.csms.ocpp"), {})
 
 
-class CentralSystemChargePoint(ChargePoint):
+class StrayAnswersDropped:
+    """For the ``ocpp`` library's ChargePoint of either version: with no call of ours
+    outstanding, an answer (to a frame of ``send_raw``, or a late one) is recorded and dropped,
+    not queued for our next call."""
+
+    async def route_message(self, raw_msg):
+        if not self._call_lock.locked() and raw_msg.lstrip().startswith(("[3", "[4")):
+            return
+        await super().route_message(raw_msg)
+
+
+class CentralSystemChargePoint(StrayAnswersDropped, ChargePoint):
     """Answers one charge point's requests from the :class:`Ledger`."""
 
     calls = ocpp.v16.call
@@ -676,13 +697,6 @@ class CentralSystemChargePoint(ChargePoint):
         super().__init__(cp_id, connection, response_timeout=MAX_CALL_TIMEOUT_S,
                          logger=_library_logger)
         self._ledger = ledger
-
-    async def route_message(self, raw_msg):
-        """With no call of ours outstanding, an answer (to a frame of ``send_raw``, or a late
-        one) is recorded and dropped, not queued for our next call."""
-        if not self._call_lock.locked() and raw_msg.lstrip().startswith(("[3", "[4")):
-            return
-        await super().route_message(raw_msg)
 
     async def _handle_call(self, msg):
         """``policy.call_errors``: answer the next N requests of an action with a CALLERROR."""
@@ -931,6 +945,7 @@ class CentralSystem:
         self.ledger201 = Ledger201(self.ledger)
         self.log = MessageLog()
         self._sessions: dict[str, _Session] = {}
+        self._closing: set[asyncio.Task] = set()
         self._server: Server | None = None
         self._control: HttpServer | None = None
 
@@ -1097,8 +1112,14 @@ class CentralSystem:
         cp_id = charge_point_id_from_path(websocket.request.path)
         previous = self._sessions.get(cp_id)
         if previous is not None:
+            # The charge point gave the old connection up, maybe because it went half-open: its
+            # closing handshake may never complete. It closes in the background, briefly, while
+            # the new connection is served at once.
             logger.warning("%s connected again; closing its previous connection", cp_id)
-            await previous.websocket.close(1000, "replaced by a new connection")
+            previous.websocket.close_timeout = REPLACED_CLOSE_TIMEOUT_S
+            closing = asyncio.create_task(previous.websocket.close(1000, "replaced by a new connection"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
         def on_request(frame: Frame) -> None:
             self.ledger.request_received(cp_id, frame.action)
@@ -1121,6 +1142,9 @@ class CentralSystem:
             await session.charge_point.start()
         except ConnectionClosed as closed:
             logger.info("%s disconnected: %s", cp_id, closed)
+            received = closed.rcvd
+            self.ledger.connection_closed(cp_id, int(received.code if received else CloseCode.ABNORMAL_CLOSURE),
+                                          received.reason if received else "")
         finally:
             if self._sessions.get(cp_id) is session:
                 del self._sessions[cp_id]

@@ -46,7 +46,7 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call_result
 from ocpp.v201.enums import Action
 
-from evcp.bench.csms import MAX_CALL_TIMEOUT_S, Ledger, _library_logger, utc_now_iso
+from evcp.bench.csms import MAX_CALL_TIMEOUT_S, Ledger, StrayAnswersDropped, _library_logger, utc_now_iso
 
 if TYPE_CHECKING:
     from evcp.bench.csms import RecordingConnection
@@ -235,7 +235,7 @@ class Ledger201:
             transaction.stopped_reason = info.get("stopped_reason", "Local")  # Part 2 E: absent means Local
 
 
-class CentralSystemStation(ChargePoint):
+class CentralSystemStation(StrayAnswersDropped, ChargePoint):
     """Answers one OCPP 2.0.1 charging station's requests from the :class:`Ledger201`."""
 
     calls = ocpp.v201.call

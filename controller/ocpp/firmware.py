@@ -204,7 +204,7 @@ class FirmwareUpdater:
         """
         if self._installing:
             logger.warning("UpdateFirmware for %s ignored: a firmware is being installed",
-                           transfer.redact_url(location))
+                           transfer.shown_url(location))
             return
         self._start(_Job(location, retrieve_at, _retries(retries), _interval(retry_interval_s)))
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from evcp.ocpp.trace import MASK
+from evcp.ocpp.trace import MASK, shorten
 
 logger = logging.getLogger("evcp.ocpp.transfer")
 
@@ -58,6 +58,9 @@ SUPPORTED_PROTOCOLS = ("FTP", "FTPS", "HTTP", "HTTPS")
 BLOCK_BYTES = 64 * 1024
 HTTP_CLIENT_NAME = "evcp"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ftps": 21}
+MAX_QUOTED_URL = 512
+"""Characters of a location quoted in logs and errors (the longest an OCPP 2.0.1 location may
+be; 1.6 sets no limit): a central system sending a megabyte there does not get it into the log."""
 _AUTHORITY_WITH_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
 
 
@@ -88,6 +91,12 @@ class TransferCancelled(Exception):
     """Raised inside the worker thread when the awaiting task was cancelled."""
 
 
+def shown_url(url: str) -> str:
+    """``url`` as logs and messages show it: its password masked (``redact_url``), cut to
+    MAX_QUOTED_URL characters."""
+    return shorten(redact_url(url), MAX_QUOTED_URL)
+
+
 def redact_url(url: str) -> str:
     """``url`` with the password of its ``user:password@`` part replaced by ********."""
 
@@ -109,7 +118,7 @@ def location_problem(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Target:
-    """A parsed transfer URL; ``shown`` is the URL as it may appear in logs and messages."""
+    """A parsed transfer URL; ``shown`` is the URL as it may appear in logs and messages (``shown_url``)."""
 
     scheme: str
     host: str
@@ -120,10 +129,12 @@ class _Target:
     """Percent-decoded, without the leading "/" (relative to the FTP login directory)."""
     query: str
     shown: str
+    redacted: str = field(repr=False)
+    """The whole URL, password masked."""
 
     @classmethod
     def parse(cls, url: str) -> "_Target":
-        shown = redact_url(url)
+        shown = shown_url(url)
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -132,7 +143,7 @@ class _Target:
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise TransferError(
-                f"unsupported scheme {parts.scheme or '(none)'!r} in {shown}; "
+                f"unsupported scheme {shorten(parts.scheme, 20) or '(none)'!r} in {shown}; "
                 f"supported: {', '.join(p.lower() for p in SUPPORTED_PROTOCOLS)}"
             )
         if not parts.hostname:
@@ -147,6 +158,7 @@ class _Target:
             path=unquote(raw_path),
             query=parts.query,
             shown=shown,
+            redacted=redact_url(url),
         )
 
     @property
@@ -165,8 +177,8 @@ class _Target:
         return urlunsplit((self.scheme, netloc, "/" + quote(self.path if path is None else path), self.query, ""))
 
     def shown_with_path(self, path: str) -> str:
-        """``shown`` with its path replaced by ``path`` (the file a transfer ended at)."""
-        parts = urlsplit(self.shown)
+        """The URL, password masked, with its path replaced by ``path`` (the file a transfer ended at)."""
+        parts = urlsplit(self.redacted)
         return urlunsplit((parts.scheme, parts.netloc, "/" + quote(path), parts.query, ""))
 
 

@@ -47,7 +47,7 @@ from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
 from evcp.timestamps import parse_timestamp, timestamp
-from evcp.ocpp.transfer import redact_url, transfer_tls_context
+from evcp.ocpp.transfer import shown_url, transfer_tls_context
 from evcp.ocpp.outbox import Outbox, SecurityEventQueue, SecurityEvents
 from evcp.ocpp.security import (
     ConnectionParameters,
@@ -246,7 +246,7 @@ class CentralSystemLink(ChargePointLink):
     def _update_firmware(self, location: str, retrieve_date: str, retries: int | None = None,
                          retry_interval: int | None = None, **_):
         self.adapter.firmware.update(location, _parse_time(retrieve_date, "retrieveDate"), retries, retry_interval)
-        log.info("UpdateFirmware from %s at %s", redact_url(location), retrieve_date)
+        log.info("UpdateFirmware from %s at %s", shown_url(location), retrieve_date)
         return call_result.UpdateFirmware()
 
     @on(Action.signed_update_firmware)
@@ -257,7 +257,7 @@ class CentralSystemLink(ChargePointLink):
             request_id, firmware["location"], _parse_time(firmware["retrieve_date_time"], "retrieveDateTime"),
             retries, retry_interval, _parse_time(install, "installDateTime") if install else None,
             firmware["signing_certificate"], firmware["signature"])
-        log.info("SignedUpdateFirmware %d from %s: %s", request_id, redact_url(firmware["location"]), status)
+        log.info("SignedUpdateFirmware %d from %s: %s", request_id, shown_url(firmware["location"]), status)
         return call_result.SignedUpdateFirmware(status=status)
 
     @on(Action.get_diagnostics)

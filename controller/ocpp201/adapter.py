@@ -407,14 +407,21 @@ class Ocpp201Adapter:
                                    close_timeout=CLOSE_TIMEOUT_S, max_size=MAX_FRAME_BYTES,
                                    max_queue=MAX_QUEUED_FRAMES,
                                    ssl=parameters.ssl_context, additional_headers=parameters.headers) as ws:
+                    # Leaving ``async with`` by an exception closes with 1011 (internal error); a clean
+                    # stop is 1001 going away, the hand-over to 1.6 1000 normal closure (RFC 6455 §7.4.1).
                     if ws.subprotocol == SUBPROTOCOL_1_6 and self.offer_1_6:
                         log.info("central system %s chose OCPP 1.6 in the handshake", self.url)
+                        await ws.close(1000, "speaking OCPP 1.6 instead")
                         raise ProtocolChosen("1.6")
                     if ws.subprotocol != SUBPROTOCOL:
                         raise ConnectionError(f"central system did not agree to {SUBPROTOCOL} (got {ws.subprotocol})")
                     failures = 0
                     self.security.connected()
-                    await self._serve(ws)
+                    try:
+                        await self._serve(ws)
+                    except asyncio.CancelledError:
+                        await ws.close(1001, "charging station stopping")
+                        raise
             except (asyncio.CancelledError, ProtocolChosen):
                 raise
             except (OSError, websockets.WebSocketException, ConnectionError, TimeoutError,
@@ -425,6 +432,8 @@ class Ocpp201Adapter:
                     failures = max(failures, 5)  # credentials and certificates do not fix themselves
                 elif failures == 0:
                     log.warning("central system %s unreachable: %s", self.url, error or type(error).__name__)
+            except Exception:  # noqa: BLE001 - whatever the CSMS does, the station goes on
+                log.exception("connection to central system %s ended by an unexpected error; reconnecting", self.url)
             finally:
                 self._went_offline()
             failures += 1

@@ -54,7 +54,7 @@ from evcp.ocpp.security import (
     connection_parameters,
     restrict_to_owner,
 )
-from evcp.ocpp.transfer import redact_url, transfer_tls_context
+from evcp.ocpp.transfer import shown_url, transfer_tls_context
 from evcp.timestamps import parse_timestamp, timestamp
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ class StationSecurity:
         self._network_profiles[slot] = {"url": url, "securityProfile": profile}
         if self._store is not None:
             self._store.save_document(NETWORK_PROFILES, {str(k): v for k, v in self._network_profiles.items() if k})
-        log.info("NetworkConnectionProfile %d: %s, security profile %d", slot, redact_url(url), profile)
+        log.info("NetworkConnectionProfile %d: %s, security profile %d", slot, shown_url(url), profile)
         return "Accepted"
 
     def _priority(self) -> list[int]:
@@ -439,7 +439,7 @@ class StationSecurity:
             request_id, firmware["location"], _parse_time(firmware["retrieve_date_time"], "retrieveDateTime"), retries,
             retry_interval, _parse_time(install, "installDateTime") if install else None, firmware.get("signing_certificate"),
             firmware.get("signature"))
-        log.info("UpdateFirmware %d from %s: %s", request_id, redact_url(firmware["location"]), status)
+        log.info("UpdateFirmware %d from %s: %s", request_id, shown_url(firmware["location"]), status)
         return status
 
     async def _firmware_installed(self) -> None:
@@ -462,7 +462,7 @@ class StationSecurity:
         status, name = self.logs.get_log(log_type, request_id, log_parameters["remote_location"],
                                          _parse_time(oldest, "oldestTimestamp") if oldest else None,
                                          _parse_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
-        log.info("GetLog %d (%s) to %s: %s", request_id, log_type, redact_url(log_parameters["remote_location"]),
+        log.info("GetLog %d (%s) to %s: %s", request_id, log_type, shown_url(log_parameters["remote_location"]),
                  status)
         return status, name
 

@@ -327,6 +327,40 @@ async def test_reconnect_replaces_the_previous_connection(csms):
             assert (await second.call(call.Heartbeat(), suppress=False)).current_time
 
 
+async def test_a_connection_replaced_while_the_old_one_hangs_is_served_at_once(csms):
+    """A charge point whose old link went half-open connects again: the old connection never
+    answers the closing handshake, the new one is served meanwhile, not after websockets' 10 s
+    close timeout."""
+    async with connect(f"{csms.url}/ocpp/CP-1", subprotocols=["ocpp1.6"], proxy=None) as frozen:
+        await frozen.send('[2,"h1","Heartbeat",{}]')
+        assert json.loads(await frozen.recv())[:2] == [3, "h1"]
+        frozen.transport.pause_reading()  # half-open: nothing it is sent is read any more
+        async with charge_point(csms.url) as second:
+            assert (await asyncio.wait_for(second.boot(), 5)).status == "Accepted"
+            assert csms.connected_ids() == ["CP-1"]
+            closes = csms.ledger.chargers["CP-1"].closes
+            for _ in range(100):
+                if closes:
+                    break
+                await asyncio.sleep(0.05)
+            assert closes[0]["code"] == 1006, "the old connection is dropped without a close frame"
+        frozen.transport.resume_reading()
+
+
+async def test_how_each_connection_ended_is_recorded(csms):
+    async with connect(f"{csms.url}/ocpp/CP-1", subprotocols=["ocpp1.6"], proxy=None) as ws:
+        await ws.send('[2,"h1","Heartbeat",{}]')
+        assert json.loads(await ws.recv())[:2] == [3, "h1"]
+        await ws.close(1001, "charge point stopping")
+    for _ in range(100):
+        if csms.ledger.chargers["CP-1"].closes:
+            break
+        await asyncio.sleep(0.05)
+    status, body = await control(csms.control_url, "GET", "/chargers")
+    [close] = body["chargers"][0]["closes"]
+    assert (close["code"], close["reason"]) == (1001, "charge point stopping")
+
+
 async def test_other_notifications_are_answered_and_recorded(csms):
     async with charge_point(csms.url) as cp:
         transfer = await cp.call(call.DataTransfer(vendor_id="acme", message_id="x", data="1"),

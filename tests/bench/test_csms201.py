@@ -181,6 +181,15 @@ async def test_call_sends_201_requests_and_checks_them_against_the_201_schemas(s
             await system.call("CS-1", "Reset", {"type": "Sometime"})
 
 
+async def test_answers_to_no_call_of_the_central_system_are_dropped_not_queued(system):
+    async with station(system) as ws:
+        raw = RawStation(ws)
+        for stray in ('[3,"nobody-asked",{}]', '[4,"nobody-asked","GenericError","",{}]'):
+            await ws.send(stray)
+        await raw.result("Heartbeat", {})
+        assert system._sessions["CS-1"].charge_point._response_queue.empty()
+
+
 async def test_report_charging_profiles_is_recorded(system):
     profile = {"id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
                "chargingProfileKind": "Relative",

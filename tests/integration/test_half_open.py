@@ -5,7 +5,9 @@ no longer carried either way, nothing is closed, as when a NAT or mobile link dr
 Only the websocket's own pings (WebSocketPingInterval, OCPP 1.6 §9.1.34; RFC 6455 §5.5.2) can
 tell. The charger must give the connection up within about 2 x the interval (a ping at most one
 interval after the last pong, its pong due one interval later, then CLOSE_TIMEOUT_S for the
-closing handshake), reconnect, and keep charging throughout.
+closing handshake), reconnect, and keep charging throughout; the central system serves the new
+connection at once, whatever the old one does. Over OCPP 1.6 and 2.0.1 alike (one websocket
+policy, evcp.connection).
 """
 
 from __future__ import annotations
@@ -91,14 +93,27 @@ def proxy(csms):
     proxy.stop()
 
 
-def test_a_half_open_link_is_given_up_within_two_ping_intervals_and_charging_goes_on(csms, proxy, start_charger,
-                                                                                  wait_until):
-    charger = start_charger(keys={"WebSocketPingInterval": PING_INTERVAL_S},
-                            csms_url=f"ws://127.0.0.1:{proxy.port}/ocpp")
-    charger.start_charging("04A1B2C3")
-    tx_id = charger.connector()["transaction_id"]
-    assert proxy.connections == 1
+def meter_values_count(csms) -> int:
+    """MeterValues of 1.6 transactions, TransactionEvents with a meterValue of 2.0.1 ones."""
+    return sum(t.get("meter_values_count", 0) + sum(1 for e in t.get("events", []) if e.get("meter_value"))
+               for t in csms.transactions())
 
+
+def answered_after(csms, seq: int) -> list[dict]:
+    """The CALLs the charger sent after message ``seq`` that the central system answered."""
+    messages = csms.messages(seq)
+    answered = {m["unique_id"] for m in messages if m["direction"] == "sent" and m["message_type"] != "CALL"}
+    return [m for m in messages if m["direction"] == "received" and m["message_type"] == "CALL"
+            and m["unique_id"] in answered]
+
+
+def given_up_and_reconnected(csms, proxy, charger, wait_until) -> None:
+    """Freezes the link while charging; the charger gives it up within about two ping intervals,
+    reconnects and goes on charging, and the central system answers it at once. (A meter value
+    sent into the frozen link times out and is sent again after the transaction message retry
+    interval, set to 1 s by the tests.)"""
+    tx_id = charger.connector()["transaction_id"]
+    connections = proxy.connections
     proxy.freeze()
     frozen_at = time.monotonic()
     wait_until(lambda: not charger.status()["ocpp"]["connected"], 4 * PING_INTERVAL_S + 10, "link given up")
@@ -107,8 +122,44 @@ def test_a_half_open_link_is_given_up_within_two_ping_intervals_and_charging_goe
     assert detected_after <= 2 * PING_INTERVAL_S + CLOSE_TIMEOUT_S + POLL_SLACK_S, detected_after
 
     assert charger.connector()["relay_closed"] is True, "charging goes on while offline"
+    seq = csms.get("/messages?since=0")["last_seq"]
     wait_until(lambda: charger.status()["ocpp"]["connected"], 15, "reconnected")
-    assert proxy.connections == 2
+    assert proxy.connections == connections + 1
+    # The central system serves the new connection at once, while the frozen one still closes: the
+    # charger's first calls are answered well within its call timeout, and meter values flow.
+    wait_until(lambda: answered_after(csms, seq), 3, "the charger's first call on the new connection answered")
+    flowing = meter_values_count(csms)
+    wait_until(lambda: meter_values_count(csms) >= flowing + 2, 5, "meter values answered after the reconnect")
     connector = charger.connector()
     assert connector["status"] == "Charging" and connector["transaction_id"] == tx_id
     assert connector["relay_closed"] is True
+
+
+def test_a_half_open_link_is_given_up_within_two_ping_intervals_and_charging_goes_on(csms, proxy, start_charger,
+                                                                                  wait_until):
+    charger = start_charger(keys={"WebSocketPingInterval": PING_INTERVAL_S, "MeterValueSampleInterval": 1,
+                                  "TransactionMessageRetryInterval": 1},
+                            csms_url=f"ws://127.0.0.1:{proxy.port}/ocpp")
+    charger.start_charging("04A1B2C3")
+    assert proxy.connections == 1
+    given_up_and_reconnected(csms, proxy, charger, wait_until)
+
+
+def test_ocpp_2_0_1_a_half_open_link_is_given_up_within_two_ping_intervals_and_charging_goes_on(
+        csms, proxy, start_charger, wait_until):
+    """The same over OCPP 2.0.1, OCPPCommCtrlr.WebSocketPingInterval set by the CSMS (in force from
+    the next connection, which the CSMS then asks for)."""
+    charger = start_charger(ocpp='version = "2.0.1"', csms_url=f"ws://127.0.0.1:{proxy.port}/ocpp")
+    settings = [("OCPPCommCtrlr", "WebSocketPingInterval", None, PING_INTERVAL_S),
+                ("SampledDataCtrlr", "TxUpdatedInterval", None, 1),
+                ("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent", 1)]
+    answer = csms.call("SetVariables", {"setVariableData": [
+        {"attributeValue": str(value), "component": {"name": component},
+         "variable": {"name": variable, **({"instance": instance} if instance else {})}}
+        for component, variable, instance, value in settings]})
+    assert {r["attributeStatus"] for r in answer["payload"]["setVariableResult"]} == {"Accepted"}
+    csms.post("/disconnect", {"cp": "CP-IT-01"})
+    wait_until(lambda: proxy.connections == 2 and charger.status()["ocpp"]["connected"], 15, "reconnected")
+    charger.start_charging("04A1B2C3")
+    wait_until(lambda: meter_values_count(csms) >= 1, 10, "meter values")
+    given_up_and_reconnected(csms, proxy, charger, wait_until)

@@ -84,6 +84,21 @@ def test_sigterm_while_charging_opens_the_contactor_before_anything_else(csms, s
     assert all("contactor" in line or "SIGTERM" in line for line in lines[signalled:opened + 1])
 
 
+@pytest.mark.parametrize("ocpp", ["", 'version = "2.0.1"'], ids=["1.6", "2.0.1"])
+def test_sigterm_closes_the_websocket_with_1001_going_away(csms, start_charger, wait_until, ocpp):
+    """A clean stop while charging: the transaction ends at the central system, then the websocket
+    closes with 1001 "going away", never 1011 "internal error" (RFC 6455 §7.4.1)."""
+    charger = start_charger(ocpp=ocpp)
+    charger.start_charging("TAG-SHUTDOWN")
+    wait_until(lambda: csms.transactions(), 10, "the transaction at the central system")
+    elapsed, status = _stop_and_time(charger)
+    _stopped_in_time(charger, elapsed, status)
+    closes = wait_until(lambda: csms.get("/chargers")["chargers"][0]["closes"], 5, "the close at the central system")
+    assert [close["code"] for close in closes] == [1001], closes
+    [transaction] = csms.transactions()
+    assert transaction["open"] is False, "the transaction ended before the websocket closed"
+
+
 def test_sigterm_during_a_connect_that_never_completes(tmp_path, start_charger):
     """A central system whose TCP port accepts into its backlog and never speaks: the websocket
     opening handshake hangs (open_timeout is 10 s) when SIGTERM comes."""

@@ -4,6 +4,7 @@ and, for HTTPS, the standard library's http.server behind TLS."""
 import asyncio
 import functools
 import http.server
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -156,6 +157,21 @@ def test_locations_that_can_be_used():
         assert location_problem(url) is None, url
     assert "no host" in location_problem("http:///fw.bin")
     assert "not a valid URL" in location_problem("ftp://h:notaport/x")
+
+
+@pytest.mark.parametrize("url", ["X" * 1_000_000, "ftp://" + "h" * 1_000_000 + ":port/", "http://" + "/" * 1_000_000])
+def test_a_megabyte_location_that_cannot_be_used_is_not_quoted_whole(url):
+    assert len(location_problem(url)) < 1_000
+
+
+async def test_a_megabyte_location_that_fails_is_not_quoted_whole(tmp_path):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(TransferError) as failed:
+        await transfer.download(f"ftp://u:pw@127.0.0.1:{port}/" + "p" * 1_000_000, tmp_path / "fw.bin", timeout_s=5)
+    assert len(str(failed.value)) < 1_000 and "pw" not in str(failed.value)
+    assert len(transfer.shown_url("ftp://u:pw@h/" + "p" * 1_000_000)) < 1_000
 
 
 def test_redact_url_masks_only_the_password():

@@ -9,7 +9,6 @@ end a session was accepted.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from types import SimpleNamespace
 
@@ -24,7 +23,7 @@ from evcp.ocpp16 import adapter as adapter_module
 from evcp.ocpp16.adapter import CentralSystemLink
 from evcp.ocpp.trace import FrameTrace
 from evcp.runtime.controller import Controller, station_configuration
-from evcp.runtime.hardware import ConnectorDevices, StationHardware
+from evcp.runtime.hardware import StationHardware
 
 VALID_CODES = {"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
                "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
@@ -33,43 +32,6 @@ MAY_END_A_SESSION = {"Reset", "RemoteStopTransaction", "UnlockConnector", "Chang
                      "SetChargingProfile", "ChangeConfiguration"}
 """Well-formed and accepted, these may open the contactor; nothing else may."""
 TRANSACTION_ID = 42
-
-
-class FakeRelay:
-    def __init__(self):
-        self.is_closed = False
-
-    def open(self):
-        self.is_closed = False
-
-    def close(self):
-        self.is_closed = True
-
-    def feedback_closed(self):
-        return None
-
-    def release(self):
-        self.open()
-
-
-class FakePilot:
-    offered = None
-    diagnosis = None
-
-    def note_contactor_switched(self):
-        pass
-
-    def read_state(self):
-        return "C"
-
-    def offer_current(self, amps):
-        self.offered = amps
-
-    def stop_offer(self):
-        self.offered = None
-
-    def release(self):
-        pass
 
 
 class Wire:
@@ -83,8 +45,8 @@ class Wire:
 class Receiver:
     """A charging controller whose central-system link is fed frame by frame."""
 
-    def __init__(self, tmp_path, loop: asyncio.AbstractEventLoop):
-        self.tmp_path, self.loop = tmp_path, loop
+    def __init__(self, tmp_path, loop: asyncio.AbstractEventLoop, devices):
+        self.tmp_path, self.loop, self.devices = tmp_path, loop, devices
         self.builds = 0
         self.build()
 
@@ -92,8 +54,9 @@ class Receiver:
         self.builds += 1
         config = bench_config(self.tmp_path / f"state-{self.builds}", csms_url="ws://127.0.0.1:9/ocpp")
         config.storage.state_dir.mkdir()
-        self.relay = FakeRelay()
-        hardware = StationHardware([ConnectorDevices(self.relay, FakePilot(), None)], reader=None)
+        connector = self.devices()
+        self.relay = connector.relay
+        hardware = StationHardware([connector], reader=None)
         self.controller = Controller(config, hardware, station_configuration(config))
         adapter = self.controller.adapter
         # File transfers would reach for the network: their requests are taken, not carried out.
@@ -129,10 +92,10 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(tmp_path, monkeypatch):
+def receiver(tmp_path, monkeypatch, charging_devices):
     monkeypatch.setattr(adapter_module, "RECONNECT_GRACE_S", 0)
     loop = asyncio.new_event_loop()
-    yield Receiver(tmp_path, loop)
+    yield Receiver(tmp_path, loop, charging_devices)
 
     async def cancel_the_rest():
         pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
@@ -142,70 +105,6 @@ def receiver(tmp_path, monkeypatch):
 
     loop.run_until_complete(cancel_the_rest())
     loop.close()
-
-
-# --- what the central system may send -------------------------------------------------------------
-
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) \
-    | st.text(max_size=30)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
-huge_strings = st.sampled_from([21, 51, 256, 10_001, 1_000_000]).map(lambda n: "X" * n)
-unique_ids = st.uuids().map(str) | st.text(max_size=40) | st.integers() | huge_strings | json_values
-
-
-def _places(payload) -> list[tuple[object, object]]:
-    """Every (container, key or index) inside a payload."""
-    found, pending = [], [payload]
-    while pending:
-        item = pending.pop()
-        keys = list(item) if isinstance(item, dict) else range(len(item))
-        for key in keys:
-            found.append((item, key))
-            if isinstance(item[key], (dict, list)):
-                pending.append(item[key])
-    return found
-
-
-@st.composite
-def fuzzed_payload(draw, example: dict):
-    payload = copy.deepcopy(example)
-    for _ in range(draw(st.integers(0, 3))):
-        places = _places(payload)
-        mutation = draw(st.sampled_from(["value", "huge", "drop", "add"] if places else ["add"]))
-        if mutation == "add":
-            container = draw(st.sampled_from([payload] + [c for c, _ in places if isinstance(c, dict)]))
-            container[draw(st.text(max_size=12))] = draw(json_values)
-            continue
-        container, key = draw(st.sampled_from(places))
-        if mutation == "drop":
-            del container[key]
-        else:
-            container[key] = draw(huge_strings if mutation == "huge" else json_values)
-    return payload
-
-
-@st.composite
-def frames(draw, examples: dict[str, dict]):
-    kind = draw(st.sampled_from(["call", "call", "call", "odd call", "answer", "json", "text", "deep"]))
-    if kind == "call":
-        action = draw(st.sampled_from(sorted(examples)))
-        return json.dumps([2, draw(st.uuids().map(str)), action, draw(fuzzed_payload(examples[action]))])
-    if kind == "odd call":
-        action = draw(st.sampled_from(sorted(examples) + ["BootNotification", "Heartbeat", "BrewCoffee"])
-                      | json_values)
-        elements = [2, draw(unique_ids), action, draw(json_values | st.dictionaries(st.text(max_size=8), json_values))]
-        return json.dumps(elements[:draw(st.integers(0, 4))] + draw(st.lists(json_values, max_size=2)))
-    if kind == "answer":
-        elements = [draw(st.sampled_from([3, 4])), draw(unique_ids | st.just("nobody-asked")),
-                    *draw(st.lists(json_values, max_size=4))]
-        return json.dumps(elements)
-    if kind == "json":
-        return json.dumps(draw(json_values))
-    if kind == "deep":
-        depth = draw(st.integers(10, 200_000))
-        return '[2,"deep","DataTransfer",{"vendorId":"v","data":' + "[" * depth + "]" * depth + "}]"
-    return draw(st.text(max_size=300))
 
 
 def _read(frame: str):
@@ -231,8 +130,8 @@ def assert_valid_answer(answer: list) -> None:
                                                                    HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_frame_gets_the_answers_ocpp_j_allows_and_the_contactor_obeys_only_the_core(
-        receiver, csms_request_examples, data):
-    frame = data.draw(frames(csms_request_examples))
+        receiver, csms_request_examples, hostile_frames, data):
+    frame = data.draw(hostile_frames(csms_request_examples))
     was_closed = receiver.relay.is_closed
     sent = receiver.feed(frame)
 

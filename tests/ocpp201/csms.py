@@ -141,6 +141,8 @@ class Csms:
         self.changed = asyncio.Event()
         self.session: StationSession | None = None
         self.connections = 0
+        self.close_codes: list[int] = []
+        """The close code the station sent on each connection that ended (1006: none)."""
         self._server = None
 
     async def start(self) -> None:
@@ -157,8 +159,9 @@ class Csms:
         self.changed.set()
         try:
             await self.session.start()
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as closed:
+            self.close_codes.append(closed.rcvd.code if closed.rcvd else 1006)
+            self.changed.set()
 
     async def stop(self) -> None:
         self._server.close()
