@@ -14,6 +14,17 @@ import pytest
 from hypothesis import strategies as st
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """Test ids of hostile input stay short and printable ASCII: a megabyte frame or a lone
+    surrogate in an id would be sent to every parallel worker, and a surrogate cannot be."""
+    if isinstance(val, (str, bytes)):
+        text = val if isinstance(val, str) else val.decode("latin-1")
+        if len(text) > 60 or not (text.isascii() and text.isprintable()):
+            shown = ascii(val)
+            return shown[:48] + (f"...{len(val)}" if len(shown) > 48 else "")
+    return None
+
+
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 

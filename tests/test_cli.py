@@ -16,6 +16,7 @@ import pytest
 
 import evcp
 from evcp.cli import EX_CONFIG, EX_UNAVAILABLE, main
+from tests.ports import free_port
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -144,11 +145,6 @@ def test_help_names_the_options_the_readme_documents():
     assert all(option in evcp_command("check-hardware", "--help").stdout for option in ("--config", "--yes", "--only"))
     assert f"{EX_UNAVAILABLE} an address to listen on is in use" in evcp_command("--help").stdout.replace("\n", " ")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

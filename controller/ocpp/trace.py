@@ -111,6 +111,9 @@ class FrameTrace:
         self._seq += 1
         if isinstance(frame, bytes):
             frame = frame.decode("utf-8", errors="replace")
+        elif not frame.isascii():
+            # A lone surrogate (text that was never UTF-8) cannot be written to the trace file.
+            frame = frame.encode("utf-8", errors="replace").decode("utf-8")
         shown = redact(frame)
         self._frames.append({"seq": self._seq, "time": time.time(), "direction": direction,
                              "frame": shorten(shown, TRACE_FRAME_MAX_CHARS)})

@@ -172,6 +172,8 @@ class Controller:
         for a in actions:
             if isinstance(a, act.OpenRelay):
                 self._switch_contactor(a.connector, close=False)
+                if self.hardware.heartbeat is not None and not self._any_contactor_closed():
+                    self.hardware.heartbeat.stop()  # held low, not left at its last level
                 log.info("connector %d: contactor OPEN (%s)", a.connector, a.why)
             elif isinstance(a, act.CloseRelay):
                 if self.hardware.heartbeat is not None:

@@ -5,7 +5,6 @@ import base64
 import contextlib
 import json
 import signal
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from evcp.bench.csms import CentralSystem, Policy, charge_point_id_from_path, parse_args
 from evcp.ocpp.security import basic_authorization
+from tests.ports import free_port
 
 METER_SAMPLE = [{"timestamp": "2024-05-01T10:05:00Z",
                  "sampledValue": [{"value": "1500", "measurand": "Energy.Active.Import.Register",
@@ -401,14 +401,9 @@ async def test_embedded_policy_object_is_used():
         await system.stop()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 async def test_runs_as_a_process_and_stops_on_sigterm(tmp_path):
-    ws_port, control_port = _free_port(), _free_port()
+    ws_port, control_port = free_port(), free_port()
     log_file = tmp_path / "csms.log"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "evcp.bench.csms",

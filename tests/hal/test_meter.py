@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import socket
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from evcp.hal import EnergyMeter, MeterError
 from evcp.hal.meter import ModbusMeter
 from evcp.hal.meter_registers import custom_map
 from evcp.mocks.meter_server import SimulatedMeter
+from tests.ports import free_port
 
 TIMEOUT_S = 0.2
 #: Energy resolution of each model's register (ABB counts in 0.01 kWh).
@@ -40,11 +40,6 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
-
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -195,7 +190,7 @@ async def test_read_deadline_bounds_the_whole_read(served):
 
 
 async def test_closed_port_fails_quickly():
-    meter = ModbusMeter(MeterConfig(backend="modbus-tcp", port=free_tcp_port(), timeout_s=TIMEOUT_S))
+    meter = ModbusMeter(MeterConfig(backend="modbus-tcp", port=free_port(), timeout_s=TIMEOUT_S))
     started = time.monotonic()
     with pytest.raises(MeterError, match=r"sdm630 meter at 127\.0\.0\.1:\d+ \(device 1\): cannot connect"):
         await meter.read()

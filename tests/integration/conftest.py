@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,10 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.ports import free_port
+
 LISTENING = re.compile(r"csms listening on (wss?://\S+) control (http://\S+)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(name="wait_until")

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from evcp.bench import bench_config_path
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -56,13 +57,7 @@ def assert_card_tap_logged(output: str, id_tag: str) -> None:
 
 
 def test_evcp_bench_runs_a_session_against_its_own_central_system(tmp_path, wait_until):
-    from socket import socket
-
-    ports = []
-    for _ in range(2):
-        with socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = [free_port(), free_port()]
     text = bench_config_path().read_text()
     text = text.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{ports[0]}"')
     text = text.replace("127.0.0.1:9000", f"127.0.0.1:{ports[1]}")
@@ -110,15 +105,9 @@ def test_evcp_bench_runs_a_session_against_its_own_central_system(tmp_path, wait
 def test_evcp_bench_ports_from_the_command_line(tmp_path, wait_until):
     """--listen, --csms-listen and --control choose the three ports; the charger connects to the
     built-in central system wherever it listens."""
-    from socket import socket
     from urllib.request import urlopen
 
-    ports = []
-    for _ in range(3):
-        with socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    api, csms, control = ports
+    api, csms, control = free_port(), free_port(), free_port()
     process = subprocess.Popen([sys.executable, "-m", "evcp", "bench", "--state-dir", str(tmp_path / "state"),
                                 "--listen", f"127.0.0.1:{api}", "--csms-listen", f"127.0.0.1:{csms}",
                                 "--control", f"127.0.0.1:{control}"],
@@ -138,15 +127,9 @@ def test_evcp_bench_ports_from_the_command_line(tmp_path, wait_until):
 
 
 def test_evcp_bench_console_shows_each_ocpp_2_0_1_frame_once_and_the_card_tap(tmp_path, wait_until):
-    from socket import socket
     from urllib.request import Request, urlopen
 
-    ports = []
-    for _ in range(3):
-        with socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    api, csms, control = ports
+    api, csms, control = free_port(), free_port(), free_port()
     process = subprocess.Popen([sys.executable, "-m", "evcp", "bench", "--state-dir", str(tmp_path / "state"),
                                 "--ocpp", "2.0.1", "--listen", f"127.0.0.1:{api}",
                                 "--csms-listen", f"127.0.0.1:{csms}", "--control", f"127.0.0.1:{control}"],

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.integration
 
 
 def test_notify_protocol_ready_watchdog_status_and_stopping(tmp_path, csms):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "evcp.toml"
     config.write_text(f'[charge_point]\nid = "CP-SD-01"\n[ocpp]\ncsms_url = "{csms.url}/ocpp"\n'
                       f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:{port}"\n'

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import evcp
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +39,6 @@ def seconds_of(duration: str) -> int:
     hours, minutes, secs = (int(part) for part in clock.split(":"))
     return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + secs
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
