@@ -1,7 +1,7 @@
 #!/bin/sh
 # Set-up and everyday commands for evcp on a fresh Debian / Raspberry Pi OS machine.
 #   ./dev.sh bench [evcp bench options]   simulated charger + local central system + status page
-#   ./dev.sh test  [pytest options]       the whole test suite, in EVCP_TEST_WORKERS (default 4)
+#   ./dev.sh test  [pytest options]       the whole test suite, in EVCP_TEST_WORKERS (default 6)
 #                                         parallel workers; EVCP_TEST_WORKERS=0 runs it in one process
 # The first run creates .venv beside this file and installs evcp into it.
 set -eu
@@ -87,6 +87,6 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
     bench) ensure_env; exec "$VENV/bin/evcp" bench "$@" ;;
-    test)  ensure_env; ensure_browser; ensure_promtool; exec "$VENV/bin/python" -m pytest -n "${EVCP_TEST_WORKERS:-4}" "$@" ;;
+    test)  ensure_env; ensure_browser; ensure_promtool; exec "$VENV/bin/python" -m pytest -n "${EVCP_TEST_WORKERS:-6}" "$@" ;;
     *) echo "usage: ./dev.sh bench | ./dev.sh test [pytest options]" >&2; exit 2 ;;
 esac
