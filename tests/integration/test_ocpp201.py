@@ -10,8 +10,6 @@ import time
 import uuid
 from datetime import datetime
 
-import pytest
-
 from .conftest import wait_until
 
 V201 = 'version = "2.0.1"'

@@ -9,7 +9,6 @@ from evcp.hal.iec61851 import duty_for_current
 from evcp.hal.pilot import GpioPilot
 from evcp.hal.relay import GpioRelay
 from evcp.mocks.ev import ContactorModel, SimulatedEv
-from evcp.mocks.pins import energised, mock_pins
 
 BOARD = PilotConfig(vehicle_pin=22, charge_pin=23, fault_pin=24, short_pin=25)
 RELAY = RelayConfig(pin=17, feedback_pin=27)

@@ -16,14 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evcp.bench import bench_config
-from evcp.core import events as ev
-from evcp.core.model import AuthStatus
+from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp16 import adapter as adapter_module
 from evcp.ocpp16.adapter import CentralSystemLink
-from evcp.ocpp.trace import FrameTrace
-from evcp.runtime.controller import Controller, station_configuration
-from evcp.runtime.hardware import StationHardware
+from tests.receiver import assert_valid_answer, charging_receiver, read_frame
 
 VALID_CODES = {"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
                "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
@@ -34,96 +30,22 @@ MAY_END_A_SESSION = {"Reset", "RemoteStopTransaction", "UnlockConnector", "Chang
 TRANSACTION_ID = 42
 
 
-class Wire:
-    def __init__(self):
-        self.sent: list[str] = []
-
-    async def send(self, frame: str) -> None:
-        self.sent.append(frame)
-
-
-class Receiver:
-    """A charging controller whose central-system link is fed frame by frame."""
-
-    def __init__(self, tmp_path, loop: asyncio.AbstractEventLoop, devices):
-        self.tmp_path, self.loop, self.devices = tmp_path, loop, devices
-        self.builds = 0
-        self.build()
-
-    def build(self) -> None:
-        self.builds += 1
-        config = bench_config(self.tmp_path / f"state-{self.builds}", csms_url="ws://127.0.0.1:9/ocpp")
-        config.storage.state_dir.mkdir()
-        connector = self.devices()
-        self.relay = connector.relay
-        hardware = StationHardware([connector], reader=None)
-        self.controller = Controller(config, hardware, station_configuration(config))
-        adapter = self.controller.adapter
-        # File transfers would reach for the network: their requests are taken, not carried out.
-        adapter.firmware = SimpleNamespace(update=lambda *a: None, signed_update=lambda *a: "Accepted",
-                                           status="Idle", signed_status=("Idle", None))
-        adapter.logs = SimpleNamespace(get_diagnostics=lambda *a: None, get_log=lambda *a: ("Accepted", None),
-                                       diagnostics_status="Idle", log_status="Idle", log_request_id=None)
-        self.wire = Wire()
-        self.link = CentralSystemLink("CP-FUZZ", self.wire, FrameTrace(size=20), response_timeout=0.1)
-        self.link.adapter = adapter
-        self.loop.run_until_complete(self._charge())
-
-    async def _charge(self) -> None:
-        c = self.controller
-        c._loop = asyncio.get_running_loop()
-        c._perform(c.station.start(c.clock()))
-        c.dispatch(ev.RemoteStartRequested(1, "FUZZ0001", None))
-        c.dispatch(ev.PilotChanged(1, "B"))
-        local_id = c.station.connectors[1].transaction.local_id
-        c.dispatch(ev.TransactionStartConfirmed(1, local_id, TRANSACTION_ID, AuthStatus.ACCEPTED))
-        c.dispatch(ev.PilotChanged(1, "C"))
-        assert self.relay.is_closed
-
-    def feed(self, frame: str) -> list[list]:
-        self.wire.sent.clear()
-
-        async def route():
-            await self.link.route_message(frame)
-            await asyncio.sleep(0)  # what the answer scheduled (an after-handler) runs too
-
-        self.loop.run_until_complete(route())
-        return [json.loads(sent) for sent in self.wire.sent]
+def _without_file_transfers(adapter) -> None:
+    """File transfers would reach for the network: their requests are taken, not carried out."""
+    adapter.firmware = SimpleNamespace(update=lambda *a: None, signed_update=lambda *a: "Accepted",
+                                       status="Idle", signed_status=("Idle", None))
+    adapter.logs = SimpleNamespace(get_diagnostics=lambda *a: None, get_log=lambda *a: ("Accepted", None),
+                                   diagnostics_status="Idle", log_status="Idle", log_request_id=None)
 
 
 @pytest.fixture
 def receiver(tmp_path, monkeypatch, charging_devices):
     monkeypatch.setattr(adapter_module, "RECONNECT_GRACE_S", 0)
-    loop = asyncio.new_event_loop()
-    yield Receiver(tmp_path, loop, charging_devices)
-
-    async def cancel_the_rest():
-        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    loop.run_until_complete(cancel_the_rest())
-    loop.close()
-
-
-def _read(frame: str):
-    try:
-        return json.loads(frame)
-    except (ValueError, RecursionError):
-        return None
-
-
-def assert_valid_answer(answer: list) -> None:
-    """A CALLRESULT or CALLERROR as OCPP-J 1.6 §4.2.2 / §4.2.3 define them."""
-    assert isinstance(answer[1], str), answer
-    if answer[0] == 3:
-        assert len(answer) == 3 and isinstance(answer[2], dict), answer
-    else:
-        assert answer[0] == 4 and len(answer) == 5, answer
-        assert answer[2] in VALID_CODES, answer
-        assert isinstance(answer[3], str) and isinstance(answer[4], dict), answer
-        assert len(json.dumps(answer)) < 2_000, "a CALLERROR never echoes the request"
+    with charging_receiver(tmp_path, charging_devices, version="1.6", transaction_id=TRANSACTION_ID,
+                           link=lambda wire: CentralSystemLink("CP-FUZZ", wire, FrameTrace(size=20),
+                                                               response_timeout=0.1),
+                           prepare=_without_file_transfers) as receiver:
+        yield receiver
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -137,9 +59,9 @@ def test_every_frame_gets_the_answers_ocpp_j_allows_and_the_contactor_obeys_only
 
     answers = [f for f in sent if f[0] in (3, 4)]
     for answer in answers:
-        assert_valid_answer(answer)
+        assert_valid_answer(answer, VALID_CODES)
     assert all(f[0] in (2, 3, 4) for f in sent)
-    message = _read(frame)
+    message = read_frame(frame)
     is_list = isinstance(message, list) and message
     if is_list and type(message[0]) is int and message[0] == 2 and len(message) > 1 and isinstance(message[1], str):
         echoed = message[1] if len(message[1]) <= 255 else "-1"  # a megabyte uniqueId is not echoed

@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import websockets
-from ocpp.charge_point import remove_nones, snake_to_camel_case
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import InternalError
 from ocpp.messages import Call, CallResult, _validate_payload
 from ocpp.routing import on
-from ocpp.v201 import ChargePoint, call, call_result
+from ocpp.v201 import ChargePoint, call_result
 from ocpp.v201.enums import Action
 
 

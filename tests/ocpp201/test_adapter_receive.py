@@ -12,111 +12,27 @@ import asyncio
 import json
 import logging
 import re
-from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evcp.bench import bench_config
-from evcp.core import events as ev
-from evcp.core.model import AuthStatus
 from evcp.ocpp.framing import MAX_ECHOED_ID_LENGTH, OCPP_J_2_0_1
 from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp201.adapter import CsmsRequests
-from evcp.runtime.controller import Controller, station_configuration
-from evcp.runtime.hardware import StationHardware
+from tests.receiver import assert_valid_answer, charging_receiver, read_frame
 
 MAY_END_A_TRANSACTION = {"Reset", "RequestStopTransaction", "ChangeAvailability", "SetChargingProfile",
                          "ClearChargingProfile", "SetVariables", "UnlockConnector"}
 """Well-formed and accepted, these may open the contactor; nothing else may."""
 
 
-class Wire:
-    def __init__(self):
-        self.sent: list[str] = []
-
-    async def send(self, frame: str) -> None:
-        self.sent.append(frame)
-
-
-class Receiver:
-    """A charging 2.0.1 station whose CSMS link is fed frame by frame."""
-
-    def __init__(self, tmp_path, loop: asyncio.AbstractEventLoop, devices):
-        self.tmp_path, self.loop, self.devices = tmp_path, loop, devices
-        self.builds = 0
-        self.build()
-
-    def build(self) -> None:
-        self.builds += 1
-        config = bench_config(self.tmp_path / f"state-{self.builds}", csms_url="ws://127.0.0.1:9/ocpp")
-        config = replace(config, ocpp=replace(config.ocpp, version="2.0.1"))
-        config.storage.state_dir.mkdir()
-        connector = self.devices()
-        self.relay = connector.relay
-        self.controller = Controller(config, StationHardware([connector], reader=None),
-                                     station_configuration(config))
-        adapter = self.controller.adapter
-        self.wire = Wire()
-        self.link = CsmsRequests("CS-FUZZ", self.wire, FrameTrace(size=20), response_timeout=0.1)
-        self.link.adapter = adapter
-        self.loop.run_until_complete(self._charge())
-
-    async def _charge(self) -> None:
-        c = self.controller
-        c._loop = asyncio.get_running_loop()
-        c._perform(c.station.start(c.clock()))
-        c.dispatch(ev.RemoteStartRequested(1, "FUZZ0001", None))
-        c.dispatch(ev.PilotChanged(1, "B"))
-        local_id = c.station.connectors[1].transaction.local_id
-        c.dispatch(ev.TransactionStartConfirmed(1, local_id, local_id, AuthStatus.ACCEPTED))
-        c.dispatch(ev.PilotChanged(1, "C"))
-        assert self.relay.is_closed
-
-    def feed(self, frame: str) -> list[list]:
-        self.wire.sent.clear()
-
-        async def route():
-            await self.link.route_message(frame)
-            await asyncio.sleep(0)  # what the answer scheduled (an after-handler) runs too
-
-        self.loop.run_until_complete(route())
-        return [json.loads(sent) for sent in self.wire.sent]
-
-
 @pytest.fixture
 def receiver(tmp_path, charging_devices):
-    loop = asyncio.new_event_loop()
-    yield Receiver(tmp_path, loop, charging_devices)
-
-    async def cancel_the_rest():
-        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    loop.run_until_complete(cancel_the_rest())
-    loop.close()
-
-
-def _read(frame: str):
-    try:
-        return json.loads(frame)
-    except (ValueError, RecursionError):
-        return None
-
-
-def assert_valid_answer(answer: list) -> None:
-    """A CALLRESULT or CALLERROR as OCPP-J 2.0.1 §4.2.2 / §4.2.3 define them."""
-    assert isinstance(answer[1], str), answer
-    if answer[0] == 3:
-        assert len(answer) == 3 and isinstance(answer[2], dict), answer
-    else:
-        assert answer[0] == 4 and len(answer) == 5, answer
-        assert answer[2] in OCPP_J_2_0_1.codes, answer
-        assert isinstance(answer[3], str) and isinstance(answer[4], dict), answer
-        assert len(json.dumps(answer)) < 2_000, "a CALLERROR never echoes the request"
+    with charging_receiver(tmp_path, charging_devices, version="2.0.1",
+                           link=lambda wire: CsmsRequests("CS-FUZZ", wire, FrameTrace(size=20),
+                                                          response_timeout=0.1)) as receiver:
+        yield receiver
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -130,9 +46,9 @@ def test_every_frame_gets_the_answers_ocpp_j_2_0_1_allows_and_the_contactor_obey
 
     answers = [f for f in sent if f[0] in (3, 4)]
     for answer in answers:
-        assert_valid_answer(answer)
+        assert_valid_answer(answer, OCPP_J_2_0_1.codes)
     assert all(f[0] in (2, 3, 4) for f in sent)
-    message = _read(frame)
+    message = read_frame(frame)
     is_list = isinstance(message, list) and message
     if is_list and type(message[0]) is int and message[0] == 2:
         unique_id = message[1] if len(message) > 1 else None
