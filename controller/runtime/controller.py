@@ -538,7 +538,7 @@ class Controller:
             for cid, devices in enumerate(connectors, start=1):
                 pilot_filter = self.filters[cid]
                 before = pilot_filter.state
-                state = pilot_filter.feed(devices.pilot.read_state(), now)
+                state = pilot_filter.feed(self._read_pilot(cid, devices.pilot), now)
                 if devices.cable is not None:
                     if state is not None and (state == "A") != (before == "A"):
                         self._read_cable(cid, devices, now, settle=True)
@@ -554,6 +554,24 @@ class Controller:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
                 await wait_event_until(edge, next_multiple(PILOT_WHILE_CLOSED_S if closed else PILOT_BACKSTOP_S))
+
+    def _read_pilot(self, cid: int, pilot) -> str | None:
+        """The CP state now, None while unstable or unreadable. A pilot that cannot be read is a
+        pilot fault, never an exception that would end the pilot task: without a valid CP state
+        no energy (IEC 61851-1 Annex A), so the core opens the contactor and reports the connector
+        Faulted; the fault clears at the first reading that succeeds again."""
+        faulted = Device.PILOT in self.station.connectors[cid].faults
+        try:
+            reading = pilot.read_state()
+        except HardwareError as error:
+            if not faulted:
+                hw_log.error("connector %d: control pilot unreadable: %s", cid, error)
+                self.dispatch(ev.DeviceFault(cid, Device.PILOT, True, f"control pilot unreadable: {error}"))
+            return None
+        if faulted:
+            hw_log.warning("connector %d: control pilot reads again", cid)
+            self.dispatch(ev.DeviceFault(cid, Device.PILOT, False))
+        return reading
 
     def _any_contactor_closed(self) -> bool:
         return any(d.relay is not None and d.relay.is_closed for d in self.hardware.connectors)
