@@ -342,6 +342,50 @@ async def test_a_control_pilot_that_cannot_be_read_is_a_pilot_fault_not_a_crash(
         await csms.stop()
 
 
+async def test_a_power_fail_input_that_cannot_be_read_is_a_charge_point_fault_not_a_crash(tmp_path):
+    """An unreadable UPS input stops nothing (only a failure that is read does): connector 0 reports
+    OtherError while the session goes on; read again, the fault clears and a real failure still
+    stops the transaction (PowerLoss)."""
+    from evcp.mocks.station import MOCK_POWER_FAIL_PIN
+
+    charger, task, csms = await charging(tmp_path)
+    try:
+        controller, bench = charger.controller, charger.hardware.bench
+        relay = charger.hardware.connectors[0].relay
+        line = charger.hardware.power_fail._input.pin
+
+        def unreadable_line():
+            raise OSError("lgpio error: bad handle")
+
+        line._get_state = unreadable_line
+        assert await wait_for(lambda: controller.status_of(0)[1].value == "OtherError" or task.done())
+        assert not task.done(), "the charger runs on"
+        status, error, info = controller.status_of(0)
+        assert (status.value, error.value) == ("Available", "OtherError")
+        assert info == (f"power-fail input unreadable: power-fail input: cannot read GPIO{MOCK_POWER_FAIL_PIN}: "
+                        "lgpio error: bad handle")
+        station = csms.ledger.charger("CP-BENCH-01")
+        assert await wait_for(lambda: station.connectors.get(0, {}).get("error_code") == "OtherError")
+        assert station.connectors[0]["info"] == info[:50]  # StatusNotification.req info: CiString50Type
+        assert relay.is_closed and controller.station.connectors[1].transaction is not None, \
+            "an input that cannot be read stops nothing"
+
+        del line._get_state  # the input reads again
+        assert await wait_for(lambda: controller.status_of(0)[1].value == "NoError")
+        assert await wait_for(lambda: station.connectors[0].get("error_code") == "NoError")
+        bench.set_power_failing(True)
+        assert await wait_for(lambda: controller.station.connectors[1].transaction is None)
+        assert not relay.is_closed
+        [stopped] = csms.ledger.transactions.values()
+        assert await wait_for(lambda: stopped.stop is not None)
+        assert stopped.stop["reason"] == "PowerLoss"
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
 @contextmanager
 def loop_wakeups(loop: asyncio.AbstractEventLoop) -> Iterator[list[str]]:
     """Each time the event loop sleeps and is woken (a ``select`` of its selector that may
