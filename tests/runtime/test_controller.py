@@ -386,6 +386,35 @@ async def test_a_power_fail_input_that_cannot_be_read_is_a_charge_point_fault_no
         await csms.stop()
 
 
+async def test_a_lock_actuator_that_cannot_be_driven_is_a_lock_failure_not_a_silent_hang(tmp_path):
+    """The lock moves in a worker thread: a GPIO write that fails there must reach the core as a
+    lock that did not lock (OCTT TC_024: ConnectorLockFailure, no energy), not leave it waiting."""
+    charger, task, csms = await started(tmp_path)
+    try:
+        while charger.controller.adapter.registration != "Accepted":
+            await asyncio.sleep(0.02)
+        controller, relay = charger.controller, charger.hardware.connectors[0].relay
+        lock_output = charger.hardware.connectors[0].lock._lock_out.pin
+
+        def unwritable(value):
+            raise OSError("lgpio error: bad handle")
+
+        lock_output._set_state = unwritable
+        charger.hardware.bench.set_pilot(1, "C")
+        charger.hardware.bench.present_tag("LOCK0001")
+        assert await wait_for(lambda: controller.status_of(1)[0].value == "Faulted" or task.done())
+        assert not task.done(), "the charger runs on"
+        status, error, info = controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure")
+        assert "cannot drive the actuator" in info
+        assert controller.status()["connectors"][0]["lock"] == "failed"
+        assert not relay.is_closed, "no energy without a locked plug"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
 @contextmanager
 def loop_wakeups(loop: asyncio.AbstractEventLoop) -> Iterator[list[str]]:
     """Each time the event loop sleeps and is woken (a ``select`` of its selector that may
