@@ -7,7 +7,8 @@ simulated charger), runs one short check per device and prints ``ok``,
 
 - relay: the contactor closes for 1 s; with a mirror contact, its feedback must
   follow within 250 ms each way (the time the charger itself allows before it
-  calls a contactor welded). It is switched only after the installer confirmed
+  calls a contactor welded); without one nothing proves it moved, and the check
+  is not verified (skipped). It is switched only after the installer confirmed
   and only while the pilot reads state A (no EV); a pilot that cannot be read,
   or reads E or F, proves nothing, and the check is skipped.
 - pilot: the CP state now, with what it means; 6 A offered through the PWM and
@@ -256,7 +257,7 @@ class _Checker:
             if "relay" in self.selected:
                 feedback = wiring.relay.feedback_pin
                 watch = f"watch the mirror contact on GPIO{feedback}" if feedback is not None else (
-                    "no mirror contact to watch")
+                    "no mirror contact to watch (switched, not verified)")
                 self.out(f"  connector {number} relay: if no EV is plugged in, close the contactor "
                          f"(GPIO{wiring.relay.pin}) for {RELAY_CLOSED_S:g} s, {watch}")
             if "meter" in self.selected:
@@ -368,7 +369,11 @@ class _Checker:
         finally:
             relay.open()
         if not has_feedback:
-            self.ok(label, "no feedback input: switched, not verified")
+            # Software saw the coil commanded, nothing more: skipped is not passed.
+            self.skip(label, f"not verified: switched for {RELAY_CLOSED_S:g} s; no feedback input to prove it "
+                             "moved: listen for the contactor closing and opening, or measure the voltage at the "
+                             "outlet while it is closed (a mirror contact on relay.feedback_pin lets this check "
+                             "verify it)")
             return
         opened_after = await _feedback_after(relay, closed=False)
         if opened_after is None:

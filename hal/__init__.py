@@ -136,10 +136,12 @@ class SocketLock(Protocol):
     """The actuator holding the plug in a socket outlet, with a feedback contact."""
 
     def lock(self) -> bool:
-        """Lock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked)."""
+        """Lock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked).
+        Raises HardwareError when the actuator cannot be driven or its feedback cannot be read."""
 
     def unlock(self) -> bool:
-        """Unlock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked)."""
+        """Unlock; blocks until the feedback confirms or a timeout. Returns the measured position (True = locked).
+        Raises HardwareError when the actuator cannot be driven or its feedback cannot be read."""
 
     @property
     def is_locked(self) -> bool:

@@ -70,14 +70,26 @@ class GpioLock:
         self._feedback.when_activated = self._feedback.when_deactivated = lambda *_: on_change()
 
     def lock(self) -> bool:
-        """Move the pin to locked; returns the measured position (True = locked)."""
+        """Move the pin to locked; returns the measured position (True = locked). Raises
+        HardwareError when an output cannot be driven or the feedback cannot be read."""
         return self._go(locked=True)
 
     def unlock(self) -> bool:
-        """Move the pin to unlocked; returns the measured position (True = still locked)."""
+        """Move the pin to unlocked; returns the measured position (True = still locked). Raises
+        HardwareError when an output cannot be driven or the feedback cannot be read."""
         return self._go(locked=False)
 
     def _go(self, locked: bool) -> bool:
+        try:
+            return self._drive(locked)
+        except HardwareError:
+            raise
+        except Exception as exc:  # a GPIO write failed: the driver's promise is HardwareError
+            config = self._config
+            pins = "/".join(f"GPIO{pin}" for pin in (config.lock_pin, config.unlock_pin) if pin is not None)
+            raise HardwareError(f"socket lock: cannot drive the actuator on {pins}: {exc}") from exc
+
+    def _drive(self, locked: bool) -> bool:
         config = self._config
         with self._move:
             deadline = time.monotonic() + config.timeout_s

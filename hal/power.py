@@ -35,6 +35,7 @@ class PowerFailInput:
             self._input = DigitalInputDevice(pin, pull_up=not active_high, pin_factory=pin_factory)
         except Exception as exc:
             raise HardwareError(f"power-fail input: cannot read GPIO{pin}: {exc}") from exc
+        self._pin = pin
         self.hold_s = hold_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -46,7 +47,10 @@ class PowerFailInput:
         self._timer: threading.Timer | None = None
 
     def _sample(self) -> bool:
-        raw = bool(self._input.is_active)
+        try:
+            raw = bool(self._input.is_active)
+        except Exception as exc:
+            raise HardwareError(f"power-fail input: cannot read GPIO{self._pin}: {exc}") from exc
         now = self._clock()
         with self._lock:
             if raw != self._raw:
@@ -56,6 +60,8 @@ class PowerFailInput:
 
     @property
     def failing(self) -> bool:
+        """Whether the mains is failing (the debounced level). Raises HardwareError when the input
+        cannot be read."""
         return self._sample()
 
     def watch(self, on_change) -> None:
@@ -65,7 +71,10 @@ class PowerFailInput:
         self._input.when_activated = self._input.when_deactivated = lambda *_: self._edge()
 
     def _edge(self) -> None:
-        self._sample()
+        try:
+            self._sample()
+        except HardwareError:
+            pass  # the watcher, told below, reads the input again and hears the error
         if self._timer is not None:
             self._timer.cancel()
         self._timer = threading.Timer(self.hold_s + 0.005, self._held)

@@ -64,6 +64,8 @@ class Device(str, Enum):
     """The proximity pilot (PP) of a socket outlet: the cable's rating resistor."""
     LOCK = "lock"
     """The actuator that locks the plug in a socket outlet, with its feedback contact."""
+    POWER_FAIL_INPUT = "power-fail input"
+    """The UPS's or supply monitor's input that says the mains is failing (charge point as a whole)."""
 
 
 class ErrorCode(str, Enum):

@@ -1177,6 +1177,8 @@ class Station:
         status = ConnectorStatus.AVAILABLE if available else ConnectorStatus.UNAVAILABLE
         if Device.READER in self.station_faults:
             return status, ErrorCode.READER_FAILURE, self.station_faults[Device.READER]
+        if Device.POWER_FAIL_INPUT in self.station_faults:
+            return status, ErrorCode.OTHER_ERROR, self.station_faults[Device.POWER_FAIL_INPUT]
         return status, ErrorCode.NO_ERROR, ""
 
     # ----------------------------------------------------------------- queries

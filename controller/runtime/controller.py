@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import evcp
 from evcp.aio import next_multiple, sleep_until, wait_event_until
@@ -33,6 +33,8 @@ from evcp.runtime.hardware import StationHardware
 from evcp.runtime.observers import (PROCESS_COUNTERS, PROCESS_STARTED_MONOTONIC, AuthorizationObserver,
                                     LinkObserver, count_transactions)
 from evcp.storage import StateStore
+
+T = TypeVar("T")
 
 log = logging.getLogger("evcp.core")
 hw_log = logging.getLogger("evcp.hal")
@@ -538,7 +540,10 @@ class Controller:
             for cid, devices in enumerate(connectors, start=1):
                 pilot_filter = self.filters[cid]
                 before = pilot_filter.state
-                state = pilot_filter.feed(devices.pilot.read_state(), now)
+                # No valid CP state, no energy (IEC 61851-1 Annex A): an unreadable pilot is a pilot
+                # fault, the connector Faulted with its contactor open, and reads as unstable.
+                state = pilot_filter.feed(self._read_or_fault(cid, Device.PILOT, "control pilot",
+                                                                devices.pilot.read_state), now)
                 if devices.cable is not None:
                     if state is not None and (state == "A") != (before == "A"):
                         self._read_cable(cid, devices, now, settle=True)
@@ -554,6 +559,24 @@ class Controller:
                 await asyncio.sleep(PILOT_POLL_S)
             else:
                 await wait_event_until(edge, next_multiple(PILOT_WHILE_CLOSED_S if closed else PILOT_BACKSTOP_S))
+
+    def _read_or_fault(self, connector: int, device: Device, what: str, read: Callable[[], T]) -> T | None:
+        """``read()``, or None when it raises HardwareError: the device is then faulty for the core
+        (DeviceFault "<what> unreadable: <error>", logged once, never an exception that would end
+        the task reading it) until a read succeeds again. ``connector`` 0: the charge point's own."""
+        faults = self.station.station_faults if connector == 0 else self.station.connectors[connector].faults
+        where = f"connector {connector}: " if connector else ""
+        try:
+            value = read()
+        except HardwareError as error:
+            if device not in faults:
+                hw_log.error("%s%s unreadable: %s", where, what, error)
+                self.dispatch(ev.DeviceFault(connector, device, True, f"{what} unreadable: {error}"))
+            return None
+        if device in faults:
+            hw_log.warning("%s%s reads again", where, what)
+            self.dispatch(ev.DeviceFault(connector, device, False))
+        return value
 
     def _any_contactor_closed(self) -> bool:
         return any(d.relay is not None and d.relay.is_closed for d in self.hardware.connectors)
@@ -580,11 +603,15 @@ class Controller:
         stopped = False
         while True:
             edge.clear()
-            if power_fail.failing and not stopped:
+            # An input that cannot be read stops nothing (a cut it misses is recovered at the next
+            # start, as any power cut without backup): a fault of the charge point until it reads again.
+            failing = self._read_or_fault(0, Device.POWER_FAIL_INPUT, "power-fail input",
+                                          lambda: power_fail.failing)
+            if failing and not stopped:
                 log.critical("mains power failing: stopping every transaction (PowerLoss)")
                 self.dispatch(ev.ShutdownRequested(StopReason.POWER_LOSS))
                 stopped = True
-            elif stopped and not power_fail.failing:
+            elif stopped and failing is False:
                 log.warning("mains power back before the backup ran out: restarting")
                 self._request_restart(hard=False)
                 stopped = False

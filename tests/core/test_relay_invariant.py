@@ -55,6 +55,9 @@ reservations = st.builds(lambda c, rid, tag, expires_in, parent: ev.ReserveNowRe
     c, rid, tag, 1000.0 + expires_in, parent), st.integers(0, CONNECTORS), st.integers(1, 3), tags,
     st.floats(0, 60), st.sampled_from([None, "P1"]))
 
+FAULT_EVENT_DEVICES = [Device.METER, Device.RELAY, Device.READER, Device.PILOT, Device.POWER_FAIL_INPUT]
+"""The devices whose faults arrive as DeviceFault (the cable and the lock have events of their own)."""
+
 # Weighted so that most sequences get as far as a closed relay before a fault,
 # an availability change, an unlock or a reset ends the session.
 EVENT_KINDS = {
@@ -66,7 +69,7 @@ EVENT_KINDS = {
     "meter": (st.builds(ev.MeterSampled, st.integers(1, CONNECTORS), st.floats(0, 1e6), st.floats(0, 22000)), 1),
     "tick": (st.builds(ev.Tick), 1),
     "remote stop": (st.builds(ev.RemoteStopRequested, st.integers(1, 6)), 1),
-    "fault": (st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from([Device.METER, Device.RELAY, Device.READER, Device.PILOT]),
+    "fault": (st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from(FAULT_EVENT_DEVICES),
                         st.sampled_from([True, False, False])), 1),
     "availability": (st.builds(ev.AvailabilityRequested, connector_ids, st.sampled_from([True, True, False])), 1),
     "unlock": (st.builds(ev.UnlockRequested, connector_ids), 1),

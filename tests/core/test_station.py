@@ -470,6 +470,18 @@ def test_reader_fault_reported_on_connector_zero():
     assert b.last(act.StatusChanged).error_code is ErrorCode.NO_ERROR
 
 
+def test_an_unreadable_power_fail_input_is_reported_on_connector_zero_and_stops_nothing():
+    b = Bench()
+    b.start_session()
+    b(ev.DeviceFault(0, Device.POWER_FAIL_INPUT, True, "power-fail input unreadable: GPIO26"))
+    changed = b.last(act.StatusChanged)
+    assert (changed.connector, changed.status, changed.error_code, changed.info) == (
+        0, ConnectorStatus.AVAILABLE, ErrorCode.OTHER_ERROR, "power-fail input unreadable: GPIO26")
+    assert b.relay_closed() and b.station.connectors[1].transaction is not None
+    b(ev.DeviceFault(0, Device.POWER_FAIL_INPUT, False))
+    assert (b.last(act.StatusChanged).connector, b.last(act.StatusChanged).error_code) == (0, ErrorCode.NO_ERROR)
+
+
 def test_unplug_before_start_conf_stops_without_ever_closing():
     b = Bench()
     b(ev.PilotChanged(1, "C"))

@@ -85,3 +85,23 @@ def test_a_motor_without_its_unlock_pin_is_refused(pins):
     with pytest.raises(HardwareError, match="unlock_pin"):
         GpioLock(LockConfig(backend="gpio", actuator="motor", unlock_pin=None), pin_factory=pins)
     GpioLock(MOTOR, pin_factory=pins).release()  # nothing was left claimed
+
+
+@pytest.mark.parametrize("config", [MOTOR, SOLENOID], ids=["motor", "solenoid"])
+def test_an_actuator_that_cannot_be_driven_is_a_hardware_error_and_the_motor_rests(pins, config):
+    from evcp.hal import HardwareError
+
+    SimulatedLockActuator(config, pins, travel_s=0.03)
+    lock = GpioLock(config, pin_factory=pins)
+    forward = pins.pin(5)
+
+    def unwritable(value):
+        raise OSError("lgpio error: bad handle")
+
+    forward._set_state = unwritable
+    with pytest.raises(HardwareError, match="socket lock: cannot drive the actuator on GPIO5.*: lgpio error"):
+        lock.lock()
+    del forward._set_state
+    assert not energised(forward) and not energised(pins.pin(6))
+    assert lock.lock() is True, "driven again once the output can be written"
+    lock.release()

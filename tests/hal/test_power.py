@@ -86,6 +86,30 @@ def test_a_real_failure_is_reported_once_the_hold_has_passed(pins):
     power.release()
 
 
+def test_an_input_that_cannot_be_read_raises_a_hardware_error_naming_it_and_still_reports_edges(pins):
+    from evcp.hal import HardwareError
+
+    line = pins.pin(PIN)
+    line.drive_high()
+    power = PowerFailInput(PIN, active_high=False, pin_factory=pins, hold_s=0.1)
+    told = threading.Event()
+    power.watch(told.set)
+
+    def unreadable():
+        raise OSError("lgpio error: bad handle")
+
+    line._get_state = unreadable
+    with pytest.raises(HardwareError, match=f"power-fail input: cannot read GPIO{PIN}: lgpio error: bad handle"):
+        power.failing
+    line.drive_low()  # an edge while the line cannot be read: the watcher is told all the same, and hears
+    assert told.wait(1.0)  # the error when it reads
+    del line._get_state
+    assert not power.failing, "the hold time starts at the first reading of the new level"
+    time.sleep(0.15)
+    assert power.failing
+    power.release()
+
+
 def test_power_fail_hold_is_range_checked(tmp_path):
     from evcp.config import load
 

@@ -270,6 +270,151 @@ async def test_a_mirror_contact_that_cannot_be_read_is_a_contactor_fault_not_a_c
         await csms.stop()
 
 
+async def wait_for(condition, timeout_s: float = 5.0, step_s: float = 0.01) -> bool:
+    """Whether ``condition()`` became true within ``timeout_s``."""
+    for _ in range(int(timeout_s / step_s)):
+        if condition():
+            return True
+        await asyncio.sleep(step_s)
+    return condition()
+
+
+async def test_a_control_pilot_that_cannot_be_read_is_a_pilot_fault_not_a_crash(tmp_path, caplog):
+    """No valid CP state, no energy (IEC 61851-1 Annex A): the contactor opens in the loop step that
+    failed to read, the connector reports Faulted, and the charger runs on; once the pilot reads
+    again the fault clears, and only a new authorization starts a new charge."""
+    import logging
+
+    from evcp.hal import HardwareError
+
+    charger, task, csms = await charging(tmp_path)
+    try:
+        controller, bench = charger.controller, charger.hardware.bench
+        relay, coil = charger.hardware.connectors[0].relay, bench.simulated[0].contactor
+        pilot = charger.hardware.connectors[0].pilot
+        real_read, broken = pilot.read_state, [True]
+        failed_reads: list[tuple[bool, float]] = []
+        """(contactor commanded closed, when the loop last advanced) at each failed read."""
+
+        def unreadable():
+            if broken[0]:
+                failed_reads.append((relay.is_closed, controller.loop_advanced_at))
+                raise HardwareError("pilot board inputs cannot be read: lgpio error")
+            return real_read()
+
+        caplog.set_level(logging.ERROR, logger="evcp.hal")
+        pilot.read_state = unreadable
+        assert await wait_for(lambda: len(failed_reads) >= 4 or task.done())
+        assert not task.done(), "the charger runs on"
+        assert failed_reads[0][0] and not any(closed for closed, _ in failed_reads[1:]), \
+            "the contactor opened in the loop step whose read failed"
+        assert not coil.coil_energised
+        advanced = [at for _, at in failed_reads]
+        assert advanced == sorted(set(advanced)), "the loop goes on advancing while the pilot is unreadable"
+        assert controller.deadman.tripped == 0
+        status, error, info = controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "OtherError")
+        assert info == "control pilot unreadable: pilot board inputs cannot be read: lgpio error"
+        station = csms.ledger.charger("CP-BENCH-01")
+        assert await wait_for(lambda: station.connectors.get(1, {}).get("status") == "Faulted")
+        assert station.connectors[1]["error_code"] == "OtherError"
+        assert station.connectors[1]["info"] == info[:50]  # StatusNotification.req info: CiString50Type
+        [stopped] = csms.ledger.transactions.values()
+        assert await wait_for(lambda: stopped.stop is not None)
+        assert stopped.stop["reason"] == "Other"
+        unreadable_logged = [r for r in caplog.records if "control pilot unreadable" in r.getMessage()]
+        assert len(unreadable_logged) == 1, "logged once, not at every read"
+
+        broken[0] = False  # the pilot reads again (the EV still in state C): the fault clears
+        assert await wait_for(lambda: controller.status_of(1)[0].value != "Faulted")
+        assert controller.status_of(1)[1].value == "NoError"
+        assert await wait_for(lambda: station.connectors[1].get("status") == "Finishing")
+        await asyncio.sleep(2 * PILOT_BACKSTOP_S)
+        assert not relay.is_closed and not coil.coil_energised, "no charge resumes by itself"
+        assert controller.station.connectors[1].transaction is None
+        bench.present_tag("CRASH002")  # a new authorization starts a new charge
+        assert await wait_for(lambda: relay.is_closed)
+        assert len(csms.ledger.transactions) == 2
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
+async def test_a_power_fail_input_that_cannot_be_read_is_a_charge_point_fault_not_a_crash(tmp_path):
+    """An unreadable UPS input stops nothing (only a failure that is read does): connector 0 reports
+    OtherError while the session goes on; read again, the fault clears and a real failure still
+    stops the transaction (PowerLoss)."""
+    from evcp.mocks.station import MOCK_POWER_FAIL_PIN
+
+    charger, task, csms = await charging(tmp_path)
+    try:
+        controller, bench = charger.controller, charger.hardware.bench
+        relay = charger.hardware.connectors[0].relay
+        line = charger.hardware.power_fail._input.pin
+
+        def unreadable_line():
+            raise OSError("lgpio error: bad handle")
+
+        line._get_state = unreadable_line
+        assert await wait_for(lambda: controller.status_of(0)[1].value == "OtherError" or task.done())
+        assert not task.done(), "the charger runs on"
+        status, error, info = controller.status_of(0)
+        assert (status.value, error.value) == ("Available", "OtherError")
+        assert info == (f"power-fail input unreadable: power-fail input: cannot read GPIO{MOCK_POWER_FAIL_PIN}: "
+                        "lgpio error: bad handle")
+        station = csms.ledger.charger("CP-BENCH-01")
+        assert await wait_for(lambda: station.connectors.get(0, {}).get("error_code") == "OtherError")
+        assert station.connectors[0]["info"] == info[:50]  # StatusNotification.req info: CiString50Type
+        assert relay.is_closed and controller.station.connectors[1].transaction is not None, \
+            "an input that cannot be read stops nothing"
+
+        del line._get_state  # the input reads again
+        assert await wait_for(lambda: controller.status_of(0)[1].value == "NoError")
+        assert await wait_for(lambda: station.connectors[0].get("error_code") == "NoError")
+        bench.set_power_failing(True)
+        assert await wait_for(lambda: controller.station.connectors[1].transaction is None)
+        assert not relay.is_closed
+        [stopped] = csms.ledger.transactions.values()
+        assert await wait_for(lambda: stopped.stop is not None)
+        assert stopped.stop["reason"] == "PowerLoss"
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
+async def test_a_lock_actuator_that_cannot_be_driven_is_a_lock_failure_not_a_silent_hang(tmp_path):
+    """The lock moves in a worker thread: a GPIO write that fails there must reach the core as a
+    lock that did not lock (OCTT TC_024: ConnectorLockFailure, no energy), not leave it waiting."""
+    charger, task, csms = await started(tmp_path)
+    try:
+        while charger.controller.adapter.registration != "Accepted":
+            await asyncio.sleep(0.02)
+        controller, relay = charger.controller, charger.hardware.connectors[0].relay
+        lock_output = charger.hardware.connectors[0].lock._lock_out.pin
+
+        def unwritable(value):
+            raise OSError("lgpio error: bad handle")
+
+        lock_output._set_state = unwritable
+        charger.hardware.bench.set_pilot(1, "C")
+        charger.hardware.bench.present_tag("LOCK0001")
+        assert await wait_for(lambda: controller.status_of(1)[0].value == "Faulted" or task.done())
+        assert not task.done(), "the charger runs on"
+        status, error, info = controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure")
+        assert "cannot drive the actuator" in info
+        assert controller.status()["connectors"][0]["lock"] == "failed"
+        assert not relay.is_closed, "no energy without a locked plug"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+
 @contextmanager
 def loop_wakeups(loop: asyncio.AbstractEventLoop) -> Iterator[list[str]]:
     """Each time the event loop sleeps and is woken (a ``select`` of its selector that may
