@@ -135,12 +135,18 @@ class RemoteStartRequested:
 
 @dataclass(frozen=True)
 class RemoteStopRequested:
-    transaction_id: int
+    """Stop the transaction the central system names by ``transaction_id`` (the id its start was
+    confirmed with), or by the charger's own ``local_id``: that one names it also while its start
+    waits for the answer (OCPP 2.0.1: the CSMS knows a transactionId from the Started event before
+    it answered it, Part 2 E01; the station's adapter names every transaction by ``local_id``)."""
+
+    transaction_id: int | None
     reason: StopReason = StopReason.REMOTE
     """REMOTE for a stop request (OCPP 1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction);
     the central system's protocol may end a transaction for reasons of its own too (OCPP 2.0.1: a
     reset of its EVSE, B12; a TxStopPoint reached)."""
     why: str = "stop requested by the central system"
+    local_id: int | None = None
 
 
 @dataclass(frozen=True)

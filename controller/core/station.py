@@ -641,7 +641,9 @@ class Station:
 
     def _on_RemoteStopRequested(self, e: ev.RemoteStopRequested, now: float, out: list) -> None:
         for c in self.connectors.values():
-            if c.transaction is not None and c.transaction.transaction_id == e.transaction_id:
+            tx = c.transaction
+            if tx is not None and (tx.local_id == e.local_id if e.local_id is not None
+                                   else e.transaction_id is not None and tx.transaction_id == e.transaction_id):
                 out.append(act.Answer("Accepted"))
                 self._stop(c, e.reason, now, out, why=e.why)
                 return
