@@ -9,6 +9,10 @@ contactor is closed only while its transaction was Accepted by the central
 system, the EV requests charge (pilot C), and nothing is faulted or stopping.
 After every event ``_reconcile`` compares each connector with that predicate
 and emits OpenRelay / CloseRelay, so no handler can forget to open a relay.
+
+It speaks no protocol: the OCPP 1.6 and 2.0.1 adapters turn its actions into
+their messages and the central system's answers and requests into its events
+(``evcp.core.events`` and ``evcp.core.actions`` say how each maps them).
 """
 
 from __future__ import annotations
