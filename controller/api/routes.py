@@ -338,6 +338,10 @@ def prometheus_text(status: dict[str, Any]) -> str:
     family("evcp_uptime_seconds", "gauge", "Seconds since the evcp process started.", [({}, cp.get("uptime_s"))])
     family("evcp_ocpp_connected", "gauge", "1 while the websocket to the central system is up.",
            [({}, int(bool(ocpp["connected"])))])
+    family("evcp_ocpp_protocol_info", "gauge",
+           "Always 1; the labels tell the OCPP setting (version: 1.6, 2.0.1 or auto) and the version the "
+           "connection speaks (protocol, empty while not connected).",
+           [({"version": ocpp["version"], "protocol": ocpp.get("protocol") or ""}, 1)] if "version" in ocpp else [])
     family("evcp_ocpp_queued_messages", "gauge",
            "Outbox depth: transaction messages waiting for the central system.",
            [({}, ocpp.get("queued_messages", 0))])

@@ -3,6 +3,10 @@
 Relay and pilot actions are performed at once by the shell; the reporting
 actions go to the protocol adapter, which turns them into OCPP messages.
 ``at`` is the core's time (seconds since the epoch) when the fact happened.
+
+RequestAuthorization, StartTransaction and StopTransaction are named after the OCPP 1.6
+messages they become; each says what it is in either protocol. Connectors, ``id_tag`` and
+``transaction_id`` are as in ``evcp.core.events``.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ class PowerDeliveryChanged:
 
 @dataclass(frozen=True)
 class RequestAuthorization:
+    """May ``id_tag`` charge? Answered by AuthorizationResult: OCPP 1.6 Authorize (§4.1), 2.0.1
+    Authorize (Part 2 C01), or the local list or cache where the protocol's rules let them decide."""
+
     id_tag: str
 
 
@@ -113,7 +120,11 @@ class AuthorizationEnded:
 
 @dataclass(frozen=True)
 class StartTransaction:
-    """Ask the central system to open a transaction; answered by TransactionStartConfirmed."""
+    """A transaction begins: ``id_tag`` is authorized and the EV is plugged in; the central system
+    must accept it (TransactionStartConfirmed) before the contactor may close. OCPP 1.6:
+    StartTransaction.req (§4.8). OCPP 2.0.1: a TransactionEvent with the idToken, Started, or
+    Updated when TxStartPoint EVConnected or Authorized started the transaction before (Part 2
+    E01-E03); the core knows it by ``local_id``."""
 
     connector: int
     local_id: int
@@ -127,6 +138,12 @@ class StartTransaction:
 
 @dataclass(frozen=True)
 class StopTransaction:
+    """The transaction ended (the contactor is open): ``id_tag`` is the id presented to stop it
+    (None when nothing was), ``transaction_id`` None when its start was never confirmed. OCPP 1.6: StopTransaction.req
+    (§4.10) with ``reason``. OCPP 2.0.1: TransactionEvent Ended, triggerReason and stoppedReason
+    from ``reason`` (Part 2 E06); with TxStopPoint EVConnected alone an Updated, and the Ended when
+    the cable is unplugged."""
+
     connector: int
     local_id: int
     transaction_id: int | None

@@ -1,6 +1,13 @@
 """Events: everything the core hears about. Plain data, no behaviour.
 
-Connector ids start at 1; connector 0 means the charge point as a whole.
+Connector ids start at 1; connector 0 means the charge point as a whole: OCPP 1.6 connectorId 0,
+OCPP 2.0.1 the station (evseId 0; each EVSE has one connector, EVSE n is connector n).
+
+``id_tag`` is the identifier presented (a card's UID, an app user's token): OCPP 1.6 idTag,
+OCPP 2.0.1 idToken.idToken, whose type (ISO14443, Central, ...) the 2.0.1 adapter keeps;
+``parent_id_tag`` is 1.6 parentIdTag, 2.0.1 groupIdToken.idToken. A ``transaction_id`` is the
+central system's name of a transaction as the core holds it: the 1.6 transactionId; under 2.0.1
+the charger's ``local_id`` (the 2.0.1 transactionId, a UUID, stays in its adapter).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ class TagPresented:
 
 @dataclass(frozen=True)
 class AuthorizationResult:
-    """The answer to a RequestAuthorization action; status None = no answer (offline, timeout)."""
+    """The answer to a RequestAuthorization action, from the central system (1.6 Authorize.conf,
+    2.0.1 AuthorizeResponse) or the local list or cache; status None = no answer (offline, timeout)."""
 
     id_tag: str
     status: AuthStatus | None
@@ -41,8 +49,11 @@ class AuthorizationResult:
 
 @dataclass(frozen=True)
 class TransactionStartConfirmed:
-    """The central system answered the start of a transaction; status None: it never answered
-    (every attempt to ask it failed), like an AuthorizationResult without status."""
+    """The central system answered the start of a transaction (``actions.StartTransaction``); status
+    None: it never answered (every attempt to ask it failed), like an AuthorizationResult without
+    status. OCPP 1.6: StartTransaction.conf, its idTagInfo and transactionId; OCPP 2.0.1: the
+    idTokenInfo of the TransactionEventResponse, or the AuthorizeResponse (or local list) that
+    accepted the token before."""
 
     connector: int
     local_id: int
@@ -135,12 +146,18 @@ class RemoteStartRequested:
 
 @dataclass(frozen=True)
 class RemoteStopRequested:
-    transaction_id: int
+    """Stop the transaction the central system names by ``transaction_id`` (the id its start was
+    confirmed with), or by the charger's own ``local_id``: that one names it also while its start
+    waits for the answer (OCPP 2.0.1: the CSMS knows a transactionId from the Started event before
+    it answered it, Part 2 E01; the station's adapter names every transaction by ``local_id``)."""
+
+    transaction_id: int | None
     reason: StopReason = StopReason.REMOTE
     """REMOTE for a stop request (OCPP 1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction);
     the central system's protocol may end a transaction for reasons of its own too (OCPP 2.0.1: a
     reset of its EVSE, B12; a TxStopPoint reached)."""
     why: str = "stop requested by the central system"
+    local_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,16 @@
-"""The charger's vocabulary: statuses, reasons and faults in charger terms.
+"""The charger's vocabulary: statuses, reasons and faults in charger terms, for both protocols.
 
-The values are spelled as OCPP 1.6 spells them because 1.6 and 2.0.1 share
-most of these words; the protocol adapters translate where they differ.
+Each value is a word OCPP 1.6 uses too, which its adapter sends as it is; the OCPP 2.0.1 adapter
+translates where 2.0.1 says it otherwise:
+
+* ConnectorStatus: 2.0.1 ConnectorStatusEnumType (Part 2 G01), where Preparing, Charging,
+  SuspendedEV, SuspendedEVSE and Finishing are all Occupied, and the transaction's chargingState
+  (E: Charging, SuspendedEV, SuspendedEVSE, else EVConnected or Idle);
+* StopReason: 2.0.1 triggerReason and stoppedReason (E06, ReasonEnumType); HardReset and
+  SoftReset are both ImmediateReset (``evcp.ocpp201.transactions.STOP_REASONS``);
+* AuthStatus: 2.0.1 AuthorizationStatusEnumType; its values without a 1.6 counterpart
+  (NoCredit, NotAtThisLocation, Unknown, ...) are Invalid here;
+* ErrorCode: 2.0.1's StatusNotification has no error code, only the connector status Faulted.
 """
 
 from __future__ import annotations

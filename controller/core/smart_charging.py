@@ -1,16 +1,20 @@
-"""Smart Charging (OCPP 1.6 §3.13): the charging profiles a charger holds and the limit they impose.
+"""Smart Charging (OCPP 1.6 §3.13, OCPP 2.0.1 Part 2 K): the charging profiles a charger holds
+and the limit they impose.
 
 Pure: time comes in as POSIX seconds, payloads as plain dicts; nothing here reads a clock, a file
-or a socket. The OCPP adapter turns SetChargingProfile (§5.16), ClearChargingProfile (§5.5) and
-GetCompositeSchedule (§5.7) into calls on :class:`ChargingProfiles`; the connector logic asks it
-for ``limit_a`` (the current the control pilot may offer) and ``next_change`` (when to ask again).
+or a socket. The OCPP 1.6 adapter turns SetChargingProfile (§5.16), ClearChargingProfile (§5.5)
+and GetCompositeSchedule (§5.7) into calls on :class:`ChargingProfiles`; the 2.0.1 adapter
+(``evcp.ocpp201.smart_charging``) does the same with their 2.0.1 forms (K01, K10, K08), in 1.6's
+words: ChargingStationMaxProfile is ``CHARGE_POINT_MAX`` and an evseId the connector of that
+EVSE, evseId 0 being connector 0, the charger as a whole. The connector logic asks for ``limit_a``
+(the current the control pilot may offer) and ``next_change`` (when to ask again).
 
 How a limit is found at one instant (§3.13.2 stacking, §3.13.3 combining purposes):
 
 * within one purpose, the valid profile with the highest stackLevel whose schedule has a period
   at that instant decides; where it has none (not started yet, duration over) the next lower
-  stack level decides. A connector's own TxDefaultProfile wins over a connectorId 0 one of the
-  same stack level;
+  stack level decides. A connector's own TxDefaultProfile wins over one of connector 0 (for
+  every connector) of the same stack level;
 * a TxProfile of the running transaction overrides the TxDefaultProfiles;
 * the result is the lowest of that, the ChargePointMaxProfile and the hardware maximum.
 
@@ -28,6 +32,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from evcp.timestamps import parse_timestamp
 
 CHARGE_POINT_MAX = "ChargePointMaxProfile"
+"""The purpose that caps the whole charger, set on connector 0 only: OCPP 1.6 ChargePointMaxProfile,
+2.0.1 ChargingStationMaxProfile on evseId 0."""
 TX_DEFAULT = "TxDefaultProfile"
 TX = "TxProfile"
 PURPOSES = (CHARGE_POINT_MAX, TX_DEFAULT, TX)

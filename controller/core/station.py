@@ -9,6 +9,10 @@ contactor is closed only while its transaction was Accepted by the central
 system, the EV requests charge (pilot C), and nothing is faulted or stopping.
 After every event ``_reconcile`` compares each connector with that predicate
 and emits OpenRelay / CloseRelay, so no handler can forget to open a relay.
+
+It speaks no protocol: the OCPP 1.6 and 2.0.1 adapters turn its actions into
+their messages and the central system's answers and requests into its events
+(``evcp.core.events`` and ``evcp.core.actions`` say how each maps them).
 """
 
 from __future__ import annotations
@@ -641,7 +645,9 @@ class Station:
 
     def _on_RemoteStopRequested(self, e: ev.RemoteStopRequested, now: float, out: list) -> None:
         for c in self.connectors.values():
-            if c.transaction is not None and c.transaction.transaction_id == e.transaction_id:
+            tx = c.transaction
+            if tx is not None and (tx.local_id == e.local_id if e.local_id is not None
+                                   else e.transaction_id is not None and tx.transaction_id == e.transaction_id):
                 out.append(act.Answer("Accepted"))
                 self._stop(c, e.reason, now, out, why=e.why)
                 return

@@ -34,7 +34,7 @@ import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.connection import (CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, log_disconnected,
-                             reconnect_delay)
+                             ocpp_version, reconnect_delay)
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
@@ -313,6 +313,9 @@ class Ocpp16Adapter:
         self.outbox = Outbox(store)
         self.link: CentralSystemLink | None = None
         self.connected = False
+        self.protocol: str | None = None
+        """The OCPP version the open connection speaks, as its handshake agreed (``ocpp_version``); None
+        while there is none."""
         self.registration: str | None = None
         self.heartbeat_interval = float(configuration.get("HeartbeatInterval"))
         self.last_contact: float | None = None
@@ -609,6 +612,7 @@ class Ocpp16Adapter:
                                  response_timeout=self.config.ocpp.call_timeout_s, on_frame=self._touch)
         link.adapter = self
         self.link, self.connected = link, True
+        self.protocol = ocpp_version(ws.subprotocol)
         log.info("connected to central system %s", self.url)
         receiver = asyncio.create_task(link.start(), name="ocpp-receive")
         try:
@@ -632,6 +636,7 @@ class Ocpp16Adapter:
         if self.connected:
             log_disconnected(log)
         self.connected = False
+        self.protocol = None
         self.link = None
         self._online.clear()
         for trigger in self._accepted_triggers.values():  # answered on a connection that is gone

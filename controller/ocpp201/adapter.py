@@ -33,7 +33,7 @@ import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.connection import (CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, log_disconnected,
-                             reconnect_delay)
+                             ocpp_version, reconnect_delay)
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
@@ -257,6 +257,9 @@ class Ocpp201Adapter:
         self.outbox = Outbox(store)
         self.link: CsmsRequests | None = None
         self.connected = False
+        self.protocol: str | None = None
+        """The OCPP version the open connection speaks, as its handshake agreed (``ocpp_version``); None
+        while there is none."""
         self.registration: str | None = None
         self.last_contact: float | None = None
         self._store = store
@@ -447,6 +450,7 @@ class Ocpp201Adapter:
                             response_timeout=self.config.ocpp.call_timeout_s, on_frame=self._touch)
         link.adapter = self
         self.link, self.connected = link, True
+        self.protocol = ocpp_version(ws.subprotocol)
         log.info("connected to central system %s (OCPP 2.0.1)", self.url)
         receiver = asyncio.create_task(link.start(), name="ocpp-receive")
         try:
@@ -476,6 +480,7 @@ class Ocpp201Adapter:
         if self.connected:
             log_disconnected(log)
         self.connected = False
+        self.protocol = None
         self.link = None
         self._online.clear()
 
@@ -720,7 +725,7 @@ class Ocpp201Adapter:
         if local_id is not None:
             why = "the contactor opened" if not a.power_path_closed else "the EV stopped drawing energy"
             log.info("EVSE %d: OCPP 2.0.1 TxStopPoint reached (%s): the transaction ends", a.connector, why)
-            self.controller.post(ev.RemoteStopRequested(local_id, StopReason.OTHER,
+            self.controller.post(ev.RemoteStopRequested(None, StopReason.OTHER, local_id=local_id,
                                                         why=f"OCPP 2.0.1 TxStopPoint reached: {why}"))
 
     def _authorization_granted(self, a: act.Authorized, online: bool) -> None:
@@ -874,40 +879,52 @@ class Ocpp201Adapter:
         return status, open_tx.transaction_id if open_tx and status == "Accepted" else None
 
     def request_stop(self, transaction_id: str) -> str:
-        """RequestStopTransaction (Part 2 F03): the core stops its transaction (reason Remote); a
-        transaction the core does not run (cable only) ends here."""
+        """RequestStopTransaction (Part 2 F03): the core stops its transaction (reason Remote), also
+        one whose start still waits for its TransactionEventResponse; a transaction the core does
+        not run (cable only) ends here."""
         tx = self.transactions.find(transaction_id)
         if tx is None:
             return "Rejected"
         if tx.local_id is not None:
-            return self.command(ev.RemoteStopRequested(tx.local_id))
+            return self.command(ev.RemoteStopRequested(None, local_id=tx.local_id))
         self.transactions.end(tx, StopReason.REMOTE, self.controller.clock(), self.online)
         return "Accepted"
 
     def reset(self, kind: str, evse_id: int | None) -> str:
-        """Reset (Part 2 B11/B12): Immediate stops the transactions (stoppedReason ImmediateReset)
-        and restarts; OnIdle waits until none runs (Scheduled). An EVSE alone (B12): Immediate
-        stops its transaction the same way, OnIdle waits for it to end (Scheduled); then the EVSE
-        alone is reset (``reset_idle_evses``), nothing else restarts."""
+        """Reset (Part 2 B11/B12). The station: Immediate ends every open transaction (triggerReason
+        ResetCommand, stoppedReason ImmediateReset) and restarts once their events are delivered;
+        OnIdle waits until none is open (Scheduled). An EVSE alone (B12): Immediate ends its
+        transaction the same way, OnIdle waits for it to end (Scheduled); then the EVSE alone is
+        reset (``reset_idle_evses``), nothing else restarts."""
         if evse_id is not None:
             if not 1 <= evse_id <= self.connectors:
                 return "Rejected"
-            core_tx = self.controller.station.connectors[evse_id].transaction
-            tx = self.transactions.by_evse.get(evse_id)
             busy = not self._idle(evse_id)
             if busy and kind == "Immediate":
-                if core_tx is not None:
-                    self.command(ev.RemoteStopRequested(core_tx.local_id, StopReason.HARD_RESET,
-                                                        why=f"reset of EVSE {evse_id} requested by the central system"))
-                elif tx is not None:
-                    self.transactions.end(tx, StopReason.HARD_RESET, self.controller.clock(), self.online)
+                self._end_for_reset(evse_id, f"reset of EVSE {evse_id} requested by the central system")
             self._evse_resets.add(evse_id)  # after the stop: reset once the Reset response went out
             return "Scheduled" if busy and kind == "OnIdle" else "Accepted"
         self._save(BOOT_REASON, "RemoteReset")
-        if kind == "OnIdle" and self.controller.station.transactions_running():
+        busy = [evse for evse in range(1, self.connectors + 1) if not self._idle(evse)]
+        if kind == "OnIdle" and busy:
             self._spawn(self._reset_when_idle())
             return "Scheduled"
+        for evse in busy:
+            if self.controller.station.connectors[evse].transaction is None:  # the core ends its own below
+                self._end_for_reset(evse, "reset requested by the central system")
         return self.command(ev.ResetRequested(hard=False))
+
+    def _end_for_reset(self, evse: int, why: str) -> None:
+        """An Immediate reset ends the EVSE's transaction (B11/B12: ResetCommand, ImmediateReset):
+        the core's, also while its start waits for the TransactionEventResponse, or this adapter's
+        own that the core does not run (TxStartPoint EVConnected: the cable alone keeps it open)."""
+        core_tx = self.controller.station.connectors[evse].transaction
+        if core_tx is not None:
+            self.command(ev.RemoteStopRequested(None, StopReason.HARD_RESET, why=why, local_id=core_tx.local_id))
+            return
+        tx = self.transactions.by_evse.get(evse)
+        if tx is not None:
+            self.transactions.end(tx, StopReason.HARD_RESET, self.controller.clock(), self.online)
 
     def reset_idle_evses(self) -> None:
         """Reset each EVSE waiting for it that has no transaction any more (B12)."""
@@ -933,7 +950,7 @@ class Ocpp201Adapter:
             self.controller.post(ev.AvailabilityRequested(evse, True))
 
     async def _reset_when_idle(self) -> None:
-        while self.controller.station.transactions_running() or self.transactions.by_evse:
+        while not all(self._idle(evse) for evse in range(1, self.connectors + 1)):
             await asyncio.sleep(1.0)
         self.controller.dispatch(ev.ResetRequested(hard=False))
 

@@ -90,7 +90,9 @@ class Controller:
         self.configuration = configuration
         self.store = store
         self.protocol = protocol or config.ocpp.version
-        """The OCPP version spoken: "1.6", "2.0.1", or "auto" (2.0.1 offered first, see ``Ocpp201Adapter``)."""
+        """The protocol setting this controller runs under: ocpp.version ("1.6", "2.0.1", or "auto":
+        2.0.1 offered first, see ``Ocpp201Adapter``), "1.6" once the central system picked it under
+        "auto". What the connection speaks is ``adapter.protocol``."""
         self.installer_settings = Settings(
             max_current_a=config.charge_point.max_current_a,
             tethered_cable=config.charge_point.cable == "tethered",
@@ -397,7 +399,7 @@ class Controller:
                              "version": evcp.__version__, "time": now,
                              "uptime_s": round(time.monotonic() - PROCESS_STARTED_MONOTONIC, 1)},
             "ocpp": {"connected": connected, "registration": self.adapter.registration,
-                     "version": self.protocol,
+                     "version": self.protocol, "protocol": self.adapter.protocol,
                      "csms_url": self.adapter.url, "queued_messages": len(self.adapter.outbox),
                      **self.link.status(connected)},
             "connectors": connectors,

@@ -24,7 +24,8 @@ from evcp.ocpp.trace import FrameTrace
 def status_document(**connector):
     return {
         "charge_point": {"id": "CP-1", "backend": "mock", "version": "0.1.0", "uptime_s": 12.5, "time": 1000.0},
-        "ocpp": {"connected": True, "queued_messages": 2, "reconnects": 3, "connection_failures": 4},
+        "ocpp": {"connected": True, "version": "auto", "protocol": "2.0.1", "queued_messages": 2, "reconnects": 3,
+                 "connection_failures": 4},
         "counters": {"transactions_started": 5, "transactions_stopped": 4},
         "connectors": [{"id": 1, "status": "Charging", "error_code": "NoError", "relay_closed": True,
                         "power_w": 7400.0, "energy_wh": 1234.5, "session_energy_wh": 100.0, "current_limit_a": 32.0,
@@ -88,6 +89,15 @@ def test_prometheus_text_uses_base_units_and_names_counters_total():
     assert len({name for name, _ in families}) == len(families)
 
 
+def test_prometheus_text_tells_the_ocpp_setting_and_the_protocol_the_connection_speaks():
+    assert 'evcp_ocpp_protocol_info{version="auto",protocol="2.0.1"} 1\n' in prometheus_text(STATUS)
+    offline = json.loads(json.dumps(STATUS))
+    offline["ocpp"].update(connected=False, protocol=None)
+    text = prometheus_text(offline)
+    assert 'evcp_ocpp_protocol_info{version="auto",protocol=""} 1\n' in text, "no protocol while not connected"
+    assert "# TYPE evcp_ocpp_protocol_info gauge\n" in text
+
+
 def test_prometheus_text_shows_per_phase_values_and_feedback_when_the_status_has_them():
     text = prometheus_text(status_document(current_a=[10.0, 11.0, 12.0], voltage_v=[230.0, 231.0, 229.5],
                                            relay_feedback_closed=False))
@@ -108,10 +118,14 @@ def test_promtool_accepts_the_metrics():
     if promtool_path is None:
         pytest.skip("promtool is not installed: Debian package prometheus, or ./dev.sh test as root, which puts "
                     f"it in {Path(sys.prefix) / 'promtool'}")
-    text = prometheus_text(status_document(current_a=[10.0], voltage_v=[230.0], relay_feedback_closed=True))
-    result = subprocess.run([promtool_path, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
-        result.stdout + result.stderr
+    online = status_document(current_a=[10.0], voltage_v=[230.0], relay_feedback_closed=True)
+    offline = json.loads(json.dumps(online))
+    offline["ocpp"].update(connected=False, protocol=None)
+    for document in (online, offline):
+        result = subprocess.run([promtool_path, "check", "metrics"], input=prometheus_text(document),
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
+            result.stdout + result.stderr
 
 
 def test_session_history_keeps_a_whole_long_session_in_bounded_memory():

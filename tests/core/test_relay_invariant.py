@@ -69,6 +69,7 @@ EVENT_KINDS = {
     "meter": (st.builds(ev.MeterSampled, st.integers(1, CONNECTORS), st.floats(0, 1e6), st.floats(0, 22000)), 1),
     "tick": (st.builds(ev.Tick), 1),
     "remote stop": (st.builds(ev.RemoteStopRequested, st.integers(1, 6)), 1),
+    "remote stop by local id": (st.builds(ev.RemoteStopRequested, st.none(), local_id=st.integers(1, 6)), 1),
     "fault": (st.builds(ev.DeviceFault, st.integers(0, CONNECTORS), st.sampled_from(FAULT_EVENT_DEVICES),
                         st.sampled_from([True, False, False])), 1),
     "availability": (st.builds(ev.AvailabilityRequested, connector_ids, st.sampled_from([True, True, False])), 1),

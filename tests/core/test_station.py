@@ -188,6 +188,22 @@ def test_the_protocol_may_end_a_transaction_for_a_reason_of_its_own():
     assert not b.relay_closed(), "the EV still plugged in asks again: no energy without a new session"
 
 
+def test_a_transaction_whose_start_waits_for_its_answer_is_stopped_by_its_local_id():
+    b = Bench()
+    b(ev.PilotChanged(1, "C"))
+    b(ev.TagPresented("TAG1"))
+    b(ev.AuthorizationResult("TAG1", ACCEPTED))
+    start = b.last(act.StartTransaction)
+    assert answer(b(ev.RemoteStopRequested(None))) == "Rejected", "no central system id names an unanswered start"
+    assert answer(b(ev.RemoteStopRequested(None, StopReason.HARD_RESET, local_id=start.local_id + 1))) == "Rejected"
+    out = b(ev.RemoteStopRequested(None, StopReason.HARD_RESET, local_id=start.local_id))
+    assert answer(out) == "Accepted"
+    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    assert (stop.local_id, stop.transaction_id, stop.reason) == (start.local_id, None, StopReason.HARD_RESET)
+    b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, ACCEPTED))  # the answer, too late
+    assert not any(isinstance(a, act.CloseRelay) for a in b.log), "no energy for a transaction already stopped"
+
+
 def test_a_start_never_answered_ends_without_energy_and_frees_the_connector():
     b = Bench()
     b(ev.PilotChanged(1, "C"))

@@ -5,7 +5,9 @@ come from [ocpp.keys], never from [ocpp.variables]."""
 
 from __future__ import annotations
 
-from .conftest import wait_until
+import urllib.request
+
+from .conftest import stop_csms, wait_until
 
 AUTO = 'version = "auto"\n[ocpp.variables]\n"SampledDataCtrlr.TxUpdatedInterval" = 15'
 """Both sections: each protocol's own (a variable only 2.0.1 reads, a key only 1.6 reads)."""
@@ -17,11 +19,20 @@ def only_charger(csms) -> dict:
     return charger
 
 
+def protocol_metric(charger) -> str:
+    with urllib.request.urlopen(charger.base + "/metrics", timeout=10) as response:
+        return next(line for line in response.read().decode().splitlines()
+                    if line.startswith("evcp_ocpp_protocol_info{"))
+
+
 def test_auto_offers_2_0_1_then_1_6_and_speaks_2_0_1_with_a_central_system_of_both(csms, start_charger):
     charger = start_charger(ocpp=AUTO, keys=KEYS_OF_1_6)
     listed = only_charger(csms)
     assert listed["subprotocols_offered"] == ["ocpp2.0.1, ocpp1.6"], "exactly these two, 2.0.1 first"
     assert listed["ocpp_version"] == "2.0.1" and listed["registration_status"] == "Accepted"
+    ocpp = charger.status()["ocpp"]
+    assert (ocpp["version"], ocpp["protocol"]) == ("auto", "2.0.1"), "the setting, and what the handshake agreed"
+    assert protocol_metric(charger) == 'evcp_ocpp_protocol_info{version="auto",protocol="2.0.1"} 1'
     [boot] = csms.sent_by_charger("BootNotification")
     assert boot["chargingStation"]["vendorName"] and boot["reason"] == "PowerUp"  # the 2.0.1 shape
     read = csms.call("GetVariables", {"getVariableData": [
@@ -40,7 +51,9 @@ def test_auto_hands_over_to_1_6_with_a_central_system_of_1_6_only(csms, start_cs
     assert listed["subprotocols_offered"][0] == "ocpp2.0.1, ocpp1.6"
     assert listed["subprotocols_offered"][-1] == "ocpp1.6", "after the hand-over the 1.6 side connects"
     assert listed["ocpp_version"] == "1.6" and listed["registration_status"] == "Accepted"
-    assert charger.status()["ocpp"]["version"] == "1.6"
+    ocpp = charger.status()["ocpp"]
+    assert (ocpp["version"], ocpp["protocol"]) == ("1.6", "1.6")
+    assert protocol_metric(charger) == 'evcp_ocpp_protocol_info{version="1.6",protocol="1.6"} 1'
     [boot] = only_1_6.sent_by_charger("BootNotification")
     assert boot["chargePointVendor"]  # the 1.6 shape
     read = only_1_6.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})
@@ -50,3 +63,7 @@ def test_auto_hands_over_to_1_6_with_a_central_system_of_1_6_only(csms, start_cs
     wait_until(lambda: [m for m in only_1_6.sent_by_charger("MeterValues") if m.get("transactionId")], 9,
                "MeterValues after 5 s (MeterValueSampleInterval), not 15 (TxUpdatedInterval)")
     assert csms.get("/chargers")["chargers"] == [], "the other central system never heard of it"
+    stop_csms(only_1_6)
+    ocpp = wait_until(lambda: (o := charger.status()["ocpp"]) and not o["connected"] and o, 10, "connection lost")
+    assert (ocpp["version"], ocpp["protocol"]) == ("1.6", None), "nothing is spoken without a connection"
+    assert protocol_metric(charger) == 'evcp_ocpp_protocol_info{version="1.6",protocol=""} 1'

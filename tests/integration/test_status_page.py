@@ -101,6 +101,8 @@ def test_a_person_charges_through_the_status_page(browser, bench, tmp_path):
     expect(page.locator("#cpid")).to_have_text("CP-BENCH-01", timeout=20 * SECONDS)
     expect(page.locator("#conn")).to_have_text("connected", timeout=20 * SECONDS)
     expect(page.locator("#reg")).to_have_text("Accepted")
+    expect(page.locator("#proto")).to_have_text("OCPP 1.6")  # the bench's ocpp.version, agreed in the handshake
+    expect(page.locator("#proto")).to_have_attribute("title", "ocpp.version 1.6; speaking OCPP 1.6")
     expect(page.locator("#ver")).to_have_text(evcp.__version__)
     expect(page.locator("#uptime")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
     card = page.locator("#conn-1")
@@ -177,6 +179,7 @@ def test_a_person_charges_through_the_status_page(browser, bench, tmp_path):
     bench.control("/policy", {"accept_connections": False})
     bench.control("/disconnect", {"cp": "CP-BENCH-01"})
     expect(page.locator("#conn")).to_have_text("disconnected", timeout=10 * SECONDS)
+    expect(page.locator("#proto")).to_have_attribute("title", "ocpp.version 1.6; not connected")
     expect(page.locator("#linkerr")).to_have_text(re.compile(r"^Link: .*503.*; next attempt at \d\d:\d\d:\d\d \(in \d+ s\)$"),
                                                   timeout=15 * SECONDS)
     bench.control("/policy", {"accept_connections": True})

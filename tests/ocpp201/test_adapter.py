@@ -484,6 +484,112 @@ async def test_tc_b_12_reset_of_an_idle_evse_is_accepted_and_done_at_once(csms, 
     assert charger.controller.store.load_availability().get(1) is not False, "not kept Unavailable across a restart"
 
 
+def ends_of(csms: Csms, tx_id: str) -> list[dict]:
+    return [e for e in events(csms) if e["eventType"] == "Ended" and e["transactionInfo"]["transactionId"] == tx_id]
+
+
+def reason_of(ended: dict) -> tuple[str, str]:
+    return ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]
+
+
+async def test_tc_b_11_reset_immediate_ends_every_transaction_the_core_s_and_one_the_cable_alone_keeps_open(
+        csms, start_station):
+    """Part 2 B11: every open transaction ends with ResetCommand / ImmediateReset before the
+    station restarts: EVSE 1 charging (the core's transaction), EVSE 2 with only its cable in
+    (TxStartPoint EVConnected: a transaction the core does not run)."""
+    charger = await start_station(csms, connectors=2, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
+    await registered(charger, csms)
+    charging_id = await charging_session(charger, csms)
+    charger.hardware.bench.set_pilot(2, "B")
+    cable_only = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"
+                                              and e["evse"]["id"] == 2])
+    cable_id = cable_only[0]["transactionInfo"]["transactionId"]
+    assert charger.controller.station.connectors[2].transaction is None
+    assert (await csms.session.send("Reset", {"type": "Immediate"}))["status"] == "Accepted"
+    boots = await csms.wait_for(lambda: len(csms.messages("BootNotification")) >= 2 and csms.messages("BootNotification"))
+    assert boots[1]["reason"] == "RemoteReset"
+    for tx_id in (charging_id, cable_id):
+        [ended] = ends_of(csms, tx_id)
+        assert reason_of(ended) == ("ResetCommand", "ImmediateReset"), tx_id
+        received = [payload for _, payload in csms.received]
+        assert received.index(ended) < received.index(boots[1]), "ended before the restart, not at the next start"
+        assert [e for e in events(csms) if e["transactionInfo"]["transactionId"] == tx_id][-1] == ended
+    assert not [e for e in events(csms) if e["transactionInfo"].get("stoppedReason") == "PowerLoss"]
+    assert not any(c.relay.is_closed for c in charger.hardware.connectors)
+
+
+async def test_tc_b_11_reset_on_idle_waits_for_a_transaction_the_cable_alone_keeps_open(csms, start_station):
+    charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
+    await registered(charger, csms)
+    await ev_connected_transaction(charger, csms)
+    [started] = events(csms)
+    assert (await csms.session.send("Reset", {"type": "OnIdle"}))["status"] == "Scheduled"
+    await asyncio.sleep(1.5)
+    assert len(csms.messages("BootNotification")) == 1, "the transaction is open: no restart yet"
+    charger.hardware.bench.set_pilot(1, "A")
+    [ended] = await csms.wait_for(lambda: ends_of(csms, started["transactionInfo"]["transactionId"]))
+    assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    boots = await csms.wait_for(lambda: len(csms.messages("BootNotification")) >= 2 and csms.messages("BootNotification"))
+    assert boots[1]["reason"] == "RemoteReset"
+
+
+async def test_tc_b_12_reset_immediate_of_an_evse_ends_a_transaction_the_cable_alone_keeps_open(csms, start_station):
+    charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
+    await registered(charger, csms)
+    await ev_connected_transaction(charger, csms)
+    tx_id = events(csms)[0]["transactionInfo"]["transactionId"]
+    before = len(statuses(csms))
+    assert (await csms.session.send("Reset", {"type": "Immediate", "evseId": 1}))["status"] == "Accepted"
+    [ended] = await csms.wait_for(lambda: ends_of(csms, tx_id))
+    assert reason_of(ended) == ("ResetCommand", "ImmediateReset")
+    assert (await evse_reset_done(csms, before))[-1] == "Occupied", "the EV is still plugged in"
+    assert len(csms.messages("BootNotification")) == 1
+
+
+async def start_waiting_for_its_answer(charger, csms: Csms) -> str:
+    """A card the CSMS accepted only in its Authorize response, forgotten: the core's transaction
+    waits for the TransactionEventResponse's idTokenInfo, and the first attempt of that Started
+    fails (CALLERROR), its next one coming 2 s later (E13)."""
+    answer = await csms.session.send("SetVariables", {"setVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": name, "instance": "TransactionEvent"},
+         "attributeValue": value} for name, value in (("MessageAttempts", "3"), ("MessageAttemptInterval", "2"))]})
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+    charger.controller.adapter._accepted_tokens = Forgetful()
+    csms.policy.transaction_event_errors = 1
+    charger.hardware.bench.set_pilot(1, "C")
+    charger.hardware.bench.present_tag("04A1B2C3")
+    started = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Started"])
+    assert charger.controller.adapter._awaiting, "the start still waits for its answer"
+    return started[0]["transactionInfo"]["transactionId"]
+
+
+async def test_tc_b_12_reset_immediate_of_an_evse_ends_a_transaction_whose_start_waits_for_its_answer(
+        csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await start_waiting_for_its_answer(charger, csms)
+    before = len(statuses(csms))
+    assert (await csms.session.send("Reset", {"type": "Immediate", "evseId": 1}))["status"] == "Accepted"
+    [ended] = await csms.wait_for(lambda: ends_of(csms, tx_id))
+    assert reason_of(ended) == ("ResetCommand", "ImmediateReset")
+    await evse_reset_done(csms, before)
+    assert charger.controller.station.connectors[1].transaction is None
+    contactor = charger.hardware.bench.simulated[0].contactor
+    assert "closed" not in [event for _, event in contactor.history], "the late Accepted gives no energy"
+    assert len(csms.messages("BootNotification")) == 1
+
+
+async def test_tc_f_03_request_stop_of_a_transaction_whose_start_waits_for_its_answer(csms, start_station):
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    tx_id = await start_waiting_for_its_answer(charger, csms)
+    assert (await csms.session.send("RequestStopTransaction", {"transactionId": tx_id}))["status"] == "Accepted"
+    [ended] = await csms.wait_for(lambda: ends_of(csms, tx_id))
+    assert reason_of(ended) == ("RemoteStop", "Remote")
+    contactor = charger.hardware.bench.simulated[0].contactor
+    assert "closed" not in [event for _, event in contactor.history], "the late Accepted gives no energy"
+
+
 async def test_tc_f_06_trigger_message(csms, start_station):
     charger = await start_station(csms)
     await registered(charger, csms)

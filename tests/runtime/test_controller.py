@@ -116,6 +116,7 @@ async def test_the_status_tells_the_session_the_card_the_link_and_the_version(tm
         assert connector["relay_closed"] and connector["relay_feedback_closed"] is True
         assert len(connector["current_a"]) == 3 and len(connector["voltage_v"]) == 3
         assert ocpp["connected"] and ocpp["last_error"] is None and ocpp["next_attempt_at"] is None
+        assert (ocpp["version"], ocpp["protocol"]) == ("1.6", "1.6")
         assert status["counters"]["transactions_started"] == started_before + 1
         before = ocpp["connections"]
 
@@ -125,7 +126,7 @@ async def test_the_status_tells_the_session_the_card_the_link_and_the_version(tm
             if ocpp["next_attempt_at"] is not None:
                 break
             await asyncio.sleep(0.05)
-        assert not ocpp["connected"] and ocpp["last_error"]
+        assert not ocpp["connected"] and ocpp["last_error"] and ocpp["protocol"] is None
         assert time.time() - 1 < ocpp["next_attempt_at"] < time.time() + charger.config.ocpp.reconnect_max_s + 1
         assert ocpp["connection_failures"] >= 1 and ocpp["connections"] == before
     finally:
