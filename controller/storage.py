@@ -16,7 +16,8 @@ Promises:
   at once and a power cut from the next FULL commit on, because that fsync
   covers every earlier WAL frame. Call it just before the ``outbox_put`` of the
   MeterValues that reports the sample, and one fsync covers both.
-- A write touching several rows is one sqlite transaction: all or nothing.
+- A write touching several rows is one sqlite transaction: all or nothing; so are the
+  writes made inside ``atomic()``.
 - What a damaged or lost write-ahead log must never take is in the main file when its
   method returns: every write but the frequent ones (meter readings, queued MeterValues,
   2.0.1 Updated events, rewritten payloads, security events, deletions of delivered
@@ -557,7 +558,20 @@ class StateStore:
             raise KeyError(f"{what} is not stored")
 
     @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every write made inside, through any method, commits at its end, all or nothing: an
+        exception inside rolls them all back, a kill or a power cut before the end loses them
+        all, never some. Facts that must not be parted (a transaction and the message that
+        reports it) are written in one. Nested, the outermost one commits; a checkpoint a write
+        asks for is made at that commit."""
+        with self._transaction():
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self._db is not None and self._db.in_transaction:
+            yield  # part of the enclosing transaction, which commits or rolls back
+            return
         self._run("BEGIN IMMEDIATE")
         try:
             yield
