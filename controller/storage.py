@@ -429,6 +429,16 @@ class StateStore:
         return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
                 for seq, action, payload, local_id, attempts in rows]
 
+    def outbox_newest_of(self, local_id: int) -> StoredMessage | None:
+        """The newest queued message of a transaction, None when none is: the last the central
+        system will hear of it before its end."""
+        row = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox WHERE local_id = ?"
+                        " ORDER BY seq DESC LIMIT 1", (local_id,)).fetchone()
+        if row is None:
+            return None
+        seq, action, payload, local_id, attempts = row
+        return StoredMessage(seq, action, json.loads(payload), local_id, attempts)
+
     def outbox_entries(self) -> list[StoredMessage]:
         """Every queued message, by seq (the order they were put); ``outbox_page`` reads a long queue."""
         return self.outbox_page(0, -1)

@@ -760,6 +760,15 @@ def test_a_start_confirmation_drops_the_start_and_stores_the_id_in_one_commit(st
     assert [m.seq for m in store.outbox_entries()] == [later]
 
 
+def test_outbox_newest_of_a_transaction(store):
+    assert store.outbox_newest_of(1) is None
+    store.outbox_put("StartTransaction", {"n": 1}, 1)
+    store.outbox_put("MeterValues", {"n": 2}, 1)
+    store.outbox_put("MeterValues", {"n": 3}, 2)
+    assert store.outbox_newest_of(1).payload == {"n": 2}
+    assert store.outbox_newest_of(2).payload == {"n": 3}
+
+
 def test_outbox_stops_are_only_the_stops(store):
     start(store, 1)
     store.outbox_put("MeterValues", {}, 1)

@@ -255,6 +255,20 @@ def is_start_or_end(action: str, payload: dict[str, Any]) -> bool:
     return not (action == "TransactionEvent" and payload.get("eventType") == "Updated")
 
 
+def latest_timestamp(payload: dict[str, Any]) -> float | None:
+    """The latest of a payload's timestamps (top level and in meterValue, those ``retime`` moves),
+    POSIX seconds; None without one. One that cannot be read is left out."""
+    texts = [payload.get("timestamp")] + [mv.get("timestamp") for mv in payload.get("meterValue") or []
+                                          if isinstance(mv, dict)]
+    moments = []
+    for text in texts:
+        try:
+            moments.append(parse_timestamp(text))
+        except ValueError:
+            continue
+    return max(moments, default=None)
+
+
 def _shifted(payload: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The payload with every ``timestamp`` (top level and in meterValue) moved by ``seconds``."""
     def move(text: str) -> str:
