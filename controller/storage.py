@@ -16,7 +16,8 @@ Promises:
   at once and a power cut from the next FULL commit on, because that fsync
   covers every earlier WAL frame. Call it just before the ``outbox_put`` of the
   MeterValues that reports the sample, and one fsync covers both.
-- A write touching several rows is one sqlite transaction: all or nothing.
+- A write touching several rows is one sqlite transaction: all or nothing; so are the
+  writes made inside ``atomic()``.
 - What a damaged or lost write-ahead log must never take is in the main file when its
   method returns: every write but the frequent ones (meter readings, queued MeterValues,
   2.0.1 Updated events, rewritten payloads, security events, deletions of delivered
@@ -428,6 +429,16 @@ class StateStore:
         return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
                 for seq, action, payload, local_id, attempts in rows]
 
+    def outbox_newest_of(self, local_id: int) -> StoredMessage | None:
+        """The newest queued message of a transaction, None when none is: the last the central
+        system will hear of it before its end."""
+        row = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox WHERE local_id = ?"
+                        " ORDER BY seq DESC LIMIT 1", (local_id,)).fetchone()
+        if row is None:
+            return None
+        seq, action, payload, local_id, attempts = row
+        return StoredMessage(seq, action, json.loads(payload), local_id, attempts)
+
     def outbox_entries(self) -> list[StoredMessage]:
         """Every queued message, by seq (the order they were put); ``outbox_page`` reads a long queue."""
         return self.outbox_page(0, -1)
@@ -557,7 +568,20 @@ class StateStore:
             raise KeyError(f"{what} is not stored")
 
     @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every write made inside, through any method, commits at its end, all or nothing: an
+        exception inside rolls them all back, a kill or a power cut before the end loses them
+        all, never some. Facts that must not be parted (a transaction and the message that
+        reports it) are written in one. Nested, the outermost one commits; a checkpoint a write
+        asks for is made at that commit."""
+        with self._transaction():
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self._db is not None and self._db.in_transaction:
+            yield  # part of the enclosing transaction, which commits or rolls back
+            return
         self._run("BEGIN IMMEDIATE")
         try:
             yield

@@ -459,6 +459,41 @@ def test_queueing_the_stop_marks_the_transaction_stopped_in_the_same_commit(tmp_
         assert [m.local_id for m in store.outbox_entries()] == [1], "an unknown transaction queues nothing"
 
 
+def test_writes_inside_atomic_commit_together_or_not_at_all(path):
+    """A transaction and its StartTransaction, written inside ``atomic()``: a kill between the two
+    writes leaves neither; a kill after the block, both."""
+    killed_writer(path, """
+        with s.atomic():
+            s.transaction_started(1, 1, "TAG", 100, 1000.0)
+            os._exit(0)
+    """)
+    with StateStore(path) as s:
+        assert s.open_transactions() == [] and s.outbox_entries() == []
+    killed_writer(path, """
+        with s.atomic():
+            s.transaction_started(1, 1, "TAG", 100, 1000.0)
+            s.outbox_put("StartTransaction", {"connectorId": 1}, 1)
+    """)
+    with StateStore(path) as s:
+        assert [t.local_id for t in s.open_transactions()] == [1]
+        assert [(m.action, m.local_id) for m in s.outbox_entries()] == [("StartTransaction", 1)]
+
+
+def test_atomic_takes_in_writes_that_are_transactions_themselves_and_a_failure_undoes_all(store):
+    with pytest.raises(RuntimeError):
+        with store.atomic():
+            start(store, 1)
+            with store.atomic():
+                store.outbox_put_stop({"transactionId": None, "meterStop": 150, "timestamp": "t"}, 1)
+            raise RuntimeError("killed before the end")
+    assert store.open_transactions() == [] and store.outbox_entries() == []
+    with store.atomic():
+        start(store, 1)
+        store.outbox_put_stop({"transactionId": None, "meterStop": 150, "timestamp": "t"}, 1)
+    assert store.open_transactions() == [] and [m.action for m in store.outbox_entries()] == ["StopTransaction"]
+    assert store._wal_bytes() == 0, "the checkpoint a write asked for is made at the commit"
+
+
 def test_a_new_database_is_readable_by_the_service_alone(tmp_path):
     import stat
 
@@ -723,6 +758,15 @@ def test_a_start_confirmation_drops_the_start_and_stores_the_id_in_one_commit(st
     store.outbox_start_confirmed(seq, 1, 4711)
     assert store.transaction_ids() == {1: 4711}
     assert [m.seq for m in store.outbox_entries()] == [later]
+
+
+def test_outbox_newest_of_a_transaction(store):
+    assert store.outbox_newest_of(1) is None
+    store.outbox_put("StartTransaction", {"n": 1}, 1)
+    store.outbox_put("MeterValues", {"n": 2}, 1)
+    store.outbox_put("MeterValues", {"n": 3}, 2)
+    assert store.outbox_newest_of(1).payload == {"n": 2}
+    assert store.outbox_newest_of(2).payload == {"n": 3}
 
 
 def test_outbox_stops_are_only_the_stops(store):

@@ -80,6 +80,8 @@ class Entry:
     local_id: int | None
     attempts: int = 0
     not_before: float = 0.0
+    unanswered: bool = False
+    """Its retry waits because its last call got no answer (rather than a CALLERROR): see ``connected``."""
     final_reading: asyncio.Future | None = None
     """For a StopTransaction: a fresh meter reading (Wh or None) taken after the contactor opened."""
 
@@ -178,6 +180,29 @@ class Outbox:
                     break
         return shifted
 
+    def connected(self) -> None:
+        """A new connection to the central system is up: the oldest message, if its retry waits
+        because its last call got no answer, goes out at once, and that attempt is not counted.
+
+        The answer was lost with the connection that has since gone (a half-open link gives no
+        answer until its pings time out): the message was not refused. The attempts and their
+        growing interval (OCPP 1.6 "Error responses to transaction-related messages":
+        TransactionMessageAttempts, TransactionMessageRetryInterval; OCPP 2.0.1 Part 2 E13:
+        MessageAttemptsTransactionEvent, MessageAttemptIntervalTransactionEvent) are for a
+        central system that fails to process it, and only its CALLERROR or its silence on a link
+        that stays up says so. Counted, a few network drops would skip a transaction's message
+        for good; waited for, queued messages would reach the central system minutes after the
+        link is back, when they must go as soon as it is (OCPP 1.6 "Transaction-related
+        messages", OCPP 2.0.1 Part 2 E04/E12: delivered once the connection is restored). A
+        message whose retry waits after a CALLERROR keeps its wait."""
+        entry = self.head()
+        if entry is None or not entry.unanswered:
+            return
+        entry.unanswered = False
+        entry.attempts -= 1
+        entry.not_before = 0.0
+        self.update(entry)
+
     def head(self) -> Entry | None:
         if not self._window and self._beyond:
             self._refill()
@@ -253,6 +278,20 @@ def is_start_or_end(action: str, payload: dict[str, Any]) -> bool:
     if action == "MeterValues":
         return False
     return not (action == "TransactionEvent" and payload.get("eventType") == "Updated")
+
+
+def latest_timestamp(payload: dict[str, Any]) -> float | None:
+    """The latest of a payload's timestamps (top level and in meterValue, those ``retime`` moves),
+    POSIX seconds; None without one. One that cannot be read is left out."""
+    texts = [payload.get("timestamp")] + [mv.get("timestamp") for mv in payload.get("meterValue") or []
+                                          if isinstance(mv, dict)]
+    moments = []
+    for text in texts:
+        try:
+            moments.append(parse_timestamp(text))
+        except ValueError:
+            continue
+    return max(moments, default=None)
 
 
 def _shifted(payload: dict[str, Any], seconds: float) -> dict[str, Any]:

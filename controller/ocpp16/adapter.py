@@ -713,6 +713,7 @@ class Ocpp16Adapter:
 
     async def _send_queued_messages(self) -> None:
         loop = asyncio.get_running_loop()
+        self.outbox.connected()
         while True:
             entry = self.outbox.head()
             if entry is None or loop.time() < entry.not_before:
@@ -727,7 +728,7 @@ class Ocpp16Adapter:
                           entry.action, entry.local_id)
                 self.outbox.done(entry)
                 continue
-            entry.attempts += 1
+            entry.unanswered = False  # a silence this connection outlived by its interval stays counted
             try:
                 conf = await self._call_payload(entry.action, payload)
             except OCPPError as error:
@@ -735,7 +736,7 @@ class Ocpp16Adapter:
                     self.outbox.done(entry)
                 continue
             except asyncio.TimeoutError:
-                if not self._retry(entry, "no answer"):
+                if not self._retry(entry, "no answer", unanswered=True):
                     self.outbox.done(entry)
                 continue
             if entry.action == "StartTransaction":
@@ -769,14 +770,18 @@ class Ocpp16Adapter:
             entry.payload["meterStop"] = round(energy_wh)
             self.outbox.update(entry)
 
-    def _retry(self, entry, why: str) -> bool:
-        """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 "Transaction-related messages")."""
+    def _retry(self, entry, why: str, unanswered: bool = False) -> bool:
+        """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 "Error responses to
+        transaction-related messages"); ``unanswered``: no answer came (``Outbox.connected``). A call
+        cut short by the connection's end never gets here: it is not an attempt."""
+        entry.attempts += 1
         attempts = int(self.configuration.get("TransactionMessageAttempts"))
         if entry.attempts >= attempts:
             log.error("%s failed %d times (%s); giving up on it", entry.action, entry.attempts, why)
             return False
         delay = int(self.configuration.get("TransactionMessageRetryInterval")) * entry.attempts
         entry.not_before = asyncio.get_running_loop().time() + delay
+        entry.unanswered = unanswered
         self.outbox.update(entry)
         log.warning("%s failed (%s); attempt %d of %d in %ss", entry.action, why, entry.attempts + 1,
                     attempts, delay)

@@ -550,6 +550,7 @@ class Ocpp201Adapter:
 
     async def _send_queued(self) -> None:
         loop = asyncio.get_running_loop()
+        self.outbox.connected()
         while True:
             entry = self.outbox.head()
             if entry is None or loop.time() < entry.not_before:
@@ -561,7 +562,7 @@ class Ocpp201Adapter:
                 continue
             if entry.final_reading is not None:
                 await self._take_final_reading(entry)
-            entry.attempts += 1
+            entry.unanswered = False  # a silence this connection outlived by its interval stays counted
             try:
                 answer = await self._call(ACTION, entry.payload)
             except OCPPError as error:
@@ -569,7 +570,7 @@ class Ocpp201Adapter:
                     self._given_up(entry)
                 continue
             except asyncio.TimeoutError:
-                if not self._retry(entry, "no answer"):
+                if not self._retry(entry, "no answer", unanswered=True):
                     self._given_up(entry)
                 continue
             self.outbox.done(entry)
@@ -590,14 +591,18 @@ class Ocpp201Adapter:
                     sampled["value"] = round(energy_wh, 1)
                     self.outbox.update(entry)
 
-    def _retry(self, entry, why: str) -> bool:
-        """OCPPCommCtrlr.MessageAttemptsTransactionEvent / MessageAttemptIntervalTransactionEvent (E13)."""
+    def _retry(self, entry, why: str, unanswered: bool = False) -> bool:
+        """OCPPCommCtrlr.MessageAttemptsTransactionEvent / MessageAttemptIntervalTransactionEvent (E13);
+        ``unanswered``: no answer came (``Outbox.connected``). A call cut short by the connection's
+        end never gets here: it is not an attempt."""
+        entry.attempts += 1
         attempts = self.device_model.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent")
         if entry.attempts >= attempts:
             log.error("TransactionEvent failed %d times (%s); giving up on it", entry.attempts, why)
             return False
         delay = self.device_model.number("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent") * entry.attempts
         entry.not_before = asyncio.get_running_loop().time() + delay
+        entry.unanswered = unanswered
         self.outbox.update(entry)
         log.warning("TransactionEvent failed (%s); attempt %d of %d in %ss", why, entry.attempts + 1, attempts, delay)
         return True

@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 from evcp.core.model import StopReason
+from evcp.ocpp.outbox import latest_timestamp
 from evcp.timestamps import timestamp
 
 if TYPE_CHECKING:
     from evcp.ocpp.outbox import Outbox
-    from evcp.storage import StateStore
+    from evcp.storage import StateStore, StoredTransaction
 
 log = logging.getLogger("evcp.ocpp")
 
@@ -110,6 +112,9 @@ class OpenTransaction:
     """MeterValueType readings taken for the Ended event (TxEndedInterval, Sample.Periodic, and
     AlignedDataCtrlr.TxEndedInterval, Sample.Clock: Part 2 J02), oldest first."""
     end_samples_dropped: int = 0
+    last_event_at: float | None = None
+    """When its latest event (Started, Updated) happened: its PowerLoss Ended is never stamped
+    earlier (``recover``)."""
 
     @classmethod
     def from_saved(cls, item: dict[str, Any]) -> "OpenTransaction":
@@ -423,6 +428,7 @@ class Transactions:
             payload["meterValue"] = meter_value
         payload.update(extra or {})
         tx.seq_next += 1
+        tx.last_event_at = at if tx.last_event_at is None else max(tx.last_event_at, at)
         self.outbox.put(ACTION, payload, tx.local_id, final_reading=final_reading)
         self._save()  # after the queue's commit: ``recover`` takes the larger seqNo of the two
 
@@ -449,7 +455,8 @@ def energy_value(energy_wh: float, context: str) -> dict[str, Any]:
 def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[dict[str, Any]]:
     """After a crash or a power cut: end every transaction that was open with stoppedReason
     PowerLoss (Part 2 E.FR on power loss; OCTT TC_E_... "power loss"), the next seqNo, the meter's
-    count (``energy_now``, else the last saved reading) and the time it was last seen running.
+    count (``energy_now``, else the last saved reading) and the time it was last seen running
+    (``last_seen_open``).
 
     The open transactions are the stored document's plus any whose events are queued without an
     Ended (a crash between queueing and saving). The core's rows of those transactions are marked
@@ -459,13 +466,15 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
     ended: set[str] = set()
     last_seq: dict[str, int] = {}
     queued_evse: dict[str, int] = {}
-    last_at: dict[str, str] = {}
+    last_at: dict[str, float] = {}
     local_ids: dict[str, int] = {}
     for message in store.outbox_of(ACTION):
         info = message.payload.get("transactionInfo", {})
         tid = info.get("transactionId")
         last_seq[tid] = max(last_seq.get(tid, -1), message.payload.get("seqNo", -1))
-        last_at[tid] = message.payload.get("timestamp", "")
+        stamped = latest_timestamp(message.payload)
+        if stamped is not None:
+            last_at[tid] = max(last_at.get(tid, stamped), stamped)
         if message.local_id is not None:
             local_ids[tid] = message.local_id
         if "evse" in message.payload:
@@ -488,8 +497,7 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
         energy = energy_now.get(tx.evse)
         if energy is None:
             energy = reading[0] if reading else None
-        seen_at = (row.last_reading_at or row.started_at) if row else (reading[1] if reading else None)
-        stamp = timestamp(seen_at) if seen_at is not None else last_at.get(tid) or timestamp(0)
+        stamp = timestamp(last_seen_open(tx, row, reading, last_at.get(tid)))
         payload: dict[str, Any] = {
             "eventType": "Ended", "timestamp": stamp, "triggerReason": "AbnormalCondition", "seqNo": seq,
             "offline": True,
@@ -506,3 +514,26 @@ def recover(store: "StateStore", energy_now: dict[int, float | None]) -> list[di
                     "(seqNo %d)", tx.evse, tid, seq)
     store.save_document(OPEN_TRANSACTIONS, {})
     return payloads
+
+
+def last_seen_open(tx: OpenTransaction, row: "StoredTransaction | None", reading: tuple[float, float] | None,
+                   last_queued_at: float | None) -> float:
+    """The time of a PowerLoss Ended: the last moment the station saw the transaction open.
+
+    TransactionEventRequest.timestamp is when the event happened (Part 2, TransactionEventRequest);
+    a PowerLoss end (E06, ReasonEnumType PowerLoss: "complete loss of power") happened when the
+    power went, which nothing recorded: some time between the last evidence that the transaction
+    was open and the next power-up. The latest evidence is taken: its events (Started, Updated,
+    delivered or still queued, as the CSMS sees them once re-stamped), the readings kept for its
+    Ended, the core's transaction (start, last reading) and the EVSE's last meter reading (one
+    taken before the transaction opened is earlier than its events, so it does not count). The
+    Ended so never comes before an event the CSMS has of it (with TxStartPoint PowerPathClosed
+    the Started follows the core's start), and the outage, when no energy flowed, is not billed as
+    charging time, as the power-up time would bill it. With no evidence at all (a document of an
+    older version) the power-up time is the only one left that is not before the Started."""
+    evidence = [tx.last_event_at, last_queued_at, reading[1] if reading else None]
+    evidence += [latest_timestamp(sample) for sample in tx.end_samples]
+    if row is not None:
+        evidence += [row.started_at, row.last_reading_at]
+    known = [moment for moment in evidence if moment is not None]
+    return max(known) if known else time.time()

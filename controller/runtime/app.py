@@ -13,6 +13,7 @@ from pathlib import Path
 from evcp.api.http import HttpServer
 from evcp.api.routes import Api
 from evcp.config import Config
+from evcp.ocpp.outbox import latest_timestamp
 from evcp.ocpp.trace import FrameTrace, trace_log
 from evcp.ocpp201 import transactions as transactions_201
 from evcp.ocpp201.adapter import ProtocolChosen
@@ -24,7 +25,7 @@ from evcp.timestamps import timestamp
 from evcp.runtime.hardware import StationHardware
 from evcp.runtime.clock import ChargerClock
 from evcp.runtime.systemd import Notifier
-from evcp.storage import FILENAME, StateStore, StoreError
+from evcp.storage import FILENAME, StateStore, StoredMessage, StoredTransaction, StoreError
 
 log = logging.getLogger("evcp")
 
@@ -97,7 +98,7 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
     meter reading. In both cases the contactor opened when the power or the process went, so
     nothing was delivered since: the meter's count now is the final reading, as long as no
     later transaction ran on that connector. The timestamp of a PowerLoss stop is when the
-    charger last saw the transaction running.
+    charger last saw the transaction running (``last_seen_running``).
     """
     latest = store.latest_transactions()
     newest_on = {local_id: connector for connector, local_id in latest.items()}
@@ -138,11 +139,24 @@ async def recover_after_an_unclean_stop(store: StateStore, hardware: StationHard
                 meter_stop = final
         store.outbox_put_stop({
             "transactionId": tx.transaction_id, "meterStop": meter_stop,
-            "timestamp": timestamp(tx.last_reading_at or tx.started_at), "reason": StopReason.POWER_LOSS.value,
+            "timestamp": timestamp(last_seen_running(tx, store.outbox_newest_of(tx.local_id))),
+            "reason": StopReason.POWER_LOSS.value,
         }, tx.local_id)
         log.warning("connector %d: transaction %s (%s) was running when the charger went down; "
                     "stopping it with PowerLoss, meterStop %d Wh", tx.connector,
                     tx.transaction_id or "not yet confirmed", tx.id_tag, meter_stop)
+
+
+def last_seen_running(tx: StoredTransaction, newest_queued: StoredMessage | None) -> float:
+    """The timestamp of the PowerLoss StopTransaction of ``tx``: the latest moment the charger
+    recorded it running, its start, its last saved reading, its newest queued message. The stop
+    (OCPP 1.6 §4.10: timestamp, "the date and time on which the transaction is stopped") happened
+    when the power went, some time after these and before the next power-up: stamped at the
+    power-up, the outage would count as charging time; before its newest queued message (one
+    re-stamped when the clock was corrected after the start), the central system would get a stop
+    earlier than the transaction's own messages."""
+    moments = [tx.started_at, tx.last_reading_at, latest_timestamp(newest_queued.payload) if newest_queued else None]
+    return max(moment for moment in moments if moment is not None)
 
 
 class Charger:

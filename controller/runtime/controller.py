@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import nullcontext
 from typing import Any, Callable, TypeVar
 
 import evcp
@@ -218,9 +219,14 @@ class Controller:
                     self.store.save_document(CHARGING_PROFILES, list(a.saved))
             elif isinstance(a, act.StartTransaction):
                 self._meter_wakeups[a.connector].set()
-                if self.store is not None:
-                    self.store.transaction_started(a.local_id, a.connector, a.id_tag, a.meter_start_wh, a.at)
-                self.adapter.perform(a)
+                # The transaction and what the protocol keeps of it (1.6: its StartTransaction
+                # queued; 2.0.1: its state and TransactionEvent) in one commit: killed between
+                # the two, the charger would stop at power-up (PowerLoss) a transaction the
+                # central system never heard of, and bill nothing for it.
+                with self.store.atomic() if self.store is not None else nullcontext():
+                    if self.store is not None:
+                        self.store.transaction_started(a.local_id, a.connector, a.id_tag, a.meter_start_wh, a.at)
+                    self.adapter.perform(a)
             else:
                 if isinstance(a, act.ReportMeterValues):
                     self._persist_reading(a.connector, a.energy_wh, a.at, reported=True)

@@ -293,3 +293,139 @@ async def test_security_event_stays_queued_when_the_connection_is_lost(store, tm
     with pytest.raises(ConnectionError):
         await events.deliver(send, lambda: 0.0)
     assert [e["type"] for e in SecurityEventQueue(store)] == ["A"]
+
+
+# Over connections that come and go, whichever protocol sends the queue.
+
+class ScriptedLink:
+    """A connection to the central system that answers queued messages as told: "answer",
+    "CALLERROR", "no answer" (the call times out) or "lost" (the call is under way when the
+    connection goes)."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.calls = 0
+
+    async def call_payload(self, action, payload):
+        self.calls += 1
+        if self.answer == "no answer":
+            raise asyncio.TimeoutError
+        if self.answer == "CALLERROR":
+            raise NotSupportedError(description="scripted")
+        if self.answer == "lost":
+            await asyncio.Event().wait()
+        return {}
+
+
+class Sender:
+    """A protocol adapter's queue of transaction messages, sent over one connection after another
+    (OCPP 1.6 MeterValues or OCPP 2.0.1 TransactionEvent Updated, the retry interval at its
+    default of 60 s)."""
+
+    def __init__(self, version: str, tmp_path, devices):
+        from evcp.bench import bench_config
+        from evcp.runtime.controller import Controller, station_configuration
+        from evcp.runtime.hardware import StationHardware
+
+        config = bench_config(tmp_path, csms_url="ws://127.0.0.1:9/ocpp", version=version)
+        self.store = StateStore(tmp_path / FILENAME)
+        controller = Controller(config, StationHardware([devices()], reader=None), station_configuration(config),
+                                store=self.store)
+        self.adapter = controller.adapter
+        self.version = version
+        self.entry = self.queue_one()
+        self.sending: asyncio.Task | None = None
+
+    def queue_one(self):
+        if self.version == "1.6":
+            return self.adapter.outbox.put("MeterValues", {"connectorId": 1, "transactionId": 4711,
+                                                           "meterValue": []}, None)
+        return self.adapter.outbox.put("TransactionEvent", {
+            "eventType": "Updated", "timestamp": "2027-01-15T08:00:00.000Z", "triggerReason": "MeterValuePeriodic",
+            "seqNo": 1, "transactionInfo": {"transactionId": "tx-1"}}, None)
+
+    async def connect(self, link: ScriptedLink, within_s: float = 5.0) -> None:
+        """A new connection: its own sender, as the adapter starts one per connection; returns once
+        the message was sent on it and its answer handled, or after ``within_s``."""
+        await self.disconnect()
+        self.adapter.link = link
+        self.sending = asyncio.create_task(self.adapter._drain_outbox())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while link.calls == 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+
+    async def disconnect(self) -> None:
+        if self.sending is not None:
+            self.sending.cancel()
+            await asyncio.gather(self.sending, return_exceptions=True)
+        self.adapter.link = None
+
+    def waits(self) -> float:
+        return self.entry.not_before - asyncio.get_running_loop().time()
+
+    def stored_attempts(self) -> int:
+        return self.store.outbox_entries()[0].attempts
+
+
+@pytest.fixture(params=["1.6", "2.0.1"])
+async def sender(request, tmp_path, charging_devices):
+    made = Sender(request.param, tmp_path, charging_devices)
+    yield made
+    await made.disconnect()
+    made.store.close()
+
+
+async def test_a_message_unanswered_on_a_connection_since_lost_goes_at_once_on_the_next_uncounted(sender):
+    silent = ScriptedLink("no answer")
+    await sender.connect(silent)
+    assert sender.entry.attempts == 1 and sender.waits() > 55, "no answer on a live link: the interval"
+    await asyncio.sleep(0.3)
+    assert silent.calls == 1, "not sent again on the same connection before its interval"
+    await sender.disconnect()
+    answering = ScriptedLink("answer")
+    await sender.connect(answering)
+    assert answering.calls == 1 and len(sender.adapter.outbox) == 0, "sent at once on the new connection"
+
+
+async def test_the_attempt_lost_with_its_connection_is_not_counted(sender):
+    await sender.connect(ScriptedLink("no answer"))
+    again = ScriptedLink("no answer")
+    await sender.connect(again)
+    assert again.calls == 1
+    assert sender.entry.attempts == 1 and sender.stored_attempts() == 1
+    assert 55 < sender.waits() <= 60, "the first interval again: one attempt counted so far"
+
+
+async def test_a_message_refused_keeps_its_interval_over_a_new_connection(sender):
+    await sender.connect(ScriptedLink("CALLERROR"))
+    assert sender.entry.attempts == 1 and sender.waits() > 55
+    later = ScriptedLink("answer")
+    await sender.connect(later, within_s=0.5)
+    assert later.calls == 0 and sender.entry.attempts == 1 and sender.waits() > 55
+
+
+async def test_a_call_cut_short_by_the_end_of_its_connection_is_not_an_attempt(sender):
+    await sender.connect(ScriptedLink("lost"))
+    await sender.disconnect()
+    assert sender.entry.attempts == 0 and sender.stored_attempts() == 0
+    answering = ScriptedLink("answer")
+    await sender.connect(answering)
+    assert answering.calls == 1 and len(sender.adapter.outbox) == 0
+
+
+async def test_a_silence_its_connection_outlived_stays_counted(sender):
+    silent = ScriptedLink("no answer")
+    await sender.connect(silent)
+    silent.answer = "lost"
+    sender.entry.not_before = 0.0  # its interval over on the same connection (not waited out here)
+    sender.queue_one()  # wakes the sender
+    while silent.calls < 2:
+        await asyncio.sleep(0.01)
+    await sender.disconnect()  # the second call is cut short: not an attempt
+    assert sender.entry.attempts == 1
+    await sender.connect(ScriptedLink("no answer"))
+    assert sender.entry.attempts == 2 and sender.stored_attempts() == 2, \
+        "the silence on the connection that stayed up counts, like the one on the new connection"
+    assert 115 < sender.waits() <= 120

@@ -22,6 +22,7 @@ from evcp.ocpp201.transactions import (
     recover,
 )
 from evcp.storage import StateStore
+from evcp.timestamps import parse_timestamp, timestamp
 
 TOKEN = {"idToken": "04A1B2C3", "type": "ISO14443"}
 T0 = 1_800_000_000.0
@@ -326,6 +327,44 @@ def test_the_open_transactions_are_checkpointed_when_one_opens_is_tied_or_ends_n
     assert frames_in_log(store) > 0, "a sample is not checkpointed"
     t.core_stopped(1, 7, StopReason.LOCAL, None, T0 + 90, online=True, plugged=False)
     assert frames_in_log(store) == 0, "Ended"
+    store.close()
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["started-delivered", "started-queued"])
+def test_tc_e_power_loss_ended_is_never_stamped_before_the_started_of_a_power_path_closed_start(
+        tmp_path, delivered):
+    """TxStartPoint PowerPathClosed: the core's transaction starts at T0, the Started comes when
+    the contactor closes at T0 + 30; the power goes before any meter reading was saved. The Ended
+    must not come before the Started (a negative duration to the CSMS and to billing)."""
+    store = StateStore(tmp_path / "evcp.sqlite3")
+    store.transaction_started(7, 1, "04A1B2C3", 100, T0)
+    t = tracker(start="PowerPathClosed", store=store)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, T0, online=True)
+    t.power_delivery(1, True, False, "Charging", False, T0 + 30, online=True)
+    started = t.outbox.head().payload
+    if delivered:
+        t.outbox.done(t.outbox.head())
+    assert store.last_reading(1) is None
+    # the power goes here; at the next start:
+    ended, = recover(store, {})
+    valid(ended)
+    assert ended["seqNo"] == started["seqNo"] + 1
+    assert parse_timestamp(ended["timestamp"]) == T0 + 30, "when the station last saw it open"
+    assert parse_timestamp(ended["timestamp"]) >= parse_timestamp(started["timestamp"])
+    store.close()
+
+
+def test_power_loss_ended_comes_after_a_queued_updated_later_than_the_last_saved_reading(tmp_path):
+    store = StateStore(tmp_path / "evcp.sqlite3")
+    store.transaction_started(7, 1, "04A1B2C3", 100, T0)
+    store.meter_reading(1, 180.0, T0 + 50)
+    t = tracker(start="Authorized", store=store)
+    t.authorized(1, 7, TOKEN, "Authorized", None, None, T0, online=True)
+    t.meter_values(1, "MeterValuePeriodic", {"timestamp": timestamp(T0 + 60), "sampledValue": [{"value": 1.0}]},
+                   T0 + 60, online=False)
+    ended, = recover(store, {1: 250.0})
+    assert parse_timestamp(ended["timestamp"]) == T0 + 60
+    assert parse_timestamp(ended["meterValue"][-1]["timestamp"]) == T0 + 60
     store.close()
 
 

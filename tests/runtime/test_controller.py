@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections import Counter
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
-from evcp.runtime.app import Charger
+from evcp.runtime.app import Charger, recover_after_an_unclean_stop
 from evcp.runtime.controller import PILOT_BACKSTOP_S
+from evcp.storage import FILENAME, StateStore
 
 
-async def started(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
+async def started(tmp_path, version: str | None = None) -> tuple[Charger, asyncio.Task, CentralSystem]:
     """A bench charger started against its own central system, not yet registered."""
     csms = CentralSystem(port=0, control_port=None)
     await csms.start()
-    config = bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0)
+    config = bench_config(tmp_path, csms_url=csms.url + "/ocpp", api_port=0, version=version)
     charger = Charger(config)
     task = asyncio.create_task(charger.run())
     await charger.started.wait()
@@ -462,3 +465,62 @@ async def test_idle_the_loop_wakes_on_the_shared_grid_and_no_more(tmp_path):
     # the process back fall due together).
     assert len(woken) >= grid / 2, f"the counting sees the grid's wakeups: {Counter(woken)}"
     assert len(woken) <= 4 * IDLE_WINDOW_S, f"{len(woken)} wakeups in {IDLE_WINDOW_S} s idle: {Counter(woken)}"
+
+
+def disk_after_a_power_cut(store: StateStore, into: Path) -> Path:
+    """What a power cut at this moment leaves of the state file: the file and its write-ahead log
+    as they are on disk, whatever the process holds uncommitted (the -shm index is rebuilt)."""
+    into.mkdir()
+    for suffix in ("", "-wal"):
+        source = store.path.with_name(store.path.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, into / (FILENAME + suffix))
+    return into / FILENAME
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_power_cut_as_a_transaction_starts_leaves_it_known_to_the_central_system_or_not_at_all(
+        tmp_path, version):
+    """A power cut right after the core's transaction is written, before the protocol has queued
+    what reports it: after recovery at the next start, every message queued must make sense to the
+    central system. A PowerLoss StopTransaction of a transaction whose StartTransaction was never
+    queued does not (its transactionId is never known: it is dropped, the energy never billed);
+    neither does a 1.6 StopTransaction queued for a 2.0.1 transaction."""
+    charger, task, csms = await started(tmp_path / "state", version)
+    store = charger.controller.store
+    written = store.transaction_started
+    cuts: list[Path] = []
+
+    def written_then_power_cut(*args):
+        written(*args)
+        cuts.append(disk_after_a_power_cut(store, tmp_path / "cut"))
+
+    store.transaction_started = written_then_power_cut
+    try:
+        while charger.controller.adapter.registration != "Accepted":
+            await asyncio.sleep(0.02)
+        charger.hardware.bench.set_pilot(1, "C")
+        charger.hardware.bench.present_tag("CRASH001")
+        for _ in range(200):
+            if charger.hardware.connectors[0].relay.is_closed:
+                break
+            await asyncio.sleep(0.05)
+        assert charger.hardware.connectors[0].relay.is_closed
+        [cut] = cuts
+        with StateStore(cut) as after:
+            await recover_after_an_unclean_stop(after, charger.hardware)
+            queued = after.outbox_entries()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+    if version == "1.6":
+        started_before: set[int | None] = set()
+        for message in queued:
+            if message.action == "StartTransaction":
+                started_before.add(message.local_id)
+            elif message.action == "StopTransaction" and message.payload["transactionId"] is None:
+                assert message.local_id in started_before, \
+                    f"a StopTransaction of a transaction never started at the central system: {queued}"
+    else:
+        assert {message.action for message in queued} <= {"TransactionEvent"}, queued
