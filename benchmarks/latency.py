@@ -5,7 +5,10 @@
 In-process part (simulated hardware, the real drivers, a real websocket to the
 bench central system in the same process):
   * pilot leaves C -> contactor coil released   (IEC 61851-1 budget 100 ms, target <= 20 ms)
-  * StartTransaction.conf received -> coil energised   (target <= 10 ms)
+  * StartTransaction.conf received -> PWM offers current   (target <= 10 ms)
+  * PWM offers current -> coil energised: the simulated EV obeys the pilot, so it closes S2
+    (state C) only once it sees the PWM, and C is believed after 0.5 s of stable readings
+    (IEC 61851-1 allows the EVSE up to 3 s to close after C)
   * card tap -> Authorize.req on the wire
 Timestamps come from the coil GPIO's own change callback and the OCPP frame trace.
 
@@ -100,18 +103,27 @@ async def in_process(iterations: int) -> None:
     await charger.started.wait()
     while charger.controller.adapter.registration != "Accepted":
         await asyncio.sleep(0.01)
-    bench = charger.hardware.bench
-    ev = bench.simulated[0].ev
+    bench = charger.hardware.bench  # its set_pilot puts the cable in the socket first (bench socket outlet)
     from gpiozero import Device
 
     coil = CoilWatch(Device.pin_factory, config.hardware.connectors[0].relay.pin)
+    simulated_ev = bench.simulated[0].ev
+    offers: list[float] = []  # perf_counter() of each PWM offer the simulated EV saw
+    seen_by_ev = simulated_ev.pwm_changed
+
+    def pwm_changed(duty):
+        seen_by_ev(duty)
+        if simulated_ev.offered_a:
+            offers.append(time.perf_counter())
+
+    simulated_ev.pwm_changed = pwm_changed
     wire = WireWatch(charger.trace)
-    leave_c, conf_to_close, tap_to_authorize = [], [], []
+    leave_c, conf_to_offer, offer_to_close, tap_to_authorize = [], [], [], []
     starts: dict[str, float] = {}
 
     for n in range(iterations):
         tag = f"BENCH{n:04d}"
-        await asyncio.to_thread(ev.set_pilot, "C")
+        await asyncio.to_thread(bench.set_pilot, 1, "C")
         await asyncio.sleep(0.7)  # C is believed after 0.5 s of stable readings
         t_tap = time.perf_counter()
         await asyncio.to_thread(bench.present_tag, tag)
@@ -127,13 +139,15 @@ async def in_process(iterations: int) -> None:
         await wire.wait_for(start_call, t_tap)
         conf_at = await wire.wait_for(lambda d, m: d == "in" and m[0] == 3 and m[1] == starts[tag], t_tap)
         closed_at = await coil.wait_for(True, conf_at)
-        conf_to_close.append((closed_at - conf_at) * 1000)
+        offered_at = next(at for at in offers if at >= conf_at)
+        conf_to_offer.append((offered_at - conf_at) * 1000)
+        offer_to_close.append((closed_at - offered_at) * 1000)
         await asyncio.sleep(0.2)
         t_leave = [0.0]
 
         def leave():
             t_leave[0] = time.perf_counter()
-            ev.set_pilot("B")
+            bench.set_pilot(1, "B")
 
         await asyncio.to_thread(leave)
         opened_at = await coil.wait_for(False, t_leave[0])
@@ -143,7 +157,8 @@ async def in_process(iterations: int) -> None:
 
     print("in-process, simulated hardware, real drivers and websocket:")
     print(f"  pilot leaves C -> contactor open       {percentiles(leave_c)}")
-    print(f"  StartTransaction.conf -> contactor on  {percentiles(conf_to_close)}")
+    print(f"  StartTransaction.conf -> PWM offered   {percentiles(conf_to_offer)}")
+    print(f"  PWM offered -> contactor on (EV to C)  {percentiles(offer_to_close)}")
     print(f"  card tap -> Authorize.req sent         {percentiles(tap_to_authorize)}")
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
