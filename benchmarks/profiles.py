@@ -43,8 +43,7 @@ async def on_the_wire(iterations: int) -> None:
     while charger.controller.adapter.registration != "Accepted":
         await asyncio.sleep(0.01)
     cp = config.charge_point.id
-    bench = charger.hardware.bench
-    ev = bench.simulated[0].ev
+    bench = charger.hardware.bench  # its set_pilot puts the cable in the socket first (bench socket outlet)
     frames = WireWatch(charger.trace)
     listed = [f"LIST{n:04d}" for n in range(iterations)]
     await csms.call(cp, "SendLocalList", {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [
@@ -58,7 +57,7 @@ async def on_the_wire(iterations: int) -> None:
         return original_offer(amps)
 
     pilot.offer_current = offer_current
-    await asyncio.to_thread(ev.set_pilot, "B")
+    await asyncio.to_thread(bench.set_pilot, 1, "B")
     await asyncio.sleep(0.3)
 
     async def session(tag: str) -> float:
@@ -73,7 +72,7 @@ async def on_the_wire(iterations: int) -> None:
     remote = [await session(f"CSMS{n:04d}") for n in range(iterations)]
     local = [await session(tag) for tag in listed]
 
-    await asyncio.to_thread(ev.set_pilot, "C")
+    await asyncio.to_thread(bench.set_pilot, 1, "C")
     await asyncio.to_thread(bench.present_tag, "LIMITS01")
     while charger.controller.station.connectors[1].offered_a is None:
         await asyncio.sleep(0.05)
