@@ -7,7 +7,7 @@ import shutil
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -16,6 +16,22 @@ from evcp.bench.csms import CentralSystem
 from evcp.runtime.app import Charger, recover_after_an_unclean_stop
 from evcp.runtime.controller import PILOT_BACKSTOP_S
 from evcp.storage import FILENAME, StateStore
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 5.0, step_s: float = 0.01) -> bool:
+    """Whether ``condition()`` became true within ``timeout_s`` (polled every ``step_s``)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() >= deadline:
+            return bool(condition())
+        await asyncio.sleep(step_s)
+    return True
+
+
+async def stop(task: asyncio.Task, csms: CentralSystem) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await csms.stop()
 
 
 async def started(tmp_path, version: str | None = None) -> tuple[Charger, asyncio.Task, CentralSystem]:
@@ -35,10 +51,7 @@ async def charging(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
         await asyncio.sleep(0.02)
     charger.hardware.bench.set_pilot(1, "C")
     charger.hardware.bench.present_tag("CRASH001")
-    for _ in range(100):
-        if charger.hardware.connectors[0].relay.is_closed:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: charger.hardware.connectors[0].relay.is_closed, timeout_s=5)
     assert charger.hardware.connectors[0].relay.is_closed
     return charger, task, csms
 
@@ -80,19 +93,13 @@ async def test_a_reader_that_cannot_start_is_a_reader_failure_not_the_end_of_the
     task = asyncio.create_task(charger.run())
     await charger.started.wait()
     station = csms.ledger.charger("CP-BENCH-01")
-    for _ in range(200):
-        if station.connectors.get(0, {}).get("error_code") == "ReaderFailure":
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: station.connectors.get(0, {}).get("error_code") == "ReaderFailure", timeout_s=10)
     assert station.connectors[0]["error_code"] == "ReaderFailure"
     assert station.connectors[0]["info"].startswith("no /dev/spidev0.1: SPI is off")
     assert not task.done()  # the charger runs on
     charger.hardware.bench.set_pilot(1, "C")
     charger.hardware.bench.present_tag("REMOTE01")  # sessions still start, here from a non-card tag
-    for _ in range(100):
-        if charger.hardware.connectors[0].relay.is_closed:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: charger.hardware.connectors[0].relay.is_closed, timeout_s=5)
     assert charger.hardware.connectors[0].relay.is_closed
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -133,9 +140,7 @@ async def test_the_status_tells_the_session_the_card_the_link_and_the_version(tm
         assert time.time() - 1 < ocpp["next_attempt_at"] < time.time() + charger.config.ocpp.reconnect_max_s + 1
         assert ocpp["connection_failures"] >= 1 and ocpp["connections"] == before
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
 
 
 async def test_the_pilot_hears_of_every_contactor_move_and_status_shows_its_diagnosis(tmp_path):
@@ -148,23 +153,15 @@ async def test_the_pilot_hears_of_every_contactor_move_and_status_shows_its_diag
         await asyncio.sleep(0.02)
     charger.hardware.bench.set_pilot(1, "C")
     charger.hardware.bench.present_tag("CRASH001")
-    for _ in range(100):
-        if moves:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: moves, timeout_s=5)
     assert moves == [True]  # told right after the relay closed
     assert charger.controller.status()["connectors"][0]["pilot_diagnosis"] is None
     charger.hardware.bench.set_pilot(1, "E")
-    for _ in range(100):
-        if len(moves) == 2:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: len(moves) == 2, timeout_s=5)
     assert moves == [True, False]
     diagnosis = charger.controller.status()["connectors"][0]["pilot_diagnosis"]
     assert diagnosis is not None and "shorted to PE" in diagnosis
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await csms.stop()
+    await stop(task, csms)
 
 
 async def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_and_reports_the_fault(tmp_path):
@@ -174,24 +171,16 @@ async def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_an
     try:
         relay, simulated = charger.hardware.connectors[0].relay, charger.hardware.bench.simulated[0]
         simulated.lock.give_way()  # nothing drove it: the actuator lets the plug go
-        for _ in range(100):
-            if not relay.is_closed:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: not relay.is_closed, timeout_s=1)
         assert not relay.is_closed and not simulated.contactor.coil_energised
         status, error, info = charger.controller.status_of(1)
         assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure") and "opened by itself" in info
         station = csms.ledger.charger("CP-BENCH-01")
-        for _ in range(100):
-            if station.connectors.get(1, {}).get("error_code") == "ConnectorLockFailure":
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: station.connectors.get(1, {}).get("error_code") == "ConnectorLockFailure", timeout_s=5)
         assert station.connectors[1]["error_code"] == "ConnectorLockFailure"
         assert charger.controller.status()["connectors"][0]["lock"] == "failed"
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
 
 
 async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fault_not_a_crash(tmp_path):
@@ -213,10 +202,7 @@ async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fa
 
         sensor.read = flaky
         charger.hardware.bench.set_pilot(1, "B")
-        for _ in range(100):
-            if charger.controller.status_of(1)[0].value == "Faulted" or task.done():
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: charger.controller.status_of(1)[0].value == "Faulted" or task.done(), timeout_s=2)
         assert not task.done(), "the charger runs on"
         status, _, info = charger.controller.status_of(1)
         assert status.value == "Faulted" and "proximity pilot unreadable" in info
@@ -226,16 +212,11 @@ async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fa
         assert not charger.hardware.connectors[0].relay.is_closed, "no charge without a readable cable rating"
         # The sensor reads again: the rating repeats on the next polls and the fault clears.
         broken[0] = False
-        for _ in range(100):
-            if charger.controller.status_of(1)[0].value != "Faulted":
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: charger.controller.status_of(1)[0].value != "Faulted", timeout_s=5)
         assert charger.controller.status()["connectors"][0]["cable"] == "32A"
         assert not task.done()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
 
 
 async def test_a_mirror_contact_that_cannot_be_read_is_a_contactor_fault_not_a_crash(tmp_path):
@@ -253,34 +234,17 @@ async def test_a_mirror_contact_that_cannot_be_read_is_a_contactor_fault_not_a_c
 
         relay.feedback_closed = unreadable
         charger.hardware.bench.set_pilot(1, "B")  # an edge wakes the pilot task, which reads the mirror contact
-        for _ in range(100):
-            if charger.controller.status_of(1)[0].value == "Faulted" or task.done():
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: charger.controller.status_of(1)[0].value == "Faulted" or task.done(), timeout_s=2)
         assert not task.done(), "the charger runs on"
         status, error, info = charger.controller.status_of(1)
         assert (status.value, error.value) == ("Faulted", "PowerSwitchFailure") and "unreadable" in info
         assert not relay.is_closed and charger.controller.station.lock_state(1) == "locked"
         broken[0] = False
         charger.hardware.bench.set_pilot(1, "C")  # another edge: the contact reads open, the fault clears
-        for _ in range(100):
-            if charger.controller.status_of(1)[0].value != "Faulted":
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: charger.controller.status_of(1)[0].value != "Faulted", timeout_s=2)
         assert charger.controller.status_of(1)[0].value != "Faulted"
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
-
-
-async def wait_for(condition, timeout_s: float = 5.0, step_s: float = 0.01) -> bool:
-    """Whether ``condition()`` became true within ``timeout_s``."""
-    for _ in range(int(timeout_s / step_s)):
-        if condition():
-            return True
-        await asyncio.sleep(step_s)
-    return condition()
+        await stop(task, csms)
 
 
 async def test_a_control_pilot_that_cannot_be_read_is_a_pilot_fault_not_a_crash(tmp_path, caplog):
@@ -308,7 +272,7 @@ async def test_a_control_pilot_that_cannot_be_read_is_a_pilot_fault_not_a_crash(
 
         caplog.set_level(logging.ERROR, logger="evcp.hal")
         pilot.read_state = unreadable
-        assert await wait_for(lambda: len(failed_reads) >= 4 or task.done())
+        assert await until(lambda: len(failed_reads) >= 4 or task.done())
         assert not task.done(), "the charger runs on"
         assert failed_reads[0][0] and not any(closed for closed, _ in failed_reads[1:]), \
             "the contactor opened in the loop step whose read failed"
@@ -320,30 +284,28 @@ async def test_a_control_pilot_that_cannot_be_read_is_a_pilot_fault_not_a_crash(
         assert (status.value, error.value) == ("Faulted", "OtherError")
         assert info == "control pilot unreadable: pilot board inputs cannot be read: lgpio error"
         station = csms.ledger.charger("CP-BENCH-01")
-        assert await wait_for(lambda: station.connectors.get(1, {}).get("status") == "Faulted")
+        assert await until(lambda: station.connectors.get(1, {}).get("status") == "Faulted")
         assert station.connectors[1]["error_code"] == "OtherError"
         assert station.connectors[1]["info"] == info[:50]  # StatusNotification.req info: CiString50Type
         [stopped] = csms.ledger.transactions.values()
-        assert await wait_for(lambda: stopped.stop is not None)
+        assert await until(lambda: stopped.stop is not None)
         assert stopped.stop["reason"] == "Other"
         unreadable_logged = [r for r in caplog.records if "control pilot unreadable" in r.getMessage()]
         assert len(unreadable_logged) == 1, "logged once, not at every read"
 
         broken[0] = False  # the pilot reads again (the EV still in state C): the fault clears
-        assert await wait_for(lambda: controller.status_of(1)[0].value != "Faulted")
+        assert await until(lambda: controller.status_of(1)[0].value != "Faulted")
         assert controller.status_of(1)[1].value == "NoError"
-        assert await wait_for(lambda: station.connectors[1].get("status") == "Finishing")
+        assert await until(lambda: station.connectors[1].get("status") == "Finishing")
         await asyncio.sleep(2 * PILOT_BACKSTOP_S)
         assert not relay.is_closed and not coil.coil_energised, "no charge resumes by itself"
         assert controller.station.connectors[1].transaction is None
         bench.present_tag("CRASH002")  # a new authorization starts a new charge
-        assert await wait_for(lambda: relay.is_closed)
+        assert await until(lambda: relay.is_closed)
         assert len(csms.ledger.transactions) == 2
         assert not task.done()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
 
 
 async def test_a_power_fail_input_that_cannot_be_read_is_a_charge_point_fault_not_a_crash(tmp_path):
@@ -362,32 +324,30 @@ async def test_a_power_fail_input_that_cannot_be_read_is_a_charge_point_fault_no
             raise OSError("lgpio error: bad handle")
 
         line._get_state = unreadable_line
-        assert await wait_for(lambda: controller.status_of(0)[1].value == "OtherError" or task.done())
+        assert await until(lambda: controller.status_of(0)[1].value == "OtherError" or task.done())
         assert not task.done(), "the charger runs on"
         status, error, info = controller.status_of(0)
         assert (status.value, error.value) == ("Available", "OtherError")
         assert info == (f"power-fail input unreadable: power-fail input: cannot read GPIO{MOCK_POWER_FAIL_PIN}: "
                         "lgpio error: bad handle")
         station = csms.ledger.charger("CP-BENCH-01")
-        assert await wait_for(lambda: station.connectors.get(0, {}).get("error_code") == "OtherError")
+        assert await until(lambda: station.connectors.get(0, {}).get("error_code") == "OtherError")
         assert station.connectors[0]["info"] == info[:50]  # StatusNotification.req info: CiString50Type
         assert relay.is_closed and controller.station.connectors[1].transaction is not None, \
             "an input that cannot be read stops nothing"
 
         del line._get_state  # the input reads again
-        assert await wait_for(lambda: controller.status_of(0)[1].value == "NoError")
-        assert await wait_for(lambda: station.connectors[0].get("error_code") == "NoError")
+        assert await until(lambda: controller.status_of(0)[1].value == "NoError")
+        assert await until(lambda: station.connectors[0].get("error_code") == "NoError")
         bench.set_power_failing(True)
-        assert await wait_for(lambda: controller.station.connectors[1].transaction is None)
+        assert await until(lambda: controller.station.connectors[1].transaction is None)
         assert not relay.is_closed
         [stopped] = csms.ledger.transactions.values()
-        assert await wait_for(lambda: stopped.stop is not None)
+        assert await until(lambda: stopped.stop is not None)
         assert stopped.stop["reason"] == "PowerLoss"
         assert not task.done()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
 
 
 async def test_a_lock_actuator_that_cannot_be_driven_is_a_lock_failure_not_a_silent_hang(tmp_path):
@@ -406,7 +366,7 @@ async def test_a_lock_actuator_that_cannot_be_driven_is_a_lock_failure_not_a_sil
         lock_output._set_state = unwritable
         charger.hardware.bench.set_pilot(1, "C")
         charger.hardware.bench.present_tag("LOCK0001")
-        assert await wait_for(lambda: controller.status_of(1)[0].value == "Faulted" or task.done())
+        assert await until(lambda: controller.status_of(1)[0].value == "Faulted" or task.done())
         assert not task.done(), "the charger runs on"
         status, error, info = controller.status_of(1)
         assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure")
@@ -414,9 +374,7 @@ async def test_a_lock_actuator_that_cannot_be_driven_is_a_lock_failure_not_a_sil
         assert controller.status()["connectors"][0]["lock"] == "failed"
         assert not relay.is_closed, "no energy without a locked plug"
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
 
 
 @contextmanager
@@ -457,9 +415,7 @@ async def test_idle_the_loop_wakes_on_the_shared_grid_and_no_more(tmp_path):
     await asyncio.sleep(2.0)  # the start-up StatusNotifications are not idle
     with loop_wakeups(asyncio.get_running_loop()) as woken:
         await asyncio.sleep(IDLE_WINDOW_S)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await csms.stop()
+    await stop(task, csms)
     grid = IDLE_WINDOW_S / PILOT_BACKSTOP_S
     # At least half of the grid's: the counting works (timers due while a loaded machine held
     # the process back fall due together).
@@ -501,19 +457,14 @@ async def test_a_power_cut_as_a_transaction_starts_leaves_it_known_to_the_centra
             await asyncio.sleep(0.02)
         charger.hardware.bench.set_pilot(1, "C")
         charger.hardware.bench.present_tag("CRASH001")
-        for _ in range(200):
-            if charger.hardware.connectors[0].relay.is_closed:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: charger.hardware.connectors[0].relay.is_closed, timeout_s=10)
         assert charger.hardware.connectors[0].relay.is_closed
         [cut] = cuts
         with StateStore(cut) as after:
             await recover_after_an_unclean_stop(after, charger.hardware)
             queued = after.outbox_entries()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await csms.stop()
+        await stop(task, csms)
     if version == "1.6":
         started_before: set[int | None] = set()
         for message in queued:
