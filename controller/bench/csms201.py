@@ -325,6 +325,10 @@ class CentralSystemStation(StrayAnswersDropped, ChargePoint):
         self._ledger.charger(self.id).events.append({"received_at": utc_now_iso(), **details})
         return call_result.NotifyEvent()
 
+    @on(Action.reservation_status_update)
+    def on_reservation_status_update(self, **_):
+        return call_result.ReservationStatusUpdate()
+
     @on(Action.data_transfer)
     def on_data_transfer(self, **details):
         self._ledger.data_transfer(self.id, details)

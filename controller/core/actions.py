@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evcp.core.model import ConnectorStatus, ErrorCode, StopReason
+from evcp.core.model import ConnectorStatus, ErrorCode, ReservationEnd, StopReason
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,16 @@ class ReservationsChanged:
 
 
 @dataclass(frozen=True)
+class ReservationEnded:
+    """A reservation is over, and why (2.0.1 reports Expired and Removed: ReservationStatusUpdate)."""
+
+    reservation_id: int
+    connector: int
+    """The reserved connector; 0 for a reservation of the charge point."""
+    reason: ReservationEnd
+
+
+@dataclass(frozen=True)
 class ChargingProfilesChanged:
     """The charging profiles now installed (to be kept across a reboot, OCPP 1.6 §3.13)."""
 
@@ -235,6 +245,7 @@ Action = (
     | AvailabilityChanged
     | Notice
     | ReservationsChanged
+    | ReservationEnded
     | ChargingProfilesChanged
     | Restart
 )

@@ -62,6 +62,15 @@ class AuthStatus(str, Enum):
     CONCURRENT_TX = "ConcurrentTx"
 
 
+class ReservationEnd(str, Enum):
+    """Why a reservation ended (OCPP 1.6 §5.13; 2.0.1 Part 2 H01-H04)."""
+
+    USED = "Used"  # its transaction started
+    EXPIRED = "Expired"
+    CANCELLED = "Cancelled"  # by the central system
+    REMOVED = "Removed"  # its connector or the charge point became Faulted or Unavailable
+
+
 class Device(str, Enum):
     """The devices whose faults the core hears about."""
 

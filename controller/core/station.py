@@ -29,6 +29,7 @@ from evcp.core.model import (
     ConnectorStatus,
     Device,
     ErrorCode,
+    ReservationEnd,
     Settings,
     StopReason,
 )
@@ -229,6 +230,7 @@ class Station:
             c.relay_closed = False
             out.append(act.OpenRelay(c.id, "start-up: contactor open until a transaction is accepted"))
             out.append(act.OfferCurrent(c.id, None))
+        self._expire_reservations(now, out)  # those that expired while the power was off
         self._reconcile(now, out)
         return out
 
@@ -299,10 +301,10 @@ class Station:
         return self._reservation_on(self.connectors[connector])
 
     def restore_reservations(self, saved: list[dict], now: float) -> None:
-        """Reservations as they were before a reboot; the expired ones are dropped."""
+        """Reservations as they were before a reboot; those that expired meanwhile end at ``start``."""
         for item in saved:
             r = Reservation(**item)
-            if r.expires_at > now and (r.connector == 0 or r.connector in self.connectors):
+            if r.connector == 0 or r.connector in self.connectors:
                 self.reservations[r.id] = r
 
     def transactions_running(self) -> bool:
@@ -424,12 +426,7 @@ class Station:
             c.contacts_closed = e.closed
 
     def _on_Tick(self, e: ev.Tick, now: float, out: list) -> None:
-        expired = [r for r in self.reservations.values() if now >= r.expires_at]
-        for r in expired:
-            del self.reservations[r.id]
-            out.append(act.Notice(f"reservation {r.id} for {r.id_tag} expired"))
-        if expired:
-            self._reservations_changed(out)
+        self._expire_reservations(now, out)
         for c in self.connectors.values():
             if c.phase is Phase.AUTHORIZED and c.auth_deadline is not None and now >= c.auth_deadline:
                 out.append(act.Notice(f"connector {c.id}: no cable within ConnectionTimeOut, "
@@ -748,12 +745,13 @@ class Station:
         return "Accepted" if free and not self._held_for_station(free[0]) else "Occupied"
 
     def _on_CancelReservationRequested(self, e: ev.CancelReservationRequested, now: float, out: list) -> None:
-        r = self.reservations.pop(e.reservation_id, None)
+        r = self.reservations.get(e.reservation_id)
         if r is None:
             out.append(act.Answer("Rejected"))  # OCTT TC_052
             return
         out.append(act.Answer("Accepted"))
-        out.append(act.Notice(f"reservation {r.id} for {r.id_tag} cancelled by the central system"))
+        self._end_reservation(r, ReservationEnd.CANCELLED,
+                              f"reservation {r.id} for {r.id_tag} cancelled by the central system", out)
         self._reservations_changed(out)
 
     def _on_ChargingProfileRequested(self, e: ev.ChargingProfileRequested, now: float, out: list) -> None:
@@ -819,7 +817,8 @@ class Station:
         reservation = self._reservation_used(c, c.auth_tag or "", c.auth_parent)
         if reservation is not None:
             # The reservation ends when its transaction starts (OCPP 1.6 §5.13).
-            del self.reservations[reservation.id]
+            self._end_reservation(reservation, ReservationEnd.USED,
+                                  f"connector {c.id}: reservation {reservation.id} used by {c.auth_tag}", out)
             self._reservations_changed(out)
         tx = Transaction(
             local_id=self._next_local_id,
@@ -908,6 +907,44 @@ class Station:
         out.append(act.ReservationsChanged(tuple(r.to_saved() for r in self.reservations.values())))
 
     # ----------------------------------------------------------------- reservations
+
+    def _expire_reservations(self, now: float, out: list) -> None:
+        expired = [r for r in self.reservations.values() if now >= r.expires_at]
+        for r in expired:
+            self._end_reservation(r, ReservationEnd.EXPIRED, f"reservation {r.id} for {r.id_tag} expired", out)
+        if expired:
+            self._reservations_changed(out)
+
+    def _end_reservation(self, r: Reservation, reason: ReservationEnd, text: str, out: list) -> None:
+        del self.reservations[r.id]
+        out.append(act.Notice(text))
+        out.append(act.ReservationEnded(r.id, r.connector, reason))
+
+    def _remove_unusable_reservations(self, out: list) -> None:
+        """A reservation ends when its connector, or the charge point, becomes Faulted or
+        Unavailable (OCPP 1.6 §5.13; 2.0.1 Part 2 H04: reported Removed). A firmware installation
+        that holds new sessions back for a while does not end it."""
+        def unusable(c: Connector) -> str | None:
+            if not self.operative:
+                return "the charge point is Unavailable"
+            if not c.operative:
+                return f"connector {c.id} is Unavailable"
+            return f"connector {c.id} is Faulted ({c.hard_fault})" if c.hard_fault else None
+
+        removed = False
+        for r in list(self.reservations.values()):
+            if r.connector:
+                why = unusable(self.connectors[r.connector])
+            else:
+                reasons = [unusable(c) for c in self.connectors.values()]
+                why = None if None in reasons else ("the charge point is Unavailable" if not self.operative
+                                                    else "every connector is Faulted or Unavailable")
+            if why is not None:
+                self._end_reservation(r, ReservationEnd.REMOVED, f"reservation {r.id} for {r.id_tag} removed: {why}",
+                                      out)
+                removed = True
+        if removed:
+            self._reservations_changed(out)
 
     def _reservation_on(self, c: Connector) -> Reservation | None:
         return next((r for r in self.reservations.values() if r.connector == c.id), None)
@@ -1033,6 +1070,7 @@ class Station:
         out.append(act.OfferCurrent(c.id, wanted))
 
     def _reconcile(self, now: float, out: list) -> None:
+        self._remove_unusable_reservations(out)
         for c in self.connectors.values():
             self._update_offer(c, now, out)
             energise = self._may_energise(c, now)

@@ -54,13 +54,15 @@ from typing import Any, Callable, ClassVar
 
 import websockets
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import GenericError, InternalError, NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import FormatViolationError, GenericError, InternalError
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, CallError, CallResult, _validate_payload, validate_payload
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
 
 from evcp.ocpp.trace import FrameTrace, RedactingLogger, shorten, trace_log
+from evcp.timestamps import parse_timestamp
 
 log = logging.getLogger("evcp.ocpp")
 
@@ -518,3 +520,12 @@ class OcppJLink:
             self._unanswered = None
         self._trace.record("out", message)
         await self._connection.send(message)
+
+
+def request_time(text: str, field: str) -> float:
+    """POSIX seconds of a dateTime field of a request; a malformed one is the sender's
+    FormatViolation (spelled FormationViolation in 1.6, see the spellings above)."""
+    try:
+        return parse_timestamp(text)
+    except ValueError as error:
+        raise FormatViolationError(details={"cause": f"{field}: {error}"}) from None

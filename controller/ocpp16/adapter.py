@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import websockets
 from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_case
-from ocpp.exceptions import FormatViolationError, OCPPError, OccurrenceConstraintViolationError
+from ocpp.exceptions import OCPPError, OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
@@ -42,11 +42,12 @@ from evcp.ocpp.certificates import CertificateStore
 from evcp.ocpp16.configuration import Configuration, TooManyKeysRequested, apply_installer_settings
 from evcp.ocpp.diagnostics import LogUploads, log_files
 from evcp.ocpp.firmware import FirmwareUpdater, SessionGate
+from evcp.ocpp.framing import request_time
 from evcp.ocpp16.link import ChargePointLink
 from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp16.local_auth import AuthorizationCache, IdTagInfo, LocalAuthList, LocalAuthorization
 from evcp.ocpp16.meter_values import meter_values_payload
-from evcp.timestamps import parse_timestamp, timestamp
+from evcp.timestamps import timestamp
 from evcp.ocpp.transfer import shown_url, transfer_tls_context
 from evcp.ocpp.outbox import Outbox, SecurityEventQueue, SecurityEvents
 from evcp.ocpp.security import (
@@ -192,7 +193,7 @@ class CentralSystemLink(ChargePointLink):
     @on(Action.reserve_now)
     def _reserve_now(self, connector_id: int, expiry_date: str, id_tag: str, reservation_id: int,
                      parent_id_tag: str | None = None, **_):
-        expires_at = _parse_time(expiry_date, "expiryDate")
+        expires_at = request_time(expiry_date, "expiryDate")
         return call_result.ReserveNow(status=self.adapter.command(
             ev.ReserveNowRequested(connector_id, reservation_id, id_tag, expires_at, parent_id_tag)))
 
@@ -245,7 +246,7 @@ class CentralSystemLink(ChargePointLink):
     @on(Action.update_firmware)
     def _update_firmware(self, location: str, retrieve_date: str, retries: int | None = None,
                          retry_interval: int | None = None, **_):
-        self.adapter.firmware.update(location, _parse_time(retrieve_date, "retrieveDate"), retries, retry_interval)
+        self.adapter.firmware.update(location, request_time(retrieve_date, "retrieveDate"), retries, retry_interval)
         log.info("UpdateFirmware from %s at %s", shown_url(location), retrieve_date)
         return call_result.UpdateFirmware()
 
@@ -254,8 +255,8 @@ class CentralSystemLink(ChargePointLink):
                                 retry_interval: int | None = None, **_):
         install = firmware.get("install_date_time")
         status = self.adapter.firmware.signed_update(
-            request_id, firmware["location"], _parse_time(firmware["retrieve_date_time"], "retrieveDateTime"),
-            retries, retry_interval, _parse_time(install, "installDateTime") if install else None,
+            request_id, firmware["location"], request_time(firmware["retrieve_date_time"], "retrieveDateTime"),
+            retries, retry_interval, request_time(install, "installDateTime") if install else None,
             firmware["signing_certificate"], firmware["signature"])
         log.info("SignedUpdateFirmware %d from %s: %s", request_id, shown_url(firmware["location"]), status)
         return call_result.SignedUpdateFirmware(status=status)
@@ -264,8 +265,8 @@ class CentralSystemLink(ChargePointLink):
     def _get_diagnostics(self, location: str, retries: int | None = None, retry_interval: int | None = None,
                          start_time: str | None = None, stop_time: str | None = None, **_):
         file_name = self.adapter.logs.get_diagnostics(
-            location, _parse_time(start_time, "startTime") if start_time else None,
-            _parse_time(stop_time, "stopTime") if stop_time else None, retries, retry_interval)
+            location, request_time(start_time, "startTime") if start_time else None,
+            request_time(stop_time, "stopTime") if stop_time else None, retries, retry_interval)
         return call_result.GetDiagnostics(file_name=file_name)
 
     @on(Action.get_log)
@@ -274,8 +275,8 @@ class CentralSystemLink(ChargePointLink):
         oldest, latest = log.get("oldest_timestamp"), log.get("latest_timestamp")
         status, file_name = self.adapter.logs.get_log(
             log_type, request_id, log["remote_location"],
-            _parse_time(oldest, "oldestTimestamp") if oldest else None,
-            _parse_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
+            request_time(oldest, "oldestTimestamp") if oldest else None,
+            request_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
         return call_result.GetLog(status=status, filename=file_name)
 
     @on(Action.data_transfer)
@@ -1060,13 +1061,6 @@ class Ocpp16Adapter:
             self._heartbeat_changed.set()
         self.controller.apply_settings(settings_from(self.configuration, self.controller.settings))
 
-
-def _parse_time(text: str, field: str) -> float:
-    """A dateTime field of a request; a malformed one is the sender's FormationViolation (OCPP-J §4.2.3)."""
-    try:
-        return parse_timestamp(text)
-    except ValueError as error:
-        raise FormatViolationError(details={"cause": f"{field}: {error}"}) from None
 
 
 def _log_failure(task: asyncio.Task) -> None:

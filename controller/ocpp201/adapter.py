@@ -44,6 +44,8 @@ from evcp.ocpp201.authorization import StationAuthorization
 from evcp.ocpp201.device_model import settings_from, station_device_model
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
+from evcp.ocpp201.reservations import Refused as ReservationRefused
+from evcp.ocpp201.reservations import StatusUpdates, reserve_now_event
 from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
 from evcp.ocpp201.security import TRIGGERS as SECURITY_TRIGGERS
 from evcp.ocpp201.smart_charging import Refused, SmartCharging
@@ -165,6 +167,15 @@ class CsmsRequests(StationLink):
 
     # Part 2 K, smart charging: evcp.ocpp201.smart_charging.
 
+    @on(Action.reserve_now)
+    def _reserve_now(self, **request):
+        return call_result.ReserveNow(status=self.adapter.reserve_now(request))
+
+    @on(Action.cancel_reservation)
+    def _cancel_reservation(self, reservation_id: int, **_):
+        return call_result.CancelReservation(
+            status=self.adapter.command(ev.CancelReservationRequested(reservation_id)))  # H02
+
     @on(Action.set_charging_profile)
     def _set_charging_profile(self, evse_id: int, charging_profile: dict, **_):
         answer = self.adapter.smart_charging.set_profile(evse_id, charging_profile)
@@ -279,6 +290,7 @@ class Ocpp201Adapter:
         self.boot_reason = self._load(BOOT_REASON) or "PowerUp"
         self._save(BOOT_REASON, None)
         self.authorization = StationAuthorization(self.device_model, store)
+        self.reservation_updates = StatusUpdates(self._load, self._save)
         self._accepted_tokens: set[str] = set()
         """Id tokens the CSMS accepted in an AuthorizeResponse, not yet used by a transaction."""
         self._locally_accepted: set[str] = set()
@@ -512,6 +524,8 @@ class Ocpp201Adapter:
         self._status_sent.clear()
         for evse in range(1, self.connectors + 1):
             self._spawn(self._send_status(evse))
+        if self.reservation_updates.pending:
+            self._spawn(self.reservation_updates.deliver(self._call))
 
     async def _heartbeats(self) -> None:
         while True:
@@ -700,6 +714,9 @@ class Ocpp201Adapter:
             self._meter_values(action, now_online)
         elif isinstance(action, act.OfferCurrent):
             self.smart_charging.offer_changed(action.connector, action.amps, self.controller.clock(), now_online)
+        elif isinstance(action, act.ReservationEnded):
+            if self.reservation_updates.ended(action.reservation_id, action.reason) and now_online:
+                self._spawn(self.reservation_updates.deliver(self._call))
         if self._evse_resets:
             self.reset_idle_evses()
 
@@ -882,6 +899,20 @@ class Ocpp201Adapter:
         if status != "Accepted":
             self._remote_starts.pop(tag, None)
         return status, open_tx.transaction_id if open_tx and status == "Accepted" else None
+
+    def reserve_now(self, request: dict[str, Any]) -> str:
+        """ReserveNow (Part 2 H01): the core reserves the EVSE (or, with no evseId, keeps one EVSE
+        free) for the IdToken or its groupIdToken; the TransactionEvent that uses the reservation
+        carries its reservationId."""
+        try:
+            reservation = reserve_now_event(self.device_model, self.connectors, **request)
+        except ReservationRefused as refused:
+            log.info("ReserveNow %s: %s (%s)", request.get("id"), refused.status, refused)
+            return refused.status
+        status = self.command(reservation)
+        if status == "Accepted":
+            self._token_types[reservation.id_tag] = request["id_token"]["type"]
+        return status
 
     def request_stop(self, transaction_id: str) -> str:
         """RequestStopTransaction (Part 2 F03): the core stops its transaction (reason Remote), also

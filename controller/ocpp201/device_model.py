@@ -155,8 +155,10 @@ def _bool(value: bool) -> str:
 
 
 def station_variables(connectors: int, vendor: str, model: str, serial_number: str | None,
-                      firmware_version: str) -> list[Variable]:
-    """Every variable this station reports, with its default value."""
+                      firmware_version: str, connector_type: str = "sType2") -> list[Variable]:
+    """Every variable this station reports, with its default value; ``connector_type`` is the
+    ConnectorEnumType of every EVSE's connector (sType2: a type 2 socket outlet, cType2: a
+    tethered type 2 cable)."""
     def v(component: str, variable: str, data_type: str, value: str, **extra) -> Variable:
         evse = extra.pop("evse", None)
         key = VariableKey(component, variable, evse, extra.pop("component_instance", None),
@@ -235,11 +237,15 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("SmartChargingCtrlr", "LimitChangeSignificance", "decimal", "1.0", unit="Percent", min_value=0,
           max_value=100),
         v("SmartChargingCtrlr", "ExternalControlSignalsEnabled", "boolean", "false", **ro),
+        # Part 2 H (evcp.ocpp201.reservations): the core's reservations.
+        v("ReservationCtrlr", "Available", "boolean", "true", **ro),
+        v("ReservationCtrlr", "Enabled", "boolean", "true"),
+        v("ReservationCtrlr", "NonEvseSpecific", "boolean", "true"),
     ]
     for evse in range(1, connectors + 1):
         items.append(v("EVSE", "AvailabilityState", "OptionList", "Available", evse=evse, **ro,
                        values_list=("Available", "Occupied", "Reserved", "Unavailable", "Faulted")))
-        items.append(v("Connector", "ConnectorType", "string", "cType2", evse=evse, **ro))
+        items.append(v("Connector", "ConnectorType", "string", connector_type, evse=evse, **ro))
     return items
 
 
@@ -282,7 +288,7 @@ def station_device_model(config: "Config", max_chain_size: int = 0,
     ``ocpp.variables`` are for ``DeviceModel.set_initial``)."""
     cp, ocpp = config.charge_point, config.ocpp
     return DeviceModel(station_variables(cp.connectors, cp.vendor, cp.model, cp.serial_number,
-                                         f"evcp {evcp.__version__}")
+                                         f"evcp {evcp.__version__}", "cType2" if cp.cable == "tethered" else "sType2")
                        + security_variables(ocpp.security_profile, cp.id, ocpp.authorization_key or "",
                                             max_chain_size, password_rule))
 
@@ -347,6 +353,10 @@ class DeviceModel:
     def members(self, component: str, variable: str) -> list[str]:
         text = self.get(component, variable)
         return [m for m in text.split(",") if m]
+
+    def evse_value(self, component: str, variable: str, evse: int) -> str:
+        """The Actual value of a variable of one EVSE's component (KeyError if there is none)."""
+        return self._index[VariableKey(component, variable, evse)].value
 
     def variable(self, component: str, variable: str) -> Variable:
         """A station-wide variable itself (KeyError if there is none)."""
@@ -487,8 +497,9 @@ def settings_from(model: DeviceModel, installer: Settings) -> Settings:
         clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "Interval")),
         end_sample_interval_s=float(model.number("SampledDataCtrlr", "TxEndedInterval")),
         end_clock_aligned_interval_s=float(model.number("AlignedDataCtrlr", "TxEndedInterval")),
-        # No ReserveNow over 2.0.1 here (Part 2 H is not implemented): nothing reserves the station.
-        reserve_connector_zero=False,
+        # Part 2 H01.FR.18/19: a reservation of no EVSE in particular (the core's connector 0).
+        reserve_connector_zero=model.flag("ReservationCtrlr", "Enabled") and model.flag("ReservationCtrlr",
+                                                                                        "NonEvseSpecific"),
         max_stack_level=model.number("SmartChargingCtrlr", "ProfileStackLevel"),
         max_schedule_periods=model.number("SmartChargingCtrlr", "PeriodsPerSchedule"),
         max_charging_profiles=model.number("SmartChargingCtrlr", "Entries", "ChargingProfiles"),

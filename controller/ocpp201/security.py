@@ -37,13 +37,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import websockets
-from ocpp.exceptions import FormatViolationError, OCPPError
+from ocpp.exceptions import OCPPError
 
 import evcp
 from evcp.aio import wait_event
 from evcp.ocpp.certificates import CENTRAL_SYSTEM_ROOT, MANUFACTURER_ROOT, CertificateStore
 from evcp.ocpp.diagnostics import LogUploads, log_files
 from evcp.ocpp.firmware import FirmwareUpdater, SessionGate
+from evcp.ocpp.framing import request_time
 from evcp.ocpp.outbox import SecurityEventQueue, SecurityEvents
 from evcp.ocpp.security import (
     PROFILES_WITH_PASSWORD,
@@ -55,7 +56,7 @@ from evcp.ocpp.security import (
     restrict_to_owner,
 )
 from evcp.ocpp.transfer import shown_url, transfer_tls_context
-from evcp.timestamps import parse_timestamp, timestamp
+from evcp.timestamps import timestamp
 
 if TYPE_CHECKING:
     from evcp.config import Config
@@ -436,8 +437,8 @@ class StationSecurity:
         """UpdateFirmware (L01/L02): UpdateFirmwareResponse's status."""
         install = firmware.get("install_date_time")
         status = self.firmware.update_by_request(
-            request_id, firmware["location"], _parse_time(firmware["retrieve_date_time"], "retrieveDateTime"), retries,
-            retry_interval, _parse_time(install, "installDateTime") if install else None, firmware.get("signing_certificate"),
+            request_id, firmware["location"], request_time(firmware["retrieve_date_time"], "retrieveDateTime"), retries,
+            retry_interval, request_time(install, "installDateTime") if install else None, firmware.get("signing_certificate"),
             firmware.get("signature"))
         log.info("UpdateFirmware %d from %s: %s", request_id, shown_url(firmware["location"]), status)
         return status
@@ -460,8 +461,8 @@ class StationSecurity:
         """GetLog (N01): GetLogResponse's (status, filename)."""
         oldest, latest = log_parameters.get("oldest_timestamp"), log_parameters.get("latest_timestamp")
         status, name = self.logs.get_log(log_type, request_id, log_parameters["remote_location"],
-                                         _parse_time(oldest, "oldestTimestamp") if oldest else None,
-                                         _parse_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
+                                         request_time(oldest, "oldestTimestamp") if oldest else None,
+                                         request_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
         log.info("GetLog %d (%s) to %s: %s", request_id, log_type, shown_url(log_parameters["remote_location"]),
                  status)
         return status, name
@@ -509,10 +510,3 @@ class StationSecurity:
         elif message == "SignChargingStationCertificate":
             await self.sign_certificate()
 
-
-def _parse_time(text: str, field: str) -> float:
-    """A dateTime field of a request; a malformed one is the sender's FormatViolation (OCPP-J 2.0.1 §4.3)."""
-    try:
-        return parse_timestamp(text)
-    except ValueError as error:
-        raise FormatViolationError(details={"cause": f"{field}: {error}"}) from None

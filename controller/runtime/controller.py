@@ -115,8 +115,7 @@ class Controller:
                                first_local_id=store.next_local_id() if store else 1)
         if store is not None:
             self.station.restore_availability(store.load_availability())
-            if speaks_1_6:  # from 1.6's ReserveNow; the 2.0.1 station takes none (Part 2 H), nor cancels one
-                self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
+            self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
             for dropped in self.station.restore_charging_profiles(store.load_document(CHARGING_PROFILES) or []):
                 log.error("stored charging profile not restored: %s", dropped)
         self._persisted_reading_at: dict[int, float] = {}

@@ -8,7 +8,7 @@ import pytest
 
 from evcp.core import actions as act
 from evcp.core import events as ev
-from evcp.core.model import AuthStatus, ConnectorStatus, Device, ErrorCode, Settings, StopReason
+from evcp.core.model import AuthStatus, ConnectorStatus, Device, ErrorCode, ReservationEnd, Settings, StopReason
 from evcp.core.station import Station
 
 ACCEPTED = AuthStatus.ACCEPTED
@@ -730,6 +730,7 @@ def test_tc_046_1_reserved_connector_local_start_only_by_the_reserved_card():
     assert b.station.reservations == {}
     changed = b.last(act.ReservationsChanged)
     assert changed.reservations == ()
+    assert act.ReservationEnded(5, 1, ReservationEnd.USED) in out
 
 
 def test_tc_046_2_reserved_connector_remote_start():
@@ -747,8 +748,10 @@ def test_tc_047_reservation_expires_and_the_connector_is_free_again():
     reserve(b, expires_in=60)
     b(ev.Tick(), after=59)
     assert b.statuses()[-1] == "Reserved"
+    assert b.last(act.ReservationEnded) is None
     out = b(ev.Tick(), after=2)
     assert act.ReservationsChanged(()) in out
+    assert act.ReservationEnded(5, 1, ReservationEnd.EXPIRED) in out
     assert b.statuses()[-1] == "Available"
     b.start_session("OTHER")
     assert b.last(act.StartTransaction).reservation_id is None
@@ -805,6 +808,7 @@ def test_tc_051_cancel_reservation_frees_the_connector():
     reserve(b)
     out = b(ev.CancelReservationRequested(5))
     assert answer(out) == "Accepted" and act.ReservationsChanged(()) in out
+    assert act.ReservationEnded(5, 1, ReservationEnd.CANCELLED) in out
     assert b.statuses()[-1] == "Available"
     b.start_session("OTHER")
     assert b.last(act.StartTransaction).reservation_id is None
@@ -848,16 +852,62 @@ def test_reserve_now_with_the_same_id_replaces_the_reservation():
     assert b.statuses(1)[-1] == "Available" and b.statuses(2)[-1] == "Reserved"
 
 
-def test_reservations_survive_a_restart_unless_expired():
+def test_reservations_survive_a_restart_and_those_expired_meanwhile_end_as_expired():
     b = Bench(connectors=2)
     reserve(b, connector=1, reservation_id=1, expires_in=600)
     reserve(b, connector=2, reservation_id=2, expires_in=30)
     saved = list(b.last(act.ReservationsChanged).reservations)
     again = Station(2, Settings())
     again.restore_reservations(saved, b.now + 60)
+    out = again.start(b.now + 60)
     assert list(again.reservations) == [1]
-    statuses = {a.connector: a.status.value for a in again.start(b.now + 60) if isinstance(a, act.StatusChanged)}
+    assert [a for a in out if isinstance(a, act.ReservationEnded)] == [act.ReservationEnded(2, 2,
+                                                                                          ReservationEnd.EXPIRED)]
+    assert act.ReservationsChanged((saved[0],)) in out
+    statuses = {a.connector: a.status.value for a in out if isinstance(a, act.StatusChanged)}
     assert statuses[1] == "Reserved" and statuses[2] == "Available"
+
+
+def test_a_reservation_ends_removed_when_its_connector_becomes_unavailable():
+    b = Bench(connectors=2)
+    reserve(b, connector=1)
+    out = b(ev.AvailabilityRequested(1, False))
+    assert act.ReservationEnded(5, 1, ReservationEnd.REMOVED) in out
+    assert act.ReservationsChanged(()) in out
+    assert b.statuses(1)[-1] == "Unavailable"
+    b(ev.AvailabilityRequested(1, True))
+    assert b.statuses(1)[-1] == "Available", "the reservation does not come back with the connector"
+
+
+def test_a_reservation_ends_removed_when_its_connector_becomes_faulted():
+    b = Bench(connectors=2)
+    reserve(b, connector=2)
+    out = b(ev.DeviceFault(1, Device.RELAY, True, "welded"))
+    assert b.last(act.ReservationEnded) is None, "a fault elsewhere leaves it"
+    out = b(ev.DeviceFault(2, Device.RELAY, True, "welded"))
+    assert act.ReservationEnded(5, 2, ReservationEnd.REMOVED) in out
+    assert b.station.reservations == {}
+
+
+def test_a_transient_fault_that_is_not_faulted_leaves_the_reservation():
+    b = Bench()
+    reserve(b)
+    b(ev.DeviceFault(1, Device.METER, True, "no answer"))
+    assert list(b.station.reservations) == [5]
+    assert b.statuses()[-1] == "Reserved"
+
+
+def test_a_charge_point_reservation_ends_when_the_charge_point_or_every_connector_is_unusable():
+    b = Bench(connectors=2)
+    reserve(b, connector=0)
+    b(ev.AvailabilityRequested(1, False))
+    assert list(b.station.reservations) == [5], "connector 2 can still be kept for it"
+    out = b(ev.DeviceFault(2, Device.PILOT, True, "no reading"))
+    assert act.ReservationEnded(5, 0, ReservationEnd.REMOVED) in out
+    b = Bench(connectors=2)
+    reserve(b, connector=0)
+    out = b(ev.AvailabilityRequested(0, False))
+    assert act.ReservationEnded(5, 0, ReservationEnd.REMOVED) in out
 
 
 # --- Maintenance hold (firmware installation waits for running sessions) ------------------------

@@ -113,6 +113,11 @@ class StationSession(ChargePoint):
         self._seen("LogStatusNotification", payload)
         return call_result.LogStatusNotification()
 
+    @on(Action.reservation_status_update)
+    def reservation_status_update(self, **payload):
+        self._seen("ReservationStatusUpdate", payload)
+        return call_result.ReservationStatusUpdate()
+
     @on(Action.sign_certificate)
     def sign_certificate(self, **payload):
         self._seen("SignCertificate", payload)

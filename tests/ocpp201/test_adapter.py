@@ -821,9 +821,10 @@ async def test_auto_hands_over_to_1_6_when_the_csms_picks_it_with_the_1_6_keys_s
     await central.stop()
 
 
-async def test_a_reservation_left_by_1_6_does_not_hold_the_2_0_1_station(csms, start_station, tmp_path):
-    """ReserveNow came over OCPP 1.6; a 2.0.1 station takes no reservation (Part 2 H) and could
-    neither report nor cancel one, so a stored one does not keep its EVSE from other cards."""
+async def test_a_stored_reservation_holds_the_2_0_1_station_after_a_restart_until_cancelled(
+        csms, start_station, tmp_path):
+    """A reservation kept in the state directory (made over either protocol) holds its EVSE when
+    the station comes back speaking 2.0.1, and the CSMS can cancel it (Part 2 H02)."""
     import time
 
     from evcp.storage import FILENAME, StateStore
@@ -834,7 +835,9 @@ async def test_a_reservation_left_by_1_6_does_not_hold_the_2_0_1_station(csms, s
     store.close()
     charger = await start_station(csms, state_dir=tmp_path)
     await registered(charger, csms)
-    assert csms.messages("StatusNotification")[0]["connectorStatus"] == "Available"
+    assert csms.messages("StatusNotification")[0]["connectorStatus"] == "Reserved"
+    assert (await csms.session.send("CancelReservation", {"reservationId": 7}))["status"] == "Accepted"
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Available")
     assert charger.controller.station.reservation_on(1) is None
 
 
