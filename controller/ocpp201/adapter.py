@@ -62,6 +62,7 @@ log = logging.getLogger("evcp.ocpp")
 SUBPROTOCOL_1_6 = "ocpp1.6"
 VARIABLES = "ocpp201-variables"
 BOOT_REASON = "ocpp201-boot-reason"
+HELD_AVAILABILITY = "ocpp201-held-availability"
 """Names of the stored documents."""
 TRIGGERABLE = {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
                *SECURITY_TRIGGERS}
@@ -410,6 +411,7 @@ class Ocpp201Adapter:
 
     async def run(self) -> None:
         """Keep the connection up until cancelled (OCPP-J 2.0.1 §3: the station connects)."""
+        self._resume_held_availability()
         failures = 0
         while True:
             settings = self.security.settings()
@@ -1003,14 +1005,29 @@ class Ocpp201Adapter:
         held = self._availability_waits.pop(target, None)
         if held is not None:
             held.cancel()
+            self._save(HELD_AVAILABILITY, sorted(self._availability_waits))
         request = ev.AvailabilityRequested(target, operational_status == "Operative")
         if request.operative or not any(self.controller.station.connectors[e].transaction is None
                                         for e in self._open_transactions_on(target)):
             return self.command(request)
-        held = self._availability_waits[target] = asyncio.get_running_loop().create_task(
-            self._apply_once_ended(request))
-        held.add_done_callback(_log_failure)
+        self._hold_inoperative(target)
         return "Scheduled"
+
+    def _hold_inoperative(self, target: int) -> None:
+        """Inoperative once this adapter's own transactions on ``target`` ended; kept in the state
+        directory, so that a restart meanwhile still applies it (Part 2 G03: the operational state
+        survives a reboot)."""
+        held = self._availability_waits[target] = asyncio.get_running_loop().create_task(
+            self._apply_once_ended(ev.AvailabilityRequested(target, False)))
+        held.add_done_callback(_log_failure)
+        self._save(HELD_AVAILABILITY, sorted(self._availability_waits))
+
+    def _resume_held_availability(self) -> None:
+        for target in self._load(HELD_AVAILABILITY) or []:
+            if isinstance(target, int) and 0 <= target <= self.connectors and target not in self._availability_waits:
+                log.info("%s: ChangeAvailability Inoperative scheduled before the restart, applied once no "
+                         "transaction runs", f"EVSE {target}" if target else "the station")
+                self._hold_inoperative(target)
 
     def _open_transactions_on(self, target: int) -> list[int]:
         """The EVSEs of ``target`` (0: all) with an open 2.0.1 transaction."""
@@ -1022,6 +1039,7 @@ class Ocpp201Adapter:
             await asyncio.sleep(1.0)
         self._availability_waits.pop(request.connector, None)
         self.controller.dispatch(request)
+        self._save(HELD_AVAILABILITY, sorted(self._availability_waits))
 
     async def unlock(self, evse_id: int, connector_id: int) -> str:
         """UnlockConnector (Part 2 F05): never during an authorized transaction; the answer is the

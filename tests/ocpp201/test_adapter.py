@@ -741,6 +741,23 @@ async def test_tc_g_03_inoperative_during_a_transaction_started_at_ev_connected_
     await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Unavailable")
 
 
+async def test_tc_g_03_an_inoperative_scheduled_for_a_transaction_started_at_ev_connected_survives_a_restart(
+        csms, start_station, tmp_path):
+    variables = {"TxCtrlr.TxStartPoint": "EVConnected"}
+    charger = await start_station(csms, state_dir=tmp_path, variables=variables)
+    await registered(charger, csms)
+    await ev_connected_transaction(charger, csms)
+    answer = await csms.session.send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}})
+    assert answer["status"] == "Scheduled"
+    charger.task.cancel()  # the station stops before the transaction ended
+    await asyncio.gather(charger.task, return_exceptions=True)
+    csms.received.clear()
+    again = await start_station(csms, state_dir=tmp_path, variables=variables)
+    await registered(again, csms)
+    await csms.wait_for(lambda: [s for s in csms.messages("StatusNotification") if s["connectorStatus"] == "Unavailable"])
+    assert not again.controller.station.connectors[1].operative
+
+
 async def test_tc_g_03_a_later_change_availability_replaces_a_scheduled_one(csms, start_station):
     charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
     await registered(charger, csms)
