@@ -27,7 +27,9 @@ Deletions of delivered messages are committed:
 
 A transaction's start and end, queued or delivered, are also checkpointed into the state
 database's main file (``checkpoint`` of ``StateStore.outbox_put``): a damaged write-ahead log
-can take queued or delivered MeterValues (and 2.0.1 Updated events), never a start or an end.
+can take queued or delivered MeterValues (a 2.0.1 Updated event is checkpointed with its seqNo
+by ``evcp.ocpp201.transactions``; only its deletion once delivered can be lost, and it is sent
+again, identical), never a start or an end.
 
 The security events waiting for the central system (``SecurityEventQueue``)
 are kept the same way, in their own queue: they are not transaction messages

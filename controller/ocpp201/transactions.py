@@ -164,7 +164,7 @@ class Transactions:
         for item in (saved or {}).values():
             tx = OpenTransaction.from_saved(item)
             self.by_evse[tx.evse] = tx
-        self._saved_links = self._links()
+        self._checkpointed = self._durable_facts()
 
     # ----------------------------------------------------------------- queries
 
@@ -433,18 +433,19 @@ class Transactions:
         self._save()  # after the queue's commit: ``recover`` takes the larger seqNo of the two
 
     def _save(self) -> None:
-        """Saved at every event, meter samples included, but checkpointed (kept by a damaged
-        write-ahead log) only when a transaction opens, starts, ends or is tied to the core's.
-        A damaged log may so take back the seqNo of Updated events delivered since; the
-        PowerLoss Ended of ``recover`` may then repeat one."""
+        """Saved at every event and kept meter sample, and checkpointed (so that a damaged
+        write-ahead log cannot take it back) whenever a transaction opens, starts, ends, is tied
+        to the core's or sent an event: the seqNo ``recover`` gives the PowerLoss Ended is then
+        never one the CSMS already has. A kept sample alone is not checkpointed (``recover``
+        ends without it at worst)."""
         if self.store is not None:
-            links = self._links()
+            facts = self._durable_facts()
             self.store.save_document(OPEN_TRANSACTIONS, {str(e): asdict(tx) for e, tx in self.by_evse.items()},
-                                     checkpoint=links != self._saved_links)
-            self._saved_links = links
+                                     checkpoint=facts != self._checkpointed)
+            self._checkpointed = facts
 
-    def _links(self) -> set[tuple[str, int | None, bool]]:
-        return {(tx.transaction_id, tx.local_id, tx.started) for tx in self.by_evse.values()}
+    def _durable_facts(self) -> set[tuple[str, int | None, bool, int]]:
+        return {(tx.transaction_id, tx.local_id, tx.started, tx.seq_next) for tx in self.by_evse.values()}
 
 
 def energy_value(energy_wh: float, context: str) -> dict[str, Any]:

@@ -297,6 +297,29 @@ def test_e_power_loss_then_a_damaged_write_ahead_log_still_ends_the_transaction_
     assert LOST_WITH_THE_LOG in event["tech_info"]
 
 
+@pytest.mark.parametrize("how", ["cut in half", "garbage"])
+def test_e_a_damaged_write_ahead_log_never_makes_the_power_loss_end_repeat_a_seq_no_ocpp201(
+        csms, start_charger, wait_until, how):
+    """Updated events every second, delivered; the log that held them is damaged: the Ended that
+    closes the transaction still takes the seqNo after the last one the CSMS has."""
+    sampled = '[ocpp.variables]\n"SampledDataCtrlr.TxUpdatedInterval" = 1'
+    charger = start_201(start_charger, ocpp=sampled)
+    charger.start_charging("04A1B2C3")
+    tx_id = started_transaction(csms)
+    wait_until(lambda: [e for e in events(csms, tx_id) if e["eventType"] == "Updated"
+                        and e["triggerReason"] == "MeterValuePeriodic"][2:], 15, "three periodic Updated events")
+    wait_until(lambda: write_ahead_log(charger).stat().st_size, 10, "something written since the last checkpoint")
+    kill(charger)
+    delivered = [e["seqNo"] for e in events(csms, tx_id)]
+    damage_write_ahead_log(charger, how)
+
+    start_201(start_charger, ocpp=sampled)
+    end = ended(csms, tx_id)
+    assert end["transactionInfo"]["stoppedReason"] == "PowerLoss"
+    assert end["seqNo"] == max(delivered) + 1, (delivered, end["seqNo"])
+    assert seq_anomalies(csms) == []
+
+
 def test_security_events_raised_offline_survive_a_power_cut_and_arrive_in_order(csms, start_charger, wait_until):
     csms.post("/policy", {"accept_connections": False})
     charger = start_charger(wait_online=False)

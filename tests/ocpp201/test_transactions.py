@@ -311,9 +311,10 @@ def test_seq_no_survives_a_restart_and_power_loss_ends_with_the_next_one(tmp_pat
     store.close()
 
 
-def test_the_open_transactions_are_checkpointed_when_one_opens_is_tied_or_ends_never_per_sample(
+def test_the_open_transactions_are_checkpointed_at_every_event_never_for_a_kept_sample_alone(
         tmp_path, frames_in_log):
-    # What a damaged write-ahead log can take (frames not checkpointed): a seqNo, never a transaction.
+    # What a damaged write-ahead log can take (frames not checkpointed): a kept sample, a delivered
+    # message's deletion; never a transaction nor a seqNo.
     store = StateStore(tmp_path / "evcp.sqlite3")
     store.transaction_started(7, 1, "04A1B2C3", 100, T0)
     t = tracker(start="EVConnected", store=store)
@@ -324,7 +325,9 @@ def test_the_open_transactions_are_checkpointed_when_one_opens_is_tied_or_ends_n
     assert frames_in_log(store) == 0, "tied to the core's transaction 7: recovery stops that one with it"
     t.meter_values(1, "MeterValuePeriodic", {"timestamp": "2027-01-15T08:00:00Z", "sampledValue": [{"value": 1.0}]},
                    T0 + 60, online=True)
-    assert frames_in_log(store) > 0, "a sample is not checkpointed"
+    assert frames_in_log(store) == 0, "an Updated event: its seqNo"
+    t.end_sample(1, {"timestamp": "2027-01-15T08:01:00Z", "sampledValue": [{"value": 2.0}]})
+    assert frames_in_log(store) > 0, "a sample kept for the Ended is not checkpointed"
     t.core_stopped(1, 7, StopReason.LOCAL, None, T0 + 90, online=True, plugged=False)
     assert frames_in_log(store) == 0, "Ended"
     store.close()
