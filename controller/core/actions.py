@@ -4,9 +4,8 @@ Relay and pilot actions are performed at once by the shell; the reporting
 actions go to the protocol adapter, which turns them into OCPP messages.
 ``at`` is the core's time (seconds since the epoch) when the fact happened.
 
-RequestAuthorization, StartTransaction and StopTransaction are named after the OCPP 1.6
-messages they become; each says what it is in either protocol. Connectors, ``id_tag`` and
-``transaction_id`` are as in ``evcp.core.events``.
+Each reporting action says which message it becomes in either protocol. Connectors, ``id_tag``
+and ``transaction_id`` are as in ``evcp.core.events``.
 """
 
 from __future__ import annotations
@@ -119,7 +118,7 @@ class AuthorizationEnded:
 
 
 @dataclass(frozen=True)
-class StartTransaction:
+class ReportTransactionStart:
     """A transaction begins: ``id_tag`` is authorized and the EV is plugged in; the central system
     must accept it (TransactionStartConfirmed) before the contactor may close. OCPP 1.6:
     StartTransaction.req (§4.8). OCPP 2.0.1: a TransactionEvent with the idToken, Started, or
@@ -137,7 +136,7 @@ class StartTransaction:
 
 
 @dataclass(frozen=True)
-class StopTransaction:
+class ReportTransactionStop:
     """The transaction ended (the contactor is open): ``id_tag`` is the id presented to stop it
     (None when nothing was), ``transaction_id`` None when its start was never confirmed. OCPP 1.6: StopTransaction.req
     (§4.10) with ``reason``. OCPP 2.0.1: TransactionEvent Ended, triggerReason and stoppedReason
@@ -238,8 +237,8 @@ Action = (
     | RequestAuthorization
     | Authorized
     | AuthorizationEnded
-    | StartTransaction
-    | StopTransaction
+    | ReportTransactionStart
+    | ReportTransactionStop
     | ReportMeterValues
     | Answer
     | AvailabilityChanged

@@ -49,7 +49,7 @@ class AuthorizationResult:
 
 @dataclass(frozen=True)
 class TransactionStartConfirmed:
-    """The central system answered the start of a transaction (``actions.StartTransaction``); status
+    """The central system answered the start of a transaction (``actions.ReportTransactionStart``); status
     None: it never answered (every attempt to ask it failed), like an AuthorizationResult without
     status. OCPP 1.6: StartTransaction.conf, its idTagInfo and transactionId; OCPP 2.0.1: the
     idTokenInfo of the TransactionEventResponse, or the AuthorizeResponse (or local list) that

@@ -134,7 +134,8 @@ class Settings:
     """No new session while the energy meter is failing."""
     offline_start: bool = False
     """Installer opt-in: a session may start while the central system is unreachable,
-    before its StartTransaction.conf (breaks "no energy before Accepted" on purpose)."""
+    before the central system accepted it (1.6 StartTransaction.conf, 2.0.1 idTokenInfo; breaks
+    "no energy before Accepted" on purpose)."""
     allow_offline_unknown: bool = False
     """AllowOfflineTxForUnknownId: with offline_start, an unknown tag may start offline."""
     max_energy_on_invalid_wh: float = 0.0

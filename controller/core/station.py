@@ -843,7 +843,7 @@ class Station:
             c.pending_profile = None
             if accepted:
                 self._charging_profiles_changed(out)
-        out.append(act.StartTransaction(c.id, tx.local_id, tx.id_tag, meter_start, now,
+        out.append(act.ReportTransactionStart(c.id, tx.local_id, tx.id_tag, meter_start, now,
                                         reservation.id if reservation else None, tx.remote))
 
     def _stop(self, c: Connector, reason: StopReason, now: float, out: list,
@@ -858,7 +858,7 @@ class Station:
         meter_stop = round(c.last_sample.energy_wh) if c.last_sample else tx.meter_start_wh
         out.append(act.Notice(f"connector {c.id}: transaction {tx.transaction_id or '(unconfirmed)'} "
                               f"stopped, {reason.value}: {why}"))
-        out.append(act.StopTransaction(c.id, tx.local_id, tx.transaction_id, id_tag, meter_stop, now, reason))
+        out.append(act.ReportTransactionStop(c.id, tx.local_id, tx.transaction_id, id_tag, meter_stop, now, reason))
         had_tx_profiles = any(p.purpose == sc.TX and p.connector == c.id for p in self.charging.profiles)
         self.charging.transaction_ended(c.id)
         if had_tx_profiles:

@@ -818,13 +818,13 @@ class Ocpp16Adapter:
                 self._spawn(self._send_status(action.connector, action))
         elif isinstance(action, act.RequestAuthorization):
             self._spawn(self._authorize(action.id_tag))
-        elif isinstance(action, act.StartTransaction):
+        elif isinstance(action, act.ReportTransactionStart):
             payload = {"connectorId": action.connector, "idTag": action.id_tag,
                        "meterStart": action.meter_start_wh, "timestamp": timestamp(action.at)}
             if action.reservation_id is not None:
                 payload["reservationId"] = action.reservation_id
             self.outbox.put("StartTransaction", payload, action.local_id)
-        elif isinstance(action, act.StopTransaction):
+        elif isinstance(action, act.ReportTransactionStop):
             payload: dict[str, Any] = {
                 "transactionId": action.transaction_id, "meterStop": action.meter_stop_wh,
                 "timestamp": timestamp(action.at), "reason": action.reason.value,

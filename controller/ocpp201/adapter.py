@@ -708,9 +708,9 @@ class Ocpp201Adapter:
                 self._remote_starts.pop(action.id_tag, None)  # F01/F02: no EV in time, refused, ...
             self.transactions.authorization_ended(evse, action.id_tag, action.reason, action.at, now_online,
                                                   self.controller.station.connectors[evse].plugged)
-        elif isinstance(action, act.StartTransaction):
+        elif isinstance(action, act.ReportTransactionStart):
             self._core_started(action, now_online)
-        elif isinstance(action, act.StopTransaction):
+        elif isinstance(action, act.ReportTransactionStop):
             self._core_stopped(action, now_online)
         elif isinstance(action, act.ReportMeterValues):
             self._meter_values(action, now_online)
@@ -759,7 +759,7 @@ class Ocpp201Adapter:
                                                 remote[0] if remote else None, a.at, online,
                                                 self.controller.station.connectors[a.connector].plugged)
 
-    def _core_started(self, a: act.StartTransaction, online: bool) -> None:
+    def _core_started(self, a: act.ReportTransactionStart, online: bool) -> None:
         remote = self._remote_starts.pop(a.id_tag, None) if a.remote else None
         kind = remote[1] if remote else self._token_types.get(a.id_tag)
         token = id_token_for(a.id_tag, kind)
@@ -791,7 +791,7 @@ class Ocpp201Adapter:
         log.info("EVSE %d: %s accepted (%s)", a.connector, a.id_tag, accepted_by)
         self.controller.post(ev.TransactionStartConfirmed(a.connector, a.local_id, a.local_id, AuthStatus.ACCEPTED))
 
-    def _core_stopped(self, a: act.StopTransaction, online: bool) -> None:
+    def _core_stopped(self, a: act.ReportTransactionStop, online: bool) -> None:
         if self._store is not None:
             self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
         self._awaiting.pop(a.local_id, None)

@@ -216,7 +216,7 @@ class Controller:
             elif isinstance(a, act.ChargingProfilesChanged):
                 if self.store is not None:
                     self.store.save_document(CHARGING_PROFILES, list(a.saved))
-            elif isinstance(a, act.StartTransaction):
+            elif isinstance(a, act.ReportTransactionStart):
                 self._meter_wakeups[a.connector].set()
                 # The transaction and what the protocol keeps of it (1.6: its StartTransaction
                 # queued; 2.0.1: its state and TransactionEvent) in one commit: killed between

@@ -63,9 +63,9 @@ class AuthorizationObserver:
 
 def count_transactions(actions: list) -> None:
     for action in actions:
-        if isinstance(action, act.StartTransaction):
+        if isinstance(action, act.ReportTransactionStart):
             PROCESS_COUNTERS.transactions_started += 1
-        elif isinstance(action, act.StopTransaction):
+        elif isinstance(action, act.ReportTransactionStop):
             PROCESS_COUNTERS.transactions_stopped += 1
 
 

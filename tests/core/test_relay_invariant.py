@@ -180,7 +180,7 @@ def apply(station: Station, model: Model, event, now: float) -> None:
     resetting = isinstance(event, (ev.ResetRequested, ev.ShutdownRequested))
 
     for a in station.handle(event, now):
-        if isinstance(a, act.StartTransaction):
+        if isinstance(a, act.ReportTransactionStart):
             assert model.current_tx[a.connector] is None
             assert a.local_id not in model.started
             model.started.add(a.local_id)
@@ -188,7 +188,7 @@ def apply(station: Station, model: Model, event, now: float) -> None:
             model.unconfirmed.append((a.connector, a.local_id))
         elif isinstance(a, act.RequestAuthorization):
             model.unanswered.append(a.id_tag)
-        elif isinstance(a, act.StopTransaction):
+        elif isinstance(a, act.ReportTransactionStop):
             assert model.current_tx[a.connector] == a.local_id, "a stop belongs to the running transaction"
             assert a.local_id not in model.stopped, "a transaction is stopped exactly once"
             model.stopped.add(a.local_id)

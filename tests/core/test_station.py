@@ -42,7 +42,7 @@ class Bench:
         self(ev.PilotChanged(1, "B"))
         self(ev.TagPresented(tag))
         self(ev.AuthorizationResult(tag, ACCEPTED, parent))
-        start = self.last(act.StartTransaction)
+        start = self.last(act.ReportTransactionStart)
         self(ev.TransactionStartConfirmed(1, start.local_id, tx_id, ACCEPTED, parent))
         self(ev.PilotChanged(1, "C"))
 
@@ -66,7 +66,7 @@ def test_tc_003_regular_charging_session_plugin_first():
     out = b(ev.TagPresented("04A1B2C3"))
     assert act.RequestAuthorization("04A1B2C3") in out
     out = b(ev.AuthorizationResult("04A1B2C3", ACCEPTED))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     assert (start.connector, start.id_tag, start.meter_start_wh) == (1, "04A1B2C3", 1500)
     assert not b.relay_closed(), "relay must stay open until StartTransaction.conf"
     out = b(ev.TransactionStartConfirmed(1, start.local_id, 7, ACCEPTED))
@@ -84,7 +84,7 @@ def test_tc_004_1_identification_first():
     b(ev.AuthorizationResult("TAG1", ACCEPTED))
     assert b.statuses()[-1] == "Preparing"
     out = b(ev.PilotChanged(1, "C"))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     out = b(ev.TransactionStartConfirmed(1, start.local_id, 8, ACCEPTED))
     assert act.CloseRelay(1) in out
     assert b.statuses()[-1] == "Charging"
@@ -99,7 +99,7 @@ def test_tc_004_2_identification_first_connection_timeout():
     b(ev.Tick(), after=2)
     assert b.statuses()[-1] == "Available"
     b(ev.PilotChanged(1, "B"))
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
 
 
 def test_an_authorization_before_the_plug_is_reported_and_so_is_its_timeout():
@@ -116,7 +116,7 @@ def test_an_authorization_that_becomes_a_transaction_is_neither_waiting_nor_ende
     b(ev.TagPresented("TAG1"))
     b(ev.AuthorizationResult("TAG1", ACCEPTED))
     out = b(ev.PilotChanged(1, "B"))
-    assert any(isinstance(a, act.StartTransaction) for a in out)
+    assert any(isinstance(a, act.ReportTransactionStart) for a in out)
     assert not any(isinstance(a, act.AuthorizationEnded) for a in b.log)
     b2 = Bench()
     b2(ev.PilotChanged(1, "B"))
@@ -144,12 +144,12 @@ def test_a_remote_start_says_it_is_one_while_waiting_when_it_times_out_and_when_
     assert act.AuthorizationEnded(1, "APP1", True, StopReason.TIMEOUT, b.now) in out
     b(ev.RemoteStartRequested(1, "APP1"))
     out = b(ev.PilotChanged(1, "B"))
-    assert next(a for a in out if isinstance(a, act.StartTransaction)).remote
+    assert next(a for a in out if isinstance(a, act.ReportTransactionStart)).remote
     b(ev.PilotChanged(1, "A"))
     b(ev.TagPresented("TAG1"))
     b(ev.AuthorizationResult("TAG1", ACCEPTED))
     out = b(ev.PilotChanged(1, "B"))
-    assert not next(a for a in out if isinstance(a, act.StartTransaction)).remote
+    assert not next(a for a in out if isinstance(a, act.ReportTransactionStart)).remote
 
 
 def deliveries(b: Bench) -> list[tuple[bool, bool]]:
@@ -183,7 +183,7 @@ def test_the_protocol_may_end_a_transaction_for_a_reason_of_its_own():
     b = Bench()
     b.start_session(tx_id=9)
     b(ev.RemoteStopRequested(9, StopReason.OTHER, why="OCPP 2.0.1 TxStopPoint reached"))
-    assert b.last(act.StopTransaction).reason is StopReason.OTHER and not b.relay_closed()
+    assert b.last(act.ReportTransactionStop).reason is StopReason.OTHER and not b.relay_closed()
     b(ev.PilotChanged(1, "C"))
     assert not b.relay_closed(), "the EV still plugged in asks again: no energy without a new session"
 
@@ -193,12 +193,12 @@ def test_a_transaction_whose_start_waits_for_its_answer_is_stopped_by_its_local_
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("TAG1"))
     b(ev.AuthorizationResult("TAG1", ACCEPTED))
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     assert answer(b(ev.RemoteStopRequested(None))) == "Rejected", "no central system id names an unanswered start"
     assert answer(b(ev.RemoteStopRequested(None, StopReason.HARD_RESET, local_id=start.local_id + 1))) == "Rejected"
     out = b(ev.RemoteStopRequested(None, StopReason.HARD_RESET, local_id=start.local_id))
     assert answer(out) == "Accepted"
-    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    stop = next(a for a in out if isinstance(a, act.ReportTransactionStop))
     assert (stop.local_id, stop.transaction_id, stop.reason) == (start.local_id, None, StopReason.HARD_RESET)
     b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, ACCEPTED))  # the answer, too late
     assert not any(isinstance(a, act.CloseRelay) for a in b.log), "no energy for a transaction already stopped"
@@ -209,9 +209,9 @@ def test_a_start_never_answered_ends_without_energy_and_frees_the_connector():
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("TAG1"))
     b(ev.AuthorizationResult("TAG1", ACCEPTED))
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     out = b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
-    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    stop = next(a for a in out if isinstance(a, act.ReportTransactionStop))
     assert (stop.local_id, stop.reason) == (start.local_id, StopReason.DEAUTHORIZED)
     assert not b.relay_closed() and b.statuses()[-1] == "Finishing"
     b(ev.PilotChanged(1, "A"))
@@ -224,12 +224,12 @@ def test_an_offline_start_never_answered_goes_on_as_it_was_allowed():
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("TAG1"))
     b(ev.AuthorizationResult("TAG1", None))
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     assert b.relay_closed()
     b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
-    assert b.relay_closed() and b.last(act.StopTransaction) is None
+    assert b.relay_closed() and b.last(act.ReportTransactionStop) is None
     b(ev.RemoteStopRequested(start.local_id))
-    assert b.last(act.StopTransaction).reason is StopReason.REMOTE, "it has its transaction id now"
+    assert b.last(act.ReportTransactionStop).reason is StopReason.REMOTE, "it has its transaction id now"
 
 
 def test_tc_023_authorize_invalid_never_starts():
@@ -238,7 +238,7 @@ def test_tc_023_authorize_invalid_never_starts():
     b(ev.AuthorizationResult("BAD", AuthStatus.INVALID))
     b(ev.PilotChanged(1, "B"))
     assert b.statuses()[-1] == "Preparing"
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
 
 
 def test_no_answer_to_authorize_does_not_start():
@@ -246,7 +246,7 @@ def test_no_answer_to_authorize_does_not_start():
     b(ev.PilotChanged(1, "B"))
     b(ev.TagPresented("T"))
     b(ev.AuthorizationResult("T", None))
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
     assert b.station.connectors[1].phase.value == "idle"
 
 
@@ -257,10 +257,10 @@ def test_non_accepted_start_conf_never_closes_and_stops_deauthorized(verdict):
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("T"))
     b(ev.AuthorizationResult("T", ACCEPTED))
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     out = b(ev.TransactionStartConfirmed(1, start.local_id, 9, verdict))
     assert not any(isinstance(a, act.CloseRelay) for a in b.log)
-    stop = next(a for a in out if isinstance(a, act.StopTransaction))
+    stop = next(a for a in out if isinstance(a, act.ReportTransactionStop))
     assert (stop.transaction_id, stop.reason) == (9, StopReason.DEAUTHORIZED)
     assert b.statuses()[-1] == "Finishing"
 
@@ -270,9 +270,9 @@ def test_non_accepted_start_with_stop_on_invalid_id_false_keeps_transaction_with
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("T"))
     b(ev.AuthorizationResult("T", ACCEPTED))
-    b(ev.TransactionStartConfirmed(1, b.last(act.StartTransaction).local_id, 9, AuthStatus.INVALID))
+    b(ev.TransactionStartConfirmed(1, b.last(act.ReportTransactionStart).local_id, 9, AuthStatus.INVALID))
     assert not b.relay_closed()
-    assert b.last(act.StopTransaction) is None
+    assert b.last(act.ReportTransactionStop) is None
     assert b.statuses()[-1] == "SuspendedEVSE"
 
 
@@ -280,21 +280,21 @@ def test_a_running_transaction_whose_token_is_revoked_opens_and_stops_deauthoriz
     b = Bench()
     b.start_session()
     assert b.relay_closed()
-    local_id = b.last(act.StartTransaction).local_id
+    local_id = b.last(act.ReportTransactionStart).local_id
     out = b(ev.TransactionAuthorizationRevoked(1, local_id, AuthStatus.BLOCKED))
     assert isinstance(out[0], act.OpenRelay)
-    assert b.last(act.StopTransaction).reason is StopReason.DEAUTHORIZED
+    assert b.last(act.ReportTransactionStop).reason is StopReason.DEAUTHORIZED
 
 
 def test_a_revocation_without_stop_on_invalid_id_keeps_the_transaction_up_to_max_energy():
     b = Bench(stop_on_invalid_id=False, max_energy_on_invalid_wh=100)
     b(ev.MeterSampled(1, 1000.0, 7000.0))
     b.start_session()
-    b(ev.TransactionAuthorizationRevoked(1, b.last(act.StartTransaction).local_id, AuthStatus.INVALID))
+    b(ev.TransactionAuthorizationRevoked(1, b.last(act.ReportTransactionStart).local_id, AuthStatus.INVALID))
     assert b.relay_closed(), "up to MaxEnergyOnInvalidId more"
     out = b(ev.MeterSampled(1, 1100.0, 7000.0))
     assert isinstance(out[0], act.OpenRelay)
-    assert b.last(act.StopTransaction) is None
+    assert b.last(act.ReportTransactionStop) is None
     assert b.statuses()[-1] == "SuspendedEVSE"
 
 
@@ -302,9 +302,9 @@ def test_a_revocation_without_stop_on_invalid_id_keeps_the_transaction_up_to_max
 def test_a_revocation_that_is_accepted_or_for_another_transaction_changes_nothing(status, other_transaction):
     b = Bench()
     b.start_session()
-    local_id = b.last(act.StartTransaction).local_id + (1 if other_transaction else 0)
+    local_id = b.last(act.ReportTransactionStart).local_id + (1 if other_transaction else 0)
     assert b(ev.TransactionAuthorizationRevoked(1, local_id, status)) == []
-    assert b.relay_closed() and b.last(act.StopTransaction) is None
+    assert b.relay_closed() and b.last(act.ReportTransactionStop) is None
 
 
 def test_tc_005_1_ev_side_disconnect_stops_and_opens_relay_in_the_same_step():
@@ -313,7 +313,7 @@ def test_tc_005_1_ev_side_disconnect_stops_and_opens_relay_in_the_same_step():
     assert b.relay_closed()
     out = b(ev.PilotChanged(1, "A"))
     assert isinstance(out[0], act.OpenRelay)
-    stop = b.last(act.StopTransaction)
+    stop = b.last(act.ReportTransactionStop)
     assert stop.reason is StopReason.EV_DISCONNECTED
     assert b.statuses()[-1] == "Available"
 
@@ -323,13 +323,13 @@ def test_tc_005_3_ev_side_disconnect_without_stop_keeps_transaction_suspended():
     b.start_session()
     out = b(ev.PilotChanged(1, "A"))
     assert isinstance(out[0], act.OpenRelay)
-    assert b.last(act.StopTransaction) is None
+    assert b.last(act.ReportTransactionStop) is None
     assert b.statuses()[-1] == "SuspendedEV"
     b(ev.PilotChanged(1, "C"))
     assert b.relay_closed()
     out = b(ev.RemoteStopRequested(42))
     assert answer(out) == "Accepted"
-    assert b.last(act.StopTransaction).reason is StopReason.REMOTE
+    assert b.last(act.ReportTransactionStop).reason is StopReason.REMOTE
 
 
 def test_ev_pauses_c_to_b_opens_relay_and_resumes():
@@ -346,11 +346,11 @@ def test_tc_068_stop_with_same_id_tag_and_not_with_another():
     b = Bench()
     b.start_session(tag="OWNER")
     out = b(ev.TagPresented("STRANGER"))
-    assert not any(isinstance(a, (act.StopTransaction, act.RequestAuthorization)) for a in out)
+    assert not any(isinstance(a, (act.ReportTransactionStop, act.RequestAuthorization)) for a in out)
     assert b.relay_closed()
     out = b(ev.TagPresented("OWNER"))
     assert isinstance(out[0], act.OpenRelay) or act.OpenRelay in map(type, out)
-    stop = b.last(act.StopTransaction)
+    stop = b.last(act.ReportTransactionStop)
     assert (stop.id_tag, stop.reason) == ("OWNER", StopReason.LOCAL)
     assert b.statuses()[-1] == "Finishing"
 
@@ -366,7 +366,7 @@ def test_tc_069_stop_with_sibling_tag_sharing_parent_id():
     b(ev.TagPresented("CHILD2"))
     b(ev.AuthorizationResult("CHILD2", ACCEPTED, "FLEET"))
     assert not b.relay_closed()
-    assert b.last(act.StopTransaction).id_tag == "CHILD2"
+    assert b.last(act.ReportTransactionStop).id_tag == "CHILD2"
 
 
 def test_tc_010_remote_start_cable_plugged_in_first():
@@ -374,7 +374,7 @@ def test_tc_010_remote_start_cable_plugged_in_first():
     b(ev.PilotChanged(1, "C"))
     out = b(ev.RemoteStartRequested(1, "REMOTE1"))
     assert answer(out) == "Accepted"
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     assert start.id_tag == "REMOTE1"
     b(ev.TransactionStartConfirmed(1, start.local_id, 11, ACCEPTED))
     assert b.relay_closed()
@@ -388,7 +388,7 @@ def test_tc_011_1_remote_start_first_with_authorize_remote_tx_requests():
     b(ev.AuthorizationResult("REMOTE1", ACCEPTED))
     assert b.statuses()[-1] == "Preparing"
     out = b(ev.PilotChanged(1, "B"))
-    assert any(isinstance(a, act.StartTransaction) for a in out)
+    assert any(isinstance(a, act.ReportTransactionStart) for a in out)
 
 
 def test_tc_011_2_remote_start_time_out():
@@ -405,7 +405,7 @@ def test_tc_012_remote_stop():
     out = b(ev.RemoteStopRequested(77))
     assert answer(out) == "Accepted"
     assert not b.relay_closed()
-    assert b.last(act.StopTransaction).reason is StopReason.REMOTE
+    assert b.last(act.ReportTransactionStop).reason is StopReason.REMOTE
     assert b.statuses()[-1] == "Finishing"
 
 
@@ -434,7 +434,7 @@ def test_tc_041_fault_blocks_start_and_reports_faulted():
     b(ev.PilotChanged(1, "B"))
     b(ev.TagPresented("T"))
     b(ev.AuthorizationResult("T", ACCEPTED))
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
     assert answer(b(ev.RemoteStartRequested(1, "T"))) == "Rejected"
 
 
@@ -445,7 +445,7 @@ def test_welded_contactor_during_charging_stops_with_power_switch_failure():
     assert act.OpenRelay in map(type, out)
     changed = b.last(act.StatusChanged)
     assert (changed.status, changed.error_code) == (ConnectorStatus.FAULTED, ErrorCode.POWER_SWITCH_FAILURE)
-    assert b.last(act.StopTransaction).reason is StopReason.OTHER
+    assert b.last(act.ReportTransactionStop).reason is StopReason.OTHER
 
 
 @pytest.mark.parametrize("state", ["E", "F"])
@@ -467,12 +467,12 @@ def test_meter_fault_is_reported_survived_and_blocks_new_sessions():
     assert (changed.status, changed.error_code) == (ConnectorStatus.CHARGING, ErrorCode.POWER_METER_FAILURE)
     assert b.relay_closed(), "the session goes on with its last good reading"
     b(ev.TagPresented("04A1B2C3"))
-    assert b.last(act.StopTransaction).meter_stop_wh == 250
+    assert b.last(act.ReportTransactionStop).meter_stop_wh == 250
     b(ev.PilotChanged(1, "A"))
     b(ev.PilotChanged(1, "B"))
     b(ev.TagPresented("NEXT"))
     b(ev.AuthorizationResult("NEXT", ACCEPTED))
-    assert b.last(act.StartTransaction).id_tag == "04A1B2C3", "no new session without a meter"
+    assert b.last(act.ReportTransactionStart).id_tag == "04A1B2C3", "no new session without a meter"
     b(ev.DeviceFault(1, Device.METER, False))
     assert b.last(act.StatusChanged).error_code is ErrorCode.NO_ERROR
 
@@ -502,9 +502,9 @@ def test_unplug_before_start_conf_stops_without_ever_closing():
     b = Bench()
     b(ev.PilotChanged(1, "C"))
     b(ev.RemoteStartRequested(1, "T"))
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     b(ev.PilotChanged(1, "A"))
-    stop = b.last(act.StopTransaction)
+    stop = b.last(act.ReportTransactionStop)
     assert (stop.local_id, stop.transaction_id, stop.reason) == (start.local_id, None, StopReason.EV_DISCONNECTED)
     b(ev.TransactionStartConfirmed(1, start.local_id, 3, ACCEPTED))
     assert not any(isinstance(a, act.CloseRelay) for a in b.log)
@@ -517,8 +517,8 @@ def test_tc_015_reset_with_transaction_stops_then_restarts(hard, reason):
     b.start_session()
     out = b(ev.ResetRequested(hard))
     kinds = [type(a) for a in out]
-    assert kinds.index(act.OpenRelay) < kinds.index(act.StopTransaction) < kinds.index(act.Restart)
-    assert b.last(act.StopTransaction).reason is reason
+    assert kinds.index(act.OpenRelay) < kinds.index(act.ReportTransactionStop) < kinds.index(act.Restart)
+    assert b.last(act.ReportTransactionStop).reason is reason
     assert answer(out) == "Accepted"
 
 
@@ -547,7 +547,7 @@ def test_unlock_connector_without_a_lock_actuator_is_not_supported_and_stops_not
     assert answer(b(ev.UnlockRequested(5))) == "NotSupported"
     b.start_session()
     assert answer(b(ev.UnlockRequested(1))) == "NotSupported"
-    assert b.last(act.StopTransaction) is None
+    assert b.last(act.ReportTransactionStop) is None
     tethered = Bench(tethered_cable=True)
     assert answer(tethered(ev.UnlockRequested(1))) == "NotSupported"
 
@@ -603,7 +603,7 @@ def test_new_session_from_finishing_with_a_new_card():
     assert b.statuses()[-1] == "Finishing"
     b(ev.TagPresented("SECOND"))
     b(ev.AuthorizationResult("SECOND", ACCEPTED))
-    assert b.last(act.StartTransaction).id_tag == "SECOND"
+    assert b.last(act.ReportTransactionStart).id_tag == "SECOND"
 
 
 def test_settings_can_change_at_run_time():
@@ -619,7 +619,7 @@ def test_tc_032_1_shutdown_stops_transactions_before_going_down(reason):
     b.start_session()
     out = b(ev.ShutdownRequested(reason))
     assert isinstance(out[0], act.OpenRelay)
-    assert b.last(act.StopTransaction).reason is reason
+    assert b.last(act.ReportTransactionStop).reason is reason
     b(ev.TagPresented("LATE"))
     assert not any(isinstance(a, act.RequestAuthorization) for a in b.log if getattr(a, "id_tag", "") == "LATE")
     assert answer(b(ev.RemoteStartRequested(1, "LATE"))) == "Rejected"
@@ -631,9 +631,9 @@ def test_tc_037_1_offline_start_with_the_installer_opt_in_charges_before_the_ans
     b(ev.TagPresented("OFFLINE1"))
     out = b(ev.AuthorizationResult("OFFLINE1", None))
     assert [type(a) for a in out][:1] != [act.OpenRelay]
-    assert any(isinstance(a, act.StartTransaction) for a in out) and act.CloseRelay(1) in out
+    assert any(isinstance(a, act.ReportTransactionStart) for a in out) and act.CloseRelay(1) in out
     assert b.statuses()[-1] == "Charging"
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     b(ev.TransactionStartConfirmed(1, start.local_id, 21, ACCEPTED))
     assert b.relay_closed()
 
@@ -643,7 +643,7 @@ def test_offline_start_stays_off_without_the_opt_in_even_for_unknown_ids_allowed
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("OFFLINE1"))
     b(ev.AuthorizationResult("OFFLINE1", None))
-    assert b.last(act.StartTransaction) is None and not b.relay_closed()
+    assert b.last(act.ReportTransactionStart) is None and not b.relay_closed()
 
 
 def test_tc_037_3_late_rejection_of_an_offline_start_stops_deauthorized_at_once():
@@ -651,9 +651,9 @@ def test_tc_037_3_late_rejection_of_an_offline_start_stops_deauthorized_at_once(
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("OFFLINE1"))
     b(ev.AuthorizationResult("OFFLINE1", None))
-    out = b(ev.TransactionStartConfirmed(1, b.last(act.StartTransaction).local_id, 22, AuthStatus.INVALID))
+    out = b(ev.TransactionStartConfirmed(1, b.last(act.ReportTransactionStart).local_id, 22, AuthStatus.INVALID))
     assert isinstance(out[0], act.OpenRelay)
-    assert b.last(act.StopTransaction).reason is StopReason.DEAUTHORIZED
+    assert b.last(act.ReportTransactionStop).reason is StopReason.DEAUTHORIZED
 
 
 def test_tc_037_2_late_rejection_without_stop_allows_max_energy_on_invalid_id():
@@ -664,14 +664,14 @@ def test_tc_037_2_late_rejection_without_stop_allows_max_energy_on_invalid_id():
     b(ev.TagPresented("OFFLINE1"))
     b(ev.AuthorizationResult("OFFLINE1", None))
     b(ev.MeterSampled(1, 1500.0, 7000.0))
-    b(ev.TransactionStartConfirmed(1, b.last(act.StartTransaction).local_id, 23, AuthStatus.INVALID))
+    b(ev.TransactionStartConfirmed(1, b.last(act.ReportTransactionStart).local_id, 23, AuthStatus.INVALID))
     assert b.relay_closed(), "up to MaxEnergyOnInvalidId more"
     b(ev.MeterSampled(1, 1599.0, 7000.0))
     assert b.relay_closed()
     out = b(ev.MeterSampled(1, 1600.0, 7000.0))
     assert isinstance(out[0], act.OpenRelay)
     assert b.statuses()[-1] == "SuspendedEVSE"
-    assert b.last(act.StopTransaction) is None
+    assert b.last(act.ReportTransactionStop) is None
 
 
 def test_sessions_without_a_meter_when_the_installer_allows_them():
@@ -680,7 +680,7 @@ def test_sessions_without_a_meter_when_the_installer_allows_them():
     b(ev.PilotChanged(1, "C"))
     b(ev.TagPresented("T"))
     b(ev.AuthorizationResult("T", ACCEPTED))
-    assert b.last(act.StartTransaction) is not None
+    assert b.last(act.ReportTransactionStart) is not None
 
 
 def test_an_authorization_that_never_gets_an_answer_frees_the_connector_after_connection_timeout():
@@ -725,7 +725,7 @@ def test_tc_046_1_reserved_connector_local_start_only_by_the_reserved_card():
     b(ev.AuthorizationResult("RES", ACCEPTED))
     assert b.statuses()[-1] == "Preparing"
     out = b(ev.PilotChanged(1, "C"))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     assert start.reservation_id == 5
     assert b.station.reservations == {}
     changed = b.last(act.ReservationsChanged)
@@ -739,7 +739,7 @@ def test_tc_046_2_reserved_connector_remote_start():
     assert answer(b(ev.RemoteStartRequested(1, "OTHER"))) == "Rejected"
     assert answer(b(ev.RemoteStartRequested(1, "RES"))) == "Accepted"
     out = b(ev.PilotChanged(1, "C"))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     assert (start.id_tag, start.reservation_id) == ("RES", 5)
 
 
@@ -754,7 +754,7 @@ def test_tc_047_reservation_expires_and_the_connector_is_free_again():
     assert act.ReservationEnded(5, 1, ReservationEnd.EXPIRED) in out
     assert b.statuses()[-1] == "Available"
     b.start_session("OTHER")
-    assert b.last(act.StartTransaction).reservation_id is None
+    assert b.last(act.ReportTransactionStart).reservation_id is None
 
 
 def test_tc_048_reserve_answers_occupied_faulted_unavailable_rejected():
@@ -778,14 +778,14 @@ def test_tc_049_reserving_the_charge_point_keeps_one_connector_for_the_card():
     b(ev.TagPresented("OTHER"))
     b(ev.AuthorizationResult("OTHER", ACCEPTED))
     b(ev.PilotChanged(1, "C"))
-    assert b.last(act.StartTransaction).reservation_id is None
+    assert b.last(act.ReportTransactionStart).reservation_id is None
     assert b.statuses(2)[-1] == "Reserved", "the last free connector is held for the reservation"
     out = b(ev.TagPresented("THIRD"))
     assert not any(isinstance(a, act.RequestAuthorization) for a in out)
     b(ev.TagPresented("RES"))
     b(ev.AuthorizationResult("RES", ACCEPTED))
     out = b(ev.PilotChanged(2, "C"))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     assert (start.connector, start.reservation_id) == (2, 5)
 
 
@@ -811,7 +811,7 @@ def test_tc_051_cancel_reservation_frees_the_connector():
     assert act.ReservationEnded(5, 1, ReservationEnd.CANCELLED) in out
     assert b.statuses()[-1] == "Available"
     b.start_session("OTHER")
-    assert b.last(act.StartTransaction).reservation_id is None
+    assert b.last(act.ReportTransactionStart).reservation_id is None
 
 
 def test_tc_052_cancel_unknown_reservation_is_rejected_and_keeps_the_other():
@@ -829,7 +829,7 @@ def test_tc_053_a_card_of_the_same_parent_uses_the_reservation():
     assert act.RequestAuthorization("CARD2") in out, "its parentIdTag must be learnt first"
     b(ev.AuthorizationResult("CARD2", ACCEPTED, "GROUP"))
     out = b(ev.PilotChanged(1, "C"))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     assert (start.id_tag, start.reservation_id) == ("CARD2", 5)
 
 
@@ -839,7 +839,7 @@ def test_a_card_of_another_parent_is_refused_on_a_reserved_connector():
     b(ev.TagPresented("CARD3"))
     b(ev.AuthorizationResult("CARD3", ACCEPTED, "ELSEWHERE"))
     b(ev.PilotChanged(1, "C"))
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
     assert b.statuses()[-1] == "Preparing"  # plugged, nothing started
     assert list(b.station.reservations) == [5]
 
@@ -937,13 +937,13 @@ def test_locally_authorized_offline_start_needs_the_installer_opt_in():
     b(ev.PilotChanged(1, "B"))
     b(ev.TagPresented("LOCAL"))
     b(ev.AuthorizationResult("LOCAL", ACCEPTED, offline=True))
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
 
     b = Bench(offline_start=True)
     b(ev.PilotChanged(1, "B"))
     b(ev.TagPresented("LOCAL"))
     b(ev.AuthorizationResult("LOCAL", ACCEPTED, offline=True))
-    assert b.last(act.StartTransaction) is not None
+    assert b.last(act.ReportTransactionStart) is not None
     b(ev.PilotChanged(1, "C"))
     assert b.relay_closed(), "an offline start delivers energy before the central system answers"
 
@@ -1036,7 +1036,7 @@ def test_tc_059_remote_start_with_a_tx_profile_then_tx_profiles_end_with_the_tra
     b(ev.PilotChanged(1, "C"))
     out = b(ev.RemoteStartRequested(1, "REMOTE", profile("TxProfile", periods=((0, 8.0),), profile_id=7)))
     assert answer(out) == "Accepted"
-    start = b.last(act.StartTransaction)
+    start = b.last(act.ReportTransactionStart)
     b(ev.TransactionStartConfirmed(1, start.local_id, 77, ACCEPTED))
     assert offers(b)[-1] == 8.0
     assert [p.id for p in b.station.charging.profiles] == [7]
@@ -1049,7 +1049,7 @@ def test_tc_060_remote_start_with_another_purpose_is_rejected():
     b = Bench()
     assert answer(b(ev.RemoteStartRequested(1, "REMOTE", profile("TxDefaultProfile")))) == "Rejected"
     assert answer(b(ev.RemoteStartRequested(1, "REMOTE", {"charging_profile_id": 1}))) == "Rejected"
-    assert b.last(act.StartTransaction) is None
+    assert b.last(act.ReportTransactionStart) is None
 
 
 def test_tc_067_clear_charging_profile_by_id_and_unknown():
@@ -1079,7 +1079,7 @@ def test_the_charge_point_maximum_is_shared_by_the_connectors_charging():
         b(ev.PilotChanged(connector, "C"))
         b(ev.TagPresented(tag))
         b(ev.AuthorizationResult(tag, ACCEPTED))
-        start = b.last(act.StartTransaction)
+        start = b.last(act.ReportTransactionStart)
         b(ev.TransactionStartConfirmed(connector, start.local_id, tx_id, ACCEPTED))
         if connector == 1:
             assert offers(b, 1)[-1] == 20.0, "alone, connector 1 gets the whole charge point maximum"

@@ -37,7 +37,7 @@ def charge(b: Bench, rating: float = 32.0, tx_id: int = 9) -> None:
     out = plug_and_authorize(b, rating)
     assert lock_requests(out) == [act.LockSocket]
     out = b(ev.LockReported(1, locked=True))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     b(ev.TransactionStartConfirmed(1, start.local_id, tx_id, ACCEPTED))
     b(ev.PilotChanged(1, "C"))
     assert b.relay_closed()
@@ -47,10 +47,10 @@ def test_the_plug_is_locked_before_the_transaction_starts_and_the_contactor_clos
     b = socket_bench()
     out = plug_and_authorize(b)
     assert act.LockSocket(1) in out
-    assert not any(isinstance(a, act.StartTransaction) for a in out), "no transaction before the plug is locked"
+    assert not any(isinstance(a, act.ReportTransactionStart) for a in out), "no transaction before the plug is locked"
     assert b.station.lock_state(1) == "locking"
     out = b(ev.LockReported(1, locked=True))
-    start = next(a for a in out if isinstance(a, act.StartTransaction))
+    start = next(a for a in out if isinstance(a, act.ReportTransactionStart))
     out = b(ev.TransactionStartConfirmed(1, start.local_id, 5, ACCEPTED))
     assert act.OfferCurrent(1, 32.0) in out
     b(ev.PilotChanged(1, "C"))
@@ -67,7 +67,7 @@ def test_tc_024_lock_failure_faults_the_connector_and_starts_nothing():
     out = b(ev.LockReported(1, locked=False, detail="feedback did not confirm within 1 s"))
     change = b.last(act.StatusChanged)
     assert (change.status, change.error_code) == (ConnectorStatus.FAULTED, ErrorCode.CONNECTOR_LOCK_FAILURE)
-    assert not any(isinstance(a, act.StartTransaction) for a in b.log)
+    assert not any(isinstance(a, act.ReportTransactionStart) for a in b.log)
     assert act.UnlockSocket(1, "release after a failed lock") in out, "a half-engaged pin is released"
     assert not b.relay_closed()
     # The plug is taken out: the fault goes with it.
@@ -95,7 +95,7 @@ def test_tc_018_1_unlock_with_a_session_stops_it_opens_the_contactor_then_unlock
     assert not any(isinstance(a, act.Answer) for a in out), "the answer waits for the lock's feedback"
     kinds = [type(a) for a in out]
     assert kinds.index(act.OpenRelay) < kinds.index(act.UnlockSocket)
-    assert b.last(act.StopTransaction).reason is StopReason.UNLOCK_COMMAND
+    assert b.last(act.ReportTransactionStop).reason is StopReason.UNLOCK_COMMAND
     assert act.UnlockSocket(1, "unlock requested by the central system", requested=True) in out
     b(ev.LockReported(1, locked=False))
     assert b.station.lock_state(1) == "unlocked"
@@ -139,7 +139,7 @@ def test_an_unlock_asked_while_the_lock_moves_waits_for_the_move():
     assert lock_requests(out) == [], "the lock is still locking"
     out = b(ev.LockReported(1, locked=True))
     assert act.UnlockSocket(1, "unlock requested by the central system", requested=True) in out
-    assert not any(isinstance(a, act.StartTransaction) for a in b.log)
+    assert not any(isinstance(a, act.ReportTransactionStart) for a in b.log)
 
 
 def test_the_session_ending_unlocks_after_the_contactor_opened():
@@ -149,14 +149,14 @@ def test_the_session_ending_unlocks_after_the_contactor_opened():
     kinds = [type(a) for a in out]
     assert act.OpenRelay in kinds and act.UnlockSocket in kinds
     assert kinds.index(act.OpenRelay) < kinds.index(act.UnlockSocket)
-    assert b.last(act.StopTransaction).reason is StopReason.LOCAL
+    assert b.last(act.ReportTransactionStop).reason is StopReason.LOCAL
 
 
 def test_tc_005_1_ev_side_disconnect_unlocks_when_configured():
     b = socket_bench(unlock_on_ev_disconnect=True)
     charge(b)
     out = b(ev.PilotChanged(1, "A"))
-    assert b.last(act.StopTransaction).reason is StopReason.EV_DISCONNECTED
+    assert b.last(act.ReportTransactionStop).reason is StopReason.EV_DISCONNECTED
     assert lock_requests(out) == [act.UnlockSocket]
 
 
@@ -164,7 +164,7 @@ def test_tc_005_2_ev_side_disconnect_keeps_the_cable_locked_until_unlock_or_the_
     b = socket_bench(unlock_on_ev_disconnect=False)
     charge(b)
     out = b(ev.PilotChanged(1, "A"))
-    assert b.last(act.StopTransaction).reason is StopReason.EV_DISCONNECTED
+    assert b.last(act.ReportTransactionStop).reason is StopReason.EV_DISCONNECTED
     assert lock_requests(out) == []
     assert b.station.lock_state(1) == "locked"
     assert lock_requests(b(ev.TagPresented("OTHER"))) == [], "another card does not release the cable"
@@ -178,7 +178,7 @@ def test_tc_005_3_transaction_continues_locked_when_neither_stops_nor_unlocks():
     b = socket_bench(stop_on_ev_disconnect=False, unlock_on_ev_disconnect=False)
     charge(b)
     out = b(ev.PilotChanged(1, "A"))
-    assert not any(isinstance(a, act.StopTransaction) for a in out)
+    assert not any(isinstance(a, act.ReportTransactionStop) for a in out)
     assert lock_requests(out) == []
     assert b.statuses()[-1] == "SuspendedEV"
 
@@ -238,7 +238,7 @@ def test_a_proximity_pilot_fault_while_charging_stops_the_transaction():
     charge(b)
     out = b(ev.CableChanged(1, None, problem="PP unreadable"))
     assert act.OpenRelay in [type(a) for a in out]
-    assert b.last(act.StopTransaction).reason is StopReason.OTHER
+    assert b.last(act.ReportTransactionStop).reason is StopReason.OTHER
 
 
 def test_an_ev_without_a_cable_rating_is_a_fault():
@@ -371,7 +371,7 @@ def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_and_faul
     change = b.last(act.StatusChanged)
     assert (change.status, change.error_code) == (ConnectorStatus.FAULTED, ErrorCode.CONNECTOR_LOCK_FAILURE)
     assert "opened by itself" in change.info
-    assert b.last(act.StopTransaction).reason is StopReason.OTHER
+    assert b.last(act.ReportTransactionStop).reason is StopReason.OTHER
     assert b.station.lock_state(1) == "failed"
     assert lock_requests(out) == [], "nothing moves the lock on its own after a failure"
     for event in (ev.Tick(), ev.PilotChanged(1, "C"), ev.TagPresented(TAG)):

@@ -67,6 +67,6 @@ def test_transactions_are_counted_from_the_core_actions():
     started, stopped = PROCESS_COUNTERS.transactions_started, PROCESS_COUNTERS.transactions_stopped
     count_transactions([act.OpenRelay(1, "x")])
     assert (PROCESS_COUNTERS.transactions_started, PROCESS_COUNTERS.transactions_stopped) == (started, stopped)
-    count_transactions([act.StartTransaction(1, 1, "04A1B2C3", 0, 1.0), act.OpenRelay(1, "x"),
-                        act.StopTransaction(1, 1, 7, "04A1B2C3", 10, 2.0, StopReason.REBOOT)])
+    count_transactions([act.ReportTransactionStart(1, 1, "04A1B2C3", 0, 1.0), act.OpenRelay(1, "x"),
+                        act.ReportTransactionStop(1, 1, 7, "04A1B2C3", 10, 2.0, StopReason.REBOOT)])
     assert (PROCESS_COUNTERS.transactions_started, PROCESS_COUNTERS.transactions_stopped) == (started + 1, stopped + 1)
