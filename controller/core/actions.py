@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evcp.core.model import ConnectorStatus, ErrorCode, ReservationEnd, StopReason
+from evcp.core.model import ConnectorStatus, Device, ErrorCode, ReservationEnd, StopReason
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,19 @@ class ReservationsChanged:
 
 
 @dataclass(frozen=True)
+class DeviceProblem:
+    """A device's fault began (``active``, with why) or ended. ``connector`` 0: a device of the
+    charge point as a whole (the card reader, the power-fail input). OCPP 1.6 tells it in the
+    StatusNotification's errorCode (StatusChanged); OCPP 2.0.1 with NotifyEvent (Part 2 G05, N07:
+    the component's Problem variable)."""
+
+    connector: int
+    device: Device
+    active: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class ReservationEnded:
     """A reservation is over, and why (2.0.1 reports Expired and Removed: ReservationStatusUpdate)."""
 
@@ -245,6 +258,7 @@ Action = (
     | Notice
     | ReservationsChanged
     | ReservationEnded
+    | DeviceProblem
     | ChargingProfilesChanged
     | Restart
 )

@@ -217,6 +217,7 @@ class Station:
         self._next_local_id = first_local_id
         self._pending_auth: dict[str, _PendingAuthorization] = {}
         self._reported_station: tuple[ConnectorStatus, ErrorCode, str] | None = None
+        self._reported_problems: set[tuple[int, Device]] = set()
         self._reported_availability = self._availability()
         self._last_aligned: float | None = None
         self._last_end_aligned: float | None = None
@@ -1098,6 +1099,19 @@ class Station:
         if station != self._reported_station:
             self._reported_station = station
             out.append(act.StatusChanged(0, station[0], station[1], now, station[2]))
+        self._report_problems(out)
+
+    def _report_problems(self, out: list) -> None:
+        """A DeviceProblem for each device fault that began or ended since the last report."""
+        problems = {(0, device): detail for device, detail in self.station_faults.items()}
+        for c in self.connectors.values():
+            problems.update({(c.id, device): detail for device, detail in c.faults.items()})
+        for cid, device in sorted(self._reported_problems - problems.keys()):
+            out.append(act.DeviceProblem(cid, device, False))
+        for (cid, device), detail in sorted(problems.items()):
+            if (cid, device) not in self._reported_problems:
+                out.append(act.DeviceProblem(cid, device, True, detail or ""))
+        self._reported_problems = set(problems)
 
     def _wants_lock(self, c: Connector) -> bool:
         if c.unlock_requested:

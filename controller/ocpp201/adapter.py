@@ -44,6 +44,7 @@ from evcp.ocpp201.authorization import StationAuthorization
 from evcp.ocpp201.device_model import settings_from, station_device_model
 from evcp.ocpp201.link import SUBPROTOCOL, StationLink
 from evcp.ocpp201.meter_values import meter_value
+from evcp.ocpp201.problems import ProblemReports
 from evcp.ocpp201.reservations import Refused as ReservationRefused
 from evcp.ocpp201.reservations import StatusUpdates, reserve_now_event
 from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
@@ -292,6 +293,7 @@ class Ocpp201Adapter:
         self._save(BOOT_REASON, None)
         self.authorization = StationAuthorization(self.device_model, store)
         self.reservation_updates = StatusUpdates(self._load, self._save)
+        self.problems = ProblemReports(self._problem_value)
         self._accepted_tokens: set[str] = set()
         """Id tokens the CSMS accepted in an AuthorizeResponse, not yet used by a transaction."""
         self._locally_accepted: set[str] = set()
@@ -528,6 +530,7 @@ class Ocpp201Adapter:
             self._spawn(self._send_status(evse))
         if self.reservation_updates.pending:
             self._spawn(self.reservation_updates.deliver(self._call))
+        self._spawn(self._tell_problems())
 
     async def _heartbeats(self) -> None:
         while True:
@@ -716,6 +719,10 @@ class Ocpp201Adapter:
             self._meter_values(action, now_online)
         elif isinstance(action, act.OfferCurrent):
             self.smart_charging.offer_changed(action.connector, action.amps, self.controller.clock(), now_online)
+        elif isinstance(action, act.DeviceProblem):
+            self.problems.changed(action.connector, action.device, action.active, action.detail)
+            if now_online:
+                self._spawn(self._tell_problems())
         elif isinstance(action, act.ReservationEnded):
             if self.reservation_updates.ended(action.reservation_id, action.reason) and now_online:
                 self._spawn(self.reservation_updates.deliver(self._call))
@@ -830,6 +837,24 @@ class Ocpp201Adapter:
         self._status_sent[evse] = status
         await self._call("StatusNotification", {"timestamp": timestamp(at or time.time()), "connectorStatus": status,
                                                 "evseId": evse, "connectorId": CONNECTOR_ID})
+
+    def _problem_value(self, component: str, evse: int | None, value: str) -> None:
+        try:
+            self.device_model.set_internal(component, "Problem", value, evse)
+        except KeyError:
+            log.warning("no %s.Problem%s in the device model", component, f" on EVSE {evse}" if evse else "")
+
+    async def _tell_problems(self) -> None:
+        """NotifyEvent of the devices' problems the CSMS does not know yet (Part 2 G05, N07)."""
+        def transaction_of(evse: int) -> str | None:
+            tx = self.transactions.by_evse.get(evse)
+            return tx.transaction_id if tx is not None and tx.started else None
+
+        try:
+            await self.problems.tell(self._call, transaction_of)
+        except (ConnectionError, TimeoutError, OCPPError) as error:
+            log.warning("NotifyEvent of a device problem not delivered (%s); told again once registered",
+                        error or type(error).__name__)
 
     async def _authorize(self, id_tag: str) -> None:
         """AuthorizeRequest (Part 2 C01), or the local list or cache where C12-C15 let them decide

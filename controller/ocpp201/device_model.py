@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import evcp
 from evcp.core.model import Settings
 from evcp.ocpp.security import basic_auth_password_problem
+from evcp.ocpp201.problems import AT_CONNECTOR, COMPONENTS, STATION_DEVICES
 
 if TYPE_CHECKING:
     from evcp.config import Config
@@ -155,10 +156,12 @@ def _bool(value: bool) -> str:
 
 
 def station_variables(connectors: int, vendor: str, model: str, serial_number: str | None,
-                      firmware_version: str, connector_type: str = "sType2") -> list[Variable]:
-    """Every variable this station reports, with its default value; ``connector_type`` is the
-    ConnectorEnumType of every EVSE's connector (sType2: a type 2 socket outlet, cType2: a
-    tethered type 2 cable)."""
+                      firmware_version: str, socket_outlet: bool = True) -> list[Variable]:
+    """Every variable this station reports, with its default value. Each EVSE has a type 2
+    socket outlet (ConnectorType sType2, with a plug lock and a proximity pilot) or, with
+    ``socket_outlet`` false, a tethered type 2 cable (cType2)."""
+    connector_type = "sType2" if socket_outlet else "cType2"
+    evse_devices = [d for d in COMPONENTS if d not in STATION_DEVICES and (socket_outlet or d not in AT_CONNECTOR)]
     def v(component: str, variable: str, data_type: str, value: str, **extra) -> Variable:
         evse = extra.pop("evse", None)
         key = VariableKey(component, variable, evse, extra.pop("component_instance", None),
@@ -242,10 +245,13 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
         v("ReservationCtrlr", "Enabled", "boolean", "true"),
         v("ReservationCtrlr", "NonEvseSpecific", "boolean", "true"),
     ]
+    # Part 2 G05, N07 (evcp.ocpp201.problems): a device's fault is its component's Problem.
+    items += [v(COMPONENTS[device], "Problem", "boolean", "false", **ro) for device in STATION_DEVICES]
     for evse in range(1, connectors + 1):
         items.append(v("EVSE", "AvailabilityState", "OptionList", "Available", evse=evse, **ro,
                        values_list=("Available", "Occupied", "Reserved", "Unavailable", "Faulted")))
         items.append(v("Connector", "ConnectorType", "string", connector_type, evse=evse, **ro))
+        items += [v(COMPONENTS[device], "Problem", "boolean", "false", evse=evse, **ro) for device in evse_devices]
     return items
 
 
@@ -288,7 +294,7 @@ def station_device_model(config: "Config", max_chain_size: int = 0,
     ``ocpp.variables`` are for ``DeviceModel.set_initial``)."""
     cp, ocpp = config.charge_point, config.ocpp
     return DeviceModel(station_variables(cp.connectors, cp.vendor, cp.model, cp.serial_number,
-                                         f"evcp {evcp.__version__}", "cType2" if cp.cable == "tethered" else "sType2")
+                                         f"evcp {evcp.__version__}", socket_outlet=cp.cable == "socket")
                        + security_variables(ocpp.security_profile, cp.id, ocpp.authorization_key or "",
                                             max_chain_size, password_rule))
 
@@ -362,9 +368,10 @@ class DeviceModel:
         """A station-wide variable itself (KeyError if there is none)."""
         return self._index[VariableKey(component, variable)]
 
-    def set_internal(self, component: str, variable: str, value: str) -> None:
-        """The station itself sets a value (HeartbeatInterval from BootNotificationResponse)."""
-        self._index[VariableKey(component, variable)].value = value
+    def set_internal(self, component: str, variable: str, value: str, evse: int | None = None) -> None:
+        """The station itself sets a value (HeartbeatInterval from BootNotificationResponse, a
+        device's Problem)."""
+        self._index[VariableKey(component, variable, evse)].value = value
 
     def _find(self, component: dict, variable: dict) -> Variable | str:
         """The variable, or the GetVariableStatus that says why there is none."""
@@ -412,13 +419,13 @@ class DeviceModel:
     def report(self, base: str) -> list[dict[str, Any]] | None:
         """ReportDataType items for GetBaseReport (Part 2 B07): FullInventory and
         ConfigurationInventory (the writable ones) and SummaryInventory (the availability
-        states); None for a reportBase this station does not know."""
+        states and the devices' Problem); None for a reportBase this station does not know."""
         if base == "FullInventory":
             chosen: Iterable[Variable] = self.variables
         elif base == "ConfigurationInventory":
             chosen = [v for v in self.variables if v.mutability != "ReadOnly"]
         elif base == "SummaryInventory":
-            chosen = [v for v in self.variables if v.key.variable == "AvailabilityState"]
+            chosen = [v for v in self.variables if v.key.variable in ("AvailabilityState", "Problem")]
         else:
             return None
         return [_report_item(v) for v in chosen]

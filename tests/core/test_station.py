@@ -486,6 +486,22 @@ def test_reader_fault_reported_on_connector_zero():
     assert b.last(act.StatusChanged).error_code is ErrorCode.NO_ERROR
 
 
+def problems(out) -> list[tuple[int, Device, bool, str]]:
+    return [(a.connector, a.device, a.active, a.detail) for a in out if isinstance(a, act.DeviceProblem)]
+
+
+def test_each_device_fault_is_reported_once_when_it_begins_and_once_when_it_ends():
+    b = Bench(connectors=2)
+    assert problems(b(ev.DeviceFault(2, Device.METER, True, "no answer"))) == [(2, Device.METER, True, "no answer")]
+    assert problems(b(ev.DeviceFault(2, Device.METER, True, "still no answer"))) == [], "not again while it lasts"
+    out = b(ev.DeviceFault(0, Device.READER, True, "no answer on SPI"))
+    assert problems(out) == [(0, Device.READER, True, "no answer on SPI")]
+    assert problems(b(ev.Tick())) == []
+    out = b(ev.DeviceFault(2, Device.METER, False))
+    assert problems(out) == [(2, Device.METER, False, "")]
+    assert problems(b(ev.DeviceFault(0, Device.READER, False))) == [(0, Device.READER, False, "")]
+
+
 def test_an_unreadable_power_fail_input_is_reported_on_connector_zero_and_stops_nothing():
     b = Bench()
     b.start_session()

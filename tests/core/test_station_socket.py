@@ -67,6 +67,7 @@ def test_tc_024_lock_failure_faults_the_connector_and_starts_nothing():
     out = b(ev.LockReported(1, locked=False, detail="feedback did not confirm within 1 s"))
     change = b.last(act.StatusChanged)
     assert (change.status, change.error_code) == (ConnectorStatus.FAULTED, ErrorCode.CONNECTOR_LOCK_FAILURE)
+    assert [(a.device, a.active) for a in out if isinstance(a, act.DeviceProblem)] == [(Device.LOCK, True)]
     assert not any(isinstance(a, act.ReportTransactionStart) for a in b.log)
     assert act.UnlockSocket(1, "release after a failed lock") in out, "a half-engaged pin is released"
     assert not b.relay_closed()
@@ -76,6 +77,7 @@ def test_tc_024_lock_failure_faults_the_connector_and_starts_nothing():
     b(ev.CableChanged(1, None))
     assert b.statuses()[-1] == "Available"
     assert b.station.lock_state(1) == "unlocked"
+    assert act.DeviceProblem(1, Device.LOCK, False) in b.log
 
 
 def test_a_failed_lock_does_not_retry_on_its_own():

@@ -113,3 +113,27 @@ def test_tc_g_03_cs_inoperative_during_a_transaction_is_scheduled_and_applied_wh
     wait_until(lambda: statuses(csms)[-1] == "Unavailable", 5, "Unavailable once the transaction ended")
     assert not charger.connector()["relay_closed"]
     assert [e["eventType"] for e in events(csms, tx_id)][-1] == "Ended"
+
+
+def problems_told(csms) -> list[tuple[str, str]]:
+    return [(e["component"]["name"], e["actualValue"]) for m in csms.sent_by_charger("NotifyEvent")
+            for e in m["eventData"] if e["variable"]["name"] == "Problem"]
+
+
+def test_tc_g_05_cs_lock_failure_no_energy_faulted_and_the_lock_s_problem_told(csms, start_charger):
+    """Part 2 G05: the plug cannot be locked; no energy is given, the connector is Faulted and
+    NotifyEvent says ConnectorPlugRetentionLock Problem true (2.0.1's StatusNotification has no
+    errorCode), then false once the plug is out."""
+    charger = start_201(start_charger)
+    charger.fault("lock", True)  # jammed open: the feedback never says locked
+    charger.pilot("C")
+    charger.tap("04A1B2C3")
+    wait_until(lambda: statuses(csms)[-1] == "Faulted", 10, "StatusNotification Faulted")
+    wait_until(lambda: ("ConnectorPlugRetentionLock", "true") in problems_told(csms), 10, "NotifyEvent Problem true")
+    time.sleep(0.5)
+    assert not charger.connector()["relay_closed"]
+    assert all(e["transactionInfo"].get("chargingState") != "Charging" for e in events(csms))
+    charger.fault("lock", False)
+    charger.pilot("A")
+    wait_until(lambda: statuses(csms)[-1] == "Available", 10, "Available once the plug is out")
+    wait_until(lambda: problems_told(csms)[-1] == ("ConnectorPlugRetentionLock", "false"), 10, "Problem false")

@@ -113,6 +113,11 @@ class StationSession(ChargePoint):
         self._seen("LogStatusNotification", payload)
         return call_result.LogStatusNotification()
 
+    @on(Action.notify_event)
+    def notify_event(self, **payload):
+        self._seen("NotifyEvent", payload)
+        return call_result.NotifyEvent()
+
     @on(Action.reservation_status_update)
     def reservation_status_update(self, **payload):
         self._seen("ReservationStatusUpdate", payload)
