@@ -165,6 +165,9 @@ CSMS_REQUEST_EXAMPLES_2_0_1: dict[str, dict] = {
     "RequestStartTransaction": {"idToken": {"idToken": "OTHER001", "type": "Central"}, "remoteStartId": 7,
                                 "evseId": 1},
     "RequestStopTransaction": {"transactionId": "no-such-transaction"},
+    "ReserveNow": {"id": 7, "expiryDateTime": "2030-01-01T00:00:00Z",
+                   "idToken": {"idToken": "OTHER001", "type": "ISO14443"}, "evseId": 1},
+    "CancelReservation": {"reservationId": 7},
     "Reset": {"type": "Immediate"},
     "SendLocalList": {"versionNumber": 1, "updateType": "Differential", "localAuthorizationList": [
         {"idToken": {"idToken": "OTHER001", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}}]},
