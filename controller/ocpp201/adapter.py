@@ -693,6 +693,9 @@ class Ocpp201Adapter:
         if evse:
             self._plug_changes(evse, getattr(action, "at", None) or self.controller.clock())
         if isinstance(action, act.StatusChanged):
+            # The AvailabilityState variables (Part 2 G01; GetVariables, SummaryInventory) follow.
+            self.device_model.set_internal("EVSE" if evse else "ChargingStation", "AvailabilityState",
+                                           CONNECTOR_STATUS[action.status], evse or None)
             if evse == 0:
                 return
             plugged = self.controller.station.connectors[evse].plugged

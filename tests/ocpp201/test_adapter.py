@@ -643,10 +643,24 @@ async def test_tc_g_03_change_availability_of_an_evse(csms, start_station):
     assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}))["status"] \
         == "Accepted"
     await csms.wait_for(lambda: [s for s in csms.messages("StatusNotification") if s["connectorStatus"] == "Unavailable"])
+    assert await availability_states(csms) == ("Available", "Unavailable")
     assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 5}}))["status"] \
         == "Rejected"
     assert (await send("ChangeAvailability", {"operationalStatus": "Operative"}))["status"] == "Accepted"
     await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Available")
+    assert await availability_states(csms) == ("Available", "Available")
+    assert (await send("ChangeAvailability", {"operationalStatus": "Inoperative"}))["status"] == "Accepted"
+    await csms.wait_for(lambda: csms.messages("StatusNotification")[-1]["connectorStatus"] == "Unavailable")
+    assert await availability_states(csms) == ("Unavailable", "Unavailable")
+
+
+async def availability_states(csms: Csms) -> tuple[str, str]:
+    """ChargingStation's and EVSE 1's AvailabilityState, by GetVariables."""
+    answer = await csms.session.send("GetVariables", {"getVariableData": [
+        {"component": {"name": "ChargingStation"}, "variable": {"name": "AvailabilityState"}},
+        {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}}]})
+    station, evse = answer["getVariableResult"]
+    return station["attributeValue"], evse["attributeValue"]
 
 
 async def locked_after_the_ev_left(charger, csms: Csms) -> None:
