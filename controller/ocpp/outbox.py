@@ -266,11 +266,26 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._window) + self._beyond
 
+    def holds(self, action: str, path: str | None = None, value: Any = None) -> bool:
+        """Whether a message of ``action`` waits (or is in flight); with ``path`` (``$.a.b`` into
+        the payload), one that has ``value`` there. Reads the store, not the whole queue."""
+        self.commit_deletions()
+        if self.store is not None:
+            return self.store.outbox_holds(action, path, value)
+        return any(entry.action == action and (path is None or _value_at(entry.payload, path) == value)
+                   for entry in self._window)
+
     async def wait(self, timeout: float) -> None:
         """Wait for a new message, at most ``timeout`` s; delivered messages are committed first."""
         self.commit_deletions()
         self._wakeup.clear()
         await wait_event(self._wakeup, timeout)
+
+
+def _value_at(payload: Any, path: str) -> Any:
+    for name in path.removeprefix("$.").split("."):
+        payload = payload.get(name) if isinstance(payload, dict) else None
+    return payload
 
 
 def is_start_or_end(action: str, payload: dict[str, Any]) -> bool:

@@ -169,6 +169,10 @@ class CsmsRequests(StationLink):
 
     # Part 2 K, smart charging: evcp.ocpp201.smart_charging.
 
+    @on(Action.get_transaction_status)
+    def _get_transaction_status(self, transaction_id: str | None = None, **_):
+        return call_result.GetTransactionStatus(**self.adapter.transaction_status(transaction_id))
+
     @on(Action.reserve_now)
     def _reserve_now(self, **request):
         return call_result.ReserveNow(status=self.adapter.reserve_now(request))
@@ -943,6 +947,15 @@ class Ocpp201Adapter:
         if status == "Accepted":
             self._token_types[reservation.id_tag] = request["id_token"]["type"]
         return status
+
+    def transaction_status(self, transaction_id: str | None) -> dict[str, bool]:
+        """GetTransactionStatus (Part 2 E14): whether TransactionEvents wait in the queue (of that
+        transaction, if named) and, for a named one, whether it is still ongoing (an unknown one:
+        neither)."""
+        if transaction_id is None:
+            return {"messages_in_queue": self.outbox.holds(ACTION)}
+        return {"ongoing_indicator": self.transactions.find(transaction_id) is not None,
+                "messages_in_queue": self.outbox.holds(ACTION, "$.transactionInfo.transactionId", transaction_id)}
 
     def request_stop(self, transaction_id: str) -> str:
         """RequestStopTransaction (Part 2 F03): the core stops its transaction (reason Remote), also

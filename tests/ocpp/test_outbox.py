@@ -429,3 +429,25 @@ async def test_a_silence_its_connection_outlived_stays_counted(sender):
     assert sender.entry.attempts == 2 and sender.stored_attempts() == 2, \
         "the silence on the connection that stayed up counts, like the one on the new connection"
     assert 115 < sender.waits() <= 120
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["state-database", "memory"])
+def test_holds_says_whether_a_message_of_an_action_or_with_a_value_waits(tmp_path, stored):
+    """What GetTransactionStatus (2.0.1 E14) asks: read from the store, a delivered message no
+    longer counts even before its deletion is committed."""
+    db = StateStore(tmp_path / FILENAME) if stored else None
+    box = Outbox(db)
+    event = {"eventType": "Ended", "transactionInfo": {"transactionId": "tx-1"}}
+    assert not box.holds("TransactionEvent")
+    box.put("MeterValues", meter_value(1), 1)
+    box.put("TransactionEvent", event, None)
+    assert box.holds("TransactionEvent") and box.holds("MeterValues")
+    assert box.holds("TransactionEvent", "$.transactionInfo.transactionId", "tx-1")
+    assert not box.holds("TransactionEvent", "$.transactionInfo.transactionId", "tx-2")
+    assert not box.holds("TransactionEvent", "$.transactionInfo.stoppedReason", "tx-1")
+    box.done(box.head())
+    assert not box.holds("MeterValues") and box.holds("TransactionEvent")
+    box.done(box.head())
+    assert not box.holds("TransactionEvent", "$.transactionInfo.transactionId", "tx-1")
+    if db is not None:
+        db.close()

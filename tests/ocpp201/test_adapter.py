@@ -891,3 +891,25 @@ async def test_the_bench_at_2_0_1_keeps_the_cadence_of_its_1_6_keys(csms, start_
     charger = await start_station(csms)
     assert charger.controller.settings.meter_sample_interval_s == 10
     assert charger.controller.adapter.device_model.get("SampledDataCtrlr", "TxUpdatedInterval") == "10"
+
+
+async def test_tc_e_14_get_transaction_status_ongoing_and_messages_in_queue(csms, start_station):
+    """Part 2 E14: ongoingIndicator for a named transaction (false for one ended or unknown),
+    messagesInQueue for its queued TransactionEvents, or for any without a transactionId."""
+    charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
+    await registered(charger, csms)
+    await ev_connected_transaction(charger, csms)
+    tx_id = events(csms)[0]["transactionInfo"]["transactionId"]
+    await asyncio.sleep(0.2)
+    send = csms.session.send
+    assert await send("GetTransactionStatus", {"transactionId": tx_id}) == {"ongoingIndicator": True,
+                                                                           "messagesInQueue": False}
+    assert await send("GetTransactionStatus", {}) == {"messagesInQueue": False}
+    csms.policy.transaction_event_errors = 100  # the Ended is refused: it stays queued (retried in 60 s)
+    charger.hardware.bench.set_pilot(1, "A")
+    await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
+    assert await send("GetTransactionStatus", {"transactionId": tx_id}) == {"ongoingIndicator": False,
+                                                                           "messagesInQueue": True}
+    assert await send("GetTransactionStatus", {}) == {"messagesInQueue": True}
+    assert await send("GetTransactionStatus", {"transactionId": "not-a-transaction"}) == {
+        "ongoingIndicator": False, "messagesInQueue": False}
