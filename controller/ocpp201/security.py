@@ -437,9 +437,9 @@ class StationSecurity:
         """UpdateFirmware (L01/L02): UpdateFirmwareResponse's status."""
         install = firmware.get("install_date_time")
         status = self.firmware.update_by_request(
-            request_id, firmware["location"], request_time(firmware["retrieve_date_time"], "retrieveDateTime"), retries,
-            retry_interval, request_time(install, "installDateTime") if install else None, firmware.get("signing_certificate"),
-            firmware.get("signature"))
+            request_id, firmware["location"], request_time(firmware["retrieve_date_time"], "retrieveDateTime"),
+            retries, retry_interval, request_time(install, "installDateTime") if install else None,
+            firmware.get("signing_certificate"), firmware.get("signature"))
         log.info("UpdateFirmware %d from %s: %s", request_id, shown_url(firmware["location"]), status)
         return status
 
@@ -462,7 +462,8 @@ class StationSecurity:
         oldest, latest = log_parameters.get("oldest_timestamp"), log_parameters.get("latest_timestamp")
         status, name = self.logs.get_log(log_type, request_id, log_parameters["remote_location"],
                                          request_time(oldest, "oldestTimestamp") if oldest else None,
-                                         request_time(latest, "latestTimestamp") if latest else None, retries, retry_interval)
+                                         request_time(latest, "latestTimestamp") if latest else None,
+                                         retries, retry_interval)
         log.info("GetLog %d (%s) to %s: %s", request_id, log_type, shown_url(log_parameters["remote_location"]),
                  status)
         return status, name

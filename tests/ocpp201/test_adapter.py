@@ -768,7 +768,7 @@ async def test_tc_g_03_an_inoperative_scheduled_for_a_transaction_started_at_ev_
     csms.received.clear()
     again = await start_station(csms, state_dir=tmp_path, variables=variables)
     await registered(again, csms)
-    await csms.wait_for(lambda: [s for s in csms.messages("StatusNotification") if s["connectorStatus"] == "Unavailable"])
+    await csms.wait_for(lambda: "Unavailable" in [s["connectorStatus"] for s in csms.messages("StatusNotification")])
     assert not again.controller.station.connectors[1].operative
 
 
