@@ -113,7 +113,6 @@ CSMS_REQUEST_EXAMPLES: dict[str, dict] = {
     "GetInstalledCertificateIds": {"certificateType": "CentralSystemRootCertificate"},
     "GetLocalListVersion": {},
     "GetLog": {"log": {"remoteLocation": "ftp://127.0.0.1:9/"}, "logType": "SecurityLog", "requestId": 1},
-    "GetTransactionStatus": {"transactionId": "no-such-transaction"},
     "InstallCertificate": {"certificateType": "ManufacturerRootCertificate", "certificate": "not a certificate"},
     "RemoteStartTransaction": {"idTag": "OTHER001", "connectorId": 1},
     "RemoteStopTransaction": {"transactionId": 999999},
