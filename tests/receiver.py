@@ -20,12 +20,29 @@ from evcp.runtime.controller import Controller, station_configuration
 from evcp.runtime.hardware import StationHardware
 
 
+OCPP_J_1_6_CODES = frozenset({"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
+                              "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
+                              "TypeConstraintViolation", "GenericError"})
+"""OCPP-J 1.6 §4.2.3 errorCodes, spelled as 1.6 spells them."""
+OCPP_J_2_0_1_CODES = frozenset({"FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported",
+                                "NotImplemented", "NotSupported", "OccurrenceConstraintViolation",
+                                "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError", "SecurityError",
+                                "TypeConstraintViolation"})
+"""OCPP-J 2.0.1 §4.3, "RPC Framework Error Codes"."""
+
+
 class Wire:
+    """A connection whose sent frames are kept; received frames are fed in by the test."""
+
     def __init__(self):
         self.sent: list[str] = []
+        self.inbox: asyncio.Queue[str] = asyncio.Queue()
 
     async def send(self, frame: str) -> None:
         self.sent.append(frame)
+
+    async def recv(self) -> str:
+        return await self.inbox.get()
 
 
 class Receiver:

@@ -47,6 +47,16 @@ class Bench:
         self(ev.PilotChanged(1, "C"))
 
 
+    def card_start(self, tag: str, verdict: AuthStatus | None = AuthStatus.ACCEPTED,
+                   connector: int = 1) -> act.ReportTransactionStart:
+        """The EV asks for current, a card is tapped and gets ``verdict``: the transaction's start,
+        not yet answered by the central system."""
+        self(ev.PilotChanged(connector, "C"))
+        self(ev.TagPresented(tag))
+        self(ev.AuthorizationResult(tag, verdict))
+        return self.last(act.ReportTransactionStart)
+
+
 def answer(actions) -> str:
     return next(a.status for a in actions if isinstance(a, act.Answer))
 
@@ -190,10 +200,7 @@ def test_the_protocol_may_end_a_transaction_for_a_reason_of_its_own():
 
 def test_a_transaction_whose_start_waits_for_its_answer_is_stopped_by_its_local_id():
     b = Bench()
-    b(ev.PilotChanged(1, "C"))
-    b(ev.TagPresented("TAG1"))
-    b(ev.AuthorizationResult("TAG1", ACCEPTED))
-    start = b.last(act.ReportTransactionStart)
+    start = b.card_start("TAG1")
     assert answer(b(ev.RemoteStopRequested(None))) == "Rejected", "no central system id names an unanswered start"
     assert answer(b(ev.RemoteStopRequested(None, StopReason.HARD_RESET, local_id=start.local_id + 1))) == "Rejected"
     out = b(ev.RemoteStopRequested(None, StopReason.HARD_RESET, local_id=start.local_id))
@@ -206,10 +213,7 @@ def test_a_transaction_whose_start_waits_for_its_answer_is_stopped_by_its_local_
 
 def test_a_start_never_answered_ends_without_energy_and_frees_the_connector():
     b = Bench()
-    b(ev.PilotChanged(1, "C"))
-    b(ev.TagPresented("TAG1"))
-    b(ev.AuthorizationResult("TAG1", ACCEPTED))
-    start = b.last(act.ReportTransactionStart)
+    start = b.card_start("TAG1")
     out = b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
     stop = next(a for a in out if isinstance(a, act.ReportTransactionStop))
     assert (stop.local_id, stop.reason) == (start.local_id, StopReason.DEAUTHORIZED)
@@ -221,10 +225,7 @@ def test_a_start_never_answered_ends_without_energy_and_frees_the_connector():
 
 def test_an_offline_start_never_answered_goes_on_as_it_was_allowed():
     b = Bench(offline_start=True, allow_offline_unknown=True)
-    b(ev.PilotChanged(1, "C"))
-    b(ev.TagPresented("TAG1"))
-    b(ev.AuthorizationResult("TAG1", None))
-    start = b.last(act.ReportTransactionStart)
+    start = b.card_start("TAG1", None)
     assert b.relay_closed()
     b(ev.TransactionStartConfirmed(1, start.local_id, start.local_id, None))
     assert b.relay_closed() and b.last(act.ReportTransactionStop) is None
@@ -254,10 +255,7 @@ def test_no_answer_to_authorize_does_not_start():
                                      AuthStatus.CONCURRENT_TX])
 def test_non_accepted_start_conf_never_closes_and_stops_deauthorized(verdict):
     b = Bench()
-    b(ev.PilotChanged(1, "C"))
-    b(ev.TagPresented("T"))
-    b(ev.AuthorizationResult("T", ACCEPTED))
-    start = b.last(act.ReportTransactionStart)
+    start = b.card_start("T")
     out = b(ev.TransactionStartConfirmed(1, start.local_id, 9, verdict))
     assert not any(isinstance(a, act.CloseRelay) for a in b.log)
     stop = next(a for a in out if isinstance(a, act.ReportTransactionStop))
@@ -1092,10 +1090,7 @@ def test_the_charge_point_maximum_is_shared_by_the_connectors_charging():
     b = Bench(connectors=2)
     b(ev.ChargingProfileRequested(0, profile("ChargePointMaxProfile", periods=((0, 20.0),))))
     for connector, tag, tx_id in ((1, "CARD1", 1), (2, "CARD2", 2)):
-        b(ev.PilotChanged(connector, "C"))
-        b(ev.TagPresented(tag))
-        b(ev.AuthorizationResult(tag, ACCEPTED))
-        start = b.last(act.ReportTransactionStart)
+        start = b.card_start(tag, connector=connector)
         b(ev.TransactionStartConfirmed(connector, start.local_id, tx_id, ACCEPTED))
         if connector == 1:
             assert offers(b, 1)[-1] == 20.0, "alone, connector 1 gets the whole charge point maximum"

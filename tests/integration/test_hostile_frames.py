@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.receiver import assert_valid_answer
+
 pytestmark = pytest.mark.integration
 
 CP = "CP-IT-01"
@@ -164,16 +166,6 @@ def answers_from(csms, since: int) -> list[list]:
     return found
 
 
-def assert_valid_answer(answer: list, version: Version) -> None:
-    assert isinstance(answer[1], str), answer
-    if answer[0] == 3:
-        assert len(answer) == 3 and isinstance(answer[2], dict), answer
-    else:
-        assert len(answer) == 5 and answer[2] in version.codes, answer
-        assert isinstance(answer[3], str) and isinstance(answer[4], dict), answer
-        assert len(json.dumps(answer)) < 2_000, "a CALLERROR never echoes the request back"
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -201,7 +193,7 @@ def send_burst(csms, charger, wait_until, examples: dict[str, dict], version: Ve
                          f"{len(expected)} answers")
     assert charger.process.poll() is None, "the charger is still running"
     for answer in answers:
-        assert_valid_answer(answer, version)
+        assert_valid_answer(answer, version.codes)
     assert [a[1] for a in answers] == [unique_id for unique_id, _ in expected], \
         "each CALL answered exactly once, in order, nothing else answered"
     for answer, (_, codes) in zip(answers, expected):

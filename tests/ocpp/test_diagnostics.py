@@ -10,6 +10,7 @@ import pytest
 
 from evcp.bench.files import FileServer
 from evcp.ocpp.diagnostics import LogUploads, archive_name, collect, rotated_files
+from tests.clock import SteppingClock
 
 T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z
 
@@ -94,20 +95,6 @@ def test_collect_stops_a_journalctl_that_hangs(logs, tmp_path):
 # --- GetDiagnostics and GetLog ----------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.time = T0
-        self.sleeps = []
-
-    def now(self):
-        return self.time
-
-    async def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.time += seconds
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
 async def server(tmp_path):
     root = tmp_path / "served"
@@ -118,7 +105,7 @@ async def server(tmp_path):
 
 class Uploads:
     def __init__(self, tmp_path, logs, **options):
-        self.clock = Clock()
+        self.clock = SteppingClock(T0)
         self.diagnostics = []
         self.log = []
         self.work_dir = tmp_path / "work"

@@ -9,25 +9,10 @@ import pytest
 
 from evcp.bench.files import FileServer
 from evcp.ocpp.firmware import LONGEST_SLEEP_S, FirmwareUpdater, firmware_file_name
+from tests.clock import SteppingClock
 
 FIRMWARE = bytes(range(256)) * 400
 T0 = 1_714_557_600.0  # 2024-05-01T10:00:00Z
-
-
-class Clock:
-    """``now``/``sleep`` for the updater: sleeping moves the time on at once."""
-
-    def __init__(self, start=T0):
-        self.time = start
-        self.sleeps = []
-
-    def now(self):
-        return self.time
-
-    async def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.time += seconds
-        await asyncio.sleep(0)
 
 
 class Gate:
@@ -109,7 +94,7 @@ async def server(tmp_path):
 
 @pytest.fixture
 def harness(tmp_path, server):
-    return Harness(tmp_path, server, Clock(), Gate())
+    return Harness(tmp_path, server, SteppingClock(T0), Gate())
 
 
 def test_firmware_file_name_is_the_last_segment_made_safe():
@@ -219,7 +204,7 @@ async def test_download_waits_for_the_retrieve_date(harness):
 
 
 async def test_installation_waits_until_no_transaction_runs(tmp_path, server):
-    harness = Harness(tmp_path, server, Clock(), Gate(busy=True))
+    harness = Harness(tmp_path, server, SteppingClock(T0), Gate(busy=True))
     updater = harness.updater()
     updater.update(f"{server.http_url}/fw.bin", retrieve_at=T0, retries=0, retry_interval_s=0)
     await harness.gate.waiting.wait()
@@ -234,7 +219,7 @@ async def test_installation_waits_until_no_transaction_runs(tmp_path, server):
 
 
 async def test_new_update_replaces_one_waiting_for_transactions_and_releases_the_gate(tmp_path, server):
-    harness = Harness(tmp_path, server, Clock(), Gate(busy=True))
+    harness = Harness(tmp_path, server, SteppingClock(T0), Gate(busy=True))
     updater = harness.updater()
     updater.update(f"{server.http_url}/fw.bin", retrieve_at=T0, retries=0, retry_interval_s=0)
     await harness.gate.waiting.wait()
@@ -326,7 +311,7 @@ async def test_signed_update_without_a_verifier_or_with_a_bad_location_is_reject
 
 
 async def test_new_signed_update_cancels_the_one_under_way(tmp_path, server):
-    harness = Harness(tmp_path, server, Clock(), Gate(busy=True))
+    harness = Harness(tmp_path, server, SteppingClock(T0), Gate(busy=True))
     updater = harness.updater(verify_signature=harness.verifier(None))
     assert _signed(updater, server, request_id=1) == "Accepted"
     await harness.gate.waiting.wait()
@@ -378,7 +363,7 @@ async def test_failed_restart_after_install_releases_the_gate(harness):
 
 
 async def test_close_cancels_the_update_and_releases_the_gate(tmp_path, server):
-    harness = Harness(tmp_path, server, Clock(), Gate(busy=True))
+    harness = Harness(tmp_path, server, SteppingClock(T0), Gate(busy=True))
     updater = harness.updater()
     updater.update(f"{server.http_url}/fw.bin", retrieve_at=T0, retries=0, retry_interval_s=0)
     await harness.gate.waiting.wait()

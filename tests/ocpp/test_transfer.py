@@ -2,6 +2,7 @@
 and, for HTTPS, the standard library's http.server behind TLS."""
 
 import asyncio
+import contextlib
 import functools
 import http.server
 import socket
@@ -31,6 +32,17 @@ async def server(tmp_path):
 
 def _leftovers(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir())
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handle):
+    """A TCP server on loopback that answers with ``handle(reader, writer)``; yields its port."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def test_supported_protocols_are_what_the_configuration_key_announces():
@@ -76,14 +88,9 @@ async def test_connection_cut_short_leaves_nothing_half_written(tmp_path):
         await writer.drain()
         writer.close()
 
-    cutter = await asyncio.start_server(announce_more_than_sent, "127.0.0.1", 0)
-    port = cutter.sockets[0].getsockname()[1]
-    try:
+    async with raw_server(announce_more_than_sent) as port:
         with pytest.raises(TransferError, match=r"closed the connection after 1000 of 100000 bytes"):
             await transfer.download(f"http://127.0.0.1:{port}/fw.bin", tmp_path / "fw.bin", timeout_s=5)
-    finally:
-        cutter.close()
-        await cutter.wait_closed()
     assert _leftovers(tmp_path) == []
 
 
@@ -92,22 +99,15 @@ async def test_silent_server_times_out(tmp_path):
         await reader.read()
         writer.close()
 
-    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    try:
+    async with raw_server(never_answer) as port:
         with pytest.raises(TransferError, match=rf"no answer from 127.0.0.1:{port} within 0.3 s"):
             await transfer.download(f"http://127.0.0.1:{port}/fw.bin", tmp_path / "fw.bin", timeout_s=0.3)
-    finally:
-        silent.close()
-        await silent.wait_closed()
     assert _leftovers(tmp_path) == []
 
 
 async def test_refused_connection_names_the_address(tmp_path):
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
+    async with raw_server(lambda r, w: None) as port:
+        pass  # closed again: nothing listens on ``port`` any more
     with pytest.raises(TransferError, match=rf"127.0.0.1:{port} refused the connection"):
         await transfer.download(f"ftp://127.0.0.1:{port}/fw.bin", tmp_path / "fw.bin", timeout_s=5)
 
@@ -126,19 +126,16 @@ async def test_cancelled_download_stops_and_leaves_nothing(tmp_path):
         await writer.drain()
         writer.close()
 
-    slow_server = await asyncio.start_server(slow, "127.0.0.1", 0)
-    port = slow_server.sockets[0].getsockname()[1]
-    downloading = asyncio.create_task(
-        transfer.download(f"http://127.0.0.1:{port}/fw.bin", tmp_path / "fw.bin", timeout_s=5))
-    await first_block_sent.wait()
-    downloading.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await downloading
-    send_the_rest.set()
-    # The worker thread notices the cancellation at its next block; wait for it to finish.
-    await asyncio.get_running_loop().shutdown_default_executor()
-    slow_server.close()
-    await slow_server.wait_closed()
+    async with raw_server(slow) as port:
+        downloading = asyncio.create_task(
+            transfer.download(f"http://127.0.0.1:{port}/fw.bin", tmp_path / "fw.bin", timeout_s=5))
+        await first_block_sent.wait()
+        downloading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await downloading
+        send_the_rest.set()
+        # The worker thread notices the cancellation at its next block; wait for it to finish.
+        await asyncio.get_running_loop().shutdown_default_executor()
     assert _leftovers(tmp_path) == []
 
 

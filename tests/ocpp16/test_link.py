@@ -9,20 +9,7 @@ import pytest
 
 from evcp.ocpp.trace import FrameTrace, redact
 from evcp.ocpp16.link import ChargePointLink, to_1_6_callerror
-
-
-class Wire:
-    """A connection whose sent frames are kept; received frames are fed in by the test."""
-
-    def __init__(self):
-        self.sent: list[str] = []
-        self.inbox: asyncio.Queue[str] = asyncio.Queue()
-
-    async def send(self, frame: str) -> None:
-        self.sent.append(frame)
-
-    async def recv(self) -> str:
-        return await self.inbox.get()
+from tests.receiver import OCPP_J_1_6_CODES, Wire, assert_valid_answer
 
 
 async def exchange(frame: str) -> list:
@@ -98,21 +85,6 @@ def test_passwords_in_file_locations_are_masked():
 
 # --- hostile frames: one valid answer per CALL, never an exception (OCPP-J 1.6 §4) -------------
 
-VALID_CODES = {"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
-               "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
-               "TypeConstraintViolation", "GenericError"}
-
-
-def assert_valid_ocpp_j(frame: list) -> None:
-    """A CALLRESULT or CALLERROR as OCPP-J 1.6 §4.2.2 / §4.2.3 defines them."""
-    assert isinstance(frame[1], str), frame
-    if frame[0] == 3:
-        assert len(frame) == 3 and isinstance(frame[2], dict), frame
-    else:
-        assert frame[0] == 4 and len(frame) == 5, frame
-        assert frame[2] in VALID_CODES and isinstance(frame[3], str) and isinstance(frame[4], dict), frame
-
-
 @pytest.mark.parametrize("frame, unique_id, code", [
     ('[2,17,"Heartbeat",{}]', "-1", "FormationViolation"),                # a number is not a uniqueId
     ('[2,1' + "0" * 5000 + ',"Heartbeat",{}]', "-1", "FormationViolation"),  # not even a Python int
@@ -135,7 +107,7 @@ def assert_valid_ocpp_j(frame: list) -> None:
 ])
 async def test_every_hostile_call_gets_one_valid_callerror(frame, unique_id, code):
     [answer] = await exchange(frame)
-    assert_valid_ocpp_j(answer)
+    assert_valid_answer(answer, OCPP_J_1_6_CODES)
     assert answer[:3] == [4, unique_id, code]
 
 
@@ -162,7 +134,7 @@ async def test_answers_to_no_outstanding_call_are_dropped_unanswered(frame):
 async def test_a_callerror_never_echoes_a_large_request():
     huge = "A" * 1_000_000
     [answer] = await exchange(json.dumps([2, "big", "Authorize", {"idTag": huge}]))
-    assert_valid_ocpp_j(answer)
+    assert_valid_answer(answer, OCPP_J_1_6_CODES)
     assert answer[:2] == [4, "big"] and len(json.dumps(answer)) < 1000
 
 

@@ -21,6 +21,12 @@ async def relay_closed(charger, timeout: float = 5.0) -> bool:
     return True
 
 
+def never_energized(charger) -> bool:
+    """The simulated contactor of EVSE 1 never closed, not even for a moment."""
+    contactor = charger.hardware.bench.simulated[0].contactor
+    return contactor is not None and "closed" not in [event for _, event in contactor.history]
+
+
 async def registered(charger, csms: Csms) -> None:
     await csms.wait_for(lambda: charger.controller and charger.controller.adapter.registration == "Accepted"
                         or None)
@@ -153,8 +159,7 @@ async def test_tc_e_authorized_start_point_started_answered_blocked_before_the_c
     ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
     assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
                                                                                           "DeAuthorized")
-    contactor = charger.hardware.bench.simulated[0].contactor
-    assert "closed" not in [event for _, event in contactor.history], "never any energy"
+    assert never_energized(charger), "never any energy"
 
 
 async def test_tc_e_authorized_start_point_started_answered_blocked_after_the_cable_came_opens_the_contactor(
@@ -391,8 +396,7 @@ async def test_tc_e_a_started_whose_id_token_is_never_answered_ends_the_attempt_
     assert (ended[0]["triggerReason"], ended[0]["transactionInfo"]["stoppedReason"]) == ("Deauthorized",
                                                                                           "DeAuthorized")
     assert charger.controller.station.connectors[1].transaction is None, "the core is not left starting"
-    contactor = charger.hardware.bench.simulated[0].contactor
-    assert contactor is not None and "closed" not in [event for _, event in contactor.history], "never any energy"
+    assert never_energized(charger), "never any energy"
     assert statuses(csms)[-1] == "Occupied"
     bench.set_pilot(1, "A")
     await csms.wait_for(lambda: statuses(csms)[-1] == "Available")
@@ -574,8 +578,7 @@ async def test_tc_b_12_reset_immediate_of_an_evse_ends_a_transaction_whose_start
     assert reason_of(ended) == ("ResetCommand", "ImmediateReset")
     await evse_reset_done(csms, before)
     assert charger.controller.station.connectors[1].transaction is None
-    contactor = charger.hardware.bench.simulated[0].contactor
-    assert "closed" not in [event for _, event in contactor.history], "the late Accepted gives no energy"
+    assert never_energized(charger), "the late Accepted gives no energy"
     assert len(csms.messages("BootNotification")) == 1
 
 
@@ -586,8 +589,7 @@ async def test_tc_f_03_request_stop_of_a_transaction_whose_start_waits_for_its_a
     assert (await csms.session.send("RequestStopTransaction", {"transactionId": tx_id}))["status"] == "Accepted"
     [ended] = await csms.wait_for(lambda: ends_of(csms, tx_id))
     assert reason_of(ended) == ("RemoteStop", "Remote")
-    contactor = charger.hardware.bench.simulated[0].contactor
-    assert "closed" not in [event for _, event in contactor.history], "the late Accepted gives no energy"
+    assert never_energized(charger), "the late Accepted gives no energy"
 
 
 async def test_tc_f_06_trigger_message(csms, start_station):

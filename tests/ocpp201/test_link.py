@@ -16,26 +16,7 @@ from ocpp.v201.enums import Action
 from evcp.ocpp.framing import OCPP_J_2_0_1
 from evcp.ocpp.trace import FrameTrace
 from evcp.ocpp201.link import StationLink
-
-VALID_CODES = {"FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported", "NotImplemented",
-               "NotSupported", "OccurrenceConstraintViolation", "PropertyConstraintViolation", "ProtocolError",
-               "RpcFrameworkError", "SecurityError", "TypeConstraintViolation"}
-"""OCPP-J 2.0.1 §4.3, "RPC Framework Error Codes"."""
-
-
-class Wire:
-    """A connection whose sent frames are kept; received frames are fed in by the test."""
-
-    def __init__(self):
-        self.sent: list[str] = []
-        self.inbox: asyncio.Queue[str] = asyncio.Queue()
-
-    async def send(self, frame: str) -> None:
-        self.sent.append(frame)
-
-    async def recv(self) -> str:
-        return await self.inbox.get()
-
+from tests.receiver import OCPP_J_2_0_1_CODES, Wire, assert_valid_answer
 
 class Station(StationLink):
     """A link with a handler for DataTransfer, as the station's own (``CsmsRequests``) has."""
@@ -63,25 +44,13 @@ async def exchange(frame: str | bytes) -> list:
     return [json.loads(f) for f in wire.sent]
 
 
-def assert_valid_ocpp_j(frame: list) -> None:
-    """A CALLRESULT or CALLERROR as OCPP-J 2.0.1 §4.2.2 / §4.2.3 define them."""
-    assert isinstance(frame[1], str), frame
-    if frame[0] == 3:
-        assert len(frame) == 3 and isinstance(frame[2], dict), frame
-    else:
-        assert frame[0] == 4 and len(frame) == 5, frame
-        assert frame[2] in VALID_CODES and isinstance(frame[3], str) and isinstance(frame[4], dict), frame
-        assert len(json.dumps(frame)) < 2_000, "a CALLERROR never echoes the request"
-
-
 async def test_call_for_an_action_2_0_1_does_not_know_is_not_implemented():
     [answer] = await exchange('[2,"id-1","BrewCoffee",{}]')
     assert answer[:3] == [4, "id-1", "NotImplemented"]
 
 
 async def test_call_for_a_2_0_1_action_this_station_does_not_handle_is_not_supported():
-    [answer] = await exchange('[2,"id-2","ReserveNow",{"id":1,"expiryDateTime":"2030-01-01T00:00:00Z",'
-                              '"idToken":{"idToken":"A","type":"ISO14443"}}]')
+    [answer] = await exchange('[2,"id-2","GetDisplayMessages",{"requestId":1}]')
     assert answer[:3] == [4, "id-2", "NotSupported"]
 
 
@@ -120,7 +89,7 @@ async def test_a_handled_call_gets_its_callresult():
 ])
 async def test_every_hostile_call_gets_one_valid_callerror_with_a_string_id(frame, unique_id, code):
     [answer] = await exchange(frame)
-    assert_valid_ocpp_j(answer)
+    assert_valid_answer(answer, OCPP_J_2_0_1_CODES)
     assert answer[:3] == [4, unique_id, code]
 
 
@@ -139,7 +108,7 @@ async def test_a_binary_frame_is_read_as_utf_8_text():
 ])
 async def test_a_callerror_never_echoes_a_large_request(payload, code):
     [answer] = await exchange(json.dumps([2, "big", "DataTransfer", payload]))
-    assert_valid_ocpp_j(answer)
+    assert_valid_answer(answer, OCPP_J_2_0_1_CODES)
     assert answer[:3] == [4, "big", code]
 
 

@@ -47,13 +47,18 @@ async def started(tmp_path, version: str | None = None) -> tuple[Charger, asynci
 
 async def charging(tmp_path) -> tuple[Charger, asyncio.Task, CentralSystem]:
     charger, task, csms = await started(tmp_path)
+    await charge(charger)
+    return charger, task, csms
+
+
+async def charge(charger: Charger, timeout_s: float = 5) -> None:
+    """Once registered: the EV asks for current and a card is tapped, until the contactor closes."""
     while charger.controller.adapter.registration != "Accepted":
         await asyncio.sleep(0.02)
     charger.hardware.bench.set_pilot(1, "C")
     charger.hardware.bench.present_tag("CRASH001")
-    await until(lambda: charger.hardware.connectors[0].relay.is_closed, timeout_s=5)
+    await until(lambda: charger.hardware.connectors[0].relay.is_closed, timeout_s=timeout_s)
     assert charger.hardware.connectors[0].relay.is_closed
-    return charger, task, csms
 
 
 async def test_an_unexpected_error_in_a_task_ends_with_every_contactor_open(tmp_path):
@@ -453,12 +458,7 @@ async def test_a_power_cut_as_a_transaction_starts_leaves_it_known_to_the_centra
 
     store.transaction_started = written_then_power_cut
     try:
-        while charger.controller.adapter.registration != "Accepted":
-            await asyncio.sleep(0.02)
-        charger.hardware.bench.set_pilot(1, "C")
-        charger.hardware.bench.present_tag("CRASH001")
-        await until(lambda: charger.hardware.connectors[0].relay.is_closed, timeout_s=10)
-        assert charger.hardware.connectors[0].relay.is_closed
+        await charge(charger, timeout_s=10)
         [cut] = cuts
         with StateStore(cut) as after:
             await recover_after_an_unclean_stop(after, charger.hardware)
