@@ -58,13 +58,13 @@ def refuse_shared_pwm_channels(pilots: list[Pilot]) -> None:
         raise HardwareError(problem)
 
 
-def meter_for(wiring: ConnectorHardware, serial_links: dict[str, ModbusLink] | None = None) -> EnergyMeter | None:
+def meter_for(wiring: ConnectorHardware, serial_links: dict[str, ModbusLink]) -> EnergyMeter | None:
     """The connector's meter; meters on one RS-485 port share its link in ``serial_links`` (port ->
     link), as pymodbus opens a serial port exclusively."""
     meter = wiring.meter
     if meter.backend == "none":
         return None
-    if meter.backend != "modbus-rtu" or serial_links is None:
+    if meter.backend != "modbus-rtu":
         return ModbusMeter(meter)
     link = serial_links.setdefault(meter.serial_port, ModbusLink(meter))
     return ModbusMeter(meter, link)

@@ -301,7 +301,7 @@ class Station:
     def reservation_on(self, connector: int) -> Reservation | None:
         return self._reservation_on(self.connectors[connector])
 
-    def restore_reservations(self, saved: list[dict], now: float) -> None:
+    def restore_reservations(self, saved: list[dict]) -> None:
         """Reservations as they were before a reboot; those that expired meanwhile end at ``start``."""
         for item in saved:
             r = Reservation(**item)
@@ -395,26 +395,18 @@ class Station:
             return
         moving, c.lock = c.lock, LockState.LOCKED if e.locked else LockState.UNLOCKED
         if moving is LockState.LOCKING and not e.locked:
-            c.faults[Device.LOCK] = f"the plug could not be locked{': ' + e.detail if e.detail else ''}"
-            c.lock_fault_until_unplug = True
-            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
-            self._fault_appeared(c, now, out)
+            self._lock_failed(c, "the plug could not be locked", e.detail, True, now, out)
             if self._contacts_proven_open(c):
                 # A plug pushed in halfway may hold the pin half out: release it so it can be taken out.
                 c.lock = LockState.UNLOCKING
                 out.append(act.UnlockSocket(c.id, "release after a failed lock"))
         elif moving is LockState.UNLOCKING and e.locked:
-            c.faults[Device.LOCK] = f"the plug could not be unlocked{': ' + e.detail if e.detail else ''}"
-            c.lock_fault_until_unplug = False
-            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}"))
-            self._fault_appeared(c, now, out)
+            self._lock_failed(c, "the plug could not be unlocked", e.detail, False, now, out)
         elif moving is LockState.LOCKED and not e.locked and Device.LOCK not in c.faults:
             # Nothing asked it to move: the plug is no longer held, so no energy may flow into it
             # (IEC 61851-1 mode 3 case B); OCPP 1.6 ConnectorLockFailure.
-            c.faults[Device.LOCK] = f"the lock opened by itself{': ' + e.detail if e.detail else ''}"
-            c.lock_fault_until_unplug, c.locked_for = True, None
-            out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}; no energy (OCPP ConnectorLockFailure)"))
-            self._fault_appeared(c, now, out)
+            c.locked_for = None
+            self._lock_failed(c, "the lock opened by itself", e.detail, True, now, out)
         elif not e.locked and Device.LOCK in c.faults and not c.lock_fault_until_unplug:
             c.faults.pop(Device.LOCK)
             out.append(act.Notice(f"connector {c.id}: socket unlocked again"))
@@ -700,7 +692,7 @@ class Station:
             out.append(act.Answer("NotSupported"))
             return
         if (welded := self._contacts_maybe_live(c)) is not None:
-            out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {welded}"))
+            self._refuse_unlock(c, welded, out)
             out.append(act.Answer("UnlockFailed"))
             return
         if c.transaction is not None:
@@ -925,27 +917,26 @@ class Station:
         """A reservation ends when its connector, or the charge point, becomes Faulted or
         Unavailable (OCPP 1.6 §5.13; 2.0.1 Part 2 H04: reported Removed). A firmware installation
         that holds new sessions back for a while does not end it."""
-        def unusable(c: Connector) -> str | None:
-            if not self.operative:
-                return "the charge point is Unavailable"
-            if not c.operative:
-                return f"connector {c.id} is Unavailable"
-            return f"connector {c.id} is Faulted ({c.hard_fault})" if c.hard_fault else None
-
-        removed = False
-        for r in list(self.reservations.values()):
-            if r.connector:
-                why = unusable(self.connectors[r.connector])
-            else:
-                reasons = [unusable(c) for c in self.connectors.values()]
-                why = None if None in reasons else ("the charge point is Unavailable" if not self.operative
-                                                    else "every connector is Faulted or Unavailable")
-            if why is not None:
-                self._end_reservation(r, ReservationEnd.REMOVED, f"reservation {r.id} for {r.id_tag} removed: {why}",
-                                      out)
-                removed = True
+        if not self.reservations:
+            return
+        removed = [(r, why) for r in list(self.reservations.values()) if (why := self._why_unusable(r)) is not None]
+        for r, why in removed:
+            self._end_reservation(r, ReservationEnd.REMOVED, f"reservation {r.id} for {r.id_tag} removed: {why}", out)
         if removed:
             self._reservations_changed(out)
+
+    def _why_unusable(self, r: Reservation) -> str | None:
+        """Why the reservation can no longer be honoured: its connector (for one of the charge
+        point: every connector) is Faulted or Unavailable, or the charge point is; else None."""
+        if not self.operative:
+            return "the charge point is Unavailable"
+        if r.connector == 0:
+            usable = any(c.operative and not c.hard_fault for c in self.connectors.values())
+            return None if usable else "every connector is Faulted or Unavailable"
+        c = self.connectors[r.connector]
+        if not c.operative:
+            return f"connector {c.id} is Unavailable"
+        return f"connector {c.id} is Faulted ({c.hard_fault})" if c.hard_fault else None
 
     def _reservation_on(self, c: Connector) -> Reservation | None:
         return next((r for r in self.reservations.values() if r.connector == c.id), None)
@@ -1122,6 +1113,19 @@ class Station:
             return c.plugged or not self.settings.unlock_on_ev_disconnect
         return c.phase is Phase.AUTHORIZED and c.plugged and not c.hard_fault
 
+    def _lock_failed(self, c: Connector, what: str, detail: str, plug_not_held: bool, now: float,
+                     out: list) -> None:
+        """A lock fault: ``plug_not_held`` (it failed to lock, or opened) it lasts until the plug is
+        taken out, and no energy may flow; otherwise (it failed to unlock) until it unlocks."""
+        c.faults[Device.LOCK] = f"{what}{': ' + detail if detail else ''}"
+        c.lock_fault_until_unplug = plug_not_held
+        no_energy = "; no energy (OCPP ConnectorLockFailure)" if plug_not_held else ""
+        out.append(act.Notice(f"connector {c.id}: {c.faults[Device.LOCK]}{no_energy}"))
+        self._fault_appeared(c, now, out)
+
+    def _refuse_unlock(self, c: Connector, why: str, out: list) -> None:
+        out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {why}"))
+
     def _contacts_proven_open(self, c: Connector) -> bool:
         """The plug may be released: the contactor is commanded open and, where a mirror contact
         tells, measured open with no contactor fault latched. A socket outlet holds the plug while
@@ -1134,9 +1138,7 @@ class Station:
     def _contacts_maybe_live(self, c: Connector) -> str | None:
         """Why the contacts must be taken as live for good (a latched contactor fault with a mirror
         contact), or None while they are open or only on their way to open."""
-        if c.has_mirror_contact and Device.RELAY in c.faults:
-            return f"contactor fault: {c.faults[Device.RELAY] or 'feedback disagrees'}"
-        return None
+        return c.hard_fault if c.has_mirror_contact and Device.RELAY in c.faults else None
 
     def _reconcile_lock(self, c: Connector, out: list) -> None:
         """Lock the plug for a session, release it after, once the contacts are proven open (an
@@ -1152,7 +1154,7 @@ class Station:
                 out.append(act.UnlockSocket(c.id, "unlock requested by the central system", requested=True))
             elif (welded := self._contacts_maybe_live(c)) is not None:
                 c.unlock_requested = False
-                out.append(act.Notice(f"connector {c.id}: unlock refused, the plug stays locked: {welded}"))
+                self._refuse_unlock(c, welded, out)
                 out.append(act.UnlockRefused(c.id, welded))
             return
         if Device.LOCK in c.faults:

@@ -115,7 +115,7 @@ class Controller:
                                first_local_id=store.next_local_id() if store else 1)
         if store is not None:
             self.station.restore_availability(store.load_availability())
-            self.station.restore_reservations(store.load_document(RESERVATIONS) or [], self.clock())
+            self.station.restore_reservations(store.load_document(RESERVATIONS) or [])
             for dropped in self.station.restore_charging_profiles(store.load_document(CHARGING_PROFILES) or []):
                 log.error("stored charging profile not restored: %s", dropped)
         self._persisted_reading_at: dict[int, float] = {}
@@ -141,8 +141,6 @@ class Controller:
         self._cable_candidate: dict[int, tuple[float | None, str]] = {}
         self._cable_read_at: dict[int, float] = {}
         self._welded: set[int] = set()
-        self._contacts_reported: dict[int, bool] = {}
-        """What the core last heard from each mirror contact (ContactorMeasured)."""
         """Connectors whose contactor was seen welded: latched until the controller restarts."""
         self._unlock_answers: dict[int, list[asyncio.Future]] = {}
         self._lock_moves: set[asyncio.Task] = set()
@@ -627,8 +625,7 @@ class Controller:
     def _report_contacts(self, cid: int, measured: bool | None) -> None:
         """Tell the core what the mirror contact says, when that changed: the socket is released
         only once the contacts are measured open."""
-        if measured is not None and self._contacts_reported.get(cid) != measured:
-            self._contacts_reported[cid] = measured
+        if measured is not None and self.station.connectors[cid].contacts_closed != measured:
             self.dispatch(ev.ContactorMeasured(cid, measured))
 
     def _check_feedback(self, cid: int, relay, now: float, disagree_since: dict[int, float]) -> None:

@@ -872,7 +872,7 @@ def test_reservations_survive_a_restart_and_those_expired_meanwhile_end_as_expir
     reserve(b, connector=2, reservation_id=2, expires_in=30)
     saved = list(b.last(act.ReservationsChanged).reservations)
     again = Station(2, Settings())
-    again.restore_reservations(saved, b.now + 60)
+    again.restore_reservations(saved)
     out = again.start(b.now + 60)
     assert list(again.reservations) == [1]
     assert [a for a in out if isinstance(a, act.ReservationEnded)] == [act.ReservationEnded(2, 2,

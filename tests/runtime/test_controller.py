@@ -188,6 +188,28 @@ async def test_a_lock_that_opens_by_itself_while_charging_opens_the_contactor_an
         await stop(task, csms)
 
 
+async def test_a_lock_whose_feedback_cannot_be_read_while_charging_opens_the_contactor(tmp_path):
+    """Nothing then proves the plug held: the same as a lock that opened by itself (no energy,
+    ConnectorLockFailure), and the charger runs on."""
+    charger, task, csms = await charging(tmp_path)
+    try:
+        relay, simulated = charger.hardware.connectors[0].relay, charger.hardware.bench.simulated[0]
+        feedback = charger.hardware.connectors[0].lock._feedback.pin
+
+        def unreadable_line():
+            raise OSError("lgpio error: bad handle")
+
+        feedback._get_state = unreadable_line
+        await until(lambda: not relay.is_closed or task.done(), timeout_s=5)
+        assert not task.done(), "the charger runs on"
+        assert not relay.is_closed and not simulated.contactor.coil_energised
+        status, error, info = charger.controller.status_of(1)
+        assert (status.value, error.value) == ("Faulted", "ConnectorLockFailure")
+        assert "the feedback is unreadable" in info
+    finally:
+        await stop(task, csms)
+
+
 async def test_a_proximity_pilot_that_fails_while_its_reading_settles_is_a_pp_fault_not_a_crash(tmp_path):
     """Plugging in reads PP, then again to let it settle: any of those reads may fail."""
     from evcp.hal import HardwareError
