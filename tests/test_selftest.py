@@ -224,7 +224,15 @@ async def test_a_contactor_that_does_not_pull_in_fails_the_check(config, hardwar
 async def test_without_a_feedback_input_the_relay_is_switched_but_not_verified(tmp_path):
     config = mock_config(tmp_path, "[[hardware.connectors]]\n[hardware.connectors.relay]\nfeedback_pin = false\n")
     console = Console()
-    status = await check_hardware(config, yes=True, only={"relay"}, ask=console.ask, out=console.out)
+    hardware = await build_hardware(config)
+    try:
+        relay = hardware.connectors[0].relay
+        closes = spy_on_close(relay)
+        status = await check_hardware(config, yes=True, only={"relay"}, ask=console.ask, out=console.out,
+                                      hardware=hardware)
+        assert closes == [True] and not relay.is_closed, "closed once, and the contactor ends open"
+    finally:
+        await hardware.release()
     assert status == EXIT_NOT_VERIFIED, "switched but unproven is not passed"
     assert console.line("  connector 1 relay: if no EV is plugged in, close the contactor (GPIO4) for 1 s, "
                         "no mirror contact to watch (switched, not verified)")

@@ -153,6 +153,8 @@ def test_evcp_bench_console_shows_each_ocpp_2_0_1_frame_once_and_the_card_tap(tm
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=15)[0]
     assert process.returncode == 0, output
+    assert output.index("SIGTERM: every contactor OPEN") < output.index("stopped; every contactor open")
+    assert re.search(r"contactor OPEN \(shutting down \(Reboot\)\)", output)
     assert_one_console_line_per_frame(output)
     assert re.search(r'INFO evcp\.bench\.csms\.frames: CP-BENCH-01 <- \[2,"[^"]+","TransactionEvent"', output)
     assert_card_tap_logged(output, "DEADBEEF")

@@ -340,3 +340,4 @@ def test_evcp_bench_ocpp_2_0_1_runs_a_session_against_its_own_central_system(tmp
         output = process.communicate(timeout=15)[0]
     assert process.returncode == 0, output[-2000:]
     assert "status page" in output
+    assert "every contactor OPEN" in output and "stopped; every contactor open" in output

@@ -67,8 +67,9 @@ def test_sigterm_while_charging_and_the_central_system_stopped_answering(csms, s
         < _first(lines, r"shutting down with 1 transaction messages queued") < _first(lines, r"stopped; every contactor open")
 
 
-def test_sigterm_while_charging_opens_the_contactor_before_anything_else(csms, start_charger, wait_until):
-    charger = start_charger()
+@pytest.mark.parametrize("ocpp", ["", 'version = "2.0.1"'], ids=["1.6", "2.0.1"])
+def test_sigterm_while_charging_opens_the_contactor_before_anything_else(csms, start_charger, wait_until, ocpp):
+    charger = start_charger(ocpp=ocpp)
     charger.start_charging("TAG-SHUTDOWN")
     wait_until(lambda: csms.transactions(), 10, "StartTransaction at the central system")
     csms.process.send_signal(signal.SIGSTOP)
