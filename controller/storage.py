@@ -19,11 +19,14 @@ Promises:
 - A write touching several rows is one sqlite transaction: all or nothing; so are the
   writes made inside ``atomic()``.
 - What a damaged or lost write-ahead log must never take is in the main file when its
-  method returns: every write but the frequent ones (meter readings, queued MeterValues,
-  2.0.1 Updated events, rewritten payloads, security events, deletions of delivered
-  MeterValues) ends with ``PRAGMA wal_checkpoint(TRUNCATE)``: a transaction started,
-  confirmed or stopped, its start or end queued or delivered, a setting or a document
-  saved. Those are a few per session, never one per meter sample. TRUNCATE, not PASSIVE,
+  method returns (unless another process reading the file keeps the checkpoint from
+  completing; then the next write tries again): every write but the frequent ones (meter
+  readings, queued MeterValues, 2.0.1 Updated events, rewritten payloads, security events,
+  deletions of delivered MeterValues) ends with ``PRAGMA wal_checkpoint(TRUNCATE)``: a
+  transaction started, confirmed or stopped, its start or end queued or delivered, a setting
+  or a document saved. Those are a few per session, never one per 1.6 meter sample; 2.0.1
+  saves its open transactions' seqNo with each TransactionEvent (``evcp.ocpp201.transactions``),
+  one commit and one checkpoint per event. TRUNCATE, not PASSIVE,
   and sqlite's automatic (passive) checkpoint is replaced by a truncating one past
   ``CHECKPOINT_WAL_BYTES``: a passive checkpoint leaves the checkpointed frames in the log
   until the next write, and a log cut short in that moment makes sqlite read their older
@@ -59,6 +62,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -68,6 +72,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+log = logging.getLogger("evcp.storage")
 
 FILENAME = "evcp.sqlite3"
 """The file's name inside storage.state_dir."""
@@ -124,6 +130,9 @@ KEEP_DAMAGED_COPIES = 3
 """Copies of damaged write-ahead logs kept as evidence; older ones are deleted."""
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
 """A write-ahead log grown past this is checkpointed (sqlite's own default is 1000 pages of 4 KiB)."""
+BUSY_TIMEOUT_MS = 5000
+"""How long a write waits for another process that holds the database (Python's default); a
+checkpoint never waits (``_checkpoint``)."""
 LOST_WITH_THE_LOG = "lost: at most the meter values recorded since the last checkpoint"
 """What a damaged write-ahead log can take: transactions are checkpointed as they happen (module docstring)."""
 
@@ -193,7 +202,7 @@ class StateStore:
                                  "with its -wal and -shm files to start as a new charger")
             # isolation_level=None: autocommit, so each single-statement write
             # commits at once and multi-row writes say BEGIN/COMMIT explicitly.
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             self._check()
             self._refuse_newer()
             self._refuse_schemaless()
@@ -610,14 +619,25 @@ class StateStore:
         if self._db.in_transaction:
             return
         if self._checkpoint_due or self._wal_bytes() > CHECKPOINT_WAL_BYTES:
-            self._checkpoint()
+            try:
+                self._checkpoint()
+            except StoreError as error:
+                # The write itself is committed: only its copy into the main file failed. Raising
+                # would make the caller take it for not written (a queued message then skipped).
+                log.error("state database: checkpoint failed, tried again at the next write: %s", error)
+                self._checkpoint_due = True
 
     def _checkpoint(self) -> None:
-        """Everything committed into the main file, and the log emptied. Another process reading
-        the file (an operator's sqlite3) can keep it from completing: the facts then wait in the
-        log, as durable as ever against a power cut, for the next checkpoint."""
-        self._checkpoint_due = False
-        self._run("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        """Everything committed into the main file, and the log emptied, without waiting: another
+        process reading the file (an operator's sqlite3, a backup) can keep it from completing, and
+        sqlite's busy handler would then hold the control loop for seconds. The facts wait in the
+        log, as durable as ever against a power cut, and the next write tries again."""
+        self._run("PRAGMA busy_timeout=0")
+        try:
+            busy = self._run("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self._run(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._checkpoint_due = bool(busy)
 
     def _wal_bytes(self) -> int:
         try:

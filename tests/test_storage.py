@@ -672,6 +672,7 @@ def test_a_write_made_of_several_is_checkpointed_once_after_its_commit(store):
     store._db.set_trace_callback(statements.append)
     store.outbox_put_stop({"transactionId": 1, "meterStop": 1}, 1)
     store._db.set_trace_callback(None)
+    statements = [sql for sql in statements if not sql.startswith("PRAGMA busy_timeout")]  # the checkpoint's own
     checkpoints = [n for n, sql in enumerate(statements) if sql.startswith("PRAGMA wal_checkpoint")]
     assert checkpoints == [statements.index("COMMIT") + 1], statements
 
@@ -787,3 +788,54 @@ def test_security_events_round_trip_and_bound(path):
         assert s.security_events_count() == 3
         s.security_event_done(events[0].seq)
         assert [e.tech_info for e in s.security_events(limit=1)] == ["2"]
+
+
+def test_a_reader_in_another_process_never_holds_a_write_up_and_the_checkpoint_comes_later(
+        store, path, frames_in_log):
+    """An operator's sqlite3 (or a backup) inside a read transaction keeps the log from being
+    emptied: the write returns at once, its fact stays durable in the log, and the next write
+    after the reader left checkpoints it."""
+    import sqlite3
+    import time
+
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM outbox").fetchone()
+    began = time.monotonic()
+    start(store, 1)
+    assert time.monotonic() - began < 0.5, "sqlite's busy handler would wait 5 s, and the deadman trips at 0.5 s"
+    assert frames_in_log(store) > 0, "not checkpointed while the reader stays"
+    reader.execute("COMMIT")
+    reader.close()
+    store.meter_reading(1, 150.0, 1001.0)
+    assert frames_in_log(store) == 0, "the checkpoint that was due comes with the next write"
+    store.close()
+    with StateStore(path) as again:
+        assert [row.local_id for row in again.open_transactions()] == [1]
+
+
+def test_a_checkpoint_that_fails_after_the_commit_loses_no_queued_message(store, monkeypatch, caplog):
+    """The message is committed; only its copy into the main file failed: the outbox must not take
+    it for unwritten (the next delivery would then delete it unsent)."""
+    from evcp.ocpp.outbox import Outbox
+    from evcp.storage import StoreError
+
+    real = store._checkpoint
+    failures = iter([StoreError("disk I/O error")])
+
+    def failing_once():
+        if (error := next(failures, None)) is not None:
+            raise error
+        real()
+
+    monkeypatch.setattr(store, "_checkpoint", failing_once)
+    start(store, 7)
+    box = Outbox(store)
+    box.put("StopTransaction", {"transactionId": 70, "meterStop": 200, "timestamp": "2026-01-01T00:00:00Z"}, 7)
+    box.put("MeterValues", {"connectorId": 1, "meterValue": []}, None)
+    assert "checkpoint failed" in caplog.text
+    delivered = []
+    while (entry := box.head()) is not None:
+        delivered.append(entry.action)
+        box.done(entry)
+    assert delivered == ["StopTransaction", "MeterValues"]

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -429,8 +430,10 @@ class Transactions:
         payload.update(extra or {})
         tx.seq_next += 1
         tx.last_event_at = at if tx.last_event_at is None else max(tx.last_event_at, at)
-        self.outbox.put(ACTION, payload, tx.local_id, final_reading=final_reading)
-        self._save()  # after the queue's commit: ``recover`` takes the larger seqNo of the two
+        # The event and the seqNo after it in one commit (and at most one checkpoint).
+        with self.store.atomic() if self.store is not None else nullcontext():
+            self.outbox.put(ACTION, payload, tx.local_id, final_reading=final_reading)
+            self._save()
 
     def _save(self) -> None:
         """Saved at every event and kept meter sample, and checkpointed (so that a damaged
