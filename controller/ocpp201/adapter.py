@@ -1071,9 +1071,8 @@ class Ocpp201Adapter:
                 self._hold_inoperative(target)
 
     def _open_transactions_on(self, target: int) -> list[int]:
-        """The EVSEs of ``target`` (0: all) with an open 2.0.1 transaction."""
-        return [e for e in (range(1, self.connectors + 1) if target == 0 else (target,))
-                if e in self.transactions.by_evse]
+        """The EVSEs of ``target`` (0: all) with a transaction (``_idle``)."""
+        return [e for e in (range(1, self.connectors + 1) if target == 0 else (target,)) if not self._idle(e)]
 
     async def _apply_once_ended(self, request: ev.AvailabilityRequested) -> None:
         while self._open_transactions_on(request.connector):

@@ -774,6 +774,22 @@ async def test_tc_g_03_an_inoperative_scheduled_for_a_transaction_started_at_ev_
     assert not again.controller.station.connectors[1].operative
 
 
+async def test_tc_g_03_inoperative_while_a_card_waits_for_the_ev_is_accepted_and_no_session_starts(
+        csms, start_station):
+    """A card accepted before the cable (TxStartPoint PowerPathClosed: no transaction yet) is no
+    transaction to wait for: Inoperative applies at once, and the EV that comes gets no energy."""
+    charger = await start_station(csms)
+    await registered(charger, csms)
+    charger.hardware.bench.present_tag("04A1B2C3")
+    await csms.wait_for(lambda: csms.messages("Authorize"))
+    await asyncio.sleep(0.2)
+    answer = await csms.session.send("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}})
+    assert answer["status"] == "Accepted"
+    charger.hardware.bench.set_pilot(1, "C")
+    assert not await relay_closed(charger, timeout=1.0)
+    assert not charger.controller.station.connectors[1].operative and never_energized(charger)
+
+
 async def test_tc_g_03_a_later_change_availability_replaces_a_scheduled_one(csms, start_station):
     charger = await start_station(csms, variables={"TxCtrlr.TxStartPoint": "EVConnected"})
     await registered(charger, csms)
