@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import websockets
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
@@ -759,12 +759,16 @@ class Ocpp201Adapter:
         by_ev = c.pilot != "C" or a.power_path_closed  # S2 opened, or the EV takes nothing through the contactor
         local_id = self.transactions.power_delivery(
             a.connector, a.power_path_closed, a.energy_flowing, state, by_ev, a.at, online,
-            lambda: asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector)))
+            self._final_reading(a.connector))
         if local_id is not None:
             why = "the contactor opened" if not a.power_path_closed else "the EV stopped drawing energy"
             log.info("EVSE %d: OCPP 2.0.1 TxStopPoint reached (%s): the transaction ends", a.connector, why)
             self.controller.post(ev.RemoteStopRequested(None, StopReason.OTHER, local_id=local_id,
                                                         why=f"OCPP 2.0.1 TxStopPoint reached: {why}"))
+
+    def _final_reading(self, evse: int) -> Callable[[], asyncio.Future]:
+        """What starts a fresh meter reading for an Ended event, called only when one is made."""
+        return lambda: asyncio.ensure_future(self.controller.fresh_energy_wh(evse))
 
     def _authorization_granted(self, a: act.Authorized, online: bool) -> None:
         remote = self._remote_starts.get(a.id_tag) if a.remote else None
@@ -810,10 +814,9 @@ class Ocpp201Adapter:
             self._store.transaction_stopped(a.local_id)  # the 1.6 recovery must never stop it again
         self._awaiting.pop(a.local_id, None)
         token = id_token_for(a.id_tag, self._token_types.get(a.id_tag)) if a.id_tag else None
-        final = asyncio.ensure_future(self.controller.fresh_energy_wh(a.connector))
         self.transactions.core_stopped(a.connector, a.local_id, a.reason, token, a.at, online,
                                        plugged=self.controller.station.connectors[a.connector].plugged,
-                                       final_reading=final)
+                                       final_reading=self._final_reading(a.connector))
 
     def _meter_values(self, report: act.ReportMeterValues, online: bool) -> None:
         """Periodic and clock-aligned readings (Part 2 J01/J02): an Updated of the running

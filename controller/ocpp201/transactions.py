@@ -345,9 +345,11 @@ class Transactions:
             self._event(tx, "Updated", "Trigger", at, online, meter_value=[sample] if sample else None)
 
     def core_stopped(self, evse: int, local_id: int, reason: StopReason, id_token: dict[str, str] | None,
-                     at: float, online: bool, plugged: bool, final_reading: asyncio.Future | None = None) -> None:
+                     at: float, online: bool, plugged: bool,
+                     final_reading: Callable[[], asyncio.Future] | None = None) -> None:
         """The core ended its transaction (the contactor is open): the 2.0.1 transaction ends
-        unless TxStopPoint is EVConnected alone and the cable is still in (then it ends at unplug)."""
+        unless TxStopPoint is EVConnected alone and the cable is still in (then it ends at unplug);
+        ``final_reading`` starts the reading its Ended waits for, only if it ends here."""
         tx = self.by_evse.get(evse)
         if tx is None or tx.local_id != local_id:
             return
@@ -369,7 +371,7 @@ class Transactions:
     # ----------------------------------------------------------------- events
 
     def _stop(self, tx: OpenTransaction, reason: StopReason, id_token: dict[str, str] | None, at: float,
-              online: bool, plugged: bool, final_reading: asyncio.Future | None = None) -> None:
+              online: bool, plugged: bool, final_reading: Callable[[], asyncio.Future] | None = None) -> None:
         """The authorization of a started transaction ended: Ended, unless TxStopPoint is
         EVConnected alone and the cable is still in (then an Updated, and it ends at unplug)."""
         trigger, stopped = STOP_REASONS.get(reason, ("AbnormalCondition", "Other"))
@@ -381,7 +383,7 @@ class Transactions:
             self._event(tx, "Updated", trigger, at, online, extra=extra)
             return
         tx.charging_state = "EVConnected" if plugged else "Idle"
-        self._ended(tx, trigger, stopped, at, online, extra, final_reading)
+        self._ended(tx, trigger, stopped, at, online, extra, final_reading() if final_reading else None)
 
     def _open(self, evse: int) -> OpenTransaction:
         tx = OpenTransaction(self._new_id(), evse)

@@ -194,6 +194,14 @@ async def test_tc_e_tx_stop_point_power_path_closed_ends_the_transaction_when_th
     await registered(charger, csms)
     await set_variables(csms, "TxCtrlr", TxStopPoint="PowerPathClosed")
     tx_id = await charging_session(charger, csms)
+    readings = []
+    fresh_energy_wh = charger.controller.fresh_energy_wh
+
+    async def counted(evse):
+        readings.append(evse)
+        return await fresh_energy_wh(evse)
+
+    charger.controller.fresh_energy_wh = counted
     bench = charger.hardware.bench
     bench.set_pilot(1, "B")  # the EV opens S2: the contactor opens
     ended = await csms.wait_for(lambda: [e for e in events(csms) if e["eventType"] == "Ended"])
@@ -203,6 +211,7 @@ async def test_tc_e_tx_stop_point_power_path_closed_ends_the_transaction_when_th
     async with asyncio.timeout(5):
         while charger.controller.station.connectors[1].transaction is not None:  # the core's ends too
             await asyncio.sleep(0.02)
+    assert readings == [1], "one fresh reading for the one Ended"
     bench.set_pilot(1, "C")  # the EV, still plugged in, asks again
     assert not await relay_closed(charger, timeout=1.5)
     assert len([e for e in events(csms) if e["eventType"] == "Started"]) == 1, "no new transaction by itself"
