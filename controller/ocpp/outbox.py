@@ -205,6 +205,24 @@ class Outbox:
         entry.not_before = 0.0
         self.update(entry)
 
+    def failed(self, entry: Entry, why: str, attempts_allowed: int, interval_s: float,
+               unanswered: bool = False) -> bool:
+        """The message's call failed (a CALLERROR, or no answer: ``unanswered``, see
+        ``connected``): its attempt is counted, and it is tried again ``interval_s`` times the
+        attempts made later, or, after ``attempts_allowed``, False: the caller gives up on it. A
+        call cut short by the connection's end never gets here: it is not an attempt."""
+        entry.attempts += 1
+        if entry.attempts >= attempts_allowed:
+            log.error("%s failed %d times (%s); giving up on it", entry.action, entry.attempts, why)
+            return False
+        delay = interval_s * entry.attempts
+        entry.not_before = asyncio.get_running_loop().time() + delay
+        entry.unanswered = unanswered
+        self.update(entry)
+        log.warning("%s failed (%s); attempt %d of %d in %ss", entry.action, why, entry.attempts + 1,
+                    attempts_allowed, delay)
+        return True
+
     def head(self) -> Entry | None:
         if not self._window and self._beyond:
             self._refill()
@@ -275,8 +293,8 @@ class Outbox:
         return any(entry.action == action and (path is None or _value_at(entry.payload, path) == value)
                    for entry in self._window)
 
-    async def wait(self, timeout: float) -> None:
-        """Wait for a new message, at most ``timeout`` s; delivered messages are committed first."""
+    async def wait(self, timeout: float | None) -> None:
+        """Wait for a new message, at most ``timeout`` s (None: until one comes); delivered messages are committed first."""
         self.commit_deletions()
         self._wakeup.clear()
         await wait_event(self._wakeup, timeout)

@@ -773,20 +773,9 @@ class Ocpp16Adapter:
 
     def _retry(self, entry, why: str, unanswered: bool = False) -> bool:
         """TransactionMessageAttempts / TransactionMessageRetryInterval (OCPP 1.6 "Error responses to
-        transaction-related messages"); ``unanswered``: no answer came (``Outbox.connected``). A call
-        cut short by the connection's end never gets here: it is not an attempt."""
-        entry.attempts += 1
-        attempts = int(self.configuration.get("TransactionMessageAttempts"))
-        if entry.attempts >= attempts:
-            log.error("%s failed %d times (%s); giving up on it", entry.action, entry.attempts, why)
-            return False
-        delay = int(self.configuration.get("TransactionMessageRetryInterval")) * entry.attempts
-        entry.not_before = asyncio.get_running_loop().time() + delay
-        entry.unanswered = unanswered
-        self.outbox.update(entry)
-        log.warning("%s failed (%s); attempt %d of %d in %ss", entry.action, why, entry.attempts + 1,
-                    attempts, delay)
-        return True
+        transaction-related messages"), ``Outbox.failed``."""
+        return self.outbox.failed(entry, why, int(self.configuration.get("TransactionMessageAttempts")),
+                                  int(self.configuration.get("TransactionMessageRetryInterval")), unanswered)
 
     def _start_confirmed(self, entry, conf) -> None:
         self.outbox.confirm_start(entry, conf.transaction_id)

@@ -577,7 +577,8 @@ class Ocpp201Adapter:
         while True:
             entry = self.outbox.head()
             if entry is None or loop.time() < entry.not_before:
-                await self.outbox.wait(1.0 if entry is None else entry.not_before - loop.time())
+                # Empty: put() wakes it, nothing to poll for.
+                await self.outbox.wait(None if entry is None else entry.not_before - loop.time())
                 continue
             if entry.action != ACTION:
                 log.error("dropping a queued %s: not an OCPP 2.0.1 message (queued under OCPP 1.6)", entry.action)
@@ -615,20 +616,12 @@ class Ocpp201Adapter:
                     self.outbox.update(entry)
 
     def _retry(self, entry, why: str, unanswered: bool = False) -> bool:
-        """OCPPCommCtrlr.MessageAttemptsTransactionEvent / MessageAttemptIntervalTransactionEvent (E13);
-        ``unanswered``: no answer came (``Outbox.connected``). A call cut short by the connection's
-        end never gets here: it is not an attempt."""
-        entry.attempts += 1
-        attempts = self.device_model.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent")
-        if entry.attempts >= attempts:
-            log.error("TransactionEvent failed %d times (%s); giving up on it", entry.attempts, why)
-            return False
-        delay = self.device_model.number("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent") * entry.attempts
-        entry.not_before = asyncio.get_running_loop().time() + delay
-        entry.unanswered = unanswered
-        self.outbox.update(entry)
-        log.warning("TransactionEvent failed (%s); attempt %d of %d in %ss", why, entry.attempts + 1, attempts, delay)
-        return True
+        """OCPPCommCtrlr.MessageAttemptsTransactionEvent / MessageAttemptIntervalTransactionEvent
+        (E13), ``Outbox.failed``."""
+        model = self.device_model
+        return self.outbox.failed(entry, why, model.number("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent"),
+                                  model.number("OCPPCommCtrlr", "MessageAttemptInterval", "TransactionEvent"),
+                                  unanswered)
 
     def _given_up(self, entry) -> None:
         """A TransactionEvent that failed its MessageAttempts is dropped (E13); a start waiting
