@@ -294,7 +294,8 @@ class Outbox:
                    for entry in self._window)
 
     async def wait(self, timeout: float | None) -> None:
-        """Wait for a new message, at most ``timeout`` s (None: until one comes); delivered messages are committed first."""
+        """Wait for a new message, at most ``timeout`` s (None: until one comes); delivered
+        messages are committed first."""
         self.commit_deletions()
         self._wakeup.clear()
         await wait_event(self._wakeup, timeout)
