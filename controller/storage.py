@@ -413,15 +413,13 @@ class StateStore:
         """How many messages are queued."""
         return self._run("SELECT count(*) FROM outbox").fetchone()[0]
 
-    def outbox_holds(self, action: str, path: str | None = None, value: Any = None) -> bool:
-        """Whether a message of ``action`` is queued; with ``path`` (a JSON path into its payload,
-        ``$.a.b``), one that has ``value`` there."""
-        if path is None:
-            row = self._run("SELECT 1 FROM outbox WHERE action = ? LIMIT 1", (action,)).fetchone()
-        else:
-            row = self._run("SELECT 1 FROM outbox WHERE action = ? AND json_extract(payload, ?) = ? LIMIT 1",
-                            (action, path, value)).fetchone()
-        return row is not None
+    def outbox_holds(self, action: str, path: str | None = None, value: Any = None, after_seq: int = 0) -> bool:
+        """Whether a message of ``action`` with a seq above ``after_seq`` is queued; with ``path``
+        (a JSON path into its payload, ``$.a.b``), one that has ``value`` there."""
+        where, params = "action = ? AND seq > ?", [action, after_seq]
+        if path is not None:
+            where, params = where + " AND json_extract(payload, ?) = ?", params + [path, value]
+        return self._run(f"SELECT 1 FROM outbox WHERE {where} LIMIT 1", params).fetchone() is not None
 
     def outbox_page(self, after_seq: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` queued messages with a seq above ``after_seq``, by seq: the outbox is

@@ -100,8 +100,6 @@ class Outbox:
     _delivered_through: int | None = None
     """Delivered MeterValues up to this seq whose deletion is not committed yet."""
     _delivered_pending: int = 0
-    _delivered_ends: bool = False
-    """A start or end (``is_start_or_end``) is among the delivered messages not committed yet."""
     _final_readings: dict[int, asyncio.Future] = field(default_factory=dict)
     """seq -> the fresh meter reading of a StopTransaction not in the window yet."""
     _untrusted: list[list[int]] = field(default_factory=list)
@@ -246,15 +244,16 @@ class Outbox:
             return
         self._delivered_through = entry.seq
         self._delivered_pending += 1
-        self._delivered_ends = self._delivered_ends or is_start_or_end(entry.action, entry.payload)
         if entry.action != "MeterValues" or self._delivered_pending >= DELETE_BATCH or not len(self):
-            self.commit_deletions()
+            # Only MeterValues wait for a batch, so a start or end is always the last of its commit.
+            self.commit_deletions(checkpoint=is_start_or_end(entry.action, entry.payload))
 
-    def commit_deletions(self) -> None:
-        """Commit the deletion of every message delivered so far (one fsync)."""
+    def commit_deletions(self, checkpoint: bool = False) -> None:
+        """Commit the deletion of every message delivered so far (one fsync); ``checkpoint``: one of
+        them is a start or an end (``is_start_or_end``)."""
         if self._delivered_through is not None and self.store is not None:
-            self.store.outbox_done_through(self._delivered_through, checkpoint=self._delivered_ends)
-        self._delivered_through, self._delivered_pending, self._delivered_ends = None, 0, False
+            self.store.outbox_done_through(self._delivered_through, checkpoint=checkpoint)
+        self._delivered_through, self._delivered_pending = None, 0
 
     def confirm_start(self, entry: Entry, transaction_id: int) -> None:
         """The StartTransaction ``entry`` was answered with ``transaction_id``: it leaves the queue
@@ -265,7 +264,7 @@ class Outbox:
         self._transaction_ids[entry.local_id] = transaction_id
         if self.store is not None:
             self.store.outbox_start_confirmed(entry.seq, entry.local_id, transaction_id)
-            self._delivered_through, self._delivered_pending, self._delivered_ends = None, 0, False
+            self._delivered_through, self._delivered_pending = None, 0
 
     def transaction_id(self, local_id: int | None) -> int | None:
         return self._transaction_ids.get(local_id) if local_id is not None else None
@@ -286,10 +285,10 @@ class Outbox:
 
     def holds(self, action: str, path: str | None = None, value: Any = None) -> bool:
         """Whether a message of ``action`` waits (or is in flight); with ``path`` (``$.a.b`` into
-        the payload), one that has ``value`` there. Reads the store, not the whole queue."""
-        self.commit_deletions()
+        the payload), one that has ``value`` there. Reads the store, not the whole queue; the
+        messages delivered whose deletion is not committed yet do not count."""
         if self.store is not None:
-            return self.store.outbox_holds(action, path, value)
+            return self.store.outbox_holds(action, path, value, after_seq=self._delivered_through or 0)
         return any(entry.action == action and (path is None or _value_at(entry.payload, path) == value)
                    for entry in self._window)
 
