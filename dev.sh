@@ -43,19 +43,18 @@ ensure_env() {
     fi
 }
 
-# The status page's browser test drives Debian's Chromium (Playwright's own browser download is
-# never used). Installed as root; otherwise the test is skipped and this says how to get it.
-ensure_browser() {
-    [ -x /usr/bin/chromium ] && return 0
+# A Debian package some tests need: installed as root with apt; otherwise those tests are
+# skipped, and this says how to get it. ensure_package COMMAND PACKAGE WHAT-NEEDS-IT
+ensure_package() {
+    command -v "$1" >/dev/null 2>&1 && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "dev.sh: installing chromium (Debian package) for the status page's browser test" >&2
-        if apt_update_once && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+        echo "dev.sh: installing $2 (Debian package) for $3" >&2
+        if apt_update_once && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; then
             return 0
         fi
-        echo "dev.sh: apt-get could not install chromium; the browser test will be skipped" >&2
+        echo "dev.sh: apt-get could not install $2; $3 will be skipped" >&2
     else
-        echo "dev.sh: no /usr/bin/chromium: the status page's browser test will be skipped;" \
-             "to run it: sudo apt install chromium" >&2
+        echo "dev.sh: no $1: $3 will be skipped; to run it: sudo apt install $2" >&2
     fi
 }
 
@@ -87,6 +86,10 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
     bench) ensure_env; exec "$VENV/bin/evcp" bench "$@" ;;
-    test)  ensure_env; ensure_browser; ensure_promtool; exec "$VENV/bin/python" -m pytest -n "${EVCP_TEST_WORKERS:-6}" "$@" ;;
+    test)  ensure_env
+           # The status page's browser test drives Debian's Chromium (never Playwright's own download).
+           ensure_package /usr/bin/chromium chromium "the status page's browser test"
+           ensure_package openssl openssl "the tests that need certificates (security profiles 2 and 3)"
+           ensure_promtool; exec "$VENV/bin/python" -m pytest -n "${EVCP_TEST_WORKERS:-6}" "$@" ;;
     *) echo "usage: ./dev.sh bench | ./dev.sh test [pytest options]" >&2; exit 2 ;;
 esac
