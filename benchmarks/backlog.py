@@ -37,8 +37,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from idle import AFTER_REGISTRATION_S, cpu_seconds, measure, start_floor, wait_registered  # noqa: E402
-from replay import CP_ID, follow_replay, free_port, get, prefill, proc_kb  # noqa: E402
+from idle import AFTER_REGISTRATION_S, measure, start_floor, wait_registered  # noqa: E402
+from measure import cpu_seconds, free_port, proc_kb  # noqa: E402
+from replay import CP_ID, follow_replay, get, prefill  # noqa: E402
 
 
 def post(base: str, path: str, body: dict) -> dict:

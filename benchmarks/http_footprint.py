@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 from evcp.bench.csms import CentralSystem
+from measure import free_port, rss_mb  # this folder is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = {"controller": "evcp", "hal": "evcp/hal", "hardware-mocks": "evcp/mocks"}
@@ -70,21 +71,6 @@ def tree_at(rev: str, workdir: Path) -> Path:
 def environment(tree: Path) -> dict[str, str]:
     return {"PYTHONPATH": ":".join([str(tree), *site.getsitepackages()]), "PYTHONUNBUFFERED": "1",
             "PATH": "/usr/bin:/bin"}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def import_floor(tree: Path) -> tuple[float, float]:

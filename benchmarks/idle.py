@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from replay import free_port
+from measure import cpu_seconds, free_port
 
 FLOOR = """
 import asyncio, sys
@@ -39,11 +38,6 @@ asyncio.run(asyncio.Event().wait())
 """
 AFTER_REGISTRATION_S = 3.0
 """Not idle yet: the start-up StatusNotifications and the first meter reading."""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _status_field(pid: int, name: str) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -38,14 +37,8 @@ from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
 from evcp.mocks.pins import watched_pin
 from evcp.runtime.app import Charger
+from measure import cpu_seconds, epoch, free_port, percentiles, rss_mb  # this folder is on sys.path when a script runs
 
-
-
-def percentiles(samples_ms: list[float]) -> str:
-    ordered = sorted(samples_ms)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return (f"p50 {statistics.median(ordered):7.2f} ms   p99 {p99:7.2f} ms   "
-            f"max {ordered[-1]:7.2f} ms   (n={len(ordered)})")
 
 
 class CoilWatch:
@@ -165,26 +158,6 @@ async def in_process(iterations: int) -> None:
     await csms.stop()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def processes(boots: int, idle_seconds: float) -> None:
     csms = subprocess.Popen([sys.executable, "-m", "evcp.bench.csms", "--listen", "127.0.0.1:0",
                              "--control", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
@@ -196,7 +169,7 @@ def processes(boots: int, idle_seconds: float) -> None:
         for n in range(boots):
             config = work / "evcp.toml"
             config.write_text(f'[charge_point]\nid = "CP-BOOT-{n}"\n[ocpp]\ncsms_url = "{ws_url}/ocpp"\n'
-                              f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:{_free_port()}"\n'
+                              f'[hardware]\nbackend = "mock"\n[api]\nlisten = "127.0.0.1:{free_port()}"\n'
                               f'[storage]\nstate_dir = "{work}"\n')
             started = time.time()
             charger = subprocess.Popen([sys.executable, "-m", "evcp", "run", "--config", str(config)],
@@ -206,9 +179,8 @@ def processes(boots: int, idle_seconds: float) -> None:
                 with urllib.request.urlopen(f"{control}/messages?cp=CP-BOOT-{n}") as response:
                     for m in json.loads(response.read())["messages"]:
                         if m["action"] == "BootNotification" and m["direction"] == "received":
-                            from datetime import datetime
 
-                            boot_at = datetime.fromisoformat(m["time"].replace("Z", "+00:00")).timestamp()
+                            boot_at = epoch(m["time"])
                 time.sleep(0.02)
             boot_ms.append((boot_at - started) * 1000)
             if n < boots - 1:
@@ -217,12 +189,12 @@ def processes(boots: int, idle_seconds: float) -> None:
         print("separate processes (evcp run, mock hardware, bench central system):")
         print(f"  process start -> BootNotification     {percentiles(boot_ms)}")
         time.sleep(2)
-        cpu0, t0 = _proc_cpu_seconds(charger.pid), time.monotonic()
-        rss = [_proc_rss_mb(charger.pid)]
+        cpu0, t0 = cpu_seconds(charger.pid), time.monotonic()
+        rss = [rss_mb(charger.pid)]
         while time.monotonic() - t0 < idle_seconds:
             time.sleep(1)
-            rss.append(_proc_rss_mb(charger.pid))
-        share = (_proc_cpu_seconds(charger.pid) - cpu0) / (time.monotonic() - t0) * 100
+            rss.append(rss_mb(charger.pid))
+        share = (cpu_seconds(charger.pid) - cpu0) / (time.monotonic() - t0) * 100
         print(f"  idle for {idle_seconds:.0f} s: RSS {statistics.median(rss):.1f} MB (max {max(rss):.1f} MB), "
               f"CPU {share:.2f} % of one core")
         charger.terminate()

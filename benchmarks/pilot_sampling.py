@@ -28,7 +28,7 @@ from evcp.config import PilotConfig
 from evcp.hal.pilot import AdcPilot, SysfsPwm
 from evcp.mocks.cp_adc import EV_RESISTANCE_OHM, SimulatedCpAdc
 from evcp.mocks.sysfs_pwm import FakeSysfsPwm
-from latency import percentiles  # this folder is on sys.path when a script runs
+from measure import percentiles  # this folder is on sys.path when a script runs
 
 READ_EVERY_S = 0.01
 """The controller's pilot loop period (controller/runtime/controller.py, ADC backend)."""

@@ -24,7 +24,8 @@ from evcp.bench import bench_config
 from evcp.bench.csms import CentralSystem
 from evcp.core.smart_charging import ChargingProfiles, Limits, Transaction, profile_from_ocpp
 from evcp.runtime.app import Charger
-from latency import WireWatch, percentiles  # this folder is on sys.path when a script runs
+from latency import WireWatch  # this folder is on sys.path when a script runs
+from measure import percentiles  # this folder is on sys.path when a script runs
 
 
 def is_start(tag: str):

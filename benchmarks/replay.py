@@ -22,16 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 
 from evcp.ocpp16.meter_values import timestamp
+from measure import epoch, free_port, proc_kb  # this folder is on sys.path when a script runs
 from evcp.storage import FILENAME, StateStore
 
 CP_ID = "CP-REPLAY-01"
@@ -42,23 +41,6 @@ WH_PER_SAMPLE = 2  # about 7.4 kW, sampled every second
 def get(base: str, path: str):
     with urllib.request.urlopen(base + path, timeout=60) as response:
         return json.loads(response.read())
-
-
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def follow_replay(control: str, seq: int, deadline: float, charger: subprocess.Popen):

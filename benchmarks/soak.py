@@ -30,8 +30,6 @@ import os
 import random
 import re
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +37,9 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
+
+from measure import epoch, free_port, percentiles  # this folder is on sys.path when a script runs
 
 CP_ID = "CP-SOAK-01"
 FAULTS = ("sigkill", "sigterm", "drop", "outage", "none")
@@ -78,24 +77,6 @@ def wait_for(predicate, timeout: float) -> bool:
             pass
         time.sleep(0.05)
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def percentiles(samples: list[float]) -> str:
-    if not samples:
-        return "no samples"
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered):.2f} s   p99 {p99:.2f} s   max {ordered[-1]:.2f} s   (n={len(ordered)})"
 
 
 class Soak:
@@ -326,7 +307,7 @@ class Soak:
             ("PowerLoss stops not after a SIGKILL", f"{len(unexplained)}  {unexplained or ''}"),
             ("contactor CLOSED without acceptance", f"{len(contactor)}  {'; '.join(contactor[:5])}"),
             ("charger exits not injected, SIGTERM ignored", f"{self.unexpected_exits}  (iteration errors {self.errors})"),
-            ("SIGKILL: start -> PowerLoss stop received", percentiles(self.recovery_s)),
+            ("SIGKILL: start -> PowerLoss stop received", percentiles(self.recovery_s, "s")),
         ]
         for label, value in rows:
             print(f"{label:44s} {value}")
