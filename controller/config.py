@@ -442,9 +442,7 @@ def with_version(config: Config, version: str) -> Config:
                                                                 config.charge_point.connectors, ctx),
                    variables=variables if version != "1.6" else {})
     config = replace(config, ocpp=ocpp)
-    _check_protocol_sections(config, ctx)
-    _check_ocpp_variables(config, ctx)
-    _check_whole(config, ctx)
+    _check_whole(config, ctx)  # the password rule depends on the version
     return config
 
 
@@ -1214,8 +1212,9 @@ def _check_meter(meter: MeterConfig, key: str, ctx: _Context) -> None:
         raise ctx.error(f"{key}.energy", f"{exc} (got {_show(meter.energy)})") from None
 
 
-#: What every meter on one RS-485 port must share: the port is opened once, with these.
-_BUS_SETTINGS = ("baudrate", "parity", "stopbits", "timeout_s")
+BUS_SETTINGS = ("baudrate", "parity", "stopbits", "timeout_s")
+"""What every meter on one RS-485 port must share: the port is opened once, with these
+(``evcp.hal.meter.ModbusLink``)."""
 
 
 def _check_shared_meter_links(config: Config, ctx: _Context) -> None:
@@ -1232,7 +1231,7 @@ def _check_shared_meter_links(config: Config, ctx: _Context) -> None:
         where = f"serial_port {_show(meter.serial_port)}" if rtu else f"{meter.host}:{meter.port}"
         other_key, other = first_on.setdefault(link, (key, meter))
         if rtu and other is not meter:
-            for name in _BUS_SETTINGS:
+            for name in BUS_SETTINGS:
                 if getattr(meter, name) != getattr(other, name):
                     raise ctx.error(f"{key}.{name}", f"{other_key} on the same {where} has {name} = "
                                                      f"{_show(getattr(other, name))}: the meters of one RS-485 bus "

@@ -20,7 +20,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
 
-from evcp.config import MeterConfig
+from evcp.config import BUS_SETTINGS, MeterConfig
 from evcp.hal import MeterError, MeterSample
 from evcp.hal.meter_registers import (
     MODELS,
@@ -100,10 +100,8 @@ class ModbusLink:
     @staticmethod
     def settings(config: MeterConfig) -> tuple:
         """What meters must have in common to share a link: the port and how it talks."""
-        if config.backend == "modbus-rtu":
-            return (config.backend, config.serial_port, config.baudrate, config.parity, config.stopbits,
-                    config.timeout_s)
-        return (config.backend, config.host, config.port, config.timeout_s)
+        return (config.backend, config.serial_port, config.host, config.port,
+                *(getattr(config, name) for name in BUS_SETTINGS))
 
     def attach(self, config: MeterConfig, name: str) -> None:
         """One more meter uses this link; MeterError when its settings differ."""
