@@ -424,37 +424,30 @@ class StateStore:
     def outbox_page(self, after_seq: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` queued messages with a seq above ``after_seq``, by seq: the outbox is
         read a page at a time, however long it is."""
-        rows = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox WHERE seq > ?"
-                         " ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-        return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
-                for seq, action, payload, local_id, attempts in rows]
+        return self._messages("WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
 
     def outbox_of(self, action: str, page: int = 256) -> Iterator[StoredMessage]:
         """The queued messages of ``action``, by seq, read ``page`` rows at a time: memory stays
         bounded however long the queue (an outage's backlog can be 100,000 messages)."""
         after = 0
-        while rows := self._run("SELECT seq, action, payload, local_id, attempts FROM outbox"
-                                " WHERE action = ? AND seq > ? ORDER BY seq LIMIT ?", (action, after, page)).fetchall():
-            for seq, action_, payload, local_id, attempts in rows:
-                yield StoredMessage(seq, action_, json.loads(payload), local_id, attempts)
-            after = rows[-1][0]
+        while messages := self._messages("WHERE action = ? AND seq > ? ORDER BY seq LIMIT ?", (action, after, page)):
+            yield from messages
+            after = messages[-1].seq
 
     def outbox_stops(self) -> list[StoredMessage]:
         """The queued StopTransactions, by seq."""
-        rows = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox"
-                         " WHERE action = 'StopTransaction' ORDER BY seq").fetchall()
-        return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
-                for seq, action, payload, local_id, attempts in rows]
+        return self._messages("WHERE action = 'StopTransaction' ORDER BY seq")
 
     def outbox_newest_of(self, local_id: int) -> StoredMessage | None:
         """The newest queued message of a transaction, None when none is: the last the central
         system will hear of it before its end."""
-        row = self._run("SELECT seq, action, payload, local_id, attempts FROM outbox WHERE local_id = ?"
-                        " ORDER BY seq DESC LIMIT 1", (local_id,)).fetchone()
-        if row is None:
-            return None
-        seq, action, payload, local_id, attempts = row
-        return StoredMessage(seq, action, json.loads(payload), local_id, attempts)
+        newest = self._messages("WHERE local_id = ? ORDER BY seq DESC LIMIT 1", (local_id,))
+        return newest[0] if newest else None
+
+    def _messages(self, where: str, params: tuple = ()) -> list[StoredMessage]:
+        rows = self._run(f"SELECT seq, action, payload, local_id, attempts FROM outbox {where}", params).fetchall()
+        return [StoredMessage(seq, action, json.loads(payload), local_id, attempts)
+                for seq, action, payload, local_id, attempts in rows]
 
     def outbox_entries(self) -> list[StoredMessage]:
         """Every queued message, by seq (the order they were put); ``outbox_page`` reads a long queue."""

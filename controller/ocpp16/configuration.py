@@ -76,8 +76,6 @@ FEATURE_PROFILES = (
     "RemoteTrigger",
 )
 
-#: Schemes of the file locations in UpdateFirmware, GetDiagnostics and GetLog (§9.1 SupportedFileTransferProtocols).
-
 #: Values of §9.1 ConnectorPhaseRotation per connector.
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 

@@ -9,10 +9,6 @@ from ocpp.v16 import ChargePoint
 
 from evcp.ocpp.framing import OCPP_J_1_6, OcppJLink
 
-to_1_6_callerror = OCPP_J_1_6.callerror
-"""A CALLERROR frame as OCPP-J 1.6 §4.2.3 wants it (``OcppJ.callerror``)."""
-
-
 class ChargePointLink(OcppJLink, ChargePoint):
     """``ocpp.v16.ChargePoint`` with the 1.6 framing and a frame trace."""
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from evcp.ocpp.trace import FrameTrace, redact
-from evcp.ocpp16.link import ChargePointLink, to_1_6_callerror
+from evcp.ocpp.framing import OCPP_J_1_6
+from evcp.ocpp16.link import ChargePointLink
 from tests.receiver import OCPP_J_1_6_CODES, Wire, assert_valid_answer
 
 
@@ -49,13 +50,13 @@ async def test_broken_answer_to_our_own_call_is_not_answered():
 
 
 def test_callerror_codes_are_spelled_as_ocpp_1_6_spells_them():
-    assert json.loads(to_1_6_callerror('[4,"a","FormatViolation","",{}]'))[2] == "FormationViolation"
-    assert json.loads(to_1_6_callerror('[4,"a","OccurrenceConstraintViolation","",{}]'))[2] == \
+    assert json.loads(OCPP_J_1_6.callerror('[4,"a","FormatViolation","",{}]'))[2] == "FormationViolation"
+    assert json.loads(OCPP_J_1_6.callerror('[4,"a","OccurrenceConstraintViolation","",{}]'))[2] == \
         "OccurenceConstraintViolation"
     untouched = '[4,"a","GenericError","",{}]'
-    assert to_1_6_callerror(untouched) == untouched
+    assert OCPP_J_1_6.callerror(untouched) == untouched
     call = '[2,"a","FormatViolation",{}]'
-    assert to_1_6_callerror(call) == call
+    assert OCPP_J_1_6.callerror(call) == call
 
 
 @pytest.mark.parametrize("frame", [
