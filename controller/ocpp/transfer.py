@@ -134,7 +134,8 @@ class _Target:
 
     @classmethod
     def parse(cls, url: str) -> "_Target":
-        shown = shown_url(url)
+        redacted = redact_url(url)
+        shown = shorten(redacted, MAX_QUOTED_URL)
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -148,6 +149,10 @@ class _Target:
             )
         if not parts.hostname:
             raise TransferError(f"{shown}: no host in the URL")
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError as error:
+            raise TransferError(f"{shown}: not a valid host name ({error})") from None
         raw_path = parts.path[1:] if parts.path.startswith("/") else parts.path
         return cls(
             scheme=scheme,
@@ -158,12 +163,18 @@ class _Target:
             path=unquote(raw_path),
             query=parts.query,
             shown=shown,
-            redacted=redact_url(url),
+            redacted=redacted,
         )
 
     @property
+    def shown_host(self) -> str:
+        """The host as messages show it (cut to MAX_QUOTED_URL characters)."""
+        return shorten(self.host, MAX_QUOTED_URL)
+
+    @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """host:port as messages show it."""
+        return f"{self.shown_host}:{self.port}"
 
     @property
     def is_ftp(self) -> bool:
@@ -177,9 +188,10 @@ class _Target:
         return urlunsplit((self.scheme, netloc, "/" + quote(self.path if path is None else path), self.query, ""))
 
     def shown_with_path(self, path: str) -> str:
-        """The URL, password masked, with its path replaced by ``path`` (the file a transfer ended at)."""
+        """The URL as messages show it (``shown_url``), with its path replaced by ``path`` (the file a
+        transfer ended at)."""
         parts = urlsplit(self.redacted)
-        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(path), parts.query, ""))
+        return shorten(urlunsplit((parts.scheme, parts.netloc, "/" + quote(path), parts.query, "")), MAX_QUOTED_URL)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,7 +495,7 @@ def _connection_error(what: str, target: _Target, error: BaseException, timeout_
     """A TransferError saying what went wrong with the connection to ``target``, in words."""
     reason = error.reason if isinstance(error, urllib.error.URLError) else error
     if isinstance(reason, ssl.SSLCertVerificationError):
-        detail = f"the TLS certificate of {target.host} is not trusted ({reason.verify_message})"
+        detail = f"the TLS certificate of {target.shown_host} is not trusted ({reason.verify_message})"
     elif isinstance(reason, ssl.SSLError):
         detail = f"TLS with {target.address} failed ({reason.reason or reason})"
     elif isinstance(reason, (socket.timeout, TimeoutError)):
@@ -491,7 +503,7 @@ def _connection_error(what: str, target: _Target, error: BaseException, timeout_
     elif isinstance(reason, ConnectionRefusedError):
         detail = f"{target.address} refused the connection"
     elif isinstance(reason, socket.gaierror):
-        detail = f"cannot resolve {target.host} ({reason.strerror})"
+        detail = f"cannot resolve {target.shown_host} ({reason.strerror})"
     elif isinstance(reason, http.client.IncompleteRead):
         detail = f"{target.address} closed the connection after {len(reason.partial)} bytes"
     elif isinstance(reason, EOFError):

@@ -344,3 +344,16 @@ async def test_ftps_to_a_server_without_tls_fails_at_the_tls_upgrade(server, tmp
     url = server.ftp_url.replace("ftp://", "ftps://")
     with pytest.raises(TransferError, match=r"FTP log in .*answered 504"):
         await transfer.download(f"{url}fw.bin", tmp_path / "fw.bin", timeout_s=5)
+
+
+@pytest.mark.parametrize("scheme", ["http", "ftp"])
+async def test_a_huge_host_is_refused_in_words_and_not_quoted_whole(tmp_path, scheme):
+    with pytest.raises(TransferError) as failed:
+        await transfer.download(f"{scheme}://{'h' * 100_000}.invalid/fw.bin", tmp_path / "fw.bin", timeout_s=5)
+    assert "not a valid host name" in str(failed.value) and len(str(failed.value)) < 2 * transfer.MAX_QUOTED_URL
+
+
+async def test_an_upload_to_a_location_with_a_huge_query_is_told_cut(server, tmp_path):
+    (tmp_path / "log.txt").write_text("x")
+    shown = await transfer.upload(tmp_path / "log.txt", f"{server.http_url}/logs/?{'q' * 2_000}", timeout_s=5)
+    assert len(shown) < transfer.MAX_QUOTED_URL + 40 and "more characters" in shown
