@@ -21,12 +21,6 @@ CLOSE_TIMEOUT_S = 1.0
 """How long the websocket closing handshake may take before the TCP connection is dropped."""
 
 
-def ocpp_version(subprotocol: str | None) -> str | None:
-    """The OCPP version a websocket subprotocol agreed in the handshake names ("ocpp1.6" -> "1.6",
-    "ocpp2.0.1" -> "2.0.1": OCPP-J 1.6 §3.1.2, OCPP 2.0.1 Part 4 §3.1.2); None without one."""
-    return subprotocol.removeprefix("ocpp") if subprotocol else None
-
-
 def keepalive(ping_interval_s: float) -> tuple[float | None, float | None]:
     """(ping interval, ping timeout) of the websocket: a ping every WebSocketPingInterval
     (OCPP 1.6 §9.1.34, 2.0.1 OCPPCommCtrlr; 0 = none), and a pong due within the same time. A

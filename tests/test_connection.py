@@ -1,21 +1,16 @@
-"""The websocket's keepalive, reconnect back-off and subprotocol, shared by the 1.6 and 2.0.1 adapters."""
+"""The websocket's keepalive and reconnect back-off, shared by the 1.6 and 2.0.1 adapters."""
 
 from __future__ import annotations
 
 import pytest
 
 from evcp.config import OcppConfig
-from evcp.connection import keepalive, ocpp_version, reconnect_delay
+from evcp.connection import keepalive, reconnect_delay
 
 
 @pytest.mark.parametrize("interval, expected", [(5, (5, 5)), (30, (30, 30)), (0, (None, None))])
 def test_a_pong_is_due_within_one_ping_interval_and_zero_turns_pings_off(interval, expected):
     assert keepalive(interval) == expected
-
-
-@pytest.mark.parametrize("subprotocol, version", [("ocpp1.6", "1.6"), ("ocpp2.0.1", "2.0.1"), (None, None)])
-def test_the_subprotocol_agreed_names_the_ocpp_version_spoken(subprotocol, version):
-    assert ocpp_version(subprotocol) == version
 
 
 def test_the_reconnect_delay_doubles_with_jitter_up_to_the_maximum():

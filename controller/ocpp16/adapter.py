@@ -34,7 +34,7 @@ import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.connection import (CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, log_disconnected,
-                             ocpp_version, reconnect_delay)
+                             reconnect_delay)
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, Settings
@@ -314,9 +314,6 @@ class Ocpp16Adapter:
         self.outbox = Outbox(store)
         self.link: CentralSystemLink | None = None
         self.connected = False
-        self.protocol: str | None = None
-        """The OCPP version the open connection speaks, as its handshake agreed (``ocpp_version``); None
-        while there is none."""
         self.registration: str | None = None
         self.heartbeat_interval = float(configuration.get("HeartbeatInterval"))
         self.last_contact: float | None = None
@@ -379,6 +376,12 @@ class Ocpp16Adapter:
     @property
     def url(self) -> str:
         return self.config.ocpp.csms_url.rstrip("/") + "/" + self.config.charge_point.id
+
+    @property
+    def protocol(self) -> str | None:
+        """The OCPP version the open connection speaks (its handshake agreed to nothing else); None
+        while there is none."""
+        return "1.6" if self.connected else None
 
     @property
     def online(self) -> bool:
@@ -613,7 +616,6 @@ class Ocpp16Adapter:
                                  response_timeout=self.config.ocpp.call_timeout_s, on_frame=self._touch)
         link.adapter = self
         self.link, self.connected = link, True
-        self.protocol = ocpp_version(ws.subprotocol)
         log.info("connected to central system %s", self.url)
         receiver = asyncio.create_task(link.start(), name="ocpp-receive")
         try:
@@ -637,7 +639,6 @@ class Ocpp16Adapter:
         if self.connected:
             log_disconnected(log)
         self.connected = False
-        self.protocol = None
         self.link = None
         self._online.clear()
         for trigger in self._accepted_triggers.values():  # answered on a connection that is gone

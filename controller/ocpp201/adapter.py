@@ -33,7 +33,7 @@ import evcp
 from evcp.aio import wait_event
 from evcp.config import Config
 from evcp.connection import (CLOSE_TIMEOUT_S, MAX_FRAME_BYTES, MAX_QUEUED_FRAMES, keepalive, log_disconnected,
-                             ocpp_version, reconnect_delay)
+                             reconnect_delay)
 from evcp.core import actions as act
 from evcp.core import events as ev
 from evcp.core.model import AuthStatus, ConnectorStatus, StopReason
@@ -274,9 +274,6 @@ class Ocpp201Adapter:
         self.outbox = Outbox(store)
         self.link: CsmsRequests | None = None
         self.connected = False
-        self.protocol: str | None = None
-        """The OCPP version the open connection speaks, as its handshake agreed (``ocpp_version``); None
-        while there is none."""
         self.registration: str | None = None
         self.last_contact: float | None = None
         self._store = store
@@ -409,6 +406,12 @@ class Ocpp201Adapter:
         return self.security.csms_url.rstrip("/") + "/" + self.config.charge_point.id
 
     @property
+    def protocol(self) -> str | None:
+        """The OCPP version the open connection speaks (its handshake agreed to nothing else); None
+        while there is none."""
+        return "2.0.1" if self.connected else None
+
+    @property
     def online(self) -> bool:
         return self._online.is_set()
 
@@ -470,7 +473,6 @@ class Ocpp201Adapter:
                             response_timeout=self.config.ocpp.call_timeout_s, on_frame=self._touch)
         link.adapter = self
         self.link, self.connected = link, True
-        self.protocol = ocpp_version(ws.subprotocol)
         log.info("connected to central system %s (OCPP 2.0.1)", self.url)
         receiver = asyncio.create_task(link.start(), name="ocpp-receive")
         try:
@@ -500,7 +502,6 @@ class Ocpp201Adapter:
         if self.connected:
             log_disconnected(log)
         self.connected = False
-        self.protocol = None
         self.link = None
         self._online.clear()
 
