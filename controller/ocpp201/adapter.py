@@ -47,7 +47,7 @@ from evcp.ocpp201.meter_values import meter_value
 from evcp.ocpp201.problems import ProblemReports
 from evcp.ocpp201.reservations import Refused as ReservationRefused
 from evcp.ocpp201.reservations import StatusUpdates, reserve_now_event
-from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity, password_rule
+from evcp.ocpp201.security import MAX_CERTIFICATE_CHAIN_BYTES, StationSecurity
 from evcp.ocpp201.security import TRIGGERS as SECURITY_TRIGGERS
 from evcp.ocpp201.smart_charging import Refused, SmartCharging
 from evcp.ocpp201.transactions import ACTION, Measurands, Transactions, charging_state_of, id_token_for
@@ -280,7 +280,7 @@ class Ocpp201Adapter:
         self._online = asyncio.Event()
         self._heartbeat_changed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self.device_model = station_device_model(config, MAX_CERTIFICATE_CHAIN_BYTES, password_rule)
+        self.device_model = station_device_model(config, MAX_CERTIFICATE_CHAIN_BYTES)
         self.device_model.set_initial(config.ocpp.variables)
         for problem in self.device_model.restore(self._load(VARIABLES)):
             log.warning("stored OCPP 2.0.1 variable not restored: %s", problem)

@@ -255,8 +255,7 @@ def station_variables(connectors: int, vendor: str, model: str, serial_number: s
     return items
 
 
-def security_variables(profile: int, identity: str, basic_auth_password: str, max_chain_size: int,
-                       password_rule: Callable[[str], str | None]) -> list[Variable]:
+def security_variables(profile: int, identity: str, basic_auth_password: str, max_chain_size: int) -> list[Variable]:
     """SecurityCtrlr (Part 2 A, Appendix "Security related"): the profile in force (set by the
     installer, ``ocpp.security_profile``), the Basic authentication identity (the station id of
     the URL) and password (write-only; the CSMS changes it with SetVariables, A01), the O of the
@@ -268,7 +267,7 @@ def security_variables(profile: int, identity: str, basic_auth_password: str, ma
         Variable(VariableKey("SecurityCtrlr", "SecurityProfile"), "integer", str(profile), **ro),
         Variable(VariableKey("SecurityCtrlr", "Identity"), "string", identity, **ro),
         Variable(VariableKey("SecurityCtrlr", "BasicAuthPassword"), "string", basic_auth_password,
-                 mutability="WriteOnly", rule=password_rule),
+                 mutability="WriteOnly", rule=basic_auth_password_problem),
         Variable(VariableKey("SecurityCtrlr", "OrganizationName"), "string", ""),
         Variable(VariableKey("SecurityCtrlr", "CertificateEntries"), "integer", "0", **ro),
         Variable(VariableKey("SecurityCtrlr", "MaxCertificateChainSize"), "integer", str(max_chain_size), **ro),
@@ -288,15 +287,14 @@ def name_of(key: VariableKey) -> str:
     return ".".join(part for part in (key.component, key.variable, key.variable_instance) if part)
 
 
-def station_device_model(config: "Config", max_chain_size: int = 0,
-                         password_rule: Callable[[str], str | None] = basic_auth_password_problem) -> DeviceModel:
+def station_device_model(config: "Config", max_chain_size: int = 0) -> DeviceModel:
     """Every variable of the station ``config`` describes, with its default value (the installer's
     ``ocpp.variables`` are for ``DeviceModel.set_initial``)."""
     cp, ocpp = config.charge_point, config.ocpp
     return DeviceModel(station_variables(cp.connectors, cp.vendor, cp.model, cp.serial_number,
                                          f"evcp {evcp.__version__}", socket_outlet=cp.cable == "socket")
                        + security_variables(ocpp.security_profile, cp.id, ocpp.authorization_key or "",
-                                            max_chain_size, password_rule))
+                                            max_chain_size))
 
 
 @dataclass

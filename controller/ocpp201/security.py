@@ -50,7 +50,6 @@ from evcp.ocpp.security import (
     PROFILES_WITH_PASSWORD,
     SecuritySettings,
     SecuritySettingsError,
-    basic_auth_password_problem,
     classify_failure,
     connection_parameters,
     restrict_to_owner,
@@ -93,11 +92,6 @@ CSMS_SLOTS = range(1, 4)
 STATE_DAMAGED_EVENT = "StateDatabaseDamaged"
 """This station's own security event (the list is open, as in 1.6): the state database's
 write-ahead log was damaged at start-up; techInfo says what was kept."""
-
-
-def password_rule(text: str) -> str | None:
-    """SecurityCtrlr.BasicAuthPassword's check, for the device model."""
-    return basic_auth_password_problem(text)
 
 
 class StationSecurity:

@@ -75,11 +75,10 @@ def test_reports():
 
 
 def secured(password: str = "") -> DeviceModel:
-    from evcp.ocpp201.security import password_rule
     from evcp.ocpp201.device_model import security_variables
 
     return DeviceModel(station_variables(1, "evcp", "bench", "SN1", "evcp 0.1")
-                       + security_variables(2, "CP-1", password, 10_000, password_rule))
+                       + security_variables(2, "CP-1", password, 10_000))
 
 
 def test_basic_auth_password_is_write_only_checked_and_never_reported():
