@@ -45,12 +45,15 @@ import os
 import re
 import ssl
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 import websockets
+
+from evcp.timestamps import timestamp
 
 PROFILES = {
     0: "no security",
@@ -310,6 +313,27 @@ class HandshakeFailure:
 
     reason: str
     event_type: str | None = None
+
+
+class PendingFailures:
+    """Connection failures that have a security event type, each reported once the central
+    system can be reached again (1.6 whitepaper "Security events"; 2.0.1 Part 2 A04), with how
+    often it happened and since when."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[float, int, str]] = {}
+
+    def failed(self, failure: HandshakeFailure) -> None:
+        if failure.event_type:
+            since, attempts, _ = self._pending.get(failure.event_type, (time.time(), 0, ""))
+            self._pending[failure.event_type] = (since, attempts + 1, failure.reason)
+
+    def report_to(self, report: Callable[..., None]) -> None:
+        """Connected: ``report(event_type, info, at=since)`` for each, then none is pending."""
+        for event_type, (since, attempts, reason) in sorted(self._pending.items()):
+            times = "once" if attempts == 1 else f"{attempts} times"
+            report(event_type, f"{reason} ({times} since {timestamp(since)})", at=since)
+        self._pending.clear()
 
 
 def classify_failure(error: BaseException, profile: int) -> HandshakeFailure:

@@ -53,6 +53,7 @@ from evcp.ocpp.outbox import Outbox, SecurityEventQueue, SecurityEvents
 from evcp.ocpp.security import (
     ConnectionParameters,
     HandshakeFailure,
+    PendingFailures,
     SecuritySettings,
     SecuritySettingsError,
     classify_failure,
@@ -328,7 +329,7 @@ class Ocpp16Adapter:
         self._reconnect_requested = False
         self._security_changed = False
         self._failed_attempts_on_trial = 0
-        self._pending_failures: dict[str, tuple[float, int, str]] = {}
+        self._pending_failures = PendingFailures()
         """Security event type -> (first time, attempts, last reason) of handshake failures,
         reported once a connection succeeds."""
         self._last_problem: tuple[str, float] | None = None
@@ -467,11 +468,7 @@ class Ocpp16Adapter:
         if confirmed:
             log.info("new security settings work (%s); SecurityProfile %d in use",
                      ", ".join(confirmed), parameters.profile)
-        # Whitepaper "Security events": reported once the central system can be reached again.
-        for event_type, (since, attempts, reason) in sorted(self._pending_failures.items()):
-            times = "once" if attempts == 1 else f"{attempts} times"
-            self.security_event(event_type, f"{reason} ({times} since {timestamp(since)})", at=since)
-        self._pending_failures.clear()
+        self._pending_failures.report_to(self.security_event)
 
     def _handshake_failed(self, failure: HandshakeFailure, settings: SecuritySettings) -> None:
         text = f"central system {self.url} {failure.reason} (security profile {settings.profile})"
@@ -480,9 +477,7 @@ class Ocpp16Adapter:
         if last is None or last[0] != text or now - last[1] > REPEATED_PROBLEM_LOG_S:
             log.error("%s; retrying", text)
             self._last_problem = (text, now)
-        if failure.event_type:
-            since, attempts, _ = self._pending_failures.get(failure.event_type, (time.time(), 0, ""))
-            self._pending_failures[failure.event_type] = (since, attempts + 1, failure.reason)
+        self._pending_failures.failed(failure)
         self._count_attempt_on_trial(failure.reason)
 
     def _count_attempt_on_trial(self, reason: object) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -48,6 +47,7 @@ from evcp.ocpp.framing import request_time
 from evcp.ocpp.outbox import SecurityEventQueue, SecurityEvents
 from evcp.ocpp.security import (
     PROFILES_WITH_PASSWORD,
+    PendingFailures,
     SecuritySettings,
     SecuritySettingsError,
     classify_failure,
@@ -55,7 +55,6 @@ from evcp.ocpp.security import (
     restrict_to_owner,
 )
 from evcp.ocpp.transfer import shown_url, transfer_tls_context
-from evcp.timestamps import timestamp
 
 if TYPE_CHECKING:
     from evcp.config import Config
@@ -131,7 +130,7 @@ class StationSecurity:
         self._password_on_trial = False
         """A new BasicAuthPassword has not connected yet (A01)."""
         self._failed_on_trial = 0
-        self._pending_failures: dict[str, tuple[float, int, str]] = {}
+        self._pending_failures = PendingFailures()
         self._certificate_arrived = asyncio.Event()
         self._signing: asyncio.Task | None = None
         self._network_profiles = {0: {"url": config.ocpp.csms_url, "securityProfile": config.ocpp.security_profile}}
@@ -198,18 +197,13 @@ class StationSecurity:
             log.info("the new BasicAuthPassword works")
         self._password_on_trial, self._failed_on_trial = False, 0
         self._working_password = self.device_model.get(*PASSWORD)
-        for event_type, (since, attempts, reason) in sorted(self._pending_failures.items()):
-            times = "once" if attempts == 1 else f"{attempts} times"
-            self.report(event_type, f"{reason} ({times} since {timestamp(since)})", at=since)
-        self._pending_failures.clear()
+        self._pending_failures.report_to(self.report)
 
     def connection_failed(self, error: BaseException, profile: int) -> bool:
         """A connection attempt failed before the websocket opened; True when the cause is the
         security settings or credentials (worth logging as an error, not fixed by retrying soon)."""
         failure = classify_failure(error, profile)
-        if failure.event_type:
-            since, attempts, _ = self._pending_failures.get(failure.event_type, (time.time(), 0, ""))
-            self._pending_failures[failure.event_type] = (since, attempts + 1, failure.reason)
+        self._pending_failures.failed(failure)
         serious = failure.event_type is not None or isinstance(error, SecuritySettingsError)
         if serious:
             log.error("central system %s (security profile %d); retrying", failure.reason, profile)
