@@ -202,6 +202,17 @@ class ReservationsChanged:
 
 
 @dataclass(frozen=True)
+class PlugChanged:
+    """The EV was plugged in (IEC 61851-1: the pilot left state A) or out. OCPP 2.0.1: EVConnected
+    (a TxStartPoint / TxStopPoint, CablePluggedIn, EVCommunicationLost); OCPP 1.6 tells it by the
+    status alone."""
+
+    connector: int
+    plugged: bool
+    at: float
+
+
+@dataclass(frozen=True)
 class DeviceProblem:
     """A device's fault began (``active``, with why) or ended. ``connector`` 0: a device of the
     charge point as a whole (the card reader, the power-fail input). OCPP 1.6 tells it in the
@@ -247,6 +258,7 @@ Action = (
     | UnlockRefused
     | StatusChanged
     | PowerDeliveryChanged
+    | PlugChanged
     | RequestAuthorization
     | Authorized
     | AuthorizationEnded

@@ -114,6 +114,7 @@ class Connector:
     """A reading since the contactor last closed showed the EV drawing (ENERGY_FLOW_MIN_W)."""
     reported: tuple[ConnectorStatus, ErrorCode, str] | None = None
     reported_delivery: tuple[bool, bool] = (False, False)
+    reported_plugged: bool = False
     pilot_detail: str = ""
     """Why the pilot reads E, F or D, as the pilot hardware explains it (e.g. a missing EV diode)."""
     senses_cable: bool = False
@@ -240,10 +241,11 @@ class Station:
         handler = getattr(self, "_on_" + type(event).__name__)
         handler(event, now, out)
         self._reconcile(now, out)
-        # Opening a contactor is never held up by bookkeeping: it goes first.
-        return [a for a in out if isinstance(a, act.OpenRelay)] + [
-            a for a in out if not isinstance(a, act.OpenRelay)
-        ]
+        # Opening a contactor is never held up by bookkeeping: it goes first. The plug comes before
+        # what it led to (a transaction's start, a status).
+        first = (act.OpenRelay, act.PlugChanged)
+        return ([a for a in out if isinstance(a, act.OpenRelay)] + [a for a in out if isinstance(a, act.PlugChanged)]
+                + [a for a in out if not isinstance(a, first)])
 
     def meter_report(self, connector: int, at: float, context: str) -> act.ReportMeterValues | None:
         """The connector's last reading as a report (with its transaction, if one runs); None before
@@ -1064,6 +1066,9 @@ class Station:
     def _reconcile(self, now: float, out: list) -> None:
         self._remove_unusable_reservations(out)
         for c in self.connectors.values():
+            if c.plugged != c.reported_plugged:
+                c.reported_plugged = c.plugged
+                out.append(act.PlugChanged(c.id, c.plugged, now))
             self._update_offer(c, now, out)
             energise = self._may_energise(c, now)
             if c.relay_closed and not energise:

@@ -311,7 +311,6 @@ class Ocpp201Adapter:
         """ChangeAvailability Inoperative (by target, 0: the station) waiting for transactions of
         this adapter's own that the core does not run (started at EVConnected, before any card)."""
         self._status_sent: dict[int, str] = {}
-        self._plugged: dict[int, bool] = {}
         self.controller.apply_settings(settings_from(self.device_model, self.controller.installer_settings))
 
     def detach(self) -> None:
@@ -688,9 +687,12 @@ class Ocpp201Adapter:
         """Take one protocol action from the core; never blocks (sending happens in tasks)."""
         now_online = self.online
         evse = getattr(action, "connector", 0)
-        if evse:
-            self._plug_changes(evse, getattr(action, "at", None) or self.controller.clock())
-        if isinstance(action, act.StatusChanged):
+        if isinstance(action, act.PlugChanged):
+            if action.plugged:
+                self.transactions.ev_connected(evse, action.at, now_online)
+            else:
+                self.transactions.ev_disconnected(evse, action.at, now_online)
+        elif isinstance(action, act.StatusChanged):
             # The AvailabilityState variables (Part 2 G01; GetVariables, SummaryInventory) follow.
             self.device_model.set_internal("EVSE" if evse else "ChargingStation", "AvailabilityState",
                                            CONNECTOR_STATUS[action.status], evse or None)
@@ -729,18 +731,6 @@ class Ocpp201Adapter:
                 self._spawn(self.reservation_updates.deliver(self._call))
         if self._evse_resets:
             self.reset_idle_evses()
-
-    def _plug_changes(self, evse: int, at: float) -> None:
-        """The core's connector says whether the EV is plugged in; any of its actions may be the
-        first to show a change (after an authorization its status stays the same at the plug)."""
-        plugged = self.controller.station.connectors[evse].plugged
-        if plugged == self._plugged.get(evse, False):
-            return
-        self._plugged[evse] = plugged
-        if plugged:
-            self.transactions.ev_connected(evse, at, self.online)
-        else:
-            self.transactions.ev_disconnected(evse, at, self.online)
 
     def _read_meter(self, evse: int, measurands: list[str], context: str, at: float) -> dict[str, Any] | None:
         """The EVSE's last meter reading as a MeterValueType of ``measurands`` (None before the first)."""

@@ -58,6 +58,22 @@ def test_the_plug_is_locked_before_the_transaction_starts_and_the_contactor_clos
     assert b.station.lock_state(1) == "locked"
 
 
+def test_the_plug_is_told_when_it_happens_not_when_the_lock_has_moved():
+    """A card first, then the cable: the plug comes at once, ahead of the lock's move (OCPP 2.0.1
+    stamps CablePluggedIn with it), and the unplug too."""
+    b = socket_bench()
+    b(ev.CableChanged(1, 32.0))
+    b(ev.TagPresented(TAG))
+    b(ev.AuthorizationResult(TAG, ACCEPTED))
+    out = b(ev.PilotChanged(1, "B"))
+    assert [a for a in out if isinstance(a, (act.PlugChanged, act.LockSocket))] == [act.PlugChanged(1, True, b.now),
+                                                                                   act.LockSocket(1)]
+    assert not any(isinstance(a, act.ReportTransactionStart) for a in out), "the transaction waits for the lock"
+    assert act.PlugChanged(1, True, b.now) not in b(ev.LockReported(1, locked=True)), "told once"
+    out = b(ev.PilotChanged(1, "A"))
+    assert act.PlugChanged(1, False, b.now) in out
+
+
 def test_tc_024_lock_failure_faults_the_connector_and_starts_nothing():
     b = socket_bench()
     b(ev.RemoteStartRequested(1, TAG))
